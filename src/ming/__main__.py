@@ -1,0 +1,3 @@
+from ming.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,195 @@
+"""`ming chat`: the multi-turn medical console (医疗问答 / 智能问诊)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ming.cli.common import add_generation_args, add_model_args, add_safety_args
+
+
+def add_parser(sub, name: str, help_text: str):
+    p = sub.add_parser(name, help=help_text, description=(
+        "Talk to a medical model over many turns. Type `new chat` to start over, /help for commands. "
+        "With no --model-path the embedded default model runs offline on CPU."))
+    add_model_args(p)
+    add_generation_args(p)
+    add_safety_args(p)
+    p.add_argument("--mode", choices=["qa", "consult"], default="qa",
+                   help="qa = 医疗问答 (answer questions, analyse cases and reports); consult = 智能问诊 "
+                        "(ask one follow-up question at a time, then give an assessment)")
+    p.add_argument("--system", default=None,
+                   help="system prompt; '' for none; '@template' for the one the checkpoint was trained with "
+                        "(e.g. MING-1.8B's 'You are a helpful assistant.')")
+    p.add_argument("--once", metavar="QUESTION", default=None, help="answer one question, print it and exit")
+    p.add_argument("--plain", action="store_true", help="no colours or Markdown rendering even on a terminal")
+    p.set_defaults(func=run)
+    return p
+
+
+class PlainIO:
+    """Pipes and --plain: read lines, write text as it streams."""
+
+    def __init__(self, out=sys.stdout, err=sys.stderr):
+        self.out, self.err, self.interactive = out, err, False
+
+    def read(self, prompt: str) -> str | None:
+        line = sys.stdin.readline()
+        return None if line == "" else line.rstrip("\n")
+
+    def info(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+    def begin_answer(self) -> None:
+        self.out.write("明医: ")
+        self.out.flush()
+
+    def stream(self, text: str, kind: str) -> None:
+        self.out.write(text)
+        self.out.flush()
+
+    def end_answer(self) -> None:
+        self.out.write("\n")
+        self.out.flush()
+
+
+class RichIO(PlainIO):
+    """A terminal: prompt with line editing, answers rendered as Markdown while they stream."""
+
+    def __init__(self):
+        super().__init__()
+        from rich.console import Console
+
+        self.console = Console()
+        self.interactive = True
+        self._live = None
+        self._text = ""
+
+    def read(self, prompt: str) -> str | None:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+        try:
+            return input(prompt)
+        except EOFError:
+            return None
+
+    def info(self, text: str) -> None:
+        self.console.print(text, style="dim", highlight=False, markup=False)
+
+    def begin_answer(self) -> None:
+        from rich.live import Live
+
+        self._text = ""
+        self.console.print("[bold green]明医:[/bold green]")
+        self._live = Live(console=self.console, refresh_per_second=8, vertical_overflow="visible")
+        self._live.start()
+
+    def stream(self, text: str, kind: str) -> None:
+        from rich.markdown import Markdown
+
+        self._text += text
+        self._live.update(Markdown(self._text))
+
+    def end_answer(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from ming import DISCLAIMER
+    from ming.cli.common import generation_config, model_options
+    from ming.engine import create_engine
+    from ming.errors import MingError
+    from ming.prompts import system_prompt
+    from ming.respond import load_policy
+    from ming.session import HELP, Session, parse_command
+
+    gen = generation_config(args)
+    io = RichIO() if (sys.stdin.isatty() and sys.stdout.isatty() and not args.plain and args.once is None) else PlainIO()
+    io.info(f"明医 MING — {DISCLAIMER}")
+    if gen.num_beams > 1 and (args.temperature not in (0, 1.0) or args.top_p < 1 or args.top_k):
+        io.info(f"[ming] beam search ({gen.num_beams} beams) decodes deterministically: temperature, top-p and "
+                "top-k are ignored")
+    engine = create_engine(model_options(args), need_beam=gen.num_beams > 1)
+    system = system_prompt(args.mode, args.system, engine.template.default_system)
+    session = Session(engine, gen, system=system, policy=load_policy(args.safety))
+
+    cancel = threading.Event()
+    answering = threading.Event()
+
+    def on_sigint(signum, frame):
+        if answering.is_set():
+            cancel.set()  # stop this answer, keep the session
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+    def answer(question: str) -> None:
+        cancel.clear()
+        answering.set()
+        io.begin_answer()
+        try:
+            for ev in session.ask(question, cancel):
+                if ev.kind in ("text", "safety"):
+                    io.stream(ev.text, ev.kind)
+                elif ev.kind == "done":
+                    io.end_answer()
+                    if ev.decision is not None and ev.decision.triggered:
+                        ids = ", ".join(t["rule_id"] for t in ev.decision.triggered)
+                        io.info(f"[ming safety] {ev.decision.action}: {ids}")
+                    if ev.chunk is not None and ev.chunk.finish_reason == "cancelled":
+                        io.info("[ming] answer stopped (Ctrl-C); the conversation continues")
+        finally:
+            answering.clear()
+        if session.last_dropped and not session.truncation_noted:
+            io.info(f"[ming] the conversation is longer than the model's context window: the oldest "
+                    f"{session.last_dropped} exchange(s) were dropped (the system prompt and your question are kept)")
+            session.truncation_noted = True
+
+    if args.once is not None:
+        answer(args.once)
+        return 0
+
+    io.info(f"[ming] model: {engine.name} · backend: {engine.backend} · template: {engine.template.name} · "
+            f"mode: {args.mode} · safety: {args.safety}. Type /help for commands, `new chat` to start over.")
+    while True:
+        try:
+            line = io.read("\n用户: ")
+        except KeyboardInterrupt:
+            io.info("")
+            return 0
+        if line is None:  # EOF
+            return 0
+        if not line.strip():
+            continue
+        cmd = parse_command(line)
+        if cmd is None:
+            try:
+                answer(line)
+            except MingError as exc:
+                io.end_answer()
+                io.info(f"[ming] {exc}")
+            continue
+        if cmd.name == "exit":
+            return 0
+        if cmd.name == "reset":
+            session.reset()
+            io.info("[ming] === new chat === (history cleared)")
+        elif cmd.name == "undo":
+            io.info("[ming] last exchange removed" if session.undo() else "[ming] nothing to undo")
+        elif cmd.name == "save":
+            if not cmd.arg:
+                io.info("[ming] usage: /save FILE")
+            else:
+                io.info(f"[ming] saved to {session.save(cmd.arg)}")
+        elif cmd.name == "help":
+            io.info(HELP)
+        else:
+            io.info(f"[ming] unknown command {cmd.arg!r}; /help lists the commands")

@@ -1,0 +1,156 @@
+"""Cleaning of converted records: Unicode normalisation, PII removal, length limits, language check,
+empty/broken turns. Every drop is counted by reason; every PII replacement is counted by kind."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ming.data.records import validate_record
+
+# Full-width ASCII letters/digits -> half-width (NFKC would also turn Chinese punctuation ，。？ into ASCII,
+# which we do not want in Chinese text).
+_FULLWIDTH_ALNUM = {c: c - 0xFEE0 for r in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
+                    for c in range(r[0], r[1] + 1)}
+_INVISIBLE = dict.fromkeys([0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD], None)
+_SPACES = {0x3000: 0x20, 0x00A0: 0x20, 0x2002: 0x20, 0x2003: 0x20, 0x2009: 0x20, 0x202F: 0x20}
+_TRANSLATE = {**_FULLWIDTH_ALNUM, **_INVISIBLE, **_SPACES}
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_HSPACE = re.compile(r"[ \t]+")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+# PII patterns, most specific first. Replacements are placeholders so the sentence still reads.
+PII_PATTERNS: list[tuple[str, re.Pattern, str]] = [
+    ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), "[邮箱]"),
+    ("url", re.compile(r"(?:https?://|www\.)[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+"
+                       r"|\b[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.(?:com|cn|net|org|gov|edu|info|io)\b(?:/[\w\-./?=&%#]*)?"),
+     "[网址]"),
+    ("id_number", re.compile(r"(?<![0-9A-Za-z])[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+                             r"\d{3}[\dXx](?![0-9A-Za-z])"), "[身份证号]"),
+    ("phone", re.compile(r"(?<![\d.])(?:\+?86[-\s]?)?1[3-9]\d[-\s]?\d{4}[-\s]?\d{4}(?![\d.])"
+                         r"|(?<![\d.])0\d{2,3}-\d{7,8}(?![\d.])|(?<![\d.])[48]00[-\s]?\d{3}[-\s]?\d{4}(?![\d.])"),
+     "[电话]"),
+    ("im_account", re.compile(r"(?:QQ|qq|微信号?|VX|vx|wx|WX)\s*[号：:]?\s*[A-Za-z][A-Za-z0-9_-]{4,19}"
+                              r"|(?:QQ|qq)\s*[号：:]?\s*\d{5,11}"), "[联系方式]"),
+]
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[A-Za-z]")
+
+
+def normalize_text(text: str) -> str:
+    """NFC, full-width letters/digits to half-width, invisible and control characters removed, spaces
+    collapsed, at most one blank line in a row, lines stripped at the end."""
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = text.translate(_TRANSLATE)
+    text = _CONTROL.sub("", text)
+    text = _HSPACE.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return _MANY_NEWLINES.sub("\n\n", text).strip()
+
+
+def scrub_pii(text: str, counts: Counter | None = None) -> str:
+    for kind, pattern, repl in PII_PATTERNS:
+        text, n = pattern.subn(repl, text)
+        if n and counts is not None:
+            counts[kind] += n
+    return text
+
+
+def language_of(text: str) -> str:
+    """'zh' when CJK characters are at least 30% of the letters, 'en' when there are (almost) none, else 'mixed'."""
+    cjk = len(_CJK.findall(text))
+    latin_words = len(re.findall(r"[A-Za-z]+", text))
+    if cjk == 0 and latin_words == 0:
+        return "none"
+    # compare characters of Chinese with words of Latin script (one Chinese character ~ one word's weight)
+    ratio = cjk / (cjk + latin_words)
+    if ratio >= 0.3:
+        return "zh"
+    if ratio <= 0.05:
+        return "en"
+    return "mixed"
+
+
+@dataclass
+class CleanConfig:
+    max_chars: int = 8000  # whole conversation, characters
+    max_turn_chars: int = 4000
+    min_user_chars: int = 2
+    min_assistant_chars: int = 4
+    max_messages: int = 40
+    languages: tuple[str, ...] = ("zh",)  # accepted languages of the conversation; ("any",) turns the check off
+    pii: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "CleanConfig":
+        d = dict(d or {})
+        if "languages" in d:
+            langs = d["languages"]
+            d["languages"] = tuple([langs] if isinstance(langs, str) else langs)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            from ming.errors import MingError
+
+            raise MingError(f"unknown clean option(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class Cleaner:
+    config: CleanConfig = field(default_factory=CleanConfig)
+    drops: Counter = field(default_factory=Counter)
+    pii: Counter = field(default_factory=Counter)
+    seen: int = 0
+    kept: int = 0
+
+    def clean(self, rec: dict, *, languages: tuple[str, ...] | None = None) -> dict | None:
+        """The cleaned record, or None (the reason is counted in `drops`)."""
+        self.seen += 1
+        reason = self._clean(rec, languages or self.config.languages)
+        if reason:
+            self.drops[reason] += 1
+            return None
+        self.kept += 1
+        return rec
+
+    def _clean(self, rec: dict, languages: tuple[str, ...]) -> str | None:
+        cfg = self.config
+        msgs = rec.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            return "empty_conversation"
+        if len(msgs) > cfg.max_messages:
+            return "too_many_turns"
+        total = 0
+        out = []
+        for m in msgs:
+            content = m.get("content") if isinstance(m, dict) else None
+            if not isinstance(content, str):
+                return "broken_turn"
+            content = normalize_text(content)
+            if cfg.pii:
+                content = scrub_pii(content, self.pii)
+            if not content:
+                return "empty_turn"
+            role = m.get("role")
+            if role == "user" and len(content) < cfg.min_user_chars:
+                return "too_short"
+            if role == "assistant" and len(content) < cfg.min_assistant_chars:
+                return "too_short"
+            if len(content) > cfg.max_turn_chars:
+                return "too_long"
+            total += len(content)
+            out.append({"role": role, "content": content})
+        if total > cfg.max_chars:
+            return "too_long"
+        if "any" not in languages:
+            lang = language_of("\n".join(m["content"] for m in out))
+            if lang not in languages:
+                return f"language_{lang}"
+        rec["messages"] = out
+        if validate_record(rec, training=True):
+            return "bad_structure"
+        return None

@@ -1,0 +1,142 @@
+"""Streaming readers for raw input files: JSONL, JSON arrays and CSV, UTF-8 or GB18030/GBK.
+
+Every row comes out as `(line_number, dict)`. Problems are counted in an ErrorLog with file:line and the row is
+skipped; with `encoding="auto"` a line that is not UTF-8 but decodes as GB18030 is kept and counted as a warning.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Iterator
+
+from ming.data.records import ErrorLog
+
+ENCODINGS = ("auto", "utf-8", "gb18030")
+
+
+def _decode(raw: bytes, encoding: str) -> tuple[str | None, str | None]:
+    """(text, warning) or (None, error)."""
+    if encoding in ("auto", "utf-8"):
+        try:
+            return raw.decode("utf-8"), None
+        except UnicodeDecodeError:
+            if encoding == "utf-8":
+                return None, "not valid UTF-8 (set encoding: gb18030 or auto for GBK files)"
+        try:
+            return raw.decode("gb18030"), "not UTF-8; decoded as GB18030/GBK"
+        except UnicodeDecodeError:
+            return None, "undecodable bytes (neither UTF-8 nor GB18030)"
+    try:
+        return raw.decode(encoding), None
+    except (UnicodeDecodeError, LookupError) as exc:
+        return None, f"cannot decode as {encoding}: {exc.__class__.__name__}"
+
+
+def iter_jsonl(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> Iterator[tuple[int, dict]]:
+    path = Path(path)
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, 1):
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            errors.rows[str(path)] += 1
+            text, problem = _decode(raw, encoding)
+            if text is None:
+                errors.error(path, line_no, problem or "decode error")
+                continue
+            if problem:
+                errors.warn(path, line_no, problem)
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                errors.error(path, line_no, f"malformed JSON ({exc.msg} at column {exc.colno})")
+                continue
+            if not isinstance(obj, dict):
+                errors.error(path, line_no, f"line is a JSON {type(obj).__name__}, expected an object")
+                continue
+            yield line_no, obj
+
+
+def iter_json_array(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> Iterator[tuple[int, dict]]:
+    """A `.json` file holding a list of objects (Alpaca/ShareGPT releases). Loaded whole: use JSONL for big data.
+    The 'line' reported is the item number (1-based)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    text, problem = _decode(raw, encoding)
+    if text is None:
+        errors.error(path, 1, problem or "decode error")
+        return
+    if problem:
+        errors.warn(path, 1, problem)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        errors.error(path, exc.lineno, f"malformed JSON ({exc.msg}); the whole file was skipped")
+        return
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        errors.error(path, 1, f"top level is a JSON {type(data).__name__}, expected a list of objects")
+        return
+    for i, obj in enumerate(data, 1):
+        errors.rows[str(path)] += 1
+        if not isinstance(obj, dict):
+            errors.error(path, i, f"item is a JSON {type(obj).__name__}, expected an object")
+            continue
+        yield i, obj
+
+
+def iter_csv(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> Iterator[tuple[int, dict]]:
+    """CSV with a header row. With `auto`, UTF-8 is tried first and GB18030 (a superset of GBK) second; the
+    encoding is decided for the whole file (quoted fields may span lines)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    text, problem = _decode(raw, encoding)
+    if text is None:
+        # find the first bad line to report
+        bad = 1
+        for bad, line in enumerate(raw.split(b"\n"), 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                break
+        errors.rows[str(path)] += 1
+        errors.error(path, bad, (problem or "decode error") + "; the whole file was skipped")
+        return
+    if problem:
+        errors.warn(path, 1, problem + " (whole file)")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames:
+        errors.error(path, 1, "empty CSV (no header row)")
+        return
+    for row in reader:
+        errors.rows[str(path)] += 1
+        line_no = reader.line_num
+        if None in row:  # more cells than header columns
+            errors.error(path, line_no, f"row has {len(reader.fieldnames) + len(row[None])} cells, header has "
+                                        f"{len(reader.fieldnames)}")
+            continue
+        yield line_no, {k.strip(): (v if v is not None else "") for k, v in row.items()}
+
+
+def iter_rows(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> Iterator[tuple[int, dict]]:
+    """Rows of a .jsonl/.json/.csv file, by extension (anything else is read as JSONL)."""
+    path = Path(path)
+    if not path.is_file():
+        from ming.errors import MingError
+
+        raise MingError(f"input file not found: {path}; check the recipe's paths or MING_DATA_DIR "
+                        "(`ming env` shows where ../shared/data is looked for)")
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        yield from iter_csv(path, errors=errors, encoding=encoding)
+    elif suffix == ".json":
+        yield from iter_json_array(path, errors=errors, encoding=encoding)
+    else:
+        yield from iter_jsonl(path, errors=errors, encoding=encoding)

@@ -1,0 +1,94 @@
+"""Licensing-exam MCQ -> QA that states the answer and explains it.
+
+Input rows: `{"id", "question", "options": {"A": ...}, "answer": "B" | "ABD", "explanation"?}` (shared/data exam
+schema). The explanation is used when present; multi-answer items say so in the prompt and list every correct
+option. Case-style items ("女，2岁。…") can be left to `case_reasoning` with `cases: exclude`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+from ming.data.sources._common import Skip, SourceContext, convert_rows, pick, resolve_options
+
+OPTIONS = {
+    "cases": "include",  # include | exclude | only: case-style questions (age in the first 30 characters)
+    "require_explanation": False,
+}
+
+CASE_RE = re.compile(r"\d+\s*(?:岁|个月|月龄|天)|\d+-year-old|\byears? old\b")
+_ZH_PROMPTS = ["{q}\n{opts}", "以下是一道医学考试选择题，请选出正确答案并说明理由。\n{q}\n{opts}",
+               "请回答这道医师资格考试题：\n{q}\n{opts}", "{q}\n{opts}\n请给出答案并解析。"]
+_ZH_MULTI = ["以下是一道多选题（可能有多个正确答案），请选出全部正确答案并说明理由。\n{q}\n{opts}",
+             "{q}（多选）\n{opts}"]
+_EN_PROMPTS = ["{q}\n{opts}", "Answer the following medical exam question and explain why.\n{q}\n{opts}"]
+
+
+def is_case(question: str) -> bool:
+    return bool(CASE_RE.search(question[:40]))
+
+
+def is_english(text: str) -> bool:
+    return len(re.findall(r"[\u4e00-\u9fff]", text)) < 0.05 * max(len(text), 1)
+
+
+def format_options(options: dict) -> str:
+    return "\n".join(f"{k}. {str(v).strip()}" for k, v in options.items())
+
+
+def answer_text(options: dict, answer: str, english: bool = False) -> str:
+    parts = [f"{a}. {str(options[a]).strip()}" for a in answer]
+    return ("; " if english else "；").join(parts)
+
+
+def check_mcq(row: dict) -> tuple[str, dict, str]:
+    q, opts, ans = str(row["question"]).strip(), row["options"], str(row["answer"]).strip().upper()
+    if not isinstance(opts, dict) or len(opts) < 2:
+        raise ValueError("'options' must be an object with at least two options")
+    missing = [a for a in ans if a not in opts]
+    if not ans or missing:
+        raise ValueError(f"answer {ans!r} names option(s) {missing or ans!r} not in options {sorted(opts)}")
+    return q, opts, ans
+
+
+def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
+    o = ctx.options
+    q, opts, ans = check_mcq(row)
+    case = is_case(q)
+    if (o["cases"] == "exclude" and case) or (o["cases"] == "only" and not case):
+        raise Skip("case_filter")
+    expl = str(row.get("explanation") or "").strip()
+    if o["require_explanation"] and not expl:
+        raise Skip("no_explanation")
+    en = is_english(q)
+    key = row.get("id") or q
+    multi = len(ans) > 1
+    prompts = _EN_PROMPTS if en else (_ZH_MULTI if multi else _ZH_PROMPTS)
+    user = pick(prompts, "exam", key).format(q=q, opts=format_options(opts))
+    if en:
+        reply = f"The answer is {answer_text(opts, ans, True)}."
+        reply += f"\n\nExplanation: {expl}" if expl else ""
+    else:
+        if multi:
+            reply = f"本题有{len(ans)}个正确答案：{answer_text(opts, ans)}。"
+        else:
+            reply = f"正确答案是 {answer_text(opts, ans)}。"
+        if expl:
+            reply += f"\n\n解析：{expl}"
+        else:
+            others = "、".join(k for k in opts if k not in ans)
+            reply += f"\n\n其余选项（{others}）与题干所述情况不符。"
+    meta = {"answer": ans, "has_explanation": bool(expl), "case_style": case}
+    for k in ("subject", "department", "difficulty"):
+        if row.get(k):
+            meta[k] = row[k]
+    yield ctx.record([{"role": "user", "content": user}, {"role": "assistant", "content": reply}], key=key,
+                     meta=meta)
+
+
+def iter_records(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
+    ctx.options = resolve_options(OPTIONS, ctx.options, ctx.kind) | {"select": ctx.options.get("select")}
+    yield from convert_rows(paths, ctx, convert, required=("question", "options", "answer"),
+                            types={"question": str, "options": dict, "answer": str})

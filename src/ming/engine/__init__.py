@@ -1,0 +1,16 @@
+"""One streaming generation interface (`Engine`), several backends.
+
+    engine = create_engine(options)                 # ModelOptions from ming.config
+    for chunk in engine.chat_stream(messages, gen): print(chunk.text, end="")
+"""
+
+from ming.engine.base import Chunk, Completion, Engine, GenerationConfig
+
+__all__ = ["Chunk", "Completion", "Engine", "GenerationConfig", "create_engine"]
+
+
+def create_engine(opts, *, need_beam: bool = False, need_loglik: bool = False) -> Engine:
+    """Load the model described by `opts` (ming.config.ModelOptions) on the right backend."""
+    from ming.engine.select import create
+
+    return create(opts, need_beam=need_beam, need_loglik=need_loglik)

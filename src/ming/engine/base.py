@@ -1,0 +1,124 @@
+"""The one streaming generation interface every backend implements, and the settings it takes."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterator, Sequence
+
+from ming.templates import Message, Rendered, Template
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding settings. temperature 0 = greedy. num_beams > 1 = deterministic beam search
+    (temperature / top_p / top_k are then ignored, with a notice: beams never sample)."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.9
+    top_k: int = 0  # 0 = off
+    repetition_penalty: float = 1.0  # 1.0 = off
+    num_beams: int = 1
+    seed: int | None = None
+    stop: tuple[str, ...] = ()  # extra stop strings, on top of the template's
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0 or self.num_beams > 1
+
+    def replace(self, **kw) -> "GenerationConfig":
+        return replace(self, **kw)
+
+    def validate(self) -> "GenerationConfig":
+        from ming.errors import MingError
+
+        if self.max_new_tokens < 1:
+            raise MingError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise MingError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise MingError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0 or self.num_beams < 1:
+            raise MingError("top_k must be >= 0 and num_beams >= 1")
+        if self.repetition_penalty <= 0:
+            raise MingError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
+        return self
+
+
+@dataclass
+class Chunk:
+    """A piece of a streamed answer. The last chunk has finish_reason set."""
+
+    text: str = ""
+    finish_reason: str | None = None  # "stop" | "length" | "cancelled"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens reused from the KV cache
+
+
+@dataclass
+class Completion:
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    info: dict = field(default_factory=dict)
+
+
+class Engine(ABC):
+    """A loaded model that turns prompt token ids into a stream of text chunks.
+
+    Backends: `hf` (transformers, any device), `llamacpp` (GGUF on CPU), `vllm` (GPU servers).
+    Prompts are always rendered by ming's template layer, so every backend sees identical ids."""
+
+    backend: str = "?"
+    name: str = "?"
+    template: Template
+    tokenizer: Any
+    context_length: int = 2048
+    features: frozenset[str] = frozenset()  # e.g. {"beam", "loglik", "prefix_cache", "seed"}
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # one generation at a time per engine; servers queue in front
+
+    # -- to implement ---------------------------------------------------------------------------
+    @abstractmethod
+    def stream(self, prompt_ids: Sequence[int], gen: GenerationConfig,
+               cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        """Yield text chunks as they are generated; the last chunk carries finish_reason and usage."""
+
+    def loglikelihood(self, context_ids: Sequence[int], continuation_ids: Sequence[int]) -> float:
+        """Sum of log-probabilities of continuation given context (for multiple-choice scoring)."""
+        raise NotImplementedError(f"the {self.backend} backend cannot score log-likelihoods")
+
+    def reset_cache(self) -> None:
+        """Forget any reused KV/prefix cache (new chat, undo)."""
+
+    def close(self) -> None:
+        pass
+
+    # -- shared ---------------------------------------------------------------------------------
+    def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> Rendered:
+        return self.template.render(messages, add_generation_prompt=add_generation_prompt)
+
+    def chat_stream(self, messages: Sequence[Message], gen: GenerationConfig,
+                    cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        return self.stream(self.render(messages).ids, gen, cancel)
+
+    def generate(self, prompt_ids: Sequence[int], gen: GenerationConfig,
+                 cancel: threading.Event | None = None) -> Completion:
+        parts, last = [], Chunk()
+        for ch in self.stream(prompt_ids, gen, cancel):
+            parts.append(ch.text)
+            last = ch
+        return Completion("".join(parts), last.finish_reason or "stop", last.prompt_tokens,
+                          last.completion_tokens, last.cached_tokens)
+
+    def chat(self, messages: Sequence[Message], gen: GenerationConfig) -> Completion:
+        return self.generate(self.render(messages).ids, gen)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False))

@@ -1,0 +1,66 @@
+"""Choose and load a backend for a model: `auto` runs a GGUF natively with llama.cpp on CPU when it
+is installed, everything else (and beam search, log-likelihood scoring) with transformers."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from ming.errors import BackendUnavailableError
+
+BACKENDS = ("auto", "hf", "llamacpp", "vllm")
+
+
+def llamacpp_available() -> bool:
+    return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("ming.engine.llamacpp") is not None
+
+
+def choose(opts, ref, need_beam: bool = False, need_loglik: bool = False) -> str:
+    backend = opts.backend
+    if backend not in BACKENDS:
+        raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "llamacpp" and need_beam:
+        print("[ming] llama.cpp has no beam search: using the transformers backend for --beam-size > 1",
+              file=sys.stderr)
+        return "hf"
+    if backend != "auto":
+        return backend
+    gguf = ref.kind == "gguf" or (ref.kind == "lora" and ref.base is not None and ref.base.kind == "gguf")
+    if gguf and ref.kind == "gguf" and opts.device in ("auto", "cpu") and not need_beam and not need_loglik \
+            and llamacpp_available():
+        return "llamacpp"
+    if gguf and need_beam and llamacpp_available():
+        print("[ming] llama.cpp has no beam search: using the transformers backend for --beam-size > 1",
+              file=sys.stderr)
+    return "hf"
+
+
+def create(opts, need_beam: bool = False, need_loglik: bool = False):
+    from ming import models
+    from ming.engine import threads
+
+    ref = models.resolve(opts.model_path, opts.model_base, allow_download=opts.allow_download)
+    backend = choose(opts, ref, need_beam=need_beam, need_loglik=need_loglik)
+    threads.configure(opts.threads)
+    if backend == "hf":
+        from ming.engine import hf
+
+        return hf.load(ref, opts.conv_template, device=opts.device, dtype=opts.dtype,
+                       context_length=opts.context_length, prefix_cache=opts.prefix_cache)
+    if backend == "llamacpp":
+        try:
+            from ming.engine import llamacpp
+        except ImportError as exc:
+            raise BackendUnavailableError(
+                f"the llamacpp backend needs llama-cpp-python ({exc}). Install it with `bash scripts/setup.sh` "
+                "(it builds llama-cpp-python with the flags this CPU needs), or use --backend hf."
+            ) from exc
+        return llamacpp.load(ref, opts.conv_template, threads=opts.threads, context_length=opts.context_length,
+                             prefix_cache=opts.prefix_cache)
+    if backend == "vllm":
+        try:
+            from ming.engine import vllm as vllm_backend
+        except ImportError as exc:
+            raise BackendUnavailableError(f"the vllm backend is not available: {exc}") from exc
+        return vllm_backend.load(ref, opts.conv_template, opts)
+    raise BackendUnavailableError(f"unknown backend {backend!r}")

@@ -1,0 +1,51 @@
+"""Every MING_* environment variable, its default and meaning, in one place.
+
+Read through the functions below (at call time, never at import time)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "MING_HOME": ("$XDG_CACHE_HOME/ming (~/.cache/ming)",
+                  "cache folder: the assembled embedded GGUF, converted checkpoints, built wheels"),
+    "MING_DATA_DIR": ("../shared/data next to the checkout, if present",
+                      "folder of the raw medical data used by recipes, eval tasks and benchmarks"),
+    "MING_THREADS": ("auto (see ming.engine.threads)", "CPU threads for generation and training"),
+    "MING_LOG_LEVEL": ("WARNING", "log level of the ming logger (DEBUG, INFO, WARNING, ERROR)"),
+    "MING_ALLOW_DOWNLOAD": ("0", "1 lets --model-path take a hub id and download it (same as --allow-download)"),
+}
+
+
+def ming_home() -> Path:
+    if os.environ.get("MING_HOME"):
+        return Path(os.environ["MING_HOME"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "ming"
+
+
+def data_dir() -> Path | None:
+    """The raw data folder: $MING_DATA_DIR, else ../shared/data beside the checkout or cwd."""
+    if os.environ.get("MING_DATA_DIR"):
+        return Path(os.environ["MING_DATA_DIR"]).expanduser()
+    here = Path(__file__).resolve()
+    candidates = [Path.cwd() / ".." / "shared" / "data", Path.cwd() / "shared" / "data"]
+    candidates += [p / "shared" / "data" for p in here.parents]
+    for c in candidates:
+        if (c / "README.md").is_file():
+            return c.resolve()
+    return None
+
+
+def threads() -> int | None:
+    v = os.environ.get("MING_THREADS", "").strip()
+    return int(v) if v else None
+
+
+def log_level() -> str:
+    return os.environ.get("MING_LOG_LEVEL", "WARNING").upper()
+
+
+def allow_download() -> bool:
+    return os.environ.get("MING_ALLOW_DOWNLOAD", "0") in ("1", "true", "yes")

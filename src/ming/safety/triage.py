@@ -1,0 +1,425 @@
+"""Red-flag triage: does this conversation describe an emergency happening now?
+
+A data-driven rule engine (rules/triage.yaml): concepts are regular expressions, rules combine
+concepts (all / any / none) or call a numeric check (temperature in an infant, blood pressure,
+glucose, SpO2, heart rate). Each concept hit is checked for negation ("没有胸痛"), past /
+hypothetical / chronic scope ("去年胸痛住院", "如果胸痛出汗"), and knowledge questions
+("心梗有哪些症状"). Rules fire on the union of concept hits over the last few user messages.
+
+Pure Python; the rule file is compiled once (`default_triage()` is cached) and each message's
+analysis is cached by text, so re-checking a growing conversation costs one new message.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ming.errors import MingError
+
+_CLAUSE_SEP = re.compile(r"[,;:。、\n!?]|(?<!\d)\.(?!\d)")
+_SENT_SEP = re.compile(r"[;。\n!?]|(?<!\d)\.(?!\d)")
+_CONTRAST = re.compile(r"(?:但是|但|可是|不过|却|而是|反而|而且|并且|还有|伴有|伴随|伴)")
+_CN_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+
+
+def _cn_int(s: str) -> float | None:
+    """'3' / '三' / '十二' / '二十' -> number (small Chinese numerals only)."""
+    if s.isdigit():
+        return float(s)
+    if not s or any(ch not in _CN_NUM for ch in s):
+        return None
+    if "十" in s:
+        head, _, tail = s.partition("十")
+        return float((_CN_NUM[head] if head else 1) * 10 + (_CN_NUM[tail] if tail else 0))
+    return float(_CN_NUM[s]) if len(s) == 1 else None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    category: str
+    rationale: str
+    all: tuple[str, ...] = ()
+    any: tuple[str, ...] = ()
+    none: tuple[str, ...] = ()
+    builtin: str = ""
+
+
+@dataclass
+class TriageResult:
+    emergency: bool
+    rules: list[Rule] = field(default_factory=list)
+    escalation: str = ""
+    concepts: list[str] = field(default_factory=list)
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [r.id for r in self.rules]
+
+    @property
+    def categories(self) -> list[str]:
+        out: list[str] = []
+        for r in self.rules:
+            if r.category not in out:
+                out.append(r.category)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"emergency": self.emergency, "rule_ids": self.rule_ids,
+                "categories": self.categories, "escalation": self.escalation}
+
+
+@dataclass
+class _Facts:
+    """What one message says, after negation / scope filtering."""
+    concepts: dict[str, int]                      # concept -> first valid position
+    temps: list[float]
+    fever_word: bool
+    infant_months: list[float]
+    bp: list[tuple[int, int]]
+    glucose: list[float]
+    glucose_hi: bool
+    spo2: list[float]
+    hr: list[float]
+    knowledge: bool
+
+
+# numeric extractors (on normalised text)
+_TEMP = re.compile(r"(\d{2}(?:\.\d+)?)\s*(?:度|°c|°|℃)(\d)?|(?:体温|烧到|烧了|发烧|发热|高烧|低烧)[^\d,。]{0,3}?(\d{2}(?:\.\d+)?)"
+                   r"|(三十[五六七八九]|四十[一二]?)度([一二三四五六七八九半])?")
+_BABY = r"(?:宝宝|宝贝|婴儿|孩子|娃|小孩|儿子|女儿|闺女|小宝|男宝|女宝|baby|新生儿)"
+_AGE = re.compile(
+    _BABY + r"[^,。\d一二两三四五六七八九十]{0,4}(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)"
+    r"|(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?:大|的" + _BABY + r"|龄|宝宝|婴儿|新生儿)"
+    r"|出生(?:才)?(\d+|[一二两三四五六七八九十]+)\s*(天|周)|(新生儿|刚出生|未满月|没满月|还没满月|不满月|满月)")
+_BP = re.compile(r"(?:血压|bp|量了一下|测了一下)[^\d,。]{0,6}(\d{2,3})\s*/\s*(\d{2,3})|高压[^\d]{0,3}(\d{2,3})[^\d]{0,4}低压[^\d]{0,3}(\d{2,3})"
+                 r"|(?:收缩压|高压)[^\d]{0,3}(\d{2,3})")
+_GLU = re.compile(r"(?:血糖|葡萄糖|glu)[^\d,。]{0,8}?(\d{1,3}(?:\.\d+)?)\s*(mg)?|(?:血糖|血糖仪)[^,。]{0,6}(?:hi|high|爆表|测不出来|显示最高)")
+_SPO2 = re.compile(r"(?:血氧饱和度|血氧|氧饱和度|指脉氧|spo2|氧饱)[^\d,。]{0,5}(\d{2,3})")
+_HR = re.compile(r"(?:心率|心跳|脉搏|脉率|hr)[^\d,。]{0,5}(\d{2,3})")
+_BP_SYMPTOMS = re.compile(r"(?:头痛|头疼|头晕|眼花|视物模糊|看不清|恶心|呕吐|吐了|胸闷|胸痛|胸口疼|喘|气短|说话不清|嘴歪|麻木|无力|意识|抽搐)")
+_LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前发黑|黑蒙|心慌|胸闷|发抖|手抖|意识|昏|叫不醒|抽搐|面色苍白|脸色苍白)")
+_DKA = re.compile(r"(?:呕吐|吐了|恶心|腹痛|肚子疼|呼吸深|呼吸很快|烂苹果|酮|意识|昏|嗜睡|叫不醒|口渴得厉害|尿很多)")
+
+
+class Triage:
+    """Compiled rule set. Use `default_triage()` for the packaged rules."""
+
+    def __init__(self, spec: dict, source: str = "<dict>"):
+        import yaml  # noqa: F401  (spec already parsed; kept for symmetry of error messages)
+
+        self.source = source
+        try:
+            macros = dict(spec.get("macros", {}))
+            for _ in range(3):  # macros may use macros
+                for k, v in list(macros.items()):
+                    macros[k] = self._expand(v, macros)
+            self.context_window = int(spec.get("context_window", 4))
+            self._typos = dict(spec.get("typos", {}))
+            self._typo_re = re.compile("|".join(map(re.escape, sorted(self._typos, key=len, reverse=True)))) if self._typos else None
+            c = lambda key: re.compile(self._expand(spec[key], macros))  # noqa: E731
+            self._neg = c("negation_cues")
+            self._neg_false = c("negation_false")
+            self._neg_post = c("negation_post")
+            self._past = c("past_cues")
+            self._hypo = c("hypothetical_cues")
+            self._chronic = c("chronic_cues")
+            self._present = c("present_cues")
+            self._knowledge = c("knowledge_cues")
+            self._personal = c("personal_cues")
+            self._worse = c("worsening_cues")
+            self._chronic_exempt = set(spec.get("chronic_exempt", []))
+            self._past_exempt = set(spec.get("past_exempt", []))
+            self.concepts: dict[str, re.Pattern] = {}
+            for name, pats in spec["concepts"].items():
+                pats = [pats] if isinstance(pats, str) else list(pats)
+                self.concepts[name] = re.compile("|".join(f"(?:{self._expand(p, macros)})" for p in pats))
+            self.rules: list[Rule] = []
+            for r in spec["rules"]:
+                rule = Rule(id=r["id"], category=r["category"], rationale=r["rationale"],
+                            all=tuple(r.get("all", ())), any=tuple(r.get("any", ())),
+                            none=tuple(r.get("none", ())), builtin=r.get("builtin", ""))
+                for name in rule.all + rule.any + rule.none:
+                    if name not in self.concepts:
+                        raise MingError(f"rule {rule.id} uses unknown concept '{name}' in {source}; "
+                                        f"define it under concepts:")
+                if rule.builtin and not hasattr(self, f"_b_{rule.builtin}"):
+                    raise MingError(f"rule {rule.id} uses unknown builtin '{rule.builtin}' in {source}")
+                self.rules.append(rule)
+            self.escalations: dict[str, str] = dict(spec["escalations"])
+            for rule in self.rules:
+                if rule.category not in self.escalations:
+                    raise MingError(f"rule {rule.id}: category '{rule.category}' has no escalation text in {source}")
+        except (KeyError, re.error) as exc:
+            raise MingError(f"triage rule file {source} is invalid: {exc!r}; fix the file or "
+                            f"use the packaged rules (ming.safety.triage.default_triage())") from exc
+        self._analyse = lru_cache(maxsize=4096)(self._analyse_uncached)
+
+    @staticmethod
+    def _expand(pattern: str, macros: dict[str, str]) -> str:
+        for k, v in macros.items():
+            pattern = pattern.replace("{" + k + "}", v)
+        return pattern
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Triage":
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise MingError(f"triage rule file not found: {p}")
+        return cls(yaml.safe_load(p.read_text(encoding="utf-8")), str(p))
+
+    # ---- text analysis -------------------------------------------------------------------
+    def normalize(self, text: str) -> str:
+        t = unicodedata.normalize("NFKC", text).lower()
+        t = t.replace("℃", "°c").replace("～", "~")
+        if self._typo_re is not None:
+            t = self._typo_re.sub(lambda m: self._typos[m.group(0)], t)
+        return re.sub(r"[ \t\u3000]+", "", t)
+
+    def _negated(self, t: str, start: int, end: int, cstart: int, cend: int) -> bool:
+        prefix = t[cstart:start]
+        cut = None
+        for m in _CONTRAST.finditer(prefix):
+            cut = m.end()
+        if cut is not None:
+            prefix = prefix[cut:]
+        prefix = prefix[-10:]
+        window = self._neg_false.sub(lambda m: "_" * len(m.group(0)), prefix + t[start:start + 1])
+        for m in self._neg.finditer(window):
+            if m.start() < len(prefix):
+                return True
+        return bool(self._neg_post.match(t[end:cend + 1]))
+
+    def _analyse_uncached(self, raw: str) -> _Facts:
+        t = self.normalize(raw)
+        clauses = self._spans(_CLAUSE_SEP, t)
+        sentences = self._spans(_SENT_SEP, t)
+        knowledge = bool(self._knowledge.search(t)) and not self._personal.search(t)
+        worsening = bool(self._worse.search(t))
+
+        def span_of(spans, pos):
+            for s, e in spans:
+                if s <= pos <= e:
+                    return s, e
+            return 0, len(t)
+
+        def scoped(pos: int, name: str) -> bool:
+            ss, se = span_of(sentences, pos)
+            sent = t[ss:se]
+            rel = pos - ss
+            if any(m.start() < rel for m in self._hypo.finditer(sent)):
+                return True
+            if name not in self._past_exempt:
+                last_past = max((m.start() for m in self._past.finditer(sent) if m.start() < rel), default=-1)
+                last_now = max((m.start() for m in self._present.finditer(sent) if m.start() < rel), default=-1)
+                if last_past > last_now:
+                    return True
+                cs, ce = span_of(clauses, pos)
+                clause = t[cs:ce]
+                crel = pos - cs
+                if (any(m.start() > crel for m in self._past.finditer(clause))
+                        and not self._present.search(clause)):
+                    return True
+            if name not in self._chronic_exempt and not worsening:
+                cs, ce = span_of(clauses, pos)
+                clause = t[cs:ce]
+                if self._chronic.search(clause) and not self._present.search(clause):
+                    return True
+            return False
+
+        concepts: dict[str, int] = {}
+        if not knowledge:
+            for name, rx in self.concepts.items():
+                for m in rx.finditer(t):
+                    cs, ce = span_of(clauses, m.start())
+                    if self._negated(t, m.start(), m.end(), cs, ce):
+                        continue
+                    if scoped(m.start(), name):
+                        continue
+                    concepts[name] = m.start()
+                    break
+
+        def ok(pos: int) -> bool:
+            cs, ce = span_of(clauses, pos)
+            return not knowledge and not scoped(pos, "_number") and not self._negated(t, pos, pos, cs, ce)
+
+        temps: list[float] = []
+        for m in _TEMP.finditer(t):
+            if m.group(1):
+                v = float(m.group(1)) + (float(m.group(2)) / 10 if m.group(2) else 0)
+            elif m.group(3):
+                v = float(m.group(3))
+            else:
+                v = _cn_int(m.group(4)) or 0
+                if m.group(5):
+                    v += 0.5 if m.group(5) == "半" else (_cn_int(m.group(5)) or 0) / 10
+            if 34 <= v <= 43 and ok(m.start()):
+                temps.append(v)
+        fever_word = "fever" in concepts
+        months: list[float] = []
+        for m in _AGE.finditer(t):
+            if not ok(m.start()):
+                continue
+            if m.group(9):
+                months.append(0.5 if m.group(9) in ("新生儿", "刚出生", "未满月", "没满月", "还没满月", "不满月") else 1.0)
+                continue
+            if m.group(7):
+                n, more, unit = _cn_int(m.group(7)), None, m.group(8)
+            else:
+                n, more, unit = (_cn_int(m.group(1)), m.group(2), m.group(3)) if m.group(1) else (
+                    _cn_int(m.group(4)), m.group(5), m.group(6))
+            if n is None:
+                continue
+            n += 0.5 if more else 0
+            months.append(n if unit == "月" else n / 4.3 if unit == "周" else n / 30.0)
+        bp = []
+        for m in _BP.finditer(t):
+            if not ok(m.start()):
+                continue
+            if m.group(1):
+                bp.append((int(m.group(1)), int(m.group(2))))
+            elif m.group(3):
+                bp.append((int(m.group(3)), int(m.group(4))))
+            else:
+                bp.append((int(m.group(5)), 0))
+        glucose, glu_hi = [], False
+        for m in _GLU.finditer(t):
+            if not ok(m.start()):
+                continue
+            if m.group(1) is None:
+                glu_hi = True
+                continue
+            v = float(m.group(1))
+            if m.group(2) or v > 45:
+                v = v / 18.0
+            glucose.append(v)
+        spo2 = [float(m.group(1)) for m in _SPO2.finditer(t) if ok(m.start()) and 40 <= float(m.group(1)) <= 100]
+        hr = [float(m.group(1)) for m in _HR.finditer(t) if ok(m.start()) and 15 <= float(m.group(1)) <= 260]
+        return _Facts(concepts, temps, fever_word, months, bp, glucose, glu_hi, spo2, hr, knowledge)
+
+    @staticmethod
+    def _spans(sep: re.Pattern, t: str) -> list[tuple[int, int]]:
+        spans, start = [], 0
+        for m in sep.finditer(t):
+            spans.append((start, m.start()))
+            start = m.end()
+        spans.append((start, len(t)))
+        return spans
+
+    # ---- numeric builtins (facts merged over the window) ---------------------------------
+    def _b_infant_fever(self, f: _Facts, text: str) -> bool:
+        if not f.infant_months:
+            return False
+        age = min(f.infant_months)
+        tmax = max(f.temps, default=None)
+        if tmax is None:
+            return age <= 3.0 and f.fever_word
+        return (age <= 3.0 and tmax >= 38.0) or (age <= 6.0 and tmax >= 39.0)
+
+    def _b_temp_extreme(self, f: _Facts, text: str) -> bool:
+        return max(f.temps, default=0) >= 41.0
+
+    def _b_bp_crisis(self, f: _Facts, text: str) -> bool:
+        for s, d in f.bp:
+            if s >= 220 or d >= 130:
+                return True
+            if (s >= 180 or d >= 120) and _BP_SYMPTOMS.search(text):
+                return True
+        return False
+
+    def _b_bp_low(self, f: _Facts, text: str) -> bool:
+        return any(0 < s <= 80 and _LOW_SYMPTOMS.search(text) for s, _ in f.bp)
+
+    def _b_glucose_extreme(self, f: _Facts, text: str) -> bool:
+        if f.glucose_hi:
+            return True
+        for v in f.glucose:
+            if 0 < v < 3.0 or v >= 33.3 or (v >= 16.7 and _DKA.search(text)):
+                return True
+        return False
+
+    def _b_spo2_low(self, f: _Facts, text: str) -> bool:
+        return any(v < 90 for v in f.spo2)
+
+    def _b_hr_extreme(self, f: _Facts, text: str) -> bool:
+        if "child" in f.concepts:
+            return False
+        for v in f.hr:
+            if v >= 180 or (v >= 150 and _LOW_SYMPTOMS.search(text)) or (v <= 40 and _LOW_SYMPTOMS.search(text)):
+                return True
+        return False
+
+    # ---- public API ----------------------------------------------------------------------
+    def check(self, text: str, context: Sequence[str] = ()) -> TriageResult:
+        """Triage `text` (the newest user message) with up to context_window-1 earlier user messages."""
+        msgs = [m for m in list(context)[-(self.context_window - 1):] if m] + [text or ""]
+        facts = [self._analyse(m) for m in msgs]
+        merged = _Facts({}, [], False, [], [], [], False, [], [], facts[-1].knowledge)
+        for f in facts:
+            for k, v in f.concepts.items():
+                merged.concepts.setdefault(k, v)
+            merged.temps += f.temps
+            merged.fever_word |= f.fever_word
+            merged.infant_months += f.infant_months
+            merged.bp += f.bp
+            merged.glucose += f.glucose
+            merged.glucose_hi |= f.glucose_hi
+            merged.spo2 += f.spo2
+            merged.hr += f.hr
+        current = facts[-1].concepts
+        joined = "。".join(self.normalize(m) for m in msgs)
+        fired: list[Rule] = []
+        have = merged.concepts
+        for rule in self.rules:
+            if rule.builtin:
+                if getattr(self, f"_b_{rule.builtin}")(merged, joined):
+                    fired.append(rule)
+                continue
+            if rule.all and not all(c in have for c in rule.all):
+                continue
+            if rule.any and not any(c in have for c in rule.any):
+                continue
+            if rule.none and any(c in current for c in rule.none):
+                continue
+            if not rule.all and not rule.any:
+                continue
+            fired.append(rule)
+        return TriageResult(bool(fired), fired, self.escalation_text(fired) if fired else "", sorted(have))
+
+    def check_messages(self, messages: Iterable[dict]) -> TriageResult:
+        """Triage a chat history: [{'role': 'user'|'assistant'|'system', 'content': str}, ...]."""
+        users = [m.get("content") or "" for m in messages if m.get("role") == "user"]
+        if not users:
+            return TriageResult(False)
+        return self.check(users[-1], users[:-1])
+
+    def escalation_text(self, rules: Sequence[Rule]) -> str:
+        cats: list[str] = []
+        for r in rules:
+            if r.category not in cats:
+                cats.append(r.category)
+        lines = [self.escalations["header"]]
+        lines += [f"- {self.escalations[c]}" for c in cats[:3]]
+        lines.append(self.escalations["footer"].format(rules=", ".join(r.id for r in rules)))
+        return "\n".join(lines)
+
+
+@lru_cache(maxsize=1)
+def default_triage() -> Triage:
+    """The packaged rule set, compiled once per process."""
+    import yaml
+
+    text = resources.files("ming.safety").joinpath("rules/triage.yaml").read_text(encoding="utf-8")
+    return Triage(yaml.safe_load(text), "ming/safety/rules/triage.yaml")
+
+
+def triage(text: str, context: Sequence[str] = ()) -> TriageResult:
+    return default_triage().check(text, context)

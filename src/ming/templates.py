@@ -1,0 +1,251 @@
+"""Conversation templates: the one place where a conversation becomes token ids.
+
+Chat, the server, the evaluator and the trainer all call `Template.render`, which returns the token
+ids *and*, per token, whether it belongs to an assistant reply (the training loss mask). The mask is
+built while rendering, segment by segment, never by searching the rendered string. So training and
+inference cannot render a conversation differently.
+
+Templates are data (`TemplateSpec`): `qwen` (ChatML, as MING-1.8B was trained), `bloom` (MING-7B:
+`{system} USER: … ASSISTANT: …</s>`), and `hf` (the tokenizer's own chat template, rendered by
+transformers; its assistant spans are found by rendering growing prefixes of the conversation).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ming.errors import TemplateError
+
+Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """How each part of a conversation is written. `{content}` is replaced by the message text.
+
+    A conversation renders as: system, then for each turn user_fmt, assistant_prefix,
+    assistant_fmt (supervised), assistant_suffix (not supervised). With add_generation_prompt the
+    rendering ends with assistant_prefix. `*_after_system` variants apply to the first user turn
+    that follows a system segment (bloom joins them with a space)."""
+
+    name: str
+    system_fmt: str
+    user_fmt: str
+    assistant_prefix: str
+    assistant_fmt: str  # supervised: the reply and the end-of-turn marker the model must learn to emit
+    assistant_suffix: str = ""  # unsupervised glue after a reply
+    user_fmt_after_system: str | None = None
+    default_system: str | None = None  # the prompt the checkpoint was trained with (`--system @template`)
+    stop_strings: tuple[str, ...] = ()
+    description: str = ""
+
+
+QWEN = TemplateSpec(
+    name="qwen",
+    system_fmt="<|im_start|>system\n{content}<|im_end|>\n",
+    user_fmt="<|im_start|>user\n{content}<|im_end|>\n",
+    assistant_prefix="<|im_start|>assistant\n",
+    assistant_fmt="{content}<|im_end|>",
+    assistant_suffix="\n",
+    default_system="You are a helpful assistant.",
+    stop_strings=("<|im_end|>", "<|endoftext|>", "<|im_start|>"),
+    description="ChatML, exactly as MING-1.8B (Qwen1.5-1.8B-Chat) was trained; also Qwen2/2.5 models",
+)
+
+BLOOM = TemplateSpec(
+    name="bloom",
+    system_fmt="{content}",
+    user_fmt="USER: {content}",
+    user_fmt_after_system=" USER: {content}",
+    assistant_prefix=" ASSISTANT:",
+    assistant_fmt=" {content}</s>",
+    default_system=(
+        "A chat between a curious user and an artificial intelligence assistant. "
+        "The assistant gives helpful, detailed, and polite answers to the user's questions."
+    ),
+    stop_strings=("</s>", "USER:"),
+    description="MING-7B (bloomz-7b1-mt): '{system} USER: … ASSISTANT: …</s>'",
+)
+
+SPECS: dict[str, TemplateSpec] = {"qwen": QWEN, "bloom": BLOOM}
+NAMES = ("qwen", "bloom", "hf")
+
+
+@dataclass
+class Rendered:
+    ids: list[int]
+    mask: list[bool]  # True where the token belongs to an assistant reply (supervised)
+    text: str
+    message_spans: list[tuple[int, int]] = field(default_factory=list)  # token span of each message
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_supervised(self) -> int:
+        return sum(self.mask)
+
+
+def check_messages(messages: Sequence[Message]) -> list[Message]:
+    """Validate roles and order: optional system first, then user/assistant alternating, user first."""
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise TemplateError(f"message {i} must be an object with 'role' and 'content', got {m!r:.80}")
+        role, content = m["role"], m["content"]
+        if role not in ROLES:
+            raise TemplateError(f"message {i} has unknown role {role!r}; roles are {', '.join(ROLES)}")
+        if not isinstance(content, str):
+            raise TemplateError(f"message {i} content must be a string, got {type(content).__name__}")
+        if role == "system" and i != 0:
+            raise TemplateError(f"message {i}: a system message may only come first")
+        out.append({"role": role, "content": content})
+    turns = [m for m in out if m["role"] != "system"]
+    for j, m in enumerate(turns):
+        want = "user" if j % 2 == 0 else "assistant"
+        if m["role"] != want:
+            raise TemplateError(
+                f"messages must alternate user/assistant starting with user; turn {j} is {m['role']!r}, expected {want!r}"
+            )
+    return out
+
+
+class Template:
+    """A template bound to a tokenizer."""
+
+    def __init__(self, name: str, tokenizer: Any):
+        if name not in NAMES:
+            raise TemplateError(f"unknown conversation template {name!r}; choose one of {', '.join(NAMES)}")
+        self.name = name
+        self.tokenizer = tokenizer
+        self.spec = SPECS.get(name)
+        if name == "hf" and not getattr(tokenizer, "chat_template", None):
+            raise TemplateError("--conv-template hf needs a tokenizer with a chat_template; this one has none. "
+                                "Use --conv-template qwen or bloom.")
+
+    # -- public -----------------------------------------------------------------------------
+    @property
+    def default_system(self) -> str | None:
+        return self.spec.default_system if self.spec else None
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        if self.spec:
+            return self.spec.stop_strings
+        eos = getattr(self.tokenizer, "eos_token", None)
+        return (eos,) if eos else ()
+
+    def stop_token_ids(self) -> set[int]:
+        ids = set()
+        vocab = self.tokenizer.get_vocab() if hasattr(self.tokenizer, "get_vocab") else {}
+        for s in self.stop_strings:
+            if s in vocab:
+                ids.add(vocab[s])
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        if eos is not None:
+            ids.add(eos)
+        return ids
+
+    def render(self, messages: Sequence[Message], add_generation_prompt: bool = False) -> Rendered:
+        messages = check_messages(messages)
+        if add_generation_prompt and messages and messages[-1]["role"] == "assistant":
+            raise TemplateError("add_generation_prompt needs the conversation to end with a user message")
+        if self.spec is None:
+            return self._render_hf(messages, add_generation_prompt)
+        return self._render_spec(messages, add_generation_prompt)
+
+    def render_text(self, messages: Sequence[Message], add_generation_prompt: bool = False) -> str:
+        return self.render(messages, add_generation_prompt).text
+
+    # -- data-driven templates ----------------------------------------------------------------
+    def _segments(self, messages, add_generation_prompt):
+        """Yield (text, supervised, message_index)."""
+        s = self.spec
+        after_system = False
+        for i, m in enumerate(messages):
+            role, content = m["role"], m["content"]
+            if role == "system":
+                yield s.system_fmt.format(content=content), False, i
+                after_system = True
+            elif role == "user":
+                fmt = s.user_fmt_after_system if (after_system and s.user_fmt_after_system) else s.user_fmt
+                yield fmt.format(content=content), False, i
+                if i < len(messages) - 1:
+                    yield s.assistant_prefix, False, i + 1
+                elif add_generation_prompt:
+                    yield s.assistant_prefix, False, i
+                after_system = False
+            else:
+                yield s.assistant_fmt.format(content=content), True, i
+                if s.assistant_suffix:
+                    yield s.assistant_suffix, False, i
+
+    def _render_spec(self, messages, add_generation_prompt) -> Rendered:
+        ids: list[int] = []
+        mask: list[bool] = []
+        text_parts: list[str] = []
+        spans: dict[int, list[int]] = {}
+        for text, supervised, mi in self._segments(messages, add_generation_prompt):
+            seg_ids = self._encode(text)
+            start = len(ids)
+            ids.extend(seg_ids)
+            mask.extend([supervised] * len(seg_ids))
+            text_parts.append(text)
+            sp = spans.setdefault(mi, [start, start])
+            sp[1] = len(ids)
+        message_spans = [tuple(spans.get(i, (0, 0))) for i in range(len(messages))]
+        return Rendered(ids, mask, "".join(text_parts), message_spans)
+
+    def _encode(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    # -- the tokenizer's own chat template -------------------------------------------------------
+    def _apply(self, messages, add_generation_prompt) -> str:
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+    def _render_hf(self, messages, add_generation_prompt) -> Rendered:
+        # Character spans of each assistant reply come from rendering growing prefixes: the text
+        # added between "prefix + generation prompt" and "prefix + reply" is the reply span.
+        text = self._apply(messages, add_generation_prompt)
+        char_spans = []
+        for i, m in enumerate(messages):
+            if m["role"] != "assistant":
+                continue
+            before = self._apply(messages[:i], True)
+            after = self._apply(messages[: i + 1], False)
+            if not (text.startswith(before) and text.startswith(after) and after.startswith(before)):
+                raise TemplateError(
+                    "the tokenizer's chat template is not prefix-stable (it rewrites earlier turns, e.g. strips "
+                    "reasoning), so assistant-only loss masks cannot be built from it. Use --conv-template qwen "
+                    "or bloom, or a tokenizer whose template renders history unchanged."
+                )
+            char_spans.append((len(before), len(after)))
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(enc["input_ids"])
+        mask = []
+        for a, b in enc["offset_mapping"]:
+            mask.append(any(s <= a and b <= e and b > a for s, e in char_spans))
+        if char_spans and not any(mask):
+            raise TemplateError("no assistant tokens found in the rendered conversation (empty replies?)")
+        return Rendered(ids, mask, text, [])
+
+
+def detect(tokenizer: Any, model_type: str | None = None) -> str:
+    """Pick a template for a model: bloom for Bloom models, qwen for ChatML vocabularies, else the
+    tokenizer's own chat template. Never an unrelated default."""
+    if model_type and "bloom" in model_type.lower():
+        return "bloom"
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    if "<|im_start|>" in vocab and "<|im_end|>" in vocab:
+        return "qwen"
+    if getattr(tokenizer, "chat_template", None):
+        return "hf"
+    raise TemplateError(
+        f"cannot tell which conversation template this model (type {model_type or 'unknown'}) was trained with: "
+        "its tokenizer has no ChatML tokens and no chat_template. Pass --conv-template qwen, bloom or hf."
+    )
