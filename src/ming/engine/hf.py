@@ -187,9 +187,12 @@ class HFEngine(Engine):
 
 def load(ref, template_name: str | None = None, device: str = "auto", dtype: str = "auto",
          context_length: int | None = None, prefix_cache: bool = True) -> HFEngine:
+    from transformers.utils import logging as hf_logging
+
     from ming import models
     from ming.templates import Template, detect
 
+    hf_logging.disable_progress_bar()  # our own messages say what is loading
     model, tok = models.load_hf_model(ref, device=device, dtype=dtype)
     name = template_name or detect(tok, getattr(model.config, "model_type", None))
     if tok.pad_token_id is None and tok.eos_token_id is not None:

@@ -22,7 +22,7 @@ from typing import Iterable, Sequence
 
 from ming.errors import MingError
 
-_CLAUSE_SEP = re.compile(r"[,;:。、\n!?]|(?<!\d)\.(?!\d)")
+_CLAUSE_SEP = re.compile(r"[,;:。\n!?]|(?<!\d)\.(?!\d)")
 _SENT_SEP = re.compile(r"[;。\n!?]|(?<!\d)\.(?!\d)")
 _CONTRAST = re.compile(r"(?:但是|但|可是|不过|却|而是|反而|而且|并且|还有|伴有|伴随|伴)")
 _CN_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
@@ -91,7 +91,7 @@ class _Facts:
 
 
 # numeric extractors (on normalised text)
-_TEMP = re.compile(r"(\d{2}(?:\.\d+)?)\s*(?:度|°c|°|℃)(\d)?|(?:体温|烧到|烧了|发烧|发热|高烧|低烧)[^\d,。]{0,3}?(\d{2}(?:\.\d+)?)"
+_TEMP = re.compile(r"(\d{2}(?:\.\d+)?)\s*(?:度|°c|°|℃)(\d)?|(?:体温|烧到|烧了|发烧|发热|高烧|低烧|量了|量|测了|测)[^\d,。血压糖氧心率]{0,3}?(\d{2}(?:\.\d+)?)(?![\d/])"
                    r"|(三十[五六七八九]|四十[一二]?)度([一二三四五六七八九半])?")
 _BABY = r"(?:宝宝|宝贝|婴儿|孩子|娃|小孩|儿子|女儿|闺女|小宝|男宝|女宝|baby|新生儿)"
 _AGE = re.compile(

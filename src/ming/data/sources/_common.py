@@ -121,3 +121,10 @@ def trim_to_sentence(text: str, min_chars: int = 20) -> str:
         cut = max(text.rfind(p) for p in "。！？!?；;")
         text = text[:cut + 1] if cut >= min_chars else ""
     return text
+
+
+def prepare(ctx: SourceContext, defaults: dict) -> None:
+    """Check the recipe options of a source against the converter's defaults and fill them in."""
+    select = (ctx.options or {}).get("select")
+    ctx.options = resolve_options(defaults, ctx.options, ctx.kind)
+    ctx.options["select"] = select

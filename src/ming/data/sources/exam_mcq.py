@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from ming.data.sources._common import Skip, SourceContext, convert_rows, pick, resolve_options
+from ming.data.sources._common import Skip, SourceContext, convert_rows, pick, prepare
 
 OPTIONS = {
     "cases": "include",  # include | exclude | only: case-style questions (age in the first 30 characters)
@@ -89,6 +89,6 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
 
 
 def iter_records(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
-    ctx.options = resolve_options(OPTIONS, ctx.options, ctx.kind) | {"select": ctx.options.get("select")}
+    prepare(ctx, OPTIONS)
     yield from convert_rows(paths, ctx, convert, required=("question", "options", "answer"),
                             types={"question": str, "options": dict, "answer": str})

@@ -1,0 +1,22 @@
+# The two commands of the README: `make chat` and `make test`. Both set up .venv on first use.
+VENV := .venv
+STAMP := $(VENV)/.ming-installed
+
+.PHONY: setup chat test test-fast bench clean-venv
+
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh --browser
+
+setup: $(STAMP)
+
+chat: $(STAMP)
+	$(VENV)/bin/ming chat
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -m "not slow and not browser"
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,80 @@
+"""Loader for the medical knowledge graph (shared/data/medical_kg): `entities.jsonl` {name, type, attrs?} and
+`triples.jsonl` {head, relation, tail}. A KG is a graph, not a stream of records: it is held in memory once per
+folder (diseases with their relations and attributes, ~8.8k diseases / 254k triples here: ~100 MB)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ming.data.records import ErrorLog
+
+RELATIONS = ("has_symptom", "has_complication", "belongs_to_department", "common_drug", "need_check", "good_food",
+             "avoid_food", "recommend_recipe")
+
+
+@dataclass
+class Disease:
+    name: str
+    attrs: dict = field(default_factory=dict)
+    rel: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class KnowledgeGraph:
+    diseases: dict[str, Disease]
+    types: dict[str, set[str]]  # entity name -> types
+    folder: Path
+
+    def ordered(self) -> list[Disease]:
+        return [self.diseases[k] for k in sorted(self.diseases)]
+
+
+def load_kg(folder: str | Path, errors: ErrorLog, encoding: str = "auto") -> KnowledgeGraph:
+    from ming.data.rawio import iter_rows
+
+    folder = Path(folder)
+    ent_path, tri_path = folder / "entities.jsonl", folder / "triples.jsonl"
+    for p in (ent_path, tri_path):
+        if not p.is_file():
+            from ming.errors import MingError
+
+            raise MingError(f"knowledge graph folder {folder} has no {p.name}; a KG source needs entities.jsonl "
+                            "and triples.jsonl (see shared/data/medical_kg/README.md)")
+    diseases: dict[str, Disease] = {}
+    types: dict[str, set[str]] = {}
+    for line_no, e in iter_rows(ent_path, errors=errors, encoding=encoding):
+        name, typ = e.get("name"), e.get("type")
+        if not isinstance(name, str) or not name.strip() or not isinstance(typ, str):
+            errors.error(ent_path, line_no, "entity needs string 'name' and 'type'")
+            continue
+        types.setdefault(name, set()).add(typ)
+        if typ == "Disease":
+            attrs = e.get("attrs") if isinstance(e.get("attrs"), dict) else {}
+            diseases.setdefault(name, Disease(name)).attrs.update(attrs)
+    for line_no, t in iter_rows(tri_path, errors=errors, encoding=encoding):
+        h, r, tail = t.get("head"), t.get("relation"), t.get("tail")
+        if not all(isinstance(x, str) and x.strip() for x in (h, r, tail)):
+            errors.error(tri_path, line_no, "triple needs string 'head', 'relation' and 'tail'")
+            continue
+        if r not in RELATIONS:
+            errors.error(tri_path, line_no, f"unknown relation {r!r}")
+            continue
+        d = diseases.setdefault(h, Disease(h))
+        lst = d.rel.setdefault(r, [])
+        if tail not in lst:
+            lst.append(tail)
+    return KnowledgeGraph(diseases, types, folder)
+
+
+_CACHE: dict[tuple[str, str], KnowledgeGraph] = {}
+
+
+def load_kg_cached(folder: str | Path, errors: ErrorLog, encoding: str = "auto") -> KnowledgeGraph:
+    """The same folder is used by several sources of one build (KG QA, passages, instructions, counterfactuals):
+    load it once. Only the most recent folder is kept."""
+    key = (str(Path(folder).resolve()), encoding)
+    if key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[key] = load_kg(folder, errors, encoding)
+    return _CACHE[key]

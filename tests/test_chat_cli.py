@@ -1,0 +1,69 @@
+"""`ming chat` as a user runs it: a real process, driven through a pipe."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+MING = [sys.executable, "-m", "ming"]
+
+
+def run_ming(args, stdin="", timeout=600, env=None):
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
+    return subprocess.run(MING + args, input=stdin, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def test_help_is_instant_and_imports_no_torch():
+    code = "import sys; from ming.cli.main import main; main(['--help']) if False else None; " \
+           "from ming.cli import main as m; m.build_parser([]); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
+    t = time.perf_counter()
+    r = run_ming(["--help"])
+    assert r.returncode == 0 and "chat" in r.stdout and "serve" in r.stdout
+    assert time.perf_counter() - t < 30  # generous: only guards against importing torch at start
+
+
+def test_pipe_multi_turn_with_new_chat(tiny_qwen_dir, tmp_path):
+    save = tmp_path / "t.json"
+    r = run_ming(["chat", "--model-path", str(tiny_qwen_dir), "--safety", "off", "--max-new-token", "6",
+                  "--temperature", "0"],
+                 stdin=f"第一个问题\n第二个问题\n/save {save}\nnew chat\n第三个问题\n")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("明医:") == 3
+    assert "new chat" in r.stderr
+    assert "本工具由 AI 生成回答" in r.stderr  # the disclaimer is shown at start
+    import json
+
+    saved = json.loads(save.read_text())
+    assert [m["content"] for m in saved["messages"] if m["role"] == "user"] == ["第一个问题", "第二个问题"]
+
+
+def test_seed_flag_spellings_and_beam(tiny_bloom_dir):
+    r = run_ming(["chat", "--model-path", str(tiny_bloom_dir), "--conv-template", "bloom", "--max-new-token", "5",
+                  "--beam-size", "3", "--temperature", "0.3", "--safety", "off", "--once", "你好"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("明医:")
+    assert "beam search (3 beams) decodes deterministically" in r.stderr
+
+
+def test_missing_model_is_a_clear_error():
+    r = run_ming(["chat", "--model-path", "./no/such/MING-1.8B", "--once", "hi"])
+    assert r.returncode == 2
+    assert "does not exist" in r.stderr and "Traceback" not in r.stderr
+    r = run_ming(["chat", "--model-path", "MediaBrain-SJTU/MING-7B", "--once", "hi"])
+    assert r.returncode == 2 and "--allow-download" in r.stderr
+
+
+def test_end_to_end_embedded_model():
+    """The real `ming chat` on the embedded model: two Chinese questions, `new chat`, both answered."""
+    r = run_ming(["chat", "--max-new-tokens", "24", "--temperature", "0"],
+                 stdin="感冒了应该注意什么？\n那发烧呢？\nnew chat\n", timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    answers = [a.strip() for a in r.stdout.split("明医:")[1:]]
+    assert len(answers) == 2, r.stdout
+    for a in answers:
+        assert len(a) >= 4 and any("\u4e00" <= ch <= "\u9fff" for ch in a), a
+    assert "new chat" in r.stderr

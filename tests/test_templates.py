@@ -1,0 +1,117 @@
+"""Templates: exact prompt strings, assistant-only masks, identical ids for training and inference."""
+
+import pytest
+
+from ming.errors import TemplateError
+from ming.templates import Template, detect
+
+CONV = [
+    {"role": "system", "content": "SYS"},
+    {"role": "user", "content": "我头痛"},
+    {"role": "assistant", "content": "多久了？"},
+    {"role": "user", "content": "三天"},
+    {"role": "assistant", "content": "建议就医。"},
+]
+
+
+def test_qwen_exact_multiturn_string(qwen_tokenizer):
+    t = Template("qwen", qwen_tokenizer)
+    assert t.render_text(CONV) == (
+        "<|im_start|>system\nSYS<|im_end|>\n"
+        "<|im_start|>user\n我头痛<|im_end|>\n"
+        "<|im_start|>assistant\n多久了？<|im_end|>\n"
+        "<|im_start|>user\n三天<|im_end|>\n"
+        "<|im_start|>assistant\n建议就医。<|im_end|>\n"
+    )
+    assert t.render_text(CONV[:4], add_generation_prompt=True) == (
+        "<|im_start|>system\nSYS<|im_end|>\n<|im_start|>user\n我头痛<|im_end|>\n"
+        "<|im_start|>assistant\n多久了？<|im_end|>\n<|im_start|>user\n三天<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_qwen_matches_ming_1_8b_default_system(qwen_tokenizer):
+    t = Template("qwen", qwen_tokenizer)
+    msgs = [{"role": "system", "content": t.default_system}, {"role": "user", "content": "你好"}]
+    assert t.render_text(msgs, True) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n你好<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_bloom_exact_multiturn_string(bloom_tokenizer):
+    t = Template("bloom", bloom_tokenizer)
+    assert t.render_text(CONV) == "SYS USER: 我头痛 ASSISTANT: 多久了？</s>USER: 三天 ASSISTANT: 建议就医。</s>"
+    assert t.render_text(CONV[:4], True) == "SYS USER: 我头痛 ASSISTANT: 多久了？</s>USER: 三天 ASSISTANT:"
+    # MING-7B's own opening line, reproduced with --system @template
+    msgs = [{"role": "system", "content": t.default_system}, {"role": "user", "content": "hi"}]
+    assert t.render_text(msgs, True).startswith("A chat between a curious user and an artificial intelligence "
+                                                 "assistant. The assistant gives helpful, detailed, and polite "
+                                                 "answers to the user's questions. USER: hi ASSISTANT:")
+
+
+@pytest.mark.parametrize("name", ["qwen", "bloom"])
+def test_mask_covers_exactly_assistant_replies(name, request):
+    tok = request.getfixturevalue("qwen_tokenizer" if name == "qwen" else "bloom_tokenizer")
+    t = Template(name, tok)
+    r = t.render(CONV)
+    supervised = tok.decode([i for i, m in zip(r.ids, r.mask) if m])
+    end = "<|im_end|>" if name == "qwen" else "</s>"
+    expected = ("多久了？" + end + "建议就医。" + end) if name == "qwen" else (" 多久了？</s> 建议就医。</s>")
+    assert supervised == expected
+    # user turns and turn delimiters of user turns are never supervised
+    unsupervised = tok.decode([i for i, m in zip(r.ids, r.mask) if not m])
+    assert "我头痛" in unsupervised and "三天" in unsupervised
+    assert "多久了" not in unsupervised
+
+
+@pytest.mark.parametrize("name", ["qwen", "bloom"])
+def test_segment_ids_equal_whole_string_tokenization(name, request):
+    """Rendering segment by segment gives the same ids as tokenizing the whole prompt at once."""
+    tok = request.getfixturevalue("qwen_tokenizer" if name == "qwen" else "bloom_tokenizer")
+    t = Template(name, tok)
+    for conv in (CONV, CONV[:4], [{"role": "user", "content": "hello world 高血压"}]):
+        gen = conv[-1]["role"] == "user"
+        r = t.render(conv, add_generation_prompt=gen)
+        assert r.ids == tok.encode(r.text, add_special_tokens=False)
+
+
+def test_inference_prompt_is_prefix_of_training_render(qwen_tokenizer):
+    """The prompt chat sends for turn 2 is exactly the training render up to the second reply."""
+    t = Template("qwen", qwen_tokenizer)
+    train = t.render(CONV)
+    infer = t.render(CONV[:4], add_generation_prompt=True)
+    assert train.ids[: len(infer.ids)] == infer.ids
+    assert not any(train.mask[: len(infer.ids)][-3:])
+
+
+def test_message_spans_partition_the_ids(qwen_tokenizer):
+    r = Template("qwen", qwen_tokenizer).render(CONV)
+    spans = r.message_spans
+    assert spans[0][0] == 0 and spans[-1][1] == len(r.ids)
+    for (a, b), (c, d) in zip(spans, spans[1:]):
+        assert b == c and a < b
+
+
+def test_hf_template_mask_from_prefix_rendering(qwen_tokenizer):
+    t = Template("hf", qwen_tokenizer)
+    r = t.render(CONV)
+    supervised = qwen_tokenizer.decode([i for i, m in zip(r.ids, r.mask) if m])
+    assert "多久了？" in supervised and "建议就医。" in supervised
+    assert "我头痛" not in supervised and "SYS" not in supervised
+
+
+def test_bad_conversations_are_rejected_with_reason(qwen_tokenizer):
+    t = Template("qwen", qwen_tokenizer)
+    with pytest.raises(TemplateError, match="unknown role"):
+        t.render([{"role": "doctor", "content": "x"}])
+    with pytest.raises(TemplateError, match="alternate"):
+        t.render([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+    with pytest.raises(TemplateError, match="unknown conversation template"):
+        Template("vicuna", qwen_tokenizer)
+
+
+def test_detect(qwen_tokenizer, bloom_tokenizer):
+    assert detect(qwen_tokenizer, "qwen2") == "qwen"
+    assert detect(bloom_tokenizer, "bloom") == "bloom"
+    with pytest.raises(TemplateError, match="--conv-template"):
+        detect(bloom_tokenizer, "llama")  # no ChatML tokens, no chat_template: never a silent fallback
