@@ -67,3 +67,34 @@ def test_end_to_end_embedded_model():
     for a in answers:
         assert len(a) >= 4 and any("\u4e00" <= ch <= "\u9fff" for ch in a), a
     assert "new chat" in r.stderr
+
+
+def test_ctrl_c_stops_the_answer_and_keeps_the_session(tiny_qwen_dir):
+    import signal
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen(MING + ["chat", "--model-path", str(tiny_qwen_dir), "--safety", "off", "--max-new-tokens",
+                                 "3000", "--temperature", "0", "--context-length", "4096"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        p.stdin.write("一个很长的问题\n")
+        p.stdin.flush()
+        assert p.stdout.read(4) == "明医: "[:4]
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        p.stdin.write("/exit\n")
+        p.stdin.flush()
+        out, err = p.communicate(timeout=120)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err[-1500:]
+    assert "answer stopped (Ctrl-C)" in err
+
+
+def test_seed_command_lines_with_local_checkpoints(tiny_qwen_dir, tiny_bloom_dir):
+    """The three command lines of MING's README, on local (tiny) Qwen2 and Bloom checkpoints."""
+    for path, tpl, temp in ((tiny_qwen_dir, "qwen", "0.7"), (tiny_bloom_dir, "bloom", "1.2")):
+        r = run_ming(["chat", "--model-path", str(path), "--conv-template", tpl, "--max-new-token", "8",
+                      "--beam-size", "3", "--temperature", temp, "--safety", "off"], stdin="你好\n")
+        assert r.returncode == 0, r.stderr[-1500:]
+        assert r.stdout.count("明医:") == 1

@@ -63,6 +63,9 @@ def reply_stream(engine: Engine, messages: Sequence[Message], gen: GenerationCon
         return
     if decision is not None and decision.prefix:
         yield safety(decision.prefix + "\n\n")
+    if decision is not None and getattr(decision, "findings_table", ""):
+        # a pasted lab report: the graded findings the model's explanation must rest on
+        yield safety(decision.findings_table + "\n\n")
     if decision is None or decision.call_model:
         if decision is not None and decision.system_addendum:
             ids = engine.render(with_system_addendum(messages, decision.system_addendum)).ids

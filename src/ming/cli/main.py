@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ming import __version__
@@ -51,6 +52,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # OpenMP reads its wait policy when torch / llama.cpp first load it: set it before anything does
+    # (spinning threads collapse decoding when another process holds a core; see ming.engine.threads)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not args.command:

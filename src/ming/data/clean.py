@@ -79,7 +79,7 @@ class CleanConfig:
     max_chars: int = 8000  # whole conversation, characters
     max_turn_chars: int = 4000
     min_user_chars: int = 2
-    min_assistant_chars: int = 4
+    min_assistant_chars: int = 1
     max_messages: int = 40
     languages: tuple[str, ...] = ("zh",)  # accepted languages of the conversation; ("any",) turns the check off
     pii: bool = True

@@ -1,5 +1,6 @@
 """Choose and load a backend for a model: `auto` runs a GGUF natively with llama.cpp on CPU when it
-is installed, everything else (and beam search, log-likelihood scoring) with transformers."""
+is installed (generation and log-likelihood scoring), everything else, and beam search (which
+llama.cpp lacks), with transformers."""
 
 from __future__ import annotations
 
@@ -15,6 +16,19 @@ def llamacpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("ming.engine.llamacpp") is not None
 
 
+def _cpu(device: str) -> bool:
+    """device auto means CPU unless torch sees a GPU (asked without importing torch when it can be)."""
+    if device == "cpu":
+        return True
+    if device != "auto":
+        return False
+    if importlib.util.find_spec("torch") is None:
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def choose(opts, ref, need_beam: bool = False, need_loglik: bool = False) -> str:
     backend = opts.backend
     if backend not in BACKENDS:
@@ -26,8 +40,8 @@ def choose(opts, ref, need_beam: bool = False, need_loglik: bool = False) -> str
     if backend != "auto":
         return backend
     gguf = ref.kind == "gguf" or (ref.kind == "lora" and ref.base is not None and ref.base.kind == "gguf")
-    if gguf and ref.kind == "gguf" and opts.device in ("auto", "cpu") and not need_beam and not need_loglik \
-            and llamacpp_available():
+    del need_loglik  # the llamacpp backend scores log-likelihoods too
+    if gguf and ref.kind == "gguf" and _cpu(opts.device) and not need_beam and llamacpp_available():
         return "llamacpp"
     if gguf and need_beam and llamacpp_available():
         print("[ming] llama.cpp has no beam search: using the transformers backend for --beam-size > 1",

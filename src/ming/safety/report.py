@@ -24,10 +24,10 @@ _QUAL = (r"弱阳性|阳性|阴性|可疑|微量|trace|neg(?:ative)?|pos(?:itive
          r"|[1-4]\+|\+{1,4}|\(\+{1,4}\)|\(-\)|\(±\)|(?<![\d.])-(?![\d.])")
 _NUM = r"[<>≤≥]?\s*\d+(?:\.\d+)?"
 _VALUE = re.compile(
-    r"^\s*(?:\([A-Za-z0-9#%/\-\s]{1,12}\)|\[[A-Za-z0-9#%/\-]{1,12}\]\s*(?=[\[\d=:]))?\s*(?:[=:]|结果|为|是|测得|检测值)?\s*"
-    r"\[?\s*(?:(?P<bp>\d{2,3})\s*/\s*(?P<bp2>\d{2,3})|(?P<num>" + _NUM + r")(?![\d/])|(?P<qual>" + _QUAL + r"))\s*\]?",
+    r"^[\s)\]]*(?:\([A-Za-z0-9#%/\-\s]{1,12}\)|\[[A-Za-z0-9#%/\-]{1,12}\]\s*(?=[\[\d=:]))?\s*(?:[=:]|结果|为|是|测得|检测值)?\s*"
+    r"\[?\s*(?:(?P<bp>\d{2,3})\s*/\s*(?P<bp2>\d{2,3})|(?P<qual>" + _QUAL + r")|(?P<num>" + _NUM + r")(?![\d/+]))\s*\]?",
     re.I)
-_FLAG = re.compile(r"(↑+|↓+|(?<![A-Za-z])(?:HH|LL|H|L)(?![A-Za-z])|偏高|偏低|升高|降低|增高|减低|(?<![\u4e00-\u9fff])[高低](?![\u4e00-\u9fff]))")
+_FLAG = re.compile(r"(↑+|↓+|(?<![^\s(\[])(?:HH|LL|H|L)(?![^\s)\]])|偏高|偏低|升高|降低|增高|减低|(?<![\u4e00-\u9fff])[高低](?![\u4e00-\u9fff]))")
 _RANGE = re.compile(r"(?P<lo>\d+(?:\.\d+)?)\s*(?:-{1,2}|~|～|—|–|至|到)\s*(?P<hi>\d+(?:\.\d+)?)"
                     r"|(?P<lt>[<≤]|小于|低于)\s*(?P<ltv>\d+(?:\.\d+)?)|(?P<gt>[>≥]|大于|高于)\s*(?P<gtv>\d+(?:\.\d+)?)")
 _UNIT = re.compile(r"(?:[x×*]?\s*10\s*(?:\^|\*|e)?\s*(?:9|12)\s*/\s*l|[μuµ]mol/l|mmol/l|pmol/l|nmol/l|mg/dl|g/dl|mg/l|g/l|ng/ml|ng/l|"
@@ -176,7 +176,7 @@ def _grade_numeric(key: str, t: dict, raw: str, value: float, rest: str, sex: st
     unit = um.group(0) if um else ""
     if unit:
         f.unit = unit.replace(" ", "")
-    flag = _FLAG.search(rest)
+    flag = _FLAG.search(_UNIT.sub(" ", rest))
     if flag:
         f.flag = flag.group(0)
     rng = _RANGE.search(rest)
@@ -188,7 +188,7 @@ def _grade_numeric(key: str, t: dict, raw: str, value: float, rest: str, sex: st
             f.ref_high = float(rng.group("ltv"))
         else:
             f.ref_low = float(rng.group("gtv"))
-        f.ref_text = _fmt_range(f.ref_low, f.ref_high) if rng.group("lo") else rng.group(0).replace(" ", "")
+        f.ref_text = (f"{f.ref_low:g}–{f.ref_high:g}" if rng.group("lo") else rng.group(0).replace(" ", "")) + (f" {f.unit}" if unit else "")
         f.ref_source = "报告所印参考范围"
         v_cmp = value
     elif t.get("info"):
@@ -238,7 +238,7 @@ def _grade_qual(key: str, t: dict, raw: str, q: str, rest: str) -> Finding:
     qn = _qual_norm(q)
     f = Finding(key=key, name=t["name"], raw_name=raw, value=q, ref_text="阴性" if t.get("normal") == ["negative"] else
                 "/".join(_QUAL_ZH[x] for x in t.get("normal", ["negative"])), ref_source=t.get("source", ""))
-    flag = _FLAG.search(rest)
+    flag = _FLAG.search(_UNIT.sub(" ", rest))
     f.flag = flag.group(0) if flag else ""
     f.status = "normal" if qn in t.get("normal", ["negative"]) and not f.flag else "abnormal"
     f.category = _QUAL_ZH[qn]
@@ -280,6 +280,17 @@ def classify_bp(s: int, d: int, raw: str = "血压") -> Finding:
                    ref_source="中国高血压防治指南（2018/2024）", status=st, category=cat, note=note)
 
 
+def _unit_like(low: str, m: re.Match) -> bool:
+    """An ASCII alias standing where a unit stands ('240 mg/dL': Mg is not magnesium here)."""
+    if not m.group(0).isascii():
+        return False
+    if low[m.end():m.end() + 1] == "/":
+        return True
+    before = low[:m.start()]
+    stripped = before.rstrip(" \t")
+    return stripped != before and stripped[-1:].isdigit()
+
+
 def parse_report(text: str, sex: str | None = None) -> list[Finding]:
     """All findings in `text`, in order of appearance, one per test (first occurrence wins)."""
     if not text or not re.search(r"\d|阴性|阳性|[+]", text):
@@ -288,7 +299,7 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
     t = unicodedata.normalize("NFKC", text)
     sex = sex or detect_sex(t)
     low = t.lower()
-    hits = [(m.start(), m.end(), m.group(0)) for m in table.alias_re.finditer(low)]
+    hits = [(m.start(), m.end(), m.group(0)) for m in table.alias_re.finditer(low) if not _unit_like(low, m)]
     sections = [(m.start(), m.group(1)) for m in _SECTION.finditer(t)]
     findings: list[Finding] = []
     seen: set[str] = set()

@@ -95,7 +95,7 @@ _TEMP = re.compile(r"(\d{2}(?:\.\d+)?)\s*(?:度|°c|°|℃)(\d)?|(?:体温|烧�
                    r"|(三十[五六七八九]|四十[一二]?)度([一二三四五六七八九半])?")
 _BABY = r"(?:宝宝|宝贝|婴儿|孩子|娃|小孩|儿子|女儿|闺女|小宝|男宝|女宝|baby|新生儿)"
 _AGE = re.compile(
-    _BABY + r"[^,。\d一二两三四五六七八九十]{0,4}(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)"
+    _BABY + r"(?:才|刚|现在|今年|已经|刚满|满|出生|快|不到|还不到|有|是|的|,)*(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?!前|之前|以前|后|以后)"
     r"|(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?:大|的" + _BABY + r"|龄|宝宝|婴儿|新生儿)"
     r"|出生(?:才)?(\d+|[一二两三四五六七八九十]+)\s*(天|周)|(新生儿|刚出生|未满月|没满月|还没满月|不满月|满月)")
 _BP = re.compile(r"(?:血压|bp|量了一下|测了一下)[^\d,。]{0,6}(\d{2,3})\s*/\s*(\d{2,3})|高压[^\d]{0,3}(\d{2,3})[^\d]{0,4}低压[^\d]{0,3}(\d{2,3})"
@@ -228,7 +228,7 @@ class Triage:
                 if (any(m.start() > crel for m in self._past.finditer(clause))
                         and not self._present.search(clause)):
                     return True
-            if name not in self._chronic_exempt and not worsening:
+            if name not in self._chronic_exempt and name != "_age" and not worsening:
                 cs, ce = span_of(clauses, pos)
                 clause = t[cs:ce]
                 if self._chronic.search(clause) and not self._present.search(clause):
@@ -247,9 +247,9 @@ class Triage:
                     concepts[name] = m.start()
                     break
 
-        def ok(pos: int) -> bool:
+        def ok(pos: int, kind: str = "_number") -> bool:
             cs, ce = span_of(clauses, pos)
-            return not knowledge and not scoped(pos, "_number") and not self._negated(t, pos, pos, cs, ce)
+            return not knowledge and not scoped(pos, kind) and not self._negated(t, pos, pos, cs, ce)
 
         temps: list[float] = []
         for m in _TEMP.finditer(t):
@@ -266,7 +266,7 @@ class Triage:
         fever_word = "fever" in concepts
         months: list[float] = []
         for m in _AGE.finditer(t):
-            if not ok(m.start()):
+            if not ok(m.start(), "_age"):
                 continue
             if m.group(9):
                 months.append(0.5 if m.group(9) in ("新生儿", "刚出生", "未满月", "没满月", "还没满月", "不满月") else 1.0)

@@ -25,6 +25,7 @@ class KnowledgeGraph:
     diseases: dict[str, Disease]
     types: dict[str, set[str]]  # entity name -> types
     folder: Path
+    rows: dict = field(default_factory=dict)  # input lines read, per file (reported again on cache hits)
 
     def ordered(self) -> list[Disease]:
         return [self.diseases[k] for k in sorted(self.diseases)]
@@ -64,7 +65,8 @@ def load_kg(folder: str | Path, errors: ErrorLog, encoding: str = "auto") -> Kno
         lst = d.rel.setdefault(r, [])
         if tail not in lst:
             lst.append(tail)
-    return KnowledgeGraph(diseases, types, folder)
+    return KnowledgeGraph(diseases, types, folder, {k: v for k, v in errors.rows.items()
+                                                    if k in (str(ent_path), str(tri_path))})
 
 
 _CACHE: dict[tuple[str, str], KnowledgeGraph] = {}
@@ -77,4 +79,6 @@ def load_kg_cached(folder: str | Path, errors: ErrorLog, encoding: str = "auto")
     if key not in _CACHE:
         _CACHE.clear()
         _CACHE[key] = load_kg(folder, errors, encoding)
+    else:
+        errors.rows.update(_CACHE[key].rows)
     return _CACHE[key]

@@ -84,8 +84,8 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
             raise ValueError("each turn needs role patient|doctor and a text string")
         role = "user" if t["role"] == "patient" else "assistant"
         text = _patient_text(t["text"]) if role == "user" else clean_answer(t["text"])
-        if not text:
-            continue
+        if not text or (role == "assistant" and len(text) < 4) or (role == "user" and len(text) < 2):
+            continue  # "好" / "嗯": an acknowledgement, not a turn; the patient's messages around it are merged
         if msgs and msgs[-1]["role"] == role:
             msgs[-1]["content"] += "\n" + text
         else:

@@ -1,0 +1,193 @@
+"""`ming eval`: medical benchmarks and simulated-patient consultations.
+
+    ming eval cmexam,cmb --output runs/e1                    # the embedded model, generate mode
+    ming eval mcq_dev --mode loglik --backend hf --output runs/e2
+    ming eval cmexam --base-url http://127.0.0.1:8000/v1 --api-model ming --output runs/e3
+    ming eval mcq --data my_exam.jsonl --output runs/e4
+    ming eval meddialog_cn_100 --limit 20 --max-turns 4 --output runs/e5
+    ming eval compare runs/e1 runs/e3
+    ming eval list
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ming.cli.common import add_model_args
+
+
+def add_parser(sub, name: str, help_text: str):
+    p = sub.add_parser(name, help=help_text, formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+        "Evaluate a model on medical benchmarks: exam MCQs (generate or loglik scoring, accuracy with 95% CI), "
+        "open QA (ROUGE-L / BLEU on characters, optional LLM judge), safety prompts, and simulated-patient "
+        "consultations. TASK is a comma-separated list of tasks or suites (`ming eval list`), or `list`, or "
+        "`compare A B`. Results are appended per item to OUTPUT/results.jsonl: rerun the same command to "
+        "continue a killed run."), epilog=__doc__.split("\n", 2)[2])
+    p.add_argument("task", nargs="?", help="TASK[,TASK…] | suite | list | compare")
+    p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
+    p.add_argument("--output", "-o", default=None, help="run folder (results.jsonl, run.json, report.json, report.md)")
+    p.add_argument("--config", default=None, help="YAML of eval settings (configs/eval/*.yaml); flags override it")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--limit", type=int, default=None, help="first N items of each task (default: all)")
+    e.add_argument("--shots", type=int, default=None, help="few-shot examples for MCQ tasks, drawn (seeded) from the "
+                   "task's dev split and never scored (default 0)")
+    e.add_argument("--mode", choices=["generate", "loglik"], default=None,
+                   help="MCQ scoring: generate (the model answers, letters extracted) or loglik (options ranked "
+                        "by log-likelihood of the letter; local transformers models only). Default generate")
+    e.add_argument("--data", default=None, help="JSONL file for the `mcq` task (shared MCQ schema), or a replacement "
+                   "data file when one task is given")
+    e.add_argument("--seed", type=int, default=None, help="run seed; each item's seed derives from it (default 1234)")
+    e.add_argument("--max-new-tokens", type=int, default=None,
+                   help="tokens per answer (default: 24 for MCQ, 256 for QA/safety, 160 per consultation turn)")
+    e.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0)")
+    e.add_argument("--top-p", type=float, default=None, help="nucleus mass when sampling (default 1.0)")
+    e.add_argument("--batch-size", type=int, default=None,
+                   help="concurrent requests to --base-url (default 1); a local engine answers one at a time")
+    e.add_argument("--safety", choices=["on", "off", "strict"], default=None,
+                   help="local models: answer through the runtime safety layer as `ming chat` does (default on); "
+                        "a --base-url server applies its own")
+    e.add_argument("--overwrite", action="store_true", help="discard earlier results of these tasks in OUTPUT")
+    e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    c = p.add_argument_group("simulated-patient consultation")
+    c.add_argument("--max-turns", type=int, default=None, help="doctor turns per consultation (default 4)")
+    c.add_argument("--patient", choices=["rule", "llm"], default=None,
+                   help="rule: keyword/bigram simulator, no second model (default); llm: a model plays the patient")
+    c.add_argument("--patient-base-url", default=None, help="OpenAI-compatible URL of the patient model")
+    c.add_argument("--patient-api-model", default=None)
+    c.add_argument("--patient-api-key", default=None)
+    add_model_args(p)
+    h = p.add_argument_group("OpenAI-compatible endpoint (instead of a local model)")
+    h.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8000/v1 (`ming serve`, vLLM, a vendor)")
+    h.add_argument("--api-model", default=None, help="model name to send (default: the first of GET /v1/models)")
+    h.add_argument("--api-key", default=None, help="bearer token, if the server wants one")
+    h.add_argument("--retries", type=int, default=3, help="retries per request on connection errors, 429 and 5xx")
+    h.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    j = p.add_argument_group("LLM judge (open QA / safety tasks; optional)")
+    j.add_argument("--judge-base-url", default=None, help="OpenAI-compatible URL of the judge model")
+    j.add_argument("--judge-model", default=None)
+    j.add_argument("--judge-api-key", default=None)
+    p.add_argument("--json", action="store_true", help="compare/list: print JSON instead of a table")
+    p.set_defaults(func=run)
+    return p
+
+
+def _list(as_json: bool) -> int:
+    import json
+
+    from ming import envs
+    from ming.eval.tasks import REGISTRY, SUITES, get
+
+    d = envs.data_dir()
+    rows = []
+    for name in REGISTRY:
+        t = get(name)
+        path = (d / t.dataset / t.file) if (d and t.dataset) else None
+        rows.append({"task": name, "kind": t.kind, "version": t.version, "language": t.language,
+                     "data": str(path) if path else "--data FILE", "available": bool(path and path.is_file()) or
+                     t.dataset is None, "description": t.description})
+    if as_json:
+        print(json.dumps({"tasks": rows, "suites": SUITES}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"data folder: {d or 'not found (set MING_DATA_DIR)'}\n")
+    print(f"{'task':<20} {'kind':<8} {'ver':<4} {'data':<44} description")
+    for r in rows:
+        data = r["data"].replace(str(d) + "/", "") if d else r["data"]
+        mark = "" if r["available"] else " (missing)"
+        print(f"{r['task']:<20} {r['kind']:<8} {r['version']:<4} {data + mark:<44} {r['description']}")
+    print("\nsuites: " + "; ".join(f"{k} = {','.join(v)}" for k, v in SUITES.items()))
+    return 0
+
+
+def _compare(args) -> int:
+    import json
+
+    from ming.errors import MingError
+    from ming.eval.compare import compare, to_markdown
+
+    if len(args.extra) != 2:
+        raise MingError("usage: ming eval compare RUN_A RUN_B (two --output folders of `ming eval`)")
+    rows = compare(*args.extra)
+    print(json.dumps(rows, ensure_ascii=False, indent=2) if args.json else to_markdown(rows, *args.extra), end="")
+    return 0
+
+
+def _client(args, need_loglik: bool, safety: str):
+    from ming.eval.clients import LocalClient, OpenAIClient
+
+    if args.base_url:
+        if args.model_path:
+            from ming.errors import MingError
+
+            raise MingError("give either --model-path (a local model) or --base-url (a server), not both")
+        return OpenAIClient(args.base_url, args.api_model, args.api_key, timeout=args.timeout, retries=args.retries)
+    from ming.cli.common import model_options
+    from ming.engine import create_engine
+
+    engine = create_engine(model_options(args), need_loglik=need_loglik)
+    if need_loglik:  # ranking options by likelihood generates no text: nothing for a safety layer to act on
+        return LocalClient(engine, safety="off")
+    return LocalClient(engine, safety=safety)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ming.config import merge
+    from ming.errors import MingError
+    from ming.eval.runner import EvalOptions
+    from ming.eval.tasks import expand
+
+    if args.task == "list":
+        return _list(args.json)
+    if args.task == "compare":
+        return _compare(args)
+    if args.extra:
+        raise MingError(f"unexpected arguments {args.extra}; give tasks as one comma-separated list, e.g. cmexam,cmb")
+    overrides = {k: getattr(args, k) for k in ("limit", "shots", "mode", "data", "seed", "max_new_tokens",
+                                               "temperature", "top_p", "batch_size", "safety", "max_turns",
+                                               "patient", "output")}
+    overrides["overwrite"] = args.overwrite or None
+    overrides["progress"] = args.progress if not args.progress else None
+    if args.task:
+        overrides["tasks"] = args.task
+    import yaml  # noqa: F401  (merge reads YAML)
+
+    try:
+        opts = merge(EvalOptions, args.config, overrides)
+    except TypeError as exc:
+        raise MingError("give the tasks to run (e.g. `ming eval cmexam --output runs/x`) or a --config with "
+                        "`tasks:`; `ming eval list` shows them") from exc
+    if isinstance(opts.tasks, str):
+        opts.tasks = expand(opts.tasks)
+    else:
+        opts.tasks = expand(",".join(opts.tasks))
+    if not opts.output:
+        raise MingError("--output DIR is required: the folder where results.jsonl and the report go")
+
+    from ming import DISCLAIMER
+    from ming.eval.runner import Runner
+
+    print(f"[ming eval] {DISCLAIMER}", file=sys.stderr)
+    client = _client(args, need_loglik=opts.mode == "loglik", safety=opts.safety)
+    patient_client = judge = None
+    if opts.patient == "llm" and args.patient_base_url:
+        from ming.eval.clients import OpenAIClient
+
+        patient_client = OpenAIClient(args.patient_base_url, args.patient_api_model, args.patient_api_key,
+                                      timeout=args.timeout, retries=args.retries)
+    elif opts.patient == "llm" and client.kind == "local":
+        patient_client = client  # the same local model plays the patient (no safety layer needed there)
+    if args.judge_base_url:
+        from ming.engine.base import GenerationConfig
+        from ming.eval.clients import OpenAIClient
+        from ming.eval.judge import Judge
+
+        jc = OpenAIClient(args.judge_base_url, args.judge_model, args.judge_api_key, timeout=args.timeout,
+                          retries=args.retries)
+        judge = Judge(jc, GenerationConfig(max_new_tokens=128, temperature=0.0, top_p=1.0, seed=opts.seed))
+    report = Runner(client, opts, patient_client=patient_client, judge=judge).run()
+    from ming.eval.report import to_markdown
+
+    print(to_markdown(report), end="")
+    print(f"[ming eval] report: {opts.output}/report.md and report.json; per-item results: "
+          f"{opts.output}/results.jsonl", file=sys.stderr)
+    return 0

@@ -1,0 +1,53 @@
+"""`ming report FILE [--json]`: parse a lab / physical-exam report into graded findings, no model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        name, help=help_text,
+        description="Parse a pasted lab / physical-exam report (MING showcase format, 'name value unit (range)' "
+                    "tables, or free text such as 血压130/85，空腹血糖6.5), normalise names and units, and grade each "
+                    "value against the printed range, else a curated adult range with its source. No model is used.")
+    p.add_argument("file", help="report text file (UTF-8); '-' reads stdin")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per finding: name, value, unit, reference_range, status (high/low/normal/abnormal), ...")
+    p.add_argument("--sex", choices=["male", "female"], default=None,
+                   help="sex for sex-specific ranges (Hb, creatinine, uric acid...); default: read from the report "
+                        "(性别：男/女), else the men+women combined range")
+    p.add_argument("--markdown", action="store_true", help="print the table as markdown (as chat and the web page show it)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    from ming.errors import MingError
+    from ming.safety.report import findings_table, parse_report
+
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            with open(args.file, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise MingError(f"no such file: {args.file}; pass a UTF-8 text file with the report, or '-' for stdin") from None
+        except UnicodeDecodeError as exc:
+            raise MingError(f"{args.file} is not UTF-8 text ({exc.reason}); convert it with iconv -f gbk -t utf-8") from None
+    findings = parse_report(text, sex=args.sex)
+    if not findings:
+        raise MingError(f"no test results recognised in {args.file} ({len(text)} characters); expected lines such as "
+                        f"'谷丙转氨酶 35 U/L 9-50' or '甘油三酯 = [1.75] ↑'; the known names are listed in "
+                        f"ming/safety/tables/reference_ranges.yaml")
+    if args.json:
+        for f in findings:
+            print(json.dumps(f.to_dict(), ensure_ascii=False))
+        return 0
+    print(findings_table(findings, markdown=args.markdown))
+    ab = [f for f in findings if f.status != "normal"]
+    print(f"\n{len(findings)} 项，异常 {len(ab)} 项" + (f"：{'、'.join(f.name for f in ab)}" if ab else ""))
+    return 0

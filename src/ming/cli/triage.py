@@ -1,0 +1,80 @@
+"""`ming triage [FILE|-]`: red-flag triage of messages, one JSON line out per message in."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        name, help=help_text,
+        description="Read messages (one per line, or JSONL with a 'text' field and optional 'context' list of "
+                    "earlier user messages and 'id') and print one JSON line per message: "
+                    "{emergency, rule_ids, categories, escalation}. No model is loaded.")
+    p.add_argument("file", nargs="?", default="-", help="input file; '-' (default) reads stdin")
+    p.add_argument("--conversation", action="store_true",
+                   help="treat the lines as ONE conversation: each message is triaged with the earlier ones as context")
+    p.add_argument("--rules", default=None, help="a triage rule YAML to use instead of the packaged one")
+    p.add_argument("--no-escalation", action="store_true", help="leave the escalation text out of the output")
+    p.set_defaults(func=run)
+    return p
+
+
+def _read(path: str) -> tuple[str, list[str]]:
+    from ming.errors import MingError
+
+    if path == "-":
+        return "<stdin>", sys.stdin.read().splitlines()
+    try:
+        with open(path, encoding="utf-8") as f:
+            return path, f.read().splitlines()
+    except FileNotFoundError:
+        raise MingError(f"no such file: {path}; pass a text/JSONL file or '-' for stdin") from None
+    except UnicodeDecodeError as exc:
+        raise MingError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it with iconv first") from None
+
+
+def run(args) -> int:
+    from ming.safety.triage import Triage, default_triage
+
+    tri = Triage.from_file(args.rules) if args.rules else default_triage()
+    name, lines = _read(args.file)
+    history: list[str] = []
+    bad = 0
+    out = sys.stdout
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        row: dict = {}
+        if line.lstrip().startswith("{"):
+            try:
+                row = json.loads(line)
+                if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+                    raise ValueError("needs a string field 'text'")
+                ctx = row.get("context") or []
+                if not isinstance(ctx, list) or not all(isinstance(c, str) for c in ctx):
+                    raise ValueError("'context' must be a list of strings")
+            except ValueError as exc:
+                bad += 1
+                print(f"ming triage: {name}:{n}: bad JSON row ({exc}); skipped", file=sys.stderr)
+                out.write(json.dumps({"line": n, "error": str(exc)}, ensure_ascii=False) + "\n")
+                continue
+            text, context = row["text"], list(row.get("context") or [])
+        else:
+            text, context = line, []
+        if args.conversation:
+            context = history + context
+            history.append(text)
+        res = tri.check(text, context)
+        rec = {"emergency": res.emergency, "rule_ids": res.rule_ids, "categories": res.categories}
+        if not args.no_escalation:
+            rec["escalation"] = res.escalation
+        if "id" in row:
+            rec = {"id": row["id"], **rec}
+        out.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    if bad:
+        print(f"ming triage: {bad} bad row(s) in {name} (reported above with line numbers)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,174 @@
+"""Mixing: how many records each category, subset and source gets, and seeded streaming selection.
+
+Planning (`plan_mix`): category shares are hard targets (the sum of their subsets' weights); `total: auto` is the
+largest total whose category shares the available data (times `max_upsample`) can meet. Inside a category, each
+subset gets its weight's share; a subset with too little data is capped at what it has and the rest goes to its
+siblings in proportion to their weights (water-filling). Inside a subset, sources share in proportion to what
+they have times their `weight`, within their caps.
+
+Selection (`select_stream`) is Knuth's selection sampling (Algorithm S): it streams a file once and keeps exactly
+k of n records, uniformly, seeded, in O(1) memory; k > n repeats whole passes (upsampling).
+Shuffling (`BucketShuffler`) spreads records over temporary bucket files and shuffles one bucket at a time, so
+memory is bounded by the bucket size, not the mix size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+
+def water_fill(total: int, weights: dict[str, float], limits: dict[str, float]) -> dict[str, int]:
+    """Split `total` over keys in proportion to weights, never exceeding limits; what a capped key cannot take
+    goes to the others. Integer result (largest remainder); sums to min(total, sum of floor(limits))."""
+    limits = {k: math.floor(v) for k, v in limits.items()}
+    alloc = {k: 0.0 for k in weights}
+    free = {k for k in weights if weights[k] > 0 and limits.get(k, 0) > 0}
+    remaining = float(min(total, sum(limits.get(k, 0) for k in free)))
+    while free and remaining > 1e-9:
+        wsum = sum(weights[k] for k in free)
+        capped = {k for k in free if alloc[k] + remaining * weights[k] / wsum >= limits[k]}
+        if not capped:
+            for k in free:
+                alloc[k] += remaining * weights[k] / wsum
+            remaining = 0
+            break
+        for k in capped:
+            remaining -= limits[k] - alloc[k]
+            alloc[k] = limits[k]
+        free -= capped
+    # integer rounding, largest remainder, respecting limits
+    target = round(sum(alloc.values()))
+    out = {k: math.floor(v) for k, v in alloc.items()}
+    order = sorted(alloc, key=lambda k: (alloc[k] - out[k]), reverse=True)
+    i = 0
+    while sum(out.values()) < target and i < len(order) * 2:
+        k = order[i % len(order)]
+        if out[k] < limits.get(k, 0):
+            out[k] += 1
+        i += 1
+    return out
+
+
+@dataclass
+class SubsetPlan:
+    name: str
+    category: str
+    weight: float
+    share: float  # of the whole mix, from the weights
+    available: int
+    capacity: int  # available * max_upsample
+    nominal: int = 0  # share * total, before redistribution
+    planned: int = 0
+    sources: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass
+class MixPlan:
+    total: int
+    auto: bool
+    binding: str  # the category that limits an auto total
+    categories: dict[str, dict]
+    subsets: dict[str, SubsetPlan]
+
+    def to_dict(self) -> dict:
+        return {"total": self.total, "auto": self.auto, "binding_category": self.binding,
+                "categories": self.categories,
+                "subsets": {k: vars(v) for k, v in self.subsets.items()}}
+
+
+def plan_mix(recipe, available: dict[str, dict[str, int]]) -> MixPlan:
+    """`available[subset][source]` = records left after cleaning and dedup (before caps)."""
+    wsum = sum(s.weight for s in recipe.subsets)
+    cat_w = recipe.category_weights()
+    caps = {s.name: {src.name: min(available.get(s.name, {}).get(src.name, 0),
+                                   src.cap if src.cap is not None else 10**15) for src in s.sources}
+            for s in recipe.subsets}
+    subsets = {s.name: SubsetPlan(s.name, s.category, s.weight, s.weight / wsum, sum(caps[s.name].values()),
+                                  math.floor(sum(caps[s.name].values()) * s.max_upsample), note=s.note)
+               for s in recipe.subsets}
+    cat_capacity = {c: sum(p.capacity for p in subsets.values() if p.category == c) for c in cat_w}
+    binding = min(cat_w, key=lambda c: cat_capacity[c] / (cat_w[c] / wsum))
+    if recipe.total == "auto":
+        total = math.floor(min(cat_capacity[c] / (cat_w[c] / wsum) for c in cat_w))
+    else:
+        total = int(recipe.total)
+    cat_targets = water_fill(total, {c: cat_w[c] for c in cat_w}, {c: 10**15 for c in cat_w})
+    categories = {}
+    for c in cat_w:
+        members = [p for p in subsets.values() if p.category == c]
+        got = water_fill(cat_targets[c], {p.name: p.weight for p in members}, {p.name: p.capacity for p in members})
+        for p in members:
+            p.nominal = round(total * p.share)
+            p.planned = got[p.name]
+        categories[c] = {"weight": cat_w[c], "share": cat_w[c] / wsum, "target": cat_targets[c],
+                         "planned": sum(got.values()), "capacity": cat_capacity[c]}
+    for s in recipe.subsets:
+        p = subsets[s.name]
+        srcs = caps[s.name]
+        limits = {k: v * s.max_upsample for k, v in srcs.items()}
+        pref = {src.name: max(srcs[src.name], 1e-9) * src.weight for src in s.sources}
+        p.sources = water_fill(p.planned, pref, limits)
+    return MixPlan(total=total, auto=recipe.total == "auto", binding=binding, categories=categories,
+                   subsets=subsets)
+
+
+def select_stream(lines: Iterator[str], n: int, k: int, rng: random.Random) -> Iterator[tuple[int, str]]:
+    """Yield (pass, line) for k lines out of the n streamed (Algorithm S; k > n: whole passes first).
+
+    `lines` must be re-iterable only in the sense that the caller passes a fresh iterator per pass via
+    `select_file`; this function handles one pass choosing `k` of `n`."""
+    chosen = 0
+    for seen, line in enumerate(lines):
+        if chosen >= k:
+            break
+        if rng.random() * (n - seen) < (k - chosen):
+            chosen += 1
+            yield 0, line
+
+
+def select_file(path: Path, n: int, k: int, rng: random.Random) -> Iterator[tuple[int, str]]:
+    """k records from a JSONL file of n records: full passes for each whole multiple, then a sample."""
+    if n <= 0 or k <= 0:
+        return
+    full, rest = divmod(k, n)
+    for rep in range(full):
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                yield rep, line
+    if rest:
+        with open(path, encoding="utf-8") as fh:
+            for _, line in select_stream(fh, n, rest, rng):
+                yield full, line
+
+
+class BucketShuffler:
+    """Scatter records into `n_buckets` temp files at random, then emit bucket by bucket, each shuffled."""
+
+    def __init__(self, workdir: Path, n_buckets: int, rng: random.Random):
+        self.workdir, self.n, self.rng = workdir, max(1, n_buckets), rng
+        workdir.mkdir(parents=True, exist_ok=True)
+        self._fhs = [open(workdir / f"bucket-{i:04d}.jsonl", "w", encoding="utf-8") for i in range(self.n)]
+
+    def add(self, line: str) -> None:
+        self._fhs[self.rng.randrange(self.n)].write(line if line.endswith("\n") else line + "\n")
+
+    def __iter__(self) -> Iterator[str]:
+        for fh in self._fhs:
+            fh.close()
+        for i in range(self.n):
+            p = self.workdir / f"bucket-{i:04d}.jsonl"
+            with open(p, encoding="utf-8") as fh:
+                lines = fh.readlines()
+            self.rng.shuffle(lines)
+            yield from lines
+            p.unlink()
+
+
+def dumps(rec: dict) -> str:
+    return json.dumps(rec, ensure_ascii=False) + "\n"

@@ -1,0 +1,336 @@
+"""llama.cpp backend: GGUF models natively on CPU, through llama-cpp-python's C API.
+
+Prompts are the token ids ming's template layer renders (the same ids every backend sees); text is
+decoded with the model's Hugging Face tokenizer through `StreamDecoder` (UTF-8 safe, stop strings).
+Sampling (temperature, top-p, top-k, repetition penalty, seed) is done here in numpy, with the same
+rules as the transformers backend, so settings mean the same thing on every backend.
+
+KV reuse: the context keeps the keys/values of the last conversation. A new request drops the cache
+after the longest common prefix with the new prompt (`llama_memory_seq_rm`) and only encodes the
+rest, so turn N of a consultation costs the new question, not the whole history. /undo, truncation
+and edits are handled by that prefix match; `reset_cache()` (new chat) clears it.
+
+The AMX crash: llama.cpp's default build runs an AMX matmul path that dies with "Illegal
+instruction" on this kind of Xeon. scripts/install_llamacpp.sh builds without AMX code; if a build
+with AMX is loaded anyway, the model is loaded with `use_extra_bufts=False` (no AMX buffer type)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import threading
+from typing import Any, Iterator, Sequence
+
+from ming.engine.base import Chunk, Engine, GenerationConfig
+from ming.engine.detok import StreamDecoder
+from ming.errors import MingError
+from ming.templates import Template
+
+DEFAULT_MAX_CONTEXT = 8192  # KV cache is allocated up front: 8192 tokens = ~100 MB for the 0.5B model
+N_BATCH = 512
+
+_backend_ready = False
+_log_cb = None  # keep the ctypes callback alive
+
+
+def _llama():
+    from ming.engine import threads
+
+    threads.set_wait_policy()  # before llama.cpp loads libgomp (if nothing loaded it yet)
+    import llama_cpp
+
+    return llama_cpp
+
+
+def _init_backend(L) -> None:
+    global _backend_ready, _log_cb
+    if _backend_ready:
+        return
+    verbose = os.environ.get("MING_LOG_LEVEL", "").upper() == "DEBUG"
+
+    @L.llama_log_callback
+    def _cb(level, text, user_data):  # only errors (level 3) unless debugging
+        if verbose or level == 3:
+            try:
+                sys.stderr.write(text.decode("utf-8", "replace"))
+            except Exception:  # noqa: BLE001 - never raise into C
+                pass
+
+    _log_cb = _cb
+    L.llama_log_set(_log_cb, ctypes.c_void_p(0))
+    L.llama_backend_init()
+    _backend_ready = True
+
+
+def system_info() -> str:
+    L = _llama()
+    return L.llama_print_system_info().decode("utf-8", "replace")
+
+
+def build_has_amx() -> bool:
+    """True if the installed llama.cpp was compiled with AMX kernels (the path that crashes here)."""
+    return "AMX" in system_info()
+
+
+class LlamaCppEngine(Engine):
+    backend = "llamacpp"
+
+    def __init__(self, path: str, tokenizer: Any, template: Template, name: str = "model", threads: int = 1,
+                 context_length: int | None = None, prefix_cache: bool = True, n_batch: int = N_BATCH,
+                 use_extra_bufts: bool | None = None, use_mmap: bool = True):
+        super().__init__()
+        import numpy as np
+
+        L = _llama()
+        _init_backend(L)
+        self.np, self.L = np, L
+        self.path = path
+        self.tokenizer = tokenizer
+        self.template = template
+        self.name = name
+        self.threads = threads
+        self.prefix_cache = prefix_cache
+        self.stop_ids = template.stop_token_ids()
+        self.features = frozenset({"seed", "top_k", "repetition_penalty", "prefix_cache", "loglik"})
+        if use_extra_bufts is None:
+            use_extra_bufts = not build_has_amx()
+        self.use_extra_bufts = use_extra_bufts
+
+        mp = L.llama_model_default_params()
+        mp.n_gpu_layers = 0
+        mp.use_extra_bufts = use_extra_bufts  # False: no AMX/repack buffer types (the crash fix)
+        if hasattr(mp, "load_mode") and not use_mmap:
+            mp.load_mode = L.LLAMA_LOAD_MODE_NONE
+        self._model = L.llama_model_load_from_file(path.encode("utf-8"), mp)
+        if not self._model:
+            raise MingError(f"llama.cpp could not load {path}: not a GGUF model it understands (see the error above); "
+                            f"try --backend hf")
+        self._vocab = L.llama_model_get_vocab(self._model)
+        self.n_vocab = L.llama_vocab_n_tokens(self._vocab)
+        if self.n_vocab < len(tokenizer):
+            raise MingError(f"{path} has {self.n_vocab} tokens but its tokenizer has {len(tokenizer)}; "
+                            f"the GGUF and tokenizer do not belong together")
+        train_ctx = L.llama_model_n_ctx_train(self._model)
+        self.context_length = int(context_length or min(train_ctx, DEFAULT_MAX_CONTEXT))
+        self.n_batch = min(n_batch, self.context_length)
+        cp = L.llama_context_default_params()
+        cp.n_ctx = self.context_length
+        cp.n_batch = self.n_batch
+        cp.n_ubatch = self.n_batch
+        cp.n_threads = threads
+        cp.n_threads_batch = threads
+        cp.n_seq_max = 1
+        cp.no_perf = True
+        self._ctx = L.llama_init_from_model(self._model, cp)
+        if not self._ctx:
+            L.llama_model_free(self._model)
+            raise MingError(f"llama.cpp could not create a context of {self.context_length} tokens for {path}; "
+                            f"lower --context-length")
+        self._mem = L.llama_get_memory(self._ctx)
+        self._batch = L.llama_batch_init(self.n_batch, 0, 1)
+        self._ids: list[int] = []  # tokens whose keys/values are in the KV cache, in order
+        self._closed = False
+
+    # -- low level ------------------------------------------------------------------------------
+    def _decode(self, tokens: Sequence[int], logits_at: Sequence[int] = ()) -> None:
+        """Append `tokens` to the cache (in n_batch chunks). Logits are kept for the last token and
+        for the positions (indices into `tokens`) in logits_at; read them with _logits_row."""
+        L, b = self.L, self._batch
+        want = set(logits_at)
+        self._rows: dict[int, int] = {}
+        for start in range(0, len(tokens), self.n_batch):
+            part = tokens[start:start + self.n_batch]
+            last_chunk = start + self.n_batch >= len(tokens)
+            pos0 = len(self._ids)
+            b.n_tokens = len(part)
+            rows = {}
+            for i, t in enumerate(part):
+                b.token[i] = int(t)
+                b.pos[i] = pos0 + i
+                b.n_seq_id[i] = 1
+                b.seq_id[i][0] = 0
+                keep = (start + i) in want or (last_chunk and i == len(part) - 1)
+                b.logits[i] = keep
+                if keep:
+                    rows[start + i] = i
+            rc = L.llama_decode(self._ctx, b)
+            if rc != 0:
+                self.reset_cache()
+                raise MingError(f"llama.cpp could not decode ({rc}): the conversation may exceed the context window "
+                                f"of {self.context_length} tokens; start a new chat or raise --context-length")
+            self._ids.extend(int(t) for t in part)
+            if want:  # copy now: the next chunk overwrites the logits buffer
+                for k, i in rows.items():
+                    self._rows[k] = self.np.array(self._logits_ptr(i), copy=True)
+        self._last_row = len(tokens) - 1
+
+    def _logits_ptr(self, i: int):
+        p = self.L.llama_get_logits_ith(self._ctx, i)
+        return self.np.ctypeslib.as_array(p, shape=(self.n_vocab,))
+
+    def _last_logits(self):
+        return self._logits_ptr(-1)
+
+    def _truncate(self, n: int) -> None:
+        if n < len(self._ids):
+            if n == 0:
+                self.L.llama_memory_clear(self._mem, True)
+            else:
+                self.L.llama_memory_seq_rm(self._mem, 0, n, -1)
+            del self._ids[n:]
+
+    def _prefill(self, prompt: list[int]) -> int:
+        """Make the cache hold `prompt` and the logits of its last token; return how many prompt
+        tokens were reused from the cache."""
+        n = 0
+        if self.prefix_cache:
+            for a, b in zip(self._ids, prompt):
+                if a != b:
+                    break
+                n += 1
+            n = min(n, len(prompt) - 1)  # the last prompt token is always fed, for its logits
+        self._truncate(n)
+        self._decode(prompt[n:])
+        return n
+
+    def reset_cache(self) -> None:
+        if not getattr(self, "_closed", True):
+            self._truncate(0)
+
+    def set_threads(self, n: int) -> None:
+        self.threads = n
+        self.L.llama_set_n_threads(self._ctx, n, n)
+
+    # -- sampling ------------------------------------------------------------------------------------
+    def _pick(self, logits, gen: GenerationConfig, history: list[int], rng) -> int:
+        """Choose the next token with the transformers backend's rules (repetition penalty as CTRL /
+        HF, then temperature, top-k, top-p)."""
+        np = self.np
+        if gen.repetition_penalty == 1.0 and rng is None:
+            return int(logits.argmax())
+        x = np.array(logits, dtype=np.float32, copy=True)
+        if gen.repetition_penalty != 1.0 and history:
+            idx = np.unique(np.asarray(history, dtype=np.int64))
+            v = x[idx]
+            x[idx] = np.where(v > 0, v / gen.repetition_penalty, v * gen.repetition_penalty)
+        if rng is None:
+            return int(x.argmax())
+        x = x / gen.temperature
+        if 0 < gen.top_k < x.size:
+            kth = np.partition(x, -gen.top_k)[-gen.top_k]
+            x[x < kth] = -np.inf
+        if gen.top_p < 1.0:
+            order = np.argsort(x)  # ascending, as HF's TopPLogitsWarper
+            probs = np.exp(x[order] - x[order[-1]])
+            probs /= probs.sum()
+            remove = np.cumsum(probs) <= 1 - gen.top_p
+            remove[-1] = False  # keep at least one
+            x[order[remove]] = -np.inf
+        p = np.exp(x - x.max()).astype(np.float64)
+        p /= p.sum()
+        return int(rng.choice(p.size, p=p))
+
+    # -- generation ----------------------------------------------------------------------------------
+    def stream(self, prompt_ids: Sequence[int], gen: GenerationConfig,
+               cancel: threading.Event | None = None) -> Iterator[Chunk]:
+        gen.validate()
+        if gen.num_beams > 1:
+            raise MingError("the llamacpp backend has no beam search; `ming` switches to --backend hf for "
+                            "--beam-size > 1 (pass --backend auto or hf)")
+        prompt = [int(t) for t in prompt_ids]
+        if not prompt:
+            raise MingError("empty prompt: nothing to generate from")
+        if len(prompt) >= self.context_length:
+            raise MingError(f"the prompt is {len(prompt)} tokens, the context window is {self.context_length}; "
+                            f"shorten the conversation or raise --context-length")
+        max_new = min(gen.max_new_tokens, self.context_length - len(prompt))
+        rng = None
+        if not gen.greedy:
+            rng = self.np.random.default_rng(gen.seed)
+        decoder = StreamDecoder(self.tokenizer, tuple(self.template.stop_strings) + tuple(gen.stop))
+        n_cached = self._prefill(prompt)
+        history = list(prompt) if gen.repetition_penalty != 1.0 else []
+        generated: list[int] = []
+        finish, stop_token = "length", 0
+        for step in range(max_new):
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"
+                break
+            tok = self._pick(self._last_logits(), gen, history, rng)
+            if tok in self.stop_ids:
+                finish, stop_token = "stop", 1
+                break
+            generated.append(tok)
+            if history:
+                history.append(tok)
+            text = decoder.add(tok)
+            if text:
+                yield Chunk(text=text)
+            if decoder.stopped:
+                finish = "stop"
+                break
+            if step + 1 < max_new:
+                self._decode([tok])
+        tail = decoder.finish()
+        yield Chunk(text=tail, finish_reason=finish, prompt_tokens=len(prompt),
+                    completion_tokens=len(generated) + stop_token, cached_tokens=n_cached)
+
+    def loglikelihood(self, context_ids: Sequence[int], continuation_ids: Sequence[int]) -> float:
+        """Sum of log p(continuation | context). The context's KV cache is reused across calls, so
+        scoring several answers to one question encodes the question once."""
+        np = self.np
+        ctx, cont = [int(t) for t in context_ids], [int(t) for t in continuation_ids]
+        if not ctx or not cont:
+            raise MingError("loglikelihood needs a non-empty context and continuation")
+        full = ctx + cont
+        if len(full) > self.context_length:
+            raise MingError(f"{len(full)} tokens do not fit the context window of {self.context_length}")
+        n = self._prefill(ctx)  # cache holds ctx, logits of its last token are current
+        first = np.array(self._last_logits(), dtype=np.float64)
+        rows = [first]
+        if len(cont) > 1:
+            self._decode(cont[:-1], logits_at=range(len(cont) - 1))
+            rows += [self._rows[i].astype(np.float64) for i in range(len(cont) - 1)]
+        del n
+        total = 0.0
+        for row, t in zip(rows, cont):
+            m = row.max()
+            total += float(row[t] - m - np.log(np.exp(row - m).sum()))
+        return total
+
+    def close(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        L = self.L
+        L.llama_batch_free(self._batch)
+        L.llama_free(self._ctx)
+        L.llama_model_free(self._model)
+
+    def __del__(self):  # noqa: D105
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
+
+
+def load(ref, template_name: str | None = None, threads: int | None = None, context_length: int | None = None,
+         prefix_cache: bool = True, **kw) -> LlamaCppEngine:
+    from ming import models
+    from ming.engine import threads as thread_policy
+    from ming.templates import detect
+
+    if ref.kind != "gguf":
+        raise MingError(f"the llamacpp backend runs GGUF files; {ref.describe()} is a {ref.kind} model. Convert it "
+                        f"with `ming models convert {ref.path} --out model.gguf`, or use --backend hf")
+    n_threads = thread_policy.resolve(threads)
+    tok = models.load_tokenizer(ref)
+    name = template_name or detect(tok, models.model_type(ref))
+    if tok.pad_token_id is None and tok.eos_token_id is not None:
+        tok.pad_token = tok.eos_token
+    eng = LlamaCppEngine(str(ref.path), tok, Template(name, tok), name=ref.display, threads=n_threads,
+                         context_length=context_length, prefix_cache=prefix_cache, **kw)
+    print(f"[ming] loaded {ref.describe()} with llama.cpp on cpu ({n_threads} threads, context {eng.context_length}),"
+          f" template {name}", file=sys.stderr)
+    return eng

@@ -1,0 +1,174 @@
+"""The safety policy applied identically in chat, the server and the evaluator.
+
+    policy = SafetyPolicy(mode="on")            # "off" | "on" | "strict"
+    d = policy.check(messages)                  # [{"role", "content"}, ...], last = new user message
+    if not d.call_model: reply = d.prefix + d.refusal
+    else: system += d.system_addendum; reply = d.prefix + model_answer + d.suffix
+
+Layers (each reported in d.triggered with its rule id): triage (red flags -> escalation first),
+report (lab values -> findings table + grounding for the model), policy (refusals; dose notes).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from ming.errors import MingError
+from ming.safety.report import Finding, findings_table, grounding_text, parse_report
+from ming.safety.triage import Triage, default_triage
+
+MODES = ("off", "on", "strict")
+
+
+@dataclass
+class SafetyDecision:
+    action: str = "answer"                 # answer | escalate | refuse
+    prefix: str = ""
+    refusal: str = ""
+    system_addendum: str = ""
+    suffix: str = ""
+    findings: list[Finding] = field(default_factory=list)
+    findings_table: str = ""
+    triggered: list[dict] = field(default_factory=list)
+    call_model: bool = True
+    mode: str = "on"
+
+    @property
+    def rule_ids(self) -> list[str]:
+        return [t["rule_id"] for t in self.triggered]
+
+    @property
+    def notice(self) -> str:
+        """One line saying which safety rules shaped this answer ('' when none)."""
+        if not self.triggered:
+            return ""
+        return "〔本轮回答触发了安全规则：" + "、".join(self.rule_ids) + "〕"
+
+    def to_dict(self) -> dict:
+        from ming.safety.disclaimer import DISCLAIMER
+
+        return {"mode": self.mode, "action": self.action, "call_model": self.call_model,
+                "emergency": any(t["layer"] == "triage" for t in self.triggered),
+                "prefix": self.prefix, "refusal": self.refusal, "suffix": self.suffix,
+                "system_addendum": self.system_addendum, "triggered": list(self.triggered),
+                "findings": [f.to_dict() for f in self.findings], "findings_table": self.findings_table,
+                "disclaimer": DISCLAIMER}
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    id: str
+    rationale: str
+    pattern: re.Pattern
+    unless: re.Pattern | None
+    reply: str
+
+
+class _PolicyRules:
+    def __init__(self, spec: dict):
+        self.refusals = [
+            _Refusal(r["id"], r["rationale"], re.compile("|".join(f"(?:{p})" for p in r["patterns"])),
+                     re.compile("|".join(f"(?:{p})" for p in r["unless"])) if r.get("unless") else None,
+                     r["reply"].strip())
+            for r in spec["refusals"]]
+        d = spec["dose"]
+        self.dose_id, self.dose_rationale = d["id"], d["rationale"]
+        self.dose_re = re.compile("|".join(f"(?:{p})" for p in d["patterns"]))
+        self.dose_note, self.dose_system = d["note"], d["system"]
+        self.emergency_system = spec["emergency_system"]
+
+
+@lru_cache(maxsize=1)
+def _rules() -> _PolicyRules:
+    import yaml
+
+    text = resources.files("ming.safety").joinpath("rules/policy.yaml").read_text(encoding="utf-8")
+    return _PolicyRules(yaml.safe_load(text))
+
+
+_DRUG_HINT = re.compile(r"(?:药|片|胶囊|颗粒|口服液|糖浆|混悬|滴剂|针|mg|毫克|布洛芬|对乙酰氨基酚|扑热息痛|美林|泰诺林|阿莫西林|头孢|"
+                        r"阿司匹林|二甲双胍|胰岛素|氨氯地平|硝苯地平|他汀|激素|泼尼松|维生素|钙片|叶酸|铁剂|蒙脱石|益生菌|奥司他韦|"
+                        r"地西泮|褪黑素|抗生素|退烧|止痛|降压|降糖)")
+_REPORT_HINT = re.compile(r"(?:报告|体检|化验|检查结果|检验|指标|单子|血常规|尿常规|肝功|肾功|血脂)")
+
+
+class SafetyPolicy:
+    """Decide, before the model runs, how this turn must be handled."""
+
+    def __init__(self, mode: str = "on", triage: Triage | None = None):
+        if mode not in MODES:
+            raise MingError(f"unknown safety mode '{mode}'; use one of: {', '.join(MODES)}")
+        self.mode = mode
+        self._triage = triage
+
+    @property
+    def triage(self) -> Triage:
+        if self._triage is None:
+            self._triage = default_triage()
+        return self._triage
+
+    def check(self, messages: list[dict]) -> SafetyDecision:
+        d = SafetyDecision(mode=self.mode)
+        if self.mode == "off":
+            return d
+        if not isinstance(messages, (list, tuple)) or any(not isinstance(m, dict) for m in messages):
+            raise MingError("SafetyPolicy.check expects a list of {'role', 'content'} dicts")
+        users = [str(m.get("content") or "") for m in messages if m.get("role") == "user"]
+        if not users:
+            return d
+        last = users[-1]
+        norm = unicodedata.normalize("NFKC", last).lower()
+        rules = _rules()
+        addenda: list[str] = []
+
+        # 1. triage over the conversation window
+        tri = self.triage.check(last, users[:-1])
+        for r in tri.rules:
+            d.triggered.append({"layer": "triage", "rule_id": r.id, "rationale": r.rationale})
+
+        # 2. refusals on the newest message
+        refusal = None
+        for rf in rules.refusals:
+            if rf.pattern.search(norm) and not (rf.unless and rf.unless.search(norm)):
+                refusal = rf
+                d.triggered.append({"layer": "policy", "rule_id": rf.id, "rationale": rf.rationale})
+                break
+
+        # 3. lab / exam report values in the newest message
+        findings = parse_report(last)
+        if findings and (len(findings) >= 2 or _REPORT_HINT.search(last) or findings[0].key in ("BP", "SBP", "GLU", "HBA1C")):
+            d.findings = findings
+            d.findings_table = findings_table(findings)
+            addenda.append(grounding_text(findings))
+            n_ab = sum(f.status != "normal" for f in findings)
+            d.triggered.append({"layer": "report", "rule_id": "REPORT-FINDINGS",
+                                "rationale": f"解析到 {len(findings)} 项检验/体检结果（{n_ab} 项异常），已按参考范围比对并提供给模型"})
+
+        # 4. dose questions
+        dose = bool(rules.dose_re.search(norm) and _DRUG_HINT.search(norm)) and refusal is None
+        if dose:
+            d.triggered.append({"layer": "policy", "rule_id": rules.dose_id, "rationale": rules.dose_rationale})
+            addenda.append(rules.dose_system)
+            d.suffix = rules.dose_note
+
+        if refusal is not None:
+            d.action, d.call_model = "refuse", False
+            # the refusal is the whole reply: an emergency escalation goes inside it, first
+            lead = tri.escalation + "\n\n" if tri.emergency and refusal.id != "POL-SELFHARM-01" else ""
+            d.refusal = lead + refusal.reply + "\n" + d.notice
+            d.system_addendum = ""
+            return d
+        if tri.emergency:
+            d.action = "escalate"
+            d.prefix = tri.escalation
+            addenda.insert(0, rules.emergency_system.format(categories="、".join(tri.categories)))
+            if self.mode == "strict":
+                d.call_model = False
+        d.system_addendum = "\n\n".join(addenda)
+        if d.triggered and d.call_model and not tri.emergency:
+            d.suffix = (d.suffix + "\n" if d.suffix else "") + d.notice
+        return d

@@ -1,0 +1,160 @@
+"""HTTP endpoints over serving.py: OpenAI's /v1/chat/completions and /v1/models, /health, and the web
+page at /. Everything they need is on `request.app.state` (settings, engine, service, scheduler)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from importlib import resources
+
+import anyio
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+
+from ming import DISCLAIMER
+from ming.errors import MingError
+from ming.serve.errors import APIError
+from ming.serve.protocol import ChatCompletionRequest, ModelCard, ModelList
+from ming.serve.serving import Job
+
+log = logging.getLogger("ming.serve")
+router = APIRouter()
+
+
+def check_auth(request: Request) -> None:
+    key = request.app.state.settings.api_key
+    if not key:
+        return
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise APIError(401, "missing API key: send the header `Authorization: Bearer KEY` (the server runs with "
+                            "--api-key)", code="missing_api_key", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(token.strip().encode(), key.encode()):
+        raise APIError(401, "incorrect API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _model_card(app) -> ModelCard:
+    engine = app.state.engine
+    return ModelCard(id=app.state.service.model_name,
+                     ming={"backend": engine.backend, "context_length": int(engine.context_length),
+                           "template": engine.template.name, "modes": ["qa", "consult"]})
+
+
+@router.get("/health")
+async def health(request: Request):
+    app = request.app
+    return {"status": "ok", "model": app.state.service.model_name, "backend": app.state.engine.backend,
+            "safety": app.state.settings.safety, "mode": app.state.settings.mode,
+            "auth_required": bool(app.state.settings.api_key), "disclaimer": DISCLAIMER,
+            "queue": app.state.scheduler.stats()}
+
+
+@router.get("/v1/models", dependencies=[Depends(check_auth)])
+async def list_models(request: Request):
+    return ModelList(data=[_model_card(request.app)]).model_dump()
+
+
+@router.get("/v1/models/{model_id:path}", dependencies=[Depends(check_auth)])
+async def get_model(model_id: str, request: Request):
+    card = _model_card(request.app)
+    if model_id != card.id:
+        raise APIError(404, f"model {model_id!r} is not served here; this server serves {card.id!r}",
+                       param="model", code="model_not_found")
+    return card.model_dump()
+
+
+def _job_error(exc: BaseException) -> APIError:
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, MingError):
+        return APIError(500, f"the answer failed: {exc}", code="generation_failed")
+    log.error("generation failed: %s", type(exc).__name__)
+    return APIError(500, f"the answer failed ({type(exc).__name__})", code="generation_failed")
+
+
+async def parse_request(request: Request) -> ChatCompletionRequest:
+    """The body as a ChatCompletionRequest, whatever Content-Type the client sent; 400 when it is not
+    JSON or not a valid request."""
+    from pydantic import ValidationError
+
+    from ming.serve.errors import from_validation_errors
+
+    raw = await request.body()
+    if not raw.strip():
+        raise APIError(400, "the request has no body; send a JSON object like "
+                            "{\"messages\": [{\"role\": \"user\", \"content\": \"…\"}]}", code="invalid_json")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise APIError(400, f"the request body is not valid JSON{where}: {type(exc).__name__}; send a JSON object "
+                            "like {\"messages\": [{\"role\": \"user\", \"content\": \"…\"}]}",
+                       code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise APIError(400, f"the request body must be a JSON object, got a JSON {type(data).__name__}",
+                       code="invalid_json")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_errors(exc.errors()) from None
+
+
+@router.post("/v1/chat/completions", dependencies=[Depends(check_auth)],
+             openapi_extra={"requestBody": {"content": {"application/json": {
+                 "schema": ChatCompletionRequest.model_json_schema()}}, "required": True}})
+async def chat_completions(request: Request):
+    body = await parse_request(request)
+    service = request.app.state.service
+    scheduler = request.app.state.scheduler
+    prepared = await anyio.to_thread.run_sync(service.prepare, body, request.state.request_id)
+
+    if prepared.stream:
+        job, events = Job.for_asyncio(lambda cancel: service.sse(prepared, cancel))
+        scheduler.submit(job)  # 429 with Retry-After when the queue is full
+
+        async def stream():
+            try:
+                async for text in events:
+                    yield text
+            except Exception as exc:  # after the 200 has been sent: an error event, then the end
+                yield _job_error(exc).sse()
+                yield "data: [DONE]\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    job, events = Job.for_asyncio(lambda cancel: iter([service.complete(prepared, cancel)]))
+    scheduler.submit(job)
+    task = asyncio.ensure_future(events.__anext__())
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            if done:
+                break
+            if await request.is_disconnected():  # the client left: free the slot at the next token
+                job.cancel.set()
+                log.info("request %s: client disconnected", request.state.request_id)
+        try:
+            result = task.result()
+        except StopAsyncIteration:
+            raise APIError(503, "the request was cancelled", code="cancelled") from None
+        except APIError:
+            raise
+        except Exception as exc:
+            raise _job_error(exc) from None
+        return JSONResponse(result)
+    finally:
+        job.cancel.set()  # harmless once done; stops the generation if we leave early
+        if not task.done():
+            task.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await events.aclose()
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def index():
+    return HTMLResponse(resources.files("ming.serve").joinpath("static/index.html").read_text(encoding="utf-8"))

@@ -1,0 +1,96 @@
+"""Lab / exam report parsing and grading on the 22 hand-written reports in tests/fixtures/safety."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ming.cli.main import main
+from ming.safety.report import classify_bp, findings_table, grounding_text, parse_report
+
+FIX = Path(__file__).resolve().parent / "fixtures" / "safety" / "reports"
+EXPECTED = json.loads((FIX / "expected.json").read_text(encoding="utf-8"))
+
+
+def test_at_least_20_reports():
+    assert len(EXPECTED) >= 20 and all((FIX / n).is_file() for n in EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_report_statuses(name):
+    got = {f.key: f.status for f in parse_report((FIX / name).read_text(encoding="utf-8"))}
+    assert {k: got.get(k) for k in EXPECTED[name]} == EXPECTED[name]
+
+
+def test_showcase_abnormal_items_exactly():
+    fs = parse_report((FIX / "01_ming_showcase.txt").read_text(encoding="utf-8"))
+    abnormal = {f.key: f for f in fs if f.status != "normal"}
+    assert set(abnormal) == {"GGT", "TG", "U_BLD"}
+    assert abnormal["GGT"].value == 65 and abnormal["GGT"].flag == "↑"
+    assert abnormal["TG"].value == 1.75 and abnormal["TG"].category == "边缘升高"
+    assert abnormal["U_BLD"].value == "弱阳性"
+    bp = next(f for f in fs if f.key == "BP")
+    assert bp.status == "normal" and "正常高值" in bp.category  # 130/85 is not "high"
+    tc = next(f for f in fs if f.key == "TC")
+    assert tc.status == "normal" and tc.category == "合适水平"
+
+
+def test_report_arrow_wins_over_range_and_printed_range_wins_over_table():
+    assert parse_report("谷丙转氨酶 30 ↑ U/L 9-50")[0].status == "high"
+    f = parse_report("谷丙转氨酶 45 U/L (0-40)")[0]
+    assert f.status == "high" and f.ref_source == "报告所印参考范围"
+    assert parse_report("谷丙转氨酶 45 U/L")[0].status == "normal"  # table 9-50 (men) / 7-40 (women) -> combined
+
+
+def test_units_are_converted():
+    glu = parse_report("血糖 126 mg/dL")[0]
+    assert glu.status == "high" and "换算为 6.99 mmol/L" in glu.note
+    assert parse_report("肌酐 1.0 mg/dL")[0].status == "normal"  # 88.4 umol/L
+    assert parse_report("肌酐 2.0 mg/dL")[0].status == "high"
+
+
+def test_sex_specific_ranges():
+    assert parse_report("血红蛋白 125 g/L", sex="female")[0].status == "normal"
+    assert parse_report("血红蛋白 125 g/L", sex="male")[0].status == "low"
+    assert parse_report("性别：女 血红蛋白 125 g/L")[0].status == "normal"
+
+
+@pytest.mark.parametrize("s, d, status, word", [
+    (118, 76, "normal", "正常血压"), (130, 85, "normal", "正常高值"), (145, 92, "high", "1级"),
+    (150, 80, "high", "单纯收缩期"), (165, 102, "high", "2级"), (185, 112, "high", "3级"), (85, 55, "low", "低血压")])
+def test_blood_pressure_classified_per_guideline(s, d, status, word):
+    f = classify_bp(s, d)
+    assert f.status == status and word in f.category
+
+
+def test_no_numbers_no_findings_and_plain_chat_untouched():
+    assert parse_report("我最近总是头疼，怎么办") == []
+    assert parse_report("孩子今年3岁了，吃了2次药") == []
+
+
+def test_table_and_grounding_text():
+    fs = parse_report((FIX / "01_ming_showcase.txt").read_text(encoding="utf-8"))
+    md = findings_table(fs)
+    assert md.startswith("| 项目 |") and "偏高 ↑" in md and "γ-谷氨酰转移酶" in md
+    g = grounding_text(fs)
+    assert "异常 3 项" in g and "不要说成偏高" in g
+
+
+def test_cli_report_json(capsys):
+    assert main(["report", str(FIX / "01_ming_showcase.txt"), "--json"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    ggt = next(r for r in rows if r["key"] == "GGT")
+    assert {"name", "value", "unit", "reference_range", "status"} <= set(ggt)
+    assert ggt["status"] == "high" and ggt["value"] == 65
+    assert {r["status"] for r in rows} <= {"high", "low", "normal", "abnormal"}
+
+
+def test_cli_report_table_and_errors(tmp_path, capsys):
+    assert main(["report", str(FIX / "02_liver_table.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "偏高" in out and "6 项，异常 3 项" in out
+    empty = tmp_path / "e.txt"
+    empty.write_text("没有数字的文本", encoding="utf-8")
+    assert main(["report", str(empty)]) == 2
+    assert "no test results recognised" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing.txt")]) == 2
