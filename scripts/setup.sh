@@ -36,10 +36,10 @@ if [ "${MING_SKIP_LLAMACPP:-0}" != 1 ]; then
 fi
 
 if [ "${1:-}" = "--browser" ]; then
-  if ! command -v chromium >/dev/null 2>&1; then
-    step "installing Debian's chromium for the web-page tests"
+  if ! command -v chromium >/dev/null 2>&1 || ! dpkg -s fonts-wqy-microhei >/dev/null 2>&1; then
+    step "installing Debian's chromium and a CJK font for the web-page tests"
     if [ "$(id -u)" = 0 ]; then
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei >/dev/null) \
         || echo "could not install chromium: the browser tests will be skipped"
     else
       echo "not root: install chromium yourself (sudo apt-get install chromium) or the browser tests are skipped"

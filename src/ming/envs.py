@@ -14,6 +14,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
                       "folder of the raw medical data used by recipes, eval tasks and benchmarks"),
     "MING_THREADS": ("auto (see ming.engine.threads)", "CPU threads for generation and training"),
     "MING_LOG_LEVEL": ("WARNING", "log level of the ming logger (DEBUG, INFO, WARNING, ERROR)"),
+    "MING_API_KEY": ("unset", "API key `ming serve` requires when --api-key is not given (keeps it out of `ps`)"),
     "MING_ALLOW_DOWNLOAD": ("0", "1 lets --model-path take a hub id and download it (same as --allow-download)"),
 }
 
@@ -49,3 +50,7 @@ def log_level() -> str:
 
 def allow_download() -> bool:
     return os.environ.get("MING_ALLOW_DOWNLOAD", "0") in ("1", "true", "yes")
+
+
+def api_key() -> str | None:
+    return os.environ.get("MING_API_KEY") or None

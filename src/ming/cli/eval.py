@@ -6,6 +6,7 @@
     ming eval mcq --data my_exam.jsonl --output runs/e4
     ming eval meddialog_cn_100 --limit 20 --max-turns 4 --output runs/e5
     ming eval compare runs/e1 runs/e3
+    ming eval report runs/e1                                 # tables of a run in progress or stopped
     ming eval list
 """
 
@@ -24,7 +25,7 @@ def add_parser(sub, name: str, help_text: str):
         "consultations. TASK is a comma-separated list of tasks or suites (`ming eval list`), or `list`, or "
         "`compare A B`. Results are appended per item to OUTPUT/results.jsonl: rerun the same command to "
         "continue a killed run."), epilog=__doc__.split("\n", 2)[2])
-    p.add_argument("task", nargs="?", help="TASK[,TASK…] | suite | list | compare")
+    p.add_argument("task", nargs="?", help="TASK[,TASK…] | suite | list | compare A B | report DIR")
     p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
     p.add_argument("--output", "-o", default=None, help="run folder (results.jsonl, run.json, report.json, report.md)")
     p.add_argument("--config", default=None, help="YAML of eval settings (configs/eval/*.yaml); flags override it")
@@ -140,6 +141,14 @@ def run(args: argparse.Namespace) -> int:
         return _list(args.json)
     if args.task == "compare":
         return _compare(args)
+    if args.task == "report":
+        from ming.eval.report import to_markdown
+        from ming.eval.runner import report_only
+
+        if len(args.extra) != 1:
+            raise MingError("usage: ming eval report RUN_DIR (rebuilds the report of a run, running nothing)")
+        print(to_markdown(report_only(args.extra[0])), end="")
+        return 0
     if args.extra:
         raise MingError(f"unexpected arguments {args.extra}; give tasks as one comma-separated list, e.g. cmexam,cmb")
     overrides = {k: getattr(args, k) for k in ("limit", "shots", "mode", "data", "seed", "max_new_tokens",
@@ -151,11 +160,10 @@ def run(args: argparse.Namespace) -> int:
         overrides["tasks"] = args.task
     import yaml  # noqa: F401  (merge reads YAML)
 
-    try:
-        opts = merge(EvalOptions, args.config, overrides)
-    except TypeError as exc:
+    opts = merge(EvalOptions, args.config, overrides)
+    if not opts.tasks:
         raise MingError("give the tasks to run (e.g. `ming eval cmexam --output runs/x`) or a --config with "
-                        "`tasks:`; `ming eval list` shows them") from exc
+                        "`tasks:`; `ming eval list` shows them")
     if isinstance(opts.tasks, str):
         opts.tasks = expand(opts.tasks)
     else:
@@ -175,7 +183,11 @@ def run(args: argparse.Namespace) -> int:
         patient_client = OpenAIClient(args.patient_base_url, args.patient_api_model, args.patient_api_key,
                                       timeout=args.timeout, retries=args.retries)
     elif opts.patient == "llm" and client.kind == "local":
-        patient_client = client  # the same local model plays the patient (no safety layer needed there)
+        from ming.eval.clients import LocalClient
+
+        patient_client = LocalClient(client.engine, safety="off")  # the same model plays the patient, unfiltered
+    elif opts.patient == "llm":
+        patient_client = client  # the same server plays the patient
     if args.judge_base_url:
         from ming.engine.base import GenerationConfig
         from ming.eval.clients import OpenAIClient

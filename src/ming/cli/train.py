@@ -57,5 +57,5 @@ def run_merge(args) -> int:
 
     out = merge(args.merge_adapter, args.merge_output, args.merge_base, args.merge_dtype, args.merge_allow_download)
     print(f"[ming] merged checkpoint saved to {out}\n  chat with it:   ming chat --model-path {out}\n"
-          f"  GGUF for llama.cpp: python convert_hf_to_gguf.py {out} --outfile {out}.gguf --outtype q8_0")
+          f"  GGUF for the llama.cpp engine: ming models convert {out} --out {out}.gguf --outtype q4_k_m")
     return 0

@@ -37,7 +37,9 @@ BUCKET_RECORDS = 50_000  # records per shuffle bucket: bounds memory of the shuf
 def _bar(total=None, desc="", disable=False, unit="rec"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=disable, dynamic_ncols=True, leave=False)
+    # disable=None: tqdm turns itself off when stderr is not a terminal (logs stay readable)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=True if disable else None,
+                dynamic_ncols=True, leave=False, mininterval=0.5)
 
 
 def resolve_data_dir(recipe: Recipe, data_dir: str | Path | None) -> Path | None:
@@ -146,7 +148,7 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
                     fh.write(dumps(rec))
             bar.close()
             rows = sum(ctx.errors.rows.values())
-            n_in += max(rows, st["converted"])
+            n_in += st["converted"]
             clean_drops = Counter(cleaner.drops)
             clean_drops.subtract(drops_before)
             source_stats[spec.name] = {

@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -79,13 +78,19 @@ class MinHasher:
         proto = MinHash(num_perm=num_perm, seed=seed, hashfunc=_identity)
         self.num_perm, self.ngram, self.seed = num_perm, ngram, seed
         self._perms, self._scheme = proto.permutations, proto.scheme
+        self._reusable = None
 
-    def __call__(self, text: str, normalized: bool = False):
+    def __call__(self, text: str, normalized: bool = False, keep: bool = False):
+        """MinHash of a text. The returned object is reused by the next call unless `keep` (then a copy)."""
         norm = text if normalized else norm_for_hash(text)
-        mh = self._MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=_identity, permutations=self._perms,
-                           scheme=self._scheme)
+        mh = self._reusable
+        if mh is None:
+            mh = self._reusable = self._MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=_identity,
+                                                permutations=self._perms, scheme=self._scheme)
+        else:
+            mh.clear()
         mh.update_batch(shingle_hashes(norm, self.ngram).tolist())
-        return mh
+        return mh.copy() if keep else mh
 
 
 def bloom_available() -> bool:
@@ -122,7 +127,9 @@ class NearDeduper:
     """Near-duplicate test: has a conversation with estimated Jaccard >= threshold been added before?"""
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, capacity: int = 2_000_000, fp: float = 1e-4,
-                 backend: str = "auto"):
+                 backend: str = "auto", weights: tuple[float, float] = (0.4, 0.6)):
+        """`weights`: relative cost of false positives vs false negatives when datasketch picks the bands
+        (missing a duplicate is the commoner error for short texts, so it weighs a little more)."""
         from datasketch import MinHashLSH
 
         self.backend = backend if backend != "auto" else ("bloom" if bloom_available() else "memory")
@@ -132,9 +139,10 @@ class NearDeduper:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # "index will not be persisted": intended
-                self._lsh = MinHashLSHBloom(threshold=threshold, num_perm=num_perm, n=max(capacity, 1000), fp=fp)
+                self._lsh = MinHashLSHBloom(threshold=threshold, num_perm=num_perm, n=max(capacity, 1000), fp=fp,
+                                            weights=weights)
         else:
-            self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+            self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
             self._n = 0
 
     def is_dup_or_add(self, mh) -> bool:
@@ -216,7 +224,7 @@ class EvalIndex:
         if len(norm) < self.min_chars:
             return  # too short for a meaningful n-gram similarity: exact match only
         k = f"{key}#{len(self._mh)}"
-        mh = self.hasher(norm, normalized=True)
+        mh = self.hasher(norm, normalized=True, keep=True)
         self._lsh.insert(k, mh)
         self._mh[k] = mh
 

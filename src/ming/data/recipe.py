@@ -15,8 +15,12 @@ subsets:
     weight: 77000      # MING's count for this row; shares are weights / sum of weights
     max_upsample: 1.0  # 1 = never repeat a record; 2 = each record at most twice
     sources:
-      - {name: cmexam, kind: exam_mcq, paths: [cmexam/train.jsonl], licence: "Apache-2.0", cap: 50000}
+      - {name: cmexam, kind: exam_mcq, paths: [cmexam/train.jsonl], licence: "Apache-2.0", cap: 50000,
+         weight: 1.0, options: {cases: exclude, select: {mod: 2, rem: 0}}, languages: [zh], encoding: auto}
 ```
+`cap`: most records taken from the source; `weight`: preference among a subset's sources (share ~ available x
+weight); `options`: the converter's (see ming.data.sources), `select` keeps a deterministic 1/mod of the rows;
+`languages`: accepted languages for this source (overrides clean.languages); `encoding`: auto | utf-8 | gb18030.
 Relative paths are resolved against the data folder (`--data-dir`, `data_dir:` in the recipe, or
 `ming.envs.data_dir()`); globs are expanded.
 """

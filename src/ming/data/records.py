@@ -150,7 +150,7 @@ def _wrap(obj: dict, msgs: list[Message], fmt: str) -> dict:
     rec = make_record(source=source, messages=msgs, id=str(obj["id"]) if obj.get("id") else None,
                       category=str(obj.get("category") or ""), subset=str(obj.get("subset") or ""),
                       meta={"format": fmt})
-    if rec["category"] not in CATEGORIES:
+    if rec["category"] and rec["category"] not in CATEGORIES:
         rec["meta"]["original_category"] = rec["category"]
         rec["category"] = ""
     return rec

@@ -61,7 +61,8 @@ def render_report(r: dict) -> str:
          f"- data folder: `{r['data_dir']}`",
          f"- written: **{mix['total']}** records (train {mix['splits'].get('train', 0)}, dev "
          f"{mix['splits'].get('dev', 0)}) in {r['timing']['seconds']} s "
-         f"({r['timing']['input_records']} input records, {r['timing']['records_per_second']} records/s)"]
+         f"({r['timing']['input_records']} records converted from the sources, {r['timing']['records_per_second']} "
+         "records/s through conversion, cleaning, dedup and decontamination)"]
     if plan["auto"]:
         L.append(f"- total chosen automatically: the largest mix whose category shares the data can meet without "
                  f"repeating records; limited by **{plan['binding_category']}**")

@@ -36,7 +36,7 @@ def _rules(valid: str) -> list[tuple[str, re.Pattern]]:
     marker_en = r"(?:the\s+(?:correct\s+|best\s+|final\s+)?answer\s+(?:is|would\s+be|should\s+be)|(?:correct|best|final)\s+answer\s*(?:is|:)|answer\s*(?:is|:)|correct\s+(?:option|choice)\s+is|(?:i\s+)?(?:choose|select|pick)|i\s+would\s+(?:choose|select|pick|go\s+with))"
     return [
         ("bracket_answer", re.compile(rf"【\s*答案\s*】\s*[:：]?\s*[\(（\[]?\s*{G}{end}")),
-        ("marker_zh", re.compile(rf"{marker_zh}\s*(?:应?[是为]|可能是)?\s*[:：]?\s*(?:选项)?\s*[\(（\[【“\"']?\s*{G}{end}")),
+        ("marker_zh", re.compile(rf"{marker_zh}\s*(?:应该是|应当是|应该为|应为|应是|可能是|[是为])?\s*[:：]?\s*(?:选项)?\s*[\(（\[【“\"']?\s*{G}{end}")),
         ("marker_en", re.compile(rf"{marker_en}\s*[:：]?\s*(?:option\s+)?[\(\[\*\"']*\s*{G}{end}", re.IGNORECASE)),
         ("option_word", re.compile(rf"选项\s*{G}{end}\s*(?:是|为)?\s*(?:正确|对|最|符合)")),
         ("letter_correct", re.compile(rf"(?<![A-Za-z]){G}\s*(?:选项|项)?\s*(?:是正确|正确|为正确|最符合|最合适|最恰当|是对的|对)")),
@@ -47,7 +47,7 @@ def _rules(valid: str) -> list[tuple[str, re.Pattern]]:
 
 
 def _norm_letters(group: str, valid: str) -> str | None:
-    letters = sorted(set(ch for ch in group.upper() if ch.isalpha()))
+    letters = sorted(set(ch for ch in re.sub(r"\band\b", " ", group) if "A" <= ch <= "Z"))
     if not letters or any(ch not in valid for ch in letters):
         return None
     return "".join(letters)

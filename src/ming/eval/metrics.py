@@ -22,7 +22,8 @@ def wilson_ci(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if k == 0 else lo, 1.0 if k == n else hi)
 
 
 def bootstrap_ci(values: Sequence[float], rounds: int = 2000, seed: int = 0) -> tuple[float, float]:

@@ -8,7 +8,8 @@ PROMPT_VERSION = "mcq-v1"
 MCQ_ZH = ("以下是中国医学考试的{kind}，请选出正确答案。\n\n{question}\n{options}\n\n"
           "请先给出答案字母，格式为“答案：X”{multi}，然后可以简要说明理由。")
 MCQ_EN = ("The following is a multiple-choice question from a medical licensing exam. Choose the correct answer.\n\n"
-          "{question}\n{options}\n\nGive the letter first, as \"Answer: X\", then optionally a short reason.")
+          "{question}\n{options}\n\nStart your reply with \"Answer: \" followed by the letter of the correct option, then "
+          "optionally give a short reason.")
 ANSWER_PREFIX = {"zh": "答案：", "en": "Answer:"}
 LETTER_SEP = {"zh": "", "en": " "}  # "答案：B" / "Answer: B"
 
@@ -43,4 +44,4 @@ def mcq_messages(item: dict, shots: list[dict], language: str = "zh") -> list[di
 
 
 QA_SYSTEM_NOTE = "qa: ming.prompts.system_prompt('qa') as system message, the patient question as user message"
-CONSULT_NOTE = "consult: ming.prompts.system_prompt('consult') + simpatient.DOCTOR_ADDENDUM"
+CONSULT_NOTE = "consult: ming.prompts.system_prompt('consult'); the last turn asks for '诊断：'"

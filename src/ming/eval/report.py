@@ -21,7 +21,7 @@ def summarize(task, rows: list[dict], n_items: int) -> dict:
         acc = metrics.accuracy([r["correct"] for r in rows])
         parsed = [r for r in rows if r["status"] == "ok"]
         s.update(acc)
-        s["mode"] = rows[0]["rule"] == "loglik" and "loglik" or "generate" if rows else None
+        s["mode"] = ("loglik" if rows[0]["rule"] == "loglik" else "generate") if rows else None
         s["unparsed"] = len(rows) - len(parsed)
         s["unparsed_note"] = "unparsed replies count as wrong in accuracy; accuracy_parsed leaves them out"
         s["accuracy_parsed"] = metrics.accuracy([r["correct"] for r in parsed])
@@ -78,6 +78,9 @@ def to_markdown(report: dict) -> str:
                   "|---|---|---:|---:|---|---:|---:|---:|"]
         for k, v in mcq.items():
             multi = v.get("multi_answer")
+            if not v["n_done"]:
+                lines.append(f"| {k} | - | 0 of {v['n_items']} | not run yet | | | | |")
+                continue
             lines.append(f"| {k} | {v.get('mode')} | {v['n_done']}{'' if v['complete'] else ' of ' + str(v['n_items'])} "
                          f"| {_pct(v['accuracy'])} | {_ci(v['ci95'])} | {v['unparsed']} | "
                          f"{_pct(v['accuracy_parsed']['accuracy'])} | "

@@ -27,8 +27,8 @@ DEFAULT_MAX_NEW = {"mcq": 24, "qa": 256, "safety": 256, "consult": 160}
 
 @dataclass
 class EvalOptions:
-    tasks: list[str]
-    output: str
+    tasks: list[str] = field(default_factory=list)
+    output: str = ""
     mode: str = "generate"  # generate | loglik (mcq only)
     shots: int = 0
     limit: int | None = None
@@ -130,7 +130,7 @@ class Runner:
 
     def fingerprint(self, prep: Prepared) -> dict:
         from ming.eval.prompts import PROMPT_VERSION
-        from ming.eval.simpatient import DOCTOR_PROMPT_VERSION, PATIENT_PROMPT_VERSION
+        from ming.eval.simpatient import DOCTOR_PROMPT_VERSION, PATIENT_PROMPT_VERSION, RULE_PATIENT_VERSION
 
         t = prep.task
         fp = {"task_version": t.version, "data": str(prep.path), "model": self.client.describe().get("name"),
@@ -141,7 +141,7 @@ class Runner:
             fp.update(mode=self.opts.mode, shots=[s["id"] for s in prep.shots], prompt_version=PROMPT_VERSION)
         if t.kind == "consult":
             fp.update(max_turns=self.opts.max_turns, patient=self.opts.patient, doctor_prompt=DOCTOR_PROMPT_VERSION,
-                      patient_prompt=PATIENT_PROMPT_VERSION)
+                      patient_prompt=PATIENT_PROMPT_VERSION, rule_patient=RULE_PATIENT_VERSION)
         if t.kind in ("qa", "safety"):
             fp.update(judge=self.judge.describe()["rubric_version"] if self.judge else None)
         return fp
@@ -204,7 +204,7 @@ class Runner:
 
     def _consult(self, prep: Prepared, item: dict) -> dict:
         from ming.prompts import system_prompt
-        from ming.eval.simpatient import DOCTOR_ADDENDUM, LLMPatient, RulePatient, consult
+        from ming.eval.simpatient import LLMPatient, RulePatient, consult
 
         case = prep.cases[item["id"]]
         gen = self.gen_for("consult", item["id"])
@@ -212,7 +212,7 @@ class Runner:
             patient = LLMPatient(case, self.patient_client, gen.replace(max_new_tokens=160))
         else:
             patient = RulePatient(case)
-        system = system_prompt("consult") + "\n" + DOCTOR_ADDENDUM
+        system = system_prompt("consult")
         res = consult(self.client, patient, case, gen, max_turns=self.opts.max_turns, system=system)
         row = asdict(res)
         row.update(gold_diagnosis=case.diagnosis, n_findings=len(case.findings),
@@ -316,10 +316,42 @@ class Runner:
         return report
 
 
+class _Recorded:
+    """Stands in for the model of a finished (or killed) run when only its report is rebuilt."""
+
+    can_loglik = True
+
+    def __init__(self, model: dict):
+        self.model = model
+        self.kind = model.get("kind", "local")
+        self.safety = model.get("safety")
+
+    def describe(self) -> dict:
+        return self.model
+
+
+def report_only(out_dir: str | Path) -> dict:
+    """Rebuild DIR/report.json and report.md from DIR/results.jsonl and DIR/run.json, running
+    nothing (for a run still in progress or one that was stopped)."""
+    out = Path(out_dir)
+    if not (out / "run.json").is_file():
+        raise MingError(f"{out} has no run.json: not a `ming eval` output folder")
+    info = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    st = {k: v for k, v in info["settings"].items() if k in EvalOptions.__dataclass_fields__}
+    opts = EvalOptions(**{**st, "output": str(out), "progress": False})
+    runner = Runner(_Recorded(info["model"]), opts, patient_client=_Recorded(info["patient_model"])
+                    if info.get("patient_model") else None, log=lambda m: None)
+    preps = [runner.prepare(n) for n in opts.tasks]
+    log = ResultsLog(out)
+    try:
+        return runner.report(preps, log, info)
+    finally:
+        log.close()
+
+
 def prompt_record(prep: Prepared, opts: EvalOptions) -> dict:
     from ming.eval import prompts
-    from ming.eval.simpatient import DOCTOR_ADDENDUM, DOCTOR_PROMPT_VERSION, FINAL_QUESTION, PATIENT_PROMPT, \
-        PATIENT_PROMPT_VERSION
+    from ming.eval.simpatient import DOCTOR_PROMPT_VERSION, FINAL_QUESTION, PATIENT_PROMPT, PATIENT_PROMPT_VERSION
     from ming.prompts import system_prompt
 
     kind = prep.task.kind
@@ -332,7 +364,7 @@ def prompt_record(prep: Prepared, opts: EvalOptions) -> dict:
         return rec
     if kind in ("qa", "safety"):
         return {"system": system_prompt("qa"), "user": "the question / prompt as is"}
-    rec = {"version": DOCTOR_PROMPT_VERSION, "system": system_prompt("consult") + "\n" + DOCTOR_ADDENDUM,
+    rec = {"version": DOCTOR_PROMPT_VERSION, "system": system_prompt("consult"),
            "final_question": FINAL_QUESTION, "patient": opts.patient}
     if opts.patient == "llm":
         rec.update(patient_version=PATIENT_PROMPT_VERSION, patient_prompt=PATIENT_PROMPT)

@@ -71,12 +71,12 @@ _NOT_FINDING = re.compile(r"(吗|呢|么|？|\?)$|谢|明白|好的|知道了|�
 
 def is_statement(c: str) -> bool:
     """A clause worth hiding as a finding: not a question, greeting or thanks."""
-    return len(c) >= 4 and not _NOT_FINDING.search(c)
+    return len(c) >= 3 and not _NOT_FINDING.search(c)
 
 
 def opening_of(parts: list[str]) -> tuple[str, list[str]]:
     """The chief complaint: the first statement clauses (at least 8 characters); the rest stay hidden."""
-    parts = [p for p in parts if not re.match(r"^(医生|大夫)?(你|您)好", p)]
+    parts = [p for p in parts if not re.search(r"医生|大夫|(你|您)好|谢谢", p)]
     chief = []
     while parts and sum(len(c) for c in chief) < 8:
         chief.append(parts.pop(0))
@@ -237,10 +237,21 @@ def bigrams(text: str) -> set[str]:
     return {t[i:i + 2] for i in range(len(t) - 1)}
 
 
+RULE_PATIENT_VERSION = "rule-v2"
+_ASKING = re.compile(r"[？?]|吗|呢|什么|多久|多长|几[天次个岁]|有没有|是否|哪|怎么样|如何|请(?:问|描述|说)")
+
+
+def questions_in(text: str) -> str:
+    """The sentences of the doctor's message that ask something (advice and statements reveal nothing)."""
+    parts = re.split(r"(?<=[。！!？?\n；;])", text or "")
+    return "".join(p for p in parts if _ASKING.search(p))
+
+
 class RulePatient:
-    """Reveals a finding when the doctor's message asks about its category (duration, medication,
-    allergy, history, exams …) or shares a content bigram with it ("咳嗽" asked, "咳嗽有痰" told).
-    A generic question ("还有其他症状吗") reveals the next unrevealed symptom. At most 3 per turn."""
+    """Reveals a finding when a question in the doctor's message asks about its category (duration,
+    medication, allergy, history, exams …) or shares a content bigram with it ("咳嗽" asked,
+    "咳嗽有痰" told). A generic question ("还有其他症状吗") reveals the next unrevealed symptom.
+    Statements and advice reveal nothing. At most 3 findings per turn."""
 
     kind = "rule"
 
@@ -252,10 +263,12 @@ class RulePatient:
         self.fallbacks = 0
 
     def opening(self) -> str:
-        return f"医生您好，我{self.case.chief_complaint}。" if not self.case.chief_complaint.startswith("我") \
-            else f"医生您好，{self.case.chief_complaint}。"
+        return f"医生您好，{self.case.chief_complaint}。"
 
-    def match(self, question: str) -> list[Finding]:
+    def match(self, doctor_text: str) -> list[Finding]:
+        question = questions_in(doctor_text)
+        if not question:
+            return []
         q_bi = bigrams(question) - STOP_BIGRAMS
         hits: list[tuple[int, Finding]] = []
         cats = {c for c, pat in QUESTION_CATEGORIES.items() if re.search(pat, question, re.IGNORECASE)}
@@ -275,6 +288,8 @@ class RulePatient:
     def reply(self, history: list[dict], doctor_text: str) -> tuple[str, list[int]]:
         chosen = self.match(doctor_text)
         if not chosen:
+            if not questions_in(doctor_text):
+                return "好的。", []
             return "这个我不太清楚，没有注意到别的情况。", []
         for f in chosen:
             self.revealed.add(f.id)
@@ -346,14 +361,17 @@ class LLMPatient(RulePatient):
 
 
 # -- the consultation -------------------------------------------------------------------------------
-DOCTOR_PROMPT_VERSION = "doctor-v1"
-DOCTOR_ADDENDUM = "问诊信息足够时，请以“诊断：”开头给出最可能的诊断，再给出简短建议。"
+DOCTOR_PROMPT_VERSION = "doctor-v2"
+# The doctor gets ming's own consult-mode system prompt (ask one question at a time, then assess).
+# Nothing in it mentions a diagnosis format: only the final forced question asks for "诊断：".
 FINAL_QUESTION = "医生，请根据以上情况直接告诉我，我最可能是什么病？请以“诊断：”开头回答。"
 CONCLUSION_RE = re.compile(r"诊断\s*[:：为是]|初步诊断|最可能(?:的)?(?:诊断|是)|考虑(?:为|是)")
+QUESTION_RE = re.compile(r"[？?]|吗[。\s]*$|呢[。\s]*$")
 
 
 def concluded(text: str) -> bool:
-    return bool(CONCLUSION_RE.search(text or ""))
+    """The doctor states a diagnosis and asks nothing more."""
+    return bool(CONCLUSION_RE.search(text or "")) and not QUESTION_RE.search(text or "")
 
 
 def diagnosis_terms(gold: str) -> list[str]:

@@ -52,25 +52,48 @@ def build_app(settings: ServeSettings | None = None, engine=None, policy="auto")
     app.state.scheduler = scheduler
     app.state.service = ChatService(engine, settings, policy)
 
-    @app.middleware("http")
-    async def request_id_and_size(request, call_next):
-        from fastapi.responses import JSONResponse
-
-        request.state.request_id = "chatcmpl-" + uuid.uuid4().hex[:24]
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-            err = errors.APIError(413, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
-                                  code="body_too_large")
-            return JSONResponse(err.body(), status_code=413)
-        response = await call_next(request)
-        response.headers["X-Request-Id"] = request.state.request_id
-        return response
-
+    app.add_middleware(RequestIdAndSize)
     errors.install_handlers(app)
     app.include_router(routes.router)
     static = resources.files("ming.serve").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
+
+
+class RequestIdAndSize:
+    """Pure ASGI middleware (so disconnects still reach the endpoints): gives each request an id
+    (`X-Request-Id`, also the completion id) and answers 413 to bodies over MAX_BODY_BYTES."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        import json
+
+        from ming.serve.errors import APIError
+
+        rid = "chatcmpl-" + uuid.uuid4().hex[:24]
+        scope.setdefault("state", {})["request_id"] = rid
+        headers = dict(scope.get("headers") or [])
+        size = headers.get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            err = APIError(413, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
+                           code="body_too_large")
+            body = json.dumps(err.body()).encode()
+            await send({"type": "http.response.start", "status": 413,
+                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                    (b"x-request-id", rid.encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": list(message.get("headers") or []) + [(b"x-request-id", rid.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
 
 
 def load_safety(mode: str):

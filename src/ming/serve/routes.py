@@ -103,10 +103,10 @@ async def parse_request(request: Request) -> ChatCompletionRequest:
         raise from_validation_errors(exc.errors()) from None
 
 
-@router.post("/v1/chat/completions", dependencies=[Depends(check_auth)],
-             openapi_extra={"requestBody": {"content": {"application/json": {
-                 "schema": ChatCompletionRequest.model_json_schema()}}, "required": True}})
+@router.post("/v1/chat/completions", dependencies=[Depends(check_auth)])
 async def chat_completions(request: Request):
+    """OpenAI chat completions (the body is ming.serve.protocol.ChatCompletionRequest, parsed by hand so
+    that malformed JSON of any Content-Type gets an OpenAI-format 400)."""
     body = await parse_request(request)
     service = request.app.state.service
     scheduler = request.app.state.scheduler

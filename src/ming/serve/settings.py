@@ -18,7 +18,7 @@ class ServeSettings:
     host: str = _opt("127.0.0.1", "address to bind; 0.0.0.0 exposes the server to the network (put it behind "
                                   "TLS and --api-key)")
     port: int = _opt(8000, "TCP port")
-    api_key: str | None = _opt(None, "require `Authorization: Bearer KEY` on /v1/* (default: no key)")
+    api_key: str | None = _opt(None, "require `Authorization: Bearer KEY` on /v1/* (default: $MING_API_KEY, else no key)")
     log_requests: bool = _opt(False, "log the messages and answers of each request (patient text! off by default: "
                                      "only ids, token counts and timings are logged)")
     max_queue: int = _opt(16, "requests that may wait for the model beyond those being generated; more get "
@@ -66,6 +66,10 @@ def add_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
 
 
 def from_args(ns: argparse.Namespace, model: Any = None, generation: Any = None) -> ServeSettings:
+    from ming import envs
+
     names = {f.name for f in dataclasses.fields(ServeSettings) if f.metadata.get("flag") is not False}
-    return ServeSettings(**{k: v for k, v in vars(ns).items() if k in names}, model=model,
-                         generation=generation).validate()
+    values = {k: v for k, v in vars(ns).items() if k in names}
+    if values.get("api_key") is None:
+        values["api_key"] = envs.api_key()  # keeps the key out of `ps`
+    return ServeSettings(**values, model=model, generation=generation).validate()

@@ -1,9 +1,8 @@
 """`ming train merge`: fold a LoRA adapter into its base and save a plain Hugging Face checkpoint (safetensors,
 config, tokenizer, generation config) that `ming chat`, transformers and vLLM load without peft.
 
-GGUF for the CPU engine (llama.cpp): convert the merged folder with llama.cpp's converter, e.g.
-`python convert_hf_to_gguf.py MERGED --outfile ming.gguf --outtype q8_0` (see docs/readme/train.md), or
-`ming models convert` where available."""
+GGUF for the CPU engine (llama.cpp): `ming models convert MERGED --out ming.gguf --outtype q4_k_m` (it also takes
+the adapter folder directly and merges it first), or llama.cpp's own `convert_hf_to_gguf.py MERGED`."""
 
 from __future__ import annotations
 

@@ -81,7 +81,39 @@ function findingsTable(table) {
   return wrap;
 }
 
+function inlineMarkdown(parent, text) {
+  // **bold** only; everything else stays text (never innerHTML: the text may come from the model)
+  text.split(/(\*\*[^*]+\*\*)/).forEach((part) => {
+    if (/^\*\*[^*]+\*\*$/.test(part)) parent.appendChild(el("strong", "", part.slice(2, -2)));
+    else if (part) parent.appendChild(document.createTextNode(part));
+  });
+}
+
+function renderSafetyText(span) {
+  // the safety layer writes Markdown: tables become HTML tables, **bold** becomes bold
+  const text = span.textContent;
+  const out = el("span", "safety-text");
+  let table = [];
+  let hadTable = false;
+  const flush = () => {
+    if (table.length >= 2) { out.appendChild(findingsTable(table.join("\n"))); hadTable = true; }
+    else table.forEach((l) => inlineMarkdown(out, l + "\n"));
+    table = [];
+  };
+  for (const line of text.split("\n")) {
+    if (line.trim().startsWith("|")) { table.push(line); continue; }
+    flush();
+    inlineMarkdown(out, line + "\n");
+  }
+  flush();
+  if (out.lastChild && out.lastChild.nodeType === Node.TEXT_NODE) out.lastChild.data = out.lastChild.data.replace(/\n$/, "");
+  span.replaceWith(out);
+  return hadTable;
+}
+
 function showSafety(msg, safety) {
+  let inlineTable = false;
+  msg.bubble.querySelectorAll(".safety-text").forEach((span) => { inlineTable = renderSafetyText(span) || inlineTable; });
   if (!safety) return;
   const triggered = safety.triggered || [];
   const action = safety.action || "";
@@ -92,7 +124,7 @@ function showSafety(msg, safety) {
     n.dataset.testid = "safety-notice";
     msg.stack.appendChild(n);
   }
-  const table = findingsTable(safety.findings_table);
+  const table = inlineTable ? null : findingsTable(safety.findings_table);
   if (table) {
     msg.stack.appendChild(el("div", "meta", "报告解读 findings"));
     msg.stack.appendChild(table);

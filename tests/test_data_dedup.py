@@ -1,0 +1,70 @@
+"""Exact and near-duplicate detection (datasketch MinHash/LSH) and eval decontamination."""
+
+import pytest
+
+from ming.data.dedup import (EvalIndex, ExactDeduper, MinHasher, NearDeduper, bloom_available, norm_for_hash,
+                             record_hash)
+
+TEXT = ("糖耐量受损是由正常血糖向糖尿病过渡的异常糖代谢状态，主要表现为餐后血糖升高。建议控制饮食、规律运动，"
+        "每三到六个月复查一次血糖，必要时在医生指导下用药。糖耐量受损的人群今后发展为2型糖尿病的风险明显增高，"
+        "同时心脑血管疾病的风险也会增加，因此要尽早干预：减轻体重、戒烟限酒、保证睡眠，并监测血压和血脂。")
+
+
+def rec(user, assistant="好的，建议就医。"):
+    return {"id": "x", "source": "s", "messages": [{"role": "user", "content": user},
+                                                   {"role": "assistant", "content": assistant}]}
+
+
+def test_normalisation_makes_trivial_variants_exact_duplicates():
+    assert norm_for_hash("Ｈｅｌｌｏ，世界！ 你好") == "hello世界你好"
+    assert record_hash(rec("头痛怎么办？")) == record_hash(rec("头痛 怎么办?"))
+    assert record_hash(rec("头痛怎么办？")) != record_hash(rec("头晕怎么办？"))
+
+
+BACKENDS = ["set", "memory"] + (["bloom"] if bloom_available() else [])
+
+
+@pytest.mark.parametrize("backend", ["set"] + (["bloom"] if bloom_available() else []))
+def test_exact_deduper(backend):
+    d = ExactDeduper(capacity=1000, backend=backend)
+    assert [d.seen_or_add(h) for h in (1, 2, 1, 3, 2)] == [False, False, True, False, True]
+
+
+@pytest.mark.parametrize("backend", ["memory"] + (["bloom"] if bloom_available() else []))
+def test_near_duplicates_found_distinct_texts_kept(backend):
+    h = MinHasher(num_perm=128, ngram=5)
+    near = NearDeduper(threshold=0.8, num_perm=128, capacity=1000, backend=backend)
+    variant = TEXT.replace("三到六个月", "三至六个月")  # one word changed
+    other = "骨折是骨的完整性和连续性中断，多由外伤引起，需要拍X线片明确诊断，并根据骨折类型选择复位和固定方法。"
+    assert near.is_dup_or_add(h(TEXT)) is False
+    assert near.is_dup_or_add(h(variant)) is True
+    assert near.is_dup_or_add(h(other)) is False
+    a = h(TEXT, keep=True)
+    assert a.jaccard(h(variant)) >= 0.8 > a.jaccard(h(other))
+
+
+def test_minhash_is_deterministic():
+    assert (MinHasher()(TEXT).digest() == MinHasher()(TEXT).digest()).all()
+    h = MinHasher()
+    first = h(TEXT, keep=True)
+    h("另一段完全不同的文字内容")
+    assert (first.digest() == MinHasher()(TEXT).digest()).all()  # a kept MinHash is not overwritten
+
+
+def test_eval_index_catches_near_and_exact_and_inside_longer_prompts(tmp_path):
+    f = tmp_path / "dev.jsonl"
+    f.write_text('{"id": "e1", "question": "成人正常体温（腋测法）的范围是", "options": {"A": "36～37℃", "B": "35～36℃"}}\n'
+                 '{"id": "e2", "turns": [{"role": "patient", "text": "' + TEXT + '"}]}\n'
+                 '{"id": "e3", "prompt": "短"}\n', encoding="utf-8")
+    idx = EvalIndex(MinHasher(), threshold=0.6)
+    idx.add_files([f])
+    assert idx.n_items == 3
+    assert idx.match(rec("以下是一道选择题。\n成人正常体温(腋测法)的范围为\nA. 36～37℃\nB. 35～36℃")) == "e1"
+    assert idx.match(rec(TEXT.replace("规律运动", "适当运动"))) == "e2"
+    assert idx.match(rec("短")) == "e3"
+    assert idx.match(rec("维生素C缺乏会导致什么病？")) is None
+    # a case split over two user turns is caught on the joined user text
+    two = {"id": "y", "source": "s", "messages": [
+        {"role": "user", "content": TEXT[:40]}, {"role": "assistant", "content": "请继续说。"},
+        {"role": "user", "content": TEXT[40:]}, {"role": "assistant", "content": "建议就医。"}]}
+    assert idx.match(two) == "e2"

@@ -1,0 +1,154 @@
+"""The web page at / in a real headless Chromium (Debian's /usr/bin/chromium driven by Playwright):
+type a question, watch the answer stream in, both modes, new chat, the disclaimer, safety notices and
+the findings table, and a phone-sized screen. Screenshots go to $MING_SCREENSHOTS (default /tmp)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from fixtures.serve.live import LiveServer
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install -y chromium)"),
+]
+playwright_api = pytest.importorskip("playwright.sync_api")
+SHOTS = Path(os.environ.get("MING_SCREENSHOTS", "/tmp"))
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_qwen_engine):
+    from ming.engine.base import GenerationConfig
+    from ming.respond import load_policy
+
+    with LiveServer(tiny_qwen_engine, policy=load_policy("on"), safety="on",
+                    generation=GenerationConfig(max_new_tokens=20, temperature=0.8, top_p=0.95)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    ctx = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    pg = ctx.new_page()
+    pg.set_default_timeout(30_000)
+    pg.goto(server.url + "/")
+    yield pg
+    ctx.close()
+
+
+def _watch_growth(page):
+    """Record the answer bubble's text length at every DOM change (to see it stream)."""
+    page.evaluate("""() => {
+        window.__lengths = [];
+        new MutationObserver(() => {
+            const b = document.querySelector('[data-testid=answer]:last-of-type .bubble');
+            if (b) window.__lengths.push(b.textContent.length);
+        }).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true});
+    }""")
+
+
+def _ask(page, text):
+    n = page.locator("[data-testid=answer]").count()
+    page.fill("#input", text)
+    page.press("#input", "Enter")
+    page.wait_for_function(f"document.querySelectorAll('[data-testid=answer][data-done=\"1\"]').length > {n}")
+    return page.locator("[data-testid=answer]").nth(n)
+
+
+def test_question_streams_an_answer(page, server):
+    from ming import DISCLAIMER
+
+    assert page.locator("#disclaimer").is_visible()
+    assert page.locator("#disclaimer").inner_text() == DISCLAIMER
+    assert page.locator("#mode-qa").get_attribute("aria-selected") == "true"
+    bodies = []
+    page.on("request", lambda r: bodies.append(json.loads(r.post_data)) if r.url.endswith("/chat/completions") else None)
+    _watch_growth(page)
+    answer = _ask(page, "我最近总是头痛，怎么办？")
+    text = answer.locator(".bubble").inner_text()
+    assert len(text) > 5
+    lengths = page.evaluate("window.__lengths")
+    assert len({x for x in lengths if 0 < x < len(text)}) >= 3, lengths  # it grew piece by piece
+    assert bodies[0]["stream"] is True and bodies[0]["mode"] == "qa"
+    assert page.locator("#status").inner_text().startswith("模型")
+    page.screenshot(path=str(SHOTS / "ming-web-desktop.png"), full_page=True)
+
+
+def test_consult_mode_sends_the_history_and_new_chat_clears_it(page):
+    bodies = []
+    page.on("request", lambda r: bodies.append(json.loads(r.post_data)) if r.url.endswith("/chat/completions") else None)
+    page.click("#mode-consult")
+    assert page.locator("#mode-consult").get_attribute("aria-selected") == "true"
+    assert page.locator("#welcome-consult").is_visible()
+    first = _ask(page, "我发烧了")
+    _ask(page, "三天了，最高39度")
+    assert [b["mode"] for b in bodies] == ["consult", "consult"]
+    second = bodies[1]["messages"]
+    assert [m["role"] for m in second] == ["user", "assistant", "user"]
+    assert second[1]["content"] == first.locator(".bubble").inner_text()
+    page.click("#new-chat")
+    assert page.locator(".msg").count() == 0 and page.locator("#welcome").is_visible()
+    _ask(page, "咳嗽")
+    assert [m["role"] for m in bodies[2]["messages"]] == ["user"]
+
+
+def test_emergency_shows_the_escalation_and_rules(page):
+    answer = _ask(page, "我胸口剧烈疼痛，出冷汗，喘不上气，已经二十分钟了")
+    assert "120" in answer.locator(".safety-text").first.inner_text()
+    notice = answer.locator("[data-testid=safety-notice]")
+    assert notice.is_visible() and "escalation" in notice.inner_text() and "CARD-" in notice.inner_text()
+
+
+def test_report_shows_the_findings_table(page):
+    answer = _ask(page, "血常规：白细胞 15.2 ×10^9/L，血红蛋白 98 g/L，血小板 210 ×10^9/L，这是什么意思？")
+    table = answer.locator("[data-testid=findings]")
+    assert table.is_visible()
+    assert table.locator("th").first.inner_text() == "项目"
+    rows = table.locator("tbody tr")
+    assert rows.count() == 3 and "白细胞" in rows.first.inner_text()
+    page.screenshot(path=str(SHOTS / "ming-web-findings.png"), full_page=True)
+
+
+def test_phone_sized_screen(browser, server):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                              has_touch=True, locale="zh-CN")
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(server.url + "/")
+    _ask(page, "我胸口剧烈疼痛，出冷汗，喘不上气")
+    # nothing wider than the screen; the controls are on screen and big enough to tap
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for sel in ("#disclaimer", "#mode-qa", "#mode-consult", "#new-chat", "#input", "#send"):
+        box = page.locator(sel).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["y"] + box["height"] <= 844, sel
+    assert page.locator("#send").bounding_box()["height"] >= 40
+    page.screenshot(path=str(SHOTS / "ming-web-phone.png"))
+    ctx.close()
+
+
+def test_api_key_prompt(browser, tiny_qwen_engine):
+    with LiveServer(tiny_qwen_engine, api_key="k1") as srv:
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(srv.url + "/")
+        page.wait_for_selector("#auth:not([hidden])")
+        page.fill("#api-key", "k1")
+        page.dispatch_event("#api-key", "change")
+        answer = _ask(page, "头痛")
+        assert answer.locator("[data-testid=error]").count() == 0 and answer.locator(".bubble").inner_text()
+        ctx.close()
