@@ -6,8 +6,9 @@
 1. Measures how many records each source of the default recipe yields from ../shared/data.
 2. Writes replicas of every input file (or knowledge-graph folder) until each subset has ~1.3x what MING's share
    of --records needs. Replica 0 is the real file; replica r > 0 passes every Chinese character through a
-   substitution table of its own (40% of the CJK block remapped), so replicas are not near-duplicates of each
-   other or of the eval sets, while lengths, structure and language stay real.
+   substitution table of its own (40% of the CJK block remapped; characters that the converters' templates and
+   cue words use are left alone) and swaps 40% of Latin-script words for made-up ones, so replicas are not
+   near-duplicates of each other or of the eval sets, while lengths, structure and language stay real.
 3. Runs the real build (same converters, cleaning, dedup, decontamination against the real eval files, mixing)
    in a child process, twice: --records/10 and --records, and prints records/s and peak RSS side by side.
 """
@@ -19,6 +20,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -35,12 +37,54 @@ json.dump({"rc": rc, "seconds": time.time() - t,
 """
 
 
-def substitution_table(r: int) -> dict[int, int]:
+def protected_chars() -> set[int]:
+    """CJK characters used by the converters (cue words such as 考虑/建议/岁, labels, templates): not remapped,
+    so that a replica converts like the original."""
+    import ming.data.sources as pkg
+
+    chars: set[int] = set()
+    for f in Path(pkg.__file__).parent.glob("*.py"):
+        chars.update(ord(c) for c in f.read_text(encoding="utf-8") if 0x4E00 <= ord(c) <= 0x9FA5)
+    return chars
+
+
+def substitution_table(r: int, protected: set[int]) -> dict[int, int]:
     rng = random.Random(f"ming-bench|{r}")
-    block = list(range(0x4E00, 0x9FA6))
+    block = [c for c in range(0x4E00, 0x9FA6) if c not in protected]
     chosen = rng.sample(block, int(0.4 * len(block)))
     targets = rng.sample(block, len(chosen))
     return dict(zip(chosen, targets))
+
+
+_WORD = re.compile(r"[A-Za-z]{3,}")
+_KEEP_WORDS = {"consider", "likely", "probably", "possible", "diagnosis", "suggest", "recommend", "advise", "should",
+               "rule", "may", "could", "depends", "the", "and", "you", "your"}
+
+
+def perturb_text(text: str, r: int, table: dict[int, int], words: dict[str, str]) -> str:
+    text = text.translate(table)
+
+    def swap(m):
+        w = m.group(0)
+        if w.lower() in _KEEP_WORDS:
+            return w
+        if w not in words:
+            rng = random.Random(f"{r}|{w}")
+            words[w] = w if rng.random() > 0.4 else "".join(rng.choice("abcdefghijklmnopqrstuvwxyz")
+                                                             for _ in range(len(w)))
+        return words[w]
+
+    return _WORD.sub(swap, text)
+
+
+def perturb_obj(obj, r, table, words):
+    if isinstance(obj, str):
+        return perturb_text(obj, r, table, words)
+    if isinstance(obj, list):
+        return [perturb_obj(x, r, table, words) for x in obj]
+    if isinstance(obj, dict):
+        return {k: (v if k in ("id", "answer", "role") else perturb_obj(v, r, table, words)) for k, v in obj.items()}
+    return obj
 
 
 def measure_yields(recipe, data_dir: Path) -> dict[str, int]:
@@ -57,16 +101,24 @@ def measure_yields(recipe, data_dir: Path) -> dict[str, int]:
     return out
 
 
-def write_replica(src: Path, dst: Path, table: dict[int, int] | None, keep=None) -> int:
-    """Copy a file (translated), or every file of a folder; returns bytes written."""
+def write_replica(src: Path, dst: Path, r: int, table: dict[int, int] | None, keep=None) -> int:
+    """Copy a file, perturbed for r > 0 (JSON values only; big knowledge-graph files: characters only), or every
+    .jsonl file of a folder; returns bytes written."""
     if src.is_dir():
-        return sum(write_replica(f, dst / f.name, table, keep) for f in sorted(src.iterdir()) if f.suffix == ".jsonl")
+        return sum(write_replica(f, dst / f.name, r, table, keep) for f in sorted(src.iterdir()) if f.suffix == ".jsonl")
     dst.parent.mkdir(parents=True, exist_ok=True)
     text = src.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
     if keep is not None:
-        text = "".join(line for line in text.splitlines(keepends=True) if keep(line))
-    if table:
-        text = text.translate(table)
+        lines = [line for line in lines if keep(line)]
+    if table and src.stat().st_size > 10_000_000:
+        text = "".join(lines).translate(table)
+    elif table:
+        words: dict[str, str] = {}
+        text = "".join(json.dumps(perturb_obj(json.loads(line), r, table, words), ensure_ascii=False) + "\n"
+                       for line in lines if line.strip())
+    else:
+        text = "".join(lines)
     dst.write_text(text, encoding="utf-8")
     return len(text.encode("utf-8"))
 
@@ -81,6 +133,7 @@ def make_bench_data(records: int, data_dir: Path, work: Path, yields: dict[str, 
     if work.exists():
         shutil.rmtree(work)
     tables: dict[int, dict[int, int]] = {}
+    protected = protected_chars()
     import yaml
 
     raw = yaml.safe_load(Path(recipe.path).read_text(encoding="utf-8"))
@@ -95,9 +148,11 @@ def make_bench_data(records: int, data_dir: Path, work: Path, yields: dict[str, 
             if spec.kind == "case_reasoning":
                 keep = lambda line: is_case(json.loads(line).get("question", ""))  # noqa: E731
             for r in range(copies):
-                table = tables.setdefault(r, substitution_table(r)) if r else None
+                if r and r not in tables:
+                    tables[r] = substitution_table(r, protected)
                 for p in resolve_paths(spec, data_dir):
-                    nbytes += write_replica(p, work / spec.name / f"r{r:03d}" / p.relative_to(data_dir), table, keep)
+                    nbytes += write_replica(p, work / spec.name / f"r{r:03d}" / p.relative_to(data_dir), r,
+                                            tables.get(r), keep)
             rs = raw["subsets"][sub.name]["sources"][i]
             rs["paths"] = [f"{spec.name}/r*/{Path(p).as_posix()}" for p in spec.paths]
             rs.pop("cap", None)

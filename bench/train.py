@@ -5,7 +5,7 @@ Each strategy runs the real trainer (`ming train`, LoRA r16 on the embedded 0.5B
 CPU has AMX) once over the same samples in its own process, so its peak RSS is its own. Prints effective
 (non-pad) tokens/s, padding fraction and peak RSS, and the speed-up over pad-to-max.
 
-    .venv/bin/python bench/train.py                 # 24 real samples from ../shared/data, ~5 min on 2 cores
+    .venv/bin/python bench/train.py                 # 16 real samples from ../shared/data, ~4 min on 2 idle cores
     .venv/bin/python bench/train.py --samples 48 --data /tmp/realmix/train.jsonl
 
 Samples: by default doctor-patient QA (toyhom_qa/train) and multi-turn consultations (covid_dialogue_zh/train)
@@ -102,8 +102,8 @@ def pad_fractions(records: list[dict], args) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--samples", type=int, default=24, help="real samples (each strategy trains on all once)")
-    ap.add_argument("--max-len", type=int, default=384, help="tokens per sample / packed row")
+    ap.add_argument("--samples", type=int, default=16, help="real samples (each strategy trains on all once)")
+    ap.add_argument("--max-len", type=int, default=512, help="tokens per sample / packed row (512: FastChat/MING padding length)")
     ap.add_argument("--batch-size", type=int, default=4, help="samples (rows) per step")
     ap.add_argument("--data", default=None, help="ming JSONL records instead of the built-in real samples")
     ap.add_argument("--model-path", default=None, help="default: the embedded model")

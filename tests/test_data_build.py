@@ -60,8 +60,8 @@ def test_build_is_deterministic(tmp_path):
 
 
 def test_build_fails_past_the_error_rate(tmp_path, capsys):
-    rc, _ = build(tmp_path, "strict", "--max-error-rate", "0.1")
-    assert rc == 2
+    rc, out = build(tmp_path, "strict", "--max-error-rate", "0.1")
+    assert rc == 2 and not (out / ".work").exists() and not (out / "train.jsonl").exists()
     err = capsys.readouterr().err
     assert "source exam: 2 of 7 input rows are bad" in err and "exam.jsonl:6" in err and "--max-error-rate" in err
 

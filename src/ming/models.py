@@ -162,6 +162,19 @@ def load_tokenizer(ref: ModelRef) -> Any:
     return AutoTokenizer.from_pretrained(target)
 
 
+def trained_template(ref: ModelRef) -> str | None:
+    """The conversation template a checkpoint was fine-tuned with by `ming train` (its train_config.yaml)."""
+    cfg = ref.path / "train_config.yaml" if ref.path.is_dir() else None
+    if cfg is None or not cfg.is_file():
+        return None
+    import yaml
+
+    try:
+        return (yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}).get("conv_template")
+    except (OSError, yaml.YAMLError):
+        return None
+
+
 def model_type(ref: ModelRef) -> str | None:
     """The architecture name (config.model_type) without loading weights."""
     if ref.kind == "lora":

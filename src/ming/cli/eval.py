@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
         if len(args.extra) != 1:
             raise MingError("usage: ming eval report RUN_DIR (rebuilds the report of a run, running nothing)")
-        print(to_markdown(report_only(args.extra[0])), end="")
+        print(to_markdown(report_only(args.extra[0], limit=args.limit)), end="")
         return 0
     if args.extra:
         raise MingError(f"unexpected arguments {args.extra}; give tasks as one comma-separated list, e.g. cmexam,cmb")
@@ -158,8 +158,6 @@ def run(args: argparse.Namespace) -> int:
     overrides["progress"] = args.progress if not args.progress else None
     if args.task:
         overrides["tasks"] = args.task
-    import yaml  # noqa: F401  (merge reads YAML)
-
     opts = merge(EvalOptions, args.config, overrides)
     if not opts.tasks:
         raise MingError("give the tasks to run (e.g. `ming eval cmexam --output runs/x`) or a --config with "

@@ -167,6 +167,7 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
                 f"{st['converted']}, kept {st['kept']} (clean -{st['clean_dropped']}, exact -{st['exact_dup']}, "
                 f"eval -{st['eval_contaminated']}, near -{st['near_dup']})")
             if rate > recipe.max_error_rate:
+                shutil.rmtree(work, ignore_errors=True)
                 ex = "\n  ".join(ctx.errors.examples[:10])
                 raise MingError(f"source {spec.name}: {ctx.errors.n_errors} of {rows} input rows are bad "
                                 f"({rate:.1%} > max_error_rate {recipe.max_error_rate:.1%}). First problems:\n  {ex}\n"

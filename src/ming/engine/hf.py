@@ -194,7 +194,7 @@ def load(ref, template_name: str | None = None, device: str = "auto", dtype: str
 
     hf_logging.disable_progress_bar()  # our own messages say what is loading
     model, tok = models.load_hf_model(ref, device=device, dtype=dtype)
-    name = template_name or detect(tok, getattr(model.config, "model_type", None))
+    name = template_name or models.trained_template(ref) or detect(tok, getattr(model.config, "model_type", None))
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token
     print(f"[ming] loaded {ref.describe()} with transformers on {next(model.parameters()).device} "

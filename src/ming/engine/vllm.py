@@ -182,7 +182,7 @@ def load(ref, template_name: str | None = None, opts: Any = None) -> VLLMEngine:
     # vLLM reads safetensors checkpoints; a GGUF is dequantized once into one (ming.models caches it)
     model_dir = models.hf_checkpoint_dir(model_ref) if model_ref.kind == "gguf" else model_ref.path
     tok = models.load_tokenizer(model_ref)
-    name = template_name or detect(tok, models.model_type(model_ref))
+    name = template_name or models.trained_template(model_ref) or detect(tok, models.model_type(model_ref))
     dtype = getattr(opts, "dtype", "auto") or "auto"
     ctx = getattr(opts, "context_length", None)
     if not ctx:  # the model's own window; passed to vLLM so both sides agree

@@ -28,6 +28,8 @@ def summarize(task, rows: list[dict], n_items: int) -> dict:
         multi = [r for r in rows if r.get("multi")]
         if multi:
             s["multi_answer"] = metrics.accuracy([r["correct"] for r in multi])
+        if any(r.get("safety") for r in rows):  # the runtime safety layer acted on these exam prompts
+            s["safety_actions"] = dict(Counter(r["safety"].get("action", "?") for r in rows if r.get("safety")))
         if any("tie" in r for r in rows):
             s["loglik_ties"] = sum(1 for r in rows if r.get("tie"))
         s["extraction_rules"] = dict(Counter(r["rule"] for r in rows).most_common())

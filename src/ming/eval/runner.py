@@ -12,7 +12,6 @@ import json
 import random
 import sys
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,6 +105,10 @@ class Runner:
                 prep.shots = rng.sample(pool, min(self.opts.shots, len(pool)))
         elif self.opts.shots and task.kind != "mcq":
             self.log(f"{name}: --shots applies to multiple-choice tasks only; ignored")
+        # Items run in a seeded shuffled order, and --limit N takes the first N of it: some data files
+        # are sorted (e.g. every medqa_mcmle dev item whose answer is B comes first), so a file prefix
+        # or a stopped run would be a biased sample. A larger limit extends a smaller one.
+        rows.sort(key=lambda r: item_seed(self.opts.seed, r["id"]))
         if self.opts.limit is not None:
             rows = rows[: self.opts.limit]
         if task.kind == "consult":
@@ -330,15 +333,16 @@ class _Recorded:
         return self.model
 
 
-def report_only(out_dir: str | Path) -> dict:
+def report_only(out_dir: str | Path, limit: int | None = None) -> dict:
     """Rebuild DIR/report.json and report.md from DIR/results.jsonl and DIR/run.json, running
-    nothing (for a run still in progress or one that was stopped)."""
+    nothing (for a run still in progress or one that was stopped). Progress is shown against the
+    whole task ("150 of 685") unless `limit` narrows it."""
     out = Path(out_dir)
     if not (out / "run.json").is_file():
         raise MingError(f"{out} has no run.json: not a `ming eval` output folder")
     info = json.loads((out / "run.json").read_text(encoding="utf-8"))
     st = {k: v for k, v in info["settings"].items() if k in EvalOptions.__dataclass_fields__}
-    opts = EvalOptions(**{**st, "output": str(out), "progress": False})
+    opts = EvalOptions(**{**st, "output": str(out), "progress": False, "limit": limit})
     runner = Runner(_Recorded(info["model"]), opts, patient_client=_Recorded(info["patient_model"])
                     if info.get("patient_model") else None, log=lambda m: None)
     preps = [runner.prepare(n) for n in opts.tasks]

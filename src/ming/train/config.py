@@ -145,7 +145,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
             if f.name in ("threads", "num_processes", "main_process_port"):
                 kind = int
             kw["type"] = kind
-        parser.add_argument(_flag(f), help=help_text.replace("%%", "%%"), **kw)
+        parser.add_argument(_flag(f), help=help_text, **kw)
 
 
 def resolve(args: argparse.Namespace) -> TrainConfig:

@@ -123,6 +123,9 @@ def train(cfg: TrainConfig) -> dict:
 
     loaded = train_model.load(cfg, device)
     model, tok, template = loaded.model, loaded.tokenizer, loaded.template
+    if cfg.conv_template is None and main:  # record the detected template: chat uses it for this output
+        cfg.conv_template = template.name
+        train_config.save(cfg, out)
     if cfg.packing and not train_model.supports_packing(model):
         raise MingError(f"--packing needs a model that takes position ids; {type(model).__name__} "
                         "(ALiBi, e.g. Bloom) does not. Drop --packing: dynamic padding with length-grouped batches "

@@ -27,13 +27,15 @@ _ASK_ITEMS = [("体格检查", re.compile(r"查体|体检|体温|脉搏|(?<![高
               ("实验室检查", re.compile(r"实验室|化验|血常规|尿常规|便常规|Hb|WBC|白细胞|血红蛋白|血糖|[^a-z]pH|蛋白")),
               ("影像学检查", re.compile(r"[BbＢ]超|超声|CT|MRI|X线|胸片|造影|平片")),
               ("心电图", re.compile(r"心电图|ECG")), ("病理或内镜检查", re.compile(r"活检|病理|镜检|胃镜|肠镜|内镜"))]
-_MARKS = re.compile(r"[（(][A-Ea-e][对错][）)]|[（(]?(?:故|本题|所以)?(?:答案)?选[A-E]+[）)]?[。．.]?")
+_MARKS = re.compile(r"[（(][A-Ea-e]+[对错][）)]|[（(]?(?:故|本题|所以)?(?:答案)?选[A-E]+[）)]?[。．.]?")
 _OPEN_CLIN = ["有一位患者，{h}请帮忙分析一下。", "我这里有个病例：{h}你怎么看？", "请协助分析这个病例：{h}"]
 _ASK_CLIN = ["要进一步判断，需要了解{items}的结果。请提供一下。", "目前信息还不够。请问{items}有什么发现？",
              "先补充一下{items}的情况，这对判断很关键。"]
 _OPEN_PAT = ["医生您好，{h}这是怎么回事？", "医生，{h}想请您看看是什么问题。", "您好，{h}请帮我分析一下。"]
 _ASK_PAT = ["我需要了解更多情况：{items}有什么结果吗？", "请问做过哪些检查？特别是{items}，结果怎么样？",
             "为了判断病情，请告诉我{items}的结果。"]
+_ASK_HIST_PAT = ["能再具体说说症状的情况和以前的病史吗？", "还有哪些症状？以前得过什么病吗？"]
+_ASK_HIST_CLIN = ["请补充一下症状的具体情况和既往史。", "还需要了解更多病史：症状特点、伴随症状和既往史如何？"]
 _REVEAL_PAT = ["检查结果是这样的：{f}", "做了检查：{f}", "{f}"]
 _CONCL = ["综合病史和检查结果，{c}{a}。", "结合上述信息，{c}{a}。", "根据以上资料，{c}{a}。"]
 
@@ -71,12 +73,16 @@ def split_case(question: str) -> tuple[list[str], list[str], str] | None:
 
 
 def _first_person(text: str) -> str:
-    m = re.match(r"^(?:患者|病人|患儿)?[，,]?\s*(男|女)(?:性)?(?:孩|婴|患儿)?[，,]\s*(\d+)\s*(岁|个月|月龄|天)[。，,]?", text)
+    m = re.match(r"^(?:患者|病人|患儿|某)?[，,]?\s*(男|女)?(?:性)?(?:孩|婴|患儿)?[，,]?\s*(\d+)\s*(岁|个月|月龄|天)[。，,]?",
+                 text)
     if not m:
         return re.sub(r"^(?:患者|病人)[，,]?", "我", text)
     sex, age, unit = m.groups()
     child = unit != "岁" or int(age) < 14
-    who = f"我家孩子，{sex}，{age}{unit}。" if child else f"我是{sex}性，{age}岁。"
+    if child:
+        who = f"我家孩子，{sex + '，' if sex else ''}{age}{unit}。"
+    else:
+        who = f"我是{sex}性，{age}岁。" if sex else f"我今年{age}岁。"
     return who + text[m.end():]
 
 
@@ -120,11 +126,13 @@ def convert_mcq(row: dict, ctx: SourceContext) -> list[dict]:
     item_text = "、".join(items[:3])
     if voice == "patient":
         user1 = pick(_OPEN_PAT, "open", key).format(h=_first_person(h))
-        ask = pick(_ASK_PAT, "ask", key).format(items=item_text)
+        ask = (pick(_ASK_PAT, "ask", key).format(items=item_text) if findings
+               else pick(_ASK_HIST_PAT, "ask", key))
         user2 = pick(_REVEAL_PAT, "rev", key).format(f=reveal) if findings else reveal
     else:
         user1 = pick(_OPEN_CLIN, "open", key).format(h=h)
-        ask = pick(_ASK_CLIN, "ask", key).format(items=item_text)
+        ask = (pick(_ASK_CLIN, "ask", key).format(items=item_text) if findings
+               else pick(_ASK_HIST_CLIN, "ask", key))
         user2 = reveal
     answer = "、".join(str(opts[a]).strip() for a in ans)
     concl = pick(_CONCL, "concl", key).format(c=_conclusion_clause(clause, voice), a=answer)

@@ -23,6 +23,15 @@ OPTIONS = {"min_exchanges": 2, "max_exchanges": 12, "closing": True, "expand_sin
 ASSESSMENT = re.compile(r"考虑|可能|诊断|判断|印象|属于|应该是|提示|怀疑|建议|排除|不像|符合|"
                         r"\b(?:consider|likely|probabl|possib|diagnos|suggest|recommend|advise|should|rule out|may be|could be|"
                         r"depends)", re.I)
+_QUESTION = re.compile(r"[？?]\s*$|[吗呢么][？?。]?\s*$")
+
+
+def gives_assessment(text: str) -> bool:
+    """Does a doctor turn state an assessment or advice (not only ask questions)?"""
+    sentences = re.findall(r"[^。！!？?\n]+[。！!？?]?", text)
+    return any(ASSESSMENT.search(s) and not _QUESTION.search(s) for s in sentences)
+
+
 _FORM_DROP = re.compile(r"^(?:已就诊医院及科室|就诊医院|医院)[：:].*$", re.M)
 _DATE_STAMP = re.compile(r"[（(]\d{4}-\d{2}-\d{2}填写[)）]")
 _CLOSE_ZH = ["那我这是什么情况？需要怎么处理？", "请您帮我总结一下病情和建议。", "医生，您看我这到底是什么问题，接下来该怎么办？",
@@ -118,7 +127,7 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
         msgs += [{"role": "user", "content": close}, {"role": "assistant", "content": "\n".join(parts)}]
     else:
         # cut after the last doctor turn that gives an assessment
-        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant" and ASSESSMENT.search(m["content"])),
+        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant" and gives_assessment(m["content"])),
                    default=-1)
         if last < 0:
             raise Skip("no_assessment")
@@ -129,7 +138,7 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
         raise Skip("too_few_exchanges")
     if n_ex > o["max_exchanges"]:
         msgs = msgs[:2 * o["max_exchanges"]]
-        if not ASSESSMENT.search(msgs[-1]["content"]):
+        if not gives_assessment(msgs[-1]["content"]):
             raise Skip("no_assessment")
     meta = {"exchanges": len(msgs) // 2, "ending": ending}
     if row.get("department"):
