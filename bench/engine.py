@@ -71,6 +71,12 @@ def _bytes_per_token(engine) -> int:
     return total
 
 
+def _torch_threads():
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _decode(engine, gen, prompt_ids):
     engine.reset_cache()
     t0 = time.perf_counter()
@@ -130,7 +136,7 @@ def worker(spec: dict) -> None:
     load_s = time.perf_counter() - t0
     prompt_ids = engine.render([{"role": "user", "content": PROMPT}]).ids
     info = {"load_s": load_s, "bytes_per_token": _bytes_per_token(engine), "prompt_tokens": len(prompt_ids),
-            "threads": getattr(engine, "threads", None) or spec.get("threads")}
+            "threads": getattr(engine, "threads", None) or _torch_threads()}
     _decode(engine, GenerationConfig(max_new_tokens=4, temperature=0), prompt_ids)  # warm-up
     print(json.dumps({"ready": info}), flush=True)
     for line in sys.stdin:

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from eval_fakes import FIXTURES, exam_taker
+from fixtures.eval.fakes import FIXTURES, exam_taker
 from ming.cli.main import main
 from ming.errors import MingError
 

@@ -1,6 +1,6 @@
 """The LLM judge: versioned rubric, score parsing, bounded retries, parse failures counted."""
 
-from eval_fakes import FIXTURES, ScriptedClient
+from fixtures.eval.fakes import FIXTURES, ScriptedClient
 from ming.engine.base import GenerationConfig
 from ming.eval.judge import RUBRIC_VERSION, Judge, parse_score
 from ming.eval.runner import EvalOptions, Runner

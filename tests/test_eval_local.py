@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eval_fakes import FIXTURES
+from fixtures.eval.fakes import FIXTURES
 from ming.engine.base import GenerationConfig
 from ming.eval.clients import LocalClient
 from ming.eval.runner import EvalOptions, Runner

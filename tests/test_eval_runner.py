@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from eval_fakes import FIXTURES, ScriptedClient, exam_taker
+from fixtures.eval.fakes import FIXTURES, ScriptedClient, exam_taker
 from ming.errors import MingError
 from ming.eval.runner import EvalOptions, Runner
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from eval_fakes import FIXTURES, ScriptedClient, doctor_script
+from fixtures.eval.fakes import FIXTURES, ScriptedClient, doctor_script
 from ming.engine.base import GenerationConfig
 from ming.eval import simpatient as sp
 from ming.eval.runner import EvalOptions, Runner

@@ -105,6 +105,9 @@ def test_hf_reuse_equal_embedded():
     from ming.engine import create_engine
 
     gen = GenerationConfig(max_new_tokens=16, temperature=0)
-    with_cache = create_engine(ModelOptions(backend="hf", device="cpu", context_length=150))
-    without = create_engine(ModelOptions(backend="hf", device="cpu", context_length=150, prefix_cache=False))
+    from test_prefix_cache_llamacpp import fit_window
+
+    with_cache = create_engine(ModelOptions(backend="hf", device="cpu"))
+    without = create_engine(ModelOptions(backend="hf", device="cpu", prefix_cache=False))
+    fit_window((with_cache, without), gen)
     check_reuse(with_cache, without, gen)

@@ -342,7 +342,8 @@ def report_only(out_dir: str | Path, limit: int | None = None) -> dict:
         raise MingError(f"{out} has no run.json: not a `ming eval` output folder")
     info = json.loads((out / "run.json").read_text(encoding="utf-8"))
     st = {k: v for k, v in info["settings"].items() if k in EvalOptions.__dataclass_fields__}
-    opts = EvalOptions(**{**st, "output": str(out), "progress": False, "limit": limit})
+    tasks = list(info.get("tasks") or st.get("tasks") or [])  # every task the folder has run, not just the last call's
+    opts = EvalOptions(**{**st, "tasks": tasks, "output": str(out), "progress": False, "limit": limit})
     runner = Runner(_Recorded(info["model"]), opts, patient_client=_Recorded(info["patient_model"])
                     if info.get("patient_model") else None, log=lambda m: None)
     preps = [runner.prepare(n) for n in opts.tasks]
