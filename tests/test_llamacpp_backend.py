@@ -66,7 +66,7 @@ def test_prompt_ids_identical_across_backends(emb, qwen_tokenizer):
     msgs = MSGS + [{"role": "assistant", "content": "请问头痛持续多久了？有没有发热、呕吐？"},
                    {"role": "user", "content": "三天了，没有发热。血压 150/95 mmHg。"}]
     r_llama = emb.render(msgs)
-    r_hf = Template("qwen", qwen_tokenizer).render(msgs)
+    r_hf = Template("qwen", qwen_tokenizer).render(msgs, add_generation_prompt=True)
     assert r_llama.ids == r_hf.ids and r_llama.text == r_hf.text
     raw = r_llama.text.encode("utf-8")
     buf = (L.llama_token * (len(raw) + 8))()
