@@ -2,7 +2,7 @@
 VENV := .venv
 STAMP := $(VENV)/.ming-installed
 
-.PHONY: setup chat test test-fast bench clean-venv
+.PHONY: setup chat test test-all test-fast clean-venv
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh --browser
@@ -13,7 +13,10 @@ chat: $(STAMP)
 	$(VENV)/bin/ming chat
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile
+
+test-all: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile -m ""
 
 test-fast: $(STAMP)
 	$(VENV)/bin/python -m pytest -q -m "not slow and not browser"

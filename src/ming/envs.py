@@ -14,6 +14,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
                       "folder of the raw medical data used by recipes, eval tasks and benchmarks"),
     "MING_THREADS": ("auto (see ming.engine.threads)", "CPU threads for generation and training"),
     "MING_LOG_LEVEL": ("WARNING", "log level of the ming logger (DEBUG, INFO, WARNING, ERROR)"),
+    "MING_LLAMACPP_VERSION": ("0.3.36", "llama-cpp-python version scripts/install_llamacpp.sh builds"),
+    "MING_LLAMACPP_REBUILD": ("0", "1 makes scripts/install_llamacpp.sh rebuild instead of reusing its kept wheel"),
     "MING_API_KEY": ("unset", "API key `ming serve` requires when --api-key is not given (keeps it out of `ps`)"),
     "MING_ALLOW_DOWNLOAD": ("0", "1 lets --model-path take a hub id and download it (same as --allow-download)"),
 }

@@ -10,6 +10,9 @@ from typing import Any, Iterator, Sequence
 from ming.templates import Message, Rendered, Template
 
 
+DEFAULT_MAX_CONTEXT = 8192  # tokens of context unless --context-length asks for more (llama.cpp allocates it up front)
+
+
 @dataclass
 class GenerationConfig:
     """Decoding settings. temperature 0 = greedy. num_beams > 1 = deterministic beam search

@@ -30,7 +30,10 @@ class HFEngine(Engine):
         self.tokenizer = tokenizer
         self.template = template
         self.name = name
-        self.context_length = context_length or ctx_of(model.config)
+        from ming.engine.base import DEFAULT_MAX_CONTEXT
+
+        # the same default window as llama.cpp, so a long chat is cut the same way on every backend
+        self.context_length = context_length or min(ctx_of(model.config), DEFAULT_MAX_CONTEXT)
         self.device = next(model.parameters()).device
         self.stop_ids = template.stop_token_ids()
         self.prefix_cache = prefix_cache

@@ -22,12 +22,11 @@ import sys
 import threading
 from typing import Any, Iterator, Sequence
 
-from ming.engine.base import Chunk, Engine, GenerationConfig
+from ming.engine.base import DEFAULT_MAX_CONTEXT, Chunk, Engine, GenerationConfig
 from ming.engine.detok import StreamDecoder
 from ming.errors import MingError
 from ming.templates import Template
 
-DEFAULT_MAX_CONTEXT = 8192  # KV cache is allocated up front: 8192 tokens = ~100 MB for the 0.5B model
 N_BATCH = 512
 
 _backend_ready = False

@@ -401,30 +401,17 @@ class ChatService:
         t0 = time.monotonic()
         texts = ["" for _ in range(p.n)]
         choices: list[Choice] = []
-        usage = Usage(prompt_tokens=len(p.prompt_ids))
-        cached = 0
-        first_decision = None
-        finishes = []
+        tally = _Tally(len(p.prompt_ids))
         for i, ev in self.stream_events(p, cancel):
             if ev.kind in ("text", "safety"):
                 texts[i] += ev.text
             elif ev.kind == "done":
-                fin = _finish(ev.chunk)
-                finishes.append(fin)
-                if ev.chunk is not None:
-                    usage.completion_tokens += ev.chunk.completion_tokens
-                    if ev.chunk.prompt_tokens:
-                        usage.prompt_tokens = ev.chunk.prompt_tokens
-                    cached = max(cached, ev.chunk.cached_tokens)
-                sd = _decision_dict(ev.decision)
-                if i == 0:
-                    first_decision = ev.decision
+                fin, sd = tally.done(i, ev)
                 choices.append(Choice(index=i, message=ResponseMessage(content=ev.full_text or texts[i]),
                                       finish_reason=fin, ming_safety=sd))
-        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
-        if cached:
-            usage.prompt_tokens_details = {"cached_tokens": cached}
-        self._log_done(p, t0, usage, finishes, first_decision, texts)
+        usage = tally.usage()
+        first_decision = tally.first_decision
+        self._log_done(p, t0, usage, tally.finishes, first_decision, texts)
         ming = dict(p.ming)
         if cancel is not None and cancel.is_set():
             ming["cancelled"] = True
@@ -439,11 +426,8 @@ class ChatService:
             c = ChatCompletionChunk(id=p.request_id, created=p.created, model=p.model, choices=choices, **kw)
             return "data: " + c.model_dump_json(exclude_none=True) + "\n\n"
 
-        usage = Usage(prompt_tokens=len(p.prompt_ids))
+        tally = _Tally(len(p.prompt_ids))
         texts = ["" for _ in range(p.n)]
-        finishes: list[str] = []
-        first_decision = None
-        cached = 0
         started: set[int] = set()
         yield chunk([ChunkChoice(index=0, delta=DeltaMessage(role="assistant", content=""))], ming=p.ming)
         started.add(0)
@@ -457,25 +441,44 @@ class ChatService:
                     yield chunk([ChunkChoice(index=i, delta=DeltaMessage(content=ev.text),
                                              ming_kind="safety" if ev.kind == "safety" else None)])
             elif ev.kind == "done":
-                fin = _finish(ev.chunk)
-                finishes.append(fin)
-                if ev.chunk is not None:
-                    usage.completion_tokens += ev.chunk.completion_tokens
-                    if ev.chunk.prompt_tokens:
-                        usage.prompt_tokens = ev.chunk.prompt_tokens
-                    cached = max(cached, ev.chunk.cached_tokens)
-                sd = _decision_dict(ev.decision)
-                if i == 0:
-                    first_decision = ev.decision
+                fin, sd = tally.done(i, ev)
                 yield chunk([ChunkChoice(index=i, delta=DeltaMessage(), finish_reason=fin, ming_safety=sd)],
                             ming_safety=sd)
-        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
-        if cached:
-            usage.prompt_tokens_details = {"cached_tokens": cached}
-        self._log_done(p, t0, usage, finishes, first_decision, texts)
+        usage = tally.usage()
+        first_decision = tally.first_decision
+        self._log_done(p, t0, usage, tally.finishes, first_decision, texts)
         if p.include_usage:
             yield chunk([], usage=usage)
         yield "data: [DONE]\n\n"
+
+
+class _Tally:
+    """Usage, finish reasons and the first safety decision over the n choices of one request."""
+
+    def __init__(self, prompt_tokens: int):
+        self._usage = Usage(prompt_tokens=prompt_tokens)
+        self._cached = 0
+        self.finishes: list[str] = []
+        self.first_decision = None
+
+    def done(self, index: int, ev) -> tuple[str, dict | None]:
+        fin = _finish(ev.chunk)
+        self.finishes.append(fin)
+        if ev.chunk is not None:
+            self._usage.completion_tokens += ev.chunk.completion_tokens
+            if ev.chunk.prompt_tokens:
+                self._usage.prompt_tokens = ev.chunk.prompt_tokens
+            self._cached = max(self._cached, ev.chunk.cached_tokens)
+        if index == 0:
+            self.first_decision = ev.decision
+        return fin, _decision_dict(ev.decision)
+
+    def usage(self) -> Usage:
+        u = self._usage
+        u.total_tokens = u.prompt_tokens + u.completion_tokens
+        if self._cached:
+            u.prompt_tokens_details = {"cached_tokens": self._cached}
+        return u
 
 
 def _finish(chunk) -> str:
