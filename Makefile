@@ -2,20 +2,23 @@
 VENV := .venv
 STAMP := $(VENV)/.ming-installed
 
-.PHONY: setup chat test test-all test-fast clean-venv
+.PHONY: setup browser chat test test-all test-fast clean-venv
 
 $(STAMP): pyproject.toml scripts/setup.sh
-	bash scripts/setup.sh --browser
+	bash scripts/setup.sh
 
 setup: $(STAMP)
 
 chat: $(STAMP)
 	$(VENV)/bin/ming chat
 
-test: $(STAMP)
+browser: $(STAMP)
+	@(command -v chromium >/dev/null 2>&1 && dpkg -s fonts-wqy-microhei >/dev/null 2>&1) || bash scripts/setup.sh --browser
+
+test: $(STAMP) browser
 	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile
 
-test-all: $(STAMP)
+test-all: $(STAMP) browser
 	$(VENV)/bin/python -m pytest -q -n auto --dist loadfile -m ""
 
 test-fast: $(STAMP)
