@@ -29,6 +29,14 @@ Q = {
 }
 
 
+def _false_relation(diseases, d, kind: str, rel: str):
+    """(other disease, a `rel` value of it that `d` does not have) — a false relation for `d`, or (None, None)."""
+    o = _other(diseases, d, kind, rel)
+    if not o:
+        return None, None
+    return o, next((y for y in o.rel[rel] if y not in d.rel[rel]), None)
+
+
 def _other(kg_list: list[Disease], d: Disease, key: str, need: str) -> Disease | None:
     """A disease of a different department that has relation `need` (deterministic)."""
     depts = set(d.rel.get("belongs_to_department", []))
@@ -58,22 +66,18 @@ def kg_records(kg: KnowledgeGraph, ctx: SourceContext) -> Iterator[dict]:
             a += "饮食只能辅助调理，不能代替治疗，具体饮食安排可以咨询医生或营养师。"
             out.append(("food", x, a))
         if "drug" in kinds and d.rel.get("common_drug"):
-            o = _other(diseases, d, "drug", "common_drug")
-            if o:
-                x = next((y for y in o.rel["common_drug"] if y not in d.rel["common_drug"]), None)
-                if x:
-                    a = (f"这个前提不成立。{x}并不是治疗{d.name}的常用药物，它一般用于{o.name}等疾病，用错药不仅无效，还可能延误病情、"
-                         f"带来不良反应。{d.name}的常用药物有：{join_list(d.rel['common_drug'], limit=8)}，但是否用药、用哪种药都要由医生"
-                         f"根据病情决定，请不要自行购药服用。{see}")
-                    out.append(("drug", x, a))
+            o, x = _false_relation(diseases, d, "drug", "common_drug")
+            if x:
+                a = (f"这个前提不成立。{x}并不是治疗{d.name}的常用药物，它一般用于{o.name}等疾病，用错药不仅无效，还可能延误病情、"
+                     f"带来不良反应。{d.name}的常用药物有：{join_list(d.rel['common_drug'], limit=8)}，但是否用药、用哪种药都要由医生"
+                     f"根据病情决定，请不要自行购药服用。{see}")
+                out.append(("drug", x, a))
         if "symptom" in kinds and d.rel.get("has_symptom"):
-            o = _other(diseases, d, "symptom", "has_symptom")
-            if o:
-                x = next((y for y in o.rel["has_symptom"] if y not in d.rel["has_symptom"]), None)
-                if x:
-                    a = (f"不能这样判断。{x}并不是{d.name}的常见症状，它更常见于{o.name}等情况。{d.name}的常见症状有："
-                         f"{join_list(d.rel['has_symptom'], limit=8)}。单凭一个症状无法确诊，需要医生结合病史、查体和检查综合判断。{see}")
-                    out.append(("symptom", x, a))
+            o, x = _false_relation(diseases, d, "symptom", "has_symptom")
+            if x:
+                a = (f"不能这样判断。{x}并不是{d.name}的常见症状，它更常见于{o.name}等情况。{d.name}的常见症状有："
+                     f"{join_list(d.rel['has_symptom'], limit=8)}。单凭一个症状无法确诊，需要医生结合病史、查体和检查综合判断。{see}")
+                out.append(("symptom", x, a))
         for kind, x, a in out:
             q = pick(Q[kind], "cf-q", d.name, kind).format(d=d.name, x=x)
             rec = ctx.record([{"role": "user", "content": q}, {"role": "assistant", "content": a}],
