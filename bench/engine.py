@@ -231,7 +231,7 @@ def main() -> int:
     ap.add_argument("--turns", type=int, default=10)
     ap.add_argument("--answer-tokens", type=int, default=40, help="answer length per consultation turn")
     ap.add_argument("--quick", action="store_true", help="1 round, 48 tokens, 5-turn consultation, no bf16")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: hf,bf16,consult,busy")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: hf,bf16,lite,consult,busy")
     ap.add_argument("--variants", default="", help="re-quantized copies to compare, e.g. q4_0,q8_0")
     ap.add_argument("--ppl-texts", type=int, default=40, help="medical answers for the perplexity check")
     ap.add_argument("--out", default="runs/bench-engine.json")
@@ -249,11 +249,17 @@ def main() -> int:
     results: dict = {"machine": {"cores": ncores, "load_avg_start": os.getloadavg()}, "args": vars(args)}
     print(f"[bench] {ncores} cores, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
 
-    specs = {"llama.cpp (default)": {"backend": "llamacpp"}}
+    # the same weights everywhere: the embedded base model ("base"); the shipped default, MING-lite, is that model
+    # plus a LoRA adapter, measured as its own row (the adapter's cost on llama.cpp)
+    specs = {"llama.cpp (default)": {"backend": "llamacpp", "model": "base"}}
     if "hf" not in skip:
-        specs["transformers fp32"] = {"backend": "hf", "dtype": "float32"}
+        specs["transformers fp32"] = {"backend": "hf", "dtype": "float32", "model": "base"}
         if "bf16" not in skip:
-            specs["transformers bf16"] = {"backend": "hf", "dtype": "bfloat16"}
+            specs["transformers bf16"] = {"backend": "hf", "dtype": "bfloat16", "model": "base"}
+    from ming import lite
+
+    if lite.available() and "lite" not in skip:
+        specs["llama.cpp + MING-lite LoRA"] = {"backend": "llamacpp", "model": "ming-lite"}
     variants = [v for v in args.variants.split(",") if v]
     variant_files = {}
     if variants:
@@ -297,7 +303,7 @@ def main() -> int:
     if "consult" not in skip:
         cons = {}
         for n, w in workers.items():
-            if "bf16" in n or "re-quantized" in n:
+            if "bf16" in n or "re-quantized" in n or "MING-lite" in n:
                 continue
             for reuse in (True, False):
                 runs = [w.ask(op="consult", reuse=reuse, turns=args.turns, answer_tokens=args.answer_tokens)["turns"]
@@ -330,10 +336,13 @@ def main() -> int:
     # 4. one core busy (fresh workers: the OpenMP wait policy is read when a process starts)
     if "busy" not in skip:
         busy = {}
-        cfgs = {"quiet, 1 thread": ({"backend": "llamacpp", "threads": 1}, {}, False),
-                f"busy, default ({ncores} threads, PASSIVE)": ({"backend": "llamacpp"}, {}, True),
-                f"busy, {ncores} threads, OpenMP default wait": ({"backend": "llamacpp"}, {"OMP_WAIT_POLICY": None}, True),
-                "busy, 1 thread": ({"backend": "llamacpp", "threads": 1}, {}, True)}
+        base = {"backend": "llamacpp", "model": "base"}
+        cfgs = {"quiet, 1 thread": (dict(base, threads=1), {}, False),
+                f"busy, default (adaptive: up to {ncores} threads, only free cores)": (base, {}, True),
+                f"busy, {ncores} threads fixed, PASSIVE": (dict(base, threads=ncores), {}, True),
+                f"busy, {ncores} threads fixed, OpenMP default wait": (dict(base, threads=ncores),
+                                                                        {"OMP_WAIT_POLICY": None}, True),
+                "busy, 1 thread": (dict(base, threads=1), {}, True)}
         for name, (spec, env, load) in cfgs.items():
             w = Worker(name, spec, env)
             hog = busy_loop(120) if load else None

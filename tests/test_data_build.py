@@ -131,3 +131,31 @@ def test_default_build_on_real_data(tmp_path):
     assert stats["audit"]["exact_duplicates"] == 0 and stats["audit"]["eval_contaminated"] == 0
     for cat, cd in stats["plan"]["categories"].items():
         assert abs(stats["mix"]["category"][cat] / stats["mix"]["total"] - cd["share"]) < 0.001
+
+
+def test_subset_system_prompt_is_added_to_its_records(tmp_path):
+    """`system: consult` on a subset puts the consultation prompt ming chat uses on each of its records."""
+    import json
+
+    import yaml
+
+    from ming.data.build import build
+    from ming.data.recipe import parse_recipe
+    from ming.prompts import CONSULT
+
+    raw = Path(__file__).parent / "fixtures" / "data" / "raw"
+    recipe = parse_recipe(yaml.safe_load(f"""
+name: sys
+total: 3
+dev_fraction: 0.0
+eval_files: []
+subsets:
+  consultation:
+    category: multiturn_diagnosis
+    weight: 1
+    system: consult
+    sources: [{{name: d, kind: dialogue, paths: ["{raw / 'dialogue.jsonl'}"]}}]
+"""))
+    build(recipe, tmp_path / "out", data_dir=raw, progress=False)
+    recs = [json.loads(x) for x in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
+    assert recs and all(r["messages"][0] == {"role": "system", "content": CONSULT} for r in recs)

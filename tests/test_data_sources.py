@@ -153,3 +153,29 @@ def test_medical_instruct_tasks_have_checkable_answers():
         desc = q.split("\n")[1]
         for s in a.split("：", 1)[1].rstrip("。").split("、"):
             assert s in desc  # every symptom named in the answer appears in the text
+
+
+def test_exam_mcq_short_reply_gives_letter_then_a_short_reason():
+    recs, _ = run("exam_mcq", ["exam.jsonl"], reply="short", reason_chars=20)
+    single = text(recs[0])[1]
+    assert single.startswith("答案：A（A. 利福平）\n理由：")
+    reason = single.split("理由：", 1)[1]
+    assert len(reason) <= 22 and reason.startswith("利福平")
+    multi = text(next(r for r in recs if r["meta"]["answer"] == "ABD"))[1]
+    assert multi.startswith("答案：ABD（") and "其余选项（C）" in multi
+    # the evaluator's extractor reads the letter off this format
+    from ming.eval.extract import extract_choice
+
+    assert extract_choice(single, {"A": "", "B": "", "C": "", "D": "", "E": ""}).letters == "A"
+
+
+def test_dialogue_structured_ending_and_question_limit():
+    recs, ctx = run("dialogue", ["dialogue.jsonl"], ending="structured")
+    with_source_diagnosis = text(recs[1])[-1]
+    assert with_source_diagnosis.startswith("【初步判断】") and "上呼吸道感染" in with_source_diagnosis
+    assert "【建议】多饮水" in with_source_diagnosis and "【何时就医】" in with_source_diagnosis
+    own_assessment = text(recs[0])[-1]  # the doctor's own last turn is kept and told when to see a doctor
+    assert own_assessment.startswith("考虑急性支气管炎") and "【何时就医】" in own_assessment
+    strict, ctx = run("dialogue", ["dialogue.jsonl"], max_questions=1)
+    assert ctx.skips.get("too_many_questions") == 1  # dl-1's doctor asks two questions in one turn
+    assert [r["id"] for r in strict] == [recs[1]["id"]]

@@ -65,3 +65,31 @@ def test_every_task_reads_its_real_data():
             if name != "cmtmedqa_dialogue":
                 assert sum(1 for c in cases if c.diagnosis) >= 20, name
             assert sum(len(c.findings) for c in cases) / len(cases) >= 3, name
+
+
+def test_compare_joins_run_folders_and_labels_loglik(tmp_path, capsys):
+    """One side may be several run folders (generate + loglik + consultation): rows keep their own labels and each
+    side gets a 95% CI."""
+    def write(folder, rows):
+        folder.mkdir()
+        (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+    gen = [{"task": "cmb", "id": str(i), "kind": "mcq", "rule": "marker_zh", "correct": i < 6} for i in range(10)]
+    ll = [{"task": "cmb", "id": str(i), "kind": "mcq", "rule": "loglik", "correct": i < 3} for i in range(10)]
+    con = [{"task": "meddialog_cn_100", "id": str(i), "kind": "consult", "diagnosis_hit": i < 2,
+            "coverage": 0.5, "turns": 3} for i in range(10)]
+    write(tmp_path / "a-gen", gen)
+    write(tmp_path / "a-ll", ll)
+    write(tmp_path / "a-con", con)
+    write(tmp_path / "b-gen", [dict(r, correct=True) for r in gen])
+    write(tmp_path / "b-ll", ll)
+    write(tmp_path / "b-con", [dict(r, diagnosis_hit=True) for r in con])
+    a = ",".join(str(tmp_path / x) for x in ("a-gen", "a-ll", "a-con"))
+    b = ",".join(str(tmp_path / x) for x in ("b-gen", "b-ll", "b-con"))
+    assert main(["eval", "compare", a, b, "--json"]) == 0
+    rows = {(r["task"], r["metric"]): r for r in json.loads(capsys.readouterr().out)}
+    assert rows[("cmb", "accuracy")]["a"] == 0.6 and rows[("cmb", "accuracy")]["b"] == 1.0
+    assert rows[("cmb (loglik)", "accuracy")]["delta"] == 0 and rows[("cmb (loglik)", "accuracy")]["p"] == 1.0
+    assert rows[("meddialog_cn_100", "diagnosis_accuracy")]["b"] == 1.0
+    lo, hi = rows[("cmb", "accuracy")]["a_ci95"]
+    assert lo < 0.6 < hi

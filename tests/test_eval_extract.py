@@ -118,3 +118,18 @@ def test_option_text_when_no_letter():
 def test_explicit_marker_beats_leading_letter():
     # a reply that starts with one letter but states another as the answer
     assert extract_choice("A项不对。答案：C", ABCDE).letters == "C"
+
+
+@pytest.mark.parametrize("text,done", [
+    ("答案：B", False),                      # the line may go on ("答案：BD")
+    ("答案：B\n", True),
+    ("答案：BD\n理由：", True),
+    ("Answer: C\nBecause", True),
+    ("首先分析题干，\n", False),             # reasoning first: keep generating
+    ("我认为是B\n", False),                  # no explicit answer marker: not an answer line
+    ("B\n", False),
+])
+def test_answer_line_complete(text, done):
+    from ming.eval.extract import answer_line_complete
+
+    assert answer_line_complete(text, ABCDE) is done

@@ -63,3 +63,64 @@ def test_configure_sets_torch_threads():
         assert threads.configure(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(old)
+
+
+def _hog(seconds: float = 30.0) -> subprocess.Popen:
+    code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc only")
+def test_runnable_others_sees_a_busy_process():
+    import time
+
+    assert threads.free_cores(1) == 1
+    hog = _hog()
+    try:
+        time.sleep(0.3)
+        seen = max(threads.runnable_others() for _ in range(5))
+        assert seen >= 1  # the busy loop is runnable all the time
+        assert 1 <= threads.free_cores(4) <= 4
+        if threads.default_threads() == 2:
+            assert threads.free_cores(2) == 1
+    finally:
+        hog.kill()
+        hog.wait()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc only")
+def test_llamacpp_decodes_on_free_cores_only(tiny_f32_gguf_path):
+    """Adaptive threads (the default when --threads is not given): with another process holding a core of a
+    2-core machine, llama.cpp drops to one thread instead of waiting at every barrier for a descheduled one;
+    an explicit --threads stays as given."""
+    import time
+
+    pytest.importorskip("llama_cpp")
+    from ming.config import ModelOptions
+    from ming.engine import GenerationConfig, create_engine
+
+    adaptive = create_engine(ModelOptions(model_path=str(tiny_f32_gguf_path), backend="llamacpp"))
+    fixed = create_engine(ModelOptions(model_path=str(tiny_f32_gguf_path), backend="llamacpp", threads=2))
+    assert adaptive.adaptive_threads and not fixed.adaptive_threads
+    msgs = [{"role": "user", "content": "你好"}]
+    gen = GenerationConfig(max_new_tokens=4, temperature=0)
+    hog = _hog()
+    try:
+        time.sleep(0.3)
+        adaptive.chat(msgs, gen)
+        fixed.chat(msgs, gen)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert fixed.threads_now == 2
+    if threads.default_threads() == 2:
+        assert adaptive.threads_now == 1
+    assert adaptive.chat(msgs, gen).text == fixed.chat(msgs, gen).text  # the thread count never changes tokens
+
+
+@pytest.fixture(scope="module")
+def tiny_f32_gguf_path(tmp_path_factory, qwen_tokenizer):
+    pytest.importorskip("llama_cpp")
+    from test_prefix_cache_llamacpp import tiny_gguf
+
+    return tiny_gguf(tmp_path_factory, qwen_tokenizer, "f32")[1]

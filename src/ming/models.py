@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ming import embedded, envs
+from ming import embedded, envs, lite
 from ming.errors import MingError, ModelNotFoundError
 
 log = logging.getLogger("ming.models")
 
-EMBEDDED_ALIASES = ("embedded", "default", "base")
+EMBEDDED_ALIASES = ("embedded", "base")  # the untouched embedded model; None / "ming-lite" / "default" -> MING-lite
 
 
 @dataclass
@@ -52,7 +52,9 @@ def resolve(model_path: str | None = None, model_base: str | None = None, allow_
                 f"{adapter} has {_listing(adapter)}. Drop --model-base to load {adapter} on its own."
             )
         return ModelRef("lora", adapter, adapter.name, base=base)
-    if model_path is None or model_path in EMBEDDED_ALIASES:
+    if model_path is None or model_path in lite.ALIASES:
+        return default_ref(explicit=model_path in ("ming-lite", "lite"))
+    if model_path in EMBEDDED_ALIASES:
         return embedded_ref()
     path = _local_or_download(model_path, allow_download)
     if path.is_file():
@@ -78,6 +80,17 @@ def resolve(model_path: str | None = None, model_base: str | None = None, allow_
         f"{path} is not a model folder: expected config.json (Hugging Face checkpoint), adapter_config.json "
         f"(LoRA adapter) or one .gguf file, found {_listing(path)}."
     )
+
+
+def default_ref(explicit: bool = False) -> ModelRef:
+    """The default model: MING-lite (the packaged adapter on the embedded base), or the embedded base where
+    this install has no adapter."""
+    if lite.available():
+        return ModelRef("lora", lite.ADAPTER_DIR, lite.NAME, base=embedded_ref())
+    if explicit:
+        raise ModelNotFoundError(f"this install of ming has no MING-lite adapter ({lite.ADAPTER_DIR} is missing); "
+                                 f"build it with `bash scripts/ming_lite.sh`, or use --model base")
+    return embedded_ref()
 
 
 def embedded_ref() -> ModelRef:
@@ -306,8 +319,14 @@ def list_local() -> list[dict]:
     rows.append({"name": embedded.FILENAME, "kind": "gguf (assembled)",
                  "status": "verified" if embedded.is_ready() else ("unverified" if g.exists() else "not yet assembled"),
                  "size": g.stat().st_size if g.exists() else 0, "path": str(g)})
+    rows.append({"name": f"{lite.NAME} (default)", "kind": "LoRA adapter (packaged)",
+                 "status": "ready" if lite.available() else "not built (ming_lite.sh)",
+                 "size": _size(lite.ADAPTER_DIR) if lite.ADAPTER_DIR.is_dir() else 0, "path": str(lite.ADAPTER_DIR)})
     conv = envs.ming_home() / "converted"
     if conv.is_dir():
+        for p in sorted(conv.glob("lora-*.gguf")):
+            rows.append({"name": p.stem, "kind": "GGUF LoRA (converted)", "status": "ready", "size": p.stat().st_size,
+                         "path": str(p)})
         for d in sorted(conv.iterdir()):
             for sub, kind in (("model", "safetensors (converted)"), ("tokenizer", "tokenizer (converted)")):
                 if (d / sub).is_dir():

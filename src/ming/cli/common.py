@@ -9,8 +9,9 @@ import argparse
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model-path", "--model", dest="model_path", default=None,
-                   help="local HF folder, .gguf file, or LoRA adapter folder; 'embedded' or omitted = the embedded "
-                        "default model (Qwen2.5-Coder-0.5B-Instruct Q4_K_M, offline)")
+                   help="local HF folder, .gguf file, or LoRA adapter folder; omitted = MING-lite (the packaged "
+                        "adapter on the embedded model); 'base' = the untouched embedded model "
+                        "(Qwen2.5-Coder-0.5B-Instruct Q4_K_M, offline)")
     g.add_argument("--model-base", default=None, help="base model when --model-path is a LoRA adapter (as MING does)")
     g.add_argument("--conv-template", "--template", dest="conv_template", choices=["qwen", "bloom", "hf"],
                    default=None, help="conversation template (default: detected from the model)")

@@ -51,6 +51,9 @@ def add_parser(sub, name: str, help_text: str):
     e.add_argument("--overwrite", action="store_true", help="discard earlier results of these tasks in OUTPUT")
     e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     c = p.add_argument_group("simulated-patient consultation")
+    c.add_argument("--no-stop-at-answer", dest="stop_at_answer", action="store_false", default=None,
+                   help="MCQ generate on a local model: keep generating after a complete \"答案：X\" line (by default the "
+                        "evaluator stops there; the reason after it is never scored)")
     c.add_argument("--max-turns", type=int, default=None, help="doctor turns per consultation (default 4)")
     c.add_argument("--patient", choices=["rule", "llm"], default=None,
                    help="rule: keyword/bigram simulator, no second model (default); llm: a model plays the patient")
@@ -107,7 +110,8 @@ def _compare(args) -> int:
     from ming.eval.compare import compare, to_markdown
 
     if len(args.extra) != 2:
-        raise MingError("usage: ming eval compare RUN_A RUN_B (two --output folders of `ming eval`)")
+        raise MingError("usage: ming eval compare RUN_A RUN_B (two --output folders of `ming eval`; a side may be "
+                        "several folders joined by commas: runs/base-gen,runs/base-ll)")
     rows = compare(*args.extra)
     print(json.dumps(rows, ensure_ascii=False, indent=2) if args.json else to_markdown(rows, *args.extra), end="")
     return 0
@@ -153,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         raise MingError(f"unexpected arguments {args.extra}; give tasks as one comma-separated list, e.g. cmexam,cmb")
     overrides = {k: getattr(args, k) for k in ("limit", "shots", "mode", "data", "seed", "max_new_tokens",
                                                "temperature", "top_p", "batch_size", "safety", "max_turns",
-                                               "patient", "output")}
+                                               "patient", "output", "stop_at_answer")}
     overrides["overwrite"] = args.overwrite or None
     overrides["progress"] = args.progress if not args.progress else None
     if args.task:

@@ -56,7 +56,11 @@ def _eval_files(recipe: Recipe, data_dir: Path | None) -> list[Path]:
     if recipe.eval_files == "auto":
         return find_eval_files(data_dir) if data_dir else []
     files: list[Path] = []
-    for f in recipe.eval_files or []:
+    listed = list(recipe.eval_files or [])
+    if "auto" in listed:  # [auto, extra/file.jsonl]: every dev/test file plus the ones named
+        listed.remove("auto")
+        files = find_eval_files(data_dir) if data_dir else []
+    for f in listed:
         p = Path(f) if Path(f).is_absolute() or data_dir is None else data_dir / f
         if not p.is_file():
             raise MingError(f"eval file {p} does not exist; fix 'eval_files' in the recipe")
@@ -128,6 +132,8 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
                     bar.update()
                     st["converted"] += 1
                     rec["category"], rec["subset"] = subset.category, subset.name
+                    if subset.system and rec["messages"][0]["role"] != "system":
+                        rec["messages"] = [{"role": "system", "content": subset.system}] + rec["messages"]
                     rec = cleaner.clean(rec, languages=langs)
                     if rec is None:
                         st["clean_dropped"] += 1

@@ -58,6 +58,7 @@ class SubsetSpec:
     sources: list[SourceSpec]
     max_upsample: float = 1.0
     note: str = ""
+    system: str | None = None  # a system prompt for this subset's records: a mode name (qa, consult) or the text
 
 
 @dataclass
@@ -93,6 +94,17 @@ def _req(d: dict, key: str, where: str, typ: type | tuple) -> Any:
     if not isinstance(d[key], typ):
         raise MingError(f"recipe: {where}.{key} must be {typ}, found {type(d[key]).__name__}")
     return d[key]
+
+
+def _system(value, where: str) -> str | None:
+    """A subset's `system`: a mode of ming.prompts (qa, consult) or a literal prompt."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MingError(f"recipe: {where}.system must be a string (qa, consult or the prompt text)")
+    from ming.prompts import MODES
+
+    return MODES.get(value, value)
 
 
 def parse_recipe(data: dict, path: str = "") -> Recipe:
@@ -136,7 +148,8 @@ def parse_recipe(data: dict, path: str = "") -> Recipe:
                                       languages=tuple([langs] if isinstance(langs, str) else langs) if langs else None,
                                       encoding=str(src.get("encoding", "auto"))))
         subsets.append(SubsetSpec(name=sname, category=cat, weight=float(weight), sources=sources,
-                                  max_upsample=float(s.get("max_upsample", 1.0)), note=str(s.get("note", ""))))
+                                  max_upsample=float(s.get("max_upsample", 1.0)), note=str(s.get("note", "")),
+                                  system=_system(s.get("system"), where)))
     total = data.get("total", "auto")
     if not (total == "auto" or (isinstance(total, int) and total > 0)):
         raise MingError(f"recipe: total must be 'auto' or a positive integer, found {total!r}")

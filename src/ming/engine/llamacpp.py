@@ -28,6 +28,7 @@ from ming.errors import MingError
 from ming.templates import Template
 
 N_BATCH = 512
+ADAPT_EVERY = 32  # tokens between checks of how many cores are free (adaptive threads)
 
 _backend_ready = False
 _log_cb = None  # keep the ctypes callback alive
@@ -49,8 +50,8 @@ def _init_backend(L) -> None:
     verbose = os.environ.get("MING_LOG_LEVEL", "").upper() == "DEBUG"
 
     @L.llama_log_callback
-    def _cb(level, text, user_data):  # only errors (level 3) unless debugging
-        if verbose or (level == 3 and b"control-looking token" not in text):  # a known harmless vocab note
+    def _cb(level, text, user_data):  # warnings (level 3) and up unless debugging, less two expected notes
+        if verbose or (level in (3, 4) and b"control-looking token" not in text and b"cannot use buft" not in text):  # a known harmless vocab note
             try:
                 sys.stderr.write(text.decode("utf-8", "replace"))
             except Exception:  # noqa: BLE001 - never raise into C
@@ -77,7 +78,8 @@ class LlamaCppEngine(Engine):
 
     def __init__(self, path: str, tokenizer: Any, template: Template, name: str = "model", threads: int = 1,
                  context_length: int | None = None, prefix_cache: bool = True, n_batch: int = N_BATCH,
-                 use_extra_bufts: bool | None = None, use_mmap: bool = True):
+                 use_extra_bufts: bool | None = None, use_mmap: bool = True, lora_path: str | None = None,
+                 lora_scale: float = 1.0, adaptive_threads: bool = False):
         super().__init__()
         import numpy as np
 
@@ -88,7 +90,9 @@ class LlamaCppEngine(Engine):
         self.tokenizer = tokenizer
         self.template = template
         self.name = name
-        self.threads = threads
+        self.threads = threads  # the most threads to use
+        self.adaptive_threads = adaptive_threads  # fewer while other processes hold cores (threads.free_cores)
+        self.threads_now = threads
         self.prefix_cache = prefix_cache
         self.stop_ids = template.stop_token_ids()
         self.features = frozenset({"seed", "top_k", "repetition_penalty", "prefix_cache", "loglik"})
@@ -130,6 +134,26 @@ class LlamaCppEngine(Engine):
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
         self._ids: list[int] = []  # tokens whose keys/values are in the KV cache, in order
         self._closed = False
+        self.lora_path = lora_path
+        if lora_path:
+            self._apply_lora(lora_path, lora_scale)
+
+    def _apply_lora(self, lora_path: str, scale: float) -> None:
+        """Run base + a GGUF LoRA adapter (lora_gguf.py writes them); freed with the model."""
+        import ctypes
+
+        L = self.L
+        adapter = L.llama_adapter_lora_init(self._model, str(lora_path).encode("utf-8"))
+        if not adapter:
+            self.close()
+            raise MingError(f"llama.cpp could not load the LoRA adapter {lora_path} on {self.path} (see the error "
+                            f"above: a different base model or architecture?); try --backend hf")
+        arr = (L.llama_adapter_lora_p_ctypes * 1)(adapter)
+        scales = (ctypes.c_float * 1)(float(scale))
+        if L.llama_set_adapters_lora(self._ctx, arr, 1, scales) != 0:
+            self.close()
+            raise MingError(f"llama.cpp could not apply the LoRA adapter {lora_path}")
+        self._lora = adapter
 
     # -- low level ------------------------------------------------------------------------------
     def _decode(self, tokens: Sequence[int], logits_at: Sequence[int] = ()) -> None:
@@ -198,8 +222,20 @@ class LlamaCppEngine(Engine):
             self._truncate(0)
 
     def set_threads(self, n: int) -> None:
-        self.threads = n
+        self.threads = self.threads_now = n
         self.L.llama_set_n_threads(self._ctx, n, n)
+
+    def _adapt_threads(self) -> None:
+        """With adaptive threads, decode on the cores that are free now (checked once per reply and every
+        ADAPT_EVERY tokens; costs ~5 ms)."""
+        if not self.adaptive_threads or self.threads <= 1:
+            return
+        from ming.engine.threads import free_cores
+
+        n = free_cores(self.threads)
+        if n != self.threads_now:
+            self.threads_now = n
+            self.L.llama_set_n_threads(self._ctx, n, n)
 
     # -- sampling ------------------------------------------------------------------------------------
     def _pick(self, logits, gen: GenerationConfig, history: list[int], rng) -> int:
@@ -248,6 +284,7 @@ class LlamaCppEngine(Engine):
         if not gen.greedy:
             rng = self.np.random.default_rng(gen.seed)
         decoder = StreamDecoder(self.tokenizer, tuple(self.template.stop_strings) + tuple(gen.stop))
+        self._adapt_threads()
         n_cached = self._prefill(prompt)
         history = list(prompt) if gen.repetition_penalty != 1.0 else []
         generated: list[int] = []
@@ -270,6 +307,8 @@ class LlamaCppEngine(Engine):
                 finish = "stop"
                 break
             if step + 1 < max_new:
+                if step % ADAPT_EVERY == ADAPT_EVERY - 1:
+                    self._adapt_threads()
                 self._decode([tok])
         tail = decoder.finish()
         yield Chunk(text=tail, finish_reason=finish, prompt_tokens=len(prompt),
@@ -320,16 +359,29 @@ def load(ref, template_name: str | None = None, threads: int | None = None, cont
     from ming.engine import threads as thread_policy
     from ming.templates import detect
 
-    if ref.kind != "gguf":
+    lora_path = None
+    if ref.kind == "lora" and ref.base is not None and ref.base.kind == "gguf":
+        from ming import lora_gguf
+
+        lora_path = str(lora_gguf.cached(ref.path, lora_gguf.gguf_arch(ref.base.path), name=ref.display))
+        ref_model = ref.base
+    else:
+        ref_model = ref
+    if ref_model.kind != "gguf":
         raise MingError(f"the llamacpp backend runs GGUF files; {ref.describe()} is a {ref.kind} model. Convert it "
                         f"with `ming models convert {ref.path} --out model.gguf`, or use --backend hf")
     n_threads = thread_policy.resolve(threads)
+    from ming import envs
+
+    kw.setdefault("adaptive_threads", threads is None and envs.threads() is None)  # an explicit count is kept
     tok = models.load_tokenizer(ref)
     name = template_name or detect(tok, models.model_type(ref))
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token
-    eng = LlamaCppEngine(str(ref.path), tok, Template(name, tok), name=ref.display, threads=n_threads,
-                         context_length=context_length, prefix_cache=prefix_cache, **kw)
-    print(f"[ming] loaded {ref.describe()} with llama.cpp on cpu ({n_threads} threads, context {eng.context_length}),"
+    eng = LlamaCppEngine(str(ref_model.path), tok, Template(name, tok), name=ref.display, threads=n_threads,
+                         context_length=context_length, prefix_cache=prefix_cache, lora_path=lora_path, **kw)
+    how = f"up to {n_threads} threads, fewer while other processes hold cores" if eng.adaptive_threads else \
+        f"{n_threads} threads"
+    print(f"[ming] loaded {ref.describe()} with llama.cpp on cpu ({how}, context {eng.context_length}),"
           f" template {name}", file=sys.stderr)
     return eng

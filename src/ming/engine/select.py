@@ -41,7 +41,7 @@ def choose(opts, ref, need_beam: bool = False, need_loglik: bool = False) -> str
         return backend
     gguf = ref.kind == "gguf" or (ref.kind == "lora" and ref.base is not None and ref.base.kind == "gguf")
     del need_loglik  # the llamacpp backend scores log-likelihoods too
-    if gguf and ref.kind == "gguf" and _cpu(opts.device) and not need_beam and llamacpp_available():
+    if gguf and _cpu(opts.device) and not need_beam and llamacpp_available():  # a LoRA runs as a GGUF adapter
         return "llamacpp"
     if gguf and need_beam and llamacpp_available():
         print("[ming] llama.cpp has no beam search: using the transformers backend for --beam-size > 1",

@@ -49,18 +49,27 @@ class LocalClient:
         return {"kind": "local", "name": e.name, "backend": e.backend, "template": e.template.name,
                 "context_length": e.context_length, "safety": self.safety}
 
-    def chat(self, messages: Sequence[dict], gen) -> Reply:
+    def chat(self, messages: Sequence[dict], gen, until=None) -> Reply:
+        """One reply. `until(text so far)` returning True stops generation there (finish_reason "answered")."""
+        import threading
+
         from ming.respond import reply_stream
 
-        done = None
+        done, cancel, parts, stopped = None, threading.Event(), [], False
         with self.engine.lock:
-            for ev in reply_stream(self.engine, list(messages), gen, self.policy):
+            for ev in reply_stream(self.engine, list(messages), gen, self.policy, cancel=cancel):
+                if ev.kind == "text" and until is not None and not stopped:
+                    parts.append(ev.text)
+                    if until("".join(parts)):
+                        cancel.set()
+                        stopped = True
                 if ev.kind == "done":
                     done = ev
         chunk = done.chunk
         decision = done.decision
         safety = decision.to_dict() if decision is not None and getattr(decision, "triggered", None) else None
-        return Reply(text=done.full_text, model_text=done.model_text, finish_reason=chunk.finish_reason or "stop",
+        finish = "answered" if stopped and chunk.finish_reason == "cancelled" else (chunk.finish_reason or "stop")
+        return Reply(text=done.full_text, model_text=done.model_text, finish_reason=finish,
                      prompt_tokens=chunk.prompt_tokens, completion_tokens=chunk.completion_tokens, safety=safety)
 
     # -- log-likelihood scoring ---------------------------------------------------------------

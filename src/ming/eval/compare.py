@@ -1,5 +1,7 @@
-"""`ming eval compare A B`: two runs side by side on the items both ran, with paired significance
-(exact McNemar for right/wrong outcomes, paired bootstrap for graded scores)."""
+"""`ming eval compare A B`: two runs side by side on the items both ran, with each side's 95% confidence
+interval and paired significance (exact McNemar for right/wrong outcomes, paired bootstrap for graded scores).
+A side may be several run folders joined by commas (e.g. a generate run, a loglik run and a consultation
+run of one model); MCQ rows scored by log-likelihood are reported as "TASK (loglik)"."""
 
 from __future__ import annotations
 
@@ -8,6 +10,19 @@ from pathlib import Path
 
 from ming.errors import MingError
 from ming.eval import metrics
+
+
+def _task_label(r: dict) -> str:
+    return f"{r['task']} (loglik)" if r.get("rule") == "loglik" else r["task"]
+
+
+def load_runs(paths: str | Path) -> dict[tuple[str, str], dict]:
+    """Rows of one or more run folders ("a,b,c"), keyed by (task label, item id)."""
+    rows: dict[tuple[str, str], dict] = {}
+    for p in str(paths).split(","):
+        if p.strip():
+            rows.update(load_run(p.strip())[1])
+    return rows
 
 
 def load_run(path: str | Path) -> tuple[dict, dict[tuple[str, str], dict]]:
@@ -26,7 +41,7 @@ def load_run(path: str | Path) -> tuple[dict, dict[tuple[str, str], dict]]:
                     r = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a torn last line of a run still in progress
-                rows[(r["task"], str(r["id"]))] = r
+                rows[(_task_label(r), str(r["id"]))] = r
     return report, rows
 
 
@@ -42,8 +57,7 @@ METRICS["safety"] = METRICS["qa"]
 
 
 def compare(a: str | Path, b: str | Path) -> list[dict]:
-    _, ra = load_run(a)
-    _, rb = load_run(b)
+    ra, rb = load_runs(a), load_runs(b)
     tasks = sorted({t for t, _ in ra} & {t for t, _ in rb})
     if not tasks:
         raise MingError(f"{a} and {b} have no task in common; compare runs of the same tasks")
@@ -61,9 +75,13 @@ def compare(a: str | Path, b: str | Path) -> list[dict]:
                    "b": sum(map(float, xb)) / len(pairs)}
             row["delta"] = row["b"] - row["a"]
             if mtype == "binary":
+                row["a_ci95"] = list(metrics.wilson_ci(sum(map(bool, xa)), len(xa)))
+                row["b_ci95"] = list(metrics.wilson_ci(sum(map(bool, xb)), len(xb)))
                 mc = metrics.mcnemar(xa, xb)
                 row.update(test="McNemar (exact)", p=mc["p"], only_a=mc["only_a"], only_b=mc["only_b"])
             else:
+                row["a_ci95"] = list(metrics.bootstrap_ci([float(x) for x in xa]))
+                row["b_ci95"] = list(metrics.bootstrap_ci([float(y) for y in xb]))
                 pb = metrics.paired_bootstrap([float(x) for x in xa], [float(y) for y in xb])
                 row.update(test="paired bootstrap", p=pb["p"], delta_ci95=pb["ci95"])
             out.append(row)
@@ -72,12 +90,16 @@ def compare(a: str | Path, b: str | Path) -> list[dict]:
 
 def to_markdown(rows: list[dict], a: str, b: str) -> str:
     lines = [f"A = {a}", f"B = {b}", "",
-             "| task | metric | paired n | A | B | B − A | p | test |", "|---|---|---:|---:|---:|---:|---:|---|"]
+             "| task | metric | paired n | A [95% CI] | B [95% CI] | B − A | p | test |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         pct = r["metric"] in ("accuracy", "diagnosis_accuracy", "coverage", "rouge_l", "bleu")
         f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.2f}")
         sig = " *" if r["p"] < 0.05 else ""
-        lines.append(f"| {r['task']} | {r['metric']} | {r['n']} | {f(r['a'])} | {f(r['b'])} | "
+        ca, cb = r.get("a_ci95"), r.get("b_ci95")
+        sa = f(r["a"]) + (f" [{f(ca[0])}, {f(ca[1])}]" if ca else "")
+        sb = f(r["b"]) + (f" [{f(cb[0])}, {f(cb[1])}]" if cb else "")
+        lines.append(f"| {r['task']} | {r['metric']} | {r['n']} | {sa} | {sb} | "
                      f"{'+' if r['delta'] >= 0 else '−'}{f(abs(r['delta']))} | {r['p']:.3g}{sig} | {r['test']} |")
     lines += ["", "* p < 0.05 (two-sided). Only items present in both runs are compared."]
     return "\n".join(lines) + "\n"

@@ -78,3 +78,14 @@ def extract_choice(text: str, options: dict[str, str] | str) -> Extraction:
         if len(hits) == 1:
             return Extraction(hits[0], "option_text")
     return Extraction(None, "unparsed")
+
+
+def answer_line_complete(text: str, options: dict[str, str] | str) -> bool:
+    """Has the model finished an answer line ("答案：B" / "Answer: B" followed by a line break)? The
+    evaluator then stops generating: the reason after it is not scored. A reply that reasons first and
+    answers later runs on to max_new_tokens; only an explicit answer marker before a line break counts."""
+    cut = text.rfind("\n")
+    if cut <= 0:
+        return False
+    ex = extract_choice(text[:cut], options)
+    return bool(ex.parsed and ex.rule in ("marker_zh", "marker_en"))

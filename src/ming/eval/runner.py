@@ -7,6 +7,7 @@ seed and the item id, so a resumed run gives the same answers as an uninterrupte
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from ming.errors import MingError
 from ming.eval import metrics
-from ming.eval.extract import extract_choice
+from ming.eval.extract import answer_line_complete, extract_choice
 from ming.eval.results import ResultsLog, check_fingerprints
 
 DEFAULT_MAX_NEW = {"mcq": 24, "qa": 256, "safety": 256, "consult": 160}
@@ -39,6 +40,7 @@ class EvalOptions:
     safety: str = "on"
     max_turns: int = 4
     patient: str = "rule"  # rule | llm
+    stop_at_answer: bool = True  # MCQ generate, local engines: stop once a complete "答案：X" line is written
     data: str | None = None
     overwrite: bool = False
     progress: bool = True
@@ -171,7 +173,11 @@ class Runner:
                        tie=len(top) > 1 and top[0] == top[1],
                        logprobs={k: round(v, 4) for k, v in lp.items()}, prompt_tokens=len(ctx))
             return row
-        r = self.client.chat(msgs, self.gen_for("mcq", item["id"]))
+        until = None
+        if self.opts.stop_at_answer and getattr(self.client, "kind", "") == "local":
+            until = functools.partial(answer_line_complete, options=item["options"])
+        r = self.client.chat(msgs, self.gen_for("mcq", item["id"]), until=until) if until else \
+            self.client.chat(msgs, self.gen_for("mcq", item["id"]))
         scored_text = r.model_text or r.text
         ex = extract_choice(scored_text, item["options"])
         row.update(pred=ex.letters, status="ok" if ex.parsed else "unparsed", rule=ex.rule,

@@ -66,7 +66,8 @@ def load(cfg, device: str) -> Loaded:
 
     if cfg.method == "qlora":
         _check_qlora(device)
-    ref = models.resolve(cfg.model_path, cfg.model_base, cfg.allow_download)
+    # the base to fine-tune: the untouched embedded model unless one is named (never the MING-lite default)
+    ref = models.resolve(cfg.model_path or "embedded", cfg.model_base, cfg.allow_download)
     base_ref = ref.base if ref.kind == "lora" else ref
     ckpt = models.hf_checkpoint_dir(base_ref)
     tok = models.load_tokenizer(ref)

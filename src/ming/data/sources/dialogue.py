@@ -18,7 +18,9 @@ from typing import Iterator
 from ming.data.sources._common import Skip, SourceContext, convert_rows, pick, prepare
 from ming.data.sources.doctor_qa import clean_answer
 
-OPTIONS = {"min_exchanges": 2, "max_exchanges": 12, "closing": True, "expand_single": True}
+OPTIONS = {"min_exchanges": 2, "max_exchanges": 12, "closing": True, "expand_single": True,
+           "ending": "plain",        # plain | structured: 【初步判断】/【建议】/【何时就医】 closing (MING-lite format)
+           "max_questions": None}    # drop dialogues whose doctor asks more than N questions in one turn
 
 ASSESSMENT = re.compile(r"考虑|可能|诊断|判断|印象|属于|应该是|提示|怀疑|建议|排除|不像|符合|"
                         r"\b(?:consider|likely|probabl|possib|diagnos|suggest|recommend|advise|should|rule out|may be|could be|"
@@ -38,6 +40,26 @@ _CLOSE_ZH = ["那我这是什么情况？需要怎么处理？", "请您帮我�
              "好的，那您的诊断和建议是什么？"]
 _CLOSE_EN = ["So what do you think it is, and what should I do?", "Could you sum up your assessment and advice?"]
 _OPEN_DIAG = ["综合您描述的情况，初步考虑：{d}", "根据以上交流，我的初步判断是：{d}", "结合病史和症状，目前考虑：{d}"]
+_WHEN_ZH = ["如出现高热不退、呼吸困难、胸痛、意识改变或症状明显加重，请立即就医或拨打120；否则建议近期到{dept}面诊。",
+            "若症状持续不缓解或加重，或出现呼吸困难、剧烈疼痛、出血等情况，请及时就医；一般情况建议尽快到{dept}就诊。"]
+
+
+def count_questions(text: str) -> int:
+    """Questions a doctor turn asks: question marks (a run such as "？？" counts once)."""
+    return len(re.findall(r"[？?]+", text))
+
+
+def structured_ending(diag: str, sugg: str, dept: str, key: str) -> str:
+    """MING-lite's closing: an assessment, advice and when to see a doctor, each under its own label."""
+    parts = []
+    if diag:
+        parts.append("【初步判断】" + pick(_OPEN_DIAG, "diag", key).format(d=diag.rstrip("。")) + "。")
+    if sugg:
+        parts.append("【建议】" + sugg)
+    where = f"{dept}门诊" if dept and len(dept) <= 12 else "医院相关科室"
+    parts.append("【何时就医】" + pick(_WHEN_ZH, "when", key).format(dept=where))
+    parts.append("以上为线上初步判断，不能替代医生面诊。")
+    return "\n".join(parts)
 
 
 def _patient_text(text: str) -> str:
@@ -46,9 +68,8 @@ def _patient_text(text: str) -> str:
 
 
 _FIRST_KEYS = ("疾病", "病情描述", "希望获得的帮助", "主诉")
-_ASK_ZH = ["能再详细说说您的情况吗？比如持续多久了、用过什么药、以前有没有其他疾病？",
-           "了解了。请问这种情况持续多久了？用过药吗？有没有既往病史或过敏史？",
-           "为了更好地判断，请补充一下：病程多长、目前用药情况以及既往病史。"]
+_ASK_ZH = ["这种情况持续多久了？", "了解了。请问最近用过什么药吗？", "为了更好地判断，请问这是什么时候开始的？",
+           "请问以前有没有类似的情况或其他慢性病？"]
 _ASK_EN = ["Could you tell me more? How long has this been going on, and do you have any other symptoms or "
            "medical history?", "I see. Can you give me a few more details about your symptoms and history?"]
 
@@ -118,13 +139,17 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
     if o["closing"] and (diag or sugg) and len(msgs) // 2 < o["max_exchanges"]:
         key = row.get("id") or msgs[0]["content"]
         close = pick(_CLOSE_EN if english else _CLOSE_ZH, "close", key)
-        parts = []
-        if diag:
-            parts.append(pick(_OPEN_DIAG, "diag", key).format(d=diag.rstrip("。")) + "。")
-        if sugg:
-            parts.append(f"建议：{sugg}")
-        parts.append("以上为线上初步判断，请结合线下面诊和检查结果由医生确诊。")
-        msgs += [{"role": "user", "content": close}, {"role": "assistant", "content": "\n".join(parts)}]
+        if o["ending"] == "structured" and not english:
+            reply = structured_ending(diag, sugg, str(row.get("department") or "").strip(), key)
+        else:
+            parts = []
+            if diag:
+                parts.append(pick(_OPEN_DIAG, "diag", key).format(d=diag.rstrip("。")) + "。")
+            if sugg:
+                parts.append(f"建议：{sugg}")
+            parts.append("以上为线上初步判断，请结合线下面诊和检查结果由医生确诊。")
+            reply = "\n".join(parts)
+        msgs += [{"role": "user", "content": close}, {"role": "assistant", "content": reply}]
     else:
         # cut after the last doctor turn that gives an assessment
         last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant" and gives_assessment(m["content"])),
@@ -140,6 +165,16 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
         msgs = msgs[:2 * o["max_exchanges"]]
         if not gives_assessment(msgs[-1]["content"]):
             raise Skip("no_assessment")
+    if o["ending"] == "structured" and ending == "assessment_turn" and not english and "【何时就医】" not in msgs[-1]["content"]:
+        key = row.get("id") or msgs[0]["content"]
+        dept = str(row.get("department") or "").strip()
+        where = f"{dept}门诊" if dept and len(dept) <= 12 else "医院相关科室"
+        msgs[-1] = {"role": "assistant", "content": msgs[-1]["content"].rstrip() + "\n【何时就医】"
+                    + pick(_WHEN_ZH, "when", key).format(dept=where)}
+    if o["max_questions"] is not None:
+        asked = max((count_questions(m["content"]) for m in msgs[:-1] if m["role"] == "assistant"), default=0)
+        if asked > int(o["max_questions"]):
+            raise Skip("too_many_questions")
     meta = {"exchanges": len(msgs) // 2, "ending": ending}
     if row.get("department"):
         meta["department"] = str(row["department"])

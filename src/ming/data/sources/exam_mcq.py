@@ -16,6 +16,8 @@ from ming.data.sources._common import Skip, SourceContext, convert_rows, pick, p
 OPTIONS = {
     "cases": "include",  # include | exclude | only: case-style questions (age in the first 30 characters)
     "require_explanation": False,
+    "reply": "explain",   # explain: "正确答案是 B. …" + full 解析 | short: "答案：B（…）" + a reason of at most reason_chars
+    "reason_chars": 160,
 }
 
 CASE_RE = re.compile(r"\d+\s*(?:岁|个月|月龄|天)|\d+-year-old|\byears? old\b")
@@ -43,6 +45,28 @@ def answer_text(options: dict, answer: str, english: bool = False) -> str:
     return ("; " if english else "；").join(parts)
 
 
+def short_reason(expl: str, limit: int) -> str:
+    """The first sentences of an explanation, at most `limit` characters, cut at a sentence end."""
+    expl = re.sub(r"\s+", " ", expl).strip()
+    if len(expl) <= limit:
+        return expl
+    cut = max((m.end() for m in re.finditer(r"[。；;！!.](?=\s|$|[^0-9])", expl[:limit])), default=0)
+    return expl[:cut].strip() if cut >= limit // 4 else expl[:limit].rstrip("，,、 ") + "……"
+
+
+def short_reply(opts: dict, ans: str, expl: str, english: bool, limit: int) -> str:
+    """The exam answer format of MING-lite and of the evaluator's prompt: the letter first, then a short reason."""
+    if english:
+        head = f"Answer: {ans} ({answer_text(opts, ans, True)})"
+        reason = short_reason(expl, limit) if expl else ""
+        return head + (f"\nReason: {reason}" if reason else "")
+    head = f"答案：{ans}（{answer_text(opts, ans)}）"
+    if expl:
+        return head + "\n理由：" + short_reason(expl, limit)
+    others = "、".join(k for k in opts if k not in ans)
+    return head + f"\n理由：其余选项（{others}）与题干所述情况不符。"
+
+
 def check_mcq(row: dict) -> tuple[str, dict, str]:
     q, opts, ans = str(row["question"]).strip(), row["options"], str(row["answer"]).strip().upper()
     if not isinstance(opts, dict) or len(opts) < 2:
@@ -67,10 +91,12 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
     multi = len(ans) > 1
     prompts = _EN_PROMPTS if en else (_ZH_MULTI if multi else _ZH_PROMPTS)
     user = pick(prompts, "exam", key).format(q=q, opts=format_options(opts))
-    if en:
+    if o["reply"] == "short":
+        reply = short_reply(opts, ans, expl, en, int(o["reason_chars"]))
+    elif en:
         reply = f"The answer is {answer_text(opts, ans, True)}."
         reply += f"\n\nExplanation: {expl}" if expl else ""
-    else:
+    else:  # reply: explain
         if multi:
             reply = f"本题有{len(ans)}个正确答案：{answer_text(opts, ans)}。"
         else:
