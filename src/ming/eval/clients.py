@@ -28,6 +28,7 @@ class LocalClient:
     """A loaded `ming.engine.Engine`. One call at a time (the engine's lock)."""
 
     kind = "local"
+    stops_early = True  # chat(..., until=) can stop generation once the caller has what it needs
 
     def __init__(self, engine, safety: str = "on"):
         from ming.respond import load_policy

@@ -174,7 +174,7 @@ class Runner:
                        logprobs={k: round(v, 4) for k, v in lp.items()}, prompt_tokens=len(ctx))
             return row
         until = None
-        if self.opts.stop_at_answer and getattr(self.client, "kind", "") == "local":
+        if self.opts.stop_at_answer and getattr(self.client, "stops_early", False):
             until = functools.partial(answer_line_complete, options=item["options"])
         r = self.client.chat(msgs, self.gen_for("mcq", item["id"]), until=until) if until else \
             self.client.chat(msgs, self.gen_for("mcq", item["id"]))
