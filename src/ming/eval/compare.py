@@ -17,12 +17,20 @@ def _task_label(r: dict) -> str:
 
 
 def load_runs(paths: str | Path) -> dict[tuple[str, str], dict]:
-    """Rows of one or more run folders ("a,b,c"), keyed by (task label, item id)."""
-    rows: dict[tuple[str, str], dict] = {}
-    for p in str(paths).split(","):
-        if p.strip():
-            rows.update(load_run(p.strip())[1])
-    return rows
+    """Rows of one or more run folders ("a,b,c"), keyed by (task label, item id). Where one side holds a task in
+    both MCQ modes, its loglik rows are labelled "TASK (loglik)"; a lone loglik run keeps plain task names, so a
+    generate run and a loglik run of one model can be compared with each other."""
+    runs = [load_run(p.strip())[1] for p in str(paths).split(",") if p.strip()]
+    modes: dict[str, set] = {}
+    for rows in runs:
+        for r in rows.values():
+            modes.setdefault(r["task"], set()).add(r.get("rule") == "loglik")
+    out: dict[tuple[str, str], dict] = {}
+    for rows in runs:
+        for r in rows.values():
+            label = _task_label(r) if len(modes[r["task"]]) > 1 else r["task"]
+            out[(label, str(r["id"]))] = r
+    return out
 
 
 def load_run(path: str | Path) -> tuple[dict, dict[tuple[str, str], dict]]:
@@ -41,7 +49,7 @@ def load_run(path: str | Path) -> tuple[dict, dict[tuple[str, str], dict]]:
                     r = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a torn last line of a run still in progress
-                rows[(_task_label(r), str(r["id"]))] = r
+                rows[(r["task"] + ("\0loglik" if r.get("rule") == "loglik" else ""), str(r["id"]))] = r
     return report, rows
 
 
