@@ -13,15 +13,9 @@ pytest.importorskip("peft")
 
 from ming.engine import GenerationConfig  # noqa: E402
 from ming.errors import MingError  # noqa: E402
+from test_convert_gguf import _first_logits, tiny  # noqa: E402,F401  (the tiny f32 Qwen2 + its GGUF, shared)
 
 MSGS = [{"role": "user", "content": "我最近总是头痛，怎么办？"}]
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, qwen_tokenizer):
-    from test_prefix_cache_llamacpp import tiny_gguf
-
-    return tiny_gguf(tmp_path_factory, qwen_tokenizer, "f32")
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +43,6 @@ def _engine(**kw):
     from ming.engine import create_engine
 
     return create_engine(ModelOptions(device="cpu", threads=1, **kw))
-
-
-def _first_logits(engine, ids):
-    import numpy as np
-
-    if engine.backend == "hf":
-        import torch
-
-        with torch.inference_mode():
-            return engine.model(input_ids=torch.tensor([ids])).logits[0, -1].float().numpy()
-    engine.reset_cache()
-    engine._prefill(ids)
-    return np.array(engine._last_logits()[: len(engine.tokenizer)])
 
 
 def test_convert_writes_llamacpp_adapter(adapter, tmp_path):
