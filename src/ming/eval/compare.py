@@ -49,7 +49,7 @@ def load_run(path: str | Path) -> tuple[dict, dict[tuple[str, str], dict]]:
                     r = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a torn last line of a run still in progress
-                rows[(r["task"] + ("\0loglik" if r.get("rule") == "loglik" else ""), str(r["id"]))] = r
+                rows[(r["task"], str(r["id"]))] = r
     return report, rows
 
 

@@ -173,11 +173,10 @@ class Runner:
                        tie=len(top) > 1 and top[0] == top[1],
                        logprobs={k: round(v, 4) for k, v in lp.items()}, prompt_tokens=len(ctx))
             return row
-        until = None
+        kw = {}
         if self.opts.stop_at_answer and getattr(self.client, "stops_early", False):
-            until = functools.partial(answer_line_complete, options=item["options"])
-        r = self.client.chat(msgs, self.gen_for("mcq", item["id"]), until=until) if until else \
-            self.client.chat(msgs, self.gen_for("mcq", item["id"]))
+            kw["until"] = functools.partial(answer_line_complete, options=item["options"])
+        r = self.client.chat(msgs, self.gen_for("mcq", item["id"]), **kw)
         scored_text = r.model_text or r.text
         ex = extract_choice(scored_text, item["options"])
         row.update(pred=ex.letters, status="ok" if ex.parsed else "unparsed", rule=ex.rule,
