@@ -22,7 +22,7 @@ CHILD = r"""
 import json, resource, sys, time
 t0 = float(sys.argv[1])
 import os
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `ming` main() does
+os.environ.pop("OMP_WAIT_POLICY", None)  # as `ming chat` runs: OpenMP default wait, adaptive threads
 from ming.config import ModelOptions
 from ming.engine import GenerationConfig, create_engine
 from ming.prompts import system_prompt

@@ -1,5 +1,5 @@
-"""Thread policy: all usable cores by default, --threads / MING_THREADS override, and
-OMP_WAIT_POLICY=PASSIVE set by `ming` before torch or llama.cpp load OpenMP."""
+"""Thread policy: generation decodes on the free cores (adaptive threads, OpenMP's default wait), --threads /
+MING_THREADS fix the count, and `ming train` sets OMP_WAIT_POLICY=PASSIVE before torch loads OpenMP."""
 
 from __future__ import annotations
 
@@ -33,19 +33,26 @@ def _run(code: str, env_extra: dict | None = None) -> str:
     return p.stdout.strip()
 
 
-def test_main_sets_wait_policy_before_openmp_loads():
+def test_main_sets_passive_for_training_only():
+    """`ming train` sets PASSIVE before anything loads OpenMP; chat / serve / eval keep OpenMP's default wait
+    (two threads that spin briefly at each barrier decode faster) and adapt their thread count instead."""
     code = ("import os, io, contextlib\n"
             "from ming.cli.main import main\n"
             "from ming.engine.threads import openmp_loaded\n"
             "before = openmp_loaded()\n"
-            "with contextlib.redirect_stdout(io.StringIO()): main([])\n"
-            "print(before, os.environ.get('OMP_WAIT_POLICY'))")
-    assert _run(code) == "False PASSIVE"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "    main([])\n"
+            "    chat = os.environ.get('OMP_WAIT_POLICY')\n"
+            "    main(['train', '--config', '/nonexistent/train.yaml'])\n"
+            "print(before, chat, os.environ.get('OMP_WAIT_POLICY'))")
+    assert _run(code) == "False None PASSIVE"
 
 
 def test_user_choice_is_kept():
-    code = "from ming.cli.main import main\nimport os, io, contextlib\n" \
-           "with contextlib.redirect_stdout(io.StringIO()): main([])\nprint(os.environ['OMP_WAIT_POLICY'])"
+    code = ("from ming.cli.main import main\nimport os, io, contextlib\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "    main(['train', '--config', '/nonexistent/train.yaml'])\n"
+            "print(os.environ['OMP_WAIT_POLICY'])")
     assert _run(code, {"OMP_WAIT_POLICY": "ACTIVE"}) == "ACTIVE"
 
 
@@ -63,6 +70,47 @@ def test_configure_sets_torch_threads():
         assert threads.configure(1) == 1 and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(old)
+
+
+class _Clock:
+    """A clock the test moves by hand (the decoder's per-token times)."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc only")
+def test_adaptive_checks_at_start_every_n_tokens_and_on_a_slow_token():
+    applied = []
+    clock = _Clock()
+    g = threads.AdaptiveThreads(4, applied.append, every=8, clock=clock)
+    g.start()
+    assert g.checks == 1 and 1 <= g.now <= 4
+    g.step()  # the first token (its time includes the prompt) starts the clock
+    for _ in range(6):  # 10 ms tokens: no check until the 8th
+        clock.t += 0.010
+        g.step()
+    assert g.checks == 1
+    clock.t += 0.100  # a token 10x slower than the fastest: a core was just taken, check at once
+    g.step()
+    assert g.checks == 2
+    clock.t += 0.012  # 8th token: the periodic check
+    g.step()
+    assert g.checks == 3
+    clock.t += 0.025  # 2.5x the fastest: below the 3x trigger, no check
+    g.step()
+    assert g.checks == 3
+    assert all(1 <= n <= 4 for n in applied) and g.now == (applied[-1] if applied else 4)
+    fixed = threads.AdaptiveThreads(4, applied.append, enabled=False, clock=clock)
+    fixed.start()
+    for _ in range(40):
+        clock.t += 1.0
+        fixed.step()
+    assert fixed.checks == 0 and fixed.now == 4
+    assert threads.AdaptiveThreads(1, applied.append).enabled is False  # one thread has nothing to adapt
 
 
 def _hog(seconds: float = 30.0) -> subprocess.Popen:
@@ -124,3 +172,37 @@ def tiny_f32_gguf_path(tmp_path_factory, qwen_tokenizer):
     from test_prefix_cache_llamacpp import tiny_gguf
 
     return tiny_gguf(tmp_path_factory, qwen_tokenizer, "f32")[1]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc only")
+def test_transformers_decodes_on_free_cores_only(tiny_qwen_dir):
+    """The transformers backend follows the free cores too (torch.set_num_threads on the generating thread);
+    the thread count never changes the tokens."""
+    import time
+
+    import torch
+
+    from ming.config import ModelOptions
+    from ming.engine import GenerationConfig, create_engine
+
+    old = torch.get_num_threads()
+    try:
+        adaptive = create_engine(ModelOptions(model_path=str(tiny_qwen_dir), backend="hf", device="cpu"))
+        fixed = create_engine(ModelOptions(model_path=str(tiny_qwen_dir), backend="hf", device="cpu", threads=2))
+        assert adaptive.adaptive_threads and not fixed.adaptive_threads
+        msgs = [{"role": "user", "content": "你好"}]
+        gen = GenerationConfig(max_new_tokens=6, temperature=0)
+        hog = _hog()
+        try:
+            time.sleep(0.3)
+            a = adaptive.chat(msgs, gen).text
+            if threads.default_threads() == 2:
+                assert torch.get_num_threads() == 1 and adaptive._governor.now == 1
+            b = fixed.chat(msgs, gen).text
+            assert torch.get_num_threads() == 2
+        finally:
+            hog.kill()
+            hog.wait()
+        assert a == b
+    finally:
+        torch.set_num_threads(old)

@@ -52,9 +52,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # OpenMP reads its wait policy when torch / llama.cpp first load it: set it before anything does
-    # (spinning threads collapse decoding when another process holds a core; see ming.engine.threads)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OpenMP reads its wait policy when torch / llama.cpp first load it: training sleeps while it waits
+    # (PASSIVE), set before anything loads OpenMP; generation keeps the default and adapts its thread count
+    # to the free cores instead (see ming.engine.threads)
+    if argv[:1] == ["train"]:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not args.command:

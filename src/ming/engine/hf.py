@@ -19,9 +19,12 @@ class HFEngine(Engine):
     backend = "hf"
 
     def __init__(self, model: Any, tokenizer: Any, template: Template, name: str = "model",
-                 context_length: int | None = None, prefix_cache: bool = True):
+                 context_length: int | None = None, prefix_cache: bool = True, threads: int | None = None,
+                 adaptive_threads: bool = False):
         super().__init__()
         import torch
+
+        from ming.engine.threads import AdaptiveThreads
 
         from ming.models import context_length as ctx_of
 
@@ -37,6 +40,11 @@ class HFEngine(Engine):
         self.device = next(model.parameters()).device
         self.stop_ids = template.stop_token_ids()
         self.prefix_cache = prefix_cache
+        # on CPU, decode on the free cores only (see ming.engine.threads); torch's thread count is per thread,
+        # so it is set inside stream(), on the thread that generates
+        self.threads = threads or torch.get_num_threads()
+        self.adaptive_threads = adaptive_threads and self.device.type == "cpu"
+        self._governor = AdaptiveThreads(self.threads, torch.set_num_threads, enabled=self.adaptive_threads)
         self.features = frozenset({"beam", "loglik", "seed", "top_k", "repetition_penalty", "prefix_cache"})
         self._cache_ids: list[int] = []  # tokens whose keys/values are in self._cache
         self._cache = None
@@ -111,6 +119,9 @@ class HFEngine(Engine):
             rng = torch.Generator(device="cpu")
             rng.manual_seed(gen.seed if gen.seed is not None else torch.seed())
         decoder = StreamDecoder(self.tokenizer, tuple(self.template.stop_strings) + tuple(gen.stop))
+        if self.device.type == "cpu":
+            torch.set_num_threads(self._governor.now)
+            self._governor.start()
         cache, n_cached = self._take_cache(prompt_ids)
         all_ids = torch.tensor([prompt_ids], device=self.device)
         feed = all_ids[:, n_cached:]
@@ -142,6 +153,7 @@ class HFEngine(Engine):
                     break
                 feed = torch.tensor([[next_id]], device=self.device)
                 all_ids = torch.cat([all_ids, feed], dim=1)
+                self._governor.step()
         tail = decoder.finish()
         # keep the cache for the next turn: it holds prompt + generated[:-1]
         if self.prefix_cache and cache is not None:
@@ -189,7 +201,8 @@ class HFEngine(Engine):
 
 
 def load(ref, template_name: str | None = None, device: str = "auto", dtype: str = "auto",
-         context_length: int | None = None, prefix_cache: bool = True) -> HFEngine:
+         context_length: int | None = None, prefix_cache: bool = True, threads: int | None = None,
+         adaptive_threads: bool = False) -> HFEngine:
     from transformers.utils import logging as hf_logging
 
     from ming import models
@@ -200,7 +213,12 @@ def load(ref, template_name: str | None = None, device: str = "auto", dtype: str
     name = template_name or models.trained_template(ref) or detect(tok, getattr(model.config, "model_type", None))
     if tok.pad_token_id is None and tok.eos_token_id is not None:
         tok.pad_token = tok.eos_token
-    print(f"[ming] loaded {ref.describe()} with transformers on {next(model.parameters()).device} "
+    eng = HFEngine(model, tok, Template(name, tok), name=ref.display, context_length=context_length,
+                   prefix_cache=prefix_cache, threads=threads, adaptive_threads=adaptive_threads)
+    where = str(eng.device)
+    if eng.device.type == "cpu":
+        where += (f", up to {eng.threads} threads, fewer while other processes hold cores" if eng.adaptive_threads
+                  else f", {eng.threads} threads")
+    print(f"[ming] loaded {ref.describe()} with transformers on {where} "
           f"({str(next(model.parameters()).dtype).replace('torch.', '')}), template {name}", file=sys.stderr)
-    return HFEngine(model, tok, Template(name, tok), name=ref.display, context_length=context_length,
-                    prefix_cache=prefix_cache)
+    return eng

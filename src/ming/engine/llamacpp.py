@@ -28,16 +28,12 @@ from ming.errors import MingError
 from ming.templates import Template
 
 N_BATCH = 512
-ADAPT_EVERY = 32  # tokens between checks of how many cores are free (adaptive threads)
 
 _backend_ready = False
 _log_cb = None  # keep the ctypes callback alive
 
 
 def _llama():
-    from ming.engine import threads
-
-    threads.set_wait_policy()  # before llama.cpp loads libgomp (if nothing loaded it yet)
     import llama_cpp
 
     return llama_cpp
@@ -92,7 +88,9 @@ class LlamaCppEngine(Engine):
         self.name = name
         self.threads = threads  # the most threads to use
         self.adaptive_threads = adaptive_threads  # fewer while other processes hold cores (threads.free_cores)
-        self.threads_now = threads
+        from ming.engine.threads import AdaptiveThreads
+
+        self._governor = AdaptiveThreads(threads, self._apply_threads, enabled=adaptive_threads)
         self.prefix_cache = prefix_cache
         self.stop_ids = template.stop_token_ids()
         self.features = frozenset({"seed", "top_k", "repetition_penalty", "prefix_cache", "loglik"})
@@ -221,21 +219,22 @@ class LlamaCppEngine(Engine):
         if not getattr(self, "_closed", True):
             self._truncate(0)
 
-    def set_threads(self, n: int) -> None:
-        self.threads = self.threads_now = n
+    @property
+    def threads_now(self) -> int:
+        """The threads decoding now (adaptive: the free cores, at most self.threads)."""
+        return self._governor.now
+
+    def _apply_threads(self, n: int) -> None:
         self.L.llama_set_n_threads(self._ctx, n, n)
 
-    def _adapt_threads(self) -> None:
-        """With adaptive threads, decode on the cores that are free now (checked once per reply and every
-        ADAPT_EVERY tokens; costs ~5 ms)."""
-        if not self.adaptive_threads or self.threads <= 1:
-            return
-        from ming.engine.threads import free_cores
+    def set_threads(self, n: int) -> None:
+        """Fix the thread count (turns adaptive threads off)."""
+        from ming.engine.threads import AdaptiveThreads
 
-        n = free_cores(self.threads)
-        if n != self.threads_now:
-            self.threads_now = n
-            self.L.llama_set_n_threads(self._ctx, n, n)
+        self.threads = n
+        self.adaptive_threads = False
+        self._governor = AdaptiveThreads(n, self._apply_threads, enabled=False)
+        self._apply_threads(n)
 
     # -- sampling ------------------------------------------------------------------------------------
     def _pick(self, logits, gen: GenerationConfig, history: list[int], rng) -> int:
@@ -284,7 +283,7 @@ class LlamaCppEngine(Engine):
         if not gen.greedy:
             rng = self.np.random.default_rng(gen.seed)
         decoder = StreamDecoder(self.tokenizer, tuple(self.template.stop_strings) + tuple(gen.stop))
-        self._adapt_threads()
+        self._governor.start()
         n_cached = self._prefill(prompt)
         history = list(prompt) if gen.repetition_penalty != 1.0 else []
         generated: list[int] = []
@@ -307,9 +306,8 @@ class LlamaCppEngine(Engine):
                 finish = "stop"
                 break
             if step + 1 < max_new:
-                if step % ADAPT_EVERY == ADAPT_EVERY - 1:
-                    self._adapt_threads()
                 self._decode([tok])
+                self._governor.step()
         tail = decoder.finish()
         yield Chunk(text=tail, finish_reason=finish, prompt_tokens=len(prompt),
                     completion_tokens=len(generated) + stop_token, cached_tokens=n_cached)

@@ -55,12 +55,14 @@ def create(opts, need_beam: bool = False, need_loglik: bool = False):
 
     ref = models.resolve(opts.model_path, opts.model_base, allow_download=opts.allow_download)
     backend = choose(opts, ref, need_beam=need_beam, need_loglik=need_loglik)
-    threads.configure(opts.threads)
+    n_threads = threads.configure(opts.threads)
     if backend == "hf":
+        from ming import envs
         from ming.engine import hf
 
         return hf.load(ref, opts.conv_template, device=opts.device, dtype=opts.dtype,
-                       context_length=opts.context_length, prefix_cache=opts.prefix_cache)
+                       context_length=opts.context_length, prefix_cache=opts.prefix_cache, threads=n_threads,
+                       adaptive_threads=opts.threads is None and envs.threads() is None)
     if backend == "llamacpp":
         try:
             from ming.engine import llamacpp

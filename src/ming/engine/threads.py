@@ -1,28 +1,36 @@
 """CPU thread policy for generation and training.
 
-Default: every core this process may run on; the llama.cpp backend also leaves out the cores other processes
-are busy on, checked per reply and every few dozen tokens (`free_cores`), because two threads that meet at a
-barrier after every operation wait for whichever one was descheduled. And OpenMP's wait policy PASSIVE. By default OpenMP
-threads spin while they wait for each other; when another process holds one of the cores, the
-spinning thread steals the time slice its partner needs and two-thread decoding collapses (measured
-on a 2-core machine: llama.cpp 31 -> 2 tok/s, transformers 11 -> 0.7 tok/s). PASSIVE threads sleep
-instead: free on a quiet machine, and under load close to the one-thread speed (bench/engine.py
-measures both). `--threads N` / MING_THREADS override the count.
+Generation (chat, serve, eval): every core this process may run on, less the cores other processes are busy
+on (`AdaptiveThreads`). Two decoding threads meet at a barrier after every operation; OpenMP's default wait
+policy lets the first one there spin briefly for the other, which is what makes two threads fast on a quiet
+machine (llama.cpp here: ~21 tok/s spinning vs ~14.5 with OMP_WAIT_POLICY=PASSIVE, where waiting threads sleep
+and are woken through the kernel at every barrier). When another process holds one of the cores, the partner
+thread is descheduled and the spinning one burns the time slice it needs: decoding collapses (measured on a
+2-core machine: llama.cpp 21 -> under 1 tok/s, transformers 8 -> 0.7). So the thread count follows the free
+cores: checked at the start of every reply, every `ADAPT_EVERY` tokens and at once when a token takes several
+times longer than the fastest recent one. With one core busy that is one thread: no barriers, the quiet
+one-thread speed (bench/engine.py measures all of these side by side). `--threads N` / MING_THREADS fix
+the count.
 
-libgomp reads OMP_WAIT_POLICY once, when it is loaded (by `import torch` or by llama.cpp), so
-`set_wait_policy()` must run before either: `ming`'s main() calls it first thing."""
+Training: long matrix products with few barriers; `ming train` sets OMP_WAIT_POLICY=PASSIVE (free there,
+and a rescue when the machine is shared). libgomp reads OMP_WAIT_POLICY once, when it is loaded (by
+`import torch` or by llama.cpp), so `set_wait_policy()` must run before either: `ming`'s main() calls it
+first thing for `ming train`, and the training launcher puts it in its workers' environment."""
 
 from __future__ import annotations
 
 import os
 
-WAIT_POLICY = "PASSIVE"
+WAIT_POLICY = "PASSIVE"  # for training; generation keeps OpenMP's default (spin, then sleep)
+ADAPT_EVERY = 32  # tokens between two checks of the free cores
+CONFIRM_S = 0.004  # a drop in free cores is confirmed by a second look this much later
+SLOW_FACTOR = 3.0  # a token this many times slower than the fastest recent one triggers a check at once
 
 
-def set_wait_policy() -> bool:
-    """Set OMP_WAIT_POLICY=PASSIVE unless the user chose a policy. Returns False when an OpenMP
-    runtime is already loaded in this process (the setting then only reaches child processes)."""
-    os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+def set_wait_policy(policy: str = WAIT_POLICY) -> bool:
+    """Set OMP_WAIT_POLICY (PASSIVE: for training) unless the user chose a policy. Returns False when an
+    OpenMP runtime is already loaded in this process (the setting then only reaches child processes)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", policy)
     return not openmp_loaded()
 
 
@@ -53,9 +61,11 @@ def resolve(threads: int | None) -> int:
     return n
 
 
-def configure(threads: int | None = None) -> int:
+def configure(threads: int | None = None, wait_policy: str | None = None) -> int:
+    """Resolve the thread count and give it to torch; `wait_policy` (training: PASSIVE) is set first."""
     n = resolve(threads)
-    set_wait_policy()
+    if wait_policy:
+        set_wait_policy(wait_policy)
     try:
         import torch
 
@@ -112,3 +122,62 @@ def free_cores(max_threads: int) -> int:
     if others is None:
         return max_threads
     return max(1, min(max_threads, default_threads() - others))
+
+
+class AdaptiveThreads:
+    """Keeps a decoder on the free cores. `apply(n)` changes the decoder's thread count (llama.cpp:
+    llama_set_n_threads; torch: set_num_threads); `start()` at the start of a reply, `step()` after each token.
+
+    A check reads /proc (~2 ms) and happens at `start()`, every `every` tokens, and whenever a token took
+    `slow_factor` times longer than the fastest since the last change (a core was just taken: with two spinning
+    threads the next tokens would take ~100x longer, so one slow token is enough to react)."""
+
+    def __init__(self, max_threads: int, apply, enabled: bool = True, every: int = ADAPT_EVERY,
+                 slow_factor: float = SLOW_FACTOR, min_slow_s: float = 0.02, clock=None):
+        import time
+
+        self._clock = clock or time.perf_counter
+        self.max_threads = max_threads
+        self.enabled = enabled and max_threads > 1
+        self.now = max_threads
+        self.apply = apply
+        self.every, self.slow_factor, self.min_slow_s = every, slow_factor, min_slow_s
+        self.checks = 0
+        self._n, self._best, self._t = 0, None, None
+
+    def check(self) -> int:
+        if self.enabled:
+            self.checks += 1
+            n = free_cores(self.max_threads)
+            if n < self.now:  # confirm a few ms later: a short burst elsewhere should not cost 32 slow tokens
+                import time
+
+                time.sleep(CONFIRM_S)
+                n = max(n, free_cores(self.max_threads))
+            if n != self.now:
+                self.now = n
+                self.apply(n)
+                self._best = None  # the per-token time changes with the thread count
+        return self.now
+
+    def start(self) -> int:
+        """A new reply: check the free cores now; token timing restarts with the next `step()`."""
+        n = self.check()
+        self._n, self._t = 0, None
+        return n
+
+    def step(self) -> None:
+        """One more token decoded."""
+        if not self.enabled:
+            return
+        t = self._clock()
+        if self._t is None:  # the first token of a reply (its time includes the prompt)
+            self._t = t
+            return
+        dt, self._t = t - self._t, t
+        self._n += 1
+        slow = self._best is not None and dt > max(self.slow_factor * self._best, self.min_slow_s)
+        self._best = dt if self._best is None else min(self._best, dt)
+        if slow or self._n % self.every == 0:
+            self.check()
+            self._t = self._clock()  # the check's own time is not a token's

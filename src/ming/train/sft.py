@@ -25,7 +25,8 @@ def _threads(cfg: TrainConfig) -> int:
     from ming.engine import threads
 
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    return threads.configure(cfg.threads or envs.threads() or max(1, threads.default_threads() // local_world))
+    return threads.configure(cfg.threads or envs.threads() or max(1, threads.default_threads() // local_world),
+                             wait_policy=threads.WAIT_POLICY)
 
 
 def _plans(cfg: TrainConfig, lengths, world: int, epoch: int):
