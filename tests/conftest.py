@@ -1,9 +1,33 @@
 """Shared fixtures: a real Qwen tokenizer (read from the embedded GGUF), a throwaway byte-level BPE
-for Bloom, and tiny random Qwen2 / Bloom checkpoints (2 layers, hidden 16) built once per session."""
+for Bloom, and tiny random Qwen2 / Bloom checkpoints (2 layers, hidden 16) built once per session.
+
+Tests run with their own MING_HOME (a temporary folder) so the GGUFs, tokenizers and adapters they convert do
+not pile up in the user's cache; the embedded model, its converted copy and the built llama.cpp wheels are the
+user's (linked, prepared once per machine by `bash scripts/setup.sh`)."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+def _test_home() -> None:
+    from ming import embedded, envs
+
+    real = envs.ming_home()
+    home = Path(tempfile.mkdtemp(prefix="ming-test-home-"))
+    atexit.register(shutil.rmtree, home, True)
+    (home / "converted").mkdir()
+    for shared in ("models", "wheels", f"converted/{embedded.NAME}"):
+        (real / shared).mkdir(parents=True, exist_ok=True)
+        (home / shared).symlink_to(real / shared, target_is_directory=True)
+    os.environ["MING_HOME"] = str(home)
+
+
+_test_home()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a stray download fails loudly
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
