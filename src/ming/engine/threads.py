@@ -6,8 +6,8 @@ policy lets the first one there spin briefly for the other, which is what makes 
 machine (llama.cpp here: ~21 tok/s spinning vs ~14.5 with OMP_WAIT_POLICY=PASSIVE, where waiting threads sleep
 and are woken through the kernel at every barrier). When another process holds one of the cores, the partner
 thread is descheduled and the spinning one burns the time slice it needs: decoding collapses (measured on a
-2-core machine: llama.cpp 21 -> under 1 tok/s, transformers 8 -> 0.7). So the thread count follows the free
-cores: checked at the start of every reply, every `ADAPT_EVERY` tokens and at once when a token takes several
+2-core machine: llama.cpp 21 -> 4.5 tok/s; PERF-NOTES: 31 -> 2, transformers 11 -> 0.7). So the thread count
+follows the free cores: checked at the start of every reply, every `ADAPT_EVERY` tokens and at once when a token takes several
 times longer than the fastest recent one. With one core busy that is one thread: no barriers, the quiet
 one-thread speed (bench/engine.py measures all of these side by side). `--threads N` / MING_THREADS fix
 the count.
