@@ -22,13 +22,12 @@ _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?
 
 def gguf_arch(gguf_file: Path) -> str:
     """general.architecture of a GGUF file (the adapter must name the same one)."""
-    import gguf
+    from ming import gguf_meta
 
-    r = gguf.GGUFReader(str(gguf_file))
-    field = r.fields.get("general.architecture")
-    if field is None:
+    arch = gguf_meta.architecture(gguf_file)
+    if arch is None:
         raise MingError(f"{gguf_file} has no general.architecture: not a llama.cpp model file")
-    return bytes(field.parts[field.data[0]]).decode("utf-8")
+    return arch
 
 
 def convert(adapter_dir: Path, out: Path, arch: str = "qwen2") -> dict:

@@ -198,11 +198,9 @@ def model_type(ref: ModelRef) -> str | None:
         except (OSError, ValueError):
             return None
     try:
-        import gguf
+        from ming import gguf_meta
 
-        reader = gguf.GGUFReader(str(ref.path))
-        field = reader.fields.get("general.architecture")
-        return bytes(field.parts[field.data[0]]).decode() if field else None
+        return gguf_meta.architecture(ref.path)
     except Exception:  # noqa: BLE001 - metadata is a hint only
         return None
 
