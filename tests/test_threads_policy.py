@@ -82,28 +82,42 @@ class _Clock:
         return self.t
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/stat"), reason="Linux /proc only")
 def test_adaptive_checks_at_start_every_n_tokens_and_on_a_slow_token():
-    applied = []
+    """When the governor looks again: per reply, every n tokens (n/4 while below the maximum) and at once on a
+    token 3x slower than the fastest. The clock and the free-core count are the test's; the real count of
+    free cores is tested against a real busy process below."""
+    applied, free = [], {"n": 4}
     clock = _Clock()
-    g = threads.AdaptiveThreads(4, applied.append, every=8, clock=clock)
+    g = threads.AdaptiveThreads(4, applied.append, every=8, clock=clock, free=lambda m: min(m, free["n"]))
     g.start()
-    assert g.checks == 1 and 1 <= g.now <= 4
+    assert g.checks == 1 and g.now == 4 and applied == []
     g.step()  # the first token (its time includes the prompt) starts the clock
     for _ in range(6):  # 10 ms tokens: no check until the 8th
         clock.t += 0.010
         g.step()
     assert g.checks == 1
-    clock.t += 0.100  # a token 10x slower than the fastest: a core was just taken, check at once
+    free["n"] = 1  # another process takes 3 cores: the next token is 10x slower, checked at once
+    clock.t += 0.100
+    g.step()
+    assert g.checks == 2 and g.now == 1 and applied == [1]  # (a drop is confirmed by a second look)
+    clock.t += 0.040  # below the maximum: every 8 // 4 = 2 tokens
     g.step()
     assert g.checks == 2
-    clock.t += 0.012  # 8th token: the periodic check
+    clock.t += 0.040
     g.step()
-    assert g.checks == 3
-    clock.t += 0.025  # 2.5x the fastest: below the 3x trigger, no check
+    assert g.checks == 3 and g.now == 1
+    free["n"] = 4
+    for _ in range(2):
+        clock.t += 0.040
+        g.step()
+    assert g.checks == 4 and g.now == 4 and applied == [1, 4]
+    for i in range(7):  # back at the maximum: every 8 again; 2.5x the fastest does not trigger
+        clock.t += 0.025 if i == 3 else 0.010
+        g.step()
+    assert g.checks == 4
+    clock.t += 0.010
     g.step()
-    assert g.checks == 3
-    assert all(1 <= n <= 4 for n in applied) and g.now == (applied[-1] if applied else 4)
+    assert g.checks == 5
     fixed = threads.AdaptiveThreads(4, applied.append, enabled=False, clock=clock)
     fixed.start()
     for _ in range(40):

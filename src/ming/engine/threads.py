@@ -128,32 +128,35 @@ class AdaptiveThreads:
     """Keeps a decoder on the free cores. `apply(n)` changes the decoder's thread count (llama.cpp:
     llama_set_n_threads; torch: set_num_threads); `start()` at the start of a reply, `step()` after each token.
 
-    A check reads /proc (~2 ms) and happens at `start()`, every `every` tokens, and whenever a token took
+    A check reads /proc (~2 ms) and happens at `start()`, every `every` tokens (a quarter of that while running
+    on fewer threads than the maximum), and whenever a token took
     `slow_factor` times longer than the fastest since the last change (a core was just taken: with two spinning
     threads the next tokens would take ~100x longer, so one slow token is enough to react)."""
 
     def __init__(self, max_threads: int, apply, enabled: bool = True, every: int = ADAPT_EVERY,
-                 slow_factor: float = SLOW_FACTOR, min_slow_s: float = 0.02, clock=None):
+                 slow_factor: float = SLOW_FACTOR, min_slow_s: float = 0.02, clock=None, free=None):
         import time
 
-        self._clock = clock or time.perf_counter
+        self._clock = clock or time.perf_counter  # tests pass their own clock and core count
+        self._free = free or free_cores
         self.max_threads = max_threads
         self.enabled = enabled and max_threads > 1
         self.now = max_threads
         self.apply = apply
         self.every, self.slow_factor, self.min_slow_s = every, slow_factor, min_slow_s
         self.checks = 0
-        self._n, self._best, self._t = 0, None, None
+        self._since, self._best, self._t = 0, None, None  # tokens since the last check
 
     def check(self) -> int:
         if self.enabled:
             self.checks += 1
-            n = free_cores(self.max_threads)
+            self._since = 0
+            n = self._free(self.max_threads)
             if n < self.now:  # confirm a few ms later: a short burst elsewhere should not cost 32 slow tokens
                 import time
 
                 time.sleep(CONFIRM_S)
-                n = max(n, free_cores(self.max_threads))
+                n = max(n, self._free(self.max_threads))
             if n != self.now:
                 self.now = n
                 self.apply(n)
@@ -163,7 +166,7 @@ class AdaptiveThreads:
     def start(self) -> int:
         """A new reply: check the free cores now; token timing restarts with the next `step()`."""
         n = self.check()
-        self._n, self._t = 0, None
+        self._since, self._t = 0, None
         return n
 
     def step(self) -> None:
@@ -175,9 +178,11 @@ class AdaptiveThreads:
             self._t = t
             return
         dt, self._t = t - self._t, t
-        self._n += 1
+        self._since += 1
         slow = self._best is not None and dt > max(self.slow_factor * self._best, self.min_slow_s)
         self._best = dt if self._best is None else min(self._best, dt)
-        if slow or self._n % self.every == 0:
+        # below the maximum, look again sooner: the core may be free again (a process that was exiting)
+        every = self.every if self.now >= self.max_threads else max(1, self.every // 4)
+        if slow or self._since >= every:
             self.check()
             self._t = self._clock()  # the check's own time is not a token's
