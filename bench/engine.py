@@ -341,26 +341,38 @@ def main() -> int:
     if "busy" not in skip:
         busy = {}
         base = {"backend": "llamacpp", "model": "base"}
-        # (name, spec, env, busy?, tokens, rounds): the fixed two-thread default-wait row collapses, so it is short
-        n_tok, n_rounds = args.tokens // 2, max(1, args.rounds - 1)
-        cfgs = [("quiet, 1 thread", dict(base, threads=1), {}, False, n_tok, n_rounds),
-                (f"busy, default (adaptive: up to {ncores} threads, only free cores)", base, {}, True, n_tok, n_rounds),
+        # every configuration in its own process, all loaded first; then, each round, the quiet one-thread row
+        # with the machine quiet and every busy row while one bounded busy loop holds a core, so the host's own
+        # speed changes hit all rows alike. The fixed two-thread default-wait row collapses: it decodes 16 tokens.
+        n_tok, n_rounds = args.tokens // 2, max(2, args.rounds - 1)
+        cfgs = [("quiet, 1 thread", dict(base, threads=1), {}, n_tok),
+                (f"busy, default (adaptive: up to {ncores} threads, only free cores)", base, {}, n_tok),
                 (f"busy, {ncores} threads fixed, OMP_WAIT_POLICY=PASSIVE", dict(base, threads=ncores),
-                 {"OMP_WAIT_POLICY": "PASSIVE"}, True, n_tok, n_rounds),
-                (f"busy, {ncores} threads fixed, OpenMP default wait", dict(base, threads=ncores), {}, True, 16, 1),
-                ("busy, 1 thread", dict(base, threads=1), {}, True, n_tok, n_rounds)]
-        for name, spec, env, load, tokens, rounds in cfgs:
-            w = Worker(name, spec, env)
-            hog = busy_loop(300) if load else None
-            try:
-                time.sleep(0.5 if load else 0)
-                busy[name] = stats([w.ask(op="decode", tokens=tokens)["tok_s"] for _ in range(rounds)])
-            finally:
-                if hog:
+                 {"OMP_WAIT_POLICY": "PASSIVE"}, n_tok),
+                (f"busy, {ncores} threads fixed, OpenMP default wait", dict(base, threads=ncores), {}, 16),
+                ("busy, 1 thread", dict(base, threads=1), {}, n_tok)]
+        bw = {name: Worker(name, spec, env) for name, spec, env, _ in cfgs}
+        runs = {name: [] for name in bw}
+        try:
+            for r in range(n_rounds):
+                for name, _, _, tokens in cfgs:
+                    if name.startswith("quiet"):
+                        runs[name].append(bw[name].ask(op="decode", tokens=tokens)["tok_s"])
+                hog = busy_loop(300)
+                try:
+                    time.sleep(0.5)
+                    for name, _, _, tokens in cfgs:
+                        if name.startswith("busy"):
+                            runs[name].append(bw[name].ask(op="decode", tokens=tokens)["tok_s"])
+                finally:
                     hog.kill()
                     hog.wait()
+                print(f"[bench] busy round {r + 1}/{n_rounds}: " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in runs.items()),
+                      file=sys.stderr)
+        finally:
+            for w in bw.values():
                 w.close()
-            print(f"[bench] {name}: {busy[name]['median']:.1f} tok/s", file=sys.stderr)
+        busy = {name: stats(v) for name, v in runs.items()}
         results["busy"] = busy
     results["machine"]["load_avg_end"] = os.getloadavg()
     report(results, ncores)
