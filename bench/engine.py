@@ -367,8 +367,8 @@ def main() -> int:
                 finally:
                     hog.kill()
                     hog.wait()
-                print(f"[bench] busy round {r + 1}/{n_rounds}: " + ", ".join(f"{n} {v[-1]:.1f}" for n, v in runs.items()),
-                      file=sys.stderr)
+                done = ", ".join(f"{n} {v[-1]:.1f}" for n, v in runs.items())
+                print(f"[bench] busy round {r + 1}/{n_rounds}: {done}", file=sys.stderr)
         finally:
             for w in bw.values():
                 w.close()
@@ -408,9 +408,10 @@ def report(res: dict, ncores: int) -> None:
     one = eng.get("llama.cpp, 1 thread")
     if one:  # is decoding limited by memory bandwidth or by the kernels' arithmetic?
         mb = default["bytes_per_token_mb"]
-        lines.append(f"llama.cpp streams {one['tok_s']['median'] * mb / 1e3:.1f} GB/s of weights on 1 thread "
-                     f"(the machine reads {m['bandwidth_1t_gbs']:.1f}), {default['tok_s']['median'] * mb / 1e3:.1f} GB/s "
-                     f"on {default['threads']} (of {m['bandwidth_all_gbs']:.1f}); "
+        one_gbs, all_gbs = one["tok_s"]["median"] * mb / 1e3, default["tok_s"]["median"] * mb / 1e3
+        lines.append(f"llama.cpp streams {one_gbs:.1f} GB/s of weights on 1 thread (the machine reads "
+                     f"{m['bandwidth_1t_gbs']:.1f}), {all_gbs:.1f} GB/s on {default['threads']} "
+                     f"(of {m['bandwidth_all_gbs']:.1f}); "
                      f"{default['tok_s']['median'] / one['tok_s']['median']:.2f}x from the second thread")
     passive = eng.get("llama.cpp, OMP_WAIT_POLICY=PASSIVE")
     if passive:

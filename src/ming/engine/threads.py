@@ -6,11 +6,11 @@ policy lets the first one there spin briefly for the other, which is what makes 
 machine (llama.cpp here: ~21 tok/s spinning vs ~14.5 with OMP_WAIT_POLICY=PASSIVE, where waiting threads sleep
 and are woken through the kernel at every barrier). When another process holds one of the cores, the partner
 thread is descheduled and the spinning one burns the time slice it needs: decoding collapses (measured on a
-2-core machine: llama.cpp 21 -> 4.5 tok/s; PERF-NOTES: 31 -> 2, transformers 11 -> 0.7). So the thread count
-follows the free cores: checked at the start of every reply, every `ADAPT_EVERY` tokens and at once when a token takes several
-times longer than the fastest recent one. With one core busy that is one thread: no barriers, the quiet
-one-thread speed (bench/engine.py measures all of these side by side). `--threads N` / MING_THREADS fix
-the count.
+2-core machine: llama.cpp 21 -> 1.7-4.5 tok/s; PERF-NOTES: 31 -> 2, transformers 11 -> 0.7). So the thread
+count follows the free cores: checked at the start of every reply, every `ADAPT_EVERY` tokens and at once when
+a token takes several times longer than the fastest recent one. With one core busy that is one thread: no
+barriers, the quiet one-thread speed (bench/engine.py measures all of these side by side). `--threads N` /
+MING_THREADS fix the count.
 
 Training: long matrix products with few barriers; `ming train` sets OMP_WAIT_POLICY=PASSIVE (free there,
 and a rescue when the machine is shared). libgomp reads OMP_WAIT_POLICY once, when it is loaded (by
@@ -20,6 +20,8 @@ first thing for `ming train`, and the training launcher puts it in its workers' 
 from __future__ import annotations
 
 import os
+import statistics
+import time
 
 WAIT_POLICY = "PASSIVE"  # for training; generation keeps OpenMP's default (spin, then sleep)
 ADAPT_EVERY = 32  # tokens between two checks of the free cores
@@ -98,9 +100,6 @@ def runnable_others(samples: int = 3, gap_s: float = 0.0005) -> int | None:
     """How many threads of other processes are runnable right now (Linux /proc/stat procs_running minus
     this process's running threads), the median of a few samples a millisecond apart; None where /proc is
     not available."""
-    import statistics
-    import time
-
     seen = []
     for i in range(samples):
         try:
@@ -129,14 +128,12 @@ class AdaptiveThreads:
     llama_set_n_threads; torch: set_num_threads); `start()` at the start of a reply, `step()` after each token.
 
     A check reads /proc (~2 ms) and happens at `start()`, every `every` tokens (a quarter of that while running
-    on fewer threads than the maximum), and whenever a token took
-    `slow_factor` times longer than the fastest since the last change (a core was just taken: with two spinning
-    threads the next tokens would take ~100x longer, so one slow token is enough to react)."""
+    on fewer threads than the maximum), and whenever a token took `slow_factor` times longer than the fastest
+    since the last change (a core was just taken: with two spinning threads the next tokens would take ~100x
+    longer, so one slow token is enough to react)."""
 
     def __init__(self, max_threads: int, apply, enabled: bool = True, every: int = ADAPT_EVERY,
                  slow_factor: float = SLOW_FACTOR, min_slow_s: float = 0.02, clock=None, free=None):
-        import time
-
         self._clock = clock or time.perf_counter  # tests pass their own clock and core count
         self._free = free or free_cores
         self.max_threads = max_threads
@@ -153,8 +150,6 @@ class AdaptiveThreads:
             self._since = 0
             n = self._free(self.max_threads)
             if n < self.now:  # confirm a few ms later: a short burst elsewhere should not cost 32 slow tokens
-                import time
-
                 time.sleep(CONFIRM_S)
                 n = max(n, self._free(self.max_threads))
             if n != self.now:
