@@ -339,7 +339,6 @@ def main() -> int:
         w.close()
     # 4. one core busy (fresh workers: the OpenMP wait policy is read when a process starts)
     if "busy" not in skip:
-        busy = {}
         base = {"backend": "llamacpp", "model": "base"}
         # every configuration in its own process, all loaded first; then, each round, the quiet one-thread row
         # with the machine quiet and every busy row while one bounded busy loop holds a core, so the host's own

@@ -369,9 +369,7 @@ def load(ref, template_name: str | None = None, threads: int | None = None, cont
         raise MingError(f"the llamacpp backend runs GGUF files; {ref.describe()} is a {ref.kind} model. Convert it "
                         f"with `ming models convert {ref.path} --out model.gguf`, or use --backend hf")
     n_threads = thread_policy.resolve(threads)
-    from ming import envs
-
-    kw.setdefault("adaptive_threads", threads is None and envs.threads() is None)  # an explicit count is kept
+    kw.setdefault("adaptive_threads", thread_policy.adaptive(threads))
     tok = models.load_tokenizer(ref)
     name = template_name or detect(tok, models.model_type(ref))
     if tok.pad_token_id is None and tok.eos_token_id is not None:

@@ -57,12 +57,11 @@ def create(opts, need_beam: bool = False, need_loglik: bool = False):
     backend = choose(opts, ref, need_beam=need_beam, need_loglik=need_loglik)
     n_threads = threads.configure(opts.threads)
     if backend == "hf":
-        from ming import envs
         from ming.engine import hf
 
         return hf.load(ref, opts.conv_template, device=opts.device, dtype=opts.dtype,
                        context_length=opts.context_length, prefix_cache=opts.prefix_cache, threads=n_threads,
-                       adaptive_threads=opts.threads is None and envs.threads() is None)
+                       adaptive_threads=threads.adaptive(opts.threads))
     if backend == "llamacpp":
         try:
             from ming.engine import llamacpp

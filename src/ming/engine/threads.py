@@ -63,6 +63,13 @@ def resolve(threads: int | None) -> int:
     return n
 
 
+def adaptive(threads: int | None) -> bool:
+    """Whether generation follows the free cores: yes unless a count was fixed (--threads or MING_THREADS)."""
+    from ming import envs
+
+    return threads is None and envs.threads() is None
+
+
 def configure(threads: int | None = None, wait_policy: str | None = None) -> int:
     """Resolve the thread count and give it to torch; `wait_policy` (training: PASSIVE) is set first."""
     n = resolve(threads)
