@@ -267,8 +267,9 @@ def main() -> int:
     variants = [v for v in args.variants.split(",") if v]
     variant_files = {}
     if variants:
-        from ming import embedded, envs
-        from ming.convert import convert
+        from ming import envs
+        from ming.models import embedded
+        from ming.models.convert import convert
 
         for v in variants:
             f = envs.ming_home() / "models" / f"{embedded.NAME}-requant-{v}.gguf"

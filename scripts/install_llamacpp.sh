@@ -87,7 +87,7 @@ except ImportError:
 code = r'''
 from ming.config import ModelOptions
 from ming.engine import create_engine, GenerationConfig
-from ming import embedded
+from ming.models import embedded
 if not embedded.is_ready():
     print("embedded model not assembled yet: decode check skipped (ming models prepare)"); raise SystemExit(0)
 e = create_engine(ModelOptions(backend="llamacpp"))

@@ -65,7 +65,7 @@ stage_export() {
   say "export: the adapter and its model card -> src/ming/lite/adapter"
   local cmp=()
   [ -f "$RUN/compare.md" ] && cmp=(--compare "$RUN/compare.md")
-  $PY -m ming.lite.export --train "$RUN/train" --data "$RUN/data" "${cmp[@]}"
+  $PY -m ming.models.lite_export --train "$RUN/train" --data "$RUN/data" "${cmp[@]}"
 }
 
 case "$STAGE" in

@@ -15,7 +15,8 @@ from pathlib import Path
 
 
 def _test_home() -> None:
-    from ming import embedded, envs
+    from ming import envs
+    from ming.models import embedded
 
     real = envs.ming_home()
     home = Path(tempfile.mkdtemp(prefix="ming-test-home-"))

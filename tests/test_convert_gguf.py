@@ -91,7 +91,7 @@ def test_gguf_metadata(tiny):
 
 
 def test_requantize_gguf_and_errors(tiny, tmp_path):
-    from ming.convert import convert
+    from ming.models.convert import convert
     from ming.errors import MingError
 
     q = tmp_path / "q8.gguf"
@@ -107,7 +107,7 @@ def test_requantize_gguf_and_errors(tiny, tmp_path):
 
 
 def test_unsupported_architecture(tiny_bloom_dir, tmp_path):
-    from ming.convert import convert
+    from ming.models.convert import convert
     from ming.errors import MingError
 
     with pytest.raises(MingError, match="model_type 'bloom'"):

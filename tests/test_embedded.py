@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from ming import embedded
+from ming.models import embedded
 from ming.errors import ModelNotFoundError
 
 

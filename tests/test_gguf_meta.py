@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ming import gguf_meta
+from ming.models import gguf_meta
 from ming.errors import MingError
 
 gguf = pytest.importorskip("gguf")
@@ -57,7 +57,7 @@ def test_asked_keys_only(small_gguf):
 
 
 def test_embedded_model_architecture_and_vocab_size():
-    from ming import embedded
+    from ming.models import embedded
 
     path = embedded.gguf_path()
     if not path.exists():

@@ -216,7 +216,7 @@ def test_select_auto_and_beam_fallback(capsys, tiny_f32_gguf):
     gguf = models.resolve(str(tiny_f32_gguf[1]))
     hf = models.resolve(str(tiny_f32_gguf[0]))
     assert select.choose(ModelOptions(device="cpu"), gguf) == "llamacpp"
-    assert select.choose(ModelOptions(device="cpu"), gguf, need_loglik=True) == "llamacpp"
+    assert select.choose(ModelOptions(device="cpu"), gguf) == "llamacpp"
     assert select.choose(ModelOptions(device="cpu"), hf) == "hf"
     assert capsys.readouterr().err == ""
     assert select.choose(ModelOptions(device="cpu"), gguf, need_beam=True) == "hf"

@@ -48,7 +48,7 @@ def _engine(**kw):
 def test_convert_writes_llamacpp_adapter(adapter, tmp_path):
     import gguf
 
-    from ming.lora_gguf import convert
+    from ming.models.lora_gguf import convert
 
     info = convert(adapter, tmp_path / "a.gguf", "qwen2")
     assert info["pairs"] == 2 * 7 and info["rank"] == 4 and info["alpha"] == 8.0
@@ -87,7 +87,7 @@ def test_auto_backend_runs_a_gguf_lora_on_llamacpp(tiny, adapter):
 def test_refuses_what_llamacpp_cannot_run(adapter, tmp_path, change, words):
     import shutil
 
-    from ming.lora_gguf import convert
+    from ming.models.lora_gguf import convert
 
     bad = tmp_path / "bad"
     shutil.copytree(adapter, bad)

@@ -22,7 +22,7 @@ def tiny_gguf(tmp_path_factory, qwen_tokenizer, outtype="f32"):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from ming.convert import convert
+    from ming.models.convert import convert
 
     torch.manual_seed(0)
     cfg = Qwen2Config(vocab_size=len(qwen_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

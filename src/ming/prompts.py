@@ -3,6 +3,8 @@ lives with its template (templates.py) and is selected with `--system @template`
 
 from __future__ import annotations
 
+from ming.errors import MingError
+
 QA = (
     "你是明医（MING），一个专业、严谨、友善的中文医疗助手。请用通俗易懂的中文回答用户的医疗健康问题，"
     "分析病例、体检和检查报告时以给出的数据为依据，不编造事实；必要时说明何时应该就医。"
@@ -29,7 +31,5 @@ def system_prompt(mode: str = "qa", override: str | None = None, template_defaul
             return template_default
         return override or None
     if mode not in MODES:
-        from ming.errors import MingError
-
         raise MingError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     return MODES[mode]

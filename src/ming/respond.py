@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from ming.engine.base import Chunk, Engine, GenerationConfig
+from ming.safety import SafetyPolicy
 from ming.templates import Message
 
 
@@ -27,7 +28,6 @@ def load_policy(mode: str = "on"):
     """The safety policy for `--safety MODE`; None for "off" (the model answers alone)."""
     if mode == "off":
         return None
-    from ming.safety import SafetyPolicy
 
     return SafetyPolicy(mode=mode)
 

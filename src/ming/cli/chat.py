@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ming.cli.common import add_generation_args, add_model_args, add_safety_args
+from ming import DISCLAIMER
+from ming.cli.common import add_generation_args, add_model_args, add_safety_args, generation_config, model_options
+from ming.engine import create_engine
+from ming.errors import MingError
+from ming.prompts import system_prompt
+from ming.respond import load_policy
+from ming.session import HELP, Session, parse_command
 
 
 def add_parser(sub, name: str, help_text: str):
@@ -101,14 +107,6 @@ class RichIO(PlainIO):
 def run(args: argparse.Namespace) -> int:
     import signal
     import threading
-
-    from ming import DISCLAIMER
-    from ming.cli.common import generation_config, model_options
-    from ming.engine import create_engine
-    from ming.errors import MingError
-    from ming.prompts import system_prompt
-    from ming.respond import load_policy
-    from ming.session import HELP, Session, parse_command
 
     gen = generation_config(args)
     io = RichIO() if (sys.stdin.isatty() and sys.stdout.isatty() and not args.plain and args.once is None) else PlainIO()

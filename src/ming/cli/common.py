@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import argparse
 
+from ming.config import ModelOptions, from_namespace
+from ming.engine.base import GenerationConfig
+
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
@@ -49,14 +52,10 @@ def add_safety_args(p: argparse.ArgumentParser) -> None:
 
 
 def generation_config(args):
-    from ming.engine.base import GenerationConfig
-
     return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
                             top_k=args.top_k, repetition_penalty=args.repetition_penalty, num_beams=args.num_beams,
                             seed=args.seed).validate()
 
 
 def model_options(args):
-    from ming.config import ModelOptions, from_namespace
-
     return from_namespace(ModelOptions, args)

@@ -12,6 +12,20 @@ import argparse
 import json
 import sys
 
+from ming.data.build import build
+from ming.data.rawio import iter_rows
+from ming.data.recipe import load_recipe
+from ming.data.records import (
+    ErrorLog,
+    detect_format,
+    from_alpaca,
+    from_sharegpt,
+    iter_records,
+    to_record,
+    validate_record,
+)
+from ming.data.report import MixStats
+
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(name, help=help_text, description=help_text)
@@ -69,9 +83,6 @@ def run(args) -> int:
 
 
 def _build(args) -> int:
-    from ming.data.build import build
-    from ming.data.recipe import load_recipe
-
     recipe = load_recipe(args.recipe)
     if args.seed is not None:
         recipe.seed = args.seed
@@ -109,9 +120,6 @@ def _print_summary(res: dict) -> None:
 
 
 def _stats(args) -> int:
-    from ming.data.records import ErrorLog, iter_records
-    from ming.data.report import MixStats
-
     errors = ErrorLog()
     st = MixStats()
     for rec in iter_records(args.file, errors=errors, training=False):
@@ -137,9 +145,6 @@ def _stats(args) -> int:
 
 
 def _validate(args) -> int:
-    from ming.data.rawio import iter_rows
-    from ming.data.records import ErrorLog, to_record, validate_record
-
     errors = ErrorLog(max_examples=args.max_shown)
     n = ok = 0
     for line_no, obj in iter_rows(args.file, errors=errors, encoding="utf-8"):
@@ -163,9 +168,6 @@ def _validate(args) -> int:
 
 def _convert(args) -> int:
     from pathlib import Path
-
-    from ming.data.rawio import iter_rows
-    from ming.data.records import ErrorLog, detect_format, from_alpaca, from_sharegpt, validate_record
 
     errors = ErrorLog()
     conv = from_sharegpt if args.fmt == "sharegpt" else from_alpaca

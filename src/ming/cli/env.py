@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from ming import __version__, envs
+from ming.models import embedded
+from ming.engine import select, threads
+
 
 def add_parser(sub, name: str, help_text: str):
     p = sub.add_parser(name, help=help_text)
@@ -17,9 +21,6 @@ def collect() -> dict:
     import os
     import platform
     import sys
-
-    from ming import __version__, embedded, envs
-    from ming.engine import select, threads
 
     info: dict = {"ming": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
                   "cpu_count": os.cpu_count(), "usable_cores": threads.default_threads()}

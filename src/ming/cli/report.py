@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+from ming.errors import MingError
+from ming.safety.report import findings_table, parse_report
+
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -25,9 +28,6 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
 
 
 def run(args) -> int:
-    from ming.errors import MingError
-    from ming.safety.report import findings_table, parse_report
-
     if args.file == "-":
         text = sys.stdin.read()
     else:

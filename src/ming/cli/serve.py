@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ming.cli.common import add_generation_args, add_model_args
+from ming import DISCLAIMER, envs
+from ming.cli.common import add_generation_args, add_model_args, generation_config, model_options
+from ming.engine import create_engine
+from ming.errors import MingError
+from ming.serve.app import build_app, load_safety
+from ming.serve.server import make_server
+from ming.serve.settings import add_flags, from_args
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def add_parser(sub, name: str, help_text: str):
-    from ming.serve.settings import add_flags
-
     p = sub.add_parser(name, help=help_text, description=(
         "Serve a medical model over HTTP: OpenAI's POST /v1/chat/completions (streaming or not), GET /v1/models, "
         "GET /health, and a web page at / with the two modes 医疗问答 and 智能问诊. The generation flags set the "
@@ -28,8 +32,6 @@ def add_parser(sub, name: str, help_text: str):
 def _check_port(host: str, port: int) -> None:
     import socket
 
-    from ming.errors import MingError
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -43,8 +45,6 @@ def _check_port(host: str, port: int) -> None:
 def _setup_logging() -> None:
     import logging
 
-    from ming import envs
-
     logger = logging.getLogger("ming")
     if not logger.handlers:
         h = logging.StreamHandler(sys.stderr)
@@ -57,13 +57,6 @@ def _setup_logging() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ming import DISCLAIMER
-    from ming.cli.common import generation_config, model_options
-    from ming.engine import create_engine
-    from ming.serve.app import build_app, load_safety
-    from ming.serve.server import make_server
-    from ming.serve.settings import from_args
-
     _setup_logging()
     gen = generation_config(args)
     opts = model_options(args)

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+from ming.train import config as train_config
+from ming.train.config import add_flags
+from ming.train.launch import relaunch
+from ming.train.merge import merge
+from ming.train.sft import train
+
 EPILOG = """examples:
   ming train --data train.jsonl --eval-data dev.jsonl --output runs/ming-lora          # LoRA on the embedded model
   ming train --config configs/train/lora-cpu.yaml --data train.jsonl --output runs/x   # recipe + overrides
@@ -15,8 +21,6 @@ EPILOG = """examples:
 
 
 def add_parser(subparsers, name: str, help_text: str) -> None:
-    from ming.train.config import add_flags
-
     p = subparsers.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="recipe YAML with TrainConfig settings (flags override it), e.g. "
@@ -39,22 +43,15 @@ def add_parser(subparsers, name: str, help_text: str) -> None:
 
 
 def run(args) -> int:
-    from ming.train import config as train_config
-
     cfg = train_config.resolve(args)
     if cfg.launcher != "none":
-        from ming.train.launch import relaunch
-
         return relaunch(cfg)
-    from ming.train.sft import train
 
     train(cfg)
     return 0
 
 
 def run_merge(args) -> int:
-    from ming.train.merge import merge
-
     out = merge(args.merge_adapter, args.merge_output, args.merge_base, args.merge_dtype, args.merge_allow_download)
     print(f"[ming] merged checkpoint saved to {out}\n  chat with it:   ming chat --model-path {out}\n"
           f"  GGUF for the llama.cpp engine: ming models convert {out} --out {out}.gguf --outtype q4_k_m")

@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+from ming.errors import MingError
+from ming.safety.triage import Triage, default_triage
+
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -23,8 +26,6 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
 
 
 def _read(path: str) -> tuple[str, list[str]]:
-    from ming.errors import MingError
-
     if path == "-":
         return "<stdin>", sys.stdin.read().splitlines()
     try:
@@ -37,8 +38,6 @@ def _read(path: str) -> tuple[str, list[str]]:
 
 
 def run(args) -> int:
-    from ming.safety.triage import Triage, default_triage
-
     tri = Triage.from_file(args.rules) if args.rules else default_triage()
     name, lines = _read(args.file)
     history: list[str] = []

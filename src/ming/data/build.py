@@ -21,14 +21,23 @@ from pathlib import Path
 import numpy as np
 
 from ming.data.clean import CleanConfig, Cleaner
-from ming.data.dedup import (EvalIndex, ExactDeduper, MinHasher, NearDeduper, find_eval_files, norm_for_hash,
-                             record_hash, record_text)
+from ming.data.dedup import (
+    EvalIndex,
+    ExactDeduper,
+    MinHasher,
+    NearDeduper,
+    find_eval_files,
+    norm_for_hash,
+    record_hash,
+    record_text,
+)
 from ming.data.mix import BucketShuffler, dumps, plan_mix, select_file
 from ming.data.recipe import Recipe, resolve_paths
 from ming.data.records import ErrorLog, stable_id, validate_record
 from ming.data.report import MixStats, render_report
 from ming.data.sources import get_converter
 from ming.data.sources._common import SourceContext
+from ming.envs import data_dir as env_data_dir
 from ming.errors import MingError
 
 BUCKET_RECORDS = 50_000  # records per shuffle bucket: bounds memory of the shuffle
@@ -43,8 +52,6 @@ def _bar(total=None, desc="", disable=False, unit="rec"):
 
 
 def resolve_data_dir(recipe: Recipe, data_dir: str | Path | None) -> Path | None:
-    from ming.envs import data_dir as env_data_dir
-
     if data_dir:
         return Path(data_dir).expanduser().resolve()
     if recipe.data_dir:

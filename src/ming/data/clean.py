@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ming.data.records import validate_record
+from ming.errors import MingError
 
 # Full-width ASCII letters/digits -> half-width (NFKC would also turn Chinese punctuation ，。？ into ASCII,
 # which we do not want in Chinese text).
@@ -93,8 +94,6 @@ class CleanConfig:
         known = set(cls.__dataclass_fields__)
         unknown = set(d) - known
         if unknown:
-            from ming.errors import MingError
-
             raise MingError(f"unknown clean option(s) {sorted(unknown)}; known: {sorted(known)}")
         return cls(**d)
 

@@ -19,6 +19,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from ming.data.rawio import iter_rows
+from ming.data.records import ErrorLog
+
 _DROP_TABLE: dict[int, None] | None = None
 
 
@@ -229,9 +232,6 @@ class EvalIndex:
         self._mh[k] = mh
 
     def add_files(self, paths: Iterable[str | Path], errors=None) -> None:
-        from ming.data.rawio import iter_rows
-        from ming.data.records import ErrorLog
-
         errors = errors if errors is not None else ErrorLog()
         for path in paths:
             self.files.append(str(path))
@@ -273,9 +273,3 @@ def find_eval_files(data_dir: str | Path, patterns: Iterable[str] = ("dev*.jsonl
         files.update(root.glob(pat))
         files.update(root.glob(f"*/{pat}"))
     return sorted(files)
-
-
-def iter_unique(records: Iterable[dict], exact: ExactDeduper) -> Iterator[dict]:
-    for rec in records:
-        if not exact.seen_or_add(record_hash(rec)):
-            yield rec

@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from ming.data.records import ErrorLog
+from ming.data.errorlog import ErrorLog
+from ming.errors import MingError
 
 ENCODINGS = ("auto", "utf-8", "gb18030")
 
@@ -129,8 +130,6 @@ def iter_rows(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> 
     """Rows of a .jsonl/.json/.csv file, by extension (anything else is read as JSONL)."""
     path = Path(path)
     if not path.is_file():
-        from ming.errors import MingError
-
         raise MingError(f"input file not found: {path}; check the recipe's paths or MING_DATA_DIR "
                         "(`ming env` shows where ../shared/data is looked for)")
     suffix = path.suffix.lower()

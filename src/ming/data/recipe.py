@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from ming.data.records import CATEGORIES
+from ming.data.sources import KINDS
 from ming.errors import MingError
+from ming.prompts import MODES
 
 
 @dataclass
@@ -102,14 +104,11 @@ def _system(value, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise MingError(f"recipe: {where}.system must be a string (qa, consult or the prompt text)")
-    from ming.prompts import MODES
 
     return MODES.get(value, value)
 
 
 def parse_recipe(data: dict, path: str = "") -> Recipe:
-    from ming.data.sources import KINDS
-
     if not isinstance(data, dict):
         raise MingError(f"recipe {path}: top level must be a mapping")
     raw_subsets = _req(data, "subsets", "recipe", dict)

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, TypedDict
+
+from ming.data.errorlog import ErrorLog
+from ming.data.rawio import iter_rows
 
 CATEGORIES = ("knowledge_qa", "multiturn_diagnosis", "instruction", "safety")
 ROLES = ("system", "user", "assistant")
@@ -41,46 +42,6 @@ class Record(TypedDict):
     subset: str
     messages: list[Message]
     meta: dict[str, Any]
-
-
-@dataclass
-class ErrorLog:
-    """Counts bad input by reason and keeps the first few `file:line: reason` lines (no row text: rows may hold
-    patient data). `warnings` are problems that were repaired (e.g. a GB18030 line decoded), not skipped."""
-
-    max_examples: int = 20
-    errors: Counter = field(default_factory=Counter)
-    warnings: Counter = field(default_factory=Counter)
-    examples: list[str] = field(default_factory=list)
-    warning_examples: list[str] = field(default_factory=list)
-    rows: Counter = field(default_factory=Counter)  # rows read per file
-
-    def error(self, path: str | Path, line: int, reason: str) -> None:
-        self.errors[reason] += 1
-        if len(self.examples) < self.max_examples:
-            self.examples.append(f"{path}:{line}: {reason}")
-
-    def warn(self, path: str | Path, line: int, reason: str) -> None:
-        self.warnings[reason] += 1
-        if len(self.warning_examples) < self.max_examples:
-            self.warning_examples.append(f"{path}:{line}: {reason}")
-
-    @property
-    def n_errors(self) -> int:
-        return sum(self.errors.values())
-
-    def to_dict(self) -> dict:
-        return {"errors": dict(self.errors), "warnings": dict(self.warnings), "examples": list(self.examples),
-                "warning_examples": list(self.warning_examples)}
-
-    def merge(self, other: "ErrorLog") -> None:
-        self.errors.update(other.errors)
-        self.warnings.update(other.warnings)
-        self.rows.update(other.rows)
-        room = self.max_examples - len(self.examples)
-        self.examples.extend(other.examples[:max(room, 0)])
-        room = self.max_examples - len(self.warning_examples)
-        self.warning_examples.extend(other.warning_examples[:max(room, 0)])
 
 
 def stable_id(*parts: Any, n: int = 12) -> str:
@@ -223,7 +184,6 @@ def iter_records(path: str | Path, *, errors: ErrorLog | None = None, training: 
     """Stream records from a JSONL file (ours, ShareGPT or Alpaca, detected per line) or a JSON array file.
 
     Bad lines are skipped and counted in `errors` with file:line (a fresh ErrorLog is used when None)."""
-    from ming.data.rawio import iter_rows
 
     errors = errors if errors is not None else ErrorLog()
     for line_no, obj in iter_rows(path, errors=errors, encoding=encoding):

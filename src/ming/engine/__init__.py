@@ -5,12 +5,12 @@
 """
 
 from ming.engine.base import Chunk, Completion, Engine, GenerationConfig
+from ming.engine.select import create
 
 __all__ = ["Chunk", "Completion", "Engine", "GenerationConfig", "create_engine"]
 
 
-def create_engine(opts, *, need_beam: bool = False, need_loglik: bool = False) -> Engine:
+def create_engine(opts, *, need_beam: bool = False) -> Engine:
     """Load the model described by `opts` (ming.config.ModelOptions) on the right backend."""
-    from ming.engine.select import create
 
-    return create(opts, need_beam=need_beam, need_loglik=need_loglik)
+    return create(opts, need_beam=need_beam)

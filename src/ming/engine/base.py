@@ -7,8 +7,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
+from ming.errors import MingError
 from ming.templates import Message, Rendered, Template
-
 
 DEFAULT_MAX_CONTEXT = 8192  # tokens of context unless --context-length asks for more (llama.cpp allocates it up front)
 
@@ -35,8 +35,6 @@ class GenerationConfig:
         return replace(self, **kw)
 
     def validate(self) -> "GenerationConfig":
-        from ming.errors import MingError
-
         if self.max_new_tokens < 1:
             raise MingError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
         if self.temperature < 0:
@@ -122,6 +120,3 @@ class Engine(ABC):
 
     def chat(self, messages: Sequence[Message], gen: GenerationConfig) -> Completion:
         return self.generate(self.render(messages).ids, gen)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer.encode(text, add_special_tokens=False))

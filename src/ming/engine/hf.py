@@ -10,9 +10,12 @@ import sys
 import threading
 from typing import Any, Iterator, Sequence
 
-from ming.engine.base import Chunk, Engine, GenerationConfig
+from ming import models
+from ming.engine.base import DEFAULT_MAX_CONTEXT, Chunk, Engine, GenerationConfig
 from ming.engine.detok import StreamDecoder
-from ming.templates import Template
+from ming.engine.threads import AdaptiveThreads
+from ming.models import context_length as ctx_of
+from ming.templates import Template, detect
 
 
 class HFEngine(Engine):
@@ -24,16 +27,11 @@ class HFEngine(Engine):
         super().__init__()
         import torch
 
-        from ming.engine.threads import AdaptiveThreads
-
-        from ming.models import context_length as ctx_of
-
         self.torch = torch
         self.model = model
         self.tokenizer = tokenizer
         self.template = template
         self.name = name
-        from ming.engine.base import DEFAULT_MAX_CONTEXT
 
         # the same default window as llama.cpp, so a long chat is cut the same way on every backend
         self.context_length = context_length or min(ctx_of(model.config), DEFAULT_MAX_CONTEXT)
@@ -204,9 +202,6 @@ def load(ref, template_name: str | None = None, device: str = "auto", dtype: str
          context_length: int | None = None, prefix_cache: bool = True, threads: int | None = None,
          adaptive_threads: bool = False) -> HFEngine:
     from transformers.utils import logging as hf_logging
-
-    from ming import models
-    from ming.templates import Template, detect
 
     hf_logging.disable_progress_bar()  # our own messages say what is loading
     model, tok = models.load_hf_model(ref, device=device, dtype=dtype)

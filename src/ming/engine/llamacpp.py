@@ -22,10 +22,14 @@ import sys
 import threading
 from typing import Any, Iterator, Sequence
 
+from ming import models
+from ming.engine import threads as thread_policy
 from ming.engine.base import DEFAULT_MAX_CONTEXT, Chunk, Engine, GenerationConfig
 from ming.engine.detok import StreamDecoder
+from ming.engine.threads import AdaptiveThreads
 from ming.errors import MingError
-from ming.templates import Template
+from ming.models import lora_gguf
+from ming.templates import Template, detect
 
 N_BATCH = 512
 
@@ -88,7 +92,6 @@ class LlamaCppEngine(Engine):
         self.name = name
         self.threads = threads  # the most threads to use
         self.adaptive_threads = adaptive_threads  # fewer while other processes hold cores (threads.free_cores)
-        from ming.engine.threads import AdaptiveThreads
 
         self._governor = AdaptiveThreads(threads, self._apply_threads, enabled=adaptive_threads)
         self.prefix_cache = prefix_cache
@@ -219,22 +222,8 @@ class LlamaCppEngine(Engine):
         if not getattr(self, "_closed", True):
             self._truncate(0)
 
-    @property
-    def threads_now(self) -> int:
-        """The threads decoding now (adaptive: the free cores, at most self.threads)."""
-        return self._governor.now
-
     def _apply_threads(self, n: int) -> None:
         self.L.llama_set_n_threads(self._ctx, n, n)
-
-    def set_threads(self, n: int) -> None:
-        """Fix the thread count (turns adaptive threads off)."""
-        from ming.engine.threads import AdaptiveThreads
-
-        self.threads = n
-        self.adaptive_threads = False
-        self._governor = AdaptiveThreads(n, self._apply_threads, enabled=False)
-        self._apply_threads(n)
 
     # -- sampling ------------------------------------------------------------------------------------
     def _pick(self, logits, gen: GenerationConfig, history: list[int], rng) -> int:
@@ -353,14 +342,9 @@ class LlamaCppEngine(Engine):
 
 def load(ref, template_name: str | None = None, threads: int | None = None, context_length: int | None = None,
          prefix_cache: bool = True, **kw) -> LlamaCppEngine:
-    from ming import models
-    from ming.engine import threads as thread_policy
-    from ming.templates import detect
 
     lora_path = None
     if ref.kind == "lora" and ref.base is not None and ref.base.kind == "gguf":
-        from ming import lora_gguf
-
         lora_path = str(lora_gguf.cached(ref.path, lora_gguf.gguf_arch(ref.base.path), name=ref.display))
         ref_model = ref.base
     else:

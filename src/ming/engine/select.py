@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 import sys
 
+from ming import models
+from ming.engine import hf, threads
 from ming.errors import BackendUnavailableError
 
 BACKENDS = ("auto", "hf", "llamacpp", "vllm")
@@ -29,7 +31,7 @@ def _cpu(device: str) -> bool:
     return not torch.cuda.is_available()
 
 
-def choose(opts, ref, need_beam: bool = False, need_loglik: bool = False) -> str:
+def choose(opts, ref, need_beam: bool = False) -> str:
     backend = opts.backend
     if backend not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -40,7 +42,6 @@ def choose(opts, ref, need_beam: bool = False, need_loglik: bool = False) -> str
     if backend != "auto":
         return backend
     gguf = ref.kind == "gguf" or (ref.kind == "lora" and ref.base is not None and ref.base.kind == "gguf")
-    del need_loglik  # the llamacpp backend scores log-likelihoods too
     if gguf and _cpu(opts.device) and not need_beam and llamacpp_available():  # a LoRA runs as a GGUF adapter
         return "llamacpp"
     if gguf and need_beam and llamacpp_available():
@@ -49,16 +50,11 @@ def choose(opts, ref, need_beam: bool = False, need_loglik: bool = False) -> str
     return "hf"
 
 
-def create(opts, need_beam: bool = False, need_loglik: bool = False):
-    from ming import models
-    from ming.engine import threads
-
+def create(opts, need_beam: bool = False):
     ref = models.resolve(opts.model_path, opts.model_base, allow_download=opts.allow_download)
-    backend = choose(opts, ref, need_beam=need_beam, need_loglik=need_loglik)
+    backend = choose(opts, ref, need_beam=need_beam)
     n_threads = threads.configure(opts.threads)
     if backend == "hf":
-        from ming.engine import hf
-
         return hf.load(ref, opts.conv_template, device=opts.device, dtype=opts.dtype,
                        context_length=opts.context_length, prefix_cache=opts.prefix_cache, threads=n_threads,
                        adaptive_threads=threads.adaptive(opts.threads))

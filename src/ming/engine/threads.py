@@ -23,6 +23,9 @@ import os
 import statistics
 import time
 
+from ming import envs
+from ming.errors import MingError
+
 WAIT_POLICY = "PASSIVE"  # for training; generation keeps OpenMP's default (spin, then sleep)
 ADAPT_EVERY = 32  # tokens between two checks of the free cores
 CONFIRM_S = 0.004  # a drop in free cores is confirmed by a second look this much later
@@ -54,9 +57,6 @@ def default_threads() -> int:
 
 
 def resolve(threads: int | None) -> int:
-    from ming import envs
-    from ming.errors import MingError
-
     n = threads or envs.threads() or default_threads()
     if n < 1:
         raise MingError(f"--threads must be >= 1, got {n}")
@@ -65,7 +65,6 @@ def resolve(threads: int | None) -> int:
 
 def adaptive(threads: int | None) -> bool:
     """Whether generation follows the free cores: yes unless a count was fixed (--threads or MING_THREADS)."""
-    from ming import envs
 
     return threads is None and envs.threads() is None
 

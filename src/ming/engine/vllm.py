@@ -22,9 +22,10 @@ import threading
 import uuid
 from typing import Any, Iterator, Sequence
 
+from ming import models
 from ming.engine.base import Chunk, Engine, GenerationConfig
 from ming.errors import BackendUnavailableError
-from ming.templates import Template
+from ming.templates import Template, detect
 
 _DONE = object()
 
@@ -164,9 +165,6 @@ def load(ref, template_name: str | None = None, opts: Any = None) -> VLLMEngine:
     _require_vllm_and_gpu()
     import torch
     from vllm import AsyncEngineArgs, AsyncLLMEngine
-
-    from ming import models
-    from ming.templates import detect
 
     tp = int(getattr(opts, "tensor_parallel_size", 1) or 1)
     if tp > torch.cuda.device_count():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ming.errors import MingError
+from ming.respond import load_policy, reply_stream
 
 
 @dataclass
@@ -31,8 +32,6 @@ class LocalClient:
     stops_early = True  # chat(..., until=) can stop generation once the caller has what it needs
 
     def __init__(self, engine, safety: str = "on"):
-        from ming.respond import load_policy
-
         self.engine = engine
         self.safety = safety
         try:
@@ -53,8 +52,6 @@ class LocalClient:
     def chat(self, messages: Sequence[dict], gen, until=None) -> Reply:
         """One reply. `until(text so far)` returning True stops generation there (finish_reason "answered")."""
         import threading
-
-        from ming.respond import reply_stream
 
         done, cancel, parts, stopped = None, threading.Event(), [], False
         with self.engine.lock:

@@ -17,10 +17,27 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ming import __version__, envs
+from ming.engine.base import GenerationConfig
 from ming.errors import MingError
-from ming.eval import metrics
+from ming.eval import metrics, prompts
 from ming.eval.extract import answer_line_complete, extract_choice
+from ming.eval.prompts import ANSWER_PREFIX, LETTER_SEP, PROMPT_VERSION, mcq_messages
+from ming.eval.report import summarize, to_markdown
 from ming.eval.results import ResultsLog, check_fingerprints
+from ming.eval.simpatient import (
+    DOCTOR_PROMPT_VERSION,
+    FINAL_QUESTION,
+    PATIENT_PROMPT,
+    PATIENT_PROMPT_VERSION,
+    RULE_PATIENT_VERSION,
+    LLMPatient,
+    RulePatient,
+    consult,
+)
+from ming.eval.tasks import get
+from ming.eval.tasks.base import read_rows
+from ming.prompts import system_prompt
 
 DEFAULT_MAX_NEW = {"mcq": 24, "qa": 256, "safety": 256, "consult": 160}
 
@@ -75,14 +92,10 @@ class Runner:
             raise MingError(f"--patient must be rule or llm, got {opts.patient!r}")
         if opts.patient == "llm" and patient_client is None:
             raise MingError("--patient llm needs a patient model: --patient-base-url URL (any OpenAI-compatible "
-                            "server) or --patient-model-path; --patient rule needs none")
+                            "server, e.g. a second `ming serve`); --patient rule needs none")
 
     # -- preparation ----------------------------------------------------------------------------
     def prepare(self, name: str) -> Prepared:
-        from ming import envs
-        from ming.eval.tasks import get
-        from ming.eval.tasks.base import read_rows
-
         task = get(name)
         data = self.opts.data if (name == "mcq" or len(self.opts.tasks) == 1) else None
         path = task.data_path(envs.data_dir(), data)
@@ -127,16 +140,11 @@ class Runner:
         return prep
 
     def gen_for(self, kind: str, item_id: str):
-        from ming.engine.base import GenerationConfig
-
         return GenerationConfig(max_new_tokens=self.opts.max_new_tokens or DEFAULT_MAX_NEW[kind],
                                 temperature=self.opts.temperature, top_p=self.opts.top_p,
                                 seed=item_seed(self.opts.seed, item_id)).validate()
 
     def fingerprint(self, prep: Prepared) -> dict:
-        from ming.eval.prompts import PROMPT_VERSION
-        from ming.eval.simpatient import DOCTOR_PROMPT_VERSION, PATIENT_PROMPT_VERSION, RULE_PATIENT_VERSION
-
         t = prep.task
         fp = {"task_version": t.version, "data": str(prep.path), "model": self.client.describe().get("name"),
               "backend": self.client.describe().get("backend"), "seed": self.opts.seed,
@@ -153,8 +161,6 @@ class Runner:
 
     # -- items --------------------------------------------------------------------------------------
     def _mcq(self, prep: Prepared, item: dict) -> dict:
-        from ming.eval.prompts import ANSWER_PREFIX, LETTER_SEP, mcq_messages
-
         lang = prep.task.language
         msgs = mcq_messages(item, prep.shots, lang)
         row = {"gold": item["answer"], "n_options": len(item["options"]), "multi": len(item["answer"]) > 1}
@@ -187,8 +193,6 @@ class Runner:
         return row
 
     def _qa(self, prep: Prepared, item: dict) -> dict:
-        from ming.prompts import system_prompt
-
         safety_task = prep.task.kind == "safety"
         question = item["prompt"] if safety_task else item["question"]
         reference = item.get("reference_response" if safety_task else "answer") or ""
@@ -211,9 +215,6 @@ class Runner:
         return row
 
     def _consult(self, prep: Prepared, item: dict) -> dict:
-        from ming.prompts import system_prompt
-        from ming.eval.simpatient import LLMPatient, RulePatient, consult
-
         case = prep.cases[item["id"]]
         gen = self.gen_for("consult", item["id"])
         if self.opts.patient == "llm":
@@ -297,9 +298,6 @@ class Runner:
 
     # -- reports ------------------------------------------------------------------------------------
     def report(self, preps: list[Prepared], log: ResultsLog, run_info: dict) -> dict:
-        from ming import __version__
-        from ming.eval.report import summarize, to_markdown
-
         tasks = {}
         for p in preps:
             rows = log.task_rows(p.task.name, [it["id"] for it in p.items])
@@ -360,10 +358,6 @@ def report_only(out_dir: str | Path, limit: int | None = None) -> dict:
 
 
 def prompt_record(prep: Prepared, opts: EvalOptions) -> dict:
-    from ming.eval import prompts
-    from ming.eval.simpatient import DOCTOR_PROMPT_VERSION, FINAL_QUESTION, PATIENT_PROMPT, PATIENT_PROMPT_VERSION
-    from ming.prompts import system_prompt
-
     kind = prep.task.kind
     if kind == "mcq":
         tpl = prompts.MCQ_EN if prep.task.language == "en" else prompts.MCQ_ZH

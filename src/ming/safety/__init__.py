@@ -4,7 +4,7 @@
     d = SafetyPolicy(mode="on").check(messages)
 
 Modules: triage.py (rules/triage.yaml), report.py (tables/reference_ranges.yaml),
-policy.py (rules/policy.yaml; SafetyPolicy), disclaimer.py. Rules compile lazily on first use.
+policy.py (rules/policy.yaml; SafetyPolicy). Rules compile lazily on first use.
 """
 
 from ming.safety.policy import MODES, SafetyDecision, SafetyPolicy

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
+from ming import DISCLAIMER
 from ming.errors import MingError
 from ming.safety.report import Finding, findings_table, grounding_text, parse_report
 from ming.safety.triage import Triage, default_triage
@@ -49,8 +50,6 @@ class SafetyDecision:
         return "〔本轮回答触发了安全规则：" + "、".join(self.rule_ids) + "〕"
 
     def to_dict(self) -> dict:
-        from ming.safety.disclaimer import DISCLAIMER
-
         return {"mode": self.mode, "action": self.action, "call_model": self.call_model,
                 "emergency": any(t["layer"] == "triage" for t in self.triggered),
                 "prefix": self.prefix, "refusal": self.refusal, "suffix": self.suffix,

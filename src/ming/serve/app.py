@@ -7,6 +7,14 @@ import contextlib
 import logging
 import uuid
 
+from ming.config import ModelOptions
+from ming.engine import create_engine
+from ming.engine.base import GenerationConfig
+from ming.errors import MingError
+from ming.respond import load_policy
+from ming.serve import errors, routes
+from ming.serve.errors import APIError
+from ming.serve.serving import ChatService, Scheduler
 from ming.serve.settings import ServeSettings
 
 log = logging.getLogger("ming.serve")
@@ -17,21 +25,15 @@ MAX_BODY_BYTES = 8 * 1024 * 1024  # a request body larger than this gets a 413
 def build_app(settings: ServeSettings | None = None, engine=None, policy="auto"):
     """The server for `engine` (loaded from `settings.model` when None). `policy` is the safety
     policy; "auto" loads the one `settings.safety` names (None when it is "off")."""
-    from fastapi import FastAPI
-    from fastapi.staticfiles import StaticFiles
     from importlib import resources
 
-    from ming.engine.base import GenerationConfig
-    from ming.serve import errors, routes
-    from ming.serve.serving import ChatService, Scheduler
+    from fastapi import FastAPI
+    from fastapi.staticfiles import StaticFiles
 
     settings = (settings or ServeSettings()).validate()
     if settings.generation is None:
         settings.generation = GenerationConfig()
     if engine is None:
-        from ming.config import ModelOptions
-        from ming.engine import create_engine
-
         engine = create_engine(settings.model or ModelOptions(), need_beam=settings.generation.num_beams > 1)
     if policy == "auto":
         policy = load_safety(settings.safety)
@@ -72,8 +74,6 @@ class RequestIdAndSize:
             return await self.app(scope, receive, send)
         import json
 
-        from ming.serve.errors import APIError
-
         rid = "chatcmpl-" + uuid.uuid4().hex[:24]
         scope.setdefault("state", {})["request_id"] = rid
         headers = dict(scope.get("headers") or [])
@@ -98,8 +98,6 @@ class RequestIdAndSize:
 
 def load_safety(mode: str):
     """The safety policy for --safety MODE, or a clear error when the safety layer is unavailable."""
-    from ming.errors import MingError
-    from ming.respond import load_policy
 
     try:
         return load_policy(mode)

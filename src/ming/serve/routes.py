@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from ming import DISCLAIMER
 from ming.errors import MingError
-from ming.serve.errors import APIError
+from ming.serve.errors import APIError, from_validation_errors
 from ming.serve.protocol import ChatCompletionRequest, ModelCard, ModelList
 from ming.serve.serving import Job
 
@@ -80,8 +80,6 @@ async def parse_request(request: Request) -> ChatCompletionRequest:
     """The body as a ChatCompletionRequest, whatever Content-Type the client sent; 400 when it is not
     JSON or not a valid request."""
     from pydantic import ValidationError
-
-    from ming.serve.errors import from_validation_errors
 
     raw = await request.body()
     if not raw.strip():

@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterator
 from ming import DISCLAIMER
 from ming.engine.base import Engine, GenerationConfig
 from ming.errors import MingError
+from ming.prompts import system_prompt
+from ming.respond import reply_stream
 from ming.serve.errors import APIError, bad_request
 from ming.serve.protocol import (
     ChatCompletion,
@@ -35,6 +37,8 @@ from ming.serve.protocol import (
     Usage,
     new_id,
 )
+from ming.session import fit_to_context
+from ming.templates import check_messages
 
 log = logging.getLogger("ming.serve")
 
@@ -142,11 +146,6 @@ class Scheduler:
             t.start()
 
     # -- admission -------------------------------------------------------------------------------
-    def retry_after(self) -> int:
-        with self._cv:
-            ahead = len(self._pending) + len(self._running)
-        return max(1, min(600, math.ceil(self._avg_seconds * (ahead + 1) / self.workers)))
-
     def submit(self, job: Job) -> Job:
         with self._cv:
             if self._closing:
@@ -255,8 +254,6 @@ class ChatService:
 
     # -- request -> prompt ---------------------------------------------------------------------------
     def normalise_messages(self, req: ChatCompletionRequest) -> list[dict]:
-        from ming.templates import check_messages
-
         out: list[dict] = []
         for i, m in enumerate(req.messages):
             role = ROLE_ALIASES.get(m.role)
@@ -294,9 +291,6 @@ class ChatService:
             raise bad_request(str(exc), param="messages", code="invalid_messages") from None
 
     def prepare(self, req: ChatCompletionRequest, request_id: str | None = None) -> Prepared:
-        from ming.prompts import system_prompt
-        from ming.session import fit_to_context
-
         rid = request_id or new_id()
         warnings: list[str] = []
         messages = self.normalise_messages(req)
@@ -378,7 +372,6 @@ class ChatService:
     # -- answering ------------------------------------------------------------------------------------
     def stream_events(self, p: Prepared, cancel: threading.Event | None = None) -> Iterator[tuple[int, Any]]:
         """(choice index, ReplyEvent) for each choice in turn, through the safety layer."""
-        from ming.respond import reply_stream
 
         for i in range(p.n):
             if cancel is not None and cancel.is_set():

@@ -8,6 +8,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from ming import envs
+from ming.errors import MingError
+
 
 def _opt(default, help: str, **argparse_kw):
     return field(default=default, metadata={"help": help, **argparse_kw})
@@ -36,8 +39,6 @@ class ServeSettings:
     generation: Any = field(default=None, metadata={"flag": False})  # GenerationConfig: defaults for requests
 
     def validate(self) -> "ServeSettings":
-        from ming.errors import MingError
-
         if not 0 < self.port < 65536:
             raise MingError(f"--port must be in 1..65535, got {self.port}")
         if self.max_queue < 0:
@@ -66,8 +67,6 @@ def add_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
 
 
 def from_args(ns: argparse.Namespace, model: Any = None, generation: Any = None) -> ServeSettings:
-    from ming import envs
-
     names = {f.name for f in dataclasses.fields(ServeSettings) if f.metadata.get("flag") is not False}
     values = {k: v for k, v in vars(ns).items() if k in names}
     if values.get("api_key") is None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ming.config import merge
 from ming.errors import MingError
 
 METHODS = ("full", "lora", "qlora")
@@ -150,7 +151,6 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 def resolve(args: argparse.Namespace) -> TrainConfig:
     """defaults < --config YAML < flags."""
-    from ming.config import merge
 
     overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
     cfg = merge(TrainConfig, getattr(args, "config", None), overrides)

@@ -11,7 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from ming.data.records import ErrorLog, iter_records
 from ming.errors import MingError, TemplateError
+from ming.prompts import MODES, USE_TEMPLATE_DEFAULT
 
 IGNORE = -100
 
@@ -61,7 +63,6 @@ class TokenizeReport:
 
 def system_message(system: str | None, template) -> str | None:
     """The system prompt added to records without one (`TrainConfig.system`)."""
-    from ming.prompts import MODES, USE_TEMPLATE_DEFAULT
 
     if system is None or system.lower() in ("none", ""):
         return None
@@ -124,8 +125,6 @@ def build_samples(records: Iterable[dict], template, max_len: int, system: str |
 def read_records(files: list[str]) -> tuple[list[dict], "object"]:
     """Read ming JSONL / ShareGPT / Alpaca files with the shared reader; bad rows are counted with file:line."""
     from pathlib import Path
-
-    from ming.data.records import ErrorLog, iter_records
 
     errors = ErrorLog()
     out: list[dict] = []

@@ -16,7 +16,10 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from ming import models
 from ming.errors import MingError
+from ming.train import config as train_config
+from ming.train.model import mixed_precision
 
 
 def config_file(launcher: str) -> Path:
@@ -39,8 +42,6 @@ def default_processes(device: str) -> int:
 
 
 def command(cfg, config_path: Path, device: str) -> list[str]:
-    from ming.train.model import mixed_precision
-
     n = cfg.num_processes or default_processes(device) * max(1, cfg.num_machines)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file(cfg.launcher)),
            "--num_processes", str(n), "--num_machines", str(cfg.num_machines), "--machine_rank", str(cfg.machine_rank),
@@ -70,9 +71,6 @@ def check(cfg, device: str) -> None:
 
 
 def relaunch(cfg) -> int:
-    from ming import models
-    from ming.train import config as train_config
-
     device = models.pick_device(cfg.device)
     check(cfg, device)
     out = Path(cfg.output)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ming import models
 from ming.errors import MingError
 
 
@@ -17,8 +18,6 @@ def merge(adapter: str, output: str, base: str | None = None, dtype: str = "floa
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
-
-    from ming import models
 
     ref = models.resolve(adapter, base, allow_download)
     if ref.kind != "lora":
@@ -45,5 +44,5 @@ def merge(adapter: str, output: str, base: str | None = None, dtype: str = "floa
         tok.save_pretrained(d)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    models._atomic_save(out, save)
+    models.atomic_save(out, save)
     return out

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ming import models
 from ming.errors import MingError
+from ming.templates import Template, detect
 
 
 @dataclass
@@ -60,9 +62,6 @@ def _check_qlora(device: str) -> None:
 def load(cfg, device: str) -> Loaded:
     import torch
     from transformers import AutoModelForCausalLM
-
-    from ming import models
-    from ming.templates import Template, detect
 
     if cfg.method == "qlora":
         _check_qlora(device)

@@ -13,17 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+from ming import envs, models
+from ming.engine import threads
 from ming.errors import MingError
-from ming.train import checkpoint, collate
+from ming.train import checkpoint, collate, dataset
 from ming.train import config as train_config
+from ming.train import model as train_model
 from ming.train.config import TrainConfig
 from ming.train.log import LossLog, peak_rss_mb
 
 
 def _threads(cfg: TrainConfig) -> int:
-    from ming import envs
-    from ming.engine import threads
-
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return threads.configure(cfg.threads or envs.threads() or max(1, threads.default_threads() // local_world),
                              wait_policy=threads.WAIT_POLICY)
@@ -102,10 +102,6 @@ def train(cfg: TrainConfig) -> dict:
     from accelerate.utils import DistributedType, set_seed
     from tqdm import tqdm
     from transformers import get_scheduler
-
-    from ming import models
-    from ming.train import dataset
-    from ming.train import model as train_model
 
     t_start = time.time()
     device = models.pick_device(cfg.device)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from ming.errors import MingError
+
 KINDS = ("exam_mcq", "doctor_qa", "knowledge_graph", "dialogue", "case_reasoning", "general_instruct",
          "medical_instruct", "safety", "counterfactual")
 
 
 def get_converter(kind: str) -> ModuleType:
     if kind not in KINDS:
-        from ming.errors import MingError
-
         raise MingError(f"unknown source kind {kind!r}; known kinds: {', '.join(KINDS)}")
     return importlib.import_module(f"ming.data.sources.{kind}")

@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from ming.data.rawio import iter_rows
 from ming.data.records import ErrorLog, make_record, stable_id
+from ming.errors import MingError
 
 
 class Skip(Exception):
@@ -45,8 +47,6 @@ def resolve_options(defaults: dict, given: dict | None, kind: str) -> dict:
     given.pop("select", None)  # handled by iter_rows_of
     unknown = set(given) - set(defaults)
     if unknown:
-        from ming.errors import MingError
-
         raise MingError(f"unknown option(s) {sorted(unknown)} for source kind {kind!r}; known: {sorted(defaults)}")
     return {**defaults, **given}
 
@@ -64,7 +64,6 @@ def iter_rows_of(paths: Iterable[Path], ctx: SourceContext, required: tuple[str,
                  types: dict[str, type | tuple] | None = None) -> Iterator[tuple[Path, int, dict]]:
     """Rows of all input files with the required fields present and non-empty; others are counted as errors
     with file:line."""
-    from ming.data.rawio import iter_rows
 
     select = (ctx.options or {}).get("select")
     for path in paths:

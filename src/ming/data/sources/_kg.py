@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ming.data.rawio import iter_rows
 from ming.data.records import ErrorLog
+from ming.errors import MingError
 
 RELATIONS = ("has_symptom", "has_complication", "belongs_to_department", "common_drug", "need_check", "good_food",
              "avoid_food", "recommend_recipe")
@@ -32,14 +34,10 @@ class KnowledgeGraph:
 
 
 def load_kg(folder: str | Path, errors: ErrorLog, encoding: str = "auto") -> KnowledgeGraph:
-    from ming.data.rawio import iter_rows
-
     folder = Path(folder)
     ent_path, tri_path = folder / "entities.jsonl", folder / "triples.jsonl"
     for p in (ent_path, tri_path):
         if not p.is_file():
-            from ming.errors import MingError
-
             raise MingError(f"knowledge graph folder {folder} has no {p.name}; a KG source needs entities.jsonl "
                             "and triples.jsonl (see shared/data/medical_kg/README.md)")
     diseases: dict[str, Disease] = {}

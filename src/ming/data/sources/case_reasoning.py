@@ -18,6 +18,7 @@ from typing import Iterator
 
 from ming.data.sources._common import Skip, SourceContext, convert_rows, pick, prepare
 from ming.data.sources.exam_mcq import check_mcq, is_case
+from ming.errors import MingError
 
 OPTIONS = {"voice": "clinician"}
 
@@ -182,7 +183,5 @@ def convert(row: dict, ctx: SourceContext) -> list[dict]:
 def iter_records(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
     prepare(ctx, OPTIONS)
     if ctx.options["voice"] not in ("clinician", "patient"):
-        from ming.errors import MingError
-
         raise MingError(f"case_reasoning voice {ctx.options['voice']!r} is not one of clinician, patient")
     yield from convert_rows(paths, ctx, convert)

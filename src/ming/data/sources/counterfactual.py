@@ -13,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Iterator
 
+from ming.data.records import stable_id
 from ming.data.sources._common import Skip, SourceContext, convert_rows, join_list, pick, prepare, selected
 from ming.data.sources._kg import Disease, KnowledgeGraph, load_kg_cached
-from ming.data.records import stable_id
+from ming.errors import MingError
 
 OPTIONS = {"mode": "kg", "kinds": ["food", "drug", "symptom"], "false_premise_categories": ["false_premise", "myth",
                                                                                           "fictitious"]}
@@ -107,6 +108,4 @@ def iter_records(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
     elif mode == "prompts":
         yield from convert_rows(paths, ctx, convert_prompt, required=("prompt",), types={"prompt": str})
     else:
-        from ming.errors import MingError
-
         raise MingError(f"counterfactual mode {mode!r} is not one of kg, prompts")

@@ -13,8 +13,9 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from ming.data.sources._common import SourceContext, join_list, pick, prepare, trim_to_sentence
+from ming.data.sources._common import SourceContext, join_list, pick, prepare, selected, trim_to_sentence
 from ming.data.sources._kg import Disease, load_kg_cached
+from ming.errors import MingError
 
 OPTIONS = {"mode": "relations", "max_items": 15, "min_passage_chars": 30}
 
@@ -116,10 +117,7 @@ def iter_records(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
     prepare(ctx, OPTIONS)
     mode = ctx.options["mode"]
     if mode not in ("relations", "passages"):
-        from ming.errors import MingError
-
         raise MingError(f"knowledge_graph mode {mode!r} is not one of relations, passages")
-    from ming.data.sources._common import selected
 
     for folder in paths:
         kg = load_kg_cached(folder, ctx.errors, ctx.encoding)

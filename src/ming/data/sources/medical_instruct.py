@@ -15,6 +15,7 @@ from typing import Iterator
 from ming.data.records import stable_id
 from ming.data.sources._common import SourceContext, convert_rows, join_list, pick, prepare, selected, trim_to_sentence
 from ming.data.sources._kg import load_kg_cached
+from ming.errors import MingError
 
 OPTIONS = {"mode": "qa_tasks", "tasks": ["title", "triage", "symptom_mentions", "entity_typing", "symptom_triage"]}
 
@@ -99,6 +100,4 @@ def iter_records(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
     elif mode == "kg_tasks":
         yield from kg_tasks(paths, ctx)
     else:
-        from ming.errors import MingError
-
         raise MingError(f"medical_instruct mode {mode!r} is not one of qa_tasks, kg_tasks")

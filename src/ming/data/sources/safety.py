@@ -15,6 +15,7 @@ from typing import Iterator
 
 from ming.data.sources._common import Skip, SourceContext, convert_rows, join_list, pick, prepare, selected
 from ming.data.sources._kg import load_kg_cached
+from ming.errors import MingError
 
 OPTIONS = {"mode": "prompts", "false_premise_categories": ["false_premise", "myth", "fictitious"]}
 
@@ -133,6 +134,4 @@ def iter_records(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
     elif mode == "prompts":
         yield from convert_rows(paths, ctx, convert_prompt, required=("prompt",), types={"prompt": str})
     else:
-        from ming.errors import MingError
-
         raise MingError(f"safety mode {mode!r} is not one of prompts, kg_self_medication")

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ming import embedded, envs, lite
+from ming import envs, lite
 from ming.errors import MingError, ModelNotFoundError
+from ming.models import embedded, gguf_meta
 
 log = logging.getLogger("ming.models")
 
@@ -145,7 +146,7 @@ def converted_dir(ref: ModelRef) -> Path:
     return envs.ming_home() / "converted" / _gguf_key(ref.path)
 
 
-def _atomic_save(target: Path, save) -> Path:
+def atomic_save(target: Path, save) -> Path:
     tmp = target.with_name(target.name + f".tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -171,7 +172,7 @@ def load_tokenizer(ref: ModelRef) -> Any:
     if not (target / "tokenizer_config.json").is_file():
         print("[ming] reading the tokenizer from the GGUF file (first run only) …", file=sys.stderr)
         tok = AutoTokenizer.from_pretrained(ref.path.parent, gguf_file=ref.path.name)
-        _atomic_save(target, tok.save_pretrained)
+        atomic_save(target, tok.save_pretrained)
     return AutoTokenizer.from_pretrained(target)
 
 
@@ -198,8 +199,6 @@ def model_type(ref: ModelRef) -> str | None:
         except (OSError, ValueError):
             return None
     try:
-        from ming import gguf_meta
-
         return gguf_meta.architecture(ref.path)
     except Exception:  # noqa: BLE001 - metadata is a hint only
         return None
@@ -264,13 +263,12 @@ def hf_checkpoint_dir(ref: ModelRef) -> Path:
         model.save_pretrained(d)
         tok.save_pretrained(d)
 
-    return _atomic_save(target, save)
+    return atomic_save(target, save)
 
 
 def load_hf_model(ref: ModelRef, device: str = "auto", dtype: str = "auto", merge_lora: bool = True):
     """Load (model, tokenizer) with transformers. LoRA adapters are applied (and merged for speed when
     merge_lora)."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     dev = pick_device(device)

@@ -15,14 +15,15 @@ import math
 import re
 from pathlib import Path
 
+from ming import envs
 from ming.errors import MingError
+from ming.models import gguf_meta
 
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])(?:\.default)?\.weight$")
 
 
 def gguf_arch(gguf_file: Path) -> str:
     """general.architecture of a GGUF file (the adapter must name the same one)."""
-    from ming import gguf_meta
 
     arch = gguf_meta.architecture(gguf_file)
     if arch is None:
@@ -101,7 +102,6 @@ def convert(adapter_dir: Path, out: Path, arch: str = "qwen2") -> dict:
 
 def cached(adapter_dir: Path, arch: str, name: str | None = None) -> Path:
     """The GGUF LoRA of adapter_dir in ming's cache (converted once; the key covers the adapter's bytes)."""
-    from ming import envs
 
     adapter_dir = Path(adapter_dir)
     h = hashlib.sha256()

@@ -3,7 +3,7 @@ trained fp32 file, the precision it was trained in under autocast), an adapter_c
 embedded model, the resolved training settings, and a model card filled from the run's own records
 (data stats of `ming data build`, train_summary.json) plus the evaluation table when one is given.
 
-    python -m ming.lite.export --train runs/ming-lite/train --data runs/ming-lite/data \\
+    python -m ming.models.lite_export --train runs/ming-lite/train --data runs/ming-lite/data \\
         [--compare runs/ming-lite/compare.md] [--out src/ming/lite/adapter]
 """
 
@@ -29,7 +29,7 @@ def export_adapter(train_dir: Path, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.to(torch.bfloat16).contiguous() for k, v in load_file(str(src)).items()}
     tmp = out / "adapter_model.safetensors.part"
-    save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "ming.lite.export"})
+    save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "ming.models.lite_export"})
     tmp.replace(out / "adapter_model.safetensors")
     cfg = json.loads((train_dir / "adapter_config.json").read_text())
     cfg["base_model_name_or_path"] = "embedded"
@@ -66,7 +66,7 @@ def model_card(train_dir: Path, data_dir: Path, adapter: dict, compare_md: str |
              f"of all 24 layers: {adapter['params'] / 1e6:.2f}M parameters, stored in bf16 "
              f"({adapter['bytes'] / 1e6:.1f} MB, `adapter_model.safetensors`).",
              "- On llama.cpp (the default CPU engine) ming converts it once to a GGUF LoRA in its cache "
-             "(`ming.lora_gguf`) and runs base + adapter; on transformers it loads with PEFT.", ""]
+             "(`ming.models.lora_gguf`) and runs base + adapter; on transformers it loads with PEFT.", ""]
     d = summ.get("data", {})
     lines += ["## Training", "",
               f"- Recipe: `configs/data/ming-lite.yaml` (data) + `configs/train/ming-lite.yaml` (training); "
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         cmp_md = Path(a.compare).read_text(encoding="utf-8") if a.compare and Path(a.compare).is_file() else None
         (out / "MODEL_CARD.md").write_text(model_card(train_dir, data_dir, info, cmp_md), encoding="utf-8")
     except MingError as exc:
-        print(f"ming.lite.export: {exc}", file=sys.stderr)
+        print(f"ming.models.lite_export: {exc}", file=sys.stderr)
         return 2
     print(f"[ming] MING-lite adapter: {out} ({info['bytes'] / 1e6:.1f} MB, {info['params'] / 1e6:.2f}M params)")
     return 0

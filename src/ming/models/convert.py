@@ -16,6 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ming import models
+from ming.engine import llamacpp
+from ming.engine import threads as thread_policy
 from ming.errors import MingError
 
 # outtype -> llama_ftype (llama.h); f32/f16 are written directly, the others quantized by llama.cpp
@@ -171,7 +174,6 @@ def write_gguf(model_dir: Path, out: Path, outtype: str = "f16") -> dict:
 
 def quantize(src: Path, out: Path, outtype: str, threads: int | None = None, allow_requantize: bool = False) -> None:
     """Quantize a GGUF with llama.cpp's quantizer (k-quant mixtures included)."""
-    from ming.engine import llamacpp, threads as thread_policy
 
     L = llamacpp._llama()
     llamacpp._init_backend(L)
@@ -185,8 +187,6 @@ def quantize(src: Path, out: Path, outtype: str, threads: int | None = None, all
 
 
 def _merged_checkpoint(ref, tmp: Path) -> Path:
-    from ming import models
-
     _say(f"merging the LoRA adapter {ref.path} into {ref.base.describe()} …")
     model, tok = models.load_hf_model(ref, device="cpu", dtype="float32", merge_lora=True)
     model.save_pretrained(tmp)
@@ -197,7 +197,6 @@ def _merged_checkpoint(ref, tmp: Path) -> Path:
 def convert(src: str, out: str | Path, outtype: str = "q4_k_m", threads: int | None = None,
             progress: Callable[[str], None] = _say) -> dict:
     """Convert `src` (HF folder, LoRA adapter folder, or GGUF to re-quantize) to a GGUF file `out`."""
-    from ming import models
 
     if outtype not in OUTTYPES:
         raise MingError(f"unknown --outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
