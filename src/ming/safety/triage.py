@@ -7,18 +7,28 @@ hypothetical / chronic scope ("去年胸痛住院", "如果胸痛出汗"), and k
 ("心梗有哪些症状"). Rules fire on the union of concept hits over the last few user messages.
 
 Pure Python; the rule file is compiled once (`default_triage()` is cached) and each message's
-analysis is cached by text, so re-checking a growing conversation costs one new message.
+analysis is cached by text, so re-checking a growing conversation costs one new message. Work per
+message is linear in its length (cue positions are found once and looked up by bisection; at most
+`_MAX_HITS` candidate matches per concept are examined).
+
+Every concept pattern, cue pattern and rule may carry `tuned_on: [presentation ids]` (the labelled
+messages that motivated it, bench/data/triage/); `Triage(spec, exclude={"A02"})` drops those entries,
+which is how bench/safety.py measures leave-presentation-out recall.
+
+`assess_conversation(messages, already_escalated)` triages a whole chat (all user turns, with short
+"有/是的" answers read together with the assistant's question) and says which escalations are new.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import AbstractSet, Iterable, Sequence
 
 from ming.errors import MingError
 
@@ -26,6 +36,62 @@ _CLAUSE_SEP = re.compile(r"[,;:。\n!?]|(?<!\d)\.(?!\d)")
 _SENT_SEP = re.compile(r"[;。\n!?]|(?<!\d)\.(?!\d)")
 _CONTRAST = re.compile(r"(?:但是|但|可是|不过|却|而是|反而|而且|并且|还有|伴有|伴随|伴)")
 _CN_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+
+
+_MAX_HITS = 48          # candidate matches examined per concept / numeric pattern per message
+_CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_RUN = "[零〇一二两三四五六七八九十百]+"
+# Chinese numerals are rewritten as digits only next to a measurement (血压一百九 -> 血压190, 三十九度八 -> 39.8度)
+_CN_DEGREE = re.compile("(" + _CN_RUN + r")(?:点([零〇一二三四五六七八九]+))?度([一二三四五六七八九半])?(?![零〇一二三四五六七八九十])")
+_CN_MEASURE = re.compile(
+    r"((?:血压|高压|低压|收缩压|舒张压|心率|心跳|脉搏|血氧|饱和度|指脉氧|血糖|体温|烧到|烧了|发烧|量了|测了|测出来|只有|掉到|快到|到了|/)"
+    r"[^,，。;；!?！？\d]{0,4}?)(" + _CN_RUN + r")(?:点([零〇一二三四五六七八九]+))?(?![零〇一二两三四五六七八九十百])")
+
+
+def _cn_number(s: str) -> int | None:
+    """'一百九' -> 190, '二百二十' -> 220, '三十九' -> 39, '八十' -> 80, '两百' -> 200, '九' -> 9."""
+    if not s or any(ch not in _CN_DIGIT and ch not in "十百" for ch in s):
+        return None
+    total, cur, last_unit = 0, None, 1
+    for ch in s:
+        if ch == "百":
+            total += (cur if cur is not None else 1) * 100
+            cur, last_unit = None, 100
+        elif ch == "十":
+            total += (cur if cur is not None else 1) * 10
+            cur, last_unit = None, 10
+        else:
+            if cur is not None:           # "一九" style digit strings
+                cur = cur * 10 + _CN_DIGIT[ch]
+            else:
+                cur = _CN_DIGIT[ch]
+    if cur is not None:
+        total += cur * (last_unit // 10 if last_unit == 100 and s[-2] == "百" else 1)
+    return total
+
+
+def _cn_degree_sub(m: re.Match) -> str:
+    n = _cn_number(m.group(1))
+    if n is None:
+        return m.group(0)
+    if m.group(2):                                   # 三十九点五度
+        tail = "".join(str(_CN_DIGIT[c]) for c in m.group(2))
+    else:                                            # 三十九度八 / 三十八度半
+        tail = "5" if m.group(3) == "半" else str(_CN_DIGIT[m.group(3)]) if m.group(3) else ""
+    return str(n) + ("." + tail if tail else "") + "度"
+
+
+def _cn_measure_sub(m: re.Match) -> str:
+    n = _cn_number(m.group(2))
+    if n is None or not (m.group(3) or "十" in m.group(2) or "百" in m.group(2)):  # "心跳一下子" stays
+        return m.group(0)
+    frac = "".join(str(_CN_DIGIT[c]) for c in m.group(3)) if m.group(3) else ""
+    return m.group(1) + str(n) + ("." + frac if frac else "")
+
+
+def cn_numerals_to_digits(text: str) -> str:
+    """Rewrite Chinese numerals that are measurements as digits (三十九度八 -> 39.8度, 高压一百九 -> 高压190)."""
+    return _CN_MEASURE.sub(_cn_measure_sub, _CN_DEGREE.sub(_cn_degree_sub, text))
 
 
 def _cn_int(s: str) -> float | None:
@@ -49,6 +115,7 @@ class Rule:
     any: tuple[str, ...] = ()
     none: tuple[str, ...] = ()
     builtin: str = ""
+    tuned_on: tuple[str, ...] = ()
 
 
 @dataclass
@@ -99,31 +166,54 @@ _AGE = re.compile(
     r"|(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?:大|的" + _BABY + r"|龄|宝宝|婴儿|新生儿)"
     r"|出生(?:才)?(\d+|[一二两三四五六七八九十]+)\s*(天|周)|(新生儿|刚出生|未满月|没满月|还没满月|不满月|满月)")
 _BP = re.compile(r"(?:血压|bp|量了一下|测了一下)[^\d,。]{0,6}(\d{2,3})\s*/\s*(\d{2,3})|高压[^\d]{0,3}(\d{2,3})[^\d]{0,4}低压[^\d]{0,3}(\d{2,3})"
-                 r"|(?:收缩压|高压)[^\d]{0,3}(\d{2,3})")
+                 r"|(?:收缩压|高压|血压[^\d,。]{0,6})(?<!\d)(\d{2,3})(?!\s*/|\d)")
 _GLU = re.compile(r"(?:血糖|葡萄糖|glu)[^\d,。]{0,8}?(\d{1,3}(?:\.\d+)?)\s*(mg)?|(?:血糖|血糖仪)[^,。]{0,6}(?:hi|high|爆表|测不出来|显示最高)")
 _SPO2 = re.compile(r"(?:血氧饱和度|血氧|氧饱和度|指脉氧|spo2|氧饱)[^\d,。]{0,5}(\d{2,3})")
 _HR = re.compile(r"(?:心率|心跳|脉搏|脉率|hr)[^\d,。]{0,5}(\d{2,3})")
-_BP_SYMPTOMS = re.compile(r"(?:头痛|头疼|头晕|眼花|视物模糊|看不清|恶心|呕吐|吐了|胸闷|胸痛|胸口疼|喘|气短|说话不清|嘴歪|麻木|无力|意识|抽搐)")
+_BP_SYMPTOMS = re.compile(r"(?:胸口|心口|模糊|发麻|麻了|头痛|头疼|头晕|眼花|视物模糊|看不清|恶心|呕吐|吐了|胸闷|胸痛|胸口疼|喘|气短|说话不清|嘴歪|麻木|无力|意识|抽搐)")
 _LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前发黑|黑蒙|心慌|胸闷|发抖|手抖|意识|昏|叫不醒|抽搐|面色苍白|脸色苍白)")
 _DKA = re.compile(r"(?:呕吐|吐了|恶心|腹痛|肚子疼|呼吸深|呼吸很快|烂苹果|酮|意识|昏|嗜睡|叫不醒|口渴得厉害|尿很多)")
+
+
+def _first(it, n: int = _MAX_HITS):
+    for k, x in enumerate(it):
+        if k >= n:
+            return
+        yield x
+
+
+_CUE_FIELDS = {"negation_cues", "negation_false", "negation_post", "past_cues", "hypothetical_cues", "chronic_cues",
+               "present_cues", "knowledge_cues", "personal_cues", "worsening_cues", "education_cues",
+               "affirmative_answer"}
 
 
 class Triage:
     """Compiled rule set. Use `default_triage()` for the packaged rules."""
 
-    def __init__(self, spec: dict, source: str = "<dict>"):
-        import yaml  # noqa: F401  (spec already parsed; kept for symmetry of error messages)
-
+    def __init__(self, spec: dict, source: str = "<dict>", exclude: AbstractSet[str] = frozenset()):
+        """Compile `spec`; entries tagged `tuned_on` with any id in `exclude` are left out."""
         self.source = source
+        self.exclude = frozenset(exclude)
         try:
             macros = dict(spec.get("macros", {}))
             for _ in range(3):  # macros may use macros
                 for k, v in list(macros.items()):
                     macros[k] = self._expand(v, macros)
             self.context_window = int(spec.get("context_window", 4))
+            self.conversation_window = int(spec.get("conversation_window", 12))
             self._typos = dict(spec.get("typos", {}))
             self._typo_re = re.compile("|".join(map(re.escape, sorted(self._typos, key=len, reverse=True)))) if self._typos else None
-            c = lambda key: re.compile(self._expand(spec[key], macros))  # noqa: E731
+            tuned = dict(spec.get("tuned", {}))    # name -> [{re, tuned_on}] added after the labelled set
+            unknown = set(tuned) - set(spec["concepts"]) - _CUE_FIELDS
+            if unknown:
+                raise MingError(f"'tuned:' in {source} names unknown concepts/cues {sorted(unknown)}")
+
+            def field(key, default=None):
+                v = spec.get(key, default) if default is not None else spec[key]
+                v = [v] if isinstance(v, (str, dict)) else list(v)
+                return v + list(tuned.get(key, []))
+
+            c = lambda key, default=None: re.compile(self._joined(field(key, default), macros) or "(?!)")  # noqa: E731
             self._neg = c("negation_cues")
             self._neg_false = c("negation_false")
             self._neg_post = c("negation_post")
@@ -134,32 +224,61 @@ class Triage:
             self._knowledge = c("knowledge_cues")
             self._personal = c("personal_cues")
             self._worse = c("worsening_cues")
-            self._chronic_exempt = set(spec.get("chronic_exempt", []))
-            self._past_exempt = set(spec.get("past_exempt", []))
+            self._education = c("education_cues", "(?!)")
+            self._affirm = c("affirmative_answer", "(?!)")
+            self._chronic_exempt = self._names(spec.get("chronic_exempt", []))
+            self._past_exempt = self._names(spec.get("past_exempt", []))
+            self._negation_exempt = self._names(spec.get("negation_exempt", []))
             self.concepts: dict[str, re.Pattern] = {}
             for name, pats in spec["concepts"].items():
-                pats = [pats] if isinstance(pats, str) else list(pats)
-                self.concepts[name] = re.compile("|".join(f"(?:{self._expand(p, macros)})" for p in pats))
+                pats = [pats] if isinstance(pats, (str, dict)) else list(pats)
+                joined = self._joined(pats + list(tuned.get(name, [])), macros)
+                self.concepts[name] = re.compile(joined) if joined else re.compile("(?!)")
             self.rules: list[Rule] = []
             for r in spec["rules"]:
                 rule = Rule(id=r["id"], category=r["category"], rationale=r["rationale"],
                             all=tuple(r.get("all", ())), any=tuple(r.get("any", ())),
-                            none=tuple(r.get("none", ())), builtin=r.get("builtin", ""))
+                            none=tuple(r.get("none", ())), builtin=r.get("builtin", ""),
+                            tuned_on=tuple(r.get("tuned_on", ())))
                 for name in rule.all + rule.any + rule.none:
                     if name not in self.concepts:
                         raise MingError(f"rule {rule.id} uses unknown concept '{name}' in {source}; "
                                         f"define it under concepts:")
                 if rule.builtin and not hasattr(self, f"_b_{rule.builtin}"):
                     raise MingError(f"rule {rule.id} uses unknown builtin '{rule.builtin}' in {source}")
+                if self.exclude.intersection(rule.tuned_on):
+                    continue
                 self.rules.append(rule)
+            self.vetoes: list[tuple[frozenset[str], re.Pattern]] = []
+            for v in spec.get("vetoes", []):  # {rules: [ids], re: ..., tuned_on: [...]}: rule is not fired when re matches
+                if not self.exclude.intersection(v.get("tuned_on", ())):
+                    self.vetoes.append((frozenset(v["rules"]), re.compile(self._expand(v["re"], macros))))
             self.escalations: dict[str, str] = dict(spec["escalations"])
             for rule in self.rules:
                 if rule.category not in self.escalations:
                     raise MingError(f"rule {rule.id}: category '{rule.category}' has no escalation text in {source}")
-        except (KeyError, re.error) as exc:
+        except (KeyError, TypeError, re.error) as exc:
             raise MingError(f"triage rule file {source} is invalid: {exc!r}; fix the file or "
                             f"use the packaged rules (ming.safety.triage.default_triage())") from exc
         self._analyse = lru_cache(maxsize=4096)(self._analyse_uncached)
+
+    def _names(self, items) -> set[str]:
+        """A list of names, each a string or {name, tuned_on}."""
+        return {i if isinstance(i, str) else i["name"] for i in items
+                if isinstance(i, str) or not self.exclude.intersection(i.get("tuned_on", ()))}
+
+    def _joined(self, pats, macros: dict[str, str]) -> str:
+        """A pattern field: a string, or a list of strings / {re, tuned_on} entries, joined by '|'."""
+        if isinstance(pats, (str, dict)):
+            pats = [pats]
+        out = []
+        for p in pats:
+            if isinstance(p, dict):
+                if self.exclude.intersection(p.get("tuned_on", ())):
+                    continue
+                p = p["re"]
+            out.append(f"(?:{self._expand(p, macros)})")
+        return "|".join(out)
 
     @staticmethod
     def _expand(pattern: str, macros: dict[str, str]) -> str:
@@ -180,19 +299,20 @@ class Triage:
     def normalize(self, text: str) -> str:
         t = unicodedata.normalize("NFKC", text).lower()
         t = t.replace("℃", "°c").replace("～", "~")
+        t = cn_numerals_to_digits(t)
         if self._typo_re is not None:
             t = self._typo_re.sub(lambda m: self._typos[m.group(0)], t)
         return re.sub(r"[ \t\u3000]+", "", t)
 
     def _negated(self, t: str, start: int, end: int, cstart: int, cend: int) -> bool:
-        prefix = t[cstart:start]
+        prefix = t[max(cstart, start - 24):start]
         cut = None
         for m in _CONTRAST.finditer(prefix):
             cut = m.end()
         if cut is not None:
             prefix = prefix[cut:]
         prefix = prefix[-10:]
-        window = self._neg_false.sub(lambda m: "_" * len(m.group(0)), prefix + t[start:start + 1])
+        window = self._neg_false.sub(lambda m: "_" * len(m.group(0)), prefix + t[start:start + 4])
         for m in self._neg.finditer(window):
             if m.start() < len(prefix):
                 return True
@@ -202,45 +322,51 @@ class Triage:
         t = self.normalize(raw)
         clauses = self._spans(_CLAUSE_SEP, t)
         sentences = self._spans(_SENT_SEP, t)
-        knowledge = bool(self._knowledge.search(t)) and not self._personal.search(t)
+        c_starts = [a for a, _ in clauses]
+        s_starts = [a for a, _ in sentences]
+        knowledge = (bool(self._knowledge.search(t)) and not self._personal.search(t)) or bool(self._education.search(t))
         worsening = bool(self._worse.search(t))
+        # cue positions, found once per message (keeps the work linear in the message length)
+        hypo = [m.start() for m in self._hypo.finditer(t)]
+        past = [m.start() for m in self._past.finditer(t)]
+        present = [m.start() for m in self._present.finditer(t)]
+        chronic = [m.start() for m in self._chronic.finditer(t)]
 
-        def span_of(spans, pos):
-            for s, e in spans:
-                if s <= pos <= e:
-                    return s, e
-            return 0, len(t)
+        def span_of(spans, starts, pos):
+            return spans[max(0, bisect.bisect_right(starts, pos) - 1)]
+
+        def last_in(cues, lo, hi):                 # last cue start in [lo, hi), or -1
+            i = bisect.bisect_left(cues, hi) - 1
+            return cues[i] if i >= 0 and cues[i] >= lo else -1
+
+        def any_in(cues, lo, hi):                  # a cue start in [lo, hi)
+            i = bisect.bisect_left(cues, lo)
+            return i < len(cues) and cues[i] < hi
 
         def scoped(pos: int, name: str) -> bool:
-            ss, se = span_of(sentences, pos)
-            sent = t[ss:se]
-            rel = pos - ss
-            if any(m.start() < rel for m in self._hypo.finditer(sent)):
+            ss, se = span_of(sentences, s_starts, pos)
+            if any_in(hypo, ss, pos):
                 return True
+            cs, ce = span_of(clauses, c_starts, pos)
+            present_in_clause = any_in(present, cs, ce + 1)
             if name not in self._past_exempt:
-                last_past = max((m.start() for m in self._past.finditer(sent) if m.start() < rel), default=-1)
-                last_now = max((m.start() for m in self._present.finditer(sent) if m.start() < rel), default=-1)
-                if last_past > last_now:
+                if last_in(past, ss, pos) > last_in(present, ss, pos):
                     return True
-                cs, ce = span_of(clauses, pos)
-                clause = t[cs:ce]
-                crel = pos - cs
-                if (any(m.start() > crel for m in self._past.finditer(clause))
-                        and not self._present.search(clause)):
+                if any_in(past, pos + 1, ce + 1) and not present_in_clause:
                     return True
             if name not in self._chronic_exempt and name != "_age" and not worsening:
-                cs, ce = span_of(clauses, pos)
-                clause = t[cs:ce]
-                if self._chronic.search(clause) and not self._present.search(clause):
+                if any_in(chronic, cs, ce + 1) and not present_in_clause:
                     return True
             return False
 
         concepts: dict[str, int] = {}
         if not knowledge:
             for name, rx in self.concepts.items():
-                for m in rx.finditer(t):
-                    cs, ce = span_of(clauses, m.start())
-                    if self._negated(t, m.start(), m.end(), cs, ce):
+                for k, m in enumerate(rx.finditer(t)):
+                    if k >= _MAX_HITS:
+                        break
+                    cs, ce = span_of(clauses, c_starts, m.start())
+                    if name not in self._negation_exempt and self._negated(t, m.start(), m.end(), cs, ce):
                         continue
                     if scoped(m.start(), name):
                         continue
@@ -248,11 +374,11 @@ class Triage:
                     break
 
         def ok(pos: int, kind: str = "_number") -> bool:
-            cs, ce = span_of(clauses, pos)
+            cs, ce = span_of(clauses, c_starts, pos)
             return not knowledge and not scoped(pos, kind) and not self._negated(t, pos, pos, cs, ce)
 
         temps: list[float] = []
-        for m in _TEMP.finditer(t):
+        for m in _first(_TEMP.finditer(t)):
             if m.group(1):
                 v = float(m.group(1)) + (float(m.group(2)) / 10 if m.group(2) else 0)
             elif m.group(3):
@@ -265,7 +391,7 @@ class Triage:
                 temps.append(v)
         fever_word = "fever" in concepts
         months: list[float] = []
-        for m in _AGE.finditer(t):
+        for m in _first(_AGE.finditer(t)):
             if not ok(m.start(), "_age"):
                 continue
             if m.group(9):
@@ -281,7 +407,7 @@ class Triage:
             n += 0.5 if more else 0
             months.append(n if unit == "月" else n / 4.3 if unit == "周" else n / 30.0)
         bp = []
-        for m in _BP.finditer(t):
+        for m in _first(_BP.finditer(t)):
             if not ok(m.start()):
                 continue
             if m.group(1):
@@ -291,7 +417,7 @@ class Triage:
             else:
                 bp.append((int(m.group(5)), 0))
         glucose, glu_hi = [], False
-        for m in _GLU.finditer(t):
+        for m in _first(_GLU.finditer(t)):
             if not ok(m.start()):
                 continue
             if m.group(1) is None:
@@ -301,8 +427,8 @@ class Triage:
             if m.group(2) or v > 45:
                 v = v / 18.0
             glucose.append(v)
-        spo2 = [float(m.group(1)) for m in _SPO2.finditer(t) if ok(m.start()) and 40 <= float(m.group(1)) <= 100]
-        hr = [float(m.group(1)) for m in _HR.finditer(t) if ok(m.start()) and 15 <= float(m.group(1)) <= 260]
+        spo2 = [float(m.group(1)) for m in _first(_SPO2.finditer(t)) if ok(m.start()) and 40 <= float(m.group(1)) <= 100]
+        hr = [float(m.group(1)) for m in _first(_HR.finditer(t)) if ok(m.start()) and 15 <= float(m.group(1)) <= 260]
         return _Facts(concepts, temps, fever_word, months, bp, glucose, glu_hi, spo2, hr, knowledge)
 
     @staticmethod
@@ -358,9 +484,11 @@ class Triage:
         return False
 
     # ---- public API ----------------------------------------------------------------------
-    def check(self, text: str, context: Sequence[str] = ()) -> TriageResult:
-        """Triage `text` (the newest user message) with up to context_window-1 earlier user messages."""
-        msgs = [m for m in list(context)[-(self.context_window - 1):] if m] + [text or ""]
+    def check(self, text: str, context: Sequence[str] = (), window: int | None = None) -> TriageResult:
+        """Triage `text` (the newest user message) with up to `window`-1 (default context_window-1)
+        earlier user messages."""
+        keep = (window or self.context_window) - 1
+        msgs = ([m for m in list(context)[-keep:] if m] if keep > 0 else []) + [text or ""]
         facts = [self._analyse(m) for m in msgs]
         merged = _Facts({}, [], False, [], [], [], False, [], [], facts[-1].knowledge)
         for f in facts:
@@ -375,10 +503,14 @@ class Triage:
             merged.spo2 += f.spo2
             merged.hr += f.hr
         current = facts[-1].concepts
-        joined = "。".join(self.normalize(m) for m in msgs)
+        normed = [self.normalize(m) for m in msgs]
+        joined = "。".join(normed)
+        vetoed = set().union(*(ids for ids, rx in self.vetoes if rx.search(normed[-1]))) if self.vetoes else set()
         fired: list[Rule] = []
         have = merged.concepts
         for rule in self.rules:
+            if rule.id in vetoed:
+                continue
             if rule.builtin:
                 if getattr(self, f"_b_{rule.builtin}")(merged, joined):
                     fired.append(rule)
@@ -401,6 +533,37 @@ class Triage:
             return TriageResult(False)
         return self.check(users[-1], users[:-1])
 
+    def user_turns(self, messages: Iterable[dict]) -> list[str]:
+        """The user turns of a chat; a short yes-answer ("有", "是的，一直在出") to an assistant question
+        is read together with that question ("有没有出冷汗？" + "有" -> "出冷汗 有")."""
+        out: list[str] = []
+        question = ""
+        for m in messages:
+            role, content = m.get("role"), str(m.get("content") or "")
+            if role == "assistant":
+                question = content
+            elif role == "user":
+                if question and len(content) <= 16 and self._affirm.match(self.normalize(content)):
+                    asked = [q for q in re.split(r"(?<=[?？])", question) if q.strip().endswith(("?", "？"))]
+                    if asked:
+                        content = _strip_question(asked[-1]) + "。" + content
+                out.append(content)
+                question = ""
+        return out
+
+    def assess_conversation(self, messages: Iterable[dict],
+                            already_escalated: AbstractSet[str] = frozenset()) -> "ConversationTriage":
+        """Triage a whole chat: findings add up over the last `conversation_window` user turns (with
+        answers to the assistant's questions), and an escalation whose key (the rule's category) is in
+        `already_escalated` is not shown again. Pass the returned `escalated` set back next turn."""
+        users = self.user_turns(messages)
+        if not users:
+            return ConversationTriage(TriageResult(False), [], "", set(already_escalated))
+        res = self.check(users[-1], users[:-1], window=self.conversation_window)
+        new = [r for r in res.rules if r.category not in already_escalated]
+        return ConversationTriage(res, new, self.escalation_text(new) if new else "",
+                                  set(already_escalated) | {r.category for r in res.rules})
+
     def escalation_text(self, rules: Sequence[Rule]) -> str:
         cats: list[str] = []
         for r in rules:
@@ -410,6 +573,39 @@ class Triage:
         lines += [f"- {self.escalations[c]}" for c in cats[:3]]
         lines.append(self.escalations["footer"].format(rules=", ".join(r.id for r in rules)))
         return "\n".join(lines)
+
+
+@dataclass
+class ConversationTriage:
+    """What `Triage.assess_conversation` found.
+
+    result: every rule firing over the conversation; new: the rules whose key (category) had not been
+    escalated before; escalation: the text to show now (only for `new`, "" when nothing new);
+    escalated: the keys escalated so far, to pass back as `already_escalated` on the next turn."""
+    result: TriageResult
+    new: list[Rule]
+    escalation: str
+    escalated: set[str]
+
+    @property
+    def emergency(self) -> bool:
+        return self.result.emergency
+
+    @property
+    def show(self) -> bool:
+        return bool(self.new)
+
+    def to_dict(self) -> dict:
+        return {**self.result.to_dict(), "escalation": self.escalation, "new_rule_ids": [r.id for r in self.new],
+                "escalated": sorted(self.escalated)}
+
+
+_QUESTION_WORDS = re.compile(r"(?:请问|您|你|有没有|是不是|是否|会不会|有无|吗|呢|[?？])")
+
+
+def _strip_question(q: str) -> str:
+    """'请问胸口疼的时候有没有出冷汗？' -> '胸口疼的时候出冷汗'"""
+    return _QUESTION_WORDS.sub("", q).strip()
 
 
 @lru_cache(maxsize=1)
