@@ -1,9 +1,16 @@
-"""Benchmark the safety layer: triage recall / precision / false-positive rate on the labelled set,
-and the time per message of triage and of the whole SafetyPolicy.check (uncached, pure Python).
+"""Benchmark the safety layer: triage recall / false-positive rate with 95% Wilson intervals on the
+presentation-labelled set (plain and leave-presentation-out), the older 350-message set, and the time
+per message of triage and of the whole SafetyPolicy.check (uncached, pure Python).
 
-    .venv/bin/python bench/safety.py                 # figures on bench/data/safety_eval.jsonl
+    .venv/bin/python bench/safety.py                 # all figures
     .venv/bin/python bench/safety.py --errors        # also list every miss and false alarm
     .venv/bin/python bench/safety.py --real 500      # + flag rate on real patient questions (shared data)
+    .venv/bin/python bench/safety.py --coverage      # print the coverage table (markdown) for docs/triage.md
+
+Presentation-labelled set: bench/data/triage/triage_set.jsonl (see its README). "plain" runs the packaged
+rules; "leave-presentation-out" tests each presentation's messages on rules compiled without every entry
+tagged `tuned_on` that presentation (the tuning done after the set was written); "untuned" drops all such
+entries (the rules as derived from the coverage table before the set existed).
 
 The eval set (hand-written for this project, not copied from any dataset): one JSON object a line,
 {"id", "label": 1 emergency / 0 routine, "split": "dev"|"test", "text": newest message,
@@ -15,12 +22,73 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+GROUPS = ("adult", "paediatric", "obstetric", "psychiatric", "toxicological")
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of k successes in n."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def _rate(k: int, n: int) -> str:
+    lo, hi = wilson(k, n)
+    return f"{k / max(1, n):.3f} [{lo:.3f}-{hi:.3f}] ({k}/{n})"
+
+
+def presentation_report(rows: list[dict], preds: dict[str, list[bool]], errors: bool) -> None:
+    """Recall / FPR with CIs per method (plain, leave-presentation-out, untuned), overall and per group."""
+    print(f"{'method':<24} {'group':<14} {'recall [95% CI] (TP/pos)':<32} {'FPR [95% CI] (FP/neg)':<30}")
+    for name, pr in preds.items():
+        for g in (None,) + GROUPS:
+            idx = [i for i, r in enumerate(rows) if g is None or r["group"] == g]
+            tp = sum(1 for i in idx if rows[i]["label"] and pr[i])
+            pos = sum(1 for i in idx if rows[i]["label"])
+            fp = sum(1 for i in idx if not rows[i]["label"] and pr[i])
+            neg = sum(1 for i in idx if not rows[i]["label"])
+            print(f"{name if g is None else '':<24} {g or 'all':<14} {_rate(tp, pos):<32} {_rate(fp, neg):<30}")
+    kinds = sorted({r["kind"] for r in rows if not r["label"]})
+    lpo = preds.get("leave-presentation-out")
+    if lpo is not None:
+        print("hard negatives by kind (leave-presentation-out FPR): " + ", ".join(
+            f"{k} {sum(lpo[i] for i, r in enumerate(rows) if r['kind'] == k)}/{sum(r['kind'] == k for r in rows)}"
+            for k in kinds))
+    if errors:
+        for name, pr in preds.items():
+            for r, p in zip(rows, pr):
+                if bool(r["label"]) != p:
+                    ctx = " | ".join(r.get("context") or [])
+                    print(f"  {name[:10]:<10} {'MISS ' if r['label'] else 'FALSE'} {r['id']}: "
+                          f"{(ctx + ' || ') if ctx else ''}{r['text']}")
+
+
+def coverage_markdown(cov: list[dict], rows: list[dict], lpo: list[bool]) -> str:
+    by_p: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_p[r["presentation"]].append(i)
+    out = ["| id | group | presentation | sources | red-flag discriminators | rules | messages (emergency / hard negative) "
+           "| leave-out caught / false alarms |", "|---|---|---|---|---|---|---|---|"]
+    for p in cov:
+        idx = by_p.get(p["id"], [])
+        e = [i for i in idx if rows[i]["label"]]
+        n = [i for i in idx if not rows[i]["label"]]
+        out.append(f"| {p['id']} | {p['group']} | {p['name']} | {p['sources']} | {p['discriminators']} | "
+                   f"{', '.join(p['rules'])} | {len(e)} / {len(n)} | "
+                   f"{sum(lpo[i] for i in e)}/{len(e)} · {sum(lpo[i] for i in n)} |")
+    return "\n".join(out)
 
 
 def load(path: Path) -> list[dict]:
@@ -48,7 +116,11 @@ def score(rows: list[dict], preds: list[bool]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(HERE / "data" / "safety_eval.jsonl"))
+    ap.add_argument("--data", default=str(HERE / "data" / "safety_eval.jsonl"), help="the older 350-message set")
+    ap.add_argument("--set", default=str(HERE / "data" / "triage" / "triage_set.jsonl"),
+                    help="the presentation-labelled set (leave-presentation-out)")
+    ap.add_argument("--rules", default=None, help="a triage rule YAML instead of the packaged one")
+    ap.add_argument("--coverage", action="store_true", help="print the coverage table as markdown and stop")
     ap.add_argument("--errors", action="store_true", help="print every miss / false alarm")
     ap.add_argument("--repeat", type=int, default=3, help="timing rounds (uncached)")
     ap.add_argument("--real", type=int, default=0,
@@ -56,15 +128,45 @@ def main(argv: list[str] | None = None) -> int:
                          "and print how many are flagged (unlabelled; flagged ones are printed with --errors)")
     args = ap.parse_args(argv)
 
-    from ming.safety import SafetyPolicy
-    from ming.safety.triage import default_triage
+    import yaml
 
-    tri = default_triage()
+    from ming.safety import SafetyPolicy
+    from ming.safety.triage import Triage, default_triage
+
+    rules_path = Path(args.rules) if args.rules else Path(sys.modules["ming.safety"].__file__).parent / "rules" / "triage.yaml"
+    spec = yaml.safe_load(rules_path.read_text(encoding="utf-8"))
+    tri = Triage(spec, str(rules_path)) if args.rules else default_triage()
+
+    # ---- presentation-labelled set: plain / leave-presentation-out / untuned --------------------
+    prow = load(Path(args.set))
+    pids = sorted({r["presentation"] for r in prow})
+    plain = [tri.check(r["text"], r.get("context") or []).emergency for r in prow]
+    lpo = [False] * len(prow)
+    for pid in pids:
+        held = Triage(spec, str(rules_path), exclude={pid})
+        for i, r in enumerate(prow):
+            if r["presentation"] == pid:
+                lpo[i] = held.check(r["text"], r.get("context") or []).emergency
+    untuned_tri = Triage(spec, str(rules_path), exclude=set(pids))
+    untuned = [untuned_tri.check(r["text"], r.get("context") or []).emergency for r in prow]
+    if args.coverage:
+        cov_path = rules_path.parent.parent / "tables" / "triage_coverage.yaml"
+        print(coverage_markdown(yaml.safe_load(cov_path.read_text(encoding="utf-8"))["presentations"], prow, lpo))
+        return 0
+    n_tuned = sum(1 for r in tri.rules if r.tuned_on) + sum(len(v) for v in (spec.get("tuned") or {}).values()) \
+        + len(spec.get("vetoes") or [])
+    print(f"triage on {args.set} ({len(prow)} items: {sum(r['label'] for r in prow)} emergency over "
+          f"{len({r['presentation'] for r in prow if r['label']})} presentations, "
+          f"{sum(1 - r['label'] for r in prow)} hard negatives; {n_tuned} rule-file entries tagged tuned_on)")
+    presentation_report(prow, {"plain": plain, "leave-presentation-out": lpo, "untuned (table only)": untuned},
+                        args.errors)
+    print()
+
     rows = load(Path(args.data))
     results = [tri.check(r["text"], r.get("context") or []) for r in rows]
     preds = [res.emergency for res in results]
 
-    print(f"triage on {args.data} ({len(rows)} items: {sum(r['label'] for r in rows)} emergency, "
+    print(f"older set {args.data} ({len(rows)} items: {sum(r['label'] for r in rows)} emergency, "
           f"{sum(1 - r['label'] for r in rows)} routine)")
     print(f"{'split':<6} {'n':>4} {'pos':>4} {'neg':>4} {'TP':>4} {'FN':>4} {'FP':>4} "
           f"{'recall':>7} {'precision':>9} {'FPR':>6}")
@@ -111,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
                 tri._analyse.cache_clear()
                 policy.check(msg)
             t_rep.append((time.perf_counter() - t0) / 50)
+    long_msg = ("我胸口疼，没有出汗，去年住过院，如果喘怎么办，血压一百五。" * 600)[:16000]
+    tri._analyse.cache_clear()
+    t0 = time.perf_counter()
+    tri.check(long_msg)
+    t_long = time.perf_counter() - t0
     worst = 0.0
     for m in convs:
         tri._analyse.cache_clear()
@@ -121,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
           f"SafetyPolicy.check {statistics.median(t_pol) * 1e3:.3f} ms/message (worst single {worst * 1e3:.2f} ms)"
           + (f"; with the showcase lab report pasted {statistics.median(t_rep) * 1e3:.3f} ms/message" if t_rep else "")
           + "  [target < 5 ms]")
+    print(f"one 16,000-character message: {t_long * 1e3:.1f} ms (linear: ~{t_long / 16:.2f} ms per 1,000 characters)")
 
     if args.real:
         from ming.envs import data_dir

@@ -190,10 +190,13 @@ _CUE_FIELDS = {"negation_cues", "negation_false", "negation_post", "past_cues", 
 class Triage:
     """Compiled rule set. Use `default_triage()` for the packaged rules."""
 
-    def __init__(self, spec: dict, source: str = "<dict>", exclude: AbstractSet[str] = frozenset()):
-        """Compile `spec`; entries tagged `tuned_on` with any id in `exclude` are left out."""
+    def __init__(self, spec: dict, source: str = "<dict>", exclude: AbstractSet[str] = frozenset(),
+                 strict: bool = False):
+        """Compile `spec`. An entry tagged `tuned_on` is left out when every id it names is in `exclude`
+        (it would not exist had those presentations' messages never been seen); with `strict`, when any is."""
         self.source = source
         self.exclude = frozenset(exclude)
+        self.strict = strict
         try:
             macros = dict(spec.get("macros", {}))
             for _ in range(3):  # macros may use macros
@@ -246,12 +249,12 @@ class Triage:
                                         f"define it under concepts:")
                 if rule.builtin and not hasattr(self, f"_b_{rule.builtin}"):
                     raise MingError(f"rule {rule.id} uses unknown builtin '{rule.builtin}' in {source}")
-                if self.exclude.intersection(rule.tuned_on):
+                if self._dropped(rule.tuned_on):
                     continue
                 self.rules.append(rule)
             self.vetoes: list[tuple[frozenset[str], re.Pattern]] = []
             for v in spec.get("vetoes", []):  # {rules: [ids], re: ..., tuned_on: [...]}: rule is not fired when re matches
-                if not self.exclude.intersection(v.get("tuned_on", ())):
+                if not self._dropped(v.get("tuned_on", ())):
                     self.vetoes.append((frozenset(v["rules"]), re.compile(self._expand(v["re"], macros))))
             self.escalations: dict[str, str] = dict(spec["escalations"])
             for rule in self.rules:
@@ -262,10 +265,16 @@ class Triage:
                             f"use the packaged rules (ming.safety.triage.default_triage())") from exc
         self._analyse = lru_cache(maxsize=4096)(self._analyse_uncached)
 
+    def _dropped(self, tuned_on) -> bool:
+        tags = set(tuned_on or ())
+        if not tags or not self.exclude:
+            return False
+        return bool(tags & self.exclude) if self.strict else tags <= self.exclude
+
     def _names(self, items) -> set[str]:
         """A list of names, each a string or {name, tuned_on}."""
         return {i if isinstance(i, str) else i["name"] for i in items
-                if isinstance(i, str) or not self.exclude.intersection(i.get("tuned_on", ()))}
+                if isinstance(i, str) or not self._dropped(i.get("tuned_on", ()))}
 
     def _joined(self, pats, macros: dict[str, str]) -> str:
         """A pattern field: a string, or a list of strings / {re, tuned_on} entries, joined by '|'."""
@@ -274,7 +283,7 @@ class Triage:
         out = []
         for p in pats:
             if isinstance(p, dict):
-                if self.exclude.intersection(p.get("tuned_on", ())):
+                if self._dropped(p.get("tuned_on", ())):
                     continue
                 p = p["re"]
             out.append(f"(?:{self._expand(p, macros)})")
