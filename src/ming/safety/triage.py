@@ -183,7 +183,7 @@ def _first(it, n: int = _MAX_HITS):
 
 
 _CUE_FIELDS = {"negation_cues", "negation_false", "negation_post", "past_cues", "hypothetical_cues", "chronic_cues",
-               "present_cues", "knowledge_cues", "personal_cues", "worsening_cues", "education_cues",
+               "present_cues", "knowledge_cues", "personal_cues", "worsening_cues", "education_cues", "question_cues",
                "affirmative_answer"}
 
 
@@ -228,10 +228,12 @@ class Triage:
             self._personal = c("personal_cues")
             self._worse = c("worsening_cues")
             self._education = c("education_cues", "(?!)")
+            self._question = c("question_cues", "(?!)")
             self._affirm = c("affirmative_answer", "(?!)")
             self._chronic_exempt = self._names(spec.get("chronic_exempt", []))
             self._past_exempt = self._names(spec.get("past_exempt", []))
             self._negation_exempt = self._names(spec.get("negation_exempt", []))
+            self._question_exempt = self._names(spec.get("question_exempt", []))
             self.concepts: dict[str, re.Pattern] = {}
             for name, pats in spec["concepts"].items():
                 pats = [pats] if isinstance(pats, (str, dict)) else list(pats)
@@ -333,7 +335,12 @@ class Triage:
         sentences = self._spans(_SENT_SEP, t)
         c_starts = [a for a, _ in clauses]
         s_starts = [a for a, _ in sentences]
-        knowledge = (bool(self._knowledge.search(t)) and not self._personal.search(t)) or bool(self._education.search(t))
+        general = not self._personal.search(t)
+        knowledge = (general and bool(self._knowledge.search(t))) or bool(self._education.search(t))
+        # a bare question ("百草枯中毒为什么这么难救") is education too, except for intent words
+        # ("每天都在想怎么结束自己的生命"): concepts in question_exempt are still read
+        question = (not knowledge and general and bool(self._question.search(t))
+                    and not self._present.search(t))
         worsening = bool(self._worse.search(t))
         # cue positions, found once per message (keeps the work linear in the message length)
         hypo = [m.start() for m in self._hypo.finditer(t)]
@@ -371,6 +378,8 @@ class Triage:
         concepts: dict[str, int] = {}
         if not knowledge:
             for name, rx in self.concepts.items():
+                if question and name not in self._question_exempt:
+                    continue
                 for k, m in enumerate(rx.finditer(t)):
                     if k >= _MAX_HITS:
                         break
@@ -384,7 +393,7 @@ class Triage:
 
         def ok(pos: int, kind: str = "_number") -> bool:
             cs, ce = span_of(clauses, c_starts, pos)
-            return not knowledge and not scoped(pos, kind) and not self._negated(t, pos, pos, cs, ce)
+            return not knowledge and not question and not scoped(pos, kind) and not self._negated(t, pos, pos, cs, ce)
 
         temps: list[float] = []
         for m in _first(_TEMP.finditer(t)):
