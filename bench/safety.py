@@ -75,18 +75,20 @@ def presentation_report(rows: list[dict], preds: dict[str, list[bool]], errors: 
                           f"{(ctx + ' || ') if ctx else ''}{r['text']}")
 
 
-def coverage_markdown(cov: list[dict], rows: list[dict], lpo: list[bool]) -> str:
+def coverage_markdown(cov: list[dict], rows: list[dict], lpo: list[bool], fired: list[list[str]]) -> str:
     by_p: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         by_p[r["presentation"]].append(i)
-    out = ["| id | group | presentation | sources | red-flag discriminators | rules | messages (emergency / hard negative) "
-           "| leave-out caught / false alarms |", "|---|---|---|---|---|---|---|---|"]
+    out = ["| id | group | presentation | sources | red-flag discriminators | rules | rules that fired on its messages "
+           "| messages (emergency / hard negative) | leave-out: caught · false alarms |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for p in cov:
         idx = by_p.get(p["id"], [])
         e = [i for i in idx if rows[i]["label"]]
         n = [i for i in idx if not rows[i]["label"]]
         out.append(f"| {p['id']} | {p['group']} | {p['name']} | {p['sources']} | {p['discriminators']} | "
-                   f"{', '.join(p['rules'])} | {len(e)} / {len(n)} | "
+                   f"{', '.join(p['rules'])} | {', '.join(sorted({x for i in e for x in fired[i]})) or '—'} | "
+                   f"{len(e)} / {len(n)} | "
                    f"{sum(lpo[i] for i in e)}/{len(e)} · {sum(lpo[i] for i in n)} |")
     return "\n".join(out)
 
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     # ---- presentation-labelled set: plain / leave-presentation-out / untuned --------------------
     prow = load(Path(args.set))
     pids = sorted({r["presentation"] for r in prow})
-    plain = [tri.check(r["text"], r.get("context") or []).emergency for r in prow]
+    plain_res = [tri.check(r["text"], r.get("context") or []) for r in prow]
+    plain = [x.emergency for x in plain_res]
     lpo = [False] * len(prow)
     for pid in pids:
         held = Triage(spec, str(rules_path), exclude={pid})
@@ -151,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     untuned = [untuned_tri.check(r["text"], r.get("context") or []).emergency for r in prow]
     if args.coverage:
         cov_path = rules_path.parent.parent / "tables" / "triage_coverage.yaml"
-        print(coverage_markdown(yaml.safe_load(cov_path.read_text(encoding="utf-8"))["presentations"], prow, lpo))
+        print(coverage_markdown(yaml.safe_load(cov_path.read_text(encoding="utf-8"))["presentations"], prow, lpo,
+                                [x.rule_ids for x in plain_res]))
         return 0
     n_tuned = sum(1 for r in tri.rules if r.tuned_on) + sum(len(v) for v in (spec.get("tuned") or {}).values()) \
         + len(spec.get("vetoes") or [])

@@ -122,3 +122,148 @@ def test_cli_triage_conversation_mode(tmp_path, capsys):
     assert main(["triage", "--conversation", "--no-escalation", str(f)]) == 0
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [o["emergency"] for o in out] == [False, True]
+
+
+# ---- issue 18: presentation-labelled set, coverage table, leave-presentation-out, numerals, conversations ----
+SET = ROOT / "bench" / "data" / "triage" / "triage_set.jsonl"
+RULES = ROOT / "src" / "ming" / "safety" / "rules" / "triage.yaml"
+COVERAGE = ROOT / "src" / "ming" / "safety" / "tables" / "triage_coverage.yaml"
+
+
+def _set_rows():
+    return [json.loads(x) for x in SET.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def _coverage():
+    import yaml
+
+    return yaml.safe_load(COVERAGE.read_text(encoding="utf-8"))["presentations"]
+
+
+def test_presentation_set_is_big_varied_and_tied_to_the_coverage_table():
+    rows, cov = _set_rows(), {p["id"]: p for p in _coverage()}
+    pos = [r for r in rows if r["label"] == 1]
+    neg = [r for r in rows if r["label"] == 0]
+    assert len(rows) >= 600 and len(pos) >= 300 and len(neg) >= 300
+    assert len({r["id"] for r in rows}) == len(rows)
+    assert len({r["presentation"] for r in pos}) >= 60
+    assert {r["presentation"] for r in rows} <= set(cov)
+    assert {r["group"] for r in pos} == {"adult", "paediatric", "obstetric", "psychiatric", "toxicological"}
+    assert all(r["group"] == cov[r["presentation"]]["group"] for r in rows)
+    assert sum(1 for r in rows if r["context"]) >= 10                  # symptoms spread over two turns
+    assert {"negated", "past", "hypothetical", "education", "low_urgency"} <= {r["kind"] for r in neg}
+
+
+def test_every_coverage_rule_exists_and_every_presentation_has_messages():
+    t = default_triage()
+    ids = {r.id for r in t.rules}
+    per = {}
+    for r in _set_rows():
+        per.setdefault(r["presentation"], []).append(r["label"])
+    for p in _coverage():
+        assert set(p["rules"]) <= ids, (p["id"], set(p["rules"]) - ids)
+        assert p["discriminators"] and p["sources"]
+        assert sum(per.get(p["id"], [])) >= 3, p["id"]
+
+
+def test_packaged_rules_on_the_presentation_set():
+    rows = _set_rows()
+    t = default_triage()
+    pred = [t.check(r["text"], r["context"]).emergency for r in rows]
+    pos = [p for r, p in zip(rows, pred) if r["label"]]
+    neg = [p for r, p in zip(rows, pred) if not r["label"]]
+    assert sum(pos) / len(pos) >= 0.97 and sum(neg) / len(neg) <= 0.05
+
+
+def test_leave_presentation_out_drops_only_what_was_tuned_on_the_held_out_presentation():
+    import yaml
+
+    spec = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    msg = "84消毒液溅到眼里，火辣辣的"                 # caught by an entry tuned on A36 only
+    assert default_triage().check(msg).emergency
+    assert not Triage(spec, exclude={"A36"}).check(msg).emergency
+    assert Triage(spec, exclude={"A01"}).check(msg).emergency
+    both = "喝完酒吐了，吐出来全是血"                  # GEN-BLEED-01's "全是血" was written for A20 and A21
+    assert Triage(spec, exclude={"A20"}).check(both).emergency
+    assert not Triage(spec, exclude={"A20"}, strict=True).check(both).emergency
+    untuned = Triage(spec, exclude={r["presentation"] for r in _set_rows()})
+    assert len(untuned.rules) < len(default_triage().rules)
+
+
+@pytest.mark.parametrize("text, digits", [
+    ("三十九度八", "39.8度"), ("烧到三十八度五", "烧到38.5度"), ("三十八度半", "38.5度"),
+    ("高压一百九，低压一百二", "高压190，低压120"), ("血压两百一", "血压210"), ("血糖测出来二点一", "血糖测出来2.1"),
+    ("心跳一下子很快", "心跳一下子很快"), ("有一点疼", "有一点疼"),
+])
+def test_chinese_numerals_next_to_measurements(text, digits):
+    from ming.safety.triage import cn_numerals_to_digits
+
+    assert cn_numerals_to_digits(text) == digits
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("两个月的娃烧到三十八度五", "PED-FEVER-01"),
+    ("高压一百九，低压一百二，头疼得厉害", "VITAL-BP-01"),
+    ("血氧掉到八十几了", "VITAL-SPO2-01"),
+    ("心口疼，出了一身冷汗", "CARD-ACS-01"),
+    ("孩子烧到四十度，刚才抽了", "NEURO-SEIZURE-01"),
+])
+def test_colloquial_forms_from_the_brief(text, rule):
+    assert rule in triage(text).rule_ids
+
+
+@pytest.mark.parametrize("text", ["心梗有哪些症状", "去年胸痛过现在好了", "如果胸痛怎么办", "百草枯中毒为什么这么难救",
+                                  "孕晚期肚子偶尔发硬，一会儿就软了，不疼"])
+def test_hard_negatives_from_the_brief(text):
+    assert not triage(text).emergency, triage(text).rule_ids
+
+
+def test_long_messages_are_read_to_the_end():
+    text = "今天去公园散步，天气很好，风景不错。" * 2500 + "现在胸口疼，出了一身冷汗"
+    assert len(text) > 40000
+    assert "CARD-ACS-01" in triage(text).rule_ids
+
+
+def test_conversation_adds_up_answers_and_escalates_once():
+    t = default_triage()
+    msgs = [{"role": "user", "content": "胸口有点闷，一个小时了"},
+            {"role": "assistant", "content": "明白。闷的时候有没有出冷汗？"},
+            {"role": "user", "content": "有"}]
+    first = t.assess_conversation(msgs)
+    assert first.emergency and first.show and "CARD-ACS-01" in first.result.rule_ids
+    assert first.escalated == {"cardiac"} and "120" in first.escalation
+    msgs += [{"role": "assistant", "content": "请马上拨打120。"}, {"role": "user", "content": "好的，在等救护车"}]
+    again = t.assess_conversation(msgs, first.escalated)
+    assert again.emergency and not again.show and again.escalation == ""
+    msgs += [{"role": "assistant", "content": "好。"}, {"role": "user", "content": "现在还喘不上气"}]
+    worse = t.assess_conversation(msgs, again.escalated)
+    assert worse.show and [r.category for r in worse.new] == ["breathing"]
+    no = [{"role": "user", "content": "胸口有点闷"}, {"role": "assistant", "content": "有没有出冷汗？"},
+          {"role": "user", "content": "没有"}]
+    assert not t.assess_conversation(no).emergency
+
+
+def test_cli_errors_for_empty_binary_and_huge_input(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n", encoding="utf-8")
+    assert main(["triage", str(empty)]) == 2
+    assert "has no messages" in capsys.readouterr().err
+    binary = tmp_path / "bin.dat"
+    binary.write_bytes(b"\x7fELF\x00\x01")
+    assert main(["triage", str(binary)]) == 2
+    assert "looks binary" in capsys.readouterr().err
+    huge = tmp_path / "huge.txt"
+    huge.write_text("胸口疼" * 10000 + "\n我爸胸口疼，出了一身冷汗\n", encoding="utf-8")
+    assert main(["triage", "--no-escalation", str(huge)]) == 1
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert out[0]["line"] == 1 and "limit is 20000" in out[0]["error"]
+    assert out[1]["emergency"]
+
+
+def test_cli_conversation_mode_shows_each_escalation_once(tmp_path, capsys):
+    f = tmp_path / "conv.txt"
+    f.write_text("胸口疼了半小时\n现在出冷汗了\n还喘不上气\n", encoding="utf-8")
+    assert main(["triage", "--conversation", str(f)]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert all(o["emergency"] for o in out)
+    assert [bool(o["escalation"]) for o in out] == [True, False, True]

@@ -9,6 +9,8 @@ import sys
 from ming.errors import MingError
 from ming.safety.triage import Triage, default_triage
 
+_MAX_CHARS = 20000
+
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -18,7 +20,11 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                     "{emergency, rule_ids, categories, escalation}. No model is loaded.")
     p.add_argument("file", nargs="?", default="-", help="input file; '-' (default) reads stdin")
     p.add_argument("--conversation", action="store_true",
-                   help="treat the lines as ONE conversation: each message is triaged with the earlier ones as context")
+                   help="treat the lines as ONE conversation: each message is triaged with up to 11 earlier ones "
+                        "(findings add up) and an escalation is printed only the first time its category fires")
+    p.add_argument("--max-chars", type=int, default=_MAX_CHARS,
+                   help=f"longest message accepted, in characters (default {_MAX_CHARS}); longer lines are "
+                        "reported as errors")
     p.add_argument("--rules", default=None, help="a triage rule YAML to use instead of the packaged one")
     p.add_argument("--no-escalation", action="store_true", help="leave the escalation text out of the output")
     p.set_defaults(func=run)
@@ -26,27 +32,42 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
 
 
 def _read(path: str) -> tuple[str, list[str]]:
-    if path == "-":
-        return "<stdin>", sys.stdin.read().splitlines()
+    name = "<stdin>" if path == "-" else path
     try:
-        with open(path, encoding="utf-8") as f:
-            return path, f.read().splitlines()
+        data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
     except FileNotFoundError:
         raise MingError(f"no such file: {path}; pass a text/JSONL file or '-' for stdin") from None
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise MingError(f"{name} looks binary (NUL byte at byte {nul}); pass UTF-8 text, one message per line")
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MingError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it with iconv first") from None
+        raise MingError(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start}); convert it with iconv first") from None
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise MingError(f"{name} has no messages (it is empty or blank); pass one message per line, e.g. "
+                        f"echo '胸口疼，出冷汗' | ming triage")
+    return name, lines
 
 
 def run(args) -> int:
     tri = Triage.from_file(args.rules) if args.rules else default_triage()
     name, lines = _read(args.file)
-    history: list[str] = []
+    history: list[dict] = []
+    escalated: set[str] = set()
     bad = 0
     out = sys.stdout
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         row: dict = {}
+        if len(line) > args.max_chars:
+            bad += 1
+            msg = f"line is {len(line)} characters; the limit is {args.max_chars} (--max-chars)"
+            print(f"ming triage: {name}:{n}: {msg}; skipped", file=sys.stderr)
+            out.write(json.dumps({"line": n, "error": msg}, ensure_ascii=False) + "\n")
+            continue
         if line.lstrip().startswith("{"):
             try:
                 row = json.loads(line)
@@ -64,12 +85,16 @@ def run(args) -> int:
         else:
             text, context = line, []
         if args.conversation:
-            context = history + context
-            history.append(text)
-        res = tri.check(text, context)
+            history += [{"role": "user", "content": c} for c in context] + [{"role": "user", "content": text}]
+            conv = tri.assess_conversation(history, escalated)
+            escalated = conv.escalated
+            res, escalation = conv.result, conv.escalation
+        else:
+            res = tri.check(text, context)
+            escalation = res.escalation
         rec = {"emergency": res.emergency, "rule_ids": res.rule_ids, "categories": res.categories}
         if not args.no_escalation:
-            rec["escalation"] = res.escalation
+            rec["escalation"] = escalation
         if "id" in row:
             rec = {"id": row["id"], **rec}
         out.write(json.dumps(rec, ensure_ascii=False) + "\n")
