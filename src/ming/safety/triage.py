@@ -175,6 +175,68 @@ _LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前
 _DKA = re.compile(r"(?:呕吐|吐了|恶心|腹痛|肚子疼|呼吸深|呼吸很快|烂苹果|酮|意识|昏|嗜睡|叫不醒|口渴得厉害|尿很多)")
 
 
+def _first_chars(pattern: str) -> frozenset[str] | None:
+    """Characters one of which every match of `pattern` starts with; None when that is not known.
+    Lets the analysis skip a concept whose possible first characters do not occur in the message."""
+    try:
+        from re import _parser as sre_parse  # Python >= 3.11
+    except ImportError:  # pragma: no cover
+        import sre_parse  # type: ignore[no-redef]
+    from re import _constants as C
+
+    def seq(items) -> tuple[set[str] | None, bool]:
+        """(first chars, can be empty) of a sequence of parsed items."""
+        out: set[str] = set()
+        for op, av in items:
+            f, empty = item(op, av)
+            if f is None:
+                return None, False
+            out |= f
+            if not empty:
+                return out, False
+        return out, True
+
+    def item(op, av) -> tuple[set[str] | None, bool]:
+        if op is C.LITERAL:
+            return {chr(av)}, False
+        if op is C.NOT_LITERAL or op is C.ANY:
+            return None, False
+        if op is C.IN:
+            chars: set[str] = set()
+            for o, a in av:
+                if o is C.LITERAL:
+                    chars.add(chr(a))
+                elif o is C.RANGE and a[1] - a[0] < 64:
+                    chars.update(chr(c) for c in range(a[0], a[1] + 1))
+                else:
+                    return None, False
+            return chars, False
+        if op is C.SUBPATTERN:
+            return seq(av[3])
+        if op is C.BRANCH:
+            out: set[str] = set()
+            empty = False
+            for b in av[1]:
+                f, e = seq(b)
+                if f is None:
+                    return None, False
+                out |= f
+                empty = empty or e
+            return out, empty
+        if op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
+            f, e = seq(av[2])
+            return f, e or av[0] == 0
+        if op in (C.AT, C.ASSERT, C.ASSERT_NOT):
+            return set(), True
+        return None, False
+
+    try:
+        f, empty = seq(sre_parse.parse(pattern))
+    except Exception:  # noqa: BLE001  (an optimisation only: fall back to scanning)
+        return None
+    return None if f is None or empty else frozenset(f)
+
+
 def _first(it, n: int = _MAX_HITS):
     for k, x in enumerate(it):
         if k >= n:
@@ -239,6 +301,7 @@ class Triage:
                 pats = [pats] if isinstance(pats, (str, dict)) else list(pats)
                 joined = self._joined(pats + list(tuned.get(name, [])), macros)
                 self.concepts[name] = re.compile(joined) if joined else re.compile("(?!)")
+            self._gate = {name: _first_chars(rx.pattern) for name, rx in self.concepts.items()}
             self.rules: list[Rule] = []
             for r in spec["rules"]:
                 rule = Rule(id=r["id"], category=r["category"], rationale=r["rationale"],
@@ -376,9 +439,13 @@ class Triage:
             return False
 
         concepts: dict[str, int] = {}
+        chars = set(t)
         if not knowledge:
             for name, rx in self.concepts.items():
                 if question and name not in self._question_exempt:
+                    continue
+                gate = self._gate[name]
+                if gate is not None and chars.isdisjoint(gate):
                     continue
                 for k, m in enumerate(rx.finditer(t)):
                     if k >= _MAX_HITS:
