@@ -120,8 +120,9 @@ def score(rows: list[dict], preds: list[bool]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(HERE / "data" / "safety_eval.jsonl"), help="the older 350-message set")
-    ap.add_argument("--set", default=str(HERE / "data" / "triage" / "triage_set.jsonl"),
-                    help="the presentation-labelled set (leave-presentation-out)")
+    ap.add_argument("--set", nargs="+", default=[str(HERE / "data" / "triage" / "triage_set.jsonl"),
+                                                 str(HERE / "data" / "triage" / "fresh_set.jsonl")],
+                    help="presentation-labelled set file(s), scored together (leave-presentation-out)")
     ap.add_argument("--rules", default=None, help="a triage rule YAML instead of the packaged one")
     ap.add_argument("--coverage", action="store_true", help="print the coverage table as markdown and stop")
     ap.add_argument("--errors", action="store_true", help="print every miss / false alarm")
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     tri = Triage(spec, str(rules_path)) if args.rules else default_triage()
 
     # ---- presentation-labelled set: plain / leave-presentation-out / untuned --------------------
-    prow = load(Path(args.set))
+    prow = [r for f in args.set for r in load(Path(f))]
     pids = sorted({r["presentation"] for r in prow})
     plain_res = [tri.check(r["text"], r.get("context") or []) for r in prow]
     plain = [x.emergency for x in plain_res]
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     n_tuned = sum(1 for r in tri.rules if r.tuned_on) + sum(len(v) for v in (spec.get("tuned") or {}).values()) \
         + len(spec.get("vetoes") or [])
-    print(f"triage on {args.set} ({len(prow)} items: {sum(r['label'] for r in prow)} emergency over "
+    print(f"triage on {' + '.join(Path(f).name for f in args.set)} ({len(prow)} items: {sum(r['label'] for r in prow)} emergency over "
           f"{len({r['presentation'] for r in prow if r['label']})} presentations, "
           f"{sum(1 - r['label'] for r in prow)} hard negatives; {n_tuned} rule-file entries tagged tuned_on)")
     presentation_report(prow, {"plain": plain, "leave-presentation-out": lpo,
