@@ -175,66 +175,99 @@ _LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前
 _DKA = re.compile(r"(?:呕吐|吐了|恶心|腹痛|肚子疼|呼吸深|呼吸很快|烂苹果|酮|意识|昏|嗜睡|叫不醒|口渴得厉害|尿很多)")
 
 
-def _first_chars(pattern: str) -> frozenset[str] | None:
-    """Characters one of which every match of `pattern` starts with; None when that is not known.
-    Lets the analysis skip a concept whose possible first characters do not occur in the message."""
-    try:
-        from re import _parser as sre_parse  # Python >= 3.11
-    except ImportError:  # pragma: no cover
-        import sre_parse  # type: ignore[no-redef]
+@lru_cache(maxsize=2048)
+def _prefixes(pattern: str, k: int = 2, cap: int = 4000) -> frozenset[str] | None:
+    """Strings (up to `k` characters) one of which every match of `pattern` starts with; None when that is not
+    known. A shorter string means "this, then anything". Lets the analysis skip a concept none of whose
+    prefixes occurs in the message (an optimisation only: when unsure it returns None and the pattern runs)."""
     from re import _constants as C
+    from re import _parser as sre_parse  # Python >= 3.11
 
-    def seq(items) -> tuple[set[str] | None, bool]:
-        """(first chars, can be empty) of a sequence of parsed items."""
-        out: set[str] = set()
-        for op, av in items:
-            f, empty = item(op, av)
-            if f is None:
-                return None, False
-            out |= f
-            if not empty:
-                return out, False
-        return out, True
+    class Unknown(Exception):
+        pass
 
-    def item(op, av) -> tuple[set[str] | None, bool]:
+    def chars_of(op, av) -> set[str]:
         if op is C.LITERAL:
-            return {chr(av)}, False
-        if op is C.NOT_LITERAL or op is C.ANY:
-            return None, False
+            return {chr(av)}
         if op is C.IN:
-            chars: set[str] = set()
+            out: set[str] = set()
             for o, a in av:
                 if o is C.LITERAL:
-                    chars.add(chr(a))
+                    out.add(chr(a))
                 elif o is C.RANGE and a[1] - a[0] < 64:
-                    chars.update(chr(c) for c in range(a[0], a[1] + 1))
+                    out.update(chr(c) for c in range(a[0], a[1] + 1))
                 else:
-                    return None, False
-            return chars, False
+                    raise Unknown
+            return out
+        raise Unknown
+
+    def seq(items) -> tuple[set[tuple[str, bool]], bool]:
+        """(prefix, open) pairs of a parsed sequence; open = exact so far, the next item extends it."""
+        cur: set[tuple[str, bool]] = {("", True)}
+        for op, av in items:
+            try:
+                alts, empty = item(op, av)
+            except Unknown:                               # unknown from here on: close what is known
+                if ("", True) in cur:
+                    raise
+                return {(p, False) for p, _ in cur}, False
+            nxt: set[tuple[str, bool]] = set()
+            for p, o in cur:
+                if not o or len(p) >= k:
+                    nxt.add((p, False))
+                    continue
+                for s, so in alts:
+                    q = p + s
+                    nxt.add((q[:k], False) if len(q) >= k else (q, so))
+                if empty:
+                    nxt.add((p, o))
+            if len(nxt) > cap:
+                raise Unknown
+            cur = nxt
+            if all(not o or len(p) >= k for p, o in cur):
+                break
+        return cur, ("", True) in cur
+
+    def item(op, av) -> tuple[set[tuple[str, bool]], bool]:
+        if op in (C.LITERAL, C.IN):
+            return {(c, True) for c in chars_of(op, av)}, False
         if op is C.SUBPATTERN:
             return seq(av[3])
         if op is C.BRANCH:
-            out: set[str] = set()
+            out: set[tuple[str, bool]] = set()
             empty = False
             for b in av[1]:
-                f, e = seq(b)
-                if f is None:
-                    return None, False
-                out |= f
+                got, e = seq(b)
+                out |= got
                 empty = empty or e
             return out, empty
         if op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
-            f, e = seq(av[2])
-            return f, e or av[0] == 0
+            lo, hi, sub = av
+            got, e = seq(sub)
+            if hi != 1:                                   # repeated: only its own start is known
+                got = {(p, False) for p, _ in got}
+            return got, e or lo == 0
         if op in (C.AT, C.ASSERT, C.ASSERT_NOT):
-            return set(), True
-        return None, False
+            return {("", True)}, True
+        raise Unknown
 
     try:
-        f, empty = seq(sre_parse.parse(pattern))
-    except Exception:  # noqa: BLE001  (an optimisation only: fall back to scanning)
+        got, _ = seq(sre_parse.parse(pattern))
+    except Exception:  # noqa: BLE001
         return None
-    return None if f is None or empty else frozenset(f)
+    found = frozenset(p for p, _ in got)
+    return None if "" in found or not found else found
+
+
+def _split_gate(gate: frozenset[str] | None) -> tuple[frozenset[str], frozenset[str]] | None:
+    """(two-character prefixes, one-character prefixes), for set intersections in C."""
+    if gate is None:
+        return None
+    return frozenset(p for p in gate if len(p) == 2), frozenset(p for p in gate if len(p) == 1)
+
+
+def _gate_open(gate: tuple[frozenset[str], frozenset[str]] | None, chars: set[str], pairs: set[str]) -> bool:
+    return gate is None or not gate[0].isdisjoint(pairs) or not gate[1].isdisjoint(chars)
 
 
 def _first(it, n: int = _MAX_HITS):
@@ -301,7 +334,7 @@ class Triage:
                 pats = [pats] if isinstance(pats, (str, dict)) else list(pats)
                 joined = self._joined(pats + list(tuned.get(name, [])), macros)
                 self.concepts[name] = re.compile(joined) if joined else re.compile("(?!)")
-            self._gate = {name: _first_chars(rx.pattern) for name, rx in self.concepts.items()}
+            self._gate = {name: _split_gate(_prefixes(rx.pattern)) for name, rx in self.concepts.items()}
             self.rules: list[Rule] = []
             for r in spec["rules"]:
                 rule = Rule(id=r["id"], category=r["category"], rationale=r["rationale"],
@@ -440,12 +473,12 @@ class Triage:
 
         concepts: dict[str, int] = {}
         chars = set(t)
+        pairs = {t[i:i + 2] for i in range(len(t) - 1)}
         if not knowledge:
             for name, rx in self.concepts.items():
                 if question and name not in self._question_exempt:
                     continue
-                gate = self._gate[name]
-                if gate is not None and chars.isdisjoint(gate):
+                if not _gate_open(self._gate[name], chars, pairs):
                     continue
                 for k, m in enumerate(rx.finditer(t)):
                     if k >= _MAX_HITS:
