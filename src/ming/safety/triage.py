@@ -9,11 +9,13 @@ hypothetical / chronic scope ("去年胸痛住院", "如果胸痛出汗"), and k
 Pure Python; the rule file is compiled once (`default_triage()` is cached) and each message's
 analysis is cached by text, so re-checking a growing conversation costs one new message. Work per
 message is linear in its length (cue positions are found once and looked up by bisection; at most
-`_MAX_HITS` candidate matches per concept are examined).
+`_MAX_HITS` candidate matches per concept are examined; a concept none of whose possible two-character
+prefixes occurs in the message is skipped).
 
-Every concept pattern, cue pattern and rule may carry `tuned_on: [presentation ids]` (the labelled
-messages that motivated it, bench/data/triage/); `Triage(spec, exclude={"A02"})` drops those entries,
-which is how bench/safety.py measures leave-presentation-out recall.
+Every concept pattern, cue pattern, veto and rule may carry `tuned_on: [presentation ids]` (the labelled
+messages it was written for, bench/data/triage/); `Triage(spec, exclude={"A02"})` drops the entries tuned
+only on A02 (`strict=True`: every entry naming A02), which is how bench/safety.py measures
+leave-presentation-out recall.
 
 `assess_conversation(messages, already_escalated)` triages a whole chat (all user turns, with short
 "有/是的" answers read together with the assistant's question) and says which escalations are new.
@@ -39,13 +41,17 @@ _CN_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
 
 
 _MAX_HITS = 48          # candidate matches examined per concept / numeric pattern per message
-_CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
+             "九": 9}
 _CN_RUN = "[零〇一二两三四五六七八九十百]+"
-# Chinese numerals are rewritten as digits only next to a measurement (血压一百九 -> 血压190, 三十九度八 -> 39.8度)
-_CN_DEGREE = re.compile("(" + _CN_RUN + r")(?:点([零〇一二三四五六七八九]+))?度([一二三四五六七八九半])?(?![零〇一二三四五六七八九十])")
+# Chinese numerals are rewritten as digits only next to a measurement
+# (血压一百九 -> 血压190, 三十九度八 -> 39.8度)
+_CN_DEGREE = re.compile("(" + _CN_RUN + r")(?:点([零〇一二三四五六七八九]+))?度([一二三四五六七八九半])?"
+                        r"(?![零〇一二三四五六七八九十])")
 _CN_MEASURE = re.compile(
-    r"((?:血压|高压|低压|收缩压|舒张压|心率|心跳|脉搏|血氧|饱和度|指脉氧|血糖|体温|烧到|烧了|发烧|量了|测了|测出来|只有|掉到|快到|到了|/)"
-    r"[^,，。;；!?！？\d]{0,4}?)(" + _CN_RUN + r")(?:点([零〇一二三四五六七八九]+))?(?![零〇一二两三四五六七八九十百])")
+    r"((?:血压|高压|低压|收缩压|舒张压|心率|心跳|脉搏|血氧|饱和度|指脉氧|血糖|体温|烧到|烧了|发烧|量了|测了|测出来"
+    r"|只有|掉到|快到|到了|/)[^,，。;；!?！？\d]{0,4}?)(" + _CN_RUN + r")(?:点([零〇一二三四五六七八九]+))?"
+    r"(?![零〇一二两三四五六七八九十百])")
 
 
 def _cn_number(s: str) -> int | None:
@@ -90,7 +96,8 @@ def _cn_measure_sub(m: re.Match) -> str:
 
 
 def cn_numerals_to_digits(text: str) -> str:
-    """Rewrite Chinese numerals that are measurements as digits (三十九度八 -> 39.8度, 高压一百九 -> 高压190)."""
+    """Rewrite Chinese numerals that are measurements as digits 
+    (三十九度八 -> 39.8度, 高压一百九 -> 高压190)."""
     return _CN_MEASURE.sub(_cn_measure_sub, _CN_DEGREE.sub(_cn_degree_sub, text))
 
 
