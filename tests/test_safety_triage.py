@@ -267,3 +267,20 @@ def test_cli_conversation_mode_shows_each_escalation_once(tmp_path, capsys):
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert all(o["emergency"] for o in out)
     assert [bool(o["escalation"]) for o in out] == [True, False, True]
+
+
+def test_safety_policy_shows_each_escalation_once_and_adds_up_turns():
+    from ming.safety import SafetyPolicy
+
+    pol = SafetyPolicy(mode="on")
+    msgs = [{"role": "user", "content": "我爸胸口疼，出了一身冷汗"}]
+    first = pol.check(msgs)
+    assert first.action == "escalate" and "120" in first.prefix
+    msgs += [{"role": "assistant", "content": first.prefix + "\n\n请立即就医。"},
+             {"role": "user", "content": "救护车还没到，他还是疼"}]
+    again = pol.check(msgs)
+    assert again.action == "escalate" and again.prefix == ""        # shown once; the model is still told
+    msgs += [{"role": "assistant", "content": "请保持坐位。"}, {"role": "user", "content": "现在喘不上气了"}]
+    worse = pol.check(msgs)
+    assert "呼吸困难" in worse.prefix and "疑似心梗" not in worse.prefix
+    assert "120" in SafetyPolicy(mode="strict").check(msgs[:3]).prefix   # strict always carries the whole text

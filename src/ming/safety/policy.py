@@ -124,8 +124,10 @@ class SafetyPolicy:
         rules = _rules()
         addenda: list[str] = []
 
-        # 1. triage over the conversation window
-        tri = self.triage.check(last, users[:-1])
+        # 1. triage over the conversation: findings add up over the user turns (and yes-answers to the
+        # assistant's questions); an escalation an earlier assistant turn already showed is not repeated
+        conv = self.triage.assess_conversation(messages, self.triage.escalated_in(messages))
+        tri = conv.result
         for r in tri.rules:
             d.triggered.append({"layer": "triage", "rule_id": r.id, "rationale": r.rationale})
 
@@ -163,7 +165,7 @@ class SafetyPolicy:
             return d
         if tri.emergency:
             d.action = "escalate"
-            d.prefix = tri.escalation
+            d.prefix = tri.escalation if self.mode == "strict" else conv.escalation
             addenda.insert(0, rules.emergency_system.format(categories="、".join(tri.categories)))
             if self.mode == "strict":
                 d.call_model = False

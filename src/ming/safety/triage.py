@@ -676,6 +676,12 @@ class Triage:
                 question = ""
         return out
 
+    def escalated_in(self, messages: Iterable[dict]) -> set[str]:
+        """Categories whose escalation text an assistant turn of this chat already carries (shown before)."""
+        said = [str(m.get("content") or "") for m in messages if m.get("role") == "assistant"]
+        return {cat for cat, text in self.escalations.items()
+                if cat not in ("header", "footer") and any(text in a for a in said)}
+
     def assess_conversation(self, messages: Iterable[dict],
                             already_escalated: AbstractSet[str] = frozenset()) -> "ConversationTriage":
         """Triage a whole chat: findings add up over the last `conversation_window` user turns (with
