@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="+", default=[str(HERE / "data" / "triage" / "triage_set.jsonl"),
                                                  str(HERE / "data" / "triage" / "fresh_set.jsonl")],
                     help="presentation-labelled set file(s), scored together (leave-presentation-out)")
+    ap.add_argument("--holdout", default=str(HERE / "data" / "triage" / "holdout_set.jsonl"),
+                    help="a presentation-labelled set never tuned on; scored with the packaged rules only")
     ap.add_argument("--rules", default=None, help="a triage rule YAML instead of the packaged one")
     ap.add_argument("--coverage", action="store_true", help="print the coverage table as markdown and stop")
     ap.add_argument("--errors", action="store_true", help="print every miss / false alarm")
@@ -168,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(1 - r['label'] for r in prow)} hard negatives; {n_tuned} rule-file entries tagged tuned_on)")
     presentation_report(prow, {"plain": plain, "leave-presentation-out": lpo,
                                "strict leave-out": strict, "untuned (table only)": untuned}, args.errors)
+    hold = load(Path(args.holdout)) if Path(args.holdout).is_file() else []
+    if hold:
+        print(f"\nheld-out set {Path(args.holdout).name} ({len(hold)} items, written after all tuning, never tuned on)")
+        presentation_report(hold, {"packaged rules": [tri.check(r["text"], r.get("context") or []).emergency
+                                                      for r in hold]}, args.errors)
     print()
 
     rows = load(Path(args.data))
