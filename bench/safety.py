@@ -148,14 +148,16 @@ def main(argv: list[str] | None = None) -> int:
     pids = sorted({r["presentation"] for r in prow})
     plain_res = [tri.check(r["text"], r.get("context") or []) for r in prow]
     plain = [x.emergency for x in plain_res]
-    lpo, strict = [False] * len(prow), [False] * len(prow)
+    lpo, strict, lpo_nogen = [False] * len(prow), [False] * len(prow), [False] * len(prow)
     for pid in pids:
         held = Triage(spec, str(rules_path), exclude={pid})
+        held_nogen = Triage(spec, str(rules_path), exclude={pid}, layers_off={"generic"})
         held_strict = Triage(spec, str(rules_path), exclude={pid}, strict=True)
         for i, r in enumerate(prow):
             if r["presentation"] == pid:
                 lpo[i] = held.check(r["text"], r.get("context") or []).emergency
                 strict[i] = held_strict.check(r["text"], r.get("context") or []).emergency
+                lpo_nogen[i] = held_nogen.check(r["text"], r.get("context") or []).emergency
     untuned_tri = Triage(spec, str(rules_path), exclude=set(pids))
     untuned = [untuned_tri.check(r["text"], r.get("context") or []).emergency for r in prow]
     if args.coverage:
@@ -169,12 +171,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{len({r['presentation'] for r in prow if r['label']})} presentations, "
           f"{sum(1 - r['label'] for r in prow)} hard negatives; {n_tuned} rule-file entries tagged tuned_on)")
     presentation_report(prow, {"plain": plain, "leave-presentation-out": lpo,
-                               "strict leave-out": strict, "untuned (table only)": untuned}, args.errors)
+                               "strict leave-out": strict, "untuned (table only)": untuned,
+                               "leave-out, no generic": lpo_nogen}, args.errors)
     hold = load(Path(args.holdout)) if Path(args.holdout).is_file() else []
     if hold:
         print(f"\nheld-out set {Path(args.holdout).name} ({len(hold)} items, written after all tuning, never tuned on)")
+        no_gen = Triage(spec, str(rules_path), layers_off={"generic"})
         presentation_report(hold, {"packaged rules": [tri.check(r["text"], r.get("context") or []).emergency
-                                                      for r in hold]}, args.errors)
+                                                      for r in hold],
+                                   "without generic layer": [no_gen.check(r["text"], r.get("context") or []).emergency
+                                                             for r in hold]}, args.errors)
     print()
 
     rows = load(Path(args.data))

@@ -293,10 +293,12 @@ class Triage:
     """Compiled rule set. Use `default_triage()` for the packaged rules."""
 
     def __init__(self, spec: dict, source: str = "<dict>", exclude: AbstractSet[str] = frozenset(),
-                 strict: bool = False):
+                 strict: bool = False, layers_off: AbstractSet[str] = frozenset()):
         """Compile `spec`. An entry tagged `tuned_on` is left out when every id it names is in `exclude`
-        (it would not exist had those presentations' messages never been seen); with `strict`, when any is."""
+        (it would not exist had those presentations' messages never been seen); with `strict`, when any is.
+        A rule with `layer: NAME` is left out when NAME is in `layers_off` (bench ablation)."""
         self.source = source
+        self.layers_off = frozenset(layers_off)
         self.exclude = frozenset(exclude)
         self.strict = strict
         try:
@@ -354,7 +356,7 @@ class Triage:
                                         f"define it under concepts:")
                 if rule.builtin and not hasattr(self, f"_b_{rule.builtin}"):
                     raise MingError(f"rule {rule.id} uses unknown builtin '{rule.builtin}' in {source}")
-                if self._dropped(rule.tuned_on):
+                if self._dropped(rule.tuned_on) or r.get("layer") in self.layers_off:
                     continue
                 self.rules.append(rule)
             self.vetoes: list[tuple[frozenset[str], re.Pattern]] = []
