@@ -189,15 +189,60 @@ def test_leave_presentation_out_drops_only_what_was_tuned_on_the_held_out_presen
     import yaml
 
     spec = yaml.safe_load(RULES.read_text(encoding="utf-8"))
-    msg = "84消毒液溅到眼里，火辣辣的"                 # caught by an entry tuned on A36 only
+    msg = "84消毒液溅到眼里，火辣辣的"                 # caught by an entry tuned on A36 only (+ the generic layer)
     assert default_triage().check(msg).emergency
-    assert not Triage(spec, exclude={"A36"}).check(msg).emergency
-    assert Triage(spec, exclude={"A01"}).check(msg).emergency
+    assert not Triage(spec, exclude={"A36"}, layers_off={"generic"}).check(msg).emergency
+    assert Triage(spec, exclude={"A36"}).check(msg).rule_ids == ["GEN-TOX-01"]
+    assert Triage(spec, exclude={"A01"}, layers_off={"generic"}).check(msg).emergency
     both = "喝完酒吐了，吐出来全是血"                  # GEN-BLEED-01's "全是血" was written for A20 and A21
     assert Triage(spec, exclude={"A20"}).check(both).emergency
-    assert not Triage(spec, exclude={"A20"}, strict=True).check(both).emergency
+    assert not Triage(spec, exclude={"A20"}, strict=True, layers_off={"generic"}).check(both).emergency
+    assert Triage(spec, exclude={"A20"}, strict=True).check(both).rule_ids == ["GEN-BLEED-02"]
     untuned = Triage(spec, exclude={r["presentation"] for r in _set_rows()})
     assert len(untuned.rules) < len(default_triage().rules)
+
+
+def test_generic_layer_is_untagged_and_can_be_switched_off():
+    import yaml
+
+    spec = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    generic = [r for r in spec["rules"] if r.get("layer") == "generic"]
+    assert len(generic) >= 20 and not any(r.get("tuned_on") for r in generic)
+    assert not any(isinstance(p, dict) and p.get("tuned_on") for name, pats in spec["concepts"].items()
+                   if name.startswith("g_") for p in pats)
+    off = Triage(spec, layers_off={"generic"})
+    assert {r.id for r in default_triage().rules} - {r.id for r in off.rules} == {r["id"] for r in generic}
+
+
+# Phrasings written for this test (not in bench/data/triage/): caught by the generic layer alone, i.e. with
+# every tagged entry dropped and every presentation-specific rule switched off by excluding all presentations.
+@pytest.mark.parametrize("text, rule", [
+    ("拖地的时候把漂白剂溅进右眼里了", "GEN-TOX-01"),
+    ("我女儿舔了两颗洗衣凝珠", "GEN-TOX-02"),
+    ("孕三十五周，从昨天下午到现在胎动少了很多", "GEN-OB-02"),
+    ("他刚才说要把老板砍死，菜刀已经放包里了", "GEN-HARM-01"),
+    ("厨房切菜切到手指，血止不住，纸巾全湿透了", "GEN-BLEED-02"),
+    ("奶奶吃饭时突然说不出话来了", "GEN-ONSET-02"),
+    ("工友从脚手架上摔下来，腿动不了", "GEN-TRAUMA-01"),
+])
+def test_generic_layer_catches_new_phrasings(text, rule):
+    import yaml
+
+    spec = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    untuned = Triage(spec, exclude={r["presentation"] for r in _set_rows()})
+    assert rule in untuned.check(text).rule_ids
+
+
+@pytest.mark.parametrize("text", [
+    "现在吃盐酸氟桂嗪和芬必得，效果不好",            # a drug salt, not hydrochloric acid
+    "两岁宝宝生气的时候在地上打滚，哄不好",          # a tantrum, not pain
+    "中药吃了20天，没什么效果",                       # a duration, not a quantity of pills
+    "这次月经量特别大，卫生巾一会儿就湿透了",        # menstruation is not haemorrhage for this rule
+    "四十天的宝宝有点软，正常吗",                     # past the neonatal period, no red sign
+])
+def test_generic_layer_leaves_routine_messages_alone(text):
+    res = default_triage().check(text)
+    assert not any(i.startswith(("GEN-TOX", "GEN-PAIN-02", "GEN-BLEED-02", "GEN-NEONATE")) for i in res.rule_ids)
 
 
 @pytest.mark.parametrize("text, digits", [
