@@ -11,7 +11,8 @@ Presentation-labelled set: bench/data/triage/triage_set.jsonl (see its README). 
 rules; "leave-presentation-out" tests each presentation's messages on rules compiled without every entry
 tagged `tuned_on` only that presentation (an entry written for several presentations' messages would exist
 had any one of them never been seen); "strict leave-out" drops every entry naming the held-out presentation;
-"untuned" drops all tagged entries (the rules as derived from the coverage table before the set existed).
+"untuned" drops all tagged entries (the rules as derived from the coverage table, plus the untagged generic
+layer); "leave-out, no generic" is leave-presentation-out with the rules marked `layer: generic` switched off.
 
 The eval set (hand-written for this project, not copied from any dataset): one JSON object a line,
 {"id", "label": 1 emergency / 0 routine, "split": "dev"|"test", "text": newest message,

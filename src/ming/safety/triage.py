@@ -15,7 +15,8 @@ prefixes occurs in the message is skipped).
 Every concept pattern, cue pattern, veto and rule may carry `tuned_on: [presentation ids]` (the labelled
 messages it was written for, bench/data/triage/); `Triage(spec, exclude={"A02"})` drops the entries tuned
 only on A02 (`strict=True`: every entry naming A02), which is how bench/safety.py measures
-leave-presentation-out recall.
+leave-presentation-out recall. A rule may carry `layer: NAME` (the packaged rules: `generic`, concept
+classes shared by several presentations); `Triage(spec, layers_off={"generic"})` leaves those rules out.
 
 `assess_conversation(messages, already_escalated)` triages a whole chat (all user turns, with short
 "有/是的" answers read together with the assistant's question) and says which escalations are new.
