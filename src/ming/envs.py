@@ -12,6 +12,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
                   "cache folder: the assembled embedded GGUF, converted checkpoints, built wheels"),
     "MING_DATA_DIR": ("../shared/data next to the checkout, if present",
                       "folder of the raw medical data used by recipes, eval tasks and benchmarks"),
+    "MING_KB": ("medical_kg in the data folder",
+                "knowledge-base folder (entities.jsonl + triples.jsonl, medical_kg schema) for 智能问诊"),
     "MING_THREADS": ("auto (see ming.engine.threads)", "CPU threads for generation and training"),
     "MING_LOG_LEVEL": ("WARNING", "log level of the ming logger (DEBUG, INFO, WARNING, ERROR)"),
     "MING_LLAMACPP_VERSION": ("0.3.36", "llama-cpp-python version scripts/install_llamacpp.sh builds"),

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ming.cli.train", "supervised fine-tuning (full / LoRA / QLoRA), merge and export"),
     "eval": ("ming.cli.eval", "medical benchmarks and simulated-patient consultations"),
     "triage": ("ming.cli.triage", "red-flag emergency triage of messages, one JSON line each"),
+    "kb": ("ming.cli.kb", "medical knowledge base for 智能问诊: build, inspect, replay a consultation"),
     "report": ("ming.cli.report", "parse a lab / physical-exam report into graded findings"),
     "models": ("ming.cli.models", "list local models; prepare the embedded model; convert to GGUF"),
     "env": ("ming.cli.env", "print versions, devices and settings for bug reports"),

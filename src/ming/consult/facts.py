@@ -1,0 +1,118 @@
+"""What one patient message says, read by rules (no model): symptoms with polarity, body site,
+character of pain, onset and duration, triggers, age and sex, and whether the message is a bare
+yes / no / don't-know, says there is nothing more, asks its own question, or asks for the verdict.
+History items (past illness, medication, allergies, pregnancy) are read here when the patient
+volunteers them; a short answer to the controller's own question is attributed in `ming.consult.state`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ming.kb.symptoms import Lexicon, Mention, normalize_text
+
+SITES = ("右下腹", "左下腹", "右上腹", "左上腹", "上腹", "下腹", "小腹", "脐周", "肚脐", "胃部", "心口", "胸口", "胸部",
+         "胸骨后", "后背", "背部", "腰部", "腰", "头部", "额头", "后脑", "太阳穴", "咽喉", "嗓子", "喉咙", "膝盖", "膝关节",
+         "关节", "小腿", "大腿", "脚踝", "手腕", "肩膀", "颈部", "脖子", "眼睛", "耳朵", "牙", "皮肤", "全身", "浑身")
+SITE_CANON = {"小腹": "下腹", "肚脐": "脐周", "心口": "上腹", "胃部": "上腹", "胸口": "胸", "胸部": "胸", "后背": "背",
+              "背部": "背", "腰部": "腰", "头部": "头", "嗓子": "咽", "喉咙": "咽", "咽喉": "咽", "膝盖": "膝关节",
+              "脖子": "颈部", "浑身": "全身"}
+_SITE_RE = re.compile("|".join(sorted(SITES, key=len, reverse=True)))
+CHARACTER = re.compile(r"隐痛|胀痛|绞痛|刺痛|钝痛|酸痛|灼痛|烧灼|剧痛|针扎|刀割|压榨|撕裂|跳痛|闷痛|一阵一阵|阵发|"
+                       r"持续性?(?:疼|痛)|一直(?:疼|痛)|时好时坏|放射|牵扯|越来越(?:疼|痛|重|厉害)|疼得厉害|特别疼|很疼")
+_NUM = r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十半几百]+)"
+DURATION = re.compile(_NUM + r"\s*(?:多|来)?\s*(?:个)?\s*(?:小时|钟头|天|日|周|星期|礼拜|月|年)(?:多|左右|了|来)?|"
+                      r"昨天|昨晚|前天|今天|今早|今晚|早上|刚才|刚刚|上周|上个月|最近|近期|这几天|这两天|前几天|半年|"
+                      r"一周内|一个月内|一年多|很久|好久|多年|从小|突然|慢慢")
+TRIGGER = re.compile(r"(?:饭后|吃饭后|进食后|吃完饭|空腹|饿的时候|活动后|运动后|走路|爬楼|劳累|受凉|着凉|淋雨|熬夜|喝酒|饮酒|"
+                     r"吃了(?![^，。；,]{0,8}药)[^，。；,]{1,8}|吃辣|油腻|生冷|晚上|夜间|夜里|早上起来|晨起|咳嗽时|深呼吸|弯腰|久坐|久站|"
+                     r"坐飞机|长途飞行|长途|接触[^，。；,]{1,6}|按压|按着)")
+LONG_TRAVEL = re.compile(r"长途飞行|坐了?[^，。；,]{0,6}飞机|长途(?:旅行|坐车|汽车|火车)|坐了?[^，。；,]{0,4}(?:十|\d{2})[^，。；,]{0,3}小时"
+                         r"(?:的)?(?:车|飞机|火车)|久坐|长时间坐|卧床")
+AGE = re.compile(r"(\d{1,3})\s*(?:岁|周岁)|(\d{1,2})\s*个月大?")
+SEX_F = re.compile(r"女性|女孩|女儿|女生|女士|妈妈|母亲|老婆|妻子|怀孕|月经|例假|孕|(?:^|[，,。\s])女(?:[，,。\s]|$)|性别[:：]?\s*女")
+SEX_M = re.compile(r"男性|男孩|儿子|男生|先生|爸爸|父亲|老公|丈夫|(?:^|[，,。\s])男(?:[，,。\s]|$)|性别[:：]?\s*男")
+HISTORY = re.compile(r"既往|以前(?:得过|有过|患过)|病史|高血压|糖尿病|心脏病|冠心病|哮喘|慢性[\u4e00-\u9fff]{1,6}|"
+                     r"做过[^，。；,]{0,6}手术|手术史|[\u4e00-\u9fff]{1,6}术后")
+MEDICATION = re.compile(r"吃了?[^，。；,]{0,10}药|服用|用了?[^，。；,]{0,8}(?:药|膏|片|胶囊|颗粒)|输液|打针|吊瓶|"
+                        r"[\u4e00-\u9fff]{2,8}(?:片|胶囊|颗粒|口服液|软膏|乳膏|注射液)|布洛芬|对乙酰氨基酚|阿莫西林|头孢|"
+                        r"(?:没|没有|未)(?:吃|用)(?:过)?(?:任何)?药")
+ALLERGY = re.compile(r"过敏")
+PREGNANCY = re.compile(r"怀孕|妊娠|孕\d|孕期|备孕|停经|月经推迟|末次月经|例假(?:推迟|没来)|月经(?:没来|推迟)|哺乳")
+YES = re.compile(r"^(?:有|有的|有点|有一点|是|是的|对|对的|嗯|会|会的|有过|经常|偶尔|有些)(?:[。！!，,\s]|$)")
+NO = re.compile(r"^(?:没有|没|无|不|不是|没呢|都没有|也没有|也没|不会|没发现|未|否|都没)[。！!，,\s]*$|"
+                r"^(?:没有|没|无|都没有|也没有)(?:过|的|呢|啊)?[。！!，,\s]*$")
+UNKNOWN = re.compile(r"不知道|不清楚|不太清楚|不确定|说不上来|记不清|没注意|没量|没测|忘了")
+NOTHING_MORE = re.compile(r"没别的|没有别的|没其他|没有其他|就这些|就这样|其他(?:都)?(?:还)?(?:好|没有|正常)|别的(?:都)?没有|没什么了")
+VERDICT = re.compile(r"(?:最可能|到底|究竟)?是什么病|什么问题|(?:直接|请)?告诉我(?:诊断|结果|是什么)|诊断(?:是什么|一下)?[？?]?$|"
+                     r"请以“诊断|给个(?:诊断|判断)|怎么回事")
+OWN_QUESTION = re.compile(r"[？?]|吗[。！!\s]*$|呢[。！!\s]*$|怎么办|能不能|可不可以|要不要|需不需要|该不该|"
+                          r"是不是|会不会|严重吗|吃什么药|用什么药|怎么治|能吃|可以吃|要紧")
+
+
+@dataclass
+class MessageFacts:
+    text: str
+    mentions: list[Mention] = field(default_factory=list)
+    sites: list[str] = field(default_factory=list)
+    character: list[str] = field(default_factory=list)
+    duration: list[str] = field(default_factory=list)
+    triggers: list[str] = field(default_factory=list)
+    long_travel: bool = False
+    age: float | None = None
+    sex: str | None = None
+    history: list[str] = field(default_factory=list)
+    medication: list[str] = field(default_factory=list)
+    allergy: list[str] = field(default_factory=list)
+    pregnancy: list[str] = field(default_factory=list)
+    yes: bool = False
+    no: bool = False
+    unknown: bool = False
+    nothing_more: bool = False
+    asks_verdict: bool = False
+    question: str = ""  # the patient's own question, if the message asks one
+
+    @property
+    def informative(self) -> bool:
+        return bool(self.mentions or self.sites or self.character or self.duration or self.triggers or self.history
+                    or self.medication or self.allergy or self.pregnancy or self.age is not None or self.sex)
+
+
+def _clauses_matching(text: str, pattern: re.Pattern) -> list[str]:
+    return [c.strip() for c in re.split(r"[，,。；;！!？?\n]", text) if c.strip() and pattern.search(c)]
+
+
+def own_question(text: str) -> str:
+    """The sentences of a patient message that ask the doctor something."""
+    parts = re.split(r"(?<=[。！!？?\n；;])", text)
+    return "".join(p for p in parts if OWN_QUESTION.search(p.strip())).strip()
+
+
+def read_message(text: str, lexicon: Lexicon) -> MessageFacts:
+    t = normalize_text(text).strip()
+    f = MessageFacts(text=t)
+    f.mentions = lexicon.mentions(t)
+    f.sites = list(dict.fromkeys(SITE_CANON.get(s, s) for s in _SITE_RE.findall(t)))
+    f.character = list(dict.fromkeys(CHARACTER.findall(t)))
+    f.duration = list(dict.fromkeys(m.group(0) for m in DURATION.finditer(t)))
+    f.triggers = list(dict.fromkeys(TRIGGER.findall(t)))
+    f.long_travel = bool(LONG_TRAVEL.search(t))
+    m = AGE.search(t)
+    if m:
+        f.age = float(m.group(1)) if m.group(1) else float(m.group(2)) / 12
+    if SEX_F.search(t):
+        f.sex = "女"
+    elif SEX_M.search(t):
+        f.sex = "男"
+    f.history = _clauses_matching(t, HISTORY)
+    f.medication = _clauses_matching(t, MEDICATION)
+    f.allergy = _clauses_matching(t, ALLERGY)
+    f.pregnancy = _clauses_matching(t, PREGNANCY)
+    short = len(t) <= 12
+    f.unknown = short and bool(UNKNOWN.search(t))
+    f.no = not f.unknown and bool(NO.match(t)) and short
+    f.yes = not f.no and not f.unknown and bool(YES.match(t))
+    f.nothing_more = bool(NOTHING_MORE.search(t))
+    f.asks_verdict = bool(VERDICT.search(t))
+    f.question = "" if f.asks_verdict else own_question(t)
+    return f

@@ -1,0 +1,141 @@
+"""The next question: the history item that matters most and is still missing, or the symptom whose
+answer best separates the leading candidates (expected information gain). One slot per turn, each
+with a Chinese template (used when the model does not phrase it)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from ming.consult.rank import P_HIT, Candidate, p_miss
+from ming.consult.state import ConsultState
+from ming.kb.store import KB
+
+TEMPLATES = {
+    "chief": "请问您哪里不舒服？主要是什么症状？",
+    "duration": "这种情况持续多久了？是突然出现的还是慢慢开始的？",
+    "site": "具体是哪个部位不舒服？比如上腹、肚脐周围、右下腹，还是别的位置？",
+    "character": "是什么样的疼？比如胀痛、绞痛、刺痛，是一阵一阵的还是一直疼？",
+    "trigger": "在什么情况下会加重或缓解？比如吃饭、活动、休息或按压之后？",
+    "profile": "请问患者的年龄和性别？",
+    "pregnancy": "方便问一下，目前有没有怀孕的可能？末次月经是什么时候？",
+    "medication": "这次有没有吃过什么药或做过什么处理？效果怎么样？",
+    "history": "以前有没有高血压、糖尿病等慢性病，或者做过手术？",
+    "allergy": "有没有对什么药物或食物过敏？",
+    "exams": "之前去医院看过吗？做过什么检查，结果怎么样？",
+    "more": "除了这些，还有其他不舒服的地方吗？",
+}
+# plain words for canonical symptoms in questions (the canonical name follows in brackets)
+PLAIN = {"发热": "发烧", "腹泻": "拉肚子", "咽痛": "嗓子疼", "流涕": "流鼻涕", "食欲不振": "食欲不好", "呼吸困难": "喘不上气",
+         "心悸": "心慌", "下肢水肿": "腿肿", "压痛": "按压时更疼", "反跳痛": "按下去再松手时疼得更厉害", "畏寒": "怕冷",
+         "咯血": "咳血", "嗳气": "打嗝", "鼻塞": "鼻子不通气", "瘙痒": "发痒", "尿痛": "小便疼", "多汗": "出汗多",
+         "乏力": "没力气", "腹胀": "肚子胀", "眩晕": "天旋地转的晕"}
+PAIN_LIKE = re.compile(r"(?:腹|胸|头|腰|背|胃|关节|肩|颈)[^，]{0,3}痛")
+# KB names a patient cannot answer about (lab values, signs, diagnoses)
+_NOT_ASKABLE = re.compile(r"细胞|蛋白|增高|升高|降低|减少|异常|综合征|炎|癌|瘤|症$|病$|杂音|阻滞|衰竭|障碍|肿大|积液|失常|"
+                          r"休克|昏迷|抽搐|坏死|充血|感染|损害|亢进|低下|[A-Za-z]")
+SYMPTOM_QUESTIONS_MAX = 4
+MIN_GAIN = 0.01
+
+
+@dataclass
+class Question:
+    slot: str  # "duration" … or "symptom:发热" or "clarify:发热"
+    text: str
+    reason: str
+    gain: float = 0.0
+
+
+def symptom_question(canonical: str) -> str:
+    plain = PLAIN.get(canonical)
+    name = f"{plain}（{canonical}）" if plain else canonical
+    return f"请问有没有{name}？"
+
+
+def askable(kb: KB, concept: str) -> bool:
+    table = kb.lexicon.table_surfaces
+    if concept in kb.lexicon.broader or concept in PLAIN or concept in table:
+        return True
+    return 2 <= len(concept) <= 4 and not _NOT_ASKABLE.search(concept)
+
+
+def _entropy(ps) -> float:
+    return -sum(p * math.log(p) for p in ps if p > 0)
+
+
+def best_symptom(state: ConsultState, kb: KB, cands: list[Candidate], k: int = 10) -> tuple[str, float] | None:
+    """The unasked symptom with the largest expected information gain over the top-k candidates."""
+    top = cands[:k]
+    if len(top) < 2:
+        return None
+    z = sum(c.prob for c in top)
+    probs = [c.prob / z for c in top]
+    h0 = _entropy(probs)
+    sets = [kb.concepts(c.name) for c in top]
+    seen = set(state.symptoms)
+    asked = {s.split(":", 1)[1] for s in state.asked if s.startswith("symptom:")}
+    pool = sorted({x for s in sets for x in s} - seen - asked)
+    best, best_gain = None, MIN_GAIN
+    for s in pool:
+        if not askable(kb, s):
+            continue
+        pm = p_miss(kb, s)
+        like = [P_HIT if s in cs else pm for cs in sets]
+        p_yes = sum(p * l for p, l in zip(probs, like))
+        if p_yes <= 0 or p_yes >= 1:
+            continue
+        post_yes = [p * l / p_yes for p, l in zip(probs, like)]
+        post_no = [p * (1 - l) / (1 - p_yes) for p, l in zip(probs, like)]
+        gain = h0 - p_yes * _entropy(post_yes) - (1 - p_yes) * _entropy(post_no)
+        if gain > best_gain + 1e-12:
+            best, best_gain = s, gain
+    return (best, best_gain) if best else None
+
+
+def next_question(state: ConsultState, kb: KB, cands: list[Candidate]) -> Question | None:
+    """One question, or None when nothing worth asking is left."""
+    # a contradiction in the latest answer is cleared up first (once per symptom)
+    for c in state.contradictions:
+        if c["turn"] == state.patient_turns and state.asked.get(f"clarify:{c['symptom']}", 0) == 0:
+            said = {"present": "有", "absent": "没有"}
+            name = PLAIN.get(c["symptom"], c["symptom"])
+            return Question(f"clarify:{c['symptom']}",
+                            f"想确认一下：您前面说{said[c['was']]}{name}，刚才又说{said[c['now']]}，现在到底有没有{name}？",
+                            "patient contradicted an earlier answer")
+    if not state.present():
+        if state.asked.get("chief", 0) < 2:
+            return Question("chief", TEMPLATES["chief"], "no symptom named yet")
+        return None
+    # an off-topic answer: ask the same thing once more
+    if state.last_offtopic and len(state.last_slots) == 1:
+        slot = state.last_slots[0]
+        if state.asked.get(slot, 0) < 2:
+            text = TEMPLATES.get(slot) or symptom_question(slot.split(":", 1)[1])
+            return Question(slot, "可能我没问清楚，" + text, "the last answer did not answer the question")
+    pain = any(PAIN_LIKE.search(s) for s in state.present())
+    n_sym = sum(1 for s in state.asked if s.startswith("symptom:"))
+    plan: list[str] = ["duration"]
+    if pain:
+        plan.append("site")
+    plan += ["symptom", "symptom"]
+    if pain:
+        plan.append("character")
+    if state.reproductive_female():
+        plan.append("pregnancy")
+    plan += ["medication", "symptom", "history", "allergy", "profile", "exams", "symptom", "more"]
+    sym_budget = 0
+    for slot in plan:
+        if slot == "symptom":
+            sym_budget += 1
+            if n_sym >= min(sym_budget, SYMPTOM_QUESTIONS_MAX):
+                continue
+            got = best_symptom(state, kb, cands)
+            if got:
+                return Question(f"symptom:{got[0]}", symptom_question(got[0]),
+                                f"best separates the leading candidates (information gain {got[1]:.3f})", got[1])
+            continue
+        if state.asked.get(slot, 0) or state.known(slot):
+            continue
+        return Question(slot, TEMPLATES[slot], f"{slot} not yet known")
+    return None

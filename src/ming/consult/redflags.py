@@ -1,0 +1,45 @@
+"""Combinations of findings collected over the whole consultation that mean an emergency even when
+no single message does. The conversation-level triage of `ming.safety.triage` reads messages; this
+reads the controller's normalised findings (so "肚子疼" in turn 1 and "在右下腹，按着更疼，有点发烧"
+in turn 2 meet). Each rule: what must be present, and what the patient is told."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ming.consult.state import ConsultState
+
+
+@dataclass(frozen=True)
+class RedFlag:
+    id: str
+    findings: tuple[str, ...]
+    suspicion: str
+    advice: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _any(present: set[str], *names: str) -> str | None:
+    return next((n for n in names if n in present), None)
+
+
+def check(state: ConsultState) -> list[RedFlag]:
+    present = set(state.present())
+    out = []
+    rlq = "右下腹痛" in present or ("右下腹" in state.sites and "腹痛" in present)
+    tender = _any(present, "反跳痛", "右下腹压痛", "压痛")
+    fever = _any(present, "发热", "高热", "低热")
+    if rlq and tender and fever:
+        out.append(RedFlag("rlq_pain_tenderness_fever", ("右下腹痛", tender, fever), "急性阑尾炎（急腹症）",
+                           "右下腹疼痛、按压痛并伴发热，需警惕急性阑尾炎，请尽快（今天）到医院急诊或普外科就诊，"
+                           "就诊前不要吃东西、不要自行服用止痛药。"))
+    chest = _any(present, "胸痛", "呼吸困难", "气短", "咯血")
+    leg = _any(present, "下肢水肿", "水肿") if ("下肢水肿" in present or state.long_travel) else None
+    if chest and leg:
+        travel = "，且近期长途乘坐飞机/车或久坐" if state.long_travel else ""
+        out.append(RedFlag("chest_pain_leg_swelling", (chest, leg) + (("长途旅行/久坐",) if state.long_travel else ()),
+                           "肺栓塞（下肢深静脉血栓脱落）",
+                           f"{chest}伴腿部肿胀{travel}，需警惕肺栓塞，这是急症：请立即拨打120或马上去最近医院的急诊。"))
+    return out

@@ -1,0 +1,206 @@
+"""Build the knowledge-base index: `entities.jsonl` + `triples.jsonl` (the medical_kg schema) → one
+pickle under $MING_HOME/kb/ with the diseases, their symptoms (as canonical concepts), checks,
+departments, drugs, complications and short descriptions, plus the inverted symptom index. The
+index records the size and mtime of each source file and the symptom table's sha256, so a changed
+source or table is noticed (`stale_reason`)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ming import envs
+from ming.errors import MingError
+from ming.kb.symptoms import Lexicon, read_table
+
+INDEX_VERSION = 2
+SOURCE_FILES = ("entities.jsonl", "triples.jsonl")
+RELATIONS = {"has_symptom": "symptoms", "need_check": "checks", "belongs_to_department": "departments",
+             "common_drug": "drugs", "has_complication": "complications"}
+UNKNOWN_LICENCE = "not stated (no README with a '**Licence' line next to the KB files)"
+_ALIAS = re.compile(r"(?:又称|亦称|俗称|简称|又名|别称|也称|也叫|俗名)(?:为)?[“\"「『]?([\u4e00-\u9fff]{2,12})")
+# who a disease can affect, from its name and departments (the ranking checks these against age / sex)
+GROUPS = {
+    "child": (re.compile(r"^(?:小儿|婴儿|新生儿|婴幼儿|儿童|幼儿|新生)"), {"儿科", "小儿内科", "小儿外科", "新生儿科"}),
+    "elderly": (re.compile(r"^老年"), set()),
+    "pregnancy": (re.compile(r"妊娠|孕|产后|产褥|分娩|流产|胎|羊水|胎盘|早产|难产"), {"产科"}),
+    "female": (re.compile(r"子宫|卵巢|输卵管|阴道|外阴|乳腺|乳房|月经|盆腔|宫颈|闭经|痛经|白带"), {"妇科"}),
+    "male": (re.compile(r"前列腺|睾丸|阴茎|精索|阴囊|附睾|包皮|精液|阳痿|早泄"), {"男科"}),
+}
+TEXT_LIMITS = {"desc": 300, "nursing": 160, "prevent": 160, "susceptible_people": 60}
+
+
+@dataclass
+class BuildReport:
+    source: Path
+    index: Path
+    seconds: float
+    counts: dict
+    problems: list[str] = field(default_factory=list)
+    n_problems: int = 0
+
+
+def kb_source(path: str | Path | None = None) -> Path:
+    """The KB folder: `path` (a --kb flag), else $MING_KB, else medical_kg in the data folder."""
+    if path:
+        src = Path(path).expanduser()
+    elif os.environ.get("MING_KB"):
+        src = Path(os.environ["MING_KB"]).expanduser()
+    else:
+        data = envs.data_dir()
+        if data is None:
+            raise MingError("no knowledge base: found no data folder (../shared/data) and MING_KB is unset; "
+                            "set MING_KB=/path/to/medical_kg (a folder with entities.jsonl and triples.jsonl) "
+                            "or pass --kb DIR")
+        src = data / "medical_kg"
+    missing = [f for f in SOURCE_FILES if not (src / f).is_file()]
+    if missing:
+        raise MingError(f"knowledge base folder {src} lacks {', '.join(missing)} (want the medical_kg schema: "
+                        "entities.jsonl {name,type,attrs} and triples.jsonl {head,relation,tail}); "
+                        "point MING_KB or --kb at such a folder")
+    return src.resolve()
+
+
+def index_path(source: Path) -> Path:
+    tag = hashlib.sha1(str(source).encode()).hexdigest()[:10]
+    return envs.ming_home() / "kb" / f"{source.name}-{tag}.pkl"
+
+
+def source_stamp(source: Path) -> dict:
+    stamp: dict = {"index_version": INDEX_VERSION, "table_sha256": read_table()[2]}
+    for f in SOURCE_FILES:
+        st = (source / f).stat()
+        stamp[f] = [st.st_size, st.st_mtime_ns]
+    return stamp
+
+
+def read_licence(source: Path) -> str:
+    readme = source / "README.md"
+    if readme.is_file():
+        m = re.search(r"\*\*Licence[^*]*\*\*\s*:?\s*(.+)", readme.read_text(encoding="utf-8", errors="replace"))
+        if m:
+            return m.group(1).strip()
+    return UNKNOWN_LICENCE
+
+
+def _ratio(text: str | None) -> float | None:
+    m = re.match(r"\s*([\d.]+)\s*%", text or "")
+    try:
+        return float(m.group(1)) / 100 if m else None
+    except ValueError:
+        return None
+
+
+def _aliases(name: str, desc: str) -> list[str]:
+    out = []
+    for a in _ALIAS.findall(desc[:400]):
+        if a != name and a not in out:
+            out.append(a)
+    return out[:3]
+
+
+def _read_jsonl(path: Path, problems: list[str], check: Callable[[dict], bool]):
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(f"{path.name}:{n}: not JSON ({exc.msg})")
+                continue
+            if not isinstance(row, dict) or not check(row):
+                problems.append(f"{path.name}:{n}: missing keys")
+                continue
+            yield row
+
+
+def build_data(source: Path) -> dict:
+    """The index as plain data (what `build_index` pickles)."""
+    problems: list[str] = []
+    diseases: dict[str, dict] = {}
+
+    def entry(name: str) -> dict:
+        d = diseases.get(name)
+        if d is None:
+            d = diseases[name] = {k: [] for k in RELATIONS.values()}
+            d.update(desc="", ratio=None, aliases=[])
+        return d
+
+    symptom_names: set[str] = set()
+    for row in _read_jsonl(source / "entities.jsonl", problems, lambda r: "name" in r and "type" in r):
+        if row["type"] == "Symptom":
+            symptom_names.add(row["name"])
+        elif row["type"] == "Disease":
+            d = entry(row["name"])
+            attrs = row.get("attrs") or {}
+            for key, limit in TEXT_LIMITS.items():
+                text = attrs.get(key) or ""
+                if isinstance(text, str) and text:
+                    d[key if key != "susceptible_people" else "people"] = text[:limit]
+            d["ratio"] = _ratio(attrs.get("disease_ratio"))
+            d["aliases"] = _aliases(row["name"], attrs.get("desc") or "")
+    n_triples = 0
+    for row in _read_jsonl(source / "triples.jsonl", problems, lambda r: {"head", "relation", "tail"} <= set(r)):
+        key = RELATIONS.get(row["relation"])
+        if key is None:
+            continue
+        lst = entry(row["head"])[key]
+        if row["tail"] not in lst:
+            lst.append(row["tail"])
+        n_triples += 1
+        if key == "symptoms":
+            symptom_names.add(row["tail"])
+    for name, d in diseases.items():
+        d["groups"] = [g for g, (rx, depts) in GROUPS.items() if rx.search(name) or depts & set(d["departments"])]
+    lex = Lexicon.build(sorted(symptom_names))
+    by_concept: dict[str, list[str]] = {}
+    for name, d in diseases.items():
+        concepts: set[str] = set()
+        for s in d["symptoms"]:
+            concepts |= lex.concepts_in(s)
+        d["concepts"] = sorted(concepts)
+        for c in concepts:
+            by_concept.setdefault(c, []).append(name)
+    return {
+        "version": INDEX_VERSION,
+        "stamp": source_stamp(source),
+        "source": str(source),
+        "licence": read_licence(source),
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "counts": {"diseases": len(diseases), "symptom_names": len(symptom_names), "concepts": len(by_concept),
+                   "triples_used": n_triples},
+        "problems": problems[:50],
+        "n_problems": len(problems),
+        "diseases": diseases,
+        "symptom_names": sorted(symptom_names),
+        "by_concept": by_concept,
+    }
+
+
+def build_index(source: Path, out: Path | None = None) -> BuildReport:
+    t0 = time.perf_counter()
+    data = build_data(source)
+    out = out or index_path(source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(f".tmp{os.getpid()}")
+    with tmp.open("wb") as fh:
+        pickle.dump(data, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, out)
+    return BuildReport(source, out, time.perf_counter() - t0, data["counts"], data["problems"], data["n_problems"])
+
+
+def stale_reason(data: dict, source: Path) -> str | None:
+    """Why a loaded index no longer matches its source (None when it still does)."""
+    now = source_stamp(source)
+    for key, value in now.items():
+        if data.get("stamp", {}).get(key) != value:
+            return f"{key} changed"
+    return None

@@ -1,0 +1,173 @@
+"""The loaded knowledge base: diseases and their facts, the symptom lexicon, and the lookups the
+consultation controller needs (diseases with a symptom, symptom rarity, disease commonness, disease
+names in text, synonym-aware disease matching)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import re
+import sys
+from pathlib import Path
+
+from ming.errors import MingError
+from ming.kb.build import INDEX_VERSION, build_index, index_path, kb_source, stale_reason
+from ming.kb.symptoms import Lexicon, normalize_text
+
+DEFAULT_RATIO = 1e-4  # commonness of a disease whose page states none
+_DX_PREFIX = re.compile(r"^(初步诊断|疾病诊断|诊断|考虑为|考虑|疑似|可能为|可能是|可能)")
+_DX_SUFFIX = re.compile(r"(可能性大|可能|待排|待查|待除外|有关)$")
+
+
+def _bigrams(text: str) -> set[str]:
+    t = re.sub(r"[^\u4e00-\u9fffA-Za-z0-9]", "", text)
+    return {t[i:i + 2] for i in range(len(t) - 1)}
+
+
+class KB:
+    def __init__(self, data: dict, path: Path | None = None):
+        self.data = data
+        self.path = path
+        self.diseases: dict[str, dict] = data["diseases"]
+        self.by_concept: dict[str, list[str]] = data["by_concept"]
+        self.lexicon = Lexicon.build(data["symptom_names"])
+        self.n = max(1, len(self.diseases))
+        self._names: dict[str, str] | None = None
+        self._maxname = 0
+        self._concepts: dict[str, frozenset[str]] = {}
+        self._check_freq: dict[str, int] | None = None
+
+    # -- facts ------------------------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        return self.data["source"]
+
+    @property
+    def licence(self) -> str:
+        return self.data["licence"]
+
+    def disease(self, name: str) -> dict | None:
+        return self.diseases.get(name)
+
+    def concepts(self, name: str) -> frozenset[str]:
+        """The canonical symptoms a disease lists (each with its broader ones)."""
+        got = self._concepts.get(name)
+        if got is None:
+            got = self._concepts[name] = frozenset((self.diseases.get(name) or {}).get("concepts", ()))
+        return got
+
+    def common_checks(self, name: str, k: int = 3) -> list[str]:
+        """A disease's checks, the ones most diseases also list first (blood count before a rare assay)."""
+        if self._check_freq is None:
+            freq: dict[str, int] = {}
+            for d in self.diseases.values():
+                for c in d.get("checks", ()):
+                    freq[c] = freq.get(c, 0) + 1
+            self._check_freq = freq
+        checks = (self.diseases.get(name) or {}).get("checks", [])
+        return sorted(checks, key=lambda c: (-self._check_freq.get(c, 0), checks.index(c)))[:k]
+
+    def diseases_with(self, concept: str) -> list[str]:
+        return self.by_concept.get(concept, [])
+
+    def idf(self, concept: str) -> float:
+        return math.log((self.n + 1) / (len(self.by_concept.get(concept, ())) + 1)) + 1.0
+
+    def prior(self, name: str) -> float:
+        r = (self.diseases.get(name) or {}).get("ratio")
+        return min(0.3, max(1e-6, r)) if r else DEFAULT_RATIO
+
+    # -- disease names ----------------------------------------------------------------------------
+    def _name_table(self) -> dict[str, str]:
+        if self._names is None:
+            names: dict[str, str] = {}
+            for name, d in self.diseases.items():
+                for a in d.get("aliases", []):
+                    names.setdefault(normalize_text(a), name)
+            for name in self.diseases:
+                if len(name) >= 2:
+                    names[normalize_text(name)] = name
+            self._names = names
+            self._maxname = max((len(k) for k in names), default=1)
+        return self._names
+
+    def diseases_in(self, text: str) -> list[str]:
+        """KB diseases named in text (names and aliases, longest match), in order of first mention."""
+        table = self._name_table()
+        text = normalize_text(text)
+        out, i, n = [], 0, len(text)
+        while i < n:
+            for L in range(min(self._maxname, n - i), 1, -1):
+                hit = table.get(text[i:i + L])
+                if hit:
+                    if hit not in out:
+                        out.append(hit)
+                    i += L
+                    break
+            else:
+                i += 1
+        return out
+
+    def gold_terms(self, gold: str) -> list[str]:
+        """A doctor's diagnosis split into terms, each mapped to its KB disease name where one matches."""
+        parts = re.split(r"[，,；;、。/\s？?（）()：:]|及|和|或|合并|伴有|伴", normalize_text(gold))
+        out = []
+        for p in parts:
+            p = _DX_SUFFIX.sub("", _DX_PREFIX.sub("", p.strip()))
+            if len(p) >= 2 and p not in out:
+                out.append(p)
+        return out
+
+    def same_disease(self, candidate: str, gold: str) -> bool:
+        """Synonym-aware match of one candidate disease against a doctor's diagnosis: a gold term equals
+        the candidate or one of its KB aliases, one contains the other (≥ 2 characters), or ≥ 60 % of
+        the gold term's character bigrams are the candidate's."""
+        names = {normalize_text(candidate)} | {normalize_text(a) for a in (self.disease(candidate) or {}).get("aliases", [])}
+        for term in self.gold_terms(gold):
+            for name in names:
+                if term == name or (len(term) >= 2 and (term in name or name in term)):
+                    return True
+                tb = _bigrams(term)
+                if len(term) >= 3 and tb and len(tb & _bigrams(name)) / len(tb) >= 0.6:
+                    return True
+        return False
+
+
+_CACHE: dict[tuple[str, int], KB] = {}
+
+
+def load_kb(source: str | Path | None = None, *, build: bool = True, log=None) -> KB:
+    """The KB for `source` (a folder; default $MING_KB or the medical_kg data). The index is built on
+    first use (a few seconds, said on stderr) and rebuilt when the source or symptom table changed;
+    `build=False` makes a missing or stale index an error instead."""
+    log = log or (lambda msg: print(f"[ming kb] {msg}", file=sys.stderr, flush=True))
+    src = kb_source(source)
+    path = index_path(src)
+    reason = None
+    data = None
+    if path.is_file():
+        key = (str(path), path.stat().st_mtime_ns)
+        if key in _CACHE and stale_reason(_CACHE[key].data, src) is None:
+            return _CACHE[key]
+        try:
+            with path.open("rb") as fh:
+                data = pickle.load(fh)
+        except (OSError, pickle.UnpicklingError, EOFError) as exc:
+            reason = f"unreadable index ({exc})"
+        if data is not None:
+            reason = "index format changed" if data.get("version") != INDEX_VERSION else stale_reason(data, src)
+    else:
+        reason = "no index yet"
+    if reason:
+        if not build:
+            raise MingError(f"knowledge-base index for {src}: {reason} ({path}); run `ming kb build`"
+                            + (f" --kb {src}" if source else ""))
+        log(f"building the index of {src} ({reason}) …")
+        rep = build_index(src, path)
+        log(f"{rep.counts['diseases']} diseases indexed in {rep.seconds:.1f} s → {rep.index}"
+            + (f"; {rep.n_problems} bad source lines skipped (see `ming kb info`)" if rep.n_problems else ""))
+        with path.open("rb") as fh:
+            data = pickle.load(fh)
+    kb = KB(data, path)
+    _CACHE[(str(path), path.stat().st_mtime_ns)] = kb
+    return kb
