@@ -13,17 +13,17 @@ from ming.consult.state import ConsultState
 from ming.kb.store import KB
 
 TEMPLATES = {
-    "chief": "请问您哪里不舒服？主要是什么症状？",
-    "duration": "这种情况持续多久了？是突然出现的还是慢慢开始的？",
-    "site": "具体是哪个部位不舒服？比如上腹、肚脐周围、右下腹，还是别的位置？",
-    "character": "是什么样的疼？比如胀痛、绞痛、刺痛，是一阵一阵的还是一直疼？",
-    "trigger": "在什么情况下会加重或缓解？比如吃饭、活动、休息或按压之后？",
+    "chief": "请问您哪里不舒服，主要是什么症状？",
+    "duration": "这种情况持续多久了，是突然出现的还是慢慢开始的？",
+    "site": "具体是哪个部位不舒服，比如上腹、肚脐周围、右下腹，还是别的位置？",
+    "character": "是什么样的疼，比如胀痛、绞痛、刺痛，是一阵一阵的还是一直疼？",
+    "trigger": "在什么情况下会加重或缓解，比如吃饭、活动、休息或按压之后？",
     "profile": "请问患者的年龄和性别？",
-    "pregnancy": "方便问一下，目前有没有怀孕的可能？末次月经是什么时候？",
-    "medication": "这次有没有吃过什么药或做过什么处理？效果怎么样？",
+    "pregnancy": "方便问一下，目前有没有怀孕的可能，末次月经是什么时候？",
+    "medication": "这次有没有吃过什么药或做过什么处理，效果怎么样？",
     "history": "以前有没有高血压、糖尿病等慢性病，或者做过手术？",
     "allergy": "有没有对什么药物或食物过敏？",
-    "exams": "之前去医院看过吗？做过什么检查，结果怎么样？",
+    "exams": "之前去医院看过吗，做过什么检查，结果怎么样？",
     "more": "除了这些，还有其他不舒服的地方吗？",
 }
 # plain words for canonical symptoms in questions (the canonical name follows in brackets)

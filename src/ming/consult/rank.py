@@ -13,7 +13,8 @@ from ming.consult.state import ConsultState
 from ming.kb.store import KB
 
 P_HIT = 0.6  # P(patient has symptom | disease lists it)
-PRIOR_WEIGHT = 0.2  # the KB's 发病率 figures are rough: a weak prior
+PRIOR_WEIGHT = 0.2
+GROUP_FIT_BONUS = 2.0  # a child's illness for a child, …  # the KB's 发病率 figures are rough: a weak prior
 MAX_POOL = 4000
 
 
@@ -38,17 +39,18 @@ def p_miss(kb: KB, concept: str) -> float:
 
 
 def group_fit(state: ConsultState, groups) -> float:
-    """Log-penalty for a disease of a group (children, the elderly, pregnancy, one sex) the patient is
-    not in (strong) or not known to be in (mild)."""
+    """Log-weight of a disease of a group (children, the elderly, pregnancy, one sex): a penalty when the
+    patient is not in it (strong) or not known to be in it (mild), a small bonus when they are."""
     pen = 0.0
+    fits = math.log(GROUP_FIT_BONUS)
     age, sex, preg = state.age, state.sex, state.pregnant()
     for g in groups:
         if g == "child":
-            pen += 0.0 if age is not None and age < 14 else math.log(0.01 if age is not None else 0.3)
+            pen += fits if age is not None and age < 14 else math.log(0.01 if age is not None else 0.3)
         elif g == "elderly":
-            pen += 0.0 if age is not None and age >= 60 else math.log(0.01 if age is not None else 0.2)
+            pen += fits if age is not None and age >= 60 else math.log(0.01 if age is not None else 0.2)
         elif g == "pregnancy":
-            pen += 0.0 if preg else math.log(0.001 if preg is False or sex == "男" else 0.1)
+            pen += fits if preg else math.log(0.001 if preg is False or sex == "男" else 0.1)
         elif g == "female":
             pen += 0.0 if sex == "女" else math.log(0.001 if sex == "男" else 0.5)
         elif g == "male":

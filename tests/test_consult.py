@@ -1,0 +1,178 @@
+"""The consultation controller on the ten-disease fixture KB: what it asks, when it stops, what it
+escalates, and that the state comes from the patient's words only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ming.consult import ConsultConfig, ConsultState, build_state, step
+from ming.consult.controller import KINDS
+from ming.kb import load_kb
+
+TINY = Path(__file__).parent / "fixtures" / "kb_tiny"
+
+
+@pytest.fixture(scope="module")
+def kb(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kb")
+    shutil.copytree(TINY, root / "kb_tiny")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MING_HOME", str(root / "home"))
+    try:
+        yield load_kb(root / "kb_tiny", log=lambda m: None)
+    finally:
+        mp.undo()
+
+
+def talk(kb, *patient, config=None):
+    """Replay patient messages; the assistant says what the controller chose. Returns the actions."""
+    msgs, actions = [], []
+    for text in patient:
+        msgs.append({"role": "user", "content": text})
+        a = step(msgs, kb, config)
+        actions.append(a)
+        msgs.append({"role": "assistant", "content": a.text})
+    return actions
+
+
+def test_issue_conversation_asks_first_then_escalates_appendicitis(kb):
+    first, second = talk(kb, "我肚子疼两天了", "在右下腹，按着更疼，有点发烧")
+    assert first.kind == "ask" and first.text.count("？") == 1 and first.question.slot == "site"
+    assert "建议" not in first.text and first.assessment is None
+    assert second.kind == "escalate"
+    assert [f.id for f in second.red_flags] == ["rlq_pain_tenderness_fever"]
+    assert second.text.startswith("⚠️") and "阑尾炎" in second.text and "急诊" in second.text
+    assert second.candidates[0].name == "阑尾炎"
+
+
+def test_chest_pain_and_leg_swelling_after_a_flight_escalate_across_turns(kb):
+    a1, a2 = talk(kb, "胸口疼，有点喘不上气", "我昨天刚坐了十几个小时飞机回来，腿也肿了")
+    assert a1.kind == "ask"
+    assert a2.kind == "escalate" and a2.red_flags[0].id == "chest_pain_leg_swelling"
+    assert a2.state.long_travel and "120" in a2.text
+    assert a2.to_dict()["findings"]["long_travel"] is True  # exposed for conversation-level triage
+
+
+def test_short_answers_belong_to_the_question_just_asked(kb):
+    msgs = [{"role": "user", "content": "拉肚子一天了"},
+            {"role": "assistant", "content": "请问有没有发烧（发热）？"},
+            {"role": "user", "content": "没有"},
+            {"role": "assistant", "content": "请问有没有呕吐？"},
+            {"role": "user", "content": "不知道"},
+            {"role": "assistant", "content": "这次有没有吃过什么药或做过什么处理？"},
+            {"role": "user", "content": "没有"}]
+    st = build_state(msgs, kb.lexicon)
+    assert st.symptoms["发热"].polarity == "absent" and st.symptoms["发热"].said == "没有"
+    assert st.symptoms["呕吐"].polarity == "uncertain"
+    assert st.medication and "否认" in st.medication[0]
+    assert st.allergy == [] and st.history == [] and st.pregnancy == []  # never asked, never invented
+    assert "symptom:呕吐" in st.unknown
+
+
+def test_volunteered_facts_are_read_without_a_question(kb):
+    st = build_state([{"role": "user", "content": "女，28岁，小肚子疼三天，吃了布洛芬，青霉素过敏，有高血压"}], kb.lexicon)
+    assert st.sex == "女" and st.age == 28 and "下腹痛" in st.present() and "腹痛" in st.present()
+    assert st.duration == ["三天"] and st.medication and st.allergy == ["青霉素过敏"] and st.history
+    assert st.reproductive_female()
+
+
+def test_pregnancy_is_asked_for_women_of_reproductive_age_only(kb):
+    def slots(*patient):
+        return [a.question.slot for a in talk(kb, *patient, config=ConsultConfig(max_questions=12, min_questions=12))
+                if a.question]
+
+    woman = slots("女，25岁，小肚子疼两天了", "没有", "没有", "没有", "没有", "没有", "没有", "没有")
+    man = slots("男，25岁，小肚子疼两天了", "没有", "没有", "没有", "没有", "没有", "没有", "没有")
+    assert "pregnancy" in woman and "pregnancy" not in man
+
+
+def test_contradiction_is_cleared_up(kb):
+    *_, last = talk(kb, "拉肚子两天了，有点发烧", "没有", "没发烧")
+    assert last.question.slot == "clarify:发热" and "有没有" in last.text
+    assert last.state.contradictions[0]["symptom"] == "发热"
+
+
+def test_off_topic_answer_gets_the_question_once_more(kb):
+    a1, a2 = talk(kb, "肚子疼", "我家的猫也挺好的")
+    assert a1.question.slot == "duration"
+    assert a2.question.slot == "duration" and a2.text.startswith("可能我没问清楚")
+    assert a2.state.offtopic == 1
+
+
+def test_patient_question_is_answered_then_the_consultation_continues(kb):
+    a1, a2 = talk(kb, "拉肚子两天了", "要不要吃点药？")
+    assert a2.kind == "answer_then_ask" and "要不要吃点药" in a2.patient_question
+    assert "要不要吃点药" in a2.instruction and a2.question is not None
+
+
+def test_stops_when_the_patient_wants_the_verdict_or_has_nothing_to_add(kb):
+    *_, verdict = talk(kb, "拉肚子两天了，还吐", "没有", "我这是什么病？")
+    assert verdict.kind == "assess" and "verdict" in verdict.reason
+    *_, nothing = talk(kb, "拉肚子两天了，还吐", "没有别的了")
+    assert nothing.kind == "assess" and "nothing to add" in nothing.reason
+
+
+def test_question_limit_stops_asking(kb):
+    actions = talk(kb, "头疼", "不知道", "不知道", "不知道", "不知道", config=ConsultConfig(max_questions=3))
+    assert [a.kind for a in actions][:3] == ["ask", "ask", "ask"]
+    assert actions[3].kind == "assess" and "limit" in actions[3].reason
+
+
+def test_every_question_turn_asks_exactly_one_question(kb):
+    for a in talk(kb, "拉肚子两天了", "有点", "没有", "不清楚", "好像没有", "吃过蒙脱石散"):
+        if a.kind in ("ask", "answer_then_ask"):
+            assert a.text.count("？") == 1, a.text
+
+
+def test_assessment_cites_kb_checks_and_departments(kb):
+    *_, a = talk(kb, "拉肚子两天了，还吐，有点发烧，肚子也疼", "我这是什么病？")
+    assert a.kind == "assess"
+    top = a.assessment["candidates"][0]
+    assert top["name"] == "急性胃肠炎" and {"腹泻", "呕吐", "发热"} <= set(top["supporting"])
+    assert "便常规" in a.assessment["checks"] and "消化内科" in a.assessment["departments"]
+    for part in ("初步判断：最可能是急性胃肠炎", "建议检查：", "就诊科室：", "何时就医：", "注意事项：", "不能代替医生面诊"):
+        assert part in a.text
+    assert "只能使用下面列出的事实" in a.instruction
+
+
+def test_negatives_and_patient_group_change_the_ranking(kb):
+    def top(*patient):
+        return [c.name for c in build_and_rank(kb, *patient)]
+
+    assert top("拉肚子，发烧")[0] != "小儿腹泻"
+    assert top("孩子2岁，拉肚子，发烧")[0] == "小儿腹泻"
+    with_fever = top("下腹痛，发烧，白带多，女")
+    assert with_fever[0] == "盆腔炎"
+    assert "盆腔炎" not in top("男，下腹痛，发烧")[:1]
+    assert top("尿频尿急，下腹痛")[0] == "尿路感染"
+
+
+def build_and_rank(kb, *patient):
+    from ming.consult.rank import rank
+
+    return rank(build_state([{"role": "user", "content": t} for t in patient], kb.lexicon), kb)
+
+
+def test_action_is_deterministic_and_serialisable(kb):
+    msgs = [{"role": "user", "content": "拉肚子两天了"}, {"role": "assistant", "content": "请问有没有发烧（发热）？"},
+            {"role": "user", "content": "有点"}]
+    a, b = step(msgs, kb), step(msgs, kb)
+    assert a.kind in KINDS and a.to_dict() == b.to_dict()
+    d = json.loads(json.dumps(a.to_dict(), ensure_ascii=False))
+    st = ConsultState.from_dict(d["state"])
+    assert st.symptoms["发热"].polarity == "present" and st.to_dict() == a.state.to_dict()
+    assert "候选" in a.why() and "发热" in a.why()
+
+
+def test_after_the_assessment_follow_ups_are_answered_not_re_asked(kb):
+    *_, done = talk(kb, "拉肚子两天了", "我这是什么病？")
+    assert done.kind == "assess"
+    msgs = [{"role": "user", "content": "拉肚子两天了"}, {"role": "assistant", "content": "这种情况持续多久了？"},
+            {"role": "user", "content": "我这是什么病？"}, {"role": "assistant", "content": done.text},
+            {"role": "user", "content": "那我能吃什么？"}]
+    a = step(msgs, kb)
+    assert a.kind == "answer" and a.question is None and "事实" in a.instruction
