@@ -26,6 +26,7 @@ from ming.consult.state import ConsultState, build_state
 from ming.kb.store import KB
 
 ASSESSED = re.compile(r"初步判断|初步诊断|最可能(?:的诊断|是)|诊断[:：]")  # an assistant turn that concluded
+ANSWER_FALLBACK = "初步判断见上文；如果出现新的症状或情况有变化，请告诉我，我再帮您分析。"
 KINDS = ("escalate", "ask", "answer_then_ask", "assess", "answer")
 
 
@@ -129,7 +130,8 @@ def step(messages: Sequence[dict], kb: KB, config: ConsultConfig | None = None) 
         a = assess_mod.build(st, kb, cands, flags)
         instr = ("问诊结论已经给出（见上文）。回答患者的追问，只依据已给出的结论和下面的事实，不要添加新的疾病或药物。\n事实：\n"
                  + a["text"])
-        return ConsultAction("answer", "", instr, st, cands, assessment=a, patient_question=pq,
+        text = ("关于您的问题，请结合上面的初步判断，当面咨询接诊医生后再决定用药或处理。" if pq else "") + ANSWER_FALLBACK
+        return ConsultAction("answer", text, instr, st, cands, assessment=a, patient_question=pq,
                              reason="assessment already given")
     why_stop = stop_reason(st, cands, cfg)
     q = None if why_stop else next_question(st, kb, cands)

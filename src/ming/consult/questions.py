@@ -103,9 +103,11 @@ def next_question(state: ConsultState, kb: KB, cands: list[Candidate]) -> Questi
             return Question(f"clarify:{c['symptom']}",
                             f"想确认一下：您前面说{said[c['was']]}{name}，刚才又说{said[c['now']]}，现在到底有没有{name}？",
                             "patient contradicted an earlier answer")
-    if not state.present():
-        if state.asked.get("chief", 0) < 2:
-            return Question("chief", TEMPLATES["chief"], "no symptom named yet")
+    if not state.present():  # nothing the KB knows yet: take the history anyway, symptoms first
+        for slot in ("chief", "duration", "medication", "exams", "history", "more", "allergy"):
+            if not state.asked.get(slot, 0) and not state.known(slot):
+                return Question(slot, TEMPLATES[slot], "no symptom the KB knows yet" if slot == "chief"
+                                else f"{slot} not yet known")
         return None
     # an off-topic answer: ask the same thing once more
     if state.last_offtopic and len(state.last_slots) == 1:

@@ -27,8 +27,13 @@ _UNCERTAIN = re.compile(r"不知道|不清楚|不确定|说不清|不太清楚|�
 _NEGATION = re.compile(r"没有|没|不|无|未|否认|并无")
 _NEG_WINDOW = 10
 # "腿也肿了", "肚子一直疼": a body part and its complaint split by an adverb, joined before matching
-_SPLIT_FORM = re.compile(r"(肚子|头|嗓子|喉咙|胸口|腰|背|胃|腿|脚|小腿|关节|膝盖|眼睛|耳朵|牙)"
-                         r"(?:也|都|还|又|有点儿?|有些|一直|老是|总是|特别|很|非常|挺|比较|会|就)+(疼|痛|肿|胀|痒|麻)")  # a negation cue further back than this many characters in the clause is ignored
+_SPLIT_FORM = re.compile(r"(肚子|头|嗓子|喉咙|胸口|腰|背|胃|腿|脚|小腿|关节|膝盖|眼睛|耳朵|牙|肩|颈|手腕|脚踝)"
+                         r"(?:也|都|还|又|有点儿?|有些|一直|老是|总是|特别|很|非常|挺|比较|会|就|突然|经常|时常|偶尔|反复)+"
+                         r"(疼痛|疼|痛|肿|胀|痒|麻)")
+
+
+def _join_split(m: re.Match) -> str:
+    return m.group(1) + ("痛" if m.group(2) == "疼痛" else m.group(2))
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ class Lexicon:
 
     def mentions(self, text: str) -> list[Mention]:
         """Symptoms named in patient text, each with its polarity in that clause."""
-        text = _SPLIT_FORM.sub(r"\1\2", normalize_text(text))
+        text = _SPLIT_FORM.sub(_join_split, normalize_text(text))
         found = self._scan(text, self.maxlen)
         masked = list(text)
         for a, b, _ in found:  # a cue inside another symptom name ("食欲不振") is not a cue

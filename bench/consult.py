@@ -1,0 +1,280 @@
+"""智能问诊 measured with the evaluator's simulated patient: the consultation controller against the
+plain model, paired on the same cases, plus the controller's cost per turn.
+
+    # the plain model, through the evaluator's own local path (safety layer on, consult system prompt)
+    nice -n 10 .venv/bin/python bench/consult.py run --arm plain --model-path base --out runs/consult_bench
+    # the controller (template questions and assessment; the safety check runs first, as in the pipeline)
+    .venv/bin/python bench/consult.py run --arm controller --out runs/consult_bench
+    # … or the controller with the model phrasing its questions (template when the phrasing fails)
+    nice -n 10 .venv/bin/python bench/consult.py run --arm phrased --model-path base --out runs/consult_bench
+    .venv/bin/python bench/consult.py table runs/consult_bench/plain.jsonl runs/consult_bench/controller.jsonl
+    .venv/bin/python bench/consult.py overhead
+
+Cases: per task, the first --limit cases of the evaluator's seeded order (`Runner.prepare`, so
+`ming eval TASK --limit N --seed S` scores the same ones) plus every case of the task whose whole
+hidden story trips `ming.safety.triage` (the red-flag cases, scored for escalation). The patient is
+the rule-based simulator; each consultation runs `ming.eval.simpatient.consult` unchanged.
+
+Metrics per arm (table): share of non-final doctor turns that ask a question (the simulator's own
+test, `questions_in`), coverage of hidden findings, diagnosis by the evaluator's lexical match and by
+the KB (top-1 / top-3: the first KB diseases the final answer names, matched synonym-aware through
+the KB), doctor turns, escalation on red-flag cases. Wilson 95% CIs for rates, bootstrap for means."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from ming.consult import step
+from ming.consult.state import asked_slots
+from ming.eval.clients import Reply
+from ming.eval.metrics import bootstrap_ci, wilson_ci
+from ming.eval.runner import EvalOptions, Runner
+from ming.eval.simpatient import RulePatient, consult, diagnosis_hit, questions_in
+from ming.kb import load_kb
+from ming.prompts import system_prompt
+from ming.respond import load_policy, with_system_addendum
+from ming.safety.triage import default_triage
+
+TASKS = "meddialog_cn_100,covid_dialogue_zh,cmtmedqa_dialogue"
+
+
+class ControllerDoctor:
+    """The consult-mode turn as the pipeline will run it: safety check, then the controller; the
+    controller's template text is the reply unless `engine` is given to phrase its questions."""
+
+    kind = "controller"
+
+    def __init__(self, kb, policy, engine=None, phrase_tokens: int = 60):
+        self.kb, self.policy, self.engine, self.phrase_tokens = kb, policy, engine, phrase_tokens
+        self.step_ms: list[float] = []
+        self.phrased = self.fallbacks = 0
+
+    def describe(self) -> dict:
+        return {"kind": "controller", "kb": self.kb.source, "phrased_by": getattr(self.engine, "name", None)}
+
+    def _phrase(self, msgs, action, gen) -> str:
+        from ming.engine.base import GenerationConfig
+
+        conv = [m for m in msgs if m["role"] != "system"]
+        ids = self.engine.render(with_system_addendum(conv, action.instruction)).ids
+        g = GenerationConfig(max_new_tokens=self.phrase_tokens, temperature=0, seed=gen.seed).validate()
+        with self.engine.lock:
+            text = "".join(ch.text for ch in self.engine.stream(ids, g) if ch.text).strip()
+        # keep the model's words only when they still ask (once) what the controller chose
+        if text.count("？") + text.count("?") == 1 and action.question.slot in asked_slots(text, self.kb.lexicon):
+            self.phrased += 1
+            return text
+        self.fallbacks += 1
+        return action.text
+
+    def chat(self, messages, gen, until=None) -> Reply:
+        msgs = list(messages)
+        decision = self.policy.check(msgs) if self.policy is not None else None
+        t0 = time.perf_counter()
+        action = step(msgs, self.kb)
+        self.step_ms.append((time.perf_counter() - t0) * 1000)
+        text = action.text
+        if self.engine is not None and action.kind in ("ask", "answer_then_ask"):
+            text = self._phrase(msgs, action, gen)
+        prefix = decision.prefix if decision is not None and decision.prefix else ""
+        escalated = action.kind == "escalate" or (decision is not None and decision.action == "escalate")
+        return Reply(text=(prefix + "\n\n" + text) if prefix else text, model_text=text,
+                     safety={"action": "escalate"} if escalated else None, info={"kind": action.kind})
+
+
+def red_flag_case(case) -> bool:
+    return default_triage().check("。".join([case.chief_complaint] + [f.text for f in case.findings])).emergency
+
+
+def cases_for(runner: Runner, name: str, limit: int):
+    prep = runner.prepare(name)
+    chosen = [(it, False) for it in prep.items[:limit]]
+    seen = {it["id"] for it, _ in chosen}
+    for it in prep.items:
+        if red_flag_case(prep.cases[it["id"]]):
+            if it["id"] in seen:
+                chosen = [(x, x["id"] == it["id"] or flag) for x, flag in chosen]
+            else:
+                chosen.append((it, True))
+    return prep, chosen
+
+
+def cmd_run(args) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{args.arm}.jsonl"
+    done = set()
+    if path.is_file():
+        done = {(r["task"], r["id"]) for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if r}
+    opts = EvalOptions(tasks=args.tasks.split(","), output=str(out), seed=args.seed, max_turns=args.max_turns,
+                       max_new_tokens=args.max_new_tokens, temperature=0.0, progress=False)
+    kb = load_kb()
+    engine = None
+    if args.arm in ("plain", "phrased"):
+        from ming.config import ModelOptions
+        from ming.engine import create_engine
+
+        engine = create_engine(ModelOptions(model_path=args.model_path, threads=args.threads))
+    if args.arm == "plain":
+        from ming.eval.clients import LocalClient
+
+        client, system = LocalClient(engine, safety="on"), system_prompt("consult")
+    else:
+        client, system = ControllerDoctor(kb, load_policy("on"), engine if args.arm == "phrased" else None), None
+    runner = Runner(client, opts)
+    print(f"[bench] arm={args.arm} model={getattr(engine, 'name', None)} kb={kb.source} → {path}", file=sys.stderr)
+    with path.open("a", encoding="utf-8") as fh:
+        for name in opts.tasks:
+            prep, chosen = cases_for(runner, name, args.limit)
+            n_flag = sum(1 for _, f in chosen if f)
+            print(f"[bench] {name}: {len(chosen)} cases ({n_flag} red-flag)", file=sys.stderr)
+            for item, flagged in chosen:
+                if (name, item["id"]) in done:
+                    continue
+                case = prep.cases[item["id"]]
+                gen = runner.gen_for("consult", item["id"])
+                t0 = time.time()
+                n_steps = len(getattr(client, "step_ms", []))
+                res = consult(client, RulePatient(case), case, gen, max_turns=args.max_turns, system=system)
+                row = {"task": name, "id": item["id"], "arm": args.arm, "red_flag_case": flagged,
+                       "transcript": res.transcript, "turns": res.turns, "revealed": res.revealed,
+                       "n_findings": len(case.findings), "coverage": res.coverage, "final_text": res.final_text,
+                       "gold": case.diagnosis, "lexical_hit": res.diagnosis_hit,
+                       "escalated": bool(res.safety_events), "seconds": round(time.time() - t0, 2),
+                       "step_ms": getattr(client, "step_ms", [])[n_steps:]}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.flush()
+                print(f"[bench] {name} {item['id']}: {row['seconds']} s, coverage {res.coverage}, "
+                      f"dx {res.diagnosis_hit}", file=sys.stderr)
+    if isinstance(client, ControllerDoctor) and engine is not None:
+        print(f"[bench] phrased {client.phrased} questions, template fallback {client.fallbacks}", file=sys.stderr)
+    return 0
+
+
+def score(rows: list[dict], kb) -> dict:
+    non_final = [t for r in rows for t in [x for x in r["transcript"] if x["role"] == "doctor"][:-1]]
+    asked = [bool(questions_in(t["text"])) for t in non_final]
+    cov = [r["coverage"] for r in rows if r["coverage"] is not None]
+    dx_rows = [r for r in rows if r["gold"]]
+    top1, top3, lex = [], [], []
+    for r in dx_rows:
+        named = kb.diseases_in(r["final_text"])
+        hits = [kb.same_disease(n, r["gold"]) for n in named[:3]]
+        top1.append(bool(hits[:1] and hits[0]))
+        top3.append(any(hits))
+        lex.append(bool(diagnosis_hit(r["final_text"], r["gold"])[0]))
+    flagged = [r for r in rows if r["red_flag_case"]]
+    return {"cases": len(rows), "asked": (sum(asked), len(asked)), "coverage": cov,
+            "lexical": (sum(lex), len(lex)), "top1": (sum(top1), len(top1)), "top3": (sum(top3), len(top3)),
+            "turns": [r["turns"] for r in rows], "escalated": (sum(r["escalated"] for r in flagged), len(flagged))}
+
+
+def _rate(kn) -> str:
+    k, n = kn
+    if not n:
+        return "-"
+    lo, hi = wilson_ci(k, n)
+    return f"{100 * k / n:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] ({k}/{n})"
+
+
+def _mean(xs, pct=False) -> str:
+    if not xs:
+        return "-"
+    lo, hi = bootstrap_ci(xs)
+    f = 100 if pct else 1
+    return f"{f * statistics.mean(xs):.1f} [{f * lo:.1f}, {f * hi:.1f}]" if pct else f"{statistics.mean(xs):.2f}"
+
+
+def cmd_table(args) -> int:
+    kb = load_kb()
+    arms = []
+    for p in args.files:
+        rows = [json.loads(x) for x in Path(p).read_text(encoding="utf-8").splitlines() if x.strip()]
+        arms.append((Path(p).stem, {(r["task"], r["id"]): r for r in rows}))
+    common = set.intersection(*(set(r) for _, r in arms))
+    tasks = sorted({t for t, _ in common}, key=lambda t: TASKS.split(",").index(t) if t in TASKS else 99)
+    print("| task | arm | cases | asks a question (non-final turns) % | coverage % | diagnosis (lexical) % "
+          "| KB top-1 % | KB top-3 % | doctor turns | escalated on red-flag cases |")
+    print("|---|---|---:|---|---|---|---|---|---:|---|")
+    for task in tasks + ["all"]:
+        keys = sorted(k for k in common if task in ("all", k[0]))
+        for arm, rows in arms:
+            s = score([rows[k] for k in keys], kb)
+            print(f"| {task} | {arm} | {s['cases']} | {_rate(s['asked'])} | {_mean(s['coverage'], pct=True)} | "
+                  f"{_rate(s['lexical'])} | {_rate(s['top1'])} | {_rate(s['top3'])} | {_mean(s['turns'])} | "
+                  f"{_rate(s['escalated'])} |")
+    return 0
+
+
+def cmd_overhead(args) -> int:
+    import pickle
+
+    from ming.kb.store import KB
+
+    t0 = time.perf_counter()
+    kb = load_kb()
+    first = time.perf_counter() - t0
+    loads = []
+    for _ in range(args.rounds):
+        t0 = time.perf_counter()
+        with open(kb.path, "rb") as fh:
+            KB(pickle.load(fh))
+        loads.append((time.perf_counter() - t0) * 1000)
+    opts = EvalOptions(tasks=args.tasks.split(","), output="/tmp", seed=args.seed, max_turns=args.max_turns,
+                       temperature=0.0, progress=False)
+    doctor = ControllerDoctor(kb, None)
+    runner = Runner(doctor, opts)
+    by_len: dict[int, list[float]] = {}
+    for name in opts.tasks:
+        prep, chosen = cases_for(runner, name, args.limit)
+        for item, _ in chosen:
+            case = prep.cases[item["id"]]
+            n0 = len(doctor.step_ms)
+            consult(doctor, RulePatient(case), case, runner.gen_for("consult", item["id"]), max_turns=args.max_turns)
+            for i, ms in enumerate(doctor.step_ms[n0:], 1):
+                by_len.setdefault(i, []).append(ms)
+    ms = sorted(doctor.step_ms)
+    q = lambda p: ms[min(len(ms) - 1, int(p * len(ms)))]  # noqa: E731
+    print(f"KB index: {kb.path} ({kb.path.stat().st_size / 1e6:.1f} MB)")
+    print(f"KB load in this process (first call, staleness check included): {first * 1000:.0f} ms")
+    print(f"KB load from the index, {args.rounds} rounds: min {min(loads):.0f} ms, median {statistics.median(loads):.0f} ms")
+    print(f"controller step over {len(ms)} turns ({args.limit} cases per task + red-flag cases): "
+          f"mean {statistics.mean(ms):.1f} ms, p50 {q(0.5):.1f}, p95 {q(0.95):.1f}, max {ms[-1]:.1f} ms "
+          f"(target < 50 ms: p95 is {q(0.95) / 50:.2f}× the target)")
+    for i, xs in sorted(by_len.items()):
+        print(f"  doctor turn {i}: median {statistics.median(xs):.1f} ms over {len(xs)} turns")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run", help="run one arm over the sampled cases (appends; rerun to continue)")
+    r.add_argument("--arm", choices=["plain", "controller", "phrased"], required=True)
+    r.add_argument("--model-path", default="base", help="plain/phrased arms: the model ('base' = embedded 0.5B)")
+    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--max-new-tokens", type=int, default=128, help="plain arm: tokens per doctor turn")
+    r.add_argument("--out", default="runs/consult_bench")
+    for sp in (r, sub.add_parser("overhead", help="KB load time and controller time per turn")):
+        sp.add_argument("--tasks", default=TASKS)
+        sp.add_argument("--limit", type=int, default=20, help="cases per task from the seeded order (plus red-flag cases)")
+        sp.add_argument("--seed", type=int, default=1234)
+        sp.add_argument("--max-turns", type=int, default=4)
+        if sp is not r:
+            sp.add_argument("--rounds", type=int, default=5)
+            sp.set_defaults(func=cmd_overhead)
+    r.set_defaults(func=cmd_run)
+    t = sub.add_parser("table", help="paired table of two or more arms' results")
+    t.add_argument("files", nargs="+")
+    t.set_defaults(func=cmd_table)
+    args = p.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
