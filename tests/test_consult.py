@@ -176,3 +176,10 @@ def test_after_the_assessment_follow_ups_are_answered_not_re_asked(kb):
             {"role": "user", "content": "那我能吃什么？"}]
     a = step(msgs, kb)
     assert a.kind == "answer" and a.question is None and "事实" in a.instruction
+
+
+def test_without_a_known_symptom_the_history_is_still_taken(kb):
+    actions = talk(kb, "我有一个问题想请教一下", "最近不知道怎么回事", "没有", "没有")
+    assert [a.kind for a in actions] == ["ask", "ask", "ask", "ask"]
+    slots = [a.question.slot for a in actions]
+    assert slots[0] == "chief" and len(set(slots)) == 4

@@ -45,7 +45,7 @@ NO = re.compile(r"^(?:没有|没|无|不|不是|没呢|都没有|也没有|也�
 UNKNOWN = re.compile(r"不知道|不清楚|不太清楚|不确定|说不上来|记不清|没注意|没量|没测|忘了")
 NOTHING_MORE = re.compile(r"没别的|没有别的|没其他|没有其他|就这些|就这样|其他(?:都)?(?:还)?(?:好|没有|正常)|别的(?:都)?没有|没什么了")
 VERDICT = re.compile(r"(?:最可能|到底|究竟)?是什么病|什么问题|(?:直接|请)?告诉我(?:诊断|结果|是什么)|诊断(?:是什么|一下)?[？?]?$|"
-                     r"请以“诊断|给个(?:诊断|判断)|怎么回事")
+                     r"请以“诊断|给个(?:诊断|判断)")
 OWN_QUESTION = re.compile(r"[？?]|吗[。！!\s]*$|呢[。！!\s]*$|怎么办|能不能|可不可以|要不要|需不需要|该不该|"
                           r"是不是|会不会|严重吗|吃什么药|用什么药|怎么治|能吃|可以吃|要紧")
 
@@ -109,7 +109,8 @@ def read_message(text: str, lexicon: Lexicon) -> MessageFacts:
     f.allergy = _clauses_matching(t, ALLERGY)
     f.pregnancy = _clauses_matching(t, PREGNANCY)
     short = len(t) <= 12
-    f.unknown = short and bool(UNKNOWN.search(t))
+    # "不知道" / "这个我不太清楚，没有注意到别的情况" with no symptom in it answers "unknown"
+    f.unknown = len(t) <= 30 and bool(UNKNOWN.search(t)) and not f.mentions
     f.no = not f.unknown and bool(NO.match(t)) and short
     f.yes = not f.no and not f.unknown and bool(YES.match(t))
     f.nothing_more = bool(NOTHING_MORE.search(t))

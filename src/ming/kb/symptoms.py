@@ -27,9 +27,14 @@ _UNCERTAIN = re.compile(r"不知道|不清楚|不确定|说不清|不太清楚|�
 _NEGATION = re.compile(r"没有|没|不|无|未|否认|并无")
 _NEG_WINDOW = 10
 # "腿也肿了", "肚子一直疼": a body part and its complaint split by an adverb, joined before matching
-_SPLIT_FORM = re.compile(r"(肚子|头|嗓子|喉咙|胸口|腰|背|胃|腿|脚|小腿|关节|膝盖|眼睛|耳朵|牙|肩|颈|手腕|脚踝)"
-                         r"(?:也|都|还|又|有点儿?|有些|一直|老是|总是|特别|很|非常|挺|比较|会|就|突然|经常|时常|偶尔|反复)+"
-                         r"(疼痛|疼|痛|肿|胀|痒|麻)")
+_SPLIT_FORM = re.compile(r"(肚子|头|嗓子|喉咙|胸口|腰|背|胃|腿|脚|小腿|关节|膝盖|眼睛|耳朵|牙|肩|颈|手腕|脚踝|呼吸)"
+                         r"(?:也|都|还|又|有点儿?|有些|一直|老是|总是|特别|很|非常|挺|比较|会|就|突然|经常|时常|偶尔|反复|似乎|好像|感觉)+"
+                         r"(疼痛|疼|痛|肿|胀|痒|麻|不畅|不顺|困难)")
+
+
+# symptom words that name a place or service, not a complaint ("去发热门诊")
+_NOT_COMPLAINT = re.compile(r"发热门诊|发烧门诊|发热病房|发热科|腹泻门诊|肠道门诊|咳嗽药|止咳|退烧药|退热|止泻|止痛|止吐|"
+                            r"头痛药|感冒药")
 
 
 def _join_split(m: re.Match) -> str:
@@ -160,6 +165,7 @@ class Lexicon:
     def mentions(self, text: str) -> list[Mention]:
         """Symptoms named in patient text, each with its polarity in that clause."""
         text = _SPLIT_FORM.sub(_join_split, normalize_text(text))
+        text = _NOT_COMPLAINT.sub(lambda m: "□" * len(m.group(0)), text)
         found = self._scan(text, self.maxlen)
         masked = list(text)
         for a, b, _ in found:  # a cue inside another symptom name ("食欲不振") is not a cue
