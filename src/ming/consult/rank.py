@@ -6,6 +6,7 @@ against it more); an absent symptom the disease lists counts against it; the dis
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import asdict, dataclass, field
 
@@ -15,7 +16,8 @@ from ming.kb.store import KB
 P_HIT = 0.6  # P(patient has symptom | disease lists it)
 PRIOR_WEIGHT = 0.2
 GROUP_FIT_BONUS = 2.0  # a child's illness for a child, …  # the KB's 发病率 figures are rough: a weak prior
-MAX_POOL = 4000
+PRUNE_MARGIN = 2
+GROUPS = ("child", "elderly", "pregnancy", "female", "male")
 
 
 @dataclass
@@ -73,48 +75,54 @@ def roots(concepts: list[str], kb: KB) -> list[tuple[str, ...]]:
 
 
 def rank(state: ConsultState, kb: KB, top: int = 10) -> list[Candidate]:
+    """The `top` most likely diseases given the present and absent findings. Scores accumulate over the
+    KB's inverted index (disease lists per symptom), so a turn costs the postings of its findings."""
     pos = [c for c in state.present() if kb.diseases_with(c)]
     neg = [c for c in state.absent() if kb.diseases_with(c)]
     if not pos:
         return []
-    pool: set[str] = set()
-    for c in sorted(pos, key=lambda c: len(kb.diseases_with(c))):
-        pool.update(kb.diseases_with(c))
-        if len(pool) > MAX_POOL:
-            break
     chains = roots(pos, kb)
-    # a chain missing entirely costs the base rate of its broadest form (the mildest reading)
-    miss = {ch: math.log(p_miss(kb, ch[-1])) for ch in chains}
-    neg_miss = {c: math.log(1 - p_miss(kb, c)) for c in neg}
     hit, neg_hit = math.log(P_HIT), math.log(1 - P_HIT)
-    # a disease that lists only a broader form (腹痛 for 右下腹压痛) explains the finding as far as
-    # that form is specific: P_HIT scaled by sqrt(df(finding) / df(broader form))
-    part = {(ch[0], b): math.log(P_HIT * math.sqrt(max(1, len(kb.diseases_with(ch[0]))) / max(1, len(kb.diseases_with(b)))))
-            for ch in chains for b in ch[1:]}
-    scored = []
-    for name in pool:
-        cs = kb.concepts(name)
-        s = PRIOR_WEIGHT * math.log(kb.prior(name)) + group_fit(state, kb.diseases[name].get("groups", ()))
-        sup = []
-        for ch in chains:
-            got = next((c for c in ch if c in cs), None)
-            if got is None:
-                s += miss[ch]
-            else:
-                s += hit if got == ch[0] else part[(ch[0], got)]
-                sup.append(got)
-        ag = []
-        for c in neg:
-            if c in cs:
-                s += neg_hit
-                ag.append(c)
-            else:
-                s += neg_miss[c]
-        scored.append(Candidate(name, s, supporting=sup, against=ag))
-    scored.sort(key=lambda c: (-c.score, c.name))
-    scored = scored[:top]
-    m = scored[0].score
-    z = sum(math.exp(c.score - m) for c in scored)
-    for c in scored:  # probabilities among the leading candidates
-        c.prob = math.exp(c.score - m) / z
-    return scored
+    # every disease starts as if it explained nothing; what it lists then raises (or lowers) its score
+    base = sum(math.log(p_miss(kb, ch[-1])) for ch in chains)
+    base += sum(math.log(1 - p_miss(kb, c)) for c in neg)
+    best: dict[str, dict[int, tuple[float, str]]] = {}
+    for i, ch in enumerate(chains):
+        miss = math.log(p_miss(kb, ch[-1]))
+        for j, c in enumerate(ch):
+            # a disease listing only a broader form (腹痛 for 右下腹压痛) explains the finding as far as that
+            # form is specific: P_HIT scaled by sqrt(df(finding) / df(broader form))
+            gain = (hit if j == 0 else math.log(P_HIT * math.sqrt(
+                max(1, len(kb.diseases_with(ch[0]))) / max(1, len(kb.diseases_with(c)))))) - miss
+            for name in kb.diseases_with(c):
+                got = best.setdefault(name, {})
+                if i not in got or got[i][0] < gain:
+                    got[i] = (gain, c)
+    against: dict[str, list[str]] = {}
+    neg_gain = {c: neg_hit - math.log(1 - p_miss(kb, c)) for c in neg}
+    for c in neg:
+        for name in kb.diseases_with(c):
+            if name in best:
+                against.setdefault(name, []).append(c)
+    fit = {g: group_fit(state, (g,)) for g in GROUPS}
+    # a disease explaining two findings fewer than the best-explaining one cannot reach the lead (each
+    # finding is worth more than the spread of priors): skip scoring it
+    need = max(len(got) for got in best.values()) - PRUNE_MARGIN
+    scores = []
+    for name, got in best.items():
+        if len(got) < need:
+            continue
+        s = base + kb.prior_term(name, PRIOR_WEIGHT) + sum(g for g, _ in got.values())
+        for g in kb.diseases[name].get("groups", ()):
+            s += fit.get(g, 0.0)
+        for c in against.get(name, ()):
+            s += neg_gain[c]
+        scores.append((s, name))
+    leaders = heapq.nsmallest(top, scores, key=lambda x: (-x[0], x[1]))
+    m = leaders[0][0]
+    z = sum(math.exp(sc - m) for sc, _ in leaders)
+    out = []
+    for sc, name in leaders:  # probabilities among the leading candidates
+        sup = [c for _, (_, c) in sorted(best[name].items())]
+        out.append(Candidate(name, sc, math.exp(sc - m) / z, sup, list(against.get(name, []))))
+    return out
