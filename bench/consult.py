@@ -212,7 +212,7 @@ def cmd_table(args) -> int:
 
 
 def cmd_overhead(args) -> int:
-    from ming.kb.store import KB, _read_index
+    from ming.kb.store import KB, read_index
 
     t0 = time.perf_counter()
     kb = load_kb()
@@ -220,7 +220,7 @@ def cmd_overhead(args) -> int:
     loads = []
     for _ in range(args.rounds):
         t0 = time.perf_counter()
-        KB(_read_index(kb.path))
+        KB(read_index(kb.path))
         loads.append((time.perf_counter() - t0) * 1000)
     opts = EvalOptions(tasks=args.tasks.split(","), output="/tmp", seed=args.seed, max_turns=args.max_turns,
                        temperature=0.0, progress=False)

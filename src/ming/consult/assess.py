@@ -51,9 +51,11 @@ def build(state: ConsultState, kb: KB, cands: list[Candidate], flags: list[RedFl
     cautions = []
     if items:
         d = kb.disease(items[0]["name"]) or {}
-        note = (d.get("nursing") or d.get("prevent") or "").split("\n")[0].strip()
+        note = next((x.strip() for x in re.split(r"[\n。]", (d.get("nursing") or "") + "\n" + (d.get("prevent") or ""))
+                     if len(x.strip()) >= 12 and not x.strip().endswith("…")), "")
+        note = re.sub(r"^[(（]?[\d⑴-⒇一二三四五六七八九十]{1,2}[)）]?[、.．:：]?\s*", "", note)
         if note:
-            cautions.append(f"{items[0]['name']}：{note.rstrip('…')[:80]}")
+            cautions.append(f"{items[0]['name']}（知识库）：{note[:80]}。")
     if state.allergy and not any("否认" in a for a in state.allergy):
         cautions.append(f"您提到过敏（{state.allergy[0]}），就诊时请告诉医生，避免使用相关药物。")
     if state.pregnancy and not any("否认" in p for p in state.pregnancy):

@@ -146,7 +146,7 @@ class KB:
 _CACHE: dict[tuple[str, int], KB] = {}
 
 
-def _read_index(path: Path) -> dict:
+def read_index(path: Path) -> dict:
     """Unpickle with the cyclic garbage collector paused: the index is ~10^5 small acyclic objects, and
     collections triggered while they are created cost a fifth of the load time."""
     was = gc.isenabled()
@@ -173,7 +173,7 @@ def load_kb(source: str | Path | None = None, *, build: bool = True, log=None) -
         if key in _CACHE and stale_reason(_CACHE[key].data, src) is None:
             return _CACHE[key]
         try:
-            data = _read_index(path)
+            data = read_index(path)
         except (OSError, pickle.UnpicklingError, EOFError) as exc:
             reason = f"unreadable index ({exc})"
         if data is not None:
@@ -188,7 +188,7 @@ def load_kb(source: str | Path | None = None, *, build: bool = True, log=None) -
         rep = build_index(src, path)
         log(f"{rep.counts['diseases']} diseases indexed in {rep.seconds:.1f} s → {rep.index}"
             + (f"; {rep.n_problems} bad source lines skipped (see `ming kb info`)" if rep.n_problems else ""))
-        data = _read_index(path)
+        data = read_index(path)
     kb = KB(data, path)
     _CACHE[(str(path), path.stat().st_mtime_ns)] = kb
     return kb
