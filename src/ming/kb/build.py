@@ -11,6 +11,7 @@ import json
 import os
 import pickle
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from ming import envs
 from ming.errors import MingError
 from ming.kb.symptoms import Lexicon, read_table
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 SOURCE_FILES = ("entities.jsonl", "triples.jsonl")
 RELATIONS = {"has_symptom": "symptoms", "need_check": "checks", "belongs_to_department": "departments",
              "common_drug": "drugs", "has_complication": "complications"}
@@ -153,12 +154,19 @@ def build_data(source: Path) -> dict:
         if key is None:
             continue
         lst = entry(row["head"])[key]
-        if row["tail"] not in lst:
-            lst.append(row["tail"])
+        tail = sys.intern(row["tail"])  # one object per name: the pickle stores it once, loading makes it once
+        if tail not in lst:
+            lst.append(tail)
         n_triples += 1
         if key == "symptoms":
             symptom_names.add(row["tail"])
+    # checks most diseases also list come first (a blood count before a rare assay)
+    check_freq: dict[str, int] = {}
+    for d in diseases.values():
+        for c in d["checks"]:
+            check_freq[c] = check_freq.get(c, 0) + 1
     for name, d in diseases.items():
+        d["checks"].sort(key=lambda c: -check_freq[c])
         d["groups"] = [g for g, (rx, depts) in GROUPS.items() if rx.search(name) or depts & set(d["departments"])]
     lex = Lexicon.build(sorted(symptom_names))
     by_concept: dict[str, list[str]] = {}
@@ -166,7 +174,7 @@ def build_data(source: Path) -> dict:
         concepts: set[str] = set()
         for s in d["symptoms"]:
             concepts |= lex.concepts_in(s)
-        d["concepts"] = sorted(concepts)
+        d["concepts"] = sorted(sys.intern(c) for c in concepts)
         for c in concepts:
             by_concept.setdefault(c, []).append(name)
     return {

@@ -36,7 +36,6 @@ class KB:
         self._names: dict[str, str] | None = None
         self._maxname = 0
         self._concepts: dict[str, frozenset[str]] = {}
-        self._check_freq: dict[str, int] | None = None
         self._prior_terms: dict[tuple[str, float], float] = {}
 
     # -- facts ------------------------------------------------------------------------------------
@@ -59,15 +58,8 @@ class KB:
         return got
 
     def common_checks(self, name: str, k: int = 3) -> list[str]:
-        """A disease's checks, the ones most diseases also list first (blood count before a rare assay)."""
-        if self._check_freq is None:
-            freq: dict[str, int] = {}
-            for d in self.diseases.values():
-                for c in d.get("checks", ()):
-                    freq[c] = freq.get(c, 0) + 1
-            self._check_freq = freq
-        checks = (self.diseases.get(name) or {}).get("checks", [])
-        return sorted(checks, key=lambda c: (-self._check_freq.get(c, 0), checks.index(c)))[:k]
+        """A disease's first k checks (the index orders them: the ones most diseases list first)."""
+        return (self.diseases.get(name) or {}).get("checks", [])[:k]
 
     def diseases_with(self, concept: str) -> list[str]:
         return self.by_concept.get(concept, [])
