@@ -51,9 +51,9 @@ OWN_QUESTION = re.compile(r"[？?]|吗[。！!\s]*$|呢[。！!\s]*$|怎么办|�
 
 
 @dataclass
-class MessageFacts:
-    text: str
-    mentions: list[Mention] = field(default_factory=list)
+class Findings:
+    """The history items a message can tell (and a consultation collects)."""
+
     sites: list[str] = field(default_factory=list)
     character: list[str] = field(default_factory=list)
     duration: list[str] = field(default_factory=list)
@@ -65,6 +65,12 @@ class MessageFacts:
     medication: list[str] = field(default_factory=list)
     allergy: list[str] = field(default_factory=list)
     pregnancy: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MessageFacts(Findings):
+    text: str = ""
+    mentions: list[Mention] = field(default_factory=list)
     yes: bool = False
     no: bool = False
     unknown: bool = False

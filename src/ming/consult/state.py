@@ -8,7 +8,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
-from ming.consult.facts import MessageFacts, read_message
+from ming.consult.facts import Findings, MessageFacts, read_message
 from ming.kb.symptoms import Lexicon, normalize_text
 
 HISTORY_SLOTS = ("duration", "site", "character", "trigger", "profile", "pregnancy", "medication", "history",
@@ -40,20 +40,9 @@ class SymptomFact:
 
 
 @dataclass
-class ConsultState:
+class ConsultState(Findings):
     chief_complaint: str = ""
     symptoms: dict[str, SymptomFact] = field(default_factory=dict)
-    sites: list[str] = field(default_factory=list)
-    character: list[str] = field(default_factory=list)
-    duration: list[str] = field(default_factory=list)
-    triggers: list[str] = field(default_factory=list)
-    long_travel: bool = False
-    age: float | None = None
-    sex: str | None = None
-    history: list[str] = field(default_factory=list)
-    medication: list[str] = field(default_factory=list)
-    allergy: list[str] = field(default_factory=list)
-    pregnancy: list[str] = field(default_factory=list)
     asked: dict[str, int] = field(default_factory=dict)  # slot ("duration", "symptom:发热" …) -> times asked
     answered: list[str] = field(default_factory=list)  # slots the patient answered (anything, "不知道" included)
     unknown: list[str] = field(default_factory=list)  # slots answered "不知道"

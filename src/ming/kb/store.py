@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ming.errors import MingError
 from ming.kb.build import INDEX_VERSION, build_index, index_path, kb_source, stale_reason
-from ming.kb.symptoms import Lexicon, normalize_text
+from ming.kb.symptoms import Lexicon, longest_matches, normalize_text
 
 DEFAULT_RATIO = 1e-4  # commonness of a disease whose page states none
 _DX_PREFIX = re.compile(r"^(初步诊断|疾病诊断|诊断|考虑为|考虑|疑似|可能为|可能是|可能)")
@@ -96,18 +96,10 @@ class KB:
     def diseases_in(self, text: str) -> list[str]:
         """KB diseases named in text (names and aliases, longest match), in order of first mention."""
         table = self._name_table()
-        text = normalize_text(text)
-        out, i, n = [], 0, len(text)
-        while i < n:
-            for L in range(min(self._maxname, n - i), 1, -1):
-                hit = table.get(text[i:i + L])
-                if hit:
-                    if hit not in out:
-                        out.append(hit)
-                    i += L
-                    break
-            else:
-                i += 1
+        out: list[str] = []
+        for _, _, key in longest_matches(normalize_text(text), table, self._maxname, minlen=2):
+            if table[key] not in out:
+                out.append(table[key])
         return out
 
     def gold_terms(self, gold: str) -> list[str]:

@@ -87,6 +87,21 @@ def read_table(path: str | Path | None = None) -> tuple[dict[str, str], dict[str
     return surfaces, broader, hashlib.sha256(raw).hexdigest()
 
 
+def longest_matches(text: str, table, maxlen: int, minlen: int = 1) -> list[tuple[int, int, str]]:
+    """Longest key of `table` at each position, left to right, non-overlapping: (start, end, key)."""
+    out, i, n = [], 0, len(text)
+    while i < n:
+        for L in range(min(maxlen, n - i), minlen - 1, -1):
+            s = text[i:i + L]
+            if s in table:
+                out.append((i, i + L, s))
+                i += L
+                break
+        else:
+            i += 1
+    return out
+
+
 def usable_kb_name(name: str) -> bool:
     """KB symptom names worth matching in text: two or more characters, some of them Chinese."""
     return len(name) >= 2 and bool(re.search(r"[\u4e00-\u9fff]", name)) and not re.search(r"[，,。；;]", name)
@@ -136,18 +151,7 @@ class Lexicon:
         return got
 
     def _scan(self, text: str, maxlen: int) -> list[tuple[int, int, str]]:
-        """Longest surface match at each position, left to right, non-overlapping: (start, end, surface)."""
-        out, i, n = [], 0, len(text)
-        while i < n:
-            for L in range(min(maxlen, n - i), 0, -1):
-                s = text[i:i + L]
-                if s in self.surfaces:
-                    out.append((i, i + L, s))
-                    i += L
-                    break
-            else:
-                i += 1
-        return out
+        return longest_matches(text, self.surfaces, maxlen)
 
     def concepts_in(self, name: str) -> set[str]:
         """Canonical symptoms a KB symptom name stands for: its own canonical form, plus the symptoms
