@@ -29,15 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-from ming.consult import step
-from ming.consult.state import asked_slots
+from ming.consult import phrase, step
 from ming.eval.clients import Reply
 from ming.eval.metrics import bootstrap_ci, wilson_ci
 from ming.eval.runner import EvalOptions, Runner
 from ming.eval.simpatient import RulePatient, consult, diagnosis_hit, questions_in
 from ming.kb import load_kb
 from ming.prompts import system_prompt
-from ming.respond import load_policy, with_system_addendum
+from ming.respond import load_policy
 from ming.safety.triage import default_triage
 
 TASKS = "meddialog_cn_100,covid_dialogue_zh,cmtmedqa_dialogue"
@@ -49,7 +48,7 @@ class ControllerDoctor:
 
     kind = "controller"
 
-    def __init__(self, kb, policy, engine=None, phrase_tokens: int = 60):
+    def __init__(self, kb, policy, engine=None, phrase_tokens: int = phrase.QUESTION_TOKENS):
         self.kb, self.policy, self.engine, self.phrase_tokens = kb, policy, engine, phrase_tokens
         self.step_ms: list[float] = []
         self.phrased = self.fallbacks = 0
@@ -61,16 +60,16 @@ class ControllerDoctor:
         from ming.engine.base import GenerationConfig
 
         conv = [m for m in msgs if m["role"] != "system"]
-        ids = self.engine.render(with_system_addendum(conv, action.instruction)).ids
+        ids = self.engine.render(phrase.model_messages(conv, action)).ids
         g = GenerationConfig(max_new_tokens=self.phrase_tokens, temperature=0, seed=gen.seed).validate()
         with self.engine.lock:
-            text = "".join(ch.text for ch in self.engine.stream(ids, g) if ch.text).strip()
-        # keep the model's words only when they still ask (once) what the controller chose
-        if text.count("？") + text.count("?") == 1 and action.question.slot in asked_slots(text, self.kb.lexicon):
+            said = "".join(ch.text for ch in self.engine.stream(ids, g) if ch.text).strip()
+        text = phrase.final_text(action, said, self.kb.lexicon)
+        if text == action.text:
+            self.fallbacks += 1
+        else:
             self.phrased += 1
-            return text
-        self.fallbacks += 1
-        return action.text
+        return text
 
     def chat(self, messages, gen, until=None) -> Reply:
         msgs = list(messages)
@@ -79,7 +78,7 @@ class ControllerDoctor:
         action = step(msgs, self.kb)
         self.step_ms.append((time.perf_counter() - t0) * 1000)
         text = action.text
-        if self.engine is not None and action.kind in ("ask", "answer_then_ask"):
+        if self.engine is not None and action.kind == "ask":
             text = self._phrase(msgs, action, gen)
         prefix = decision.prefix if decision is not None and decision.prefix else ""
         escalated = action.kind == "escalate" or (decision is not None and decision.action == "escalate")

@@ -183,3 +183,22 @@ def test_without_a_known_symptom_the_history_is_still_taken(kb):
     assert [a.kind for a in actions] == ["ask", "ask", "ask", "ask"]
     slots = [a.question.slot for a in actions]
     assert slots[0] == "chief" and len(set(slots)) == 4
+
+
+def test_model_phrasing_is_kept_only_when_it_asks_what_was_chosen(kb):
+    from ming.consult import phrase
+
+    a = talk(kb, "拉肚子两天了")[0]
+    assert a.kind == "ask"
+    slot = a.question.slot
+    msgs = phrase.model_messages([{"role": "user", "content": "拉肚子两天了"}], a)
+    assert msgs[0]["role"] == "system" and a.question.text in msgs[0]["content"]
+    assert slot == "symptom:恶心"
+    good = "那您这两天有没有觉得恶心、想吐？"
+    assert phrase.final_text(a, good, kb.lexicon) == good
+    assert phrase.final_text(a, "那您有没有发烧？", kb.lexicon) == a.text  # asks something else: template
+    assert phrase.final_text(a, "多喝水，注意饮食清淡。", kb.lexicon) == a.text  # no question: template
+    assert phrase.final_text(a, "有没有发烧？有没有呕吐？", kb.lexicon) == a.text  # two questions: template
+    assert phrase.final_text(a, None, kb.lexicon) == a.text
+    esc = talk(kb, "我肚子疼两天了", "在右下腹，按着更疼，有点发烧")[1]
+    assert not phrase.wants_model(esc) and phrase.final_text(esc, "没事，多喝水", kb.lexicon) == esc.text
