@@ -17,13 +17,14 @@ the rule-based simulator; each consultation runs `ming.eval.simpatient.consult` 
 
 Metrics per arm (table): share of non-final doctor turns that ask a question (the simulator's own
 test, `questions_in`), coverage of hidden findings, diagnosis by the evaluator's lexical match and by
-the KB (top-1 / top-3: the first KB diseases the final answer names, matched synonym-aware through
-the KB), doctor turns, escalation on red-flag cases. Wilson 95% CIs for rates, bootstrap for means."""
+the KB (top-1 / top-3: the first KB diseases named in the final answer's diagnosis sentence, matched
+synonym-aware through the KB), doctor turns, escalation on red-flag cases. Wilson 95% CIs for rates, bootstrap for means."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -155,6 +156,19 @@ def cmd_run(args) -> int:
     return 0
 
 
+_DX_MARK = re.compile(r"诊断|初步判断|最可能|考虑")
+
+
+def diagnosis_span(text: str) -> str:
+    """The sentence that states the diagnosis (from the first 诊断/初步判断/最可能/考虑 to the end of its
+    sentence), so symptoms and advice elsewhere in the answer that happen to be KB disease names
+    (咳嗽, 高热 …) do not count as diagnoses. The first sentence when there is no such word."""
+    m = _DX_MARK.search(text or "")
+    start = m.start() if m else 0
+    end = re.search(r"[。\n]", text[start:])
+    return text[start:start + (end.start() if end else 120)]
+
+
 def score(rows: list[dict], kb) -> dict:
     non_final = [t for r in rows for t in [x for x in r["transcript"] if x["role"] == "doctor"][:-1]]
     asked = [bool(questions_in(t["text"])) for t in non_final]
@@ -162,7 +176,7 @@ def score(rows: list[dict], kb) -> dict:
     dx_rows = [r for r in rows if r["gold"]]
     top1, top3, lex = [], [], []
     for r in dx_rows:
-        named = kb.diseases_in(r["final_text"])
+        named = kb.diseases_in(diagnosis_span(r["final_text"]))
         hits = [kb.same_disease(n, r["gold"]) for n in named[:3]]
         top1.append(bool(hits[:1] and hits[0]))
         top3.append(any(hits))
