@@ -30,12 +30,16 @@ def wants_model(action: ConsultAction) -> bool:
     return action.kind != "escalate"
 
 
+def asks(text: str, slot: str, lexicon: Lexicon) -> bool:
+    return slot in asked_slots(text, lexicon)
+
+
 def acceptable_question(text: str, action: ConsultAction, lexicon: Lexicon) -> bool:
     """The model's question asks exactly one thing, the thing the controller chose, and diagnoses nothing."""
     if action.question is None:
         return False
     n_q = text.count("？") + text.count("?")
-    return (n_q == 1 and action.question.slot in asked_slots(text, lexicon)
+    return (n_q == 1 and asks(text, action.question.slot, lexicon)
             and not _DIAGNOSIS_WORDS.search(text))
 
 
@@ -48,7 +52,7 @@ def final_text(action: ConsultAction, model_text: str | None, lexicon: Lexicon) 
         return text if acceptable_question(text, action, lexicon) else action.text
     if action.kind == "answer_then_ask":
         # the model answers the patient's question; the controller's question follows unless the model asked it
-        if action.question and action.question.slot in asked_slots(text, lexicon):
+        if action.question and asks(text, action.question.slot, lexicon):
             return text
         return text.rstrip() + "\n\n" + action.text
     if action.kind == "assess":
