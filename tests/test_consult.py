@@ -202,3 +202,11 @@ def test_model_phrasing_is_kept_only_when_it_asks_what_was_chosen(kb):
     assert phrase.final_text(a, None, kb.lexicon) == a.text
     esc = talk(kb, "我肚子疼两天了", "在右下腹，按着更疼，有点发烧")[1]
     assert not phrase.wants_model(esc) and phrase.final_text(esc, "没事，多喝水", kb.lexicon) == esc.text
+
+
+def test_fever_brings_the_temperature_question_first_for_an_infant(kb):
+    a1, a2 = talk(kb, "宝宝1岁，发烧一天了", "最高39.5度")
+    assert a1.question.slot == "temperature" and "体温" in a1.text
+    assert a2.state.temperature == 39.5 and a2.question.slot != "temperature"
+    *_, done = talk(kb, "宝宝1岁，发烧一天了", "最高39.5度", "我这是什么病？")
+    assert done.assessment["urgency"] == "soon" and "39.5" in done.assessment["when"]

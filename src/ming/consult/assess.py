@@ -28,6 +28,8 @@ def urgency(state: ConsultState, flags: list[RedFlag]) -> tuple[str, str]:
     if flags:
         return "emergency", flags[0].advice
     urgent = [s for s in URGENT_SYMPTOMS if s in state.present()]
+    if state.temperature is not None and state.temperature >= 39.0:
+        urgent.append(f"体温{state.temperature:g}℃")
     if urgent:
         return "soon", f"您提到{'、'.join(urgent)}，建议在24小时内到医院就诊；如明显加重请立即去急诊。"
     if any(_LONG.search(d) for d in state.duration):

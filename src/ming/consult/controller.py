@@ -69,7 +69,8 @@ class ConsultAction:
         if st.chief_complaint:
             lines.append(f"主诉：{st.chief_complaint}")
         rows = [("有", "、".join(st.present())), ("没有", "、".join(st.absent())), ("部位", "、".join(st.sites)),
-                ("性质", "、".join(st.character)), ("时间", "、".join(st.duration)), ("诱因", "、".join(st.triggers)),
+                ("性质", "、".join(st.character)), ("时间", "、".join(st.duration)),
+                ("体温", f"{st.temperature:g}℃" if st.temperature is not None else ""), ("诱因", "、".join(st.triggers)),
                 ("既往史", "；".join(st.history)), ("用药", "；".join(st.medication)), ("过敏", "；".join(st.allergy)),
                 ("怀孕", "；".join(st.pregnancy)),
                 ("年龄/性别", " ".join(x for x in (f"{st.age:g}岁" if st.age is not None else "", st.sex or "") if x))]
@@ -107,7 +108,8 @@ def stop_reason(st: ConsultState, cands: list[Candidate], cfg: ConsultConfig) ->
         return "the patient has nothing to add"
     if asked >= cfg.max_questions:
         return f"question limit ({cfg.max_questions}) reached"
-    if len(cands) >= 1 and asked >= cfg.min_questions and st.known("duration"):
+    unclear = any(c["turn"] == st.patient_turns and not st.asked.get(f"clarify:{c['symptom']}") for c in st.contradictions)
+    if len(cands) >= 1 and asked >= cfg.min_questions and st.known("duration") and not unclear:
         p1 = cands[0].prob
         p2 = cands[1].prob if len(cands) > 1 else 0.0
         if p1 >= cfg.separated_prob and p1 >= cfg.separated_ratio * p2:

@@ -29,6 +29,7 @@ TRIGGER = re.compile(r"(?:饭后|吃饭后|进食后|吃完饭|空腹|饿的时�
                      r"坐飞机|长途飞行|长途|接触[^，。；,]{1,6}|按压|按着)")
 LONG_TRAVEL = re.compile(r"长途飞行|坐了?[^，。；,]{0,6}飞机|长途(?:旅行|坐车|汽车|火车)|坐了?[^，。；,]{0,4}(?:十|\d{2})[^，。；,]{0,3}小时"
                          r"(?:的)?(?:车|飞机|火车)|久坐|长时间坐|卧床")
+TEMPERATURE = re.compile(r"(?<![\d.])(3[5-9]|4[0-2])(?:\.(\d))?\s*(?:度|℃|°C?)")
 AGE = re.compile(r"(\d{1,3})\s*(?:岁|周岁)|(\d{1,2})\s*个月大?")
 SEX_F = re.compile(r"女性|女孩|女儿|女生|女士|妈妈|母亲|老婆|妻子|怀孕|月经|例假|孕|(?:^|[，,。\s])女(?:[，,。\s]|$)|性别[:：]?\s*女")
 SEX_M = re.compile(r"男性|男孩|儿子|男生|先生|爸爸|父亲|老公|丈夫|(?:^|[，,。\s])男(?:[，,。\s]|$)|性别[:：]?\s*男")
@@ -65,6 +66,7 @@ class Findings:
     medication: list[str] = field(default_factory=list)
     allergy: list[str] = field(default_factory=list)
     pregnancy: list[str] = field(default_factory=list)
+    temperature: float | None = None  # highest body temperature the patient gave (℃)
 
 
 @dataclass
@@ -81,6 +83,7 @@ class MessageFacts(Findings):
     @property
     def informative(self) -> bool:
         return bool(self.mentions or self.sites or self.character or self.duration or self.triggers or self.history
+                    or self.temperature is not None
                     or self.medication or self.allergy or self.pregnancy or self.age is not None or self.sex)
 
 
@@ -103,6 +106,9 @@ def read_message(text: str, lexicon: Lexicon) -> MessageFacts:
     f.duration = list(dict.fromkeys(m.group(0) for m in DURATION.finditer(t)))
     f.triggers = list(dict.fromkeys(TRIGGER.findall(t)))
     f.long_travel = bool(LONG_TRAVEL.search(t))
+    temps = [float(f"{a}.{b or 0}") for a, b in TEMPERATURE.findall(t)]
+    if temps:
+        f.temperature = max(temps)
     m = AGE.search(t)
     if m:
         f.age = float(m.group(1)) if m.group(1) else float(m.group(2)) / 12

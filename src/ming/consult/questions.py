@@ -15,6 +15,7 @@ from ming.kb.store import KB
 TEMPLATES = {
     "chief": "请问您哪里不舒服，主要是什么症状？",
     "duration": "这种情况持续多久了，是突然出现的还是慢慢开始的？",
+    "temperature": "量过体温吗，最高体温是多少度？",
     "site": "具体是哪个部位不舒服，比如上腹、肚脐周围、右下腹，还是别的位置？",
     "character": "是什么样的疼，比如胀痛、绞痛、刺痛，是一阵一阵的还是一直疼？",
     "trigger": "在什么情况下会加重或缓解，比如吃饭、活动、休息或按压之后？",
@@ -117,7 +118,10 @@ def next_question(state: ConsultState, kb: KB, cands: list[Candidate]) -> Questi
             return Question(slot, "可能我没问清楚，" + text, "the last answer did not answer the question")
     pain = any(PAIN_LIKE.search(s) for s in state.present())
     n_sym = sum(1 for s in state.asked if s.startswith("symptom:"))
+    fever = "发热" in state.present()
     plan: list[str] = ["duration"]
+    if fever:  # how high a fever goes decides how soon (an infant's especially): asked before anything else
+        plan.insert(0 if state.age is not None and state.age < 3 else 1, "temperature")
     if pain:
         plan.append("site")
     plan += ["symptom", "symptom"]

@@ -16,6 +16,7 @@ HISTORY_SLOTS = ("duration", "site", "character", "trigger", "profile", "pregnan
 # words in an assistant question that show which history item it asks about
 SLOT_WORDS = {
     "duration": r"多久|多长时间|什么时候开始|几天了|起病",
+    "temperature": r"体温|多少度|几度",
     "site": r"哪个部位|什么部位|哪个位置|具体位置|哪里疼|哪里痛",
     "character": r"什么样的(?:疼|痛)|怎么个(?:疼|痛)|疼痛的性质|哪种疼",
     "trigger": r"什么情况下|诱因|加重或缓解|缓解或加重",
@@ -70,6 +71,8 @@ class ConsultState(Findings):
                  "allergy": self.allergy}.get(slot)
         if slot == "profile":
             return self.age is not None and self.sex is not None
+        if slot == "temperature":
+            return self.temperature is not None or slot in self.answered
         return bool(value) or slot in self.answered
 
     def pregnant(self) -> bool | None:
@@ -169,6 +172,8 @@ def _absorb(st: ConsultState, f: MessageFacts, pending: list[str], turn: int, le
     _add(st.duration, f.duration)
     _add(st.triggers, f.triggers)
     st.long_travel = st.long_travel or f.long_travel
+    if f.temperature is not None:
+        st.temperature = max(f.temperature, st.temperature or 0.0)
     if f.age is not None:
         st.age = f.age
     if f.sex:
@@ -191,7 +196,7 @@ def _absorb(st: ConsultState, f: MessageFacts, pending: list[str], turn: int, le
                     _set_symptom(st, c, pol, turn, "有" if f.yes else "没有" if f.no else "不知道")
                 answered_any = True
         else:
-            filled = {"duration": f.duration, "site": f.sites, "character": f.character, "trigger": f.triggers,
+            filled = {"duration": f.duration, "temperature": f.temperature is not None, "site": f.sites, "character": f.character, "trigger": f.triggers,
                       "profile": f.age is not None or f.sex, "pregnancy": f.pregnancy, "medication": f.medication,
                       "history": f.history, "allergy": f.allergy, "exams": None, "more": f.mentions,
                       "chief": f.mentions}.get(slot)
