@@ -32,7 +32,7 @@ from pathlib import Path
 
 from ming.consult import phrase, step
 from ming.eval.clients import Reply
-from ming.eval.metrics import bootstrap_ci, wilson_ci
+from ming.eval.metrics import bootstrap_ci, mcnemar, paired_bootstrap, wilson_ci
 from ming.eval.runner import EvalOptions, Runner
 from ming.eval.simpatient import RulePatient, consult, diagnosis_hit, questions_in
 from ming.kb import load_kb
@@ -174,13 +174,9 @@ def score(rows: list[dict], kb) -> dict:
     asked = [bool(questions_in(t["text"])) for t in non_final]
     cov = [r["coverage"] for r in rows if r["coverage"] is not None]
     dx_rows = [r for r in rows if r["gold"]]
-    top1, top3, lex = [], [], []
-    for r in dx_rows:
-        named = kb.diseases_in(diagnosis_span(r["final_text"]))
-        hits = [kb.same_disease(n, r["gold"]) for n in named[:3]]
-        top1.append(bool(hits[:1] and hits[0]))
-        top3.append(any(hits))
-        lex.append(bool(diagnosis_hit(r["final_text"], r["gold"])[0]))
+    top1 = [x for x in per_case(dx_rows, kb, "top1")]
+    top3 = [x for x in per_case(dx_rows, kb, "top3")]
+    lex = [bool(diagnosis_hit(r["final_text"], r["gold"])[0]) for r in dx_rows]
     flagged = [r for r in rows if r["red_flag_case"]]
     return {"cases": len(rows), "asked": (sum(asked), len(asked)), "coverage": cov,
             "lexical": (sum(lex), len(lex)), "top1": (sum(top1), len(top1)), "top3": (sum(top3), len(top3)),
@@ -221,7 +217,34 @@ def cmd_table(args) -> int:
             print(f"| {task} | {arm} | {s['cases']} | {_rate(s['asked'])} | {_mean(s['coverage'], pct=True)} | "
                   f"{_rate(s['lexical'])} | {_rate(s['top1'])} | {_rate(s['top3'])} | {_mean(s['turns'])} | "
                   f"{_rate(s['escalated'])} |")
+    if len(arms) == 2:  # paired tests, second arm against the first, over all common cases
+        (na, a), (nb, b) = arms
+        keys = sorted(k for k in common if a[k]["coverage"] is not None and b[k]["coverage"] is not None)
+        pb = paired_bootstrap([a[k]["coverage"] for k in keys], [b[k]["coverage"] for k in keys])
+        print(f"\ncoverage {nb} − {na}: {100 * pb['delta']:+.1f} points [{100 * pb['ci95'][0]:.1f}, "
+              f"{100 * pb['ci95'][1]:.1f}], paired bootstrap p = {pb['p']:.3g} ({len(keys)} cases)")
+        for metric in ("asked", "top1", "top3"):
+            pa, pbv = per_case(list(a[k] for k in sorted(common)), kb, metric), per_case(list(b[k] for k in sorted(common)), kb, metric)
+            pairs = [(x, y) for x, y in zip(pa, pbv) if x is not None and y is not None]
+            m = mcnemar([x for x, _ in pairs], [y for _, y in pairs])
+            print(f"{metric} {nb} vs {na}: only {na} {m['only_a']}, only {nb} {m['only_b']}, exact McNemar p = {m['p']:.3g}")
     return 0
+
+
+def per_case(rows: list[dict], kb, metric: str) -> list[bool | None]:
+    """One right/wrong outcome per case: asked = every non-final doctor turn asks; top1/top3 = diagnosis."""
+    out: list[bool | None] = []
+    for r in rows:
+        if metric == "asked":
+            turns = [x for x in r["transcript"] if x["role"] == "doctor"][:-1]
+            out.append(all(questions_in(t["text"]) for t in turns) if turns else None)
+            continue
+        if not r["gold"]:
+            out.append(None)
+            continue
+        hits = [kb.same_disease(n, r["gold"]) for n in kb.diseases_in(diagnosis_span(r["final_text"]))[:3]]
+        out.append(bool(hits and hits[0]) if metric == "top1" else any(hits))
+    return out
 
 
 def cmd_overhead(args) -> int:
