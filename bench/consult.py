@@ -145,7 +145,8 @@ def cmd_run(args) -> int:
                        "transcript": res.transcript, "turns": res.turns, "revealed": res.revealed,
                        "n_findings": len(case.findings), "coverage": res.coverage, "final_text": res.final_text,
                        "gold": case.diagnosis, "lexical_hit": res.diagnosis_hit,
-                       "escalated": bool(res.safety_events), "seconds": round(time.time() - t0, 2),
+                       "escalated": bool(res.safety_events), "concluded_early": res.concluded_early,
+                       "seconds": round(time.time() - t0, 2),
                        "step_ms": getattr(client, "step_ms", [])[n_steps:]}
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 fh.flush()
