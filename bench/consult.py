@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from ming.consult import phrase, step
+from ming.consult import phrase, rank, step
 from ming.eval.clients import Reply
 from ming.eval.metrics import bootstrap_ci, mcnemar, paired_bootstrap, wilson_ci
 from ming.eval.runner import EvalOptions, Runner
@@ -50,7 +50,7 @@ class ControllerDoctor:
     kind = "controller"
 
     def __init__(self, kb, policy, engine=None, phrase_tokens: int = phrase.QUESTION_TOKENS):
-        self.kb, self.policy, self.engine, self.phrase_tokens = kb, policy, engine, phrase_tokens
+        self.kb, self.policy, self.engine, self.phrase_tokens = rank.warm(kb), policy, engine, phrase_tokens
         self.step_ms: list[float] = []
         self.phrased = self.fallbacks = 0
 

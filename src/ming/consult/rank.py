@@ -35,6 +35,11 @@ class Candidate:
         return d
 
 
+def warm(kb: KB) -> KB:
+    """Fill the KB's per-disease caches the ranking uses (once per process, ~0.1 s)."""
+    return kb.warm(PRIOR_WEIGHT)
+
+
 def p_miss(kb: KB, concept: str) -> float:
     """P(patient has symptom | disease does not list it): the symptom's base rate, bounded."""
     return min(0.3, max(0.005, 0.5 * len(kb.diseases_with(concept)) / kb.n))

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from ming.consult import phrase
+from ming.consult import phrase, rank
 from ming.consult.controller import ConsultAction, ConsultConfig, step
 from ming.kb.store import KB
 
@@ -65,7 +65,7 @@ class ConsultStage:
     def __init__(self, kb: KB, phrase: str = "questions", config: ConsultConfig | None = None):
         if phrase not in PHRASE_MODES:
             raise ValueError(f"consult phrase mode must be one of {PHRASE_MODES}, got {phrase!r}")
-        self.kb, self.phrase, self.config = kb, phrase, config or ConsultConfig()
+        self.kb, self.phrase, self.config = rank.warm(kb), phrase, config or ConsultConfig()
 
     def action_for(self, turn) -> ConsultAction:
         return step(turn.conversation, self.kb, self.config)

@@ -38,6 +38,14 @@ class KB:
         self._concepts: dict[str, frozenset[str]] = {}
         self._prior_terms: dict[tuple[str, float], float] = {}
 
+    def warm(self, prior_weight: float) -> "KB":
+        """Fill the per-disease caches now (symptom sets, prior terms), so the first consultation turns
+        cost what later ones do."""
+        for name in self.diseases:
+            self.concepts(name)
+            self.prior_term(name, prior_weight)
+        return self
+
     # -- facts ------------------------------------------------------------------------------------
     @property
     def source(self) -> str:
