@@ -91,6 +91,7 @@ class ConsultState(Findings):
         """The collected findings, for triage and display."""
         return {"present": self.present(), "absent": self.absent(), "sites": self.sites, "duration": self.duration,
                 "character": self.character, "triggers": self.triggers, "long_travel": self.long_travel,
+                "temperature": self.temperature,
                 "age": self.age, "sex": self.sex, "history": self.history, "medication": self.medication,
                 "allergy": self.allergy, "pregnancy": self.pregnancy}
 
