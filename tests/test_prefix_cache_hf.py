@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ming.engine import GenerationConfig
+from ming.respond import Pipeline
 from ming.session import Session
 
 SYSTEM = "你是一名经验丰富的医生，请进行问诊。"
@@ -25,7 +26,7 @@ SCRIPT = [
 
 def run_script(engine, gen, script=SCRIPT, system=SYSTEM):
     """Play a consultation; return one dict per answer: action before it, answer, usage, truncation."""
-    s = Session(engine, gen, system=system, policy=None)
+    s = Session(Pipeline(engine, mode=None, system=system), gen)
     engine.reset_cache()
     out, before = [], "start"
     for action, arg in script:
@@ -37,8 +38,9 @@ def run_script(engine, gen, script=SCRIPT, system=SYSTEM):
             before = "reset"
         else:
             done = [ev for ev in s.ask(arg) if ev.kind == "done"][0]
-            out.append({"before": before, "text": done.model_text, "prompt": done.chunk.prompt_tokens,
-                        "cached": done.chunk.cached_tokens, "dropped": s.last_dropped})
+            r = done.result
+            out.append({"before": before, "text": r.model_text, "prompt": r.prompt_tokens,
+                        "cached": r.cached_tokens, "dropped": s.last_dropped})
             before = "ask"
     return out
 

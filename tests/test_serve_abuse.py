@@ -277,7 +277,7 @@ def test_concurrent_streams_do_not_mix(live):
 def test_scheduler_without_http(tiny_qwen_engine):
     """The queue logic alone: FIFO order, 429 beyond capacity, cancelled waiting jobs get a 503."""
     from ming.serve.errors import APIError
-    from ming.serve.serving import Job, Scheduler
+    from ming.serve.queue import Job, Scheduler
 
     sched = Scheduler(tiny_qwen_engine, max_queue=2)
     gate = threading.Event()

@@ -1,4 +1,4 @@
-"""Answers go through ming.respond.reply_stream: the response carries the safety decision
+"""Answers go through the turn pipeline (ming.respond): the response carries the safety decision
 (`ming_safety`: action, rules triggered, findings table) and the disclaimer."""
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ REPORT = [{"role": "user", "content": "血常规：白细胞 15.2 ×10^9/L，血
 
 @pytest.fixture(scope="module")
 def live(tiny_qwen_engine):
-    from ming.respond import load_policy
-
-    with LiveServer(tiny_qwen_engine, policy=load_policy("on"), safety="on") as srv:
+    with LiveServer(tiny_qwen_engine, safety="on") as srv:
         yield srv
 
 
@@ -50,9 +48,7 @@ def test_report_findings_table(live):
 
 
 def test_strict_mode_answers_emergencies_with_the_escalation_only(tiny_qwen_engine):
-    from ming.respond import load_policy
-
-    with LiveServer(tiny_qwen_engine, policy=load_policy("strict"), safety="strict") as srv:
+    with LiveServer(tiny_qwen_engine, safety="strict") as srv:
         d = httpx.post(srv.url + URL, json={"messages": EMERGENCY, "max_tokens": 50}, timeout=30).json()
     s = d["ming_safety"]
     assert s["mode"] == "strict" and s["call_model"] is False

@@ -25,9 +25,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 @pytest.fixture(scope="module")
 def server(tiny_qwen_engine):
     from ming.engine.base import GenerationConfig
-    from ming.respond import load_policy
-
-    with LiveServer(tiny_qwen_engine, policy=load_policy("on"), safety="on",
+    with LiveServer(tiny_qwen_engine, safety="on",
                     generation=GenerationConfig(max_new_tokens=20, temperature=0.8, top_p=0.95)) as srv:
         yield srv
 

@@ -1,84 +1,386 @@
-"""One reply = the safety layer around the model. Chat, the server and the evaluator all answer
-through `reply_stream`, so an emergency is escalated, a harmful request refused and a pasted report
-grounded the same way everywhere."""
+"""One turn, prepared and answered in one place for `ming chat`, `ming serve` and `ming eval`.
+
+    pipe = Pipeline(engine, stages.build(StageOptions(safety="on")), mode="qa")
+    turn = pipe.prepare(messages, gen)           # system prompt, stages, fit to the window, render once
+    for ev in pipe.stream(turn, cancel):         # "added" (stage text) | "text" (model) | "done" (.result)
+        ...
+
+The turn runs these steps, in this order (docs/turn.md):
+
+1. system prompt: the client's own system message wins, else `--system`, else the mode's prompt
+   (ming/prompts.py). `Turn.system_source` says which.
+2. stages (`Stage.prepare`, in the order of `ming.stages.REGISTRY`): the safety check, then the
+   features that plug in later (consultation controller, grounding). A stage may add system text,
+   context passages, text shown before/after the answer, a canned reply (then the model is not
+   called), and a metadata dict (`Turn.meta[stage.name]`: serve's `ming_<name>` field, chat's info line).
+3. fit and render: everything that will be rendered is counted (the stages' system text included).
+   Too long: the oldest exchanges go first, then the pasted report's normal items are shortened (the
+   abnormal ones stay) and stages shrink their text (`Stage.shrink`); the answer room may then be
+   reduced to a floor, with a notice; only a question that cannot fit alone raises `ContextTooLong`,
+   which names the limits. The prompt is rendered once, here, and the engine is never asked for more
+   than its window.
+4. generate (`Pipeline.stream`): stage text before, the model's answer (or the canned reply), stage
+   text after.
+5. post-checks (`Stage.post_check`): see each finished sentence of the model text before it is shown,
+   may hold it back or replace it, and may add text at the end.
+
+The result (`TurnResult`) has one normalised finish reason: "stop" (the model or a stage ended the
+answer), "length" (the answer room ran out), "cancelled" (the user or client stopped it), "answered"
+(the caller's `until` had what it needed). OpenAI's wire format knows only stop/length:
+`TurnResult.openai_finish` maps the other two to "stop".
+"""
 
 from __future__ import annotations
 
+import re
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterator, Sequence
 
 from ming.engine.base import Chunk, Engine, GenerationConfig
-from ming.safety import SafetyPolicy
+from ming.errors import MingError
+from ming.prompts import MODES, USE_TEMPLATE_DEFAULT
+from ming.safety.report import shorten_report
 from ming.templates import Message
+
+FINISH_REASONS = ("stop", "length", "cancelled", "answered")
+MIN_ANSWER_TOKENS = 64  # the answer room is never cut below this (or below what was asked, if less)
+
+
+# =============================================================================================
+# the turn and its stages
+# =============================================================================================
+class PostCheck:
+    """Checks the model's text as it streams (made per answer by `Stage.post_check`)."""
+
+    def sentence(self, text: str, shown: str) -> str:
+        """A finished sentence of model text, before anyone sees it; `shown` is the text shown so far.
+        Return the text to show instead ('' holds it back)."""
+        return text
+
+    def finish(self, shown: str) -> str:
+        """The answer ended (`shown` is the model text as shown); return text to add after it ('' none)."""
+        return ""
+
+
+class Stage:
+    """One step of the turn. Subclass it and list it in `ming.stages.REGISTRY`; every method is optional."""
+
+    name = "stage"
+
+    def prepare(self, turn: "Turn") -> None:
+        """Before fitting: read `turn.conversation`; add `turn.system_text[self.name]`, `turn.context`,
+        `turn.lead` / `turn.tail` (shown before / after the answer), `turn.canned` (the whole reply: the
+        model is not called), `turn.meta[self.name]` (JSON-able) and `turn.notices[self.name]`."""
+
+    def shrink(self, turn: "Turn") -> bool:
+        """The window is nearly full: make the text you added shorter. True when something changed."""
+        return False
+
+    def post_check(self, turn: "Turn") -> PostCheck | None:
+        """A checker for this answer's text (None: no check)."""
+        return None
+
+
+@dataclass
+class Added:
+    """Text a stage shows the user (not from the model)."""
+
+    stage: str
+    text: str
+
+
+@dataclass
+class Turn:
+    conversation: list[Message]  # system prompt + history + new question, as the client sent them (stages read it)
+    gen: GenerationConfig  # after fitting: max_new_tokens is what the window allows
+    system_source: str = "none"  # "client" | "ming:<mode>" | "override" | "template" | "none"
+    system_text: dict[str, str] = field(default_factory=dict)  # stage -> text added to the system message
+    context: list[str] = field(default_factory=list)  # passages the answer rests on (rendered in the system message)
+    lead: list[Added] = field(default_factory=list)
+    tail: list[Added] = field(default_factory=list)
+    canned: Added | None = None  # the reply without calling the model (refusal, template reply, …)
+    meta: dict[str, Any] = field(default_factory=dict)  # stage -> metadata (serve: `ming_<stage>`)
+    notices: dict[str, str] = field(default_factory=dict)  # kind -> one-line note (chat info line, serve warning)
+    safety: Any = None  # ming.safety.SafetyDecision; None = safety off
+    # set by fitting
+    messages: list[Message] = field(default_factory=list)  # what is rendered
+    prompt_ids: list[int] = field(default_factory=list)
+    dropped: int = 0  # oldest exchanges dropped
+    shortened: int = 0  # normal report items left out of the question
+    answer_cut: bool = False  # max_new_tokens was lowered to fit the window
+
+    @property
+    def calls_model(self) -> bool:
+        return self.canned is None
+
+
+@dataclass
+class TurnResult:
+    text: str  # everything shown (stage text included)
+    model_text: str  # what goes into the history as the assistant's message
+    finish: str  # one of FINISH_REASONS
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    safety: Any = None  # SafetyDecision or None (safety off)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def openai_finish(self) -> str:
+        return "length" if self.finish == "length" else "stop"
+
+    @property
+    def safety_dict(self) -> dict | None:
+        return self.safety.to_dict() if self.safety is not None else None
 
 
 @dataclass
 class ReplyEvent:
-    kind: str  # "safety" (text from the safety layer) | "text" (model text) | "done"
+    kind: str  # "added" (a stage's text) | "text" (model text, after post-checks) | "done"
     text: str = ""
-    chunk: Chunk | None = None  # for "done": usage and finish_reason of the model call (if any)
-    decision: Any = None  # ming.safety.SafetyDecision (for "done")
-    model_text: str = ""  # for "done": what the model said (stored in history)
-    full_text: str = ""  # for "done": everything shown to the user
-    info: dict = field(default_factory=dict)
+    stage: str = ""  # for "added": which stage
+    result: TurnResult | None = None  # for "done"
 
 
-def load_policy(mode: str = "on"):
-    """The safety policy for `--safety MODE`; None for "off" (the model answers alone)."""
-    if mode == "off":
-        return None
+class ContextTooLong(MingError):
+    """The question cannot fit the context window even alone."""
 
-    return SafetyPolicy(mode=mode)
+    def __init__(self, prompt_tokens: int, context_length: int, reserve: int, truncated: bool):
+        self.prompt_tokens, self.context_length, self.reserve, self.truncated = prompt_tokens, context_length, reserve, truncated
+        what = ("the question alone (with the system prompt and the safety/context text, after dropping every earlier "
+                "exchange and shortening the pasted report)" if truncated else "the conversation")
+        super().__init__(f"{what} is {prompt_tokens} tokens; with at least {reserve} tokens kept for the answer it needs "
+                         f"{prompt_tokens + reserve} but the context window is {context_length} tokens; shorten the question, ask "
+                         "for a shorter answer (--max-new-tokens) or use a longer window (--context-length)")
 
 
-def with_system_addendum(messages: Sequence[Message], addendum: str) -> list[Message]:
+def finish_reason(engine_reason: str | None, *, answered: bool = False) -> str:
+    """The one mapping from an engine's finish reason to the turn's."""
+    if engine_reason == "cancelled":
+        return "answered" if answered else "cancelled"
+    return "length" if engine_reason == "length" else "stop"
+
+
+def choose_system(messages: Sequence[Message], mode: str | None, override: str | None,
+                  template_default: str | None) -> tuple[list[Message], str]:
+    """The system prompt of a turn: the client's own system message wins, then an override (`--system`:
+    '' none, '@template' the checkpoint's own), then the mode's prompt (mode None: no system prompt)."""
     msgs = [dict(m) for m in messages]
-    if not addendum:
-        return msgs
     if msgs and msgs[0]["role"] == "system":
-        msgs[0]["content"] = (msgs[0]["content"] + "\n\n" + addendum).strip()
+        return msgs, "client"
+    if override is not None:
+        text, source = (template_default, "template") if override == USE_TEMPLATE_DEFAULT else (override, "override")
+    elif mode is None:
+        text, source = None, "none"
     else:
-        msgs.insert(0, {"role": "system", "content": addendum})
-    return msgs
+        if mode not in MODES:
+            raise MingError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        text, source = MODES[mode], f"ming:{mode}"
+    if not text:
+        return msgs, "none"
+    return [{"role": "system", "content": text}] + msgs, source
 
 
-def reply_stream(engine: Engine, messages: Sequence[Message], gen: GenerationConfig, policy=None,
-                 cancel: threading.Event | None = None, prompt_ids: Sequence[int] | None = None) -> Iterator[ReplyEvent]:
-    """Yield the reply as events. `messages` ends with the new user message (system first if any).
-    `prompt_ids` may be given when the caller already rendered (and fitted) the prompt."""
-    decision = policy.check(list(messages)) if policy is not None else None
-    shown: list[str] = []
-    model_parts: list[str] = []
-    last = Chunk(finish_reason="stop")
+# =============================================================================================
+# the pipeline
+# =============================================================================================
+class Pipeline:
+    """A caller's way of answering: the engine, the stages it runs, its system prompt settings."""
 
-    def safety(text: str):
-        shown.append(text)
-        return ReplyEvent("safety", text)
+    def __init__(self, engine: Engine, stages: Sequence[Stage] = (), mode: str | None = "qa",
+                 system: str | None = None):
+        self.engine = engine
+        self.stages = list(stages)
+        self.mode = mode
+        self.system = system
 
-    if decision is not None and decision.action == "refuse":
-        yield safety(decision.refusal)
-        yield ReplyEvent("done", chunk=last, decision=decision, model_text=decision.refusal,
-                         full_text="".join(shown))
-        return
-    if decision is not None and decision.prefix:
-        yield safety(decision.prefix + "\n\n")
-    if decision is not None and getattr(decision, "findings_table", ""):
-        # a pasted lab report: the graded findings the model's explanation must rest on
-        yield safety(decision.findings_table + "\n\n")
-    if decision is None or decision.call_model:
-        if decision is not None and decision.system_addendum:
-            ids = engine.render(with_system_addendum(messages, decision.system_addendum)).ids
+    def stage(self, name: str) -> Stage | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def system_prompt(self) -> str | None:
+        msgs, _ = choose_system([], self.mode, self.system, self.engine.template.default_system)
+        return msgs[0]["content"] if msgs else None
+
+    # -- prepare ----------------------------------------------------------------------------------
+    def prepare(self, messages: Sequence[Message], gen: GenerationConfig, *, mode: str | None = None,
+                truncate: bool = True, exact_max_new: bool = False) -> Turn:
+        """`messages` end with the new user message (a system message first is the client's own).
+        `gen.max_new_tokens` is the answer length wanted; with `exact_max_new` it is not lowered to fit
+        (serve's explicit max_tokens). `truncate=False`: a conversation that does not fit is an error
+        (serve without "truncate": true) instead of dropping exchanges."""
+        conversation, source = choose_system(messages, mode or self.mode, self.system, self.engine.template.default_system)
+        turn = Turn(conversation=conversation, gen=gen, system_source=source)
+        for s in self.stages:
+            s.prepare(turn)
+        if turn.calls_model:
+            self._fit(turn, truncate, exact_max_new)
+        return turn
+
+    def _render(self, turn: Turn, turns: list[Message]) -> tuple[list[Message], list[int]]:
+        system = turn.conversation[0]["content"] if turn.conversation and turn.conversation[0]["role"] == "system" else ""
+        extra = [t for t in turn.system_text.values() if t]
+        if turn.context:
+            extra.append("【参考资料】\n" + "\n\n".join(turn.context))
+        text = "\n\n".join(x for x in [system] + extra if x).strip()
+        msgs = ([{"role": "system", "content": text}] if text else []) + turns
+        return msgs, list(self.engine.render(msgs).ids)
+
+    def _fit(self, turn: Turn, truncate: bool, exact: bool) -> None:
+        ctx = int(self.engine.context_length)
+        want = turn.gen.max_new_tokens
+        reserve = want if exact else max(1, min(want, ctx // 4))
+        floor = reserve if exact else min(reserve, MIN_ANSWER_TOKENS)
+        has_system = bool(turn.conversation) and turn.conversation[0]["role"] == "system"
+        turns = [dict(m) for m in turn.conversation[1 if has_system else 0:]]
+        msgs, ids = self._render(turn, turns)
+        if len(ids) + want > ctx:
+            if not truncate and len(ids) + reserve > ctx:
+                raise ContextTooLong(len(ids), ctx, reserve, truncated=False)
+            while truncate and len(ids) + reserve > ctx and len(turns) > 1:
+                turns = turns[2:] if len(turns) > 2 else turns[-1:]  # one user + assistant exchange
+                turn.dropped += 1
+                msgs, ids = self._render(turn, turns)
+            if truncate and len(ids) + reserve > ctx:
+                question, n = shorten_report(turns[-1]["content"])
+                if n:
+                    turns[-1] = {"role": "user", "content": question}
+                    turn.shortened = n
+                    msgs, ids = self._render(turn, turns)
+                for s in self.stages:
+                    if len(ids) + reserve <= ctx:
+                        break
+                    if s.shrink(turn):
+                        msgs, ids = self._render(turn, turns)
+            if len(ids) + floor > ctx:
+                raise ContextTooLong(len(ids), ctx, floor, truncated=truncate)
+        max_new = min(want, ctx - len(ids))
+        if turn.dropped:
+            turn.notices["dropped"] = (f"the conversation is longer than the {ctx}-token context window: the oldest "
+                                       f"{turn.dropped} exchange(s) were dropped (the system prompt and the question are kept)")
+        if turn.shortened:
+            turn.notices["shortened"] = (f"the pasted report was shortened to fit the {ctx}-token context window: "
+                                         f"{turn.shortened} normal item(s) left out of the prompt (the abnormal ones stay)")
+        if max_new < want:
+            turn.answer_cut = True
+            turn.notices["answer_cut"] = (f"the context window ({ctx} tokens) is nearly full: this answer is limited to "
+                                          f"{max_new} tokens instead of {want}")
+        turn.gen = turn.gen.replace(max_new_tokens=max_new)
+        turn.messages, turn.prompt_ids = msgs, ids
+
+    # -- answer -----------------------------------------------------------------------------------
+    def stream(self, turn: Turn, cancel: threading.Event | None = None,
+               until: Callable[[str], bool] | None = None) -> Iterator[ReplyEvent]:
+        """The reply as events, ending with one "done" event that carries the `TurnResult`.
+        `until(model text so far)` returning True stops generation there (finish "answered")."""
+        shown: list[str] = []
+        model: list[str] = []
+
+        def added(a: Added) -> ReplyEvent:
+            shown.append(a.text)
+            return ReplyEvent("added", a.text, stage=a.stage)
+
+        for a in turn.lead:
+            yield added(a)
+        last, answered = Chunk(finish_reason="stop"), False
+        if turn.canned is not None:
+            yield added(turn.canned)
         else:
-            ids = list(prompt_ids) if prompt_ids is not None else engine.render(messages).ids
-        for ch in engine.stream(ids, gen, cancel):
-            if ch.text:
-                model_parts.append(ch.text)
-                shown.append(ch.text)
-                yield ReplyEvent("text", ch.text)
-            if ch.finish_reason:
-                last = ch
-    if decision is not None and decision.suffix:
-        yield safety("\n\n" + decision.suffix)
-    model_text = "".join(model_parts) or (decision.prefix if decision is not None else "")
-    yield ReplyEvent("done", chunk=last, decision=decision, model_text=model_text, full_text="".join(shown))
+            checks = [c for c in (s.post_check(turn) for s in self.stages) if c is not None]
+            stop = threading.Event()
+            held = _Sentences() if checks else None
+            for ch in self.engine.stream(turn.prompt_ids, turn.gen, _either(cancel, stop)):
+                for text in (held.feed(ch.text) if held is not None else [ch.text]) if ch.text else []:
+                    text = _checked(checks, text, "".join(model))
+                    if text:
+                        model.append(text)
+                        shown.append(text)
+                        yield ReplyEvent("text", text)
+                if ch.finish_reason:
+                    last = ch
+                if until is not None and not answered and until("".join(model)):
+                    answered = True
+                    stop.set()
+            if held is not None:
+                text = _checked(checks, held.rest(), "".join(model))
+                if text:
+                    model.append(text)
+                    shown.append(text)
+                    yield ReplyEvent("text", text)
+            for c in checks:
+                extra = c.finish("".join(model))
+                if extra:
+                    yield added(Added(getattr(c, "stage", "check"), extra))
+        for a in turn.tail:
+            yield added(a)
+        model_text = "".join(model) or (turn.canned.text if turn.canned is not None else "".join(shown).strip())
+        fin = finish_reason(last.finish_reason, answered=answered and not (cancel is not None and cancel.is_set()))
+        yield ReplyEvent("done", result=TurnResult(
+            text="".join(shown), model_text=model_text, finish=fin, prompt_tokens=last.prompt_tokens,
+            completion_tokens=last.completion_tokens, cached_tokens=last.cached_tokens, safety=turn.safety,
+            meta=dict(turn.meta)))
+
+    def answer(self, turn: Turn, cancel: threading.Event | None = None,
+               until: Callable[[str], bool] | None = None) -> TurnResult:
+        for ev in self.stream(turn, cancel, until):
+            if ev.kind == "done":
+                return ev.result
+        raise AssertionError("stream ended without a result")
+
+
+def with_seed_offset(turn: Turn, i: int) -> Turn:
+    """The same turn for the i-th of several choices (seed, seed+1, …)."""
+    if i == 0 or turn.gen.seed is None:
+        return turn
+    return replace(turn, gen=turn.gen.replace(seed=turn.gen.seed + i))
+
+
+# =============================================================================================
+# helpers
+# =============================================================================================
+_SENTENCE_END = re.compile(r"[。！？!?；;\n]|\.(?=\s)")
+
+
+class _Sentences:
+    """Holds streamed text back until a sentence ends."""
+
+    def __init__(self):
+        self.buf = ""
+
+    def feed(self, text: str) -> list[str]:
+        self.buf += text
+        out = []
+        while True:
+            m = _SENTENCE_END.search(self.buf)
+            if not m:
+                return out
+            out.append(self.buf[: m.end()])
+            self.buf = self.buf[m.end():]
+
+    def rest(self) -> str:
+        text, self.buf = self.buf, ""
+        return text
+
+
+def _checked(checks: list[PostCheck], text: str, shown: str) -> str:
+    for c in checks:
+        if not text:
+            break
+        text = c.sentence(text, shown)
+    return text
+
+
+class _either:
+    """A cancel flag set when either of two events is (the caller's cancel, or `until` having its answer)."""
+
+    def __init__(self, a: threading.Event | None, b: threading.Event):
+        self.a, self.b = a, b
+
+    def is_set(self) -> bool:
+        return self.b.is_set() or (self.a is not None and self.a.is_set())
+
+    def set(self) -> None:
+        self.b.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.b.wait(timeout) or self.is_set()

@@ -1,5 +1,5 @@
-"""A multi-turn conversation: history, the commands users type, and cutting history to the
-context window by tokens (oldest exchanges first; the system prompt and the newest question stay)."""
+"""A multi-turn conversation: history and the commands users type. Each turn is prepared and fitted to
+the context window by ming/respond.py; history the window dropped stays dropped."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator
 
-from ming.engine.base import Engine, GenerationConfig
-from ming.errors import MingError
-from ming.respond import ReplyEvent, reply_stream
-from ming.templates import Message, Template
+from ming.engine.base import GenerationConfig
+from ming.respond import Pipeline, ReplyEvent, Turn
+from ming.templates import Message
 
 HELP = """命令 / commands:
   new chat 或 /reset   开始新的对话 (start over)
@@ -45,43 +44,24 @@ def parse_command(line: str) -> Command | None:
     return Command("unknown", s)
 
 
-def fit_to_context(template: Template, messages: Sequence[Message], budget: int) -> tuple[list[Message], int, int]:
-    """Drop the oldest user/assistant exchanges until the prompt (with generation prompt) fits in
-    `budget` tokens. Returns (messages, exchanges_dropped, prompt_tokens). The system message and the
-    last user message are always kept; if they alone do not fit, MingError says by how much."""
-    msgs = list(messages)
-    system = msgs[:1] if msgs and msgs[0]["role"] == "system" else []
-    turns = msgs[len(system):]
-    dropped = 0
-    while True:
-        n = len(template.render(system + turns, add_generation_prompt=True).ids)
-        if n <= budget:
-            return system + turns, dropped, n
-        if len(turns) <= 1:
-            raise MingError(
-                f"the question alone is {n} tokens with the system prompt, more than the {budget} tokens left in the "
-                f"context window after reserving room for the answer; shorten it or lower --max-new-tokens"
-            )
-        turns = turns[2:]  # one user + assistant exchange
-        dropped += 1
-
-
 class Session:
-    def __init__(self, engine: Engine, gen: GenerationConfig, system: str | None = None, policy=None):
-        self.engine = engine
+    """History and commands over `Pipeline` (ming/respond.py), which fits, checks and renders each turn."""
+
+    def __init__(self, pipeline: Pipeline, gen: GenerationConfig):
+        self.pipeline = pipeline
+        self.engine = pipeline.engine
         self.gen = gen
-        self.system = system
-        self.policy = policy
         self.history: list[Message] = []  # user/assistant, alternating
         self.truncation_noted = False
-        self.last_dropped = 0
+        self.last_turn: Turn | None = None
 
-    def messages(self, question: str | None = None) -> list[Message]:
-        msgs = [{"role": "system", "content": self.system}] if self.system else []
-        msgs += self.history
-        if question is not None:
-            msgs.append({"role": "user", "content": question})
-        return msgs
+    @property
+    def system(self) -> str | None:
+        return self.pipeline.system_prompt()
+
+    @property
+    def last_dropped(self) -> int:
+        return self.last_turn.dropped if self.last_turn is not None else 0
 
     def reset(self) -> None:
         self.history.clear()
@@ -102,18 +82,26 @@ class Session:
         p.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
         return p
 
+    def notices(self) -> list[tuple[str, str]]:
+        """The last turn's notes as (kind, text); that history was dropped is said once per conversation."""
+        if self.last_turn is None:
+            return []
+        out = list(self.last_turn.notices.items())
+        if self.last_turn.dropped:
+            if self.truncation_noted:
+                out = [(k, t) for k, t in out if k != "dropped"]
+            self.truncation_noted = True
+        return out
+
     def ask(self, question: str, cancel: threading.Event | None = None) -> Iterator[ReplyEvent]:
         """Answer `question`; the exchange is added to history when the reply is done (also when it
         was stopped with Ctrl-C: what was shown is kept)."""
-        budget = self.engine.context_length - self.gen.max_new_tokens
-        msgs, dropped, _ = fit_to_context(self.engine.template, self.messages(question), budget)
-        self.last_dropped = dropped
-        if dropped:
-            # history before the kept window is gone for good: later turns stay consistent
-            kept = msgs[1:] if msgs and msgs[0]["role"] == "system" else msgs
-            self.history = kept[:-1]
-        for ev in reply_stream(self.engine, msgs, self.gen, self.policy, cancel):
+        turn = self.pipeline.prepare(self.history + [{"role": "user", "content": question}], self.gen)
+        self.last_turn = turn
+        if turn.dropped:  # history before the kept window is gone for good: later turns stay consistent
+            self.history = self.history[2 * turn.dropped:]
+        for ev in self.pipeline.stream(turn, cancel):
             if ev.kind == "done":
                 self.history += [{"role": "user", "content": question},
-                                 {"role": "assistant", "content": ev.model_text}]
+                                 {"role": "assistant", "content": ev.result.model_text}]
             yield ev

@@ -9,9 +9,9 @@ from ming import DISCLAIMER
 from ming.cli.common import add_generation_args, add_model_args, add_safety_args, generation_config, model_options
 from ming.engine import create_engine
 from ming.errors import MingError
-from ming.prompts import system_prompt
-from ming.respond import load_policy
+from ming.respond import Pipeline
 from ming.session import HELP, Session, parse_command
+from ming.stages import StageOptions, build
 
 
 def add_parser(sub, name: str, help_text: str):
@@ -114,10 +114,11 @@ def run(args: argparse.Namespace) -> int:
     if gen.num_beams > 1 and (args.temperature not in (0, 1.0) or args.top_p < 1 or args.top_k):
         io.info(f"[ming] beam search ({gen.num_beams} beams) decodes deterministically: temperature, top-p and "
                 "top-k are ignored")
+    stages = build(StageOptions(safety=args.safety, mode=args.mode))
     engine = create_engine(model_options(args), need_beam=gen.num_beams > 1)
-    system = system_prompt(args.mode, args.system, engine.template.default_system)
-    session = Session(engine, gen, system=system, policy=load_policy(args.safety))
+    session = Session(Pipeline(engine, stages, mode=args.mode, system=args.system), gen)
 
+    stages_named = {s.name for s in stages}
     cancel = threading.Event()
     answering = threading.Event()
 
@@ -135,21 +136,16 @@ def run(args: argparse.Namespace) -> int:
         io.begin_answer()
         try:
             for ev in session.ask(question, cancel):
-                if ev.kind in ("text", "safety"):
+                if ev.kind in ("text", "added"):
                     io.stream(ev.text, ev.kind)
                 elif ev.kind == "done":
                     io.end_answer()
-                    if ev.decision is not None and ev.decision.triggered:
-                        ids = ", ".join(t["rule_id"] for t in ev.decision.triggered)
-                        io.info(f"[ming safety] {ev.decision.action}: {ids}")
-                    if ev.chunk is not None and ev.chunk.finish_reason == "cancelled":
+                    if ev.result.finish == "cancelled":
                         io.info("[ming] answer stopped (Ctrl-C); the conversation continues")
         finally:
             answering.clear()
-        if session.last_dropped and not session.truncation_noted:
-            io.info(f"[ming] the conversation is longer than the model's context window: the oldest "
-                    f"{session.last_dropped} exchange(s) were dropped (the system prompt and your question are kept)")
-            session.truncation_noted = True
+        for kind, text in session.notices():
+            io.info(f"[ming {kind}] {text}" if kind in stages_named else f"[ming] {text}")
 
     if args.once is not None:
         answer(args.once)

@@ -9,9 +9,10 @@ from ming import DISCLAIMER, envs
 from ming.cli.common import add_generation_args, add_model_args, generation_config, model_options
 from ming.engine import create_engine
 from ming.errors import MingError
-from ming.serve.app import build_app, load_safety
+from ming.serve.app import build_app
 from ming.serve.server import make_server
 from ming.serve.settings import add_flags, from_args
+from ming.stages import StageOptions, build
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -65,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if settings.host not in LOCAL_HOSTS and not settings.api_key:
         print(f"[ming] warning: listening on {settings.host} without --api-key: anyone who can reach this port can "
               "use the model", file=sys.stderr)
-    policy = load_safety(settings.safety)  # fail before the (slow) model load
+    stages = build(StageOptions(safety=settings.safety, mode=settings.mode))  # fails before the (slow) model load
     engine = create_engine(opts, need_beam=gen.num_beams > 1)
-    app = build_app(settings, engine, policy=policy)
+    app = build_app(settings, engine, stages=stages)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
     print(f"[ming] {DISCLAIMER}", file=sys.stderr)

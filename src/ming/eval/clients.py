@@ -1,5 +1,5 @@
-"""Who answers the evaluation: a local engine (through `ming.respond.reply_stream`, the same
-safety-wrapped path as `ming chat` and `ming serve`) or any OpenAI-compatible HTTP endpoint
+"""Who answers the evaluation: a local engine (through `ming.respond.Pipeline`, the same turn as
+`ming chat` and `ming serve`: stages, fitting, safety) or any OpenAI-compatible HTTP endpoint
 (`ming serve`, vLLM, another vendor), with bounded retries."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ming.errors import MingError
-from ming.respond import load_policy, reply_stream
+from ming.respond import Pipeline
+from ming.stages import StageOptions, build
 
 
 @dataclass
@@ -31,14 +32,10 @@ class LocalClient:
     kind = "local"
     stops_early = True  # chat(..., until=) can stop generation once the caller has what it needs
 
-    def __init__(self, engine, safety: str = "on"):
+    def __init__(self, engine, safety: str = "on", off: Sequence[str] = ()):
         self.engine = engine
         self.safety = safety
-        try:
-            self.policy = load_policy(safety)
-        except (ImportError, AttributeError) as exc:
-            raise MingError(f"--safety {safety} needs the ming.safety package, which is not usable here ({exc}); "
-                            "run with --safety off") from exc
+        self.pipeline = Pipeline(engine, build(StageOptions(safety=safety, off=frozenset(off))), mode=None)
 
     @property
     def can_loglik(self) -> bool:
@@ -51,24 +48,11 @@ class LocalClient:
 
     def chat(self, messages: Sequence[dict], gen, until=None) -> Reply:
         """One reply. `until(text so far)` returning True stops generation there (finish_reason "answered")."""
-        import threading
-
-        done, cancel, parts, stopped = None, threading.Event(), [], False
         with self.engine.lock:
-            for ev in reply_stream(self.engine, list(messages), gen, self.policy, cancel=cancel):
-                if ev.kind == "text" and until is not None and not stopped:
-                    parts.append(ev.text)
-                    if until("".join(parts)):
-                        cancel.set()
-                        stopped = True
-                if ev.kind == "done":
-                    done = ev
-        chunk = done.chunk
-        decision = done.decision
-        safety = decision.to_dict() if decision is not None and getattr(decision, "triggered", None) else None
-        finish = "answered" if stopped and chunk.finish_reason == "cancelled" else (chunk.finish_reason or "stop")
-        return Reply(text=done.full_text, model_text=done.model_text, finish_reason=finish,
-                     prompt_tokens=chunk.prompt_tokens, completion_tokens=chunk.completion_tokens, safety=safety)
+            r = self.pipeline.answer(self.pipeline.prepare(list(messages), gen), until=until)
+        acted = r.safety is not None and r.safety.triggered
+        return Reply(text=r.text, model_text=r.model_text, finish_reason=r.finish, prompt_tokens=r.prompt_tokens,
+                     completion_tokens=r.completion_tokens, safety=r.safety_dict if acted else None)
 
     # -- log-likelihood scoring ---------------------------------------------------------------
     def encode(self, text: str) -> list[int]:

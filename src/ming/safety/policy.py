@@ -104,6 +104,12 @@ class SafetyPolicy:
         self.mode = mode
         self._triage = triage
 
+    def load(self) -> "SafetyPolicy":
+        """Read and compile the rule files now (they are otherwise read on the first check)."""
+        _rules()
+        _ = self.triage
+        return self
+
     @property
     def triage(self) -> Triage:
         if self._triage is None:

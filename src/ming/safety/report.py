@@ -373,11 +373,12 @@ def _w(s: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
 
 
-def grounding_text(findings: list[Finding]) -> str:
-    """System-prompt addendum so the model's explanation rests on the parsed findings."""
+def grounding_text(findings: list[Finding], abnormal_only: bool = False) -> str:
+    """System-prompt addendum so the model's explanation rests on the parsed findings. `abnormal_only`:
+    the short form for a nearly full context window (normal items are only counted)."""
     abnormal = [f for f in findings if f.status != "normal"]
     lines = ["【检验/体检结果（程序解析并已与参考范围比较，解释时以此为准，不要自行改判）】"]
-    for f in findings:
+    for f in abnormal if abnormal_only else findings:
         extra = "；".join(x for x in (f.category, f.note) if x)
         lines.append(f"- {f.name}：{f.value_text}，参考 {f.ref_text or '—'}（{f.ref_source}）→ {STATUS_ZH[f.status]}"
                      + (f"；{extra}" if extra else ""))
@@ -386,3 +387,26 @@ def grounding_text(findings: list[Finding]) -> str:
     lines.append("要求：只把上面标为偏高/偏低/异常的项目说成异常，正常项目（包括“正常高值”“合适水平”）不要说成偏高；"
                  "解释每个异常项目的常见原因和下一步（复查、生活方式、何时就医），不要做确定诊断，不要编造报告中没有的数值。")
     return "\n".join(lines)
+
+
+_ITEM_SEP = re.compile(r"(?<=[，,；;、\n])")
+
+
+def shorten_report(text: str) -> tuple[str, int]:
+    """`text` with the normal items of a pasted report left out (the abnormal ones, and everything that
+    is not a test result, stay), and a note saying how many went. Returns (text, items left out)."""
+    if not parse_report(text):
+        return text, 0
+    sex = detect_sex(unicodedata.normalize("NFKC", text))
+    kept: list[str] = []
+    dropped = 0
+    for piece in _ITEM_SEP.split(text):
+        found = parse_report(piece, sex)
+        if found and all(f.status == "normal" for f in found):
+            dropped += len(found)
+            continue
+        kept.append(piece)
+    if not dropped:
+        return text, 0
+    out = "".join(kept).rstrip("，,；;、 ")
+    return out + f"\n（其余 {dropped} 项结果正常，为适应上下文长度已省略）", dropped

@@ -1,7 +1,8 @@
 """`ming serve`: an OpenAI-compatible HTTP server and the web consultation page.
 
     protocol.py  request / response models (pydantic, with limits)
-    serving.py   chat-completion logic and the bounded request queue in front of the engine (no HTTP)
+    serving.py   chat completions over the turn pipeline (ming/respond.py), no HTTP
+    queue.py     the bounded request queue (Job, Scheduler) in front of the engine
     routes.py    HTTP endpoints (FastAPI) over serving.py
     errors.py    OpenAI-format errors
     settings.py  server settings (one dataclass; the CLI flags are generated from it)

@@ -10,21 +10,22 @@ import uuid
 from ming.config import ModelOptions
 from ming.engine import create_engine
 from ming.engine.base import GenerationConfig
-from ming.errors import MingError
-from ming.respond import load_policy
+from ming.respond import Pipeline
 from ming.serve import errors, routes
 from ming.serve.errors import APIError
-from ming.serve.serving import ChatService, Scheduler
+from ming.serve.queue import Scheduler
+from ming.serve.serving import ChatService
 from ming.serve.settings import ServeSettings
+from ming.stages import StageOptions, build
 
 log = logging.getLogger("ming.serve")
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # a request body larger than this gets a 413
 
 
-def build_app(settings: ServeSettings | None = None, engine=None, policy="auto"):
-    """The server for `engine` (loaded from `settings.model` when None). `policy` is the safety
-    policy; "auto" loads the one `settings.safety` names (None when it is "off")."""
+def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
+    """The server for `engine` (loaded from `settings.model` when None). `stages`: the turn's stages
+    (ming/stages.py); None builds them from the settings (`settings.safety`)."""
     from importlib import resources
 
     from fastapi import FastAPI
@@ -35,8 +36,8 @@ def build_app(settings: ServeSettings | None = None, engine=None, policy="auto")
         settings.generation = GenerationConfig()
     if engine is None:
         engine = create_engine(settings.model or ModelOptions(), need_beam=settings.generation.num_beams > 1)
-    if policy == "auto":
-        policy = load_safety(settings.safety)
+    if stages is None:
+        stages = build(StageOptions(safety=settings.safety, mode=settings.mode))
 
     scheduler = Scheduler(engine, max_queue=settings.max_queue)
 
@@ -52,7 +53,7 @@ def build_app(settings: ServeSettings | None = None, engine=None, policy="auto")
     app.state.settings = settings
     app.state.engine = engine
     app.state.scheduler = scheduler
-    app.state.service = ChatService(engine, settings, policy)
+    app.state.service = ChatService(engine, settings, Pipeline(engine, stages, mode=settings.mode))
 
     app.add_middleware(RequestIdAndSize)
     errors.install_handlers(app)
@@ -94,13 +95,3 @@ class RequestIdAndSize:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
-
-
-def load_safety(mode: str):
-    """The safety policy for --safety MODE, or a clear error when the safety layer is unavailable."""
-
-    try:
-        return load_policy(mode)
-    except ImportError as exc:
-        raise MingError(f"--safety {mode} needs the safety layer (ming.safety), which could not be loaded ({exc}); "
-                        "reinstall ming, or run with --safety off to serve the model without it") from exc

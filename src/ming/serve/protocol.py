@@ -115,6 +115,7 @@ class ResponseMessage(BaseModel):
 
 
 class Choice(BaseModel):
+    model_config = ConfigDict(extra="allow")  # ming_<stage> fields: every stage's metadata
     index: int
     message: ResponseMessage
     finish_reason: str | None
@@ -123,6 +124,7 @@ class Choice(BaseModel):
 
 
 class ChatCompletion(BaseModel):
+    model_config = ConfigDict(extra="allow")  # ming_<stage> fields: every stage's metadata
     id: str
     object: str = "chat.completion"
     created: int = Field(default_factory=lambda: int(time.time()))
@@ -140,6 +142,7 @@ class DeltaMessage(BaseModel):
 
 
 class ChunkChoice(BaseModel):
+    model_config = ConfigDict(extra="allow")  # ming_<stage> fields: every stage's metadata
     index: int
     delta: DeltaMessage
     finish_reason: str | None = None
@@ -149,6 +152,7 @@ class ChunkChoice(BaseModel):
 
 
 class ChatCompletionChunk(BaseModel):
+    model_config = ConfigDict(extra="allow")  # ming_<stage> fields: every stage's metadata
     id: str
     object: str = "chat.completion.chunk"
     created: int = Field(default_factory=lambda: int(time.time()))

@@ -18,7 +18,7 @@ from ming import DISCLAIMER
 from ming.errors import MingError
 from ming.serve.errors import APIError, from_validation_errors
 from ming.serve.protocol import ChatCompletionRequest, ModelCard, ModelList
-from ming.serve.serving import Job
+from ming.serve.queue import Job
 
 log = logging.getLogger("ming.serve")
 router = APIRouter()

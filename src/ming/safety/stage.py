@@ -1,0 +1,48 @@
+"""The safety layer as the first stage of the turn (ming/respond.py): the decision of `SafetyPolicy`
+turned into what the turn shows, renders and reports."""
+
+from __future__ import annotations
+
+from ming.respond import Added, Stage, Turn
+from ming.safety.policy import SafetyPolicy
+from ming.safety.report import grounding_text
+
+
+class SafetyStage(Stage):
+    """Emergency escalation first, refusals as the whole reply, a pasted report's findings table before
+    the answer and its graded values in the system text, dose notes after."""
+
+    name = "safety"
+
+    def __init__(self, policy: SafetyPolicy):
+        self.policy = policy
+
+    def prepare(self, turn: Turn) -> None:
+        d = self.policy.check(turn.conversation)
+        turn.safety = d
+        turn.meta[self.name] = d.to_dict()
+        if d.triggered:
+            turn.notices[self.name] = f"{d.action}: {', '.join(d.rule_ids)}"
+        if d.action == "refuse":
+            turn.canned = Added(self.name, d.refusal)
+            return
+        if d.prefix:
+            turn.lead.append(Added(self.name, d.prefix + "\n\n"))
+        if d.findings_table:  # a pasted lab report: the graded findings the model's explanation must rest on
+            turn.lead.append(Added(self.name, d.findings_table + "\n\n"))
+        if d.system_addendum:
+            turn.system_text[self.name] = d.system_addendum
+        if not d.call_model:  # strict mode: an emergency gets the escalation only
+            turn.canned = Added(self.name, "")
+        if d.suffix:
+            turn.tail.append(Added(self.name, "\n\n" + d.suffix))
+
+    def shrink(self, turn: Turn) -> bool:
+        """The short grounding: only the abnormal findings are listed (the table shown keeps them all)."""
+        d = turn.safety
+        text = turn.system_text.get(self.name, "")
+        if not d or not d.findings or not text:
+            return False
+        short = text.replace(grounding_text(d.findings), grounding_text(d.findings, abnormal_only=True))
+        turn.system_text[self.name] = short
+        return short != text

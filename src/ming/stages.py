@@ -1,0 +1,69 @@
+"""The stages a turn runs (ming/respond.py), in order, and how a caller picks them.
+
+    pipe = Pipeline(engine, build(StageOptions(safety="on")))
+    build(StageOptions(safety="on", off={"consult"}))   # eval measuring a stage by turning it off
+
+REGISTRY's order is the pipeline's order: safety check → consultation controller → grounding context
+(then fit and render, generate, post-checks). A new stage is one entry here: a name and a function that
+makes the stage from the caller's options (or returns None when it does not apply).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ming.errors import MingError
+from ming.respond import Stage
+from ming.safety import MODES as SAFETY_MODES
+from ming.safety.policy import SafetyPolicy
+from ming.safety.stage import SafetyStage
+
+
+@dataclass
+class StageOptions:
+    safety: str = "on"  # off | on | strict
+    mode: str = "qa"  # qa | consult: stages that only act in one mode read it
+    off: frozenset[str] = frozenset()  # stage names turned off for this caller
+    settings: dict[str, Any] = field(default_factory=dict)  # stage name -> its own options
+
+
+def load_safety(mode: str) -> SafetyPolicy | None:
+    """The safety policy for `--safety MODE` (None for "off"), its rule files read now, so that a broken
+    install fails before a model loads."""
+    if mode not in SAFETY_MODES:
+        raise MingError(f"unknown safety mode {mode!r}; use one of: {', '.join(SAFETY_MODES)}")
+    if mode == "off":
+        return None
+    try:
+        return SafetyPolicy(mode=mode).load()
+    except (ImportError, OSError) as exc:
+        raise MingError(f"--safety {mode} needs the safety layer's rule files, which could not be loaded ({exc}); "
+                        "reinstall ming (`pip install -e .`), or run with --safety off to answer without it") from exc
+
+
+def _safety(opts: StageOptions) -> Stage | None:
+    policy = load_safety(opts.safety)
+    return SafetyStage(policy) if policy is not None else None
+
+
+# name -> factory; the order is the order the turn runs them
+REGISTRY: dict[str, Callable[[StageOptions], Stage | None]] = {
+    "safety": _safety,
+    # "consult": issue 16 (ming/consult/), "grounding": issue 17 — one line each, here
+}
+
+
+def build(opts: StageOptions | None = None) -> list[Stage]:
+    opts = opts or StageOptions()
+    unknown = set(opts.off) - set(REGISTRY)
+    if unknown:
+        raise MingError(f"unknown stage(s) {', '.join(sorted(unknown))}; the stages are {', '.join(REGISTRY)}")
+    out = []
+    for name, make in REGISTRY.items():
+        if name in opts.off:
+            continue
+        stage = make(opts)
+        if stage is not None:
+            out.append(stage)
+    return out
