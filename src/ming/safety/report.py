@@ -373,12 +373,18 @@ def _w(s: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
 
 
-def grounding_text(findings: list[Finding], abnormal_only: bool = False) -> str:
-    """System-prompt addendum so the model's explanation rests on the parsed findings. `abnormal_only`:
-    the short form for a nearly full context window (normal items are only counted)."""
+def grounding_text(findings: list[Finding], short: bool = False) -> str:
+    """System-prompt addendum so the model's explanation rests on the parsed findings. `short`: the
+    form for a nearly full context window (abnormal items with value and range; normal ones named)."""
     abnormal = [f for f in findings if f.status != "normal"]
+    if short:
+        items = "；".join(f"{f.name} {f.value_text}（参考 {f.ref_text or '—'}）{STATUS_ZH[f.status]}" for f in abnormal)
+        normal = "、".join(f.name for f in findings if f.status == "normal")
+        return ("【检验结果（程序已与参考范围比较，以此为准）】" + (f"异常 {len(abnormal)} 项：{items}。" if abnormal else "")
+                + (f"正常：{normal}。" if normal else "")
+                + "要求：只把异常项目说成异常，解释其常见原因和下一步（复查、生活方式、何时就医），不做确定诊断，不编造数值。")
     lines = ["【检验/体检结果（程序解析并已与参考范围比较，解释时以此为准，不要自行改判）】"]
-    for f in abnormal if abnormal_only else findings:
+    for f in findings:
         extra = "；".join(x for x in (f.category, f.note) if x)
         lines.append(f"- {f.name}：{f.value_text}，参考 {f.ref_text or '—'}（{f.ref_source}）→ {STATUS_ZH[f.status]}"
                      + (f"；{extra}" if extra else ""))
@@ -389,7 +395,7 @@ def grounding_text(findings: list[Finding], abnormal_only: bool = False) -> str:
     return "\n".join(lines)
 
 
-_ITEM_SEP = re.compile(r"(?<=[，,；;、\n])")
+_ITEM_SEP = re.compile(r"(?<=[，,；;、。！？!?\n])")
 
 
 def shorten_report(text: str) -> tuple[str, int]:

@@ -38,11 +38,11 @@ class SafetyStage(Stage):
             turn.tail.append(Added(self.name, "\n\n" + d.suffix))
 
     def shrink(self, turn: Turn) -> bool:
-        """The short grounding: only the abnormal findings are listed (the table shown keeps them all)."""
+        """The short grounding: abnormal findings with their values, normal ones named (the table shown keeps all)."""
         d = turn.safety
         text = turn.system_text.get(self.name, "")
         if not d or not d.findings or not text:
             return False
-        short = text.replace(grounding_text(d.findings), grounding_text(d.findings, abnormal_only=True))
+        short = text.replace(grounding_text(d.findings), grounding_text(d.findings, short=True))
         turn.system_text[self.name] = short
         return short != text
