@@ -98,3 +98,32 @@ def test_seed_command_lines_with_local_checkpoints(tiny_qwen_dir, tiny_bloom_dir
                       "--beam-size", "3", "--temperature", temp, "--safety", "off"], stdin="你好\n")
         assert r.returncode == 0, r.stderr[-1500:]
         assert r.stdout.count("明医:") == 1
+
+
+REPORT = (os.path.join(os.path.dirname(__file__), "fixtures", "turn", "report15.txt"))
+
+
+def test_a_pasted_report_that_overflows_the_window_is_answered(tiny_qwen_dir):
+    """Issue 14's case: --context-length 700 --max-new-tokens 200 and a 15-item lab report on one line. The
+    question fits alone; with the safety layer's findings text it does not — it is answered anyway (the
+    report's normal items shortened), never an error."""
+    question = open(REPORT, encoding="utf-8").read().strip()
+    r = run_ming(["chat", "--model-path", str(tiny_qwen_dir), "--context-length", "700", "--max-new-tokens", "200",
+                  "--temperature", "0", "--plain"], stdin=question + "\n")
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "error" not in r.stderr and "context window is" not in r.stderr
+    assert "| 项目 |" in r.stdout and "白细胞" in r.stdout  # the findings table, all 15 items
+    assert "the pasted report was shortened" in r.stderr and "8 normal item(s)" in r.stderr
+    assert "[ming safety] answer: REPORT-FINDINGS" in r.stderr
+
+
+def test_a_report_overflow_on_the_embedded_gguf_with_llamacpp():
+    """The same case on the real embedded model with llama.cpp, which refuses a prompt beyond its window."""
+    pytest.importorskip("llama_cpp")
+    question = open(REPORT, encoding="utf-8").read().strip()
+    r = run_ming(["chat", "--model", "base", "--backend", "llamacpp", "--context-length", "700",
+                  "--max-new-tokens", "200", "--temperature", "0", "--plain", "--once", question], timeout=900)
+    assert r.returncode == 0, r.stderr[-1500:]
+    answer = r.stdout.split("|\n\n", 1)[-1]
+    assert "| 项目 |" in r.stdout and any("\u4e00" <= ch <= "\u9fff" for ch in answer)
+    assert "the pasted report was shortened" in r.stderr and "context window is" not in r.stderr

@@ -39,11 +39,13 @@ def test_without_the_adapter_default_is_the_base_and_lite_is_a_clear_error(no_li
 
 def test_training_starts_from_the_base_not_the_default():
     from ming.train.config import TrainConfig
+    from ming.train.model import start_ref
 
-    cfg = TrainConfig()
-    assert cfg.model_path is None  # the default config ...
-    src = open(models.__file__.replace("models.py", "train/model.py"), encoding="utf-8").read()
-    assert 'cfg.model_path or "embedded"' in src  # ... resolves to the embedded base in train.model.load
+    ref = start_ref(TrainConfig())  # the default config ...
+    assert ref.kind == "gguf" and ref.embedded  # ... starts from the untouched embedded base
+    assert ref.path == models.resolve("base").path
+    if lite.available():
+        assert models.resolve(None).kind == "lora"  # while chat's default is the adapter
 
 
 def test_shipped_adapter_is_small_bf16_with_a_model_card():

@@ -53,3 +53,27 @@ def test_strict_mode_answers_emergencies_with_the_escalation_only(tiny_qwen_engi
     s = d["ming_safety"]
     assert s["mode"] == "strict" and s["call_model"] is False
     assert d["usage"]["completion_tokens"] == 0 and "120" in d["choices"][0]["message"]["content"]
+
+
+def test_a_pasted_report_that_overflows_the_window(tiny_qwen_engine):
+    """Issue 14's case through HTTP: a 400 that names the window without "truncate", an answer with it —
+    the same fitting as `ming chat` (the safety layer's text counted, the report's normal items shortened)."""
+    from pathlib import Path
+
+    report = (Path(__file__).parent / "fixtures" / "turn" / "report15.txt").read_text(encoding="utf-8").strip()
+    body = {"messages": [{"role": "user", "content": report}], "max_tokens": 200, "temperature": 0}
+    old = tiny_qwen_engine.context_length
+    tiny_qwen_engine.context_length = 700
+    try:
+        with LiveServer(tiny_qwen_engine, safety="on") as srv:
+            err = httpx.post(srv.url + URL, json=body, timeout=60)
+            ok = httpx.post(srv.url + URL, json={**body, "truncate": True}, timeout=120)
+    finally:
+        tiny_qwen_engine.context_length = old
+    assert err.status_code == 400 and err.json()["error"]["code"] == "context_length_exceeded"
+    assert "700" in err.json()["error"]["message"] and "truncate" in err.json()["error"]["message"]
+    assert ok.status_code == 200, ok.text
+    d = ok.json()
+    assert d["ming"]["shortened_report_items"] == 8 and any("shortened" in w for w in d["ming"]["warnings"])
+    assert d["usage"]["prompt_tokens"] + 200 <= 700 and d["usage"]["completion_tokens"] >= 1
+    assert len(d["ming_safety"]["findings"]) == 15 and "| 项目 |" in d["choices"][0]["message"]["content"]

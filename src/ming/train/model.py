@@ -59,14 +59,19 @@ def _check_qlora(device: str) -> None:
         raise MingError("--method qlora needs bitsandbytes: pip install bitsandbytes (or pip install 'ming[gpu]')") from exc
 
 
+def start_ref(cfg) -> models.ModelRef:
+    """What training starts from: the model named, else the untouched embedded base (never the MING-lite
+    default that `ming chat` runs)."""
+    return models.resolve(cfg.model_path or "embedded", cfg.model_base, cfg.allow_download)
+
+
 def load(cfg, device: str) -> Loaded:
     import torch
     from transformers import AutoModelForCausalLM
 
     if cfg.method == "qlora":
         _check_qlora(device)
-    # the base to fine-tune: the untouched embedded model unless one is named (never the MING-lite default)
-    ref = models.resolve(cfg.model_path or "embedded", cfg.model_base, cfg.allow_download)
+    ref = start_ref(cfg)
     base_ref = ref.base if ref.kind == "lora" else ref
     ckpt = models.hf_checkpoint_dir(base_ref)
     tok = models.load_tokenizer(ref)
