@@ -284,7 +284,8 @@ class Pipeline:
             yield added(a)
         last, answered = Chunk(finish_reason="stop"), False
         if turn.canned is not None:
-            yield added(turn.canned)
+            if turn.canned.text:
+                yield added(turn.canned)
         else:
             checks = [c for c in (s.post_check(turn) for s in self.stages) if c is not None]
             stop = threading.Event()
@@ -313,7 +314,7 @@ class Pipeline:
                     yield added(Added(getattr(c, "stage", "check"), extra))
         for a in turn.tail:
             yield added(a)
-        model_text = "".join(model) or (turn.canned.text if turn.canned is not None else "".join(shown).strip())
+        model_text = "".join(model) or (turn.canned.text if turn.canned is not None else "") or "".join(shown).strip()
         fin = finish_reason(last.finish_reason, answered=answered and not (cancel is not None and cancel.is_set()))
         yield ReplyEvent("done", result=TurnResult(
             text="".join(shown), model_text=model_text, finish=fin, prompt_tokens=last.prompt_tokens,

@@ -23,7 +23,7 @@ class Reply:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     safety: dict | None = None  # the safety decision when the layer acted (local engine only)
-    info: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)  # local engine: each stage's metadata (TurnResult.meta)
 
 
 class LocalClient:
@@ -52,7 +52,7 @@ class LocalClient:
             r = self.pipeline.answer(self.pipeline.prepare(list(messages), gen), until=until)
         acted = r.safety is not None and r.safety.triggered
         return Reply(text=r.text, model_text=r.model_text, finish_reason=r.finish, prompt_tokens=r.prompt_tokens,
-                     completion_tokens=r.completion_tokens, safety=r.safety_dict if acted else None)
+                     completion_tokens=r.completion_tokens, safety=r.safety_dict if acted else None, info=r.meta)
 
     # -- log-likelihood scoring ---------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
