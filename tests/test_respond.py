@@ -19,6 +19,7 @@ from ming.stages import REGISTRY, StageOptions, build
 
 REPORT = (Path(__file__).parent / "fixtures" / "turn" / "report15.txt").read_text(encoding="utf-8").strip()
 GREEDY = GenerationConfig(max_new_tokens=8, temperature=0)
+EMERGENCY = "我胸口剧烈疼痛，出冷汗，喘不上气，已经二十分钟了"
 
 
 @contextlib.contextmanager
@@ -156,7 +157,7 @@ def test_finish_reasons_are_normalised_once(tiny_qwen_engine):
 
 
 def test_safety_off_is_no_stage_and_no_decision(tiny_qwen_engine):
-    q = [{"role": "user", "content": "我胸口剧烈疼痛，出冷汗，喘不上气，已经二十分钟了"}]
+    q = [{"role": "user", "content": EMERGENCY}]
     off = Pipeline(tiny_qwen_engine, build(StageOptions(safety="off"))).prepare(q, GREEDY)
     assert off.safety is None and "safety" not in off.meta and not off.lead
     on = Pipeline(tiny_qwen_engine, build(StageOptions(safety="on"))).prepare(q, GREEDY)
@@ -165,7 +166,7 @@ def test_safety_off_is_no_stage_and_no_decision(tiny_qwen_engine):
 
 def test_a_canned_reply_skips_the_model(tiny_qwen_engine):
     pipe = Pipeline(tiny_qwen_engine, build(StageOptions(safety="strict")))
-    turn = pipe.prepare([{"role": "user", "content": "我胸口剧烈疼痛，出冷汗，喘不上气，已经二十分钟了"}], GREEDY)
+    turn = pipe.prepare([{"role": "user", "content": EMERGENCY}], GREEDY)
     assert not turn.calls_model and turn.prompt_ids == []
     events = list(pipe.stream(turn))
     r = events[-1].result

@@ -123,16 +123,12 @@ class TurnResult:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
-    safety: Any = None  # SafetyDecision or None (safety off)
-    meta: dict[str, Any] = field(default_factory=dict)
+    safety: Any = None  # SafetyDecision or None (safety off); serialised once, in meta["safety"]
+    meta: dict[str, Any] = field(default_factory=dict)  # stage -> metadata
 
     @property
     def openai_finish(self) -> str:
         return "length" if self.finish == "length" else "stop"
-
-    @property
-    def safety_dict(self) -> dict | None:
-        return self.safety.to_dict() if self.safety is not None else None
 
 
 @dataclass
@@ -147,12 +143,14 @@ class ContextTooLong(MingError):
     """The question cannot fit the context window even alone."""
 
     def __init__(self, prompt_tokens: int, context_length: int, reserve: int, truncated: bool):
-        self.prompt_tokens, self.context_length, self.reserve, self.truncated = prompt_tokens, context_length, reserve, truncated
+        self.prompt_tokens, self.context_length = prompt_tokens, context_length
+        self.reserve, self.truncated = reserve, truncated
         what = ("the question alone (with the system prompt and the safety/context text, after dropping every earlier "
                 "exchange and shortening the pasted report)" if truncated else "the conversation")
-        super().__init__(f"{what} is {prompt_tokens} tokens; with at least {reserve} tokens kept for the answer it needs "
-                         f"{prompt_tokens + reserve} but the context window is {context_length} tokens; shorten the question, ask "
-                         "for a shorter answer (--max-new-tokens) or use a longer window (--context-length)")
+        super().__init__(f"{what} is {prompt_tokens} tokens; with at least {reserve} tokens kept for the answer it "
+                         f"needs {prompt_tokens + reserve} but the context window is {context_length} tokens; shorten "
+                         "the question, ask for a shorter answer (--max-new-tokens) or use a longer window "
+                         "(--context-length)")
 
 
 def finish_reason(engine_reason: str | None, *, answered: bool = False) -> str:
@@ -209,7 +207,8 @@ class Pipeline:
         `gen.max_new_tokens` is the answer length wanted; with `exact_max_new` it is not lowered to fit
         (serve's explicit max_tokens). `truncate=False`: a conversation that does not fit is an error
         (serve without "truncate": true) instead of dropping exchanges."""
-        conversation, source = choose_system(messages, mode or self.mode, self.system, self.engine.template.default_system)
+        conversation, source = choose_system(messages, mode or self.mode, self.system,
+                                             self.engine.template.default_system)
         turn = Turn(conversation=conversation, gen=gen, system_source=source)
         for s in self.stages:
             s.prepare(turn)
@@ -218,7 +217,8 @@ class Pipeline:
         return turn
 
     def _render(self, turn: Turn, turns: list[Message]) -> tuple[list[Message], list[int]]:
-        system = turn.conversation[0]["content"] if turn.conversation and turn.conversation[0]["role"] == "system" else ""
+        first = turn.conversation[0] if turn.conversation else {"role": "", "content": ""}
+        system = first["content"] if first["role"] == "system" else ""
         extra = [t for t in turn.system_text.values() if t]
         if turn.context:
             extra.append("【参考资料】\n" + "\n\n".join(turn.context))
@@ -257,14 +257,16 @@ class Pipeline:
         max_new = min(want, ctx - len(ids))
         if turn.dropped:
             turn.notices["dropped"] = (f"the conversation is longer than the {ctx}-token context window: the oldest "
-                                       f"{turn.dropped} exchange(s) were dropped (the system prompt and the question are kept)")
+                                       f"{turn.dropped} exchange(s) were dropped (the system prompt and the question "
+                                       "are kept)")
         if turn.shortened:
             turn.notices["shortened"] = (f"the pasted report was shortened to fit the {ctx}-token context window: "
-                                         f"{turn.shortened} normal item(s) left out of the prompt (the abnormal ones stay)")
+                                         f"{turn.shortened} normal item(s) left out of the prompt (the abnormal ones "
+                                         "stay)")
         if max_new < want:
             turn.answer_cut = True
-            turn.notices["answer_cut"] = (f"the context window ({ctx} tokens) is nearly full: this answer is limited to "
-                                          f"{max_new} tokens instead of {want}")
+            turn.notices["answer_cut"] = (f"the context window ({ctx} tokens) is nearly full: this answer is limited "
+                                          f"to {max_new} tokens instead of {want}")
         turn.gen = turn.gen.replace(max_new_tokens=max_new)
         turn.messages, turn.prompt_ids = msgs, ids
 

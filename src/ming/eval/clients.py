@@ -52,7 +52,7 @@ class LocalClient:
             r = self.pipeline.answer(self.pipeline.prepare(list(messages), gen), until=until)
         acted = r.safety is not None and r.safety.triggered
         return Reply(text=r.text, model_text=r.model_text, finish_reason=r.finish, prompt_tokens=r.prompt_tokens,
-                     completion_tokens=r.completion_tokens, safety=r.safety_dict if acted else None, info=r.meta)
+                     completion_tokens=r.completion_tokens, safety=r.meta["safety"] if acted else None, info=r.meta)
 
     # -- log-likelihood scoring ---------------------------------------------------------------
     def encode(self, text: str) -> list[int]:

@@ -122,9 +122,9 @@ class ChatService:
         except ContextTooLong as exc:
             hint = ("" if exc.truncated else ". Shorten the messages, lower max_tokens, or send \"truncate\": true to "
                     "drop the oldest exchanges")
+            after = "after dropping every earlier exchange and shortening the pasted report, " if exc.truncated else ""
             raise bad_request(f"this model's context window is {ctx} tokens; the prompt is {exc.prompt_tokens} tokens "
-                              + ("after dropping every earlier exchange and shortening the pasted report, " if exc.truncated
-                                 else "") + f"and {exc.reserve} are kept for the answer "
+                              f"{after}and {exc.reserve} are kept for the answer "
                               f"({'max_tokens' if asked is not None else 'at least'}){hint}",
                               param="messages", code="context_length_exceeded") from None
         except MingError as exc:
