@@ -1,7 +1,9 @@
-"""Benchmark of `ming data build` at MING's scale: a 1.12M-record mix from replicated, perturbed real sources.
+"""Benchmark of `ming data build` at MING's scale: mixes of 100k and 1.12M records from replicated, perturbed real
+sources, each built three ways — one process, every core, and Dask in local mode — side by side.
 
-    .venv/bin/python bench/data.py                      # 1,120,000 records, plus a 1/10 run for comparison
-    .venv/bin/python bench/data.py --records 100000     # quicker
+    .venv/bin/python bench/data.py                                  # 100,000 and 1,120,000 records, 3 modes each
+    .venv/bin/python bench/data.py --records 100000                 # quicker
+    .venv/bin/python bench/data.py --records 100000 --modes single,both
 
 1. Measures how many records each source of the default recipe yields from ../shared/data.
 2. Writes replicas of every input file (or knowledge-graph folder) until each subset has ~1.3x what MING's share
@@ -9,13 +11,17 @@
    substitution table of its own (40% of the CJK block remapped; characters that the converters' templates and
    cue words use are left alone) and swaps 40% of Latin-script words for made-up ones, so replicas are not
    near-duplicates of each other or of the eval sets, while lengths, structure and language stay real.
-3. Runs the real build (same converters, cleaning, dedup, decontamination against the real eval files, mixing)
-   in a child process, twice: --records/10 and --records, and prints records/s and peak RSS side by side.
+3. Runs the real build (same converters, cleaning, dedup, decontamination against the real eval files, mixing,
+   audit) in a child process per mode: `single` (--workers 1), `both` (--workers = every core) and `dask`
+   (--engine dask, local processes), and prints input records/s, input records per CPU-second (robust to other
+   jobs on the machine), peak RSS, the load average during the run and whether the output is the same as the
+   single-process build's (SHA-256 of train.jsonl + dev.jsonl).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -27,23 +33,34 @@ import sys
 import time
 from pathlib import Path
 
+import ming.data.sources as sources_pkg
+from ming.data.dedup import find_eval_files
+from ming.data.pipeline import default_workers
+from ming.data.recipe import load_recipe, resolve_paths
+from ming.data.sources import get_converter
+from ming.data.sources._common import SourceContext
+from ming.data.sources.exam_mcq import is_case
+from ming.envs import data_dir as env_data_dir
+
 CHILD = r"""
 import json, resource, sys, time
 from ming.cli.main import main
-t = time.time()
-rc = main(sys.argv[2:])
-json.dump({"rc": rc, "seconds": time.time() - t,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, open(sys.argv[1], "w"))
+if __name__ == "__main__":
+    t = time.time()
+    rc = main(sys.argv[2:])
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    json.dump({"rc": rc, "seconds": time.time() - t, "peak_rss_mb": me.ru_maxrss / 1024,
+               "worker_peak_rss_mb": kids.ru_maxrss / 1024,
+               "cpu_seconds": me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime}, open(sys.argv[1], "w"))
 """
+MODES = {"single": ["--workers", "1"], "both": [], "dask": ["--engine", "dask"]}
 
 
 def protected_chars() -> set[int]:
     """CJK characters used by the converters (cue words such as 考虑/建议/岁, labels, templates): not remapped,
     so that a replica converts like the original."""
-    import ming.data.sources as pkg
-
     chars: set[int] = set()
-    for f in Path(pkg.__file__).parent.glob("*.py"):
+    for f in Path(sources_pkg.__file__).parent.glob("*.py"):
         chars.update(ord(c) for c in f.read_text(encoding="utf-8") if 0x4E00 <= ord(c) <= 0x9FA5)
     return chars
 
@@ -88,10 +105,6 @@ def perturb_obj(obj, r, table, words):
 
 
 def measure_yields(recipe, data_dir: Path) -> dict[str, int]:
-    from ming.data.recipe import resolve_paths
-    from ming.data.sources import get_converter
-    from ming.data.sources._common import SourceContext
-
     out = {}
     for sub in recipe.subsets:
         for spec in sub.sources:
@@ -124,10 +137,6 @@ def write_replica(src: Path, dst: Path, r: int, table: dict[int, int] | None, ke
 
 
 def make_bench_data(records: int, data_dir: Path, work: Path, yields: dict[str, int], margin: float = 1.3) -> Path:
-    from ming.data.dedup import find_eval_files
-    from ming.data.recipe import load_recipe, resolve_paths
-    from ming.data.sources.exam_mcq import is_case
-
     recipe = load_recipe("default")
     wsum = sum(s.weight for s in recipe.subsets)
     if work.exists():
@@ -167,61 +176,88 @@ def make_bench_data(records: int, data_dir: Path, work: Path, yields: dict[str, 
     return path
 
 
-def run_build(recipe: Path, work: Path, out: Path, total: int) -> dict:
+def run_build(recipe: Path, work: Path, out: Path, total: int, mode: str, workers: int) -> dict:
     res_file = out.with_suffix(".result.json")
-    cmd = [sys.executable, "-c", CHILD, str(res_file), "data", "build", "--recipe", str(recipe), "--out", str(out),
-           "--data-dir", str(work), "--total", str(total), "--no-progress"]
+    child = work / "child.py"
+    child.write_text(CHILD, encoding="utf-8")
+    extra = MODES[mode] + ([] if mode == "single" else ["--workers", str(workers)])
+    cmd = [sys.executable, str(child), str(res_file), "data", "build", "--recipe", str(recipe), "--out", str(out),
+           "--data-dir", str(work), "--total", str(total), "--no-progress", *extra]
+    load0 = os.getloadavg()[0]
     t = time.time()
     subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    load1 = os.getloadavg()[0]
     res = json.loads(res_file.read_text())
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
-    return {"total": stats["mix"]["total"], "input_records": stats["timing"]["input_records"],
-            "seconds": round(time.time() - t, 1), "peak_rss_mb": round(res["peak_rss_mb"], 1),
-            "input_per_s": round(stats["timing"]["input_records"] / stats["timing"]["seconds"], 1),
-            "output_per_s": round(stats["mix"]["total"] / stats["timing"]["seconds"], 1),
+    digest = hashlib.sha256()
+    for split in ("train", "dev"):
+        with open(out / f"{split}.jsonl", "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    n_in = stats["timing"]["input_records"]
+    return {"mode": mode, "total": stats["mix"]["total"], "input_records": n_in,
+            "seconds": round(time.time() - t, 1), "build_seconds": stats["timing"]["seconds"],
+            "cpu_seconds": round(res["cpu_seconds"], 1), "peak_rss_mb": round(res["peak_rss_mb"], 1),
+            "worker_peak_rss_mb": round(res["worker_peak_rss_mb"], 1),
+            "input_per_s": round(n_in / stats["timing"]["seconds"], 1),
+            "input_per_cpu_s": round(n_in / res["cpu_seconds"], 1),
+            "load": f"{load0:.1f}->{load1:.1f}", "sha": digest.hexdigest()[:12],
+            "stage_seconds": stats["timing"].get("stage_seconds"),
             "audit": stats["audit"], "near_backend": stats["dedup"]["near_backend"]}
 
 
 def main() -> int:
-    from ming.envs import data_dir as env_data_dir
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--records", type=int, default=1_120_000, help="records in the big mix (MING: 1.12M)")
+    ap.add_argument("--records", default="100000,1120000", help="mix sizes, comma-separated (MING: 1.12M)")
+    ap.add_argument("--modes", default="single,both,dask", help="single, both (every core), dask; comma-separated")
+    ap.add_argument("--workers", type=int, default=None, help="processes for 'both' and 'dask' (default: cores)")
     ap.add_argument("--data-dir", default=None, help="real data folder (default: ../shared/data)")
     ap.add_argument("--work", default="/tmp/ming-bench-data", help="where replicas and outputs go (deleted after)")
     ap.add_argument("--keep", action="store_true", help="keep the replicas and outputs")
-    ap.add_argument("--no-small", action="store_true", help="skip the --records/10 comparison run")
     args = ap.parse_args()
     ddir = Path(args.data_dir) if args.data_dir else env_data_dir()
     if ddir is None:
         print("no data folder: pass --data-dir or set MING_DATA_DIR", file=sys.stderr)
         return 2
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        print(f"unknown mode(s) {sorted(unknown)}; known: {', '.join(MODES)}", file=sys.stderr)
+        return 2
+    workers = args.workers or default_workers()
     work = Path(args.work)
-    from ming.data.recipe import load_recipe
 
     t = time.time()
     yields = measure_yields(load_recipe("default"), ddir)
     print(f"yields per real copy ({time.time() - t:.0f}s): {yields}", file=sys.stderr)
-    results = {}
-    sizes = ([] if args.no_small else [args.records // 10]) + [args.records]
-    for n in sizes:
+    rows = []
+    for n in [int(x) for x in args.records.split(",")]:
         data = work / f"data-{n}"
         recipe = make_bench_data(n, ddir, data, yields)
-        print(f"building {n} records ...", file=sys.stderr)
-        results[n] = run_build(recipe, data, work / f"out-{n}", n)
-        print(json.dumps({n: results[n]}), file=sys.stderr)
+        for mode in modes:
+            print(f"building {n} records, mode {mode} ...", file=sys.stderr)
+            r = run_build(recipe, data, work / f"out-{n}-{mode}", n, mode, workers)
+            print(json.dumps(r), file=sys.stderr)
+            rows.append(r)
+            if not args.keep:
+                shutil.rmtree(work / f"out-{n}-{mode}", ignore_errors=True)
         if not args.keep:
             shutil.rmtree(data, ignore_errors=True)
-    print(f"\n{'records':>10} {'input':>10} {'seconds':>8} {'input rec/s':>12} {'output rec/s':>13} {'peak RSS MB':>12} "
-          f"{'exact dups':>10} {'eval hits':>9}")
-    for n, r in results.items():
-        print(f"{r['total']:>10} {r['input_records']:>10} {r['seconds']:>8} {r['input_per_s']:>12} {r['output_per_s']:>13} "
-              f"{r['peak_rss_mb']:>12} {r['audit']['exact_duplicates']:>10} {r['audit']['eval_contaminated']:>9}")
-    if len(results) == 2:
-        small, big = results[sizes[0]], results[sizes[1]]
-        print(f"\nratios big/small: records {big['total'] / small['total']:.1f}x, time "
-              f"{big['seconds'] / small['seconds']:.1f}x, peak RSS {big['peak_rss_mb'] / small['peak_rss_mb']:.2f}x "
-              f"(near-dup index: {big['near_backend']})")
+    print(f"\ncores {default_workers()}, workers {workers}; load = 1-minute load average before -> after the run")
+    print(f"{'records':>8} {'mode':>6} {'input':>9} {'seconds':>8} {'input rec/s':>11} {'rec/CPU-s':>9} "
+          f"{'RSS MB':>7} {'worker MB':>9} {'load':>10} {'output sha':>12} {'dups':>4} {'eval':>4}")
+    for r in rows:
+        print(f"{r['total']:>8} {r['mode']:>6} {r['input_records']:>9} {r['build_seconds']:>8} {r['input_per_s']:>11} "
+              f"{r['input_per_cpu_s']:>9} {r['peak_rss_mb']:>7} {r['worker_peak_rss_mb']:>9} {r['load']:>10} "
+              f"{r['sha']:>12} {r['audit']['exact_duplicates']:>4} {r['audit']['eval_contaminated']:>4}")
+    by = {(r["total"], r["mode"]): r for r in rows}
+    for total in sorted({r["total"] for r in rows}):
+        base = by.get((total, "single"))
+        for mode in ("both", "dask"):
+            r = by.get((total, mode))
+            if base and r:
+                print(f"{total}: {mode} vs single: {r['input_per_s'] / base['input_per_s']:.2f}x the rate, same output: "
+                      f"{'yes' if r['sha'] == base['sha'] else 'NO'}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -56,4 +56,5 @@ def test_bucket_shuffler_keeps_every_line(tmp_path):
     for i in range(1000):
         sh.add(f"{i}\n")
     out = list(sh)
-    assert sorted(out, key=int) == [f"{i}\n" for i in range(1000)] and out != [f"{i}\n" for i in range(1000)]
+    want = [f"{i}\n".encode() for i in range(1000)]
+    assert sorted(out, key=int) == want and out != want

@@ -11,19 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ming.data.build import build
+from ming.data.dist import build_dask
 from ming.data.rawio import iter_rows
 from ming.data.recipe import load_recipe
-from ming.data.records import (
-    ErrorLog,
-    detect_format,
-    from_alpaca,
-    from_sharegpt,
-    iter_records,
-    to_record,
-    validate_record,
-)
+from ming.data.records import (ErrorLog, detect_format, from_alpaca, from_sharegpt, iter_records, to_record,
+                               validate_record)
 from ming.data.report import MixStats
 
 
@@ -47,6 +42,14 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     b.add_argument("--no-audit", dest="audit", action="store_false",
                    help="skip re-reading the output to count duplicates and eval contamination")
     b.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars on stderr")
+    b.add_argument("--workers", type=int, default=None,
+                   help="processes for cleaning, hashing and decontamination (default: every core; 1 = none)")
+    b.add_argument("--engine", choices=["local", "dask"], default="local",
+                   help="local: this machine; dask: the same build as a Dask graph (local cluster, or the one "
+                        "--scheduler names; needs `pip install ming[dist]`)")
+    b.add_argument("--scheduler", default=None,
+                   help="with --engine dask: address of a Dask scheduler (tcp://host:8786); default: a local "
+                        "cluster of --workers processes")
     b.set_defaults(data_func=_build)
 
     s = sub.add_parser("stats", help="counts per category/subset/source, lengths and turns of a record file")
@@ -88,8 +91,12 @@ def _build(args) -> int:
         recipe.seed = args.seed
     if args.dev_fraction is not None:
         recipe.dev_fraction = args.dev_fraction
-    res = build(recipe, args.out, data_dir=args.data_dir, progress=args.progress,
-                max_error_rate=args.max_error_rate, total=args.total, audit=args.audit)
+    kw = dict(data_dir=args.data_dir, progress=args.progress, max_error_rate=args.max_error_rate,
+              total=args.total, audit=args.audit, workers=args.workers)
+    if args.engine == "dask":
+        res = build_dask(recipe, args.out, scheduler=args.scheduler, **kw)
+    else:
+        res = build(recipe, args.out, **kw)
     _print_summary(res)
     return 0
 
@@ -167,8 +174,6 @@ def _validate(args) -> int:
 
 
 def _convert(args) -> int:
-    from pathlib import Path
-
     errors = ErrorLog()
     conv = from_sharegpt if args.fmt == "sharegpt" else from_alpaca
     n = 0

@@ -15,25 +15,22 @@ import shutil
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 
-from ming.data.clean import CleanConfig, Cleaner
-from ming.data.dedup import (
-    EvalIndex,
-    ExactDeduper,
-    MinHasher,
-    NearDeduper,
-    find_eval_files,
-    norm_for_hash,
-    record_hash,
-    record_text,
-)
+import orjson
+
+from ming.data.clean import CleanConfig
+from ming.data.dedup import EvalIndex, ExactDeduper, MinHasher, NearDeduper, find_eval_files
+from ming.data.errorlog import ErrorLog
 from ming.data.mix import BucketShuffler, dumps, plan_mix, select_file
-from ming.data.recipe import Recipe, resolve_paths
-from ming.data.records import ErrorLog, stable_id, validate_record
+from ming.data.pipeline import (SHARD_BYTES, BatchResult, FileResult, RecordStage, SourceTask, Workers, batches,
+                                default_workers, line_batches)
+from ming.data.recipe import Recipe, SourceSpec, SubsetSpec, resolve_paths
+from ming.data.records import stable_id
 from ming.data.report import MixStats, render_report
 from ming.data.sources import get_converter
 from ming.data.sources._common import SourceContext
@@ -75,18 +72,68 @@ def _eval_files(recipe: Recipe, data_dir: Path | None) -> list[Path]:
     return files
 
 
-def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = None, progress: bool = True,
-          max_error_rate: float | None = None, total: int | None = None, audit: bool = True,
-          log=None) -> dict:
-    """Build the mix into out_dir (train.jsonl, dev.jsonl, stats.json, report.md, recipe.resolved.json)."""
-    t0 = time.time()
+def _timed(it: Iterable[dict], seconds: Counter, key: str) -> Iterator[dict]:
+    """Yield from `it`, adding the time spent inside it to seconds[key]."""
+    it = iter(it)
+    while True:
+        t = time.perf_counter()
+        try:
+            x = next(it)
+        except StopIteration:
+            seconds[key] += time.perf_counter() - t
+            return
+        seconds[key] += time.perf_counter() - t
+        yield x
+
+
+def _absorb(files: Iterable[FileResult], ctx: SourceContext, seconds: Counter) -> Iterator[BatchResult]:
+    """The batches of files converted in workers, in order; their problems and skips go into the source's ctx."""
+    for f in files:
+        ctx.errors.merge(f.errors)
+        for k, v in f.skips.items():
+            ctx.skip(k, v)
+        seconds["read_convert"] += f.convert_seconds
+        yield from f.batches
+
+
+@dataclass
+class BuildSetup:
+    """What every execution mode of the build shares: the recipe with its overrides, the data folder, the
+    dedup settings and the per-record stage."""
+
+    recipe: Recipe
+    data_dir: Path | None
+    dcfg: dict
+    clean_cfg: CleanConfig
+    hasher: MinHasher
+    eval_index: EvalIndex
+    eval_files: list[Path]
+    eval_errors: ErrorLog
+    eval_seconds: float
+
+    @property
+    def stage(self) -> RecordStage:
+        return RecordStage(self.clean_cfg, self.hasher, self.eval_index)
+
+    def source_tasks(self) -> Iterator[tuple[SubsetSpec, SourceSpec, SourceTask]]:
+        for subset in self.recipe.subsets:
+            for spec in subset.sources:
+                yield subset, spec, SourceTask(spec.name, subset.category, subset.name, subset.system,
+                                               spec.languages or self.clean_cfg.languages)
+
+    def context(self, subset: SubsetSpec, spec: SourceSpec) -> tuple[SourceContext, list[Path]]:
+        return make_context(subset, spec, self.data_dir), resolve_paths(spec, self.data_dir)
+
+
+def make_context(subset: SubsetSpec, spec: SourceSpec, data_dir: Path | None) -> SourceContext:
+    return SourceContext(name=spec.name, kind=spec.kind, subset=subset.name, category=subset.category,
+                         options=dict(spec.options), licence=spec.licence, encoding=spec.encoding, data_dir=data_dir)
+
+
+def setup(recipe: Recipe, *, data_dir: str | Path | None = None, max_error_rate: float | None = None,
+          total: int | None = None, log=None) -> BuildSetup:
+    """Apply the overrides, resolve the data folder and index the eval files."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    work = out / ".work"
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir()
     if total is not None:
         recipe.total = total
     if max_error_rate is not None:
@@ -95,99 +142,155 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
     dcfg = {"ngram": 5, "num_perm": 128, "threshold": 0.8, "decontam_threshold": 0.6, "capacity": 2_000_000,
             "backend": "auto", **recipe.dedup}
     hasher = MinHasher(num_perm=int(dcfg["num_perm"]), ngram=int(dcfg["ngram"]))
-    exact = ExactDeduper(capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
-    near = NearDeduper(threshold=float(dcfg["threshold"]), num_perm=int(dcfg["num_perm"]),
-                       capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
-    clean_cfg = CleanConfig.from_dict(recipe.clean)
-    cleaner = Cleaner(clean_cfg)
-    log(f"[ming data] recipe {recipe.name} ({recipe.path}); data folder {ddir}; out {out}")
-    log(f"[ming data] dedup: exact={exact.backend}, near={near.backend} (threshold {near.threshold}); "
-        f"total={recipe.total}, seed={recipe.seed}, dev_fraction={recipe.dev_fraction}")
-
-    # ---- eval index
     eval_files = _eval_files(recipe, ddir)
     eval_index = EvalIndex(hasher, threshold=float(dcfg["decontam_threshold"]))
     eval_errors = ErrorLog()
-    t_eval = time.time()
+    t = time.time()
     eval_index.add_files(eval_files, errors=eval_errors)
-    log(f"[ming data] eval index: {eval_index.n_items} items from {len(eval_files)} files "
-        f"({time.time() - t_eval:.1f}s)")
+    secs = time.time() - t
+    log(f"[ming data] eval index: {eval_index.n_items} items from {len(eval_files)} files ({secs:.1f}s)")
+    return BuildSetup(recipe, ddir, dcfg, CleanConfig.from_dict(recipe.clean), hasher, eval_index, eval_files,
+                      eval_errors, secs)
 
-    # ---- pass 1: convert, clean, dedup, decontaminate, spill
-    source_stats: dict[str, dict] = {}
-    available: dict[str, dict[str, int]] = defaultdict(dict)
+
+def source_stats(subset: SubsetSpec, spec: SourceSpec, paths: list[Path], ctx: SourceContext, st: Counter,
+                 clean_drops: Counter) -> dict:
+    return {"subset": subset.name, "category": subset.category, "kind": spec.kind, "licence": spec.licence,
+            "paths": [str(p) for p in paths], "rows_read": sum(ctx.errors.rows.values()),
+            "bad_input": ctx.errors.n_errors, "input_errors": dict(ctx.errors.errors),
+            "input_warnings": dict(ctx.errors.warnings), "converter_skips": dict(ctx.skips),
+            "clean_drops": {k: v for k, v in clean_drops.items() if v},
+            **{k: st[k] for k in ("converted", "clean_dropped", "exact_dup", "near_dup", "eval_contaminated",
+                                  "kept")},
+            "cap": spec.cap}
+
+
+def check_source(s: dict, name: str, ctx_errors: ErrorLog, max_error_rate: float, log) -> None:
+    """Log a source's line; raise when its bad input passes the error-rate limit (the contract of every mode)."""
+    rows = s["rows_read"]
+    log(f"[ming data] {s['subset']}/{name}: rows {rows}, bad {s['bad_input']}, converted {s['converted']}, kept "
+        f"{s['kept']} (clean -{s['clean_dropped']}, exact -{s['exact_dup']}, eval -{s['eval_contaminated']}, "
+        f"near -{s['near_dup']})")
+    check_bad_input(name, ctx_errors, max_error_rate)
+
+
+def check_bad_input(name: str, errors: ErrorLog, max_error_rate: float) -> None:
+    """Raise when more than max_error_rate of a source's input rows are bad, naming the first file:line."""
+    rows, bad = sum(errors.rows.values()), errors.n_errors
+    rate = bad / rows if rows else 0.0
+    if rate > max_error_rate:
+        ex = "\n  ".join(errors.examples[:10])
+        raise MingError(f"source {name}: {bad} of {rows} input rows are bad ({rate:.1%} > "
+                        f"max_error_rate {max_error_rate:.1%}). First problems:\n  {ex}\n"
+                        "Fix the input, or raise the limit with --max-error-rate if skipping them is fine.")
+
+
+def fresh_out(out_dir: str | Path) -> tuple[Path, Path]:
+    """The output folder (created) and an empty work folder inside it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / ".work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    return out, work
+
+
+def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = None, progress: bool = True,
+          max_error_rate: float | None = None, total: int | None = None, audit: bool = True,
+          log=None, workers: int | None = None) -> dict:
+    """Build the mix into out_dir (train.jsonl, dev.jsonl, stats.json, report.md, recipe.resolved.json).
+    `workers`: processes for the per-record stages (default: every core this process may use; 1 = none)."""
+    t0 = time.time()
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out, work = fresh_out(out_dir)
+    su = setup(recipe, data_dir=data_dir, max_error_rate=max_error_rate, total=total, log=log)
+    dcfg = su.dcfg
+    n_workers = workers or default_workers()
+    exact = ExactDeduper(capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
+    near = NearDeduper(threshold=float(dcfg["threshold"]), num_perm=int(dcfg["num_perm"]),
+                       capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
+    log(f"[ming data] recipe {recipe.name} ({recipe.path}); data folder {su.data_dir}; out {out}")
+    log(f"[ming data] dedup: exact={exact.backend}, near={near.backend} (threshold {near.threshold}); "
+        f"total={recipe.total}, seed={recipe.seed}, dev_fraction={recipe.dev_fraction}; workers {n_workers}")
+
+    # ---- pass 1: convert (here), clean + hash + sign + eval check (workers), dedup in order (here), spill
+    sources: dict[str, dict] = {}
     spills: dict[tuple[str, str], Path] = {}
     all_errors = ErrorLog()
+    drops, pii = Counter(), Counter()
+    seconds: Counter = Counter()  # per stage; the workers' seconds are summed over the workers
     contamination_examples: list[str] = []
     t_pass1 = time.time()
-    n_in = 0
-    for subset in recipe.subsets:
-        for spec in subset.sources:
-            paths = resolve_paths(spec, ddir)
-            ctx = SourceContext(name=spec.name, kind=spec.kind, subset=subset.name, category=subset.category,
-                                options=dict(spec.options), licence=spec.licence, encoding=spec.encoding,
-                                data_dir=ddir)
+    with Workers(su.stage, n_workers) as pool:
+        for subset, spec, task in su.source_tasks():
+            ctx, paths = su.context(subset, spec)
             conv = get_converter(spec.kind)
-            langs = spec.languages or clean_cfg.languages
-            st = Counter()
-            drops_before = Counter(cleaner.drops)
+            st: Counter = Counter()
+            src_drops: Counter = Counter()
             spill = work / f"{subset.name}__{spec.name}.jsonl"
             spills[(subset.name, spec.name)] = spill
             bar = _bar(desc=f"{subset.name}/{spec.name}", disable=not progress)
-            with open(spill, "w", encoding="utf-8") as fh:
-                for rec in conv.iter_records(paths, ctx):
-                    bar.update()
-                    st["converted"] += 1
-                    rec["category"], rec["subset"] = subset.category, subset.name
-                    if subset.system and rec["messages"][0]["role"] != "system":
-                        rec["messages"] = [{"role": "system", "content": subset.system}] + rec["messages"]
-                    rec = cleaner.clean(rec, languages=langs)
-                    if rec is None:
-                        st["clean_dropped"] += 1
-                        continue
-                    if exact.seen_or_add(record_hash(rec)):
-                        st["exact_dup"] += 1
-                        continue
-                    hit = eval_index.match(rec)
-                    if hit:
-                        st["eval_contaminated"] += 1
-                        if len(contamination_examples) < 10:
-                            contamination_examples.append(f"{rec['id']} ~ {hit}")
-                        continue
-                    if near.is_dup_or_add(hasher(norm_for_hash(record_text(rec)), normalized=True)):
-                        st["near_dup"] += 1
-                        continue
-                    st["kept"] += 1
-                    fh.write(dumps(rec))
+            if pool.n > 1 and len(paths) > 1 and all(p.is_file() and p.stat().st_size < SHARD_BYTES for p in paths):
+                # several files: each is converted in a worker too; problems merged back in file order
+                files = pool.map("convert_run", ((spec.kind, make_context(subset, spec, su.data_dir), p, task)
+                                                 for p in paths))
+                results = _absorb(files, ctx, seconds)
+            else:
+                recs = _timed(conv.iter_records(paths, ctx), seconds, "read_convert")
+                results = pool.map("run", ((task, b) for b in batches(recs)))
+            with open(spill, "wb") as fh:
+                for res in results:
+                    t = time.perf_counter()
+                    bar.update(res.n_in)
+                    st["converted"] += res.n_in
+                    st["clean_dropped"] += res.n_in - len(res.lines)
+                    src_drops.update(res.drops)
+                    pii.update(res.pii)
+                    seconds.update(res.seconds)
+                    keys = near.keys(res.sigs)
+                    for rid, line, h, hit, k in zip(res.ids, res.lines, res.exact.tolist(), res.eval_hits, keys):
+                        if exact.seen_or_add(h):
+                            st["exact_dup"] += 1
+                        elif hit:
+                            st["eval_contaminated"] += 1
+                            if len(contamination_examples) < 10:
+                                contamination_examples.append(f"{rid} ~ {hit}")
+                        elif near.is_dup_or_add(k):
+                            st["near_dup"] += 1
+                        else:
+                            st["kept"] += 1
+                            fh.write(line)
+                    seconds["dedup_spill"] += time.perf_counter() - t
             bar.close()
-            rows = sum(ctx.errors.rows.values())
-            n_in += st["converted"]
-            clean_drops = Counter(cleaner.drops)
-            clean_drops.subtract(drops_before)
-            source_stats[spec.name] = {
-                "subset": subset.name, "category": subset.category, "kind": spec.kind, "licence": spec.licence,
-                "paths": [str(p) for p in paths], "rows_read": rows, "bad_input": ctx.errors.n_errors,
-                "input_errors": dict(ctx.errors.errors), "input_warnings": dict(ctx.errors.warnings),
-                "converter_skips": dict(ctx.skips), "clean_drops": {k: v for k, v in clean_drops.items() if v},
-                **{k: st[k] for k in ("converted", "clean_dropped", "exact_dup", "near_dup", "eval_contaminated",
-                                      "kept")},
-                "cap": spec.cap,
-            }
+            drops.update(src_drops)
             all_errors.merge(ctx.errors)
-            available[subset.name][spec.name] = st["kept"]
-            rate = ctx.errors.n_errors / rows if rows else 0.0
-            log(f"[ming data] {subset.name}/{spec.name}: rows {rows}, bad {ctx.errors.n_errors}, converted "
-                f"{st['converted']}, kept {st['kept']} (clean -{st['clean_dropped']}, exact -{st['exact_dup']}, "
-                f"eval -{st['eval_contaminated']}, near -{st['near_dup']})")
-            if rate > recipe.max_error_rate:
+            sources[spec.name] = source_stats(subset, spec, paths, ctx, st, src_drops)
+            try:
+                check_source(sources[spec.name], spec.name, ctx.errors, recipe.max_error_rate, log)
+            except MingError:
                 shutil.rmtree(work, ignore_errors=True)
-                ex = "\n  ".join(ctx.errors.examples[:10])
-                raise MingError(f"source {spec.name}: {ctx.errors.n_errors} of {rows} input rows are bad "
-                                f"({rate:.1%} > max_error_rate {recipe.max_error_rate:.1%}). First problems:\n  {ex}\n"
-                                "Fix the input, or raise the limit with --max-error-rate if skipping them is fine.")
-    t_pass1 = time.time() - t_pass1
+                raise
+        t_pass1 = time.time() - t_pass1
+        result = finish(su, out, work, sources, spills, all_errors, drops, pii, contamination_examples,
+                        pool=pool, audit=audit, progress=progress, log=log, seconds=seconds)
+    result["dedup"].update(exact_backend=exact.backend, near_backend=near.backend)
+    result["timing"].update(pass1_seconds=round(t_pass1, 1), workers=n_workers, mode="local")
+    return write_result(result, out, t0, recipe, su.data_dir)
 
-    # ---- plan
+
+def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spills: dict[tuple[str, str], Path],
+           all_errors: ErrorLog, drops: Counter, pii: Counter, contamination_examples: list[str], *,
+           pool: Workers, audit: bool, progress: bool, log, seconds: Counter, sample=None) -> dict:
+    """Plan, pass 2 (select, split, shuffle, write) and pass 3 (audit) from the spill files of pass 1; the result
+    dict that becomes stats.json. `sample([(subset, source, n, k), ...])`, when given, returns per (subset,
+    source) the (repeat, line) pairs chosen, in place of streaming the spill files here (the distributed build
+    samples its strata in the engine, seeded the same way)."""
+    recipe = su.recipe
+    available: dict[str, dict[str, int]] = defaultdict(dict)
+    for subset in recipe.subsets:
+        for spec in subset.sources:
+            available[subset.name][spec.name] = sources[spec.name]["kept"]
     plan = plan_mix(recipe, available)
     if plan.total <= 0:
         raise MingError("the mix is empty: no source produced any record after cleaning and dedup; see the "
@@ -200,17 +303,21 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
     rng = random.Random(f"{recipe.seed}|shuffle")
     sh_train = BucketShuffler(work / "train", n_buckets, rng)
     sh_dev = BucketShuffler(work / "dev", max(1, n_buckets // 10), random.Random(f"{recipe.seed}|dev"))
+    picks = sample([(s.name, src.name, available[s.name][src.name], plan.subsets[s.name].sources.get(src.name, 0))
+                    for s in recipe.subsets for src in s.sources]) if sample is not None else None
     bar = _bar(total=plan.total, desc="select", disable=not progress)
     for subset in recipe.subsets:
         for spec in subset.sources:
             k = plan.subsets[subset.name].sources.get(spec.name, 0)
             n = available[subset.name][spec.name]
             srng = random.Random(f"{recipe.seed}|{subset.name}|{spec.name}")
-            for rep, line in select_file(spills[(subset.name, spec.name)], n, k, srng):
+            chosen = (picks[(subset.name, spec.name)] if picks is not None
+                      else select_file(spills[(subset.name, spec.name)], n, k, srng))
+            for rep, line in chosen:
                 bar.update()
-                rec_id = json.loads(line)["id"] if rep or recipe.dev_fraction else None
+                rec_id = orjson.loads(line)["id"] if rep or recipe.dev_fraction else None
                 if rep:
-                    rec = json.loads(line)
+                    rec = orjson.loads(line)
                     rec["meta"]["repeat"] = rep
                     rec["id"] = f"{rec['id']}#r{rep}"
                     line = dumps(rec)
@@ -220,40 +327,51 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
     bar.close()
     stats = MixStats()
     for split, sh in (("train", sh_train), ("dev", sh_dev)):
-        with open(out / f"{split}.jsonl", "w", encoding="utf-8") as fh:
+        with open(out / f"{split}.jsonl", "wb") as fh:
             for line in sh:
                 fh.write(line)
-                stats.add(json.loads(line), split)
+                stats.add(orjson.loads(line), split)
     t_pass2 = time.time() - t_pass2
+    seconds["mix_write"] += t_pass2
 
     # ---- pass 3: audit
-    audit_res = audit_files([out / "train.jsonl", out / "dev.jsonl"], eval_index if audit else None,
-                            progress=progress) if audit else {}
+    t_audit = time.time()
+    audit_res = audit_files([out / "train.jsonl", out / "dev.jsonl"], pool, with_eval=True, progress=progress) \
+        if audit else {}
+    seconds["audit"] += time.time() - t_audit
     shutil.rmtree(work, ignore_errors=True)
-    elapsed = time.time() - t0
-    result = {
+    cleaner_seen = sum(s["converted"] for s in sources.values())
+    cleaner_kept = cleaner_seen - sum(s["clean_dropped"] for s in sources.values())
+    return {
         "recipe": {"name": recipe.name, "path": recipe.path, "seed": recipe.seed, "total": recipe.total,
                    "dev_fraction": recipe.dev_fraction, "max_error_rate": recipe.max_error_rate},
-        "data_dir": str(ddir) if ddir else None,
+        "data_dir": str(su.data_dir) if su.data_dir else None,
         "out_dir": str(out),
         "plan": plan.to_dict(),
         "mix": stats.to_dict(),
-        "sources": source_stats,
-        "cleaning": {"drops": dict(cleaner.drops), "pii_replaced": dict(cleaner.pii), "seen": cleaner.seen,
-                     "kept": cleaner.kept, "config": asdict(clean_cfg)},
-        "dedup": {"exact_backend": exact.backend, "near_backend": near.backend, **{k: dcfg[k] for k in dcfg},
-                  "exact_dups": sum(s["exact_dup"] for s in source_stats.values()),
-                  "near_dups": sum(s["near_dup"] for s in source_stats.values()),
-                  "eval_contaminated": sum(s["eval_contaminated"] for s in source_stats.values()),
+        "sources": sources,
+        "cleaning": {"drops": dict(drops), "pii_replaced": dict(pii), "seen": cleaner_seen, "kept": cleaner_kept,
+                     "config": asdict(su.clean_cfg)},
+        "dedup": {**{k: su.dcfg[k] for k in su.dcfg},
+                  "exact_dups": sum(s["exact_dup"] for s in sources.values()),
+                  "near_dups": sum(s["near_dup"] for s in sources.values()),
+                  "eval_contaminated": sum(s["eval_contaminated"] for s in sources.values()),
                   "contamination_examples": contamination_examples},
-        "eval": {"files": [str(f) for f in eval_files], "items": eval_index.n_items,
-                 "bad_lines": eval_errors.n_errors},
+        "eval": {"files": [str(f) for f in su.eval_files], "items": su.eval_index.n_items,
+                 "bad_lines": su.eval_errors.n_errors},
         "input_problems": all_errors.to_dict(),
         "audit": audit_res,
-        "timing": {"seconds": round(elapsed, 1), "pass1_seconds": round(t_pass1, 1),
-                   "pass2_seconds": round(t_pass2, 1), "input_records": n_in,
-                   "records_per_second": round(n_in / elapsed, 1) if elapsed else None},
+        "timing": {"pass2_seconds": round(t_pass2, 1), "eval_index_seconds": round(su.eval_seconds, 1),
+                   "input_records": sum(s["converted"] for s in sources.values()),
+                   "stage_seconds": {k: round(v, 2) for k, v in seconds.items()}},
     }
+
+
+def write_result(result: dict, out: Path, t0: float, recipe: Recipe, ddir: Path | None) -> dict:
+    elapsed = time.time() - t0
+    n_in = result["timing"]["input_records"]
+    result["timing"].update(seconds=round(elapsed, 1),
+                            records_per_second=round(n_in / elapsed, 1) if elapsed else None)
     (out / "stats.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     (out / "report.md").write_text(render_report(result), encoding="utf-8")
     resolved = {"recipe_file": recipe.path, "data_dir": str(ddir) if ddir else None,
@@ -270,34 +388,25 @@ def _recipe_dict(recipe: Recipe, ddir: Path | None) -> dict:
     return d
 
 
-def audit_files(paths: list[Path], eval_index: EvalIndex | None, progress: bool = False) -> dict:
+def audit_files(paths: list[Path], pool: Workers, with_eval: bool = True, progress: bool = False) -> dict:
     """Re-read written files: schema problems, exact duplicates (deliberate upsampling repeats counted apart),
-    eval contamination. Memory: 8 bytes per record for the duplicate count."""
+    eval contamination (when the pool's stage has an eval index). Memory: 8 bytes per record for the duplicate
+    count."""
     n = invalid = contaminated = repeats = 0
     hashes = []
     examples: list[str] = []
     bar = _bar(desc="audit", disable=not progress)
-    for path in paths:
-        if not path.is_file():
-            continue
-        with open(path, encoding="utf-8") as fh:
-            for line_no, line in enumerate(fh, 1):
-                bar.update()
-                n += 1
-                rec = json.loads(line)
-                problems = validate_record(rec, training=True, require_category=True)
-                if problems:
-                    invalid += 1
-                    if len(examples) < 10:
-                        examples.append(f"{path.name}:{line_no}: {problems[0]}")
-                if rec.get("meta", {}).get("repeat"):
-                    repeats += 1
-                    continue
-                hashes.append(record_hash(rec))
-                if eval_index is not None and eval_index.match(rec):
-                    contaminated += 1
+    jobs = ((lines, path.name, first) for path in paths if path.is_file() for lines, first in line_batches(path))
+    for r in pool.map("audit", jobs):
+        bar.update(r["records"])
+        n += r["records"]
+        invalid += r["invalid"]
+        repeats += r["repeats"]
+        contaminated += r["contaminated"]
+        examples += r["examples"][:max(0, 10 - len(examples))]
+        hashes.append(r["hashes"])
     bar.close()
-    arr = np.array(hashes, dtype=np.uint64)
+    arr = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
     dups = int(len(arr) - len(np.unique(arr))) if len(arr) else 0
     return {"records": n, "schema_errors": invalid, "exact_duplicates": dups, "upsampling_repeats": repeats,
-            "eval_contaminated": contaminated if eval_index is not None else None, "examples": examples}
+            "eval_contaminated": contaminated if with_eval else None, "examples": examples}

@@ -39,13 +39,24 @@ PII_PATTERNS: list[tuple[str, re.Pattern, str]] = [
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
+
+
+_TO_TRANSLATE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_TRANSLATE)) + "]")
+# cheap tests that a pattern cannot match, so most texts skip most of the PII regexes
+_DIGITS4 = re.compile(r"\d{4}")  # every ID-card and phone pattern holds four digits in a row
+_PII_GUARDS = {"email": lambda t: "@" in t, "url": lambda t: "." in t or "://" in t,
+               "id_number": lambda t: _DIGITS4.search(t) is not None,
+               "phone": lambda t: _DIGITS4.search(t) is not None,
+               "im_account": lambda t: any(k in t for k in ("QQ", "qq", "微信", "VX", "vx", "wx", "WX"))}
 
 
 def normalize_text(text: str) -> str:
     """NFC, full-width letters/digits to half-width, invisible and control characters removed, spaces
     collapsed, at most one blank line in a row, lines stripped at the end."""
     text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
-    text = text.translate(_TRANSLATE)
+    if _TO_TRANSLATE.search(text):
+        text = text.translate(_TRANSLATE)
     text = _CONTROL.sub("", text)
     text = _HSPACE.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
@@ -54,6 +65,8 @@ def normalize_text(text: str) -> str:
 
 def scrub_pii(text: str, counts: Counter | None = None) -> str:
     for kind, pattern, repl in PII_PATTERNS:
+        if not _PII_GUARDS[kind](text):
+            continue
         text, n = pattern.subn(repl, text)
         if n and counts is not None:
             counts[kind] += n
@@ -62,8 +75,8 @@ def scrub_pii(text: str, counts: Counter | None = None) -> str:
 
 def language_of(text: str) -> str:
     """'zh' when CJK characters are at least 30% of the letters, 'en' when there are (almost) none, else 'mixed'."""
-    cjk = len(_CJK.findall(text))
-    latin_words = len(re.findall(r"[A-Za-z]+", text))
+    cjk = len(text) - len(_CJK.sub("", text)) if text else 0
+    latin_words = len(_LATIN_WORD.findall(text))
     if cjk == 0 and latin_words == 0:
         return "none"
     # compare characters of Chinese with words of Latin script (one Chinese character ~ one word's weight)

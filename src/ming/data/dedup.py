@@ -2,10 +2,14 @@
 
 - exact: a 64-bit hash of the normalised conversation (NFKC, lower case, no whitespace or punctuation), kept in
   a Bloom filter of fixed size (pybloomfiltermmap3) or, when that package is missing, in a set;
-- near: datasketch MinHash over character n-grams + datasketch LSH. `MinHashLSHBloom` (fixed memory, sized
-  by the expected record count) when pybloomfiltermmap3 is installed, else the in-memory `MinHashLSH`;
+- near: MinHash over character n-grams + LSH banding. The signatures are datasketch's own (same seed, same
+  permutations, same scheme: bit-identical), computed for a whole batch of texts with one numpy operation
+  instead of one datasketch object per text; the bands and rows are the ones datasketch picks for the threshold.
+  The band keys go into one fixed-size Bloom filter per band (as datasketch's `MinHashLSHBloom`: the same filters
+  and keys, so the same decisions) when pybloomfiltermmap3 is installed, else into one set per band (as
+  `MinHashLSH`);
 - eval decontamination: every question / first patient turn / prompt of the eval files goes into an in-memory
-  `MinHashLSH`; each user turn of a training record, each of its lines, and all its user turns joined are
+  banded index; each user turn of a training record, each of its lines, and all its user turns joined are
   checked against it (Jaccard estimate verified on the candidates) and for exact normalised equality.
 """
 
@@ -13,14 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
-import warnings
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Sequence
 
 import numpy as np
 
+from ming.data.errorlog import ErrorLog
 from ming.data.rawio import iter_rows
-from ming.data.records import ErrorLog
 
 _DROP_TABLE: dict[int, None] | None = None
 
@@ -34,8 +37,81 @@ def _drop_table() -> dict[int, None]:
     return _DROP_TABLE
 
 
+_CHAR_MAP: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def _char_map() -> tuple[np.ndarray, np.ndarray]:
+    """Per BMP code point c: the code point that `norm_for_hash` turns it into when c stands among
+    context-free characters (0: dropped), and whether c is such a character. Context-free: neither c nor its
+    compatibility decomposition holds a combining mark or a character that composes with the one before it
+    (Hangul vowels and finals, two-part vowels), c is not a capital sigma (whose lower case depends on the next
+    letter), and c becomes at most one character. A text of such characters normalises character by character:
+    NFKC of the text is the NFKC of its characters joined, and so are lower case and the drop."""
+    global _CHAR_MAP
+    if _CHAR_MAP is None:
+        seconds = {0x1161 + i for i in range(21)} | {0x11A8 + i for i in range(27)}  # Hangul V and T jamo
+        for cp in range(0x110000):
+            d = unicodedata.decomposition(chr(cp)) if not 0xD800 <= cp <= 0xDFFF else ""
+            if d and not d.startswith("<"):
+                parts = d.split()
+                if len(parts) == 2:
+                    seconds.add(int(parts[1], 16))
+        drop = _drop_table()
+        out = np.zeros(0x10000, dtype=np.uint32)
+        ok = np.zeros(0x10000, dtype=bool)
+        for cp in range(0x10000):
+            if 0xD800 <= cp <= 0xDFFF or cp in seconds:
+                continue
+            c = chr(cp)
+            n = unicodedata.normalize("NFKC", c)
+            if "\u03a3" in n or any(unicodedata.combining(x) or ord(x) in seconds
+                                    for x in unicodedata.normalize("NFKD", c)):
+                continue
+            r = n.lower().translate(drop)
+            if len(r) > 1 or (r and ord(r) > 0xFFFF):
+                continue
+            out[cp] = ord(r) if r else 0
+            ok[cp] = True
+        _CHAR_MAP = (out, ok)
+    return _CHAR_MAP
+
+
 def norm_for_hash(text: str) -> str:
     """NFKC, lower case, whitespace and punctuation/symbols removed (the normalisation of shared/data's README)."""
+    return norm_many([text])[0]
+
+
+def norm_many(texts: Sequence[str]) -> list[str]:
+    """`norm_for_hash` of many texts with one numpy lookup. Texts of context-free characters (nearly all
+    Chinese and English text; see `_char_map`) are mapped character by character through a table; the others
+    (combining marks, Hangul jamo, capital sigma, characters outside the BMP, ...) take the definition itself.
+    Both give the same string (tests/test_data_dedup.py checks it for every BMP character in several contexts)."""
+    if not texts:
+        return []
+    out, ok = _char_map()
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    cp = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    if not cp.size:
+        return ["" for _ in texts]
+    low = np.minimum(cp, 0xFFFF)
+    bad = ~ok[low] | (cp > 0xFFFF)
+    mapped = out[low]
+    keep = mapped != 0
+    nonempty = lens > 0
+    starts = (np.cumsum(lens) - lens)[nonempty]
+    new_lens = np.zeros(len(texts), dtype=np.int64)
+    n_bad = np.zeros(len(texts), dtype=np.int64)
+    new_lens[nonempty] = np.add.reduceat(keep, starts)
+    n_bad[nonempty] = np.add.reduceat(bad, starts)
+    joined = mapped[keep].tobytes().decode("utf-32-le")
+    res, pos = [], 0
+    for text, n, b in zip(texts, new_lens.tolist(), n_bad.tolist()):
+        res.append(_norm_slow(text) if b else joined[pos:pos + n])
+        pos += n
+    return res
+
+
+def _norm_slow(text: str) -> str:
     return unicodedata.normalize("NFKC", text).lower().translate(_drop_table())
 
 
@@ -49,14 +125,33 @@ def record_text(rec: dict) -> str:
 
 
 def record_hash(rec: dict) -> int:
-    return hash64("\n".join(m["role"][0] + norm_for_hash(m["content"]) for m in rec["messages"]))
+    return record_hashes([rec])[0]
+
+
+def record_hashes(recs: Sequence[dict]) -> list[int]:
+    """The exact-dedup hash of each record: its turns normalised, each with its role's initial."""
+    norms = iter(norm_many([m["content"] for r in recs for m in r["messages"]]))
+    return [hash64("\n".join(m["role"][0] + next(norms) for m in r["messages"])) for r in recs]
+
+
+_MERSENNE = np.uint64((1 << 61) - 1)
+_MAX32 = np.uint64((1 << 32) - 1)
+_CHUNK = 8192  # shingles per permutation block: (8192 x 128) 32-bit values = 4 MB
 
 
 def shingle_hashes(norm_text: str, n: int) -> np.ndarray:
     """32-bit hashes of every character n-gram of an already normalised text (vectorised, deterministic)."""
-    cp = np.frombuffer(norm_text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    if len(cp) < n:
-        cp = np.concatenate([cp, np.zeros(n - len(cp), dtype=np.uint64)])
+    return batch_shingles([norm_text], n)[0]
+
+
+def batch_shingles(norm_texts: Sequence[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The n-gram hashes of many texts at once: (hashes of all texts concatenated, count per text). A text
+    shorter than n is padded with code point 0 (one n-gram), as before."""
+    padded = [t if len(t) >= n else t + "\0" * (n - len(t)) for t in norm_texts]
+    lens = np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
+    if not len(padded):
+        return np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64)
+    cp = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     m = len(cp) - n + 1
     h = np.zeros(m, dtype=np.uint64)
     for j in range(n):
@@ -64,36 +159,98 @@ def shingle_hashes(norm_text: str, n: int) -> np.ndarray:
     h ^= h >> np.uint64(29)
     h *= np.uint64(0xBF58476D1CE4E5B9)
     h ^= h >> np.uint64(32)
-    return h & np.uint64(0xFFFFFFFF)
+    counts = lens - n + 1
+    starts = np.cumsum(lens) - lens
+    first = np.cumsum(counts) - counts
+    idx = np.repeat(starts - first, counts) + np.arange(int(counts.sum()))
+    return h[idx] & _MAX32, counts
 
 
 def _identity(x):
     return x
 
 
+def _fmix(hv: np.ndarray, width: int) -> np.ndarray:
+    """MurmurHash3's finalizer, as datasketch applies it before its affine permutations."""
+    if width == 32:
+        s1, m1, s2, m2, s3 = (np.uint32(16), np.uint32(0x85EBCA6B), np.uint32(13), np.uint32(0xC2B2AE35),
+                              np.uint32(16))
+    else:
+        s1, m1, s2, m2, s3 = (np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(33),
+                              np.uint64(0xC4CEB9FE1A85EC53), np.uint64(33))
+    hv = hv ^ (hv >> s1)
+    hv = hv * m1
+    hv = hv ^ (hv >> s2)
+    hv = hv * m2
+    return hv ^ (hv >> s3)
+
+
 class MinHasher:
-    """datasketch MinHash with fixed permutations (built once) over character n-grams."""
+    """MinHash signatures over character n-grams, bit-identical to datasketch's `MinHash(num_perm, seed)` fed
+    the same n-gram hashes, for a batch of texts at a time (rows of a (texts x num_perm) array)."""
 
     def __init__(self, num_perm: int = 128, ngram: int = 5, seed: int = 1):
         from datasketch import MinHash
 
-        self._MinHash = MinHash
         proto = MinHash(num_perm=num_perm, seed=seed, hashfunc=_identity)
         self.num_perm, self.ngram, self.seed = num_perm, ngram, seed
-        self._perms, self._scheme = proto.permutations, proto.scheme
-        self._reusable = None
+        self.scheme = getattr(proto, "scheme", "legacy")  # datasketch < 2.0 has only the legacy scheme
+        self.dtype = proto.hashvalues.dtype
+        a, b = proto.permutations
+        self._a, self._b = a.astype(self.dtype)[:, None], b.astype(self.dtype)[:, None]
 
-    def __call__(self, text: str, normalized: bool = False, keep: bool = False):
-        """MinHash of a text. The returned object is reused by the next call unless `keep` (then a copy)."""
-        norm = text if normalized else norm_for_hash(text)
-        mh = self._reusable
-        if mh is None:
-            mh = self._reusable = self._MinHash(num_perm=self.num_perm, seed=self.seed, hashfunc=_identity,
-                                                permutations=self._perms, scheme=self._scheme)
-        else:
-            mh.clear()
-        mh.update_batch(shingle_hashes(norm, self.ngram).tolist())
-        return mh.copy() if keep else mh
+    def _permute(self, hv: np.ndarray) -> np.ndarray:
+        """(num_perm, len(hv)) permuted hashes: one row per permutation, so that the per-text minimum runs over
+        contiguous memory."""
+        if self.scheme == "legacy":
+            return ((self._a * hv[None, :] + self._b) % _MERSENNE) & _MAX32
+        width = 32 if self.dtype == np.uint32 else 64
+        block = self._a * _fmix(hv.astype(self.dtype), width)[None, :]
+        block += self._b
+        return block
+
+    def signatures(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:
+        """(len(texts), num_perm) signatures; `normalized`: the texts already went through norm_for_hash."""
+        norms = list(texts) if normalized else norm_many(texts)
+        hv, counts = batch_shingles(norms, self.ngram)
+        out = np.empty((len(norms), self.num_perm), dtype=self.dtype)
+        ends = np.cumsum(counts)
+        i = 0
+        while i < len(norms):
+            start = ends[i] - counts[i]
+            j = int(np.searchsorted(ends, start + _CHUNK, side="right"))
+            j = max(j, i + 1)
+            block = self._permute(hv[start:ends[j - 1]])
+            out[i:j] = np.minimum.reduceat(block, (ends[i:j] - counts[i:j]) - start, axis=1).T
+            i = j
+        return out
+
+    def signature(self, text: str, normalized: bool = False) -> np.ndarray:
+        return self.signatures([text], normalized)[0]
+
+    def __call__(self, text: str, normalized: bool = False) -> np.ndarray:
+        return self.signature(text, normalized)
+
+    @staticmethod
+    def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+        """Estimated Jaccard similarity of two signatures (datasketch's `MinHash.jaccard`)."""
+        return float(np.count_nonzero(a == b)) / float(len(a))
+
+
+def lsh_params(threshold: float, num_perm: int, weights: tuple[float, float] = (0.5, 0.5)) -> tuple[int, int]:
+    """(bands, rows per band) that datasketch chooses for this threshold and false positive/negative weights."""
+    from datasketch.lsh import _optimal_param
+
+    return _optimal_param(threshold, num_perm, weights[0], weights[1])
+
+
+def band_keys(sigs: np.ndarray, bands: int, rows: int, hashed: bool) -> list[list]:
+    """Per signature, its band keys. `hashed`: the band's values summed modulo 2^61-1 (the key datasketch's
+    `MinHashLSHBloom` puts in its Bloom filters), else the band's bytes (as `MinHashLSH`'s buckets)."""
+    part = np.ascontiguousarray(sigs[:, :bands * rows])
+    if hashed:
+        return (part.astype(np.uint64).reshape(len(part), bands, rows).sum(axis=2) % _MERSENNE).tolist()
+    return part.view(np.dtype((np.void, rows * part.dtype.itemsize))).tolist()
 
 
 def bloom_available() -> bool:
@@ -127,37 +284,35 @@ class ExactDeduper:
 
 
 class NearDeduper:
-    """Near-duplicate test: has a conversation with estimated Jaccard >= threshold been added before?"""
+    """Near-duplicate test: has a conversation with estimated Jaccard >= threshold been added before? (Any band
+    of its signature equal to a band of an added one, as datasketch's LSH.)"""
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, capacity: int = 2_000_000, fp: float = 1e-4,
                  backend: str = "auto", weights: tuple[float, float] = (0.4, 0.6)):
-        """`weights`: relative cost of false positives vs false negatives when datasketch picks the bands
-        (missing a duplicate is the commoner error for short texts, so it weighs a little more)."""
-        from datasketch import MinHashLSH
-
+        """`weights`: relative cost of false positives vs false negatives when the bands are picked (missing a
+        duplicate is the commoner error for short texts, so it weighs a little more)."""
         self.backend = backend if backend != "auto" else ("bloom" if bloom_available() else "memory")
         self.threshold = threshold
+        self.bands, self.rows = lsh_params(threshold, num_perm, weights)
         if self.backend == "bloom":
-            from datasketch import MinHashLSHBloom
+            import pybloomfilter
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # "index will not be persisted": intended
-                self._lsh = MinHashLSHBloom(threshold=threshold, num_perm=num_perm, n=max(capacity, 1000), fp=fp,
-                                            weights=weights)
+            self._tables = [pybloomfilter.BloomFilter(max(capacity, 1000), fp) for _ in range(self.bands)]
         else:
-            self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=weights)
-            self._n = 0
+            self._tables = [set() for _ in range(self.bands)]
 
-    def is_dup_or_add(self, mh) -> bool:
-        if self.backend == "bloom":
-            if self._lsh.query(mh):
+    def keys(self, sigs: np.ndarray) -> list[list]:
+        return band_keys(sigs, self.bands, self.rows, hashed=self.backend == "bloom")
+
+    def is_dup_or_add(self, keys) -> bool:
+        """`keys`: one row of `keys(...)`, or a signature."""
+        if isinstance(keys, np.ndarray):
+            keys = self.keys(keys[None, :])[0]
+        for k, table in zip(keys, self._tables):
+            if k in table:
                 return True
-            self._lsh.insert(mh)
-            return False
-        if self._lsh.query(mh):
-            return True
-        self._lsh.insert(str(self._n), mh)
-        self._n += 1
+        for k, table in zip(keys, self._tables):
+            table.add(k)
         return False
 
 
@@ -206,15 +361,17 @@ def _query_texts(rec: dict, min_chars: int) -> list[str]:
 
 
 class EvalIndex:
-    """Eval questions in an in-memory LSH (they are few); `match(rec)` names the eval item a training record
-    near-duplicates, or returns None."""
+    """Eval questions in an in-memory banded index (they are few); `match(rec)` names the eval item a training
+    record near-duplicates, or returns None; `match_batch(recs)` does it for many records with one signature
+    computation. Where several eval items match, the first added is named."""
 
     def __init__(self, hasher: MinHasher, threshold: float = 0.6, min_chars: int = 8):
-        from datasketch import MinHashLSH
-
         self.hasher, self.threshold, self.min_chars = hasher, threshold, min_chars
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=hasher.num_perm)
-        self._mh: dict[str, object] = {}
+        self.bands, self.rows = lsh_params(threshold, hasher.num_perm)
+        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
+        self._keys: list[str] = []
+        self._sigs = np.zeros((0, hasher.num_perm), dtype=hasher.dtype)
+        self._pending: list[tuple[str, str]] = []
         self._exact: dict[int, str] = {}
         self.n_items = 0
         self.files: list[str] = []
@@ -226,12 +383,21 @@ class EvalIndex:
         self._exact.setdefault(hash64(norm), key)
         if len(norm) < self.min_chars:
             return  # too short for a meaningful n-gram similarity: exact match only
-        k = f"{key}#{len(self._mh)}"
-        mh = self.hasher(norm, normalized=True, keep=True)
-        self._lsh.insert(k, mh)
-        self._mh[k] = mh
+        self._pending.append((key, norm))
 
-    def add_files(self, paths: Iterable[str | Path], errors=None) -> None:
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        sigs = self.hasher.signatures([n for _, n in self._pending], normalized=True)
+        base = len(self._keys)
+        for i, row in enumerate(band_keys(sigs, self.bands, self.rows, hashed=False)):
+            for k, bucket in zip(row, self._buckets):
+                bucket.setdefault(k, []).append(base + i)
+        self._keys += [k for k, _ in self._pending]
+        self._sigs = np.concatenate([self._sigs, sigs])
+        self._pending = []
+
+    def add_files(self, paths: Iterable[str | Path], errors: ErrorLog | None = None) -> None:
         errors = errors if errors is not None else ErrorLog()
         for path in paths:
             self.files.append(str(path))
@@ -241,28 +407,64 @@ class EvalIndex:
                 for t in texts:
                     self.add(key, t)
                 self.n_items += 1 if texts else 0
+        self._flush()
+
+    def __getstate__(self):
+        self._flush()
+        return self.__dict__
+
+    def match_texts(self, texts: Sequence[str]) -> list[str | None]:
+        """The eval item each text matches (exact after normalisation, or estimated Jaccard >= threshold)."""
+        self._flush()
+        out: list[str | None] = [None] * len(texts)
+        longs, norms = [], []
+        for j, norm in enumerate(norm_many(texts)):
+            if not norm:
+                continue
+            hit = self._exact.get(hash64(norm))
+            if hit is not None:
+                out[j] = hit
+            elif len(norm) >= self.min_chars:
+                longs.append(j)
+                norms.append(norm)
+        if not longs or not self._keys:
+            return out
+        sigs = self.hasher.signatures(norms, normalized=True)
+        for j, sig, row in zip(longs, sigs, band_keys(sigs, self.bands, self.rows, hashed=False)):
+            cands: set[int] = set()
+            for k, bucket in zip(row, self._buckets):
+                got = bucket.get(k)
+                if got:
+                    cands.update(got)
+            if not cands:
+                continue
+            order = sorted(cands)
+            same = np.count_nonzero(self._sigs[order] == sig, axis=1)
+            for c, n_same in zip(order, same.tolist()):
+                if float(n_same) / float(self.hasher.num_perm) >= self.threshold:
+                    out[j] = self._keys[c]
+                    break
+        return out
 
     def match_text(self, text: str) -> str | None:
-        norm = norm_for_hash(text)
-        if not norm:
-            return None
-        hit = self._exact.get(hash64(norm))
-        if hit is not None:
-            return hit
-        if len(norm) < self.min_chars:
-            return None
-        mh = self.hasher(norm, normalized=True)
-        for k in self._lsh.query(mh):
-            if mh.jaccard(self._mh[k]) >= self.threshold:
-                return k.split("#", 1)[0]
-        return None
+        return self.match_texts([text])[0]
+
+    def match_batch(self, recs: Sequence[dict]) -> list[str | None]:
+        """Per record: the eval item that its first matching query text (user turns, their lines, all user
+        turns joined) matches, or None."""
+        texts, owner = [], []
+        for i, rec in enumerate(recs):
+            for t in _query_texts(rec, self.min_chars):
+                texts.append(t)
+                owner.append(i)
+        out: list[str | None] = [None] * len(recs)
+        for i, hit in zip(owner, self.match_texts(texts)):
+            if hit is not None and out[i] is None:
+                out[i] = hit
+        return out
 
     def match(self, rec: dict) -> str | None:
-        for text in _query_texts(rec, self.min_chars):
-            hit = self.match_text(text)
-            if hit:
-                return hit
-        return None
+        return self.match_batch([rec])[0]
 
 
 def find_eval_files(data_dir: str | Path, patterns: Iterable[str] = ("dev*.jsonl", "test_public*.jsonl")) -> list[Path]:

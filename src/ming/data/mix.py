@@ -14,12 +14,13 @@ memory is bounded by the bucket size, not the mix size.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+
+import orjson
 
 
 def water_fill(total: int, weights: dict[str, float], limits: dict[str, float]) -> dict[str, int]:
@@ -118,7 +119,7 @@ def plan_mix(recipe, available: dict[str, dict[str, int]]) -> MixPlan:
                    subsets=subsets)
 
 
-def select_stream(lines: Iterator[str], n: int, k: int, rng: random.Random) -> Iterator[tuple[int, str]]:
+def select_stream(lines: Iterator[bytes], n: int, k: int, rng: random.Random) -> Iterator[tuple[int, bytes]]:
     """Yield (pass, line) for k lines out of the n streamed (Algorithm S; k > n: whole passes first).
 
     `lines` must be re-iterable only in the sense that the caller passes a fresh iterator per pass via
@@ -132,17 +133,17 @@ def select_stream(lines: Iterator[str], n: int, k: int, rng: random.Random) -> I
             yield 0, line
 
 
-def select_file(path: Path, n: int, k: int, rng: random.Random) -> Iterator[tuple[int, str]]:
+def select_file(path: Path, n: int, k: int, rng: random.Random) -> Iterator[tuple[int, bytes]]:
     """k records from a JSONL file of n records: full passes for each whole multiple, then a sample."""
     if n <= 0 or k <= 0:
         return
     full, rest = divmod(k, n)
     for rep in range(full):
-        with open(path, encoding="utf-8") as fh:
+        with open(path, "rb") as fh:
             for line in fh:
                 yield rep, line
     if rest:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, "rb") as fh:
             for _, line in select_stream(fh, n, rest, rng):
                 yield full, line
 
@@ -153,22 +154,26 @@ class BucketShuffler:
     def __init__(self, workdir: Path, n_buckets: int, rng: random.Random):
         self.workdir, self.n, self.rng = workdir, max(1, n_buckets), rng
         workdir.mkdir(parents=True, exist_ok=True)
-        self._fhs = [open(workdir / f"bucket-{i:04d}.jsonl", "w", encoding="utf-8") for i in range(self.n)]
+        self._fhs = [open(workdir / f"bucket-{i:04d}.jsonl", "wb") for i in range(self.n)]
 
-    def add(self, line: str) -> None:
-        self._fhs[self.rng.randrange(self.n)].write(line if line.endswith("\n") else line + "\n")
+    def add(self, line: bytes) -> None:
+        """A JSON line (bytes; str is encoded as UTF-8)."""
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        self._fhs[self.rng.randrange(self.n)].write(line if line.endswith(b"\n") else line + b"\n")
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[bytes]:
         for fh in self._fhs:
             fh.close()
         for i in range(self.n):
             p = self.workdir / f"bucket-{i:04d}.jsonl"
-            with open(p, encoding="utf-8") as fh:
+            with open(p, "rb") as fh:
                 lines = fh.readlines()
             self.rng.shuffle(lines)
             yield from lines
             p.unlink()
 
 
-def dumps(rec: dict) -> str:
-    return json.dumps(rec, ensure_ascii=False) + "\n"
+def dumps(rec: dict) -> bytes:
+    """One JSONL line (orjson: UTF-8, compact)."""
+    return orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE)

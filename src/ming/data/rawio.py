@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Iterator
 
+import orjson
+
 from ming.data.errorlog import ErrorLog
 from ming.errors import MingError
 
@@ -45,6 +47,15 @@ def iter_jsonl(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") ->
             if not raw.strip():
                 continue
             errors.rows[str(path)] += 1
+            if encoding in ("auto", "utf-8"):
+                try:  # the fast path: valid UTF-8 JSON; anything else takes the path below (same messages)
+                    obj = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    pass
+                else:
+                    if isinstance(obj, dict):
+                        yield line_no, obj
+                        continue
             text, problem = _decode(raw, encoding)
             if text is None:
                 errors.error(path, line_no, problem or "decode error")

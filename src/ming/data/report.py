@@ -49,6 +49,9 @@ class MixStats:
                 "mean_chars": {k: round(self.char_sum[k] / self.category[k], 1) for k in self.category}}
 
 
+_NEAR = {"bloom": "in Bloom filters (fixed memory)", "memory": "in memory"}
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
@@ -117,9 +120,8 @@ def render_report(r: dict) -> str:
     L += ["", f"PII replaced by placeholders: {', '.join(f'{k} {v}' for k, v in pii.items()) or 'none'}.", ""]
     L += ["## Deduplication and decontamination", "",
           f"- exact: 64-bit hash of the normalised conversation, {d['exact_backend']} filter",
-          f"- near: datasketch MinHash ({d['num_perm']} permutations, character {d['ngram']}-grams) + "
-          f"{'MinHashLSHBloom (fixed memory)' if d['near_backend'] == 'bloom' else 'MinHashLSH (in memory)'}, "
-          f"Jaccard >= {d['threshold']}",
+          f"- near: MinHash ({d['num_perm']} permutations, character {d['ngram']}-grams, datasketch's) + LSH bands "
+          f"{_NEAR.get(d['near_backend'], d['near_backend'])}, Jaccard >= {d['threshold']}",
           f"- eval: {r['eval']['items']} eval items from {len(r['eval']['files'])} files; a record is dropped when a "
           f"user turn, one of its lines or all user turns joined reach Jaccard >= {d['decontam_threshold']} with an "
           "eval question, or equal one after normalisation"]

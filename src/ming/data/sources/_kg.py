@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ming.data.rawio import iter_rows
-from ming.data.records import ErrorLog
+from ming.data.errorlog import ErrorLog
 from ming.errors import MingError
 
 RELATIONS = ("has_symptom", "has_complication", "belongs_to_department", "common_drug", "need_check", "good_food",
@@ -27,13 +27,20 @@ class KnowledgeGraph:
     diseases: dict[str, Disease]
     types: dict[str, set[str]]  # entity name -> types
     folder: Path
-    rows: dict = field(default_factory=dict)  # input lines read, per file (reported again on cache hits)
+    problems: ErrorLog = field(default_factory=ErrorLog)  # rows read and bad lines (reported again on cache hits)
 
     def ordered(self) -> list[Disease]:
         return [self.diseases[k] for k in sorted(self.diseases)]
 
 
 def load_kg(folder: str | Path, errors: ErrorLog, encoding: str = "auto") -> KnowledgeGraph:
+    """Load a KG folder; its rows and bad lines go into `errors` (and stay with the graph for cache hits)."""
+    kg = _load_kg(folder, ErrorLog(), encoding)
+    errors.merge(kg.problems)
+    return kg
+
+
+def _load_kg(folder: str | Path, errors: ErrorLog, encoding: str) -> KnowledgeGraph:
     folder = Path(folder)
     ent_path, tri_path = folder / "entities.jsonl", folder / "triples.jsonl"
     for p in (ent_path, tri_path):
@@ -63,8 +70,7 @@ def load_kg(folder: str | Path, errors: ErrorLog, encoding: str = "auto") -> Kno
         lst = d.rel.setdefault(r, [])
         if tail not in lst:
             lst.append(tail)
-    return KnowledgeGraph(diseases, types, folder, {k: v for k, v in errors.rows.items()
-                                                    if k in (str(ent_path), str(tri_path))})
+    return KnowledgeGraph(diseases, types, folder, errors)
 
 
 _CACHE: dict[tuple[str, str], KnowledgeGraph] = {}
@@ -72,11 +78,13 @@ _CACHE: dict[tuple[str, str], KnowledgeGraph] = {}
 
 def load_kg_cached(folder: str | Path, errors: ErrorLog, encoding: str = "auto") -> KnowledgeGraph:
     """The same folder is used by several sources of one build (KG QA, passages, instructions, counterfactuals):
-    load it once. Only the most recent folder is kept."""
+    load it once. Only the most recent folder is kept. Every source that reads the folder reports its rows and
+    bad lines, whether the graph came from the cache or not (so a build in one process and one spread over
+    processes report the same)."""
     key = (str(Path(folder).resolve()), encoding)
     if key not in _CACHE:
         _CACHE.clear()
         _CACHE[key] = load_kg(folder, errors, encoding)
     else:
-        errors.rows.update(_CACHE[key].rows)
+        errors.merge(_CACHE[key].problems)
     return _CACHE[key]

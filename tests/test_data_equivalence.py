@@ -1,0 +1,67 @@
+"""The fast build gives the old build's output: on a few thousand synthetic rows (exact and near duplicates,
+chains of them, eval copies, PII, cleaning drops, malformed lines), every record, every count and every input
+problem equals the golden output that the build wrote before it was vectorised and parallelised
+(tests/fixtures/data/synth_golden.json), with one worker process or two."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from ming.data.build import build
+from ming.data.recipe import load_recipe
+from ming.errors import MingError
+
+FIX = Path(__file__).parent / "fixtures" / "data"
+sys.path.insert(0, str(FIX))
+from synth import assert_matches_golden, write_synth  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("data") / "synth"  # meta.origin names the folder: same as the golden run
+    return folder, write_synth(folder, 3000)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_fast_build_equals_the_old_build(synth, tmp_path, workers):
+    folder, recipe = synth
+    res = build(load_recipe(str(recipe)), tmp_path / "out", data_dir=folder, progress=False, workers=workers,
+                log=lambda m: None)
+    assert res["sources"]["gen"]["exact_dup"] > 100 and res["sources"]["gen"]["near_dup"] > 100  # it is tested
+    assert_matches_golden(tmp_path / "out", res, folder)
+    assert res["timing"]["workers"] == workers and set(res["timing"]["stage_seconds"]) >= {
+        "read_convert", "clean", "exact_hash", "minhash", "decontaminate", "dedup_spill", "mix_write", "audit"}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_bad_input_past_the_limit_stops_the_build_in_every_mode(synth, tmp_path, workers):
+    folder, recipe = synth
+    with pytest.raises(MingError) as e:
+        build(load_recipe(str(recipe)), tmp_path / "out", data_dir=folder, progress=False, workers=workers,
+              max_error_rate=0.001, log=lambda m: None)
+    assert "source qa: 2 of 1002 input rows are bad" in str(e.value) and "qa.jsonl:401: malformed JSON" in str(e.value)
+    assert not (tmp_path / "out" / "train.jsonl").exists() and not (tmp_path / "out" / ".work").exists()
+
+
+def test_sources_of_several_files_convert_in_the_workers_with_the_same_result(synth, tmp_path):
+    """With several input files a source's files are converted in the workers, one per task; the output,
+    the counts and the file:line problems are those of converting them in order in one process."""
+    folder, recipe = synth
+    lines = (folder / "general.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    for i in range(3):
+        (parts / f"general-{i}.jsonl").write_text("".join(lines[i * 700:(i + 1) * 700]), encoding="utf-8")
+    text = recipe.read_text(encoding="utf-8").replace("paths: [general.jsonl]", f"paths: ['{parts}/general-*.jsonl']")
+    multi = tmp_path / "multi.yaml"
+    multi.write_text(text, encoding="utf-8")
+    res = {}
+    for workers in (1, 2):
+        res[workers] = build(load_recipe(str(multi)), tmp_path / f"out{workers}", data_dir=folder, progress=False,
+                             workers=workers, log=lambda m: None)
+    for split in ("train.jsonl", "dev.jsonl"):
+        assert (tmp_path / "out1" / split).read_bytes() == (tmp_path / "out2" / split).read_bytes()
+    assert res[1]["sources"] == res[2]["sources"] and res[1]["sources"]["gen"]["near_dup"] > 100
+    assert res[1]["input_problems"] == res[2]["input_problems"]
+    assert any("general-1.jsonl:" in e for e in res[2]["input_problems"]["examples"])
