@@ -196,17 +196,38 @@ def fresh_out(out_dir: str | Path) -> tuple[Path, Path]:
     return out, work
 
 
+def begin(recipe: Recipe, out_dir: str | Path, data_dir: str | Path | None, max_error_rate: float | None,
+          total: int | None, log, workers: int | None) -> tuple:
+    """(log, out folder, work folder, BuildSetup, worker count): the start every engine shares."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    out, work = fresh_out(out_dir)
+    su = setup(recipe, data_dir=data_dir, max_error_rate=max_error_rate, total=total, log=log)
+    return log, out, work, su, workers or default_workers()
+
+
+def close_source(subset: SubsetSpec, spec: SourceSpec, paths: list[Path], ctx: SourceContext, st: Counter,
+                 src_drops: Counter, sources: dict, drops: Counter, all_errors: ErrorLog, work: Path,
+                 max_error_rate: float, log) -> None:
+    """Record a finished source's statistics and problems; stop the build (work folder removed) when its bad
+    input passes the limit."""
+    drops.update(src_drops)
+    all_errors.merge(ctx.errors)
+    sources[spec.name] = source_stats(subset, spec, paths, ctx, st, src_drops)
+    try:
+        check_source(sources[spec.name], spec.name, ctx.errors, max_error_rate, log)
+    except MingError:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
 def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = None, progress: bool = True,
           max_error_rate: float | None = None, total: int | None = None, audit: bool = True,
           log=None, workers: int | None = None) -> dict:
     """Build the mix into out_dir (train.jsonl, dev.jsonl, stats.json, report.md, recipe.resolved.json).
     `workers`: processes for the per-record stages (default: every core this process may use; 1 = none)."""
     t0 = time.time()
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    out, work = fresh_out(out_dir)
-    su = setup(recipe, data_dir=data_dir, max_error_rate=max_error_rate, total=total, log=log)
+    log, out, work, su, n_workers = begin(recipe, out_dir, data_dir, max_error_rate, total, log, workers)
     dcfg = su.dcfg
-    n_workers = workers or default_workers()
     exact = ExactDeduper(capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
     near = NearDeduper(threshold=float(dcfg["threshold"]), num_perm=int(dcfg["num_perm"]),
                        capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
@@ -263,14 +284,8 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
                             fh.write(line)
                     seconds["dedup_spill"] += time.perf_counter() - t
             bar.close()
-            drops.update(src_drops)
-            all_errors.merge(ctx.errors)
-            sources[spec.name] = source_stats(subset, spec, paths, ctx, st, src_drops)
-            try:
-                check_source(sources[spec.name], spec.name, ctx.errors, recipe.max_error_rate, log)
-            except MingError:
-                shutil.rmtree(work, ignore_errors=True)
-                raise
+            close_source(subset, spec, paths, ctx, st, src_drops, sources, drops, all_errors, work,
+                         recipe.max_error_rate, log)
         t_pass1 = time.time() - t_pass1
         result = finish(su, out, work, sources, spills, all_errors, drops, pii, contamination_examples,
                         pool=pool, audit=audit, progress=progress, log=log, seconds=seconds)

@@ -26,7 +26,6 @@ not.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -34,12 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ming.data.build import (check_bad_input, check_source, finish, fresh_out, make_context, setup, source_stats,
-                             write_result)
+from ming.data.build import begin, check_bad_input, close_source, finish, make_context, write_result
 from ming.data.dedup import band_keys, bloom_available, lsh_params
 from ming.data.errorlog import ErrorLog
 from ming.data.mix import select_file
-from ming.data.pipeline import RecordStage, SourceTask, Workers, default_workers
+from ming.data.pipeline import RecordStage, SourceTask, Workers
 from ming.data.recipe import Recipe, SourceSpec, SubsetSpec
 from ming.data.sources import get_converter
 from ming.errors import MingError
@@ -190,11 +188,8 @@ def build_dask(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | No
         raise MingError("--engine dask needs Dask: pip install 'ming[dist]' (or pip install dask), or use the "
                         "default --engine local") from exc
     t0 = time.time()
-    log = log or (lambda msg: print(msg, file=sys.stderr))
-    out, work = fresh_out(out_dir)
-    su = setup(recipe, data_dir=data_dir, max_error_rate=max_error_rate, total=total, log=log)
+    log, out, work, su, n_workers = begin(recipe, out_dir, data_dir, max_error_rate, total, log, workers)
     dcfg = su.dcfg
-    n_workers = workers or default_workers()
     near_backend = dcfg["backend"] if dcfg["backend"] != "auto" else ("bloom" if bloom_available() else "memory")
     hashed = near_backend == "bloom"  # the same band keys as the local build's index
     bands, rows = lsh_params(float(dcfg["threshold"]), int(dcfg["num_perm"]), (0.4, 0.6))
@@ -289,14 +284,8 @@ def _run(dask, db, cfg, su, recipe, out, work, shards, specs, bands, rows, hashe
                 with open(p.path, "rb") as part_fh:
                     shutil.copyfileobj(part_fh, fh)
                 Path(p.path).unlink()
-        drops.update(src_drops)
-        all_errors.merge(ctx.errors)
-        sources[spec.name] = source_stats(subset, spec, paths, ctx, st, src_drops)
-        try:
-            check_source(sources[spec.name], spec.name, ctx.errors, recipe.max_error_rate, log)
-        except MingError:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
+        close_source(subset, spec, paths, ctx, st, src_drops, sources, drops, all_errors, work,
+                     recipe.max_error_rate, log)
 
     def sample_strata(strata: list[tuple[str, str, int, int]]) -> dict:
         jobs = [(str(spills[(s, src)]), n, k, f"{recipe.seed}|{s}|{src}", str(work / f"sel-{i}.tsv"))
