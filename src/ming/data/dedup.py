@@ -244,12 +244,18 @@ def lsh_params(threshold: float, num_perm: int, weights: tuple[float, float] = (
     return _optimal_param(threshold, num_perm, weights[0], weights[1])
 
 
+def band_sums(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """(signatures, bands): each band's values summed modulo 2^61-1 — the key datasketch's `MinHashLSHBloom` puts
+    in its Bloom filters. Equal bands have equal sums."""
+    part = sigs[:, :bands * rows].astype(np.uint64).reshape(len(sigs), bands, rows)
+    return part.sum(axis=2) % _MERSENNE
+
+
 def band_keys(sigs: np.ndarray, bands: int, rows: int, hashed: bool) -> list[list]:
-    """Per signature, its band keys. `hashed`: the band's values summed modulo 2^61-1 (the key datasketch's
-    `MinHashLSHBloom` puts in its Bloom filters), else the band's bytes (as `MinHashLSH`'s buckets)."""
-    part = np.ascontiguousarray(sigs[:, :bands * rows])
+    """Per signature, its band keys. `hashed`: `band_sums`, else the band's bytes (as `MinHashLSH`'s buckets)."""
     if hashed:
-        return (part.astype(np.uint64).reshape(len(part), bands, rows).sum(axis=2) % _MERSENNE).tolist()
+        return band_sums(sigs, bands, rows).tolist()
+    part = np.ascontiguousarray(sigs[:, :bands * rows])
     return part.view(np.dtype((np.void, rows * part.dtype.itemsize))).tolist()
 
 
@@ -371,6 +377,7 @@ class EvalIndex:
         self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
         self._keys: list[str] = []
         self._sigs = np.zeros((0, hasher.num_perm), dtype=hasher.dtype)
+        self._sums = np.zeros((self.bands, 0), dtype=np.uint64)
         self._pending: list[tuple[str, str]] = []
         self._exact: dict[int, str] = {}
         self.n_items = 0
@@ -395,6 +402,7 @@ class EvalIndex:
                 bucket.setdefault(k, []).append(base + i)
         self._keys += [k for k, _ in self._pending]
         self._sigs = np.concatenate([self._sigs, sigs])
+        self._sums = np.sort(band_sums(self._sigs, self.bands, self.rows), axis=0).T.copy()  # per band, sorted
         self._pending = []
 
     def add_files(self, paths: Iterable[str | Path], errors: ErrorLog | None = None) -> None:
@@ -430,6 +438,16 @@ class EvalIndex:
         if not longs or not self._keys:
             return out
         sigs = self.hasher.signatures(norms, normalized=True)
+        # prefilter: a text can share a bucket only if one of its band sums is an eval item's (no false negatives)
+        sums = band_sums(sigs, self.bands, self.rows)
+        maybe = np.zeros(len(sigs), dtype=bool)
+        for b in range(self.bands):
+            maybe |= np.isin(sums[:, b], self._sums[b], assume_unique=False)
+        hit = np.flatnonzero(maybe)
+        if not len(hit):
+            return out
+        sigs = sigs[hit]
+        longs = [longs[i] for i in hit.tolist()]
         for j, sig, row in zip(longs, sigs, band_keys(sigs, self.bands, self.rows, hashed=False)):
             cands: set[int] = set()
             for k, bucket in zip(row, self._buckets):
