@@ -28,7 +28,10 @@ _LABEL = re.compile(r"\s*(病情分析|指导意见|意见建议)\s*[：:]?\s*")
 def clean_answer(text: str) -> str:
     text = _GREETING.sub("", text.strip()).strip()
     kept = []
-    for clause in _CLAUSE.findall(text):
+    clauses = _CLAUSE.findall(text)
+    if _SIGNOFF.search(text) is None:  # no sign-off anywhere (no anchors: a clause's match is the text's)
+        clauses, kept = [], clauses
+    for clause in clauses:
         m = _SIGNOFF.search(clause)
         if m is None:
             kept.append(clause)
