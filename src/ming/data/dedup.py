@@ -442,7 +442,9 @@ class EvalIndex:
         sums = band_sums(sigs, self.bands, self.rows)
         maybe = np.zeros(len(sigs), dtype=bool)
         for b in range(self.bands):
-            maybe |= np.isin(sums[:, b], self._sums[b], assume_unique=False)
+            table = self._sums[b]  # sorted
+            at = np.minimum(np.searchsorted(table, sums[:, b]), len(table) - 1)
+            maybe |= table[at] == sums[:, b]
         hit = np.flatnonzero(maybe)
         if not len(hit):
             return out
