@@ -25,7 +25,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 
 step "installing ming (editable) with its test tools"
-$PIP install -q -e ".[test]"
+$PIP install -q -e ".[test,dist]"
 
 if [ "${MING_SKIP_LLAMACPP:-0}" != 1 ]; then
   if [ -f scripts/install_llamacpp.sh ]; then
