@@ -1,7 +1,12 @@
-"""Side-by-side CPU engine benchmark on the embedded model (issue: fast CPU engine).
+"""Side-by-side CPU engine benchmark on the embedded models (issue: fast CPU engine; issue 15: 1.5B next to 0.5B).
 
     .venv/bin/python bench/engine.py                 # full run (~10 min on 2 quiet cores)
     .venv/bin/python bench/engine.py --quick         # 1 round, fewer tokens, short consultation
+    .venv/bin/python bench/engine.py --quick --skip hf,consult,busy   # just the models' decode speed and memory
+
+The engine rows run `--model` (default `base`, the embedded model under the default); `--also` adds llama.cpp rows
+for the other embedded models (default: all of them), MING-lite (LoRA on the 0.5B) and a synthetic rank-8 LoRA on
+every linear layer of the 1.5B (zero B matrices, so the answer is the base's; it measures the runtime LoRA's cost).
 
 One run measures, each engine in its own process (clean peak RSS), rounds interleaved so machine
 noise hits every engine alike (min / median over rounds):
@@ -29,6 +34,9 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from ming import envs, lite, models
+from ming.models import embedded
 
 PROMPT = ("请详细介绍高血压的病因、常见症状、诊断标准、治疗方法和日常生活中的预防措施，"
           "分点说明，每一点都要具体。患者男，56岁，近半年头晕，偶有心悸，血压最高165/100 mmHg，"
@@ -213,6 +221,40 @@ def bandwidth(threads: int, mb: int = 1024, repeats: int = 5) -> float:
     return best
 
 
+def synthetic_lora(model, rank: int = 8) -> Path:
+    """A PEFT LoRA folder for an embedded model: rank `rank` on every linear layer, random A, zero B (so it leaves
+    the answers unchanged), written once under MING_HOME/bench. Measures what a runtime adapter costs."""
+    out = envs.ming_home() / "bench" / f"lora-r{rank}-{model.key}"
+    if (out / "adapter_model.safetensors").is_file():
+        return out
+    import torch
+    from safetensors.torch import save_file
+
+    from ming.models import gguf_meta
+
+    meta = gguf_meta.read_metadata(embedded.ensure_gguf(model, show_progress=False))
+    heads, kv = int(meta["qwen2.attention.head_count"]), int(meta["qwen2.attention.head_count_kv"])
+    hidden, ffn = int(meta["qwen2.embedding_length"]), int(meta["qwen2.feed_forward_length"])
+    kv_dim = hidden // heads * kv
+    shapes = {"self_attn.q_proj": (hidden, hidden), "self_attn.k_proj": (hidden, kv_dim),
+              "self_attn.v_proj": (hidden, kv_dim), "self_attn.o_proj": (hidden, hidden),
+              "mlp.gate_proj": (hidden, ffn), "mlp.up_proj": (hidden, ffn), "mlp.down_proj": (ffn, hidden)}
+    g = torch.Generator().manual_seed(0)
+    tensors = {}
+    for layer in range(int(meta["qwen2.block_count"])):
+        for mod, (fan_in, fan_out) in shapes.items():
+            pre = f"base_model.model.model.layers.{layer}.{mod}"
+            tensors[f"{pre}.lora_A.weight"] = (torch.randn(rank, fan_in, generator=g) * 0.01).to(torch.bfloat16)
+            tensors[f"{pre}.lora_B.weight"] = torch.zeros(fan_out, rank, dtype=torch.bfloat16)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(out / "adapter_model.safetensors"))
+    cfg = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": 2 * rank, "lora_dropout": 0.0,
+           "bias": "none", "base_model_name_or_path": f"embedded:{model.key}", "fan_in_fan_out": False,
+           "target_modules": sorted({m.split(".")[-1] for m in shapes})}
+    (out / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
+    return out
+
+
 def busy_loop(seconds: float) -> subprocess.Popen:
     """A bounded busy loop holding one core (exits by itself after `seconds`)."""
     code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
@@ -232,7 +274,10 @@ def main() -> int:
     ap.add_argument("--turns", type=int, default=10)
     ap.add_argument("--answer-tokens", type=int, default=40, help="answer length per consultation turn")
     ap.add_argument("--quick", action="store_true", help="1 round, 48 tokens, 5-turn consultation, no bf16")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: hf,bf16,lite,consult,busy")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: hf,bf16,lite,lora15,consult,busy")
+    ap.add_argument("--model", default="base", help="the weights of the engine rows (default: base)")
+    ap.add_argument("--also", default=",".join(embedded.MODELS),
+                    help="embedded models measured on llama.cpp next to --model (default: %(default)s)")
     ap.add_argument("--variants", default="", help="re-quantized copies to compare, e.g. q4_0,q8_0")
     ap.add_argument("--ppl-texts", type=int, default=40, help="medical answers for the perplexity check")
     ap.add_argument("--out", default="runs/bench-engine.json")
@@ -250,32 +295,35 @@ def main() -> int:
     results: dict = {"machine": {"cores": ncores, "load_avg_start": os.getloadavg()}, "args": vars(args)}
     print(f"[bench] {ncores} cores, load average {os.getloadavg()[0]:.1f}", file=sys.stderr)
 
-    # the same weights everywhere: the embedded base model ("base"); the shipped default, MING-lite, is that model
-    # plus a LoRA adapter, measured as its own row (the adapter's cost on llama.cpp)
-    specs = {"llama.cpp (default)": {"backend": "llamacpp", "model": "base"},
-             "llama.cpp, 1 thread": {"backend": "llamacpp", "model": "base", "threads": 1},
-             "llama.cpp, OMP_WAIT_POLICY=PASSIVE": {"backend": "llamacpp", "model": "base",
+    # the same weights in the engine rows (--model, default the embedded model under the default); the other
+    # embedded models and the LoRA rows on llama.cpp next to them
+    main_model = args.model
+    specs = {"llama.cpp (default)": {"backend": "llamacpp", "model": main_model},
+             "llama.cpp, 1 thread": {"backend": "llamacpp", "model": main_model, "threads": 1},
+             "llama.cpp, OMP_WAIT_POLICY=PASSIVE": {"backend": "llamacpp", "model": main_model,
                                                     "env": {"OMP_WAIT_POLICY": "PASSIVE"}}}
     if "hf" not in skip:
-        specs["transformers fp32"] = {"backend": "hf", "dtype": "float32", "model": "base"}
+        specs["transformers fp32"] = {"backend": "hf", "dtype": "float32", "model": main_model}
         if "bf16" not in skip:
-            specs["transformers bf16"] = {"backend": "hf", "dtype": "bfloat16", "model": "base"}
-    from ming import lite
-
+            specs["transformers bf16"] = {"backend": "hf", "dtype": "bfloat16", "model": main_model}
+    for key in filter(None, args.also.split(",")):
+        specs[f"llama.cpp {embedded.get(key).key.upper()}"] = {"backend": "llamacpp", "model": key}
     if lite.available() and "lite" not in skip:
-        specs["llama.cpp + MING-lite LoRA"] = {"backend": "llamacpp", "model": "ming-lite"}
+        specs["llama.cpp 0.5B + MING-lite LoRA"] = {"backend": "llamacpp", "model": "ming-lite"}
+    if "lora15" not in skip:
+        specs["llama.cpp 1.5B + LoRA r8 (synthetic)"] = {"backend": "llamacpp",
+                                                         "model": str(synthetic_lora(embedded.get("1.5b")))}
     variants = [v for v in args.variants.split(",") if v]
     variant_files = {}
     if variants:
-        from ming import envs
-        from ming.models import embedded
         from ming.models.convert import convert
 
+        requant = embedded.get(models.embedded_key(main_model) or "0.5b")
         for v in variants:
-            f = envs.ming_home() / "models" / f"{embedded.NAME}-requant-{v}.gguf"
+            f = envs.ming_home() / "models" / f"{requant.name}-requant-{v}.gguf"
             if not f.exists():
-                print(f"[bench] re-quantizing the embedded model to {v} -> {f}", file=sys.stderr)
-                convert("embedded", f, v)
+                print(f"[bench] re-quantizing {requant.title} to {v} -> {f}", file=sys.stderr)
+                convert(requant.key, f, v)
             variant_files[v] = str(f)
             specs[f"llama.cpp {v} (re-quantized)"] = {"backend": "llamacpp", "model": str(f)}
 
@@ -321,8 +369,6 @@ def main() -> int:
         results["consultation"] = cons
     # 5. perplexity of re-quantized variants vs the shipped file
     if variants:
-        from ming import envs
-
         d = envs.data_dir()
         if d is None:
             print("[bench] no shared data folder: perplexity skipped", file=sys.stderr)
@@ -340,7 +386,7 @@ def main() -> int:
         w.close()
     # 4. one core busy (fresh workers: the OpenMP wait policy is read when a process starts)
     if "busy" not in skip:
-        base = {"backend": "llamacpp", "model": "base"}
+        base = {"backend": "llamacpp", "model": main_model}
         # every configuration in its own process, all loaded first; then, each round, the quiet one-thread row
         # with the machine quiet and every busy row while one bounded busy loop holds a core, so the host's own
         # speed changes hit all rows alike. The fixed two-thread default-wait row collapses: it decodes 16 tokens.

@@ -22,7 +22,7 @@ def _test_home() -> None:
     home = Path(tempfile.mkdtemp(prefix="ming-test-home-"))
     atexit.register(shutil.rmtree, home, True)
     (home / "converted").mkdir()
-    for shared in ("models", "wheels", f"converted/{embedded.NAME}"):
+    for shared in ("models", "wheels", *(f"converted/{m.name}" for m in embedded.MODELS.values())):
         (real / shared).mkdir(parents=True, exist_ok=True)
         (home / shared).symlink_to(real / shared, target_is_directory=True)
     os.environ["MING_HOME"] = str(home)

@@ -1,14 +1,15 @@
-"""MING-lite: the LoRA adapter that ming's own pipeline trained on the embedded base model (configs/data/ming-lite.yaml
+"""MING-lite: the LoRA adapter that ming's own pipeline trained on the embedded 0.5B model (configs/data/ming-lite.yaml
 + configs/train/ming-lite.yaml, reproduced by scripts/ming_lite.sh). It ships in this package (adapter/: PEFT
-safetensors, bf16, a few MB; MODEL_CARD.md) and is the default model of `ming chat`, `ming serve` and
-`ming eval`; `--model base` gives the untouched embedded model."""
+safetensors, bf16, a few MB; MODEL_CARD.md) and runs by name: `--model ming-lite`. It is not the default model:
+it answers "A" to most exam questions and loses to its own base on the dev MCQ suite (docs/models.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 NAME = "ming-lite"
-ALIASES = ("ming-lite", "lite", "default")
+ALIASES = ("ming-lite", "lite")
+BASE = "0.5b"  # the embedded model it was trained on (ming.models.embedded.MODELS)
 ADAPTER_DIR = Path(__file__).resolve().parent / "adapter"
 
 

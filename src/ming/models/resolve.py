@@ -20,7 +20,13 @@ from ming.models import embedded, gguf_meta
 
 log = logging.getLogger("ming.models")
 
-EMBEDDED_ALIASES = ("embedded", "base")  # the untouched embedded model; None / "ming-lite" / "default" -> MING-lite
+# The default model of `ming chat`, `ming serve` and `ming eval`, chosen by measurement (docs/models.md): the most
+# accurate model on the pooled dev exam-MCQ suite among those that decode at >= 15 tokens/s on a 2-core CPU.
+DEFAULT_MODEL = "1.5b"
+DEFAULT_REASON = ("most accurate on the pooled dev exam MCQs among the models that decode >= 15 tok/s on 2 cores "
+                  "(docs/models.md)")
+BASE_ALIASES = ("base",)  # the untouched embedded model the default runs on
+EMBEDDED_ALIASES = ("embedded", *BASE_ALIASES)  # kept for old callers; "embedded" alone = the 0.5B (embedded.LEGACY)
 
 
 @dataclass
@@ -30,6 +36,7 @@ class ModelRef:
     display: str
     base: "ModelRef | None" = None
     embedded: bool = False
+    spec: str | None = None  # a name that resolves to this model again ("1.5b", "ming-lite"), when it has one
 
     def describe(self) -> str:
         if self.kind == "lora":
@@ -41,6 +48,10 @@ class ModelRef:
 # Resolution
 # ---------------------------------------------------------------------------------------------
 def resolve(model_path: str | None = None, model_base: str | None = None, allow_download: bool = False) -> ModelRef:
+    """Names: None / "default" = the default model; "0.5b", "1.5b" (or "embedded:1.5b") = an embedded model;
+    "base" = the embedded model under the default (itself when the default has no adapter); "embedded" = the
+    0.5B (what adapters trained before the 1.5B name as their base); "ming-lite" = the packaged adapter on the
+    0.5B. Anything else is a path (or, with --allow-download, a Hub id)."""
     allow_download = allow_download or envs.allow_download()
     if model_base:
         base = resolve(model_base, allow_download=allow_download)
@@ -53,10 +64,9 @@ def resolve(model_path: str | None = None, model_base: str | None = None, allow_
                 f"{adapter} has {_listing(adapter)}. Drop --model-base to load {adapter} on its own."
             )
         return ModelRef("lora", adapter, adapter.name, base=base)
-    if model_path is None or model_path in lite.ALIASES:
-        return default_ref(explicit=model_path in ("ming-lite", "lite"))
-    if model_path in EMBEDDED_ALIASES:
-        return embedded_ref()
+    named = named_ref(model_path)
+    if named is not None:
+        return named
     path = _local_or_download(model_path, allow_download)
     if path.is_file():
         if path.suffix == ".gguf":
@@ -64,9 +74,9 @@ def resolve(model_path: str | None = None, model_base: str | None = None, allow_
         raise ModelNotFoundError(f"{path} is a file but not a .gguf model; give a .gguf file or a model folder")
     if (path / "adapter_config.json").is_file():
         cfg = json.loads((path / "adapter_config.json").read_text())
-        base_name = cfg.get("base_model_name_or_path") or ""
-        if base_name and (Path(base_name).exists() or base_name in EMBEDDED_ALIASES or "ming:" in base_name):
-            base = resolve(base_name.replace("ming:", ""), allow_download=allow_download)
+        base_name = (cfg.get("base_model_name_or_path") or "").replace("ming:", "")
+        if base_name and (Path(base_name).exists() or embedded_key(base_name)):
+            base = resolve(base_name, allow_download=allow_download)
             return ModelRef("lora", path, path.name, base=base)
         raise ModelNotFoundError(
             f"{path} is a LoRA adapter whose base model {base_name!r} is not on this machine. "
@@ -83,20 +93,54 @@ def resolve(model_path: str | None = None, model_base: str | None = None, allow_
     )
 
 
+def named_ref(name: str | None) -> ModelRef | None:
+    """The model a short name stands for, or None when `name` is not one of ming's names (then it is a path)."""
+    if name is None or name.lower() == "default":
+        return named_ref(DEFAULT_MODEL)
+    if name.lower() in lite.ALIASES:
+        return lite_ref()
+    key = embedded_key(name)
+    return embedded_ref(key) if key else None
+
+
+def embedded_key(name: str) -> str | None:
+    """The key in embedded.MODELS that a name means ("1.5b", "embedded:1.5b", the file stem, "base", the legacy
+    "embedded"), or None."""
+    n = name.strip().lower()
+    if n in BASE_ALIASES:
+        return base_key()
+    if n == "embedded":
+        return embedded.LEGACY
+    n = n.removeprefix("embedded:")
+    for m in embedded.MODELS.values():
+        if n in (m.key, m.name, m.filename):
+            return m.key
+    return None
+
+
+def base_key() -> str:
+    """The embedded model under the default: the default itself, or the base of the default adapter."""
+    return lite.BASE if DEFAULT_MODEL.lower() in lite.ALIASES else DEFAULT_MODEL
+
+
 def default_ref(explicit: bool = False) -> ModelRef:
-    """The default model: MING-lite (the packaged adapter on the embedded base), or the embedded base where
-    this install has no adapter."""
-    if lite.available():
-        return ModelRef("lora", lite.ADAPTER_DIR, lite.NAME, base=embedded_ref())
-    if explicit:
+    """The default model (DEFAULT_MODEL; `explicit` is accepted for old callers and ignored)."""
+    return named_ref(DEFAULT_MODEL)
+
+
+def lite_ref() -> ModelRef:
+    """MING-lite: the packaged LoRA adapter on its embedded base (the 0.5B)."""
+    if not lite.available():
         raise ModelNotFoundError(f"this install of ming has no MING-lite adapter ({lite.ADAPTER_DIR} is missing); "
                                  f"build it with `bash scripts/ming_lite.sh`, or use --model base")
-    return embedded_ref()
+    return ModelRef("lora", lite.ADAPTER_DIR, lite.NAME, base=embedded_ref(lite.BASE), spec=lite.NAME)
 
 
-def embedded_ref() -> ModelRef:
-    p = embedded.ensure_gguf(show_progress=sys.stderr.isatty())
-    return ModelRef("gguf", p, f"embedded:{embedded.NAME}", embedded=True)
+def embedded_ref(key: str | None = None) -> ModelRef:
+    """An embedded model (default: the one under the default model), assembled from its parts on first use."""
+    m = embedded.get(key or base_key())
+    p = embedded.ensure_gguf(m, show_progress=sys.stderr.isatty())
+    return ModelRef("gguf", p, f"embedded:{m.name}", embedded=True, spec=m.key)
 
 
 def _listing(path: Path) -> str:
@@ -135,8 +179,9 @@ def _local_or_download(spec: str, allow_download: bool) -> Path:
 # Cache of converted copies (GGUF -> tokenizer / safetensors)
 # ---------------------------------------------------------------------------------------------
 def _gguf_key(path: Path) -> str:
-    if path.resolve() == embedded.gguf_path().resolve():
-        return embedded.NAME
+    for m in embedded.MODELS.values():
+        if path.resolve() == embedded.gguf_path(m).resolve():
+            return m.name
     st = path.stat()
     h = hashlib.sha256(f"{path.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:10]
     return f"{path.stem}-{h}"
@@ -305,19 +350,24 @@ def _size(path: Path) -> int:
 
 
 def list_local() -> list[dict]:
+    """One row per embedded model (its parts and its assembled GGUF), MING-lite, and the converted copies and other
+    GGUFs in the cache. `default` marks the row of the default model."""
     rows = []
-    parts = embedded.parts()
-    have = sum(1 for p in parts if p.path)
-    rows.append({"name": f"embedded:{embedded.NAME}", "kind": "embedded parts (PyPI)",
-                 "status": f"{have}/6 parts installed", "size": sum(p.size for p in parts),
-                 "path": str(parts[0].path.parent.parent.parent) if parts[0].path else "-"})
-    g = embedded.gguf_path()
-    rows.append({"name": embedded.FILENAME, "kind": "gguf (assembled)",
-                 "status": "verified" if embedded.is_ready() else ("unverified" if g.exists() else "not yet assembled"),
-                 "size": g.stat().st_size if g.exists() else 0, "path": str(g)})
-    rows.append({"name": f"{lite.NAME} (default)", "kind": "LoRA adapter (packaged)",
+    default = named_default_key()
+    for m in embedded.MODELS.values():
+        found = embedded.parts(m)
+        have = sum(1 for p in found if p.path)
+        g = embedded.gguf_path(m)
+        status = ("verified" if embedded.is_ready(m) else "unverified" if g.exists()
+                  else f"{have}/{m.n_parts} parts" if have < m.n_parts else "parts installed, not assembled")
+        rows.append({"name": m.key, "kind": f"embedded {m.title}", "status": status,
+                     "size": g.stat().st_size if g.exists() else sum(p.size for p in found),
+                     "path": str(g) if g.exists() else (str(found[0].path.parent.parent.parent) if found[0].path else "-"),
+                     "default": m.key == default})
+    rows.append({"name": lite.NAME, "kind": f"LoRA on {lite.BASE} (packaged)",
                  "status": "ready" if lite.available() else "not built (ming_lite.sh)",
-                 "size": _size(lite.ADAPTER_DIR) if lite.ADAPTER_DIR.is_dir() else 0, "path": str(lite.ADAPTER_DIR)})
+                 "size": _size(lite.ADAPTER_DIR) if lite.ADAPTER_DIR.is_dir() else 0, "path": str(lite.ADAPTER_DIR),
+                 "default": default == lite.NAME})
     conv = envs.ming_home() / "converted"
     if conv.is_dir():
         for p in sorted(conv.glob("lora-*.gguf")):
@@ -330,7 +380,14 @@ def list_local() -> list[dict]:
                                  "path": str(d / sub)})
     other = envs.ming_home() / "models"
     if other.is_dir():
+        known = {m.filename for m in embedded.MODELS.values()}
         for p in sorted(other.glob("*.gguf")):
-            if p.name != embedded.FILENAME:
+            if p.name not in known:
                 rows.append({"name": p.name, "kind": "gguf", "status": "ready", "size": p.stat().st_size, "path": str(p)})
     return rows
+
+
+def named_default_key() -> str:
+    """The short name of the default model ("1.5b", "ming-lite")."""
+    d = DEFAULT_MODEL.lower()
+    return lite.NAME if d in lite.ALIASES else embedded.get(d).key

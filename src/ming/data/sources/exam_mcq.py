@@ -7,10 +7,12 @@ option. Case-style items ("女，2岁。…") can be left to `case_reasoning` wi
 
 from __future__ import annotations
 
+import random
 import re
 from pathlib import Path
 from typing import Iterator
 
+from ming.data.records import stable_id
 from ming.data.sources._common import Skip, SourceContext, convert_rows, pick, prepare
 
 OPTIONS = {
@@ -18,7 +20,17 @@ OPTIONS = {
     "require_explanation": False,
     "reply": "explain",   # explain: "正确答案是 B. …" + full 解析 | short: "答案：B（…）" + a reason of at most reason_chars
     "reason_chars": 160,
+    # reorder the options (seeded by the item) so the right letter of single-answer items is drawn uniformly from the
+    # item's letters: a model trained on them cannot win by favouring one letter. Option letters the explanation
+    # names in a recognisable form ("（A错）", "选项B", "C项", "故选D", "答案E") follow the options; an item whose
+    # explanation has another stand-alone capital A-E ("维生素A") keeps its order. meta.options_shuffled says which.
+    "shuffle_options": False,
 }
+LETTER = re.compile(r"(?<![A-Za-z])[A-E]+(?![A-Za-z])")
+_RUN = r"[A-E](?:[、,，和及与/]?[A-E])*"
+LETTER_REF = re.compile(r"[（(][A-E对错正确误，,、\s]*[A-E][A-E对错正确误，,、\s]*[）)]"  # （A对BCDE错）
+                        rf"|(?<=选项){_RUN}(?![A-Za-z])|(?<=[选故]){_RUN}(?![A-Za-z])"
+                        rf"|(?<![A-Za-z]){_RUN}(?=\s*(?:项|选项))|(?<=答案)[为是：:]?\s*{_RUN}(?![A-Za-z])")
 
 CASE_RE = re.compile(r"\d+\s*(?:岁|个月|月龄|天)|\d+-year-old|\byears? old\b")
 _ZH_PROMPTS = ["{q}\n{opts}", "以下是一道医学考试选择题，请选出正确答案并说明理由。\n{q}\n{opts}",
@@ -67,6 +79,28 @@ def short_reply(opts: dict, ans: str, expl: str, english: bool, limit: int) -> s
     return head + f"\n理由：其余选项（{others}）与题干所述情况不符。"
 
 
+def shuffle_options(opts: dict, ans: str, expl: str, key: str) -> tuple[dict, str, str] | None:
+    """The options in an order seeded by `key` (the same on every machine), the answer's new letter(s) and the
+    explanation with its option letters renamed; None when the explanation names letters ambiguously. A single
+    answer lands on a letter drawn uniformly from the item's letters; multi-answer items get a seeded permutation."""
+    if LETTER.search(LETTER_REF.sub("", expl)):
+        return None
+    letters = list(opts)
+    rng = random.Random(stable_id("exam-shuffle", key, n=16))
+    if len(ans) == 1:
+        target = int(stable_id("exam-answer", key, n=8), 16) % len(letters)
+        order = [k for k in letters if k != ans]
+        rng.shuffle(order)
+        order.insert(target, ans)
+    else:
+        order = letters[:]
+        rng.shuffle(order)
+    new = {letters[i]: opts[old] for i, old in enumerate(order)}
+    rename = {old: letters[i] for i, old in enumerate(order)}
+    expl = LETTER_REF.sub(lambda m: re.sub(r"[A-E]", lambda x: rename.get(x.group(), x.group()), m.group()), expl)
+    return new, "".join(sorted(rename[a] for a in ans)), expl
+
+
 def check_mcq(row: dict) -> tuple[str, dict, str]:
     q, opts, ans = str(row["question"]).strip(), row["options"], str(row["answer"]).strip().upper()
     if not isinstance(opts, dict) or len(opts) < 2:
@@ -88,6 +122,9 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
         raise Skip("no_explanation")
     en = is_english(q)
     key = row.get("id") or q
+    shuffled = shuffle_options(opts, ans, expl, key) if o["shuffle_options"] else None
+    if shuffled:
+        opts, ans, expl = shuffled
     multi = len(ans) > 1
     prompts = _EN_PROMPTS if en else (_ZH_MULTI if multi else _ZH_PROMPTS)
     user = pick(prompts, "exam", key).format(q=q, opts=format_options(opts))
@@ -107,6 +144,8 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
             others = "、".join(k for k in opts if k not in ans)
             reply += f"\n\n其余选项（{others}）与题干所述情况不符。"
     meta = {"answer": ans, "has_explanation": bool(expl), "case_style": case}
+    if o["shuffle_options"]:
+        meta["options_shuffled"] = shuffled is not None
     for k in ("subject", "department", "difficulty"):
         if row.get(k):
             meta[k] = row[k]
