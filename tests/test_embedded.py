@@ -98,7 +98,8 @@ def test_ming_models_lists_both_and_says_which_is_default_and_why():
 
 @pytest.mark.slow
 def test_the_real_1_5b_assembles_loads_and_answers(tmp_path):
-    """The 1.5B from its 22 PyPI parts: the header says 28 layers of width 1536, and llama.cpp answers with it."""
+    """The 1.5B from its 22 PyPI parts: the header says 28 layers of width 1536; llama.cpp answers with it, reuses the
+    KV cache on the next turn, and ranks answer letters by log-likelihood."""
     pytest.importorskip("llama_cpp")
     from ming.config import ModelOptions
     from ming.engine import GenerationConfig, create_engine
@@ -111,6 +112,13 @@ def test_the_real_1_5b_assembles_loads_and_answers(tmp_path):
     assert int(meta["qwen2.block_count"]) == m.layers == 28 and int(meta["qwen2.embedding_length"]) == m.hidden
     e = create_engine(ModelOptions(model_path="1.5b", threads=2))
     assert e.backend == "llamacpp"
-    c = e.chat([{"role": "user", "content": "高血压患者饮食上要注意什么？"}],
-               GenerationConfig(max_new_tokens=16, temperature=0))
+    msgs = [{"role": "user", "content": "高血压患者饮食上要注意什么？"}]
+    c = e.chat(msgs, GenerationConfig(max_new_tokens=16, temperature=0))
     assert c.completion_tokens > 0 and any("\u4e00" <= ch <= "\u9fff" for ch in c.text)
+    msgs += [{"role": "assistant", "content": c.text}, {"role": "user", "content": "每天盐吃多少合适？"}]
+    c2 = e.chat(msgs, GenerationConfig(max_new_tokens=4, temperature=0))
+    assert c2.cached_tokens >= c.prompt_tokens  # the first turn's prompt is not encoded again
+    e.reset_cache()
+    ids = e.render([{"role": "user", "content": "人体最大的器官是？A. 皮肤 B. 肝脏\n答案："}]).ids
+    ll = {k: e.loglikelihood(ids, e.tokenizer.encode(k, add_special_tokens=False)) for k in "AB"}
+    assert all(v < 0 for v in ll.values())

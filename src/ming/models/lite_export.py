@@ -59,8 +59,8 @@ def model_card(train_dir: Path, data_dir: Path, adapter: dict, compare_md: str |
              "**Research use only.** Several training sources are research-only or non-commercial (below), so this "
              "adapter is too. It is not a medical device; its answers can be wrong and never replace a doctor. "
              "ming's runtime safety layer (emergency escalation, disclaimers) stays on in `ming chat` and `ming serve`.",
-             "", "## Use", "", "```bash", "ming chat                 # MING-lite (this adapter on the embedded model, llama.cpp)",
-             "ming chat --model base    # the untouched base model", "```", "",
+             "", "## Use", "", "```bash", "ming chat --model ming-lite   # MING-lite (this adapter on the embedded 0.5B, llama.cpp)",
+             "ming chat --model 0.5b        # its untouched base model", "```", "",
              "## Adapter", "",
              f"- LoRA rank {adapter['r']}, alpha {adapter['alpha']}, on {', '.join(sorted(adapter['targets'] or []))} "
              f"of all 24 layers: {adapter['params'] / 1e6:.2f}M parameters, stored in bf16 "
