@@ -12,9 +12,10 @@ from ming.engine.base import GenerationConfig
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--model-path", "--model", dest="model_path", default=None,
-                   help="local HF folder, .gguf file, or LoRA adapter folder; omitted = MING-lite (the packaged "
-                        "adapter on the embedded model); 'base' = the untouched embedded model "
-                        "(Qwen2.5-Coder-0.5B-Instruct Q4_K_M, offline)")
+                   help="omitted = the default model (the embedded 1.5B; `ming models` says why); '1.5b', '0.5b' = "
+                        "an embedded model (Qwen2.5-Coder-*-Instruct Q4_K_M, offline); 'base' = the embedded model "
+                        "under the default; 'ming-lite' = the packaged adapter on the 0.5B; or a local HF folder, "
+                        ".gguf file or LoRA adapter folder")
     g.add_argument("--model-base", default=None, help="base model when --model-path is a LoRA adapter (as MING does)")
     g.add_argument("--conv-template", "--template", dest="conv_template", choices=["qwen", "bloom", "hf"],
                    default=None, help="conversation template (default: detected from the model)")
