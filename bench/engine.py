@@ -274,7 +274,8 @@ def main() -> int:
     ap.add_argument("--turns", type=int, default=10)
     ap.add_argument("--answer-tokens", type=int, default=40, help="answer length per consultation turn")
     ap.add_argument("--quick", action="store_true", help="1 round, 48 tokens, 5-turn consultation, no bf16")
-    ap.add_argument("--skip", default="", help="comma list of parts to skip: hf,bf16,lite,lora15,consult,busy")
+    ap.add_argument("--skip", default="",
+                    help="comma list of parts to skip: hf,bf16,onethread,passive,lite,lora15,consult,busy")
     ap.add_argument("--model", default="base", help="the weights of the engine rows (default: base)")
     ap.add_argument("--also", default=",".join(embedded.MODELS),
                     help="embedded models measured on llama.cpp next to --model (default: %(default)s)")
@@ -298,16 +299,20 @@ def main() -> int:
     # the same weights in the engine rows (--model, default the embedded model under the default); the other
     # embedded models and the LoRA rows on llama.cpp next to them
     main_model = args.model
-    specs = {"llama.cpp (default)": {"backend": "llamacpp", "model": main_model},
-             "llama.cpp, 1 thread": {"backend": "llamacpp", "model": main_model, "threads": 1},
-             "llama.cpp, OMP_WAIT_POLICY=PASSIVE": {"backend": "llamacpp", "model": main_model,
-                                                    "env": {"OMP_WAIT_POLICY": "PASSIVE"}}}
+    specs = {"llama.cpp (default)": {"backend": "llamacpp", "model": main_model}}
+    if "onethread" not in skip:
+        specs["llama.cpp, 1 thread"] = {"backend": "llamacpp", "model": main_model, "threads": 1}
+    if "passive" not in skip:
+        specs["llama.cpp, OMP_WAIT_POLICY=PASSIVE"] = {"backend": "llamacpp", "model": main_model,
+                                                       "env": {"OMP_WAIT_POLICY": "PASSIVE"}}
     if "hf" not in skip:
         specs["transformers fp32"] = {"backend": "hf", "dtype": "float32", "model": main_model}
         if "bf16" not in skip:
             specs["transformers bf16"] = {"backend": "hf", "dtype": "bfloat16", "model": main_model}
+    main_key = models.embedded_key(main_model)
     for key in filter(None, args.also.split(",")):
-        specs[f"llama.cpp {embedded.get(key).key.upper()}"] = {"backend": "llamacpp", "model": key}
+        if embedded.get(key).key != main_key:  # the default row is that model already
+            specs[f"llama.cpp {embedded.get(key).key.upper()}"] = {"backend": "llamacpp", "model": key}
     if lite.available() and "lite" not in skip:
         specs["llama.cpp 0.5B + MING-lite LoRA"] = {"backend": "llamacpp", "model": "ming-lite"}
     if "lora15" not in skip:
@@ -318,7 +323,7 @@ def main() -> int:
     if variants:
         from ming.models.convert import convert
 
-        requant = embedded.get(models.embedded_key(main_model) or "0.5b")
+        requant = embedded.get(main_key or "0.5b")
         for v in variants:
             f = envs.ming_home() / "models" / f"{requant.name}-requant-{v}.gguf"
             if not f.exists():
