@@ -16,11 +16,12 @@ import argparse
 from collections import Counter
 
 from ming.eval import metrics
-from ming.eval.compare import load_runs
+from ming.eval.compare import _task_label, load_runs
 
 
 def mcq_rows(dirs: str) -> dict[tuple[str, str], dict]:
-    return {k: r for k, r in load_runs(dirs).items() if r.get("kind") == "mcq"}
+    """MCQ rows keyed by (task and scoring mode, item id), so a loglik row pairs only with a loglik row."""
+    return {(_task_label(r), i): r for (_, i), r in load_runs(dirs).items() if r.get("kind") == "mcq"}
 
 
 def pct(x: float) -> str:
