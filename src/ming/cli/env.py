@@ -46,8 +46,9 @@ def collect() -> dict:
         pass
     info["llamacpp_backend"] = select.llamacpp_available()
     for m in embedded.MODELS.values():
+        have = sum(1 for p in embedded.parts(m) if p.path)
         info[f"embedded_model_{m.key}"] = {"gguf": str(embedded.gguf_path(m)), "verified": embedded.is_ready(m),
-                                           "parts_installed": f"{sum(1 for p in embedded.parts(m) if p.path)}/{m.n_parts}"}
+                                           "parts_installed": f"{have}/{m.n_parts}"}
     info["env"] = {k: os.environ.get(k, f"(default: {d})") for k, (d, _) in envs.ENV_VARS.items()}
     for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "HF_HUB_OFFLINE", "CUDA_VISIBLE_DEVICES"):
         if k in os.environ:

@@ -360,10 +360,10 @@ def list_local() -> list[dict]:
         g = embedded.gguf_path(m)
         status = ("verified" if embedded.is_ready(m) else "unverified" if g.exists()
                   else f"{have}/{m.n_parts} parts" if have < m.n_parts else "parts installed, not assembled")
+        where = str(found[0].path.parent.parent.parent) if found[0].path else "-"  # site-packages
         rows.append({"name": m.key, "kind": f"embedded {m.title}", "status": status,
                      "size": g.stat().st_size if g.exists() else sum(p.size for p in found),
-                     "path": str(g) if g.exists() else (str(found[0].path.parent.parent.parent) if found[0].path else "-"),
-                     "default": m.key == default})
+                     "path": str(g) if g.exists() else where, "default": m.key == default})
     rows.append({"name": lite.NAME, "kind": f"LoRA on {lite.BASE} (packaged)",
                  "status": "ready" if lite.available() else "not built (ming_lite.sh)",
                  "size": _size(lite.ADAPTER_DIR) if lite.ADAPTER_DIR.is_dir() else 0, "path": str(lite.ADAPTER_DIR),
@@ -383,7 +383,8 @@ def list_local() -> list[dict]:
         known = {m.filename for m in embedded.MODELS.values()}
         for p in sorted(other.glob("*.gguf")):
             if p.name not in known:
-                rows.append({"name": p.name, "kind": "gguf", "status": "ready", "size": p.stat().st_size, "path": str(p)})
+                rows.append({"name": p.name, "kind": "gguf", "status": "ready", "size": p.stat().st_size,
+                             "path": str(p)})
     return rows
 
 
