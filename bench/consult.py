@@ -290,7 +290,7 @@ def main(argv=None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="run one arm over the sampled cases (appends; rerun to continue)")
     r.add_argument("--arm", choices=["plain", "controller", "phrased"], required=True)
-    r.add_argument("--model-path", default="base", help="plain/phrased arms: the model ('base' = embedded 0.5B)")
+    r.add_argument("--model-path", default="0.5b", help="plain/phrased arms: the model (default: the embedded 0.5B)")
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--max-new-tokens", type=int, default=128, help="plain arm: tokens per doctor turn")
     r.add_argument("--out", default="runs/consult_bench")

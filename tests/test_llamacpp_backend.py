@@ -23,7 +23,7 @@ def emb():
     from ming.config import ModelOptions
     from ming.engine import create_engine
 
-    return create_engine(ModelOptions(model_path="base", threads=2))  # auto: llama.cpp for the embedded GGUF on CPU
+    return create_engine(ModelOptions(model_path="0.5b", threads=2))  # auto: llama.cpp for the embedded GGUF on CPU
 
 
 def test_load_and_decode_in_subprocess_no_illegal_instruction():

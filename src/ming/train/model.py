@@ -90,7 +90,7 @@ def load(cfg, device: str) -> Loaded:
             "device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}}
     model = AutoModelForCausalLM.from_pretrained(ckpt, **kw)
     model.config.use_cache = False  # packed rows need it off; training never uses the cache
-    base_spec = "embedded" if base_ref.embedded else str(base_ref.path)
+    base_spec = f"embedded:{base_ref.spec}" if base_ref.embedded else str(base_ref.path)
 
     if cfg.method == "full":
         if ref.kind == "lora":
