@@ -307,3 +307,92 @@ def test_scheduler_without_http(tiny_qwen_engine):
     with pytest.raises(APIError) as e:
         sched.submit(Job.threaded(work(5))[0])
     assert e.value.status == 503
+
+
+# ------------------------------------------------------------------------------------------------
+# hardening (issue 20)
+# ------------------------------------------------------------------------------------------------
+def test_chunked_body_over_the_limit_gets_413_before_parsing(live):
+    """The limit holds whatever the transfer encoding: a chunked body is counted as it arrives."""
+    def chunks():
+        yield b'{"messages": [{"role": "user", "content": "'
+        for _ in range(10 * 16):
+            yield "头".encode() * (64 * 1024 // 3)
+        yield b'"}]}'
+
+    r = httpx.post(live.url + URL, content=chunks(), headers={"content-type": "application/json"}, timeout=60)
+    assert "content-length" not in r.request.headers  # really chunked
+    assert error_of(r, 413)["code"] == "body_too_large"
+    assert healthy(live)
+
+
+def test_text_too_long_for_any_tokenization_is_refused_without_tokenizing(live):
+    err = error_of(httpx.post(live.url + URL, json={"messages": [{"role": "user", "content": "头" * 2_000_000}]},
+                              timeout=60), 400)
+    assert err["code"] == "context_length_exceeded" and "2000000 characters" in err["message"]
+
+
+@pytest.mark.parametrize("raw", [rb'{"messages": [{"role": "user", "content": "abc \ud800"}]}',
+                                 rb'{"messages": [{"role": "user", "content": "hi"}], "\udfff": 1}'],
+                         ids=["in a value", "in a field name"])
+def test_lone_surrogate_is_a_400(live, raw):
+    err = error_of(httpx.post(live.url + URL, content=raw, headers={"content-type": "application/json"}), 400)
+    assert err["code"] == "invalid_text" and "surrogate" in err["message"]
+
+
+@pytest.mark.parametrize("depth", [100_000, 1000, 40])
+def test_deeply_nested_json_is_a_400(live, depth):
+    raw = b'{"messages": [{"role": "user", "content": "hi"}], "x": ' + b"[" * depth + b"]" * depth + b"}"
+    err = error_of(httpx.post(live.url + URL, content=raw, headers={"content-type": "application/json"}), 400)
+    assert err["code"] == "invalid_json" and "nested" in err["message"]
+    assert healthy(live)
+
+
+def test_json_error_messages_read_well(live):
+    cut = b'{"messages": [{"role": "user", "content": "hi'
+    err = error_of(httpx.post(live.url + URL, content=cut), 400)
+    assert "truncated JSON" in err["message"] and "line 1" in err["message"]
+    ctl = b'{"messages": [{"role": "user", "content": "a\x01b"}]}'
+    err = error_of(httpx.post(live.url + URL, content=ctl), 400)
+    assert "Invalid control character at line 1 column" in err["message"] and "at at" not in err["message"]
+
+
+class _Sink(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@pytest.mark.parametrize("log_requests", [False, True])
+def test_internal_errors_log_one_line_without_traceback(tiny_qwen_engine, monkeypatch, log_requests):
+    """A bug (here: prepare raising) is a 500 in OpenAI's format and one log line; uvicorn prints no
+    "Exception in ASGI application" traceback; the traceback goes to ming's log only with --log-requests."""
+    sink = _Sink()
+    for name in ("uvicorn.error", "ming.serve"):
+        logging.getLogger(name).addHandler(sink)
+    try:
+        with LiveServer(tiny_qwen_engine, log_requests=log_requests) as srv:
+            def broken(*args, **kw):
+                raise RuntimeError("patient 张三 has HIV")
+            monkeypatch.setattr(srv.app.state.service, "prepare", broken)
+            err = error_of(httpx.post(srv.url + URL, json={"messages": Q}), 500)
+            assert err["type"] == "server_error" and "RuntimeError" in err["message"] and "张三" not in err["message"]
+    finally:
+        for name in ("uvicorn.error", "ming.serve"):
+            logging.getLogger(name).removeHandler(sink)
+    assert not [r for r in sink.records if r.name.startswith("uvicorn")], [r.getMessage() for r in sink.records]
+    internal = [r for r in sink.records if "internal error RuntimeError" in r.getMessage()]
+    assert len(internal) == 1 and bool(internal[0].exc_info) is log_requests
+
+
+def test_docs_need_the_api_key_when_one_is_set(tiny_qwen_engine):
+    with LiveServer(tiny_qwen_engine, api_key="s3cret") as srv:
+        for path in ("/docs", "/openapi.json"):
+            err = error_of(httpx.get(srv.url + path), 401)
+            assert err["code"] == "missing_api_key"
+            assert httpx.get(srv.url + path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
+    with LiveServer(tiny_qwen_engine) as srv:  # no key: open, like the API itself
+        assert httpx.get(srv.url + "/openapi.json").status_code == 200

@@ -8,10 +8,15 @@ inference cannot render a conversation differently.
 Templates are data (`TemplateSpec`): `qwen` (ChatML, as MING-1.8B was trained), `bloom` (MING-7B:
 `{system} USER: … ASSISTANT: …</s>`), and `hf` (the tokenizer's own chat template, rendered by
 transformers; its assistant spans are found by rendering growing prefixes of the conversation).
+
+Message text is always encoded as plain text: a user who types `<|im_end|>` or `</s>` gets those
+characters, never the control token. Control tokens come only from the template's own text (for
+`hf`, the parts of the rendering outside the messages, found by rendering with placeholders).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -19,6 +24,7 @@ from ming.errors import TemplateError
 
 Message = dict  # {"role": "system" | "user" | "assistant", "content": str}
 ROLES = ("system", "user", "assistant")
+Piece = tuple[str, bool]  # (text, is_message_text): message text never yields a control token
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,10 @@ class Template:
         if name == "hf" and not getattr(tokenizer, "chat_template", None):
             raise TemplateError("--conv-template hf needs a tokenizer with a chat_template; this one has none. "
                                 "Use --conv-template qwen or bloom.")
+        added = tokenizer.get_added_vocab() if hasattr(tokenizer, "get_added_vocab") else {}
+        self._added_ids: dict[str, int] = dict(added)
+        self._added_re = (re.compile("|".join(re.escape(t) for t in sorted(added, key=len, reverse=True)))
+                          if added else None)
 
     # -- public -----------------------------------------------------------------------------
     @property
@@ -161,47 +171,76 @@ class Template:
 
     # -- data-driven templates ----------------------------------------------------------------
     def _segments(self, messages, add_generation_prompt):
-        """Yield (text, supervised, message_index)."""
+        """Yield (pieces, supervised, message_index)."""
         s = self.spec
         after_system = False
         for i, m in enumerate(messages):
             role, content = m["role"], m["content"]
             if role == "system":
-                yield s.system_fmt.format(content=content), False, i
+                yield _fill(s.system_fmt, content), False, i
                 after_system = True
             elif role == "user":
                 fmt = s.user_fmt_after_system if (after_system and s.user_fmt_after_system) else s.user_fmt
-                yield fmt.format(content=content), False, i
+                yield _fill(fmt, content), False, i
                 if i < len(messages) - 1:
-                    yield s.assistant_prefix, False, i + 1
+                    yield [(s.assistant_prefix, False)], False, i + 1
                 elif add_generation_prompt:
-                    yield s.assistant_prefix, False, i
+                    yield [(s.assistant_prefix, False)], False, i
                 after_system = False
             else:
-                yield s.assistant_fmt.format(content=content), True, i
+                yield _fill(s.assistant_fmt, content), True, i
                 if s.assistant_suffix:
-                    yield s.assistant_suffix, False, i
+                    yield [(s.assistant_suffix, False)], False, i
 
     def _render_spec(self, messages, add_generation_prompt) -> Rendered:
         ids: list[int] = []
         mask: list[bool] = []
         text_parts: list[str] = []
         spans: dict[int, list[int]] = {}
-        for text, supervised, mi in self._segments(messages, add_generation_prompt):
-            seg_ids = self._encode(text)
+        for pieces, supervised, mi in self._segments(messages, add_generation_prompt):
+            seg_ids, _ = self._encode(pieces)
             start = len(ids)
             ids.extend(seg_ids)
             mask.extend([supervised] * len(seg_ids))
-            text_parts.append(text)
+            text_parts.extend(text for text, _ in pieces)
             sp = spans.setdefault(mi, [start, start])
             sp[1] = len(ids)
         message_spans = [tuple(spans.get(i, (0, 0))) for i in range(len(messages))]
         return Rendered(ids, mask, "".join(text_parts), message_spans)
 
-    def _encode(self, text: str) -> list[int]:
-        if not text:
-            return []
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
+    def _encode(self, pieces: Sequence[Piece], offsets: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids (and character offsets) of the concatenated pieces. Control tokens are taken only from
+        template pieces; everything between them, message text included, is encoded with the tokenizer's
+        special tokens switched off. With ordinary messages this equals tokenizing the whole string."""
+        ids: list[int] = []
+        spans: list[tuple[int, int]] = []
+        buf: list[str] = []
+        start = pos = 0  # character position of buf in the whole text; of the piece being read
+
+        def flush() -> None:
+            text = "".join(buf)
+            buf.clear()
+            if not text:
+                return
+            enc = self.tokenizer(text, add_special_tokens=False, split_special_tokens=True,
+                                 return_offsets_mapping=offsets)
+            ids.extend(enc["input_ids"])
+            if offsets:
+                spans.extend((start + a, start + b) for a, b in enc["offset_mapping"])
+
+        for text, is_message in pieces:
+            cut = 0
+            if not is_message and self._added_re is not None:
+                for m in self._added_re.finditer(text):
+                    buf.append(text[cut:m.start()])
+                    flush()
+                    ids.append(self._added_ids[m.group()])
+                    spans.append((pos + m.start(), pos + m.end()))
+                    start, cut = pos + m.end(), m.end()
+            buf.append(text[cut:])
+            pos += len(text)
+        flush()
+        return ids, spans
 
     # -- the tokenizer's own chat template -------------------------------------------------------
     def _apply(self, messages, add_generation_prompt) -> str:
@@ -225,14 +264,43 @@ class Template:
                     "or bloom, or a tokenizer whose template renders history unchanged."
                 )
             char_spans.append((len(before), len(after)))
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids = list(enc["input_ids"])
-        mask = []
-        for a, b in enc["offset_mapping"]:
-            mask.append(any(s <= a and b <= e and b > a for s, e in char_spans))
+        ids, offsets = self._encode(self._hf_pieces(messages, add_generation_prompt, text), offsets=True)
+        mask = [any(s <= a and b <= e and b > a for s, e in char_spans) for a, b in offsets]
         if char_spans and not any(mask):
             raise TemplateError("no assistant tokens found in the rendered conversation (empty replies?)")
         return Rendered(ids, mask, text, [])
+
+    def _hf_pieces(self, messages, add_generation_prompt, text: str) -> list[Piece]:
+        """`text` split into template text and message text, found by rendering the conversation again
+        with a placeholder in place of each message."""
+        marks = [f"\ue000{i}\ue001" for i in range(len(messages))]
+        skeleton = self._apply([{**m, "content": k} for m, k in zip(messages, marks)], add_generation_prompt)
+        pieces: list[Piece] = []
+        pos = 0
+        for m, k in zip(messages, marks):
+            at = skeleton.find(k, pos)
+            if at < 0 or skeleton.count(k) != 1:
+                break
+            pieces += [(skeleton[pos:at], False), (m["content"], True)]
+            pos = at + len(k)
+        else:
+            pieces.append((skeleton[pos:], False))
+            if "".join(p for p, _ in pieces) == text:
+                return pieces
+        # the template rewrites message text (trims it, drops parts): it cannot be told apart from the template
+        for i, m in enumerate(messages):
+            found = self._added_re.search(m["content"]) if self._added_re is not None else None
+            if found:
+                raise TemplateError(
+                    f"message {i} contains the control token {found.group()!r}, and the tokenizer's chat template "
+                    "changes message text, so ming cannot keep it plain text. Remove it from the message or use "
+                    "--conv-template qwen or bloom.")
+        return [(text, False)]
+
+
+def _fill(fmt: str, content: str) -> list[Piece]:
+    head, _, tail = fmt.partition("{content}")
+    return [(head, False), (content, True), (tail, False)]
 
 
 def detect(tokenizer: Any, model_type: str | None = None) -> str:

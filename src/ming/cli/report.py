@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from ming.errors import MingError
 from ming.safety.report import findings_table, parse_report
+
+
+CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # never in a text report (tabs, newlines, ESC are)
 
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -27,17 +31,39 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     return p
 
 
+def read_text(name: str) -> str:
+    """The UTF-8 text of file `name` ('-' = stdin, read as bytes and checked the same way): a clear error for
+    a folder, a missing or unreadable file, bytes that are not UTF-8 text (binary) and an empty input."""
+    where = "stdin" if name == "-" else name
+    try:
+        if name == "-":
+            stdin = getattr(sys.stdin, "buffer", None)
+            raw = stdin.read() if stdin is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+        else:
+            with open(name, "rb") as f:
+                raw = f.read()
+    except FileNotFoundError:
+        raise MingError(f"no such file: {name}; pass a UTF-8 text file with the report, or '-' for stdin") from None
+    except IsADirectoryError:
+        raise MingError(f"{name} is a folder; pass one report text file, or '-' for stdin") from None
+    except OSError as exc:
+        raise MingError(f"cannot read {name} ({exc.strerror}); check the path and its permissions") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MingError(f"{where} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); if it is "
+                        "GBK text convert it with iconv -f gbk -t utf-8, a binary file cannot be read") from None
+    binary = CONTROL.search(text)
+    if binary:
+        raise MingError(f"{where} is binary, not a text report (control byte 0x{ord(binary.group()):02x} at "
+                        f"character {binary.start()}); pass the report as UTF-8 text")
+    if not text.strip():
+        raise MingError(f"{where} is empty; pass a report with lines such as '谷丙转氨酶 35 U/L 9-50'")
+    return text
+
+
 def run(args) -> int:
-    if args.file == "-":
-        text = sys.stdin.read()
-    else:
-        try:
-            with open(args.file, encoding="utf-8") as f:
-                text = f.read()
-        except FileNotFoundError:
-            raise MingError(f"no such file: {args.file}; pass a UTF-8 text file with the report, or '-' for stdin") from None
-        except UnicodeDecodeError as exc:
-            raise MingError(f"{args.file} is not UTF-8 text ({exc.reason}); convert it with iconv -f gbk -t utf-8") from None
+    text = read_text(args.file)
     findings = parse_report(text, sex=args.sex)
     if not findings:
         raise MingError(f"no test results recognised in {args.file} ({len(text)} characters); expected lines such as "

@@ -55,7 +55,7 @@ def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
     app.state.scheduler = scheduler
     app.state.service = ChatService(engine, settings, Pipeline(engine, stages, mode=settings.mode))
 
-    app.add_middleware(RequestIdAndSize)
+    app.add_middleware(RequestGuard, settings=settings)
     errors.install_handlers(app)
     app.include_router(routes.router)
     static = resources.files("ming.serve").joinpath("static")
@@ -63,35 +63,76 @@ def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
     return app
 
 
-class RequestIdAndSize:
-    """Pure ASGI middleware (so disconnects still reach the endpoints): gives each request an id
-    (`X-Request-Id`, also the completion id) and answers 413 to bodies over MAX_BODY_BYTES."""
+DOC_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")  # behind the API key when there is one
 
-    def __init__(self, app):
+
+class RequestGuard:
+    """Pure ASGI middleware (so disconnects still reach the endpoints), in front of every request:
+
+    - gives it an id (`X-Request-Id`, also the completion id);
+    - reads the body here, counting bytes as they arrive: over MAX_BODY_BYTES is a 413 whatever the
+      transfer encoding (Content-Length or chunked), before anything parses or tokenizes it;
+    - keeps /docs and /openapi.json behind the API key when the server has one;
+    - turns an exception that escapes the app into a 500 in OpenAI's format and one log line (the
+      traceback only with --log-requests), instead of uvicorn's "Exception in ASGI application"."""
+
+    def __init__(self, app, settings: ServeSettings):
         self.app = app
+        self.settings = settings
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        import json
-
         rid = "chatcmpl-" + uuid.uuid4().hex[:24]
         scope.setdefault("state", {})["request_id"] = rid
-        headers = dict(scope.get("headers") or [])
-        size = headers.get(b"content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-            err = APIError(413, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
-                           code="body_too_large")
-            body = json.dumps(err.body()).encode()
-            await send({"type": "http.response.start", "status": 413,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                    (b"x-request-id", rid.encode())]})
-            await send({"type": "http.response.body", "body": body})
-            return
+        started = False
 
         async def send_with_id(message):
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message = {**message, "headers": list(message.get("headers") or []) + [(b"x-request-id", rid.encode())]}
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        headers = dict(scope.get("headers") or [])
+        if scope.get("path") in DOC_PATHS:
+            err = routes.auth_error(self.settings.api_key, headers.get(b"authorization", b"").decode("latin-1"))
+            if err is not None:
+                return await _answer(send_with_id, err)
+        too_large = APIError(413, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
+                             code="body_too_large")
+        size = headers.get(b"content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            return await _answer(send_with_id, too_large)
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left before sending its body
+                return
+            chunks.append(message.get("body", b""))
+            total += len(chunks[-1])
+            if total > MAX_BODY_BYTES:
+                return await _answer(send_with_id, too_large)
+            if not message.get("more_body", False):
+                break
+        body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay():
+            return body.pop() if body else await receive()
+
+        try:
+            await self.app(scope, replay, send_with_id)
+        except Exception as exc:
+            err = errors.internal_error(exc, rid, self.settings.log_requests)
+            if not started:
+                await _answer(send_with_id, err)
+
+
+async def _answer(send, err: APIError) -> None:
+    import json
+
+    body = json.dumps(err.body()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

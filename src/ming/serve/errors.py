@@ -96,10 +96,9 @@ def install_handlers(app) -> None:
                                                                                           str(exc.detail))
         return respond(APIError(exc.status_code, msg, headers=dict(exc.headers or {})), request)
 
-    @app.exception_handler(Exception)
-    async def _internal(request, exc: Exception):
-        rid = getattr(request.state, "request_id", "-")
-        log.error("request %s: internal error %s", rid, type(exc).__name__,
-                  exc_info=exc if request.app.state.settings.log_requests else None)
-        return JSONResponse(APIError(500, f"internal server error ({type(exc).__name__}); request id {rid}").body(),
-                            status_code=500)
+
+def internal_error(exc: BaseException, request_id: str, log_requests: bool) -> APIError:
+    """A 500 for an unexpected exception: one log line naming its type (the traceback, which may quote
+    patient text, only with --log-requests)."""
+    log.error("request %s: internal error %s", request_id, type(exc).__name__, exc_info=exc if log_requests else None)
+    return APIError(500, f"internal server error ({type(exc).__name__}); request id {request_id}")

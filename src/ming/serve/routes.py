@@ -23,18 +23,26 @@ from ming.serve.queue import Job
 log = logging.getLogger("ming.serve")
 router = APIRouter()
 
+MAX_JSON_DEPTH = 32  # a chat request is 5 levels deep (body, messages, message, content parts, part)
+
+
+def auth_error(key: str | None, authorization: str) -> APIError | None:
+    """The 401 for an `Authorization` header that does not carry `key` (None when it does, or no key is set)."""
+    if not key:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return APIError(401, "missing API key: send the header `Authorization: Bearer KEY` (the server runs with "
+                             "--api-key)", code="missing_api_key", headers={"WWW-Authenticate": "Bearer"})
+    if not hmac.compare_digest(token.strip().encode(), key.encode()):
+        return APIError(401, "incorrect API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    return None
+
 
 def check_auth(request: Request) -> None:
-    key = request.app.state.settings.api_key
-    if not key:
-        return
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise APIError(401, "missing API key: send the header `Authorization: Bearer KEY` (the server runs with "
-                            "--api-key)", code="missing_api_key", headers={"WWW-Authenticate": "Bearer"})
-    if not hmac.compare_digest(token.strip().encode(), key.encode()):
-        raise APIError(401, "incorrect API key", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+    err = auth_error(request.app.state.settings.api_key, request.headers.get("authorization", ""))
+    if err is not None:
+        raise err
 
 
 def _model_card(app) -> ModelCard:
@@ -88,10 +96,12 @@ async def parse_request(request: Request) -> ChatCompletionRequest:
     try:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise APIError(400, f"the request body is not valid JSON{where}: {type(exc).__name__}; send a JSON object "
+        raise APIError(400, f"the request body is not valid JSON ({_json_problem(exc, raw)}); send a JSON object "
                             "like {\"messages\": [{\"role\": \"user\", \"content\": \"…\"}]}",
                        code="invalid_json") from None
+    except RecursionError:
+        raise _too_deep() from None
+    check_json(data)
     if not isinstance(data, dict):
         raise APIError(400, f"the request body must be a JSON object, got a JSON {type(data).__name__}",
                        code="invalid_json")
@@ -101,6 +111,68 @@ async def parse_request(request: Request) -> ChatCompletionRequest:
         raise from_validation_errors(exc.errors()) from None
 
 
+def _json_problem(exc: ValueError, raw: bytes) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+    what = exc.msg.removesuffix(" at")  # "Invalid control character at" is followed by the position
+    if exc.pos >= len(raw.rstrip()) or what.startswith("Unterminated"):
+        what = f"truncated JSON: {what}"
+    return f"{what} at line {exc.lineno} column {exc.colno}"
+
+
+def check_json(data) -> None:
+    """400 for JSON no request needs: nested deeper than MAX_JSON_DEPTH, or text that is not Unicode (lone
+    surrogates such as "\\ud800", in values or field names)."""
+    stack = [(data, 0, "")]
+    while stack:
+        value, depth, where = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _too_deep()
+        if isinstance(value, dict):
+            for k, v in value.items():
+                _check_text(k, f"a field name in {where or 'the body'}")
+                stack.append((v, depth + 1, f"{where}.{k}" if where else k))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1, f"{where}.{i}" if where else str(i)) for i, v in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, where)
+
+
+def check_length(req: ChatCompletionRequest, app) -> None:
+    """400 without tokenizing when the text is longer than any tokenization could fit in the context
+    window: no token covers more characters than the longest entry of the vocabulary."""
+    per_token = getattr(app.state, "max_token_chars", None)
+    if per_token is None:
+        tok = getattr(getattr(app.state.engine, "template", None), "tokenizer", None)
+        vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+        per_token = app.state.max_token_chars = max(map(len, vocab), default=0)
+    if not per_token:
+        return
+    ctx = int(app.state.engine.context_length)
+    messages = req.messages[-1:] if req.truncate else req.messages  # truncation may drop the others
+    chars = sum(len(m.content) if isinstance(m.content, str) else sum(len(p.text or "") for p in m.content)
+                for m in messages if m.content)
+    if chars > per_token * ctx:
+        raise APIError(400, f"the messages are {chars} characters, at least {chars // per_token} tokens: more than "
+                            f"this model's context window of {ctx} tokens; shorten them", param="messages",
+                       code="context_length_exceeded")
+
+
+def _too_deep() -> APIError:
+    return APIError(400, f"the request body is nested more than {MAX_JSON_DEPTH} levels deep; a chat request needs "
+                         "five", code="invalid_json")
+
+
+def _check_text(text: str, where: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where = where if where.isprintable() and len(where) <= 80 else "a field"  # names may be anything
+        raise APIError(400, f"{where} is not valid Unicode text: it contains the lone surrogate "
+                            f"\\u{ord(text[exc.start]):04x} at character {exc.start}; send UTF-8 text",
+                       param=where, code="invalid_text") from None
+
+
 @router.post("/v1/chat/completions", dependencies=[Depends(check_auth)])
 async def chat_completions(request: Request):
     """OpenAI chat completions (the body is ming.serve.protocol.ChatCompletionRequest, parsed by hand so
@@ -108,6 +180,7 @@ async def chat_completions(request: Request):
     body = await parse_request(request)
     service = request.app.state.service
     scheduler = request.app.state.scheduler
+    check_length(body, request.app)
     prepared = await anyio.to_thread.run_sync(service.prepare, body, request.state.request_id)
 
     if prepared.stream:
