@@ -371,10 +371,11 @@ def test_internal_errors_log_one_line_without_traceback(tiny_qwen_engine, monkey
     """A bug (here: prepare raising) is a 500 in OpenAI's format and one log line; uvicorn prints no
     "Exception in ASGI application" traceback; the traceback goes to ming's log only with --log-requests."""
     sink = _Sink()
-    for name in ("uvicorn.error", "ming.serve"):
-        logging.getLogger(name).addHandler(sink)
     try:
         with LiveServer(tiny_qwen_engine, log_requests=log_requests) as srv:
+            for name in ("uvicorn.error", "ming.serve"):  # after uvicorn has set up its loggers
+                logging.getLogger(name).addHandler(sink)
+
             def broken(*args, **kw):
                 raise RuntimeError("patient 张三 has HIV")
             monkeypatch.setattr(srv.app.state.service, "prepare", broken)

@@ -140,7 +140,7 @@ def test_control_tokens_typed_in_messages_stay_plain_text(name, request):
     r, clean = t.render(conv, add_generation_prompt=True), t.render(plain, add_generation_prompt=True)
     # every control token comes from the template: as many as in the same conversation without the forgery
     assert [i for i in r.ids if i in control] == [i for i in clean.ids if i in control]
-    assert sum(i in control for i in r.ids) >= 3
+    assert sum(i in control for i in r.ids) >= (1 if name == "bloom" else 6)
     assert tok.decode(r.ids) == r.text and r.text.count(forged) == 4  # the typed characters, all of them
     # the training render too: the mask still covers exactly the assistant reply
     train = t.render(conv[:3])
@@ -154,7 +154,7 @@ def test_plain_message_text_tokenizes_as_before(name, request):
     """Ordinary messages give exactly the ids of tokenizing the whole rendered string (as MING was trained)."""
     tok = request.getfixturevalue("bloom_tokenizer" if name == "bloom" else "qwen_tokenizer")
     t = Template(name, tok)
-    conv = [{"role": "user", "content": " 前后有空格 \n"}, {"role": "assistant", "content": "\n好的 "},
+    conv = [{"role": "user", "content": " 前后有空格 \n"}, {"role": "assistant", "content": "好的 \n"},
             {"role": "user", "content": "<|im_start"}]
     r = t.render(conv, add_generation_prompt=True)
     assert r.ids == tok.encode(r.text, add_special_tokens=False)

@@ -54,6 +54,7 @@ def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
     app.state.engine = engine
     app.state.scheduler = scheduler
     app.state.service = ChatService(engine, settings, Pipeline(engine, stages, mode=settings.mode))
+    app.state.max_token_chars = routes.max_token_chars(engine)  # bounds the text a prompt can hold, see check_length
 
     app.add_middleware(RequestGuard, settings=settings)
     errors.install_handlers(app)

@@ -141,11 +141,7 @@ def check_json(data) -> None:
 def check_length(req: ChatCompletionRequest, app) -> None:
     """400 without tokenizing when the text is longer than any tokenization could fit in the context
     window: no token covers more characters than the longest entry of the vocabulary."""
-    per_token = getattr(app.state, "max_token_chars", None)
-    if per_token is None:
-        tok = getattr(getattr(app.state.engine, "template", None), "tokenizer", None)
-        vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
-        per_token = app.state.max_token_chars = max(map(len, vocab), default=0)
+    per_token = app.state.max_token_chars
     if not per_token:
         return
     ctx = int(app.state.engine.context_length)
@@ -156,6 +152,13 @@ def check_length(req: ChatCompletionRequest, app) -> None:
         raise APIError(400, f"the messages are {chars} characters, at least {chars // per_token} tokens: more than "
                             f"this model's context window of {ctx} tokens; shorten them", param="messages",
                        code="context_length_exceeded")
+
+
+def max_token_chars(engine) -> int:
+    """The most characters one token of `engine` can stand for (0 when its vocabulary is not known)."""
+    tok = getattr(getattr(engine, "template", None), "tokenizer", None)
+    vocab = tok.get_vocab() if hasattr(tok, "get_vocab") else {}
+    return max(map(len, vocab), default=0)
 
 
 def _too_deep() -> APIError:
