@@ -30,6 +30,8 @@ def check(r: httpx.Response, case: str) -> None:
         err = r.json()["error"]
         assert set(err) == {"message", "type", "param", "code"} and err["message"], case
         return
+    if r.request.url.path != URL:
+        return
     if r.headers["content-type"].startswith("text/event-stream"):
         events = [line for line in r.text.splitlines() if line.startswith("data: ")]
         assert events[-1] == "data: [DONE]", case
