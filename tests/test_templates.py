@@ -158,3 +158,10 @@ def test_plain_message_text_tokenizes_as_before(name, request):
             {"role": "user", "content": "<|im_start"}]
     r = t.render(conv, add_generation_prompt=True)
     assert r.ids == tok.encode(r.text, add_special_tokens=False)
+
+
+def test_text_that_is_not_unicode_is_a_clear_error(qwen_tokenizer):
+    """Bytes read with surrogateescape (a terminal sending GBK or binary) are refused by name, not a TypeError."""
+    t = Template("qwen", qwen_tokenizer)
+    with pytest.raises(TemplateError, match=r"message 0 is not valid text: character 3 is the lone surrogate \\udcff"):
+        t.render([{"role": "user", "content": "abc\udcff"}], add_generation_prompt=True)

@@ -105,6 +105,11 @@ def check_messages(messages: Sequence[Message]) -> list[Message]:
             raise TemplateError(f"message {i} has unknown role {role!r}; roles are {', '.join(ROLES)}")
         if not isinstance(content, str):
             raise TemplateError(f"message {i} content must be a string, got {type(content).__name__}")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError as exc:  # e.g. bytes that were not UTF-8, read with surrogateescape
+            raise TemplateError(f"message {i} is not valid text: character {exc.start} is the lone surrogate "
+                                f"\\u{ord(content[exc.start]):04x} (input that was not UTF-8?)") from None
         if role == "system" and i != 0:
             raise TemplateError(f"message {i}: a system message may only come first")
         out.append({"role": role, "content": content})
