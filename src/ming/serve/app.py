@@ -99,12 +99,12 @@ class RequestGuard:
         if scope.get("path") in DOC_PATHS:
             err = routes.auth_error(self.settings.api_key, headers.get(b"authorization", b"").decode("latin-1"))
             if err is not None:
-                return await _answer(send_with_id, err)
+                return await _answer(send_with_id, err, rid)
         too_large = APIError(413, f"the request body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB",
                              code="body_too_large")
         size = headers.get(b"content-length")
         if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
-            return await _answer(send_with_id, too_large)
+            return await _answer(send_with_id, too_large, rid)
         chunks, total = [], 0
         while True:
             message = await receive()
@@ -113,7 +113,7 @@ class RequestGuard:
             chunks.append(message.get("body", b""))
             total += len(chunks[-1])
             if total > MAX_BODY_BYTES:
-                return await _answer(send_with_id, too_large)
+                return await _answer(send_with_id, too_large, rid)
             if not message.get("more_body", False):
                 break
         body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
@@ -126,13 +126,16 @@ class RequestGuard:
         except Exception as exc:
             err = errors.internal_error(exc, rid, self.settings.log_requests)
             if not started:
-                await _answer(send_with_id, err)
+                await _answer(send_with_id, err)  # logged above
 
 
-async def _answer(send, err: APIError) -> None:
+async def _answer(send, err: APIError, request_id: str | None = None) -> None:
+    """Send `err` as the whole response (and log its status and code, no text, when `request_id` is given)."""
     import json
 
-    body = json.dumps(err.body()).encode()
+    if request_id:
+        log.warning("request %s -> %d %s", request_id, err.status, err.code or err.type)
+    body = json.dumps(err.body(), separators=(",", ":")).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode(), v.encode()) for k, v in err.headers.items()]
     await send({"type": "http.response.start", "status": err.status, "headers": headers})
