@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import uuid
 
@@ -131,8 +132,6 @@ class RequestGuard:
 
 async def _answer(send, err: APIError, request_id: str | None = None) -> None:
     """Send `err` as the whole response (and log its status and code, no text, when `request_id` is given)."""
-    import json
-
     if request_id:
         log.warning("request %s -> %d %s", request_id, err.status, err.code or err.type)
     body = json.dumps(err.body(), separators=(",", ":")).encode()
