@@ -397,3 +397,28 @@ def test_docs_need_the_api_key_when_one_is_set(tiny_qwen_engine):
             assert httpx.get(srv.url + path, headers={"Authorization": "Bearer s3cret"}).status_code == 200
     with LiveServer(tiny_qwen_engine) as srv:  # no key: open, like the API itself
         assert httpx.get(srv.url + "/openapi.json").status_code == 200
+
+
+def test_unknown_field_names_never_reach_the_log(live, caplog):
+    """A field name may be anything, a patient's name and diagnosis or a forged log line: the log gets the
+    count; the client gets the names back in `ming.ignored`."""
+    caplog.set_level(logging.INFO, logger="ming")
+    name = "张三 确诊 HIV\n23:59:59 INFO ming.serve: forged"
+    r = httpx.post(live.url + URL, json={"messages": Q, "max_tokens": 2, name: 1, "other": 2}, timeout=60)
+    assert r.status_code == 200 and sorted(r.json()["ming"]["ignored"]) == sorted([name, "other"])
+    logged = "\n".join(rec.getMessage() for rec in caplog.records)
+    assert "张三" not in logged and "forged" not in logged and "other" not in logged
+    assert "2 unknown field(s)" in logged
+
+
+def test_cancelled_answers_are_logged_as_cancelled(tiny_qwen_engine, caplog):
+    caplog.set_level(logging.INFO, logger="ming")
+    with LiveServer(tiny_qwen_engine) as srv:
+        started, stop, out = threading.Event(), threading.Event(), {}
+        t = _start_long_stream(srv.url, started, stop, out)
+        assert started.wait(30)
+        stop.set()  # the client leaves mid-answer
+        t.join(10)
+        assert srv.scheduler.wait_idle(10)
+    done = [rec.getMessage() for rec in caplog.records if " completion " in rec.getMessage()]
+    assert len(done) == 1 and "finish cancelled" in done[0], done
