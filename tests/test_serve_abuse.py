@@ -422,3 +422,37 @@ def test_cancelled_answers_are_logged_as_cancelled(tiny_qwen_engine, caplog):
         assert srv.scheduler.wait_idle(10)
     done = [rec.getMessage() for rec in caplog.records if " completion " in rec.getMessage()]
     assert len(done) == 1 and "finish cancelled" in done[0], done
+
+
+def test_retry_after_follows_the_measured_service_time(tiny_qwen_engine):
+    """Retry-After comes from how long the last answers took, not from a fixed guess (which said 15 s for
+    a burst that was over in 4.5 s)."""
+    from ming.serve.errors import APIError
+    from ming.serve.queue import Job, Scheduler
+
+    sched = Scheduler(tiny_qwen_engine, max_queue=2)
+
+    def quick(cancel):
+        time.sleep(0.05)
+        yield 1
+
+    for _ in range(4):
+        job, results = Job.threaded(quick)
+        sched.submit(job)
+        assert list(results()) == [1]
+    gate = threading.Event()
+
+    def held(cancel):
+        gate.wait(10)
+        yield 1
+
+    jobs = [Job.threaded(held) for _ in range(3)]
+    for job, _ in jobs:
+        sched.submit(job)
+    with pytest.raises(APIError) as e:
+        sched.submit(Job.threaded(held)[0])
+    # two waiting and this one, at ~0.05 s each: a second or two
+    assert e.value.status == 429 and 1 <= int(e.value.headers["Retry-After"]) <= 2
+    gate.set()
+    assert [list(results()) for _, results in jobs] == [[1], [1], [1]]
+    sched.close()

@@ -107,7 +107,7 @@ class Scheduler:
         self._running: set[Job] = set()
         self._cv = threading.Condition()
         self._closing = False
-        self._avg_seconds = 5.0  # running mean of job durations, for Retry-After
+        self._recent: collections.deque[float] = collections.deque(maxlen=16)  # seconds of the last answers
         self.completed = 0
         self.rejected = 0
         self._threads = [threading.Thread(target=self._work, name=f"ming-serve-worker-{i}", daemon=True)
@@ -123,13 +123,24 @@ class Scheduler:
                                code="shutting_down", headers={"Retry-After": "5"})
             if len(self._pending) + len(self._running) >= self.workers + self.max_queue:
                 self.rejected += 1
-                ra = max(1, min(600, math.ceil(self._avg_seconds * (len(self._pending) + 1))))
+                ra = self._retry_after()
                 raise APIError(429, f"the server is busy: {len(self._running)} request(s) running and "
                                     f"{len(self._pending)} waiting (queue limit {self.max_queue}); retry in {ra} s",
                                code="queue_full", headers={"Retry-After": str(ra)})
             self._pending.append(job)
             self._cv.notify()
         return job
+
+    def _retry_after(self) -> int:
+        """Seconds until a slot is likely free (under the lock): the waiting jobs and this one at the service
+        time measured over the last answers, shared by the workers; before any answer has finished, the
+        age of the oldest running one stands for it."""
+        now = time.monotonic()
+        if self._recent:
+            per_job = sum(self._recent) / len(self._recent)
+        else:
+            per_job = max((now - j.started for j in self._running if j.started is not None), default=1.0)
+        return max(1, min(600, math.ceil(per_job * (len(self._pending) + 1) / self.workers)))
 
     def stats(self) -> dict:
         with self._cv:
@@ -156,8 +167,7 @@ class Scheduler:
                 lock = self.engine.lock if self.serialise else contextlib.nullcontext()
                 with lock:
                     job.run()
-                took = time.monotonic() - (job.started or time.monotonic())
-                self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * max(0.05, took)
+                self._recent.append(time.monotonic() - (job.started or time.monotonic()))
             finally:
                 with self._cv:
                     self._running.discard(job)

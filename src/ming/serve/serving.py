@@ -146,8 +146,9 @@ class ChatService:
             warnings.append(f"n={req.n}: the choices are generated one after another"
                             + (" (with seed, seed+1, …)" if gen.seed is not None else ""))
         ignored = sorted((req.model_extra or {}).keys())
-        if ignored:
-            log.info("request %s: ignored unknown fields %s", rid, ", ".join(ignored))
+        if ignored:  # names may be anything (a patient's name, a forged log line): the count, names with --log-requests
+            log.info("request %s: ignored %d unknown field(s)%s", rid, len(ignored),
+                     f" {json.dumps(ignored, ensure_ascii=False)}" if self.settings.log_requests else "")
         if unsupported:
             warnings.append("not supported by this server, ignored: " + ", ".join(unsupported))
         info = {"disclaimer": DISCLAIMER, "mode": mode, "system_prompt": turn.system_source,
