@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Iterator
 
 from ming.engine.base import GenerationConfig
+from ming.errors import MingError
 from ming.respond import Pipeline, ReplyEvent, Turn
 from ming.templates import Message
 
 HELP = """命令 / commands:
   new chat 或 /reset   开始新的对话 (start over)
   /undo               撤回上一轮问答 (drop the last exchange)
-  /save FILE          保存对话记录为 JSON (save the transcript)
+  /save FILE          保存对话记录为 JSON (save the transcript; /save! FILE overwrites a file)
   /help               显示本帮助
   /exit               退出 (or Ctrl-D); Ctrl-C 停止当前回答 (stops the current answer)"""
 
@@ -25,6 +26,7 @@ HELP = """命令 / commands:
 class Command:
     name: str  # reset | undo | save | help | exit
     arg: str = ""
+    force: bool = False  # /save! FILE: overwrite
 
 
 def parse_command(line: str) -> Command | None:
@@ -41,6 +43,8 @@ def parse_command(line: str) -> Command | None:
                "?": "help"}
     if name in aliases:
         return Command(aliases[name], arg.strip())
+    if name == "save!":
+        return Command("save", arg.strip(), force=True)
     return Command("unknown", s)
 
 
@@ -74,12 +78,22 @@ class Session:
         del self.history[-2:]
         return True  # the engine's prefix cache notices the shorter prompt by itself
 
-    def save(self, path: str | Path) -> Path:
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the transcript as JSON; a MingError (the session untouched) for a folder, an existing file
+        without `overwrite`, or a path that cannot be written."""
         p = Path(path).expanduser()
-        p.parent.mkdir(parents=True, exist_ok=True)
+        if p.is_dir():
+            raise MingError(f"{p} is a folder; give a file name, e.g. /save {p / 'chat.json'}")
+        if p.exists() and not overwrite:
+            raise MingError(f"{p} exists; /save! {path} overwrites it, or pick another name")
         data = {"model": self.engine.name, "template": self.engine.template.name, "system": self.system,
                 "messages": self.history}
-        p.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+        except OSError as exc:
+            raise MingError(f"cannot save to {p} ({exc.strerror}); the conversation is kept: /save to another "
+                            "path") from None
         return p
 
     def notices(self) -> list[tuple[str, str]]:

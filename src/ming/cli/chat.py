@@ -153,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
 
     io.info(f"[ming] model: {engine.name} · backend: {engine.backend} · template: {engine.template.name} · "
             f"mode: {args.mode} · safety: {args.safety}. Type /help for commands, `new chat` to start over.")
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")  # bytes that are not UTF-8 get an error line below
     while True:
         try:
             line = io.read("\n用户: ")
@@ -162,6 +164,11 @@ def run(args: argparse.Namespace) -> int:
         if line is None:  # EOF
             return 0
         if not line.strip():
+            continue
+        bad = not_utf8(line)
+        if bad:
+            io.info(f"[ming] this line is not UTF-8 text ({bad}) and was not sent; the conversation is kept "
+                    "(is the terminal set to GBK? set it to UTF-8)")
             continue
         cmd = parse_command(line)
         if cmd is None:
@@ -182,8 +189,23 @@ def run(args: argparse.Namespace) -> int:
             if not cmd.arg:
                 io.info("[ming] usage: /save FILE")
             else:
-                io.info(f"[ming] saved to {session.save(cmd.arg)}")
+                try:
+                    io.info(f"[ming] saved to {session.save(cmd.arg, overwrite=cmd.force)}")
+                except MingError as exc:
+                    io.info(f"[ming] {exc}")
         elif cmd.name == "help":
             io.info(HELP)
         else:
             io.info(f"[ming] unknown command {cmd.arg!r}; /help lists the commands")
+
+
+def not_utf8(line: str) -> str | None:
+    """Where `line` (read with surrogateescape) holds a byte that was not UTF-8, e.g. "byte 0xff at
+    character 0"; None for text."""
+    try:
+        line.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        code = ord(line[exc.start])
+        what = f"byte 0x{code - 0xdc00:02x}" if 0xdc80 <= code <= 0xdcff else f"the lone surrogate \\u{code:04x}"
+        return f"{what} at character {exc.start}"
