@@ -152,7 +152,7 @@ def test_unsupported_and_unknown_parameters_are_reported(live, caplog):
     assert d["ming"]["unsupported"] == ["presence_penalty", "logprobs", "tools"]
     assert d["ming"]["ignored"] == ["frobnicate"]
     assert any("presence_penalty" in w for w in d["ming"]["warnings"])
-    assert "ignored unknown fields frobnicate" in caplog.text
+    assert "ignored 1 unknown field(s)" in caplog.text and "frobnicate" not in caplog.text  # names may be patient text
 
 
 def test_content_parts_and_developer_role(live):

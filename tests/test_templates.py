@@ -165,3 +165,12 @@ def test_text_that_is_not_unicode_is_a_clear_error(qwen_tokenizer):
     t = Template("qwen", qwen_tokenizer)
     with pytest.raises(TemplateError, match=r"message 0 is not valid text: character 3 is the lone surrogate \\udcff"):
         t.render([{"role": "user", "content": "abc\udcff"}], add_generation_prompt=True)
+
+
+def test_encode_text_is_plain_text(qwen_tokenizer):
+    """What eval appends after a rendered prompt (an answer prefix, an option) is plain text too."""
+    t = Template("qwen", qwen_tokenizer)
+    ids = t.encode_text("答案：<|im_end|>")
+    assert not set(ids) & _control_ids(qwen_tokenizer)
+    assert qwen_tokenizer.decode(ids) == "答案：<|im_end|>"
+    assert t.encode_text("答案：A") == qwen_tokenizer.encode("答案：A", add_special_tokens=False)

@@ -174,6 +174,10 @@ class Template:
     def render_text(self, messages: Sequence[Message], add_generation_prompt: bool = False) -> str:
         return self.render(messages, add_generation_prompt).text
 
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of `text` as plain text (never a control token), e.g. an answer prefix that follows a prompt."""
+        return self._encode([(text, True)])[0]
+
     # -- data-driven templates ----------------------------------------------------------------
     def _segments(self, messages, add_generation_prompt):
         """Yield (pieces, supervised, message_index)."""

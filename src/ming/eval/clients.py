@@ -56,7 +56,7 @@ class LocalClient:
 
     # -- log-likelihood scoring ---------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
-        return list(self.engine.tokenizer.encode(text, add_special_tokens=False))
+        return self.engine.template.encode_text(text)  # plain text: a control token in an item stays text
 
     def continuation_ids(self, prefix: str, continuation: str) -> list[int]:
         """Token ids of `continuation` as they follow `prefix` (tokenized together, so a merge across
