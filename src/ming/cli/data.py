@@ -146,7 +146,7 @@ def _stats(args) -> int:
     for c, h in d["exchanges_histogram"].items():
         turns = "/".join(str(h.get(k, 0)) for k in ("1", "2", "3", "4", "5", "6+"))
         print(f"{c or '(none)':<22}{d['mean_chars'].get(c, 0):>11}  {turns}")
-    for e in errors.examples[:10]:
+    for e in errors.examples[:10] + [f"warning: {w}" for w in errors.warning_examples[:10]]:
         print(f"  {e}", file=sys.stderr)
     return 0
 
@@ -200,7 +200,7 @@ def _convert(args) -> int:
                 continue
             fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
             n += 1
-    for e in errors.examples:
+    for e in errors.examples + [f"warning: {w}" for w in errors.warning_examples]:
         print(e, file=sys.stderr)
     print(f"converted {n} records to {args.output}; skipped {errors.n_errors} bad lines")
     return 0

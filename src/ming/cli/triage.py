@@ -37,6 +37,10 @@ def _read(path: str) -> tuple[str, list[str]]:
         data = sys.stdin.buffer.read() if path == "-" else open(path, "rb").read()
     except FileNotFoundError:
         raise MingError(f"no such file: {path}; pass a text/JSONL file or '-' for stdin") from None
+    except IsADirectoryError:
+        raise MingError(f"{path} is a folder; pass a text/JSONL file (one message per line) or '-' for stdin") from None
+    except PermissionError:
+        raise MingError(f"cannot read {path} (permission denied)") from None
     nul = data.find(b"\x00")
     if nul >= 0:
         raise MingError(f"{name} looks binary (NUL byte at byte {nul}); pass UTF-8 text, one message per line")

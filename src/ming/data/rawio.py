@@ -38,6 +38,14 @@ def _decode(raw: bytes, encoding: str) -> tuple[str | None, str | None]:
         return None, f"cannot decode as {encoding}: {exc.__class__.__name__}"
 
 
+def json_problem(exc: json.JSONDecodeError, text: str) -> str:
+    """A JSON error in words: a line cut off before its object closes is "truncated JSON"."""
+    if exc.pos >= len(text.rstrip()):
+        return f"malformed JSON (truncated JSON: the line ends at column {exc.colno} before it is closed)"
+    msg = exc.msg[:-3] if exc.msg.endswith(" at") else exc.msg  # "Invalid control character at" + "at column"
+    return f"malformed JSON ({msg} at column {exc.colno})"
+
+
 def iter_jsonl(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> Iterator[tuple[int, dict]]:
     path = Path(path)
     with open(path, "rb") as fh:
@@ -65,7 +73,7 @@ def iter_jsonl(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") ->
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                errors.error(path, line_no, f"malformed JSON ({exc.msg} at column {exc.colno})")
+                errors.error(path, line_no, json_problem(exc, text))
                 continue
             if not isinstance(obj, dict):
                 errors.error(path, line_no, f"line is a JSON {type(obj).__name__}, expected an object")

@@ -149,5 +149,6 @@ def render_report(r: dict) -> str:
         L += [f"- {e}" for e in ex[:20]]
         for k, v in r["input_problems"]["warnings"].items():
             L.append(f"- warning ({v}×): {k}")
+        L += [f"  - {w}" for w in r["input_problems"].get("warning_examples", [])[:20]]
     L.append("")
     return "\n".join(L)

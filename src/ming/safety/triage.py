@@ -408,9 +408,28 @@ class Triage:
         import yaml
 
         p = Path(path)
+        if p.is_dir():
+            raise MingError(f"--rules {p} is a folder; pass a triage rule YAML file (the packaged one is "
+                            "ming/safety/rules/triage.yaml)")
         if not p.is_file():
             raise MingError(f"triage rule file not found: {p}")
-        return cls(yaml.safe_load(p.read_text(encoding="utf-8")), str(p))
+        raw = p.read_bytes()
+        if b"\x00" in raw:
+            raise MingError(f"triage rule file {p} looks binary (NUL byte); pass a YAML text file")
+        try:
+            spec = yaml.safe_load(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise MingError(f"triage rule file {p} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = getattr(exc, "problem", None) or type(exc).__name__
+            raise MingError(f"triage rule file {p} is not valid YAML{where}: {what}") from None
+        if not isinstance(spec, dict) or not spec.get("rules"):
+            found = "nothing (empty file)" if spec is None else type(spec).__name__
+            raise MingError(f"triage rule file {p} must be a mapping with a 'rules' list, found {found}; "
+                            "copy ming/safety/rules/triage.yaml as a starting point")
+        return cls(spec, str(p))
 
     # ---- text analysis -------------------------------------------------------------------
     def normalize(self, text: str) -> str:
