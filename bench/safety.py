@@ -235,11 +235,18 @@ def main(argv: list[str] | None = None) -> int:
                 tri._analyse.cache_clear()
                 policy.check(msg)
             t_rep.append((time.perf_counter() - t0) / 50)
-    long_msg = ("我胸口疼，没有出汗，去年住过院，如果喘怎么办，血压一百五。" * 600)[:16000]
-    tri._analyse.cache_clear()
-    t0 = time.perf_counter()
-    tri.check(long_msg)
-    t_long = time.perf_counter() - t0
+    unit = "我胸口疼，没有出汗，去年住过院，如果喘怎么办，血压一百五。"
+    sweep = []
+    for n in (1_000, 16_000, 100_000, 1_000_000):  # one message of n characters: the cost is capped
+        msg = (unit * (n // len(unit) + 1))[:n]
+        tri._analyse.cache_clear()
+        t0 = time.perf_counter()
+        tri.check(msg)
+        t_tri_n = time.perf_counter() - t0
+        tri._analyse.cache_clear()
+        t0 = time.perf_counter()
+        policy.check([{"role": "user", "content": msg}])
+        sweep.append((n, t_tri_n, time.perf_counter() - t0))
     worst = 0.0
     for m in convs:
         tri._analyse.cache_clear()
@@ -250,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
           f"SafetyPolicy.check {statistics.median(t_pol) * 1e3:.3f} ms/message (worst single {worst * 1e3:.2f} ms)"
           + (f"; with the showcase lab report pasted {statistics.median(t_rep) * 1e3:.3f} ms/message" if t_rep else "")
           + "  [target < 5 ms]")
-    print(f"one 16,000-character message: {t_long * 1e3:.1f} ms (~{t_long * 1e3 / 16:.1f} ms per 1,000 characters)")
+    print("one message of n characters (a check reads at most the first and last 10,000): "
+          + "; ".join(f"{n:,}: triage {a * 1e3:.1f} ms, SafetyPolicy.check {b * 1e3:.1f} ms" for n, a, b in sweep))
 
     if args.real:
         from ming.envs import data_dir

@@ -339,3 +339,15 @@ def test_safety_policy_shows_each_escalation_once_and_adds_up_turns():
     worse = pol.check(msgs)
     assert "呼吸困难" in worse.prefix and "疑似心梗" not in worse.prefix
     assert "120" in SafetyPolicy(mode="strict").check(msgs[:3]).prefix   # strict always carries the whole text
+
+
+def test_a_huge_message_is_read_head_and_tail_so_a_check_costs_a_bounded_amount():
+    from ming.safety.triage import MAX_CHECK_CHARS, bounded_text, default_triage
+
+    filler = "我这两天有点头疼，吃了点药，晚上睡不好，想问问需要注意什么。" * 20000  # ~600k characters
+    assert len(bounded_text(filler)) <= MAX_CHECK_CHARS + 1
+    tri = default_triage()
+    emergency = "我爸突然胸口疼，出了一身冷汗"
+    assert tri.check(emergency + filler).emergency  # the complaint at the start is read
+    assert tri.check(filler + emergency).emergency  # and at the end
+    assert not tri.check(filler).emergency

@@ -20,7 +20,7 @@ from importlib import resources
 from ming import DISCLAIMER
 from ming.errors import MingError
 from ming.safety.report import Finding, findings_table, grounding_text, parse_report
-from ming.safety.triage import Triage, default_triage
+from ming.safety.triage import Triage, bounded_text, default_triage
 
 MODES = ("off", "on", "strict")
 
@@ -126,7 +126,7 @@ class SafetyPolicy:
         if not users:
             return d
         last = users[-1]
-        norm = unicodedata.normalize("NFKC", last).lower()
+        norm = unicodedata.normalize("NFKC", bounded_text(last)).lower()  # a check reads at most MAX_CHECK_CHARS
         rules = _rules()
         addenda: list[str] = []
 

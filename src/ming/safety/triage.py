@@ -183,6 +183,19 @@ _LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前
 _DKA = re.compile(r"(?:呕吐|吐了|恶心|腹痛|肚子疼|呼吸深|呼吸很快|烂苹果|酮|意识|昏|嗜睡|叫不醒|口渴得厉害|尿很多)")
 
 
+MAX_CHECK_CHARS = 20_000  # one message's characters that a check reads: its head and its tail
+
+
+def bounded_text(text: str, limit: int = MAX_CHECK_CHARS) -> str:
+    """Bound what one check costs (~4 µs a character): a message longer than `limit` is read as its first and
+    last limit/2 characters, where a patient states the complaint and the question; a pasted document's middle
+    is skipped."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return text[:half] + "\n" + text[-half:]
+
+
 @lru_cache(maxsize=2048)
 def _prefixes(pattern: str, k: int = 2, cap: int = 4000) -> frozenset[str] | None:
     """Strings (up to `k` characters) one of which every match of `pattern` starts with; None when that is not
@@ -635,7 +648,7 @@ class Triage:
         """Triage `text` (the newest user message) with up to `window`-1 (default context_window-1)
         earlier user messages."""
         keep = (window or self.context_window) - 1
-        msgs = ([m for m in list(context)[-keep:] if m] if keep > 0 else []) + [text or ""]
+        msgs = [bounded_text(m) for m in (([m for m in list(context)[-keep:] if m] if keep > 0 else []) + [text or ""])]
         facts = [self._analyse(m) for m in msgs]
         merged = _Facts({}, [], False, [], [], [], False, [], [], facts[-1].knowledge)
         for f in facts:
