@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ming.cli.main import main
-from ming.safety.report import classify_bp, findings_table, grounding_text, parse_report
+from ming.safety.report import classify_bp, findings_table, grounding_text, is_abnormal, parse_report
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "safety" / "reports"
 EXPECTED = json.loads((FIX / "expected.json").read_text(encoding="utf-8"))
@@ -24,7 +24,7 @@ def test_report_statuses(name):
 
 def test_showcase_abnormal_items_exactly():
     fs = parse_report((FIX / "01_ming_showcase.txt").read_text(encoding="utf-8"))
-    abnormal = {f.key: f for f in fs if f.status != "normal"}
+    abnormal = {f.key: f for f in fs if is_abnormal(f)}
     assert set(abnormal) == {"GGT", "TG", "U_BLD"}
     assert abnormal["GGT"].value == 65 and abnormal["GGT"].flag == "↑"
     assert abnormal["TG"].value == 1.75 and abnormal["TG"].category == "边缘升高"
@@ -82,7 +82,7 @@ def test_cli_report_json(capsys):
     ggt = next(r for r in rows if r["key"] == "GGT")
     assert {"name", "value", "unit", "reference_range", "status"} <= set(ggt)
     assert ggt["status"] == "high" and ggt["value"] == 65
-    assert {r["status"] for r in rows} <= {"high", "low", "normal", "abnormal"}
+    assert {r["status"] for r in rows} <= {"high", "low", "normal", "abnormal", "ungraded"}
 
 
 def test_cli_report_table_and_errors(tmp_path, capsys):
