@@ -78,8 +78,7 @@ def synthetic_reports(n: int, seed: int) -> list[tuple[str, str]]:
 
 def bench_reports(n_synth: int = 25, seed: int = 0) -> list[tuple[str, str]]:
     fixed = [(p.name, p.read_text(encoding="utf-8").strip()) for p in sorted(REPORTS.glob("*.txt"))]
-    issue = ("issue17", "血常规：白细胞 13.5×10^9/L，中性粒细胞 85%，血红蛋白 118 g/L（女），C反应蛋白 42 mg/L。这是什么情况？")
-    return [issue] + fixed + synthetic_reports(n_synth, seed)
+    return fixed + synthetic_reports(n_synth, seed)
 
 
 # ---- sample -----------------------------------------------------------------------------------------
@@ -238,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--out", required=True, help="JSONL to append to (resumes: done report/seed pairs are skipped)")
     sp.add_argument("--model", default=None, help="model path (default: embedded)")
     sp.add_argument("--samples", type=int, default=2, help="answers per report, seeds seed*1000+i")
-    sp.add_argument("--synthetic", type=int, default=25, help="synthetic reports on top of the fixtures")
+    sp.add_argument("--synthetic", type=int, default=9, help="synthetic reports on top of the fixtures")
     sp.add_argument("--limit", type=int, default=0, help="first N reports only (0 = all)")
     sp.add_argument("--max-tokens", type=int, default=128, help="new tokens per answer")
     sp.add_argument("--seed", type=int, default=0)
