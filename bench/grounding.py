@@ -230,6 +230,88 @@ def cmd_medication(args) -> int:
     return 0
 
 
+def _shared(name: str, split: str) -> Path:
+    from ming import envs
+
+    data = envs.data_dir()
+    path = data / name / f"{split}.jsonl" if data else None
+    if path is None or not path.is_file():
+        sys.exit(f"needs the shared data ({name}/{split}.jsonl); set MING_DATA_DIR")
+    return path
+
+
+def cmd_retrieval(args) -> int:
+    from ming.retrieve import load_index
+
+    t0 = time.perf_counter()
+    idx = load_index(with_qa=args.with_qa)
+    print(f"index: {len(idx.passages)} passages, {idx.weights.shape[1]} bigrams, {idx.weights.nnz} weights; "
+          f"load/build {time.perf_counter() - t0:.2f} s (a build happens once, then it is read from MING_HOME)")
+    rows = load_jsonl(_shared("huatuo26m_qa", "dev"))[: args.questions]
+    times, hit = [], 0
+    for r in rows:
+        t = time.perf_counter()
+        h = idx.search(r["question"], k=3)
+        times.append((time.perf_counter() - t) * 1000)
+        hit += bool(h)
+    times.sort()
+    print(f"{len(rows)} huatuo26m_qa/dev questions: ms per question median {statistics.median(times):.1f}, "
+          f"p95 {times[int(0.95 * (len(times) - 1))]:.1f}, max {times[-1]:.1f}; with >=1 passage: {hit}")
+    return 0
+
+
+def cmd_retrieval_eval(args) -> int:
+    """MCQ accuracy (generate, greedy) and open-QA ROUGE-L with and without retrieved passages, same items."""
+    from ming.config import ModelOptions
+    from ming.engine import create_engine
+    from ming.engine.base import GenerationConfig
+    from ming.eval.extract import extract_choice
+    from ming.eval.metrics import mcnemar, rouge_l
+    from ming.eval.prompts import format_options, mcq_messages
+    from ming.prompts import QA
+    from ming.respond import with_system_addendum
+    from ming.retrieve import context_text, load_index
+
+    rng = random.Random(args.seed)
+    mcq = [r for r in load_jsonl(_shared(args.task, "dev")) if len(r["answer"]) == 1]
+    mcq = rng.sample(mcq, min(args.n, len(mcq)))
+    qa = rng.sample(load_jsonl(_shared("huatuo26m_qa", "dev")), args.qa)
+    idx = load_index(with_qa=args.with_qa)
+    eng = create_engine(ModelOptions(model_path=args.model))
+    print(f"engine {eng.backend} {eng.name}; {len(mcq)} {args.task}/dev single-answer MCQs, {len(qa)} huatuo26m_qa/dev "
+          f"questions, seed {args.seed}, retrieval k={args.k} {'KB+QA' if args.with_qa else 'KB'}", flush=True)
+    res = {"off": [], "on": []}
+    n_ctx = 0
+    for i, item in enumerate(mcq):
+        hits = idx.search(item["question"] + "\n" + format_options(item["options"]), k=args.k)
+        n_ctx += bool(hits)
+        for cond in ("off", "on"):
+            msgs = [{"role": "system", "content": QA}] + mcq_messages(item, [])
+            if cond == "on":
+                msgs = with_system_addendum(msgs, context_text(hits))
+            text = eng.generate(eng.render(msgs).ids, GenerationConfig(max_new_tokens=12, temperature=0.0, seed=0)).text
+            res[cond].append(extract_choice(text, item["options"]).letters == item["answer"])
+        if (i + 1) % 20 == 0:
+            print(f"  {i + 1}: off {sum(res['off'])} on {sum(res['on'])}", flush=True)
+    qa_scores = {"off": [], "on": []}
+    for item in qa:
+        hits = idx.search(item["question"], k=args.k)
+        for cond in ("off", "on"):
+            msgs = [{"role": "system", "content": QA}, {"role": "user", "content": item["question"]}]
+            if cond == "on":
+                msgs = with_system_addendum(msgs, context_text(hits))
+            text = eng.generate(eng.render(msgs).ids, GenerationConfig(max_new_tokens=args.qa_tokens, temperature=0.0, seed=0)).text
+            qa_scores[cond].append(rouge_l(text, item["answer"])["f"])
+    n = len(mcq)
+    print(f"| condition | {args.task} MCQ accuracy (n={n}) | huatuo26m_qa ROUGE-L F (n={len(qa)}) |")
+    print("|---|---:|---:|")
+    for cond in ("off", "on"):
+        q = statistics.mean(qa_scores[cond]) if qa_scores[cond] else float("nan")
+        print(f"| retrieval {cond} | {sum(res[cond]) / max(1, n):.3f} | {q:.4f} |")
+    print(f"MCQs with >=1 retrieved passage: {n_ctx}/{n}; McNemar on/off: {mcnemar(res['on'], res['off'])}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -248,14 +330,19 @@ def main(argv: list[str] | None = None) -> int:
     mp.add_argument("--errors", action="store_true")
     tp = sub.add_parser("retrieval", help="retrieval index build time and latency")
     tp.add_argument("--questions", type=int, default=200)
+    tp.add_argument("--with-qa", action="store_true", help="also index the huatuo26m_qa / toyhom_qa train splits")
     ep = sub.add_parser("retrieval-eval", help="MCQ accuracy with / without retrieved passages")
     ep.add_argument("--n", type=int, default=100)
     ep.add_argument("--task", default="cmexam")
     ep.add_argument("--seed", type=int, default=0)
     ep.add_argument("--model", default=None)
+    ep.add_argument("--k", type=int, default=2, help="passages per question")
+    ep.add_argument("--qa", type=int, default=20, help="open questions from huatuo26m_qa/dev")
+    ep.add_argument("--qa-tokens", type=int, default=96)
+    ep.add_argument("--with-qa", action="store_true", help="index the QA train splits too")
     args = ap.parse_args(argv)
     return {"sample": cmd_sample, "report": cmd_report, "medication": cmd_medication,
-            "retrieval": lambda a: cmd_retrieval(a), "retrieval-eval": lambda a: cmd_retrieval_eval(a)}[args.cmd](args)
+            "retrieval": cmd_retrieval, "retrieval-eval": cmd_retrieval_eval}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -150,3 +150,16 @@ def test_grounded_reply_without_retry_or_fallback():
 def test_retry_hint_names_the_finding(findings):
     v = check_sentence("血红蛋白偏低。", findings)
     assert "血红蛋白 118 g/L" in retry_hint(v) and "更正" in retry_hint(v)
+
+
+def test_report_post_check_holds_back_and_composes(findings):
+    from ming.safety.grounding import ReportPostCheck
+
+    pc = ReportPostCheck(findings)
+    shown = [pc.sentence(s) for s in ["白细胞升高。", "血红蛋白偏高。", "中性粒细胞也偏高。", "注意休息。"]]
+    assert shown == ["白细胞升高。", "", "", "注意休息。"]  # after a contradiction, test talk is held too
+    tail = pc.finish("白细胞升高。注意休息。")
+    assert tail.startswith(FALLBACK_HEADER) and "C反应蛋白" in tail
+    assert pc.to_dict()["held_sentences"] == 2 and pc.to_dict()["violations"][0]["tests"] == ["HGB"]
+    ok = ReportPostCheck(findings)
+    assert ok.sentence("C反应蛋白升高。") == "C反应蛋白升高。" and ok.finish("") == ""

@@ -67,3 +67,14 @@ def test_labelled_answers():
 def test_find_drugs_marks_negation_and_topical():
     ds = find_drugs("不要吃头孢，可以用莫匹罗星软膏，也可以吃阿奇霉素。")
     assert [(d.name, d.negated) for d in ds] == [("头孢", True), ("阿奇霉素", False)]
+
+
+def test_medication_post_check_adds_notes_at_the_end():
+    from ming.safety.medication import MedicationPostCheck
+
+    pc = MedicationPostCheck(["咳嗽两天，要吃抗生素吗"])
+    assert pc.sentence("建议口服阿莫西林。") == "建议口服阿莫西林。"
+    tail = pc.finish("建议口服阿莫西林。")
+    assert tail.startswith("\n\n〔用药提示〕") and RX_NOTE in tail and VIRAL_NOTE in tail
+    assert pc.to_dict()["rx_drugs"] == ["阿莫西林"]
+    assert MedicationPostCheck(["头疼"]).finish("多休息。") == ""

@@ -382,3 +382,35 @@ class GroundedReply:
             shown += text
             yield text
         r.shown = shown
+
+
+class ReportPostCheck:
+    """The check as a post-check of the turn pipeline (duck-typed `ming.respond.PostCheck`): each finished
+    sentence of model text goes through `sentence`; a contradicting one is held back (''), and so is, after
+    it, any sentence that names a test (general advice still passes); `finish` adds the composed
+    explanation when something was held back. Regeneration needs the pipeline to restart the model, which
+    `GroundedReply` does for callers that own the generation loop."""
+
+    stage = "grounding"
+
+    def __init__(self, findings: list[Finding], *, block_unreported: bool = False, fallback: bool = True):
+        self.findings, self.block_unreported, self.fallback = findings, block_unreported, fallback
+        self.violations: list[Violation] = []
+        self.held: list[str] = []
+
+    def sentence(self, text: str, shown: str = "") -> str:
+        bad = check_sentence(text, self.findings, block_unreported=self.block_unreported)
+        if bad or (self.violations and _aliases().regex.search(unicodedata.normalize("NFKC", text).lower())):
+            self.violations += bad
+            self.held.append(text)
+            return ""
+        return text
+
+    def finish(self, shown: str = "") -> str:
+        if self.violations and self.fallback:
+            return FALLBACK_HEADER + compose_explanation(self.findings)
+        return ""
+
+    def to_dict(self) -> dict:
+        return {"checked": True, "held_sentences": len(self.held), "fallback": bool(self.violations and self.fallback),
+                "violations": [v.to_dict() for v in self.violations]}

@@ -138,3 +138,24 @@ def check_medication(answer: str, user_texts: list[str] | None = None) -> Medica
     if res.viral_context and (res.antibiotic or asked and not said_no):
         res.notes.append(VIRAL_NOTE)
     return res
+
+
+class MedicationPostCheck:
+    """The medication caution as a post-check of the turn pipeline (duck-typed `ming.respond.PostCheck`):
+    sentences pass unchanged; `finish` returns the notes for the whole answer ('' when none)."""
+
+    stage = "medication"
+
+    def __init__(self, user_texts: list[str]):
+        self.user_texts = user_texts
+        self.result: MedicationCheck | None = None
+
+    def sentence(self, text: str, shown: str = "") -> str:
+        return text
+
+    def finish(self, shown: str = "") -> str:
+        self.result = check_medication(shown, self.user_texts)
+        return ("\n\n" + self.result.suffix) if self.result.suffix else ""
+
+    def to_dict(self) -> dict:
+        return self.result.to_dict() if self.result else {}
