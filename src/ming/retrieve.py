@@ -62,41 +62,38 @@ def kg_passages(folder: Path, desc_chars: int = 220, per_list: int = 6) -> list[
     if not ents.is_file():
         raise MingError(f"{folder} has no entities.jsonl (want the medical_kg schema); point --kb / MING_KB at it")
     rel: dict[str, dict[str, list[str]]] = {}
-    bad = 0
-    if trip.is_file():
-        with trip.open(encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    r = json.loads(line)
-                except json.JSONDecodeError:
-                    bad += 1
-                    continue
-                lst = rel.setdefault(r.get("head", ""), {}).setdefault(r.get("relation", ""), [])
-                if len(lst) < per_list:
-                    lst.append(r.get("tail", ""))
+    bad: list[str] = []
+    for r in _rows(trip, bad) if trip.is_file() else ():
+        lst = rel.setdefault(r.get("head", ""), {}).setdefault(r.get("relation", ""), [])
+        if len(lst) < per_list:
+            lst.append(r.get("tail", ""))
     out = []
-    with ents.open(encoding="utf-8") as fh:
-        for line in fh:
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if r.get("type") != "Disease" or not r.get("attrs"):
-                continue
-            name, a, rr = r["name"], r["attrs"], rel.get(r["name"], {})
-            desc = re.sub(r"\s+", " ", a.get("desc", ""))[:desc_chars]
-            parts = [f"{name}：{desc}"]
-            for label, key in (("常见症状", "has_symptom"), ("常用检查", "need_check"), ("就诊科室", "belongs_to_department"),
-                               ("常用药物", "common_drug")):
-                if rr.get(key):
-                    parts.append(f"{label}：{'、'.join(rr[key])}")
-            if a.get("treat_way"):
-                parts.append("治疗方式：" + "、".join(a["treat_way"][:per_list]))
-            out.append(Passage(source=f"知识库·{name}", title=name, text="；".join(parts)))
+    for r in _rows(ents, bad):
+        if r.get("type") != "Disease" or not r.get("attrs"):
+            continue
+        name, a, rr = r["name"], r["attrs"], rel.get(r["name"], {})
+        desc = re.sub(r"\s+", " ", a.get("desc", ""))[:desc_chars]
+        parts = [f"{name}：{desc}"]
+        for label, key in (("常见症状", "has_symptom"), ("常用检查", "need_check"), ("就诊科室", "belongs_to_department"),
+                           ("常用药物", "common_drug")):
+            if rr.get(key):
+                parts.append(f"{label}：{'、'.join(rr[key])}")
+        if a.get("treat_way"):
+            parts.append("治疗方式：" + "、".join(a["treat_way"][:per_list]))
+        out.append(Passage(source=f"知识库·{name}", title=name, text="；".join(parts)))
     if bad:
-        print(f"[ming retrieve] {bad} unreadable lines skipped in {folder}", file=sys.stderr)
+        print(f"[ming retrieve] {len(bad)} unreadable lines skipped: {', '.join(bad[:5])}", file=sys.stderr)
     return out
+
+
+def _rows(path: Path, bad: list[str]):
+    """JSON objects of a JSONL file; unreadable lines are recorded as 'file:line' in `bad`."""
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                bad.append(f"{path.name}:{n}")
 
 
 def qa_passages(path: Path, label: str, answer_chars: int = 240) -> list[Passage]:
