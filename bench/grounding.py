@@ -99,38 +99,38 @@ def cmd_sample(args) -> int:
     eng = create_engine(ModelOptions(model_path=args.model))
     print(f"engine {eng.backend} {eng.name}; {len(reports)} reports x {args.samples} samples -> {out}", flush=True)
     with out.open("a", encoding="utf-8") as fh:
-        for name, text in reports:
+        # sample-major: every report gets its first answer before any gets a second (a stopped run still covers all)
+        for s, (name, text) in ((s, r) for s in range(args.samples) for r in reports):
+            seed = args.seed * 1000 + s
+            if (name, seed) in done:
+                continue
             findings = parse_report(text)
             msgs = with_system_addendum([{"role": "system", "content": QA}, {"role": "user", "content": text}],
                                         grounding_text(findings))
             base_ids = eng.render(msgs).ids
-            for s in range(args.samples):
-                seed = args.seed * 1000 + s
-                if (name, seed) in done:
-                    continue
-                gen = GenerationConfig(max_new_tokens=args.max_tokens, temperature=0.7, top_p=0.9, seed=seed)
-                t0 = time.perf_counter()
-                first = eng.generate(base_ids, gen).text
-                regen_calls = []
+            gen = GenerationConfig(max_new_tokens=args.max_tokens, temperature=0.7, top_p=0.9, seed=seed)
+            t0 = time.perf_counter()
+            first = eng.generate(base_ids, gen).text
+            regen_calls = []
 
-                def generate(hint, prefix, first=first):
-                    if hint is None:
-                        yield first
-                        return
-                    m2 = with_system_addendum(msgs, hint)
-                    ids = eng.render(m2).ids + eng.tokenizer.encode(prefix, add_special_tokens=False)
-                    c = eng.generate(ids, gen.replace(seed=seed + 7))
-                    regen_calls.append(c.text)
-                    yield c.text
+            def generate(hint, prefix, first=first):
+                if hint is None:
+                    yield first
+                    return
+                m2 = with_system_addendum(msgs, hint)
+                ids = eng.render(m2).ids + eng.tokenizer.encode(prefix, add_special_tokens=False)
+                c = eng.generate(ids, gen.replace(seed=seed + 7))
+                regen_calls.append(c.text)
+                yield c.text
 
-                gr = GroundedReply(generate, findings)
-                shown = "".join(gr)
-                row = {"report": name, "seed": seed, "text": text, "answer": first, "shown": shown,
-                       "regen": regen_calls, "result": gr.result.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                fh.flush()
-                print(f"{name} seed={seed} violations={len(gr.result.violations)} fallback={gr.result.fallback} "
-                      f"{row['seconds']}s", flush=True)
+            gr = GroundedReply(generate, findings)
+            shown = "".join(gr)
+            row = {"report": name, "seed": seed, "text": text, "answer": first, "shown": shown,
+                   "regen": regen_calls, "result": gr.result.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            print(f"{name} seed={seed} violations={len(gr.result.violations)} fallback={gr.result.fallback} "
+                  f"{row['seconds']}s", flush=True)
     return 0
 
 
