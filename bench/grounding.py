@@ -261,12 +261,34 @@ def cmd_retrieval(args) -> int:
 
 
 def cmd_retrieval_eval(args) -> int:
-    """MCQ accuracy (generate, greedy) and open-QA ROUGE-L with and without retrieved passages, same items."""
+    """MCQ accuracy (generate, greedy) and open-QA ROUGE-L with and without retrieved passages, same items.
+    Each item's pair of results is appended to --out as it is done, so a stopped run still reports."""
+    from ming.eval.metrics import mcnemar
+
+    out = Path(args.out)
+    done = {(r["kind"], r["id"]) for r in load_jsonl(out)} if out.exists() else set()
+    if not args.report_only:
+        _retrieval_eval_run(args, out, done)
+    rows = load_jsonl(out)
+    mcq = [r for r in rows if r["kind"] == "mcq"]
+    qa = [r for r in rows if r["kind"] == "qa"]
+    on, off = [r["on"] for r in mcq], [r["off"] for r in mcq]
+    print(f"| condition | {args.task} MCQ accuracy (n={len(mcq)}) | huatuo26m_qa ROUGE-L F (n={len(qa)}) |")
+    print("|---|---:|---:|")
+    for cond, vals in (("off", off), ("on", on)):
+        q = statistics.mean(r[cond] for r in qa) if qa else float("nan")
+        print(f"| retrieval {cond} | {sum(vals) / max(1, len(vals)):.3f} | {q:.4f} |")
+    print(f"MCQs with >=1 retrieved passage: {sum(r['hits'] > 0 for r in mcq)}/{len(mcq)}; "
+          f"McNemar on vs off: {mcnemar(on, off)}")
+    return 0
+
+
+def _retrieval_eval_run(args, out: Path, done: set) -> None:
     from ming.config import ModelOptions
     from ming.engine import create_engine
     from ming.engine.base import GenerationConfig
     from ming.eval.extract import extract_choice
-    from ming.eval.metrics import mcnemar, rouge_l
+    from ming.eval.metrics import rouge_l
     from ming.eval.prompts import format_options, mcq_messages
     from ming.prompts import QA
     from ming.respond import with_system_addendum
@@ -279,37 +301,31 @@ def cmd_retrieval_eval(args) -> int:
     idx = load_index(with_qa=args.with_qa)
     eng = create_engine(ModelOptions(model_path=args.model))
     print(f"engine {eng.backend} {eng.name}; {len(mcq)} {args.task}/dev single-answer MCQs, {len(qa)} huatuo26m_qa/dev "
-          f"questions, seed {args.seed}, retrieval k={args.k} {'KB+QA' if args.with_qa else 'KB'}", flush=True)
-    res = {"off": [], "on": []}
-    n_ctx = 0
-    for i, item in enumerate(mcq):
-        hits = idx.search(item["question"] + "\n" + format_options(item["options"]), k=args.k)
-        n_ctx += bool(hits)
-        for cond in ("off", "on"):
-            msgs = [{"role": "system", "content": QA}] + mcq_messages(item, [])
-            if cond == "on":
-                msgs = with_system_addendum(msgs, context_text(hits))
-            text = eng.generate(eng.render(msgs).ids, GenerationConfig(max_new_tokens=12, temperature=0.0, seed=0)).text
-            res[cond].append(extract_choice(text, item["options"]).letters == item["answer"])
-        if (i + 1) % 20 == 0:
-            print(f"  {i + 1}: off {sum(res['off'])} on {sum(res['on'])}", flush=True)
-    qa_scores = {"off": [], "on": []}
-    for item in qa:
-        hits = idx.search(item["question"], k=args.k)
-        for cond in ("off", "on"):
-            msgs = [{"role": "system", "content": QA}, {"role": "user", "content": item["question"]}]
-            if cond == "on":
-                msgs = with_system_addendum(msgs, context_text(hits))
-            text = eng.generate(eng.render(msgs).ids, GenerationConfig(max_new_tokens=args.qa_tokens, temperature=0.0, seed=0)).text
-            qa_scores[cond].append(rouge_l(text, item["answer"])["f"])
-    n = len(mcq)
-    print(f"| condition | {args.task} MCQ accuracy (n={n}) | huatuo26m_qa ROUGE-L F (n={len(qa)}) |")
-    print("|---|---:|---:|")
-    for cond in ("off", "on"):
-        q = statistics.mean(qa_scores[cond]) if qa_scores[cond] else float("nan")
-        print(f"| retrieval {cond} | {sum(res[cond]) / max(1, n):.3f} | {q:.4f} |")
-    print(f"MCQs with >=1 retrieved passage: {n_ctx}/{n}; McNemar on/off: {mcnemar(res['on'], res['off'])}")
-    return 0
+          f"questions, seed {args.seed}, retrieval k={args.k} {'KB+QA' if args.with_qa else 'KB'} -> {out}", flush=True)
+    with out.open("a", encoding="utf-8") as fh:
+        for kind, items in (("mcq", mcq), ("qa", qa)):
+            for item in items:
+                if (kind, item["id"]) in done:
+                    continue
+                query = item["question"] + ("\n" + format_options(item["options"]) if kind == "mcq" else "")
+                hits = idx.search(query, k=args.k)
+                row = {"kind": kind, "id": item["id"], "hits": len(hits), "sources": [h.passage.source for h in hits]}
+                for cond in ("off", "on"):
+                    if kind == "mcq":
+                        msgs = [{"role": "system", "content": QA}] + mcq_messages(item, [])
+                        gen = GenerationConfig(max_new_tokens=12, temperature=0.0, seed=0)
+                    else:
+                        msgs = [{"role": "system", "content": QA}, {"role": "user", "content": item["question"]}]
+                        gen = GenerationConfig(max_new_tokens=args.qa_tokens, temperature=0.0, seed=0)
+                    if cond == "on":
+                        msgs = with_system_addendum(msgs, context_text(hits))
+                    text = eng.generate(eng.render(msgs).ids, gen).text
+                    row[cond] = (extract_choice(text, item["options"]).letters == item["answer"] if kind == "mcq"
+                                 else rouge_l(text, item["answer"])["f"])
+                    row[cond + "_text"] = text
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                fh.flush()
+                print(f"{kind} {item['id']} off={row['off']} on={row['on']} hits={len(hits)}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -340,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     ep.add_argument("--qa", type=int, default=20, help="open questions from huatuo26m_qa/dev")
     ep.add_argument("--qa-tokens", type=int, default=96)
     ep.add_argument("--with-qa", action="store_true", help="index the QA train splits too")
+    ep.add_argument("--out", required=True, help="JSONL of per-item results (appended; resumes)")
+    ep.add_argument("--report-only", action="store_true", help="summarise --out without running the model")
     args = ap.parse_args(argv)
     return {"sample": cmd_sample, "report": cmd_report, "medication": cmd_medication,
             "retrieval": cmd_retrieval, "retrieval-eval": cmd_retrieval_eval}[args.cmd](args)
