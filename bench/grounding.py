@@ -92,6 +92,8 @@ def cmd_sample(args) -> int:
     from ming.safety.report import grounding_text, parse_report
 
     reports = bench_reports(args.synthetic, args.seed)[: args.limit or None]
+    if args.reverse:  # a second process can work from the other end (report merges and de-duplicates)
+        reports = reports[::-1]
     out = Path(args.out)
     done = set()
     if out.exists():
@@ -177,7 +179,7 @@ def cmd_report(args) -> int:
           f"precision {s['precision']:.3f}  recall {s['recall']:.3f}  (tp {s['tp']} fp {s['fp']} fn {s['fn']})")
     if not args.answers:
         return 0
-    rows = load_jsonl(Path(args.answers))
+    rows = list({(r["report"], r["seed"]): r for a in args.answers for r in load_jsonl(Path(a))}.values())
     n_rep = len({r["report"] for r in rows})
     before = after = unrep = regen_ok = fallback = 0
     for r in rows:
@@ -339,8 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--limit", type=int, default=0, help="first N reports only (0 = all)")
     sp.add_argument("--max-tokens", type=int, default=128, help="new tokens per answer")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--reverse", action="store_true", help="answer the reports in reverse order")
     rp = sub.add_parser("report", help="checker precision/recall; contradiction rates from sampled answers")
-    rp.add_argument("--answers", default=None, help="JSONL written by `sample`")
+    rp.add_argument("--answers", nargs="*", default=[], help="JSONL file(s) written by `sample` (merged)")
     rp.add_argument("--errors", action="store_true", help="print misses / false alarms")
     mp = sub.add_parser("medication", help="medication-note precision / recall on the labelled answers")
     mp.add_argument("--errors", action="store_true")
