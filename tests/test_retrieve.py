@@ -69,3 +69,16 @@ def test_qa_passages_and_build(tmp_path):
     assert ps[0].source == "问答·测试#qa-1" and ps[0].text.startswith("问：感冒了需要吃抗生素吗？")
     idx = Index.build(ps)
     assert idx.weights.shape[0] == 2
+
+
+def test_kb_passages_from_a_loaded_kb_object():
+    from types import SimpleNamespace
+
+    from ming.retrieve import kb_passages
+
+    kb = SimpleNamespace(diseases={"急性阑尾炎": {"desc": "阑尾的急性炎症。", "symptoms": ["右下腹痛"], "checks": [],
+                                               "departments": ["普外科"], "drugs": []},
+                                   "无描述病": {"desc": ""}})
+    ps = kb_passages(kb)
+    assert [p.source for p in ps] == ["知识库·急性阑尾炎"]
+    assert ps[0].text == "急性阑尾炎：阑尾的急性炎症。；常见症状：右下腹痛；就诊科室：普外科"

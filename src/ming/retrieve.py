@@ -86,6 +86,22 @@ def kg_passages(folder: Path, desc_chars: int = 220, per_list: int = 6) -> list[
     return out
 
 
+def kb_passages(kb, desc_chars: int = 220, per_list: int = 6) -> list[Passage]:
+    """The same passages from a loaded `ming.kb.KB` (issue 16: `kb.diseases[name]` with desc, symptoms,
+    checks, departments, drugs), so retrieval can reuse its index instead of reading the files again."""
+    out = []
+    for name, d in kb.diseases.items():
+        if not d.get("desc"):
+            continue
+        desc = re.sub(r"\s+", " ", d["desc"])[:desc_chars]
+        parts = [f"{name}：{desc}"]
+        for label, key in (("常见症状", "symptoms"), ("常用检查", "checks"), ("就诊科室", "departments"), ("常用药物", "drugs")):
+            if d.get(key):
+                parts.append(f"{label}：{'、'.join(d[key][:per_list])}")
+        out.append(Passage(source=f"知识库·{name}", title=name, text="；".join(parts)))
+    return out
+
+
 def _rows(path: Path, bad: list[str]):
     """JSON objects of a JSONL file; unreadable lines are recorded as 'file:line' in `bad`."""
     with path.open(encoding="utf-8") as fh:
