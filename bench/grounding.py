@@ -156,11 +156,11 @@ def load_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def checker_scores(errors: bool = False) -> dict:
+def checker_scores(errors: bool = False, file: str = "labelled_sentences.jsonl", phase: str | None = None) -> dict:
     from ming.safety.grounding import check_sentence
     from ming.safety.report import parse_report
 
-    rows = load_jsonl(LABELLED / "labelled_sentences.jsonl")
+    rows = [r for r in load_jsonl(LABELLED / file) if phase in (None, r.get("phase"))]
     preds = []
     for r in rows:
         p = bool(check_sentence(r["sentence"], parse_report(r["report"])))
@@ -174,9 +174,16 @@ def cmd_report(args) -> int:
     from ming.safety.grounding import check_text
     from ming.safety.report import parse_report
 
-    s = checker_scores(args.errors)
-    print(f"checker on {s['n']} hand-labelled sentences ({s['pos']} contradictions): "
-          f"precision {s['precision']:.3f}  recall {s['recall']:.3f}  (tp {s['tp']} fp {s['fp']} fn {s['fn']})")
+    print("checker on hand-labelled sentences (written: by hand for this project; model: sentences of the embedded "
+          "model's sampled answers that name a test, labelled by hand — dev = seen while the checker was developed, "
+          "test = labelled after it was frozen)")
+    print("| set | sentences | contradictions | precision | recall | tp | fp | fn |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for name, file, phase in (("written", "labelled_sentences.jsonl", None), ("model dev", "model_sentences.jsonl", "dev"),
+                              ("model test", "model_sentences.jsonl", "test")):
+        s = checker_scores(args.errors, file, phase)
+        if s["n"]:
+            print(f"| {name} | {s['n']} | {s['pos']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['tp']} | {s['fp']} | {s['fn']} |")
     if not args.answers:
         return 0
     rows = list({(r["report"], r["seed"]): r for a in args.answers for r in load_jsonl(Path(a))}.values())

@@ -42,7 +42,8 @@ _NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|并没有|不算)(?:明
 _NEGATED = {"high": "not_high", "low": "not_low", "normal": "abnormal", "abnormal": "normal"}
 # a sentence that states no fact about this patient: conditions, prevention, questions, general ranges
 _NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|有无|有没有|防止|避免|以免|预防|警惕|恢复正常|降至正常|回到正常|趋于正常"
-                       r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)|[?？]$|^若|^如[^何此下今]")
+                       r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)|[?？]$|^若|^如[^何此下今]"
+                       r"|(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)\s*(?:/|或|还是|或者)\s*(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)")
 _SENT_END = re.compile(r"[。！？!?；;\n]")
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
 _CLAUSE_GAP = 24  # characters allowed between a test name and its direction word
