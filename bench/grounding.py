@@ -298,7 +298,7 @@ def _retrieval_eval_run(args, out: Path, done: set) -> None:
     from ming.engine.base import GenerationConfig
     from ming.eval.extract import extract_choice
     from ming.eval.metrics import rouge_l
-    from ming.eval.prompts import format_options, mcq_messages
+    from ming.eval.prompts import ANSWER_PREFIX, format_options, mcq_messages
     from ming.prompts import QA
     from ming.respond import with_system_addendum
     from ming.retrieve import context_text, load_index
@@ -308,8 +308,8 @@ def _retrieval_eval_run(args, out: Path, done: set) -> None:
     mcq = rng.sample(mcq, min(args.n, len(mcq)))
     qa = rng.sample(load_jsonl(_shared("huatuo26m_qa", "dev")), args.qa)
     idx = load_index(with_qa=args.with_qa)
-    eng = create_engine(ModelOptions(model_path=args.model))
-    print(f"engine {eng.backend} {eng.name}; {len(mcq)} {args.task}/dev single-answer MCQs, {len(qa)} huatuo26m_qa/dev "
+    eng = create_engine(ModelOptions(model_path=args.model), need_loglik=args.mode == "loglik")
+    print(f"engine {eng.backend} {eng.name}; MCQ mode {args.mode}; {len(mcq)} {args.task}/dev single-answer MCQs, {len(qa)} huatuo26m_qa/dev "
           f"questions, seed {args.seed}, retrieval k={args.k} {'KB+QA' if args.with_qa else 'KB'} -> {out}", flush=True)
     with out.open("a", encoding="utf-8") as fh:
         for kind, items in (("mcq", mcq), ("qa", qa)):
@@ -322,15 +322,23 @@ def _retrieval_eval_run(args, out: Path, done: set) -> None:
                 for cond in ("off", "on"):
                     if kind == "mcq":
                         msgs = [{"role": "system", "content": QA}] + mcq_messages(item, [])
-                        gen = GenerationConfig(max_new_tokens=12, temperature=0.0, seed=0)
                     else:
                         msgs = [{"role": "system", "content": QA}, {"role": "user", "content": item["question"]}]
-                        gen = GenerationConfig(max_new_tokens=args.qa_tokens, temperature=0.0, seed=0)
                     if cond == "on":
                         msgs = with_system_addendum(msgs, context_text(hits))
-                    text = eng.generate(eng.render(msgs).ids, gen).text
-                    row[cond] = (extract_choice(text, item["options"]).letters == item["answer"] if kind == "mcq"
-                                 else rouge_l(text, item["answer"])["f"])
+                    ids = eng.render(msgs).ids
+                    if kind == "mcq" and args.mode == "loglik":  # rank the letters after "答案：" (as `ming eval --mode loglik`)
+                        ctx = ids + eng.tokenizer.encode(ANSWER_PREFIX["zh"], add_special_tokens=False)
+                        ll = {k: eng.loglikelihood(ctx, eng.tokenizer.encode(k, add_special_tokens=False))
+                              for k in item["options"]}
+                        text = max(ll, key=ll.get)
+                        row[cond] = text == item["answer"]
+                    elif kind == "mcq":
+                        text = eng.generate(ids, GenerationConfig(max_new_tokens=12, temperature=0.0, seed=0)).text
+                        row[cond] = extract_choice(text, item["options"]).letters == item["answer"]
+                    else:
+                        text = eng.generate(ids, GenerationConfig(max_new_tokens=args.qa_tokens, temperature=0.0, seed=0)).text
+                        row[cond] = rouge_l(text, item["answer"])["f"]
                     row[cond + "_text"] = text
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 fh.flush()
@@ -366,6 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     ep.add_argument("--qa", type=int, default=20, help="open questions from huatuo26m_qa/dev")
     ep.add_argument("--qa-tokens", type=int, default=96)
     ep.add_argument("--with-qa", action="store_true", help="index the QA train splits too")
+    ep.add_argument("--mode", choices=("loglik", "generate"), default="loglik",
+                    help="MCQ scoring: rank the option letters by log-likelihood, or generate and extract")
     ep.add_argument("--out", required=True, help="JSONL of per-item results (appended; resumes)")
     ep.add_argument("--report-only", action="store_true", help="summarise --out without running the model")
     args = ap.parse_args(argv)

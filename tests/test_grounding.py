@@ -163,3 +163,13 @@ def test_report_post_check_holds_back_and_composes(findings):
     assert pc.to_dict()["held_sentences"] == 2 and pc.to_dict()["violations"][0]["tests"] == ["HGB"]
     ok = ReportPostCheck(findings)
     assert ok.sentence("C反应蛋白升高。") == "C反应蛋白升高。" and ok.finish("") == ""
+
+
+def test_sentences_from_the_models_answers():
+    """Sentences the embedded model wrote about sampled reports, labelled by hand (bench/grounding.py)."""
+    path = LABELLED.parent / "model_sentences.jsonl"
+    rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    assert len(rows) >= 20
+    preds = [bool(check_sentence(r["sentence"], parse_report(r["report"]))) for r in rows]
+    wrong = [r["sentence"] for p, r in zip(preds, rows) if p != bool(r["contradiction"])]
+    assert len(wrong) <= 0.1 * len(rows), wrong

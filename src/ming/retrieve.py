@@ -27,8 +27,9 @@ from pathlib import Path
 from ming import envs
 from ming.errors import MingError
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 K1, B = 1.2, 0.75
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 _KEEP = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]+")
 _STOP = set("的了是在我和有就不人都一个上也很到说要去你会着没有看好自己这么吗呢吧啊怎么什么请问医生您好".split()) | set(
     "什么 怎么 请问 医生 你好 您好 是不 不是 一下 可以 应该 需要 这个 那个 吗？ 问题 情况 如何 为什".split())
@@ -71,6 +72,9 @@ def kg_passages(folder: Path, desc_chars: int = 220, per_list: int = 6) -> list[
     for r in _rows(ents, bad):
         if r.get("type") != "Disease" or not r.get("attrs"):
             continue
+        if not _CJK.search(r["name"]):  # a garbled (mis-decoded) name in the crawl: no use as a source label
+            bad.append(f"{ents.name}: disease name {r['name'][:20]!r}")
+            continue
         name, a, rr = r["name"], r["attrs"], rel.get(r["name"], {})
         desc = re.sub(r"\s+", " ", a.get("desc", ""))[:desc_chars]
         parts = [f"{name}：{desc}"]
@@ -82,7 +86,7 @@ def kg_passages(folder: Path, desc_chars: int = 220, per_list: int = 6) -> list[
             parts.append("治疗方式：" + "、".join(a["treat_way"][:per_list]))
         out.append(Passage(source=f"知识库·{name}", title=name, text="；".join(parts)))
     if bad:
-        print(f"[ming retrieve] {len(bad)} unreadable lines skipped: {', '.join(bad[:5])}", file=sys.stderr)
+        print(f"[ming retrieve] {len(bad)} unreadable lines / garbled names skipped: {', '.join(bad[:5])}", file=sys.stderr)
     return out
 
 
