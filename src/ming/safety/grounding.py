@@ -343,10 +343,10 @@ class GroundedReply:
     def __iter__(self) -> Iterator[str]:
         r = self.result
         shown = ""
-        tries = [None] + ([True] if self.retry else [])
+        attempts = 2 if self.retry else 1
         checker = None
-        for i, _ in enumerate(tries):
-            last = i == len(tries) - 1
+        for i in range(attempts):
+            last = i == attempts - 1
             hint = retry_hint(r.violations) if i else None
             checker = SentenceChecker(self.findings, block_unreported=self.block_unreported)
             r.attempts += 1
