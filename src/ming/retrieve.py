@@ -246,7 +246,7 @@ def load_index(with_qa: bool = False, sources: list[tuple[str, Path]] | None = N
     log = log or (lambda m: print(f"[ming retrieve] {m}", file=sys.stderr, flush=True))
     sources = sources or default_sources(with_qa)
     stamp = _stamp(sources)
-    tag = hashlib.sha1(json.dumps(sorted(stamp)).encode()).hexdigest()[:10]
+    tag = hashlib.sha1(json.dumps(sorted(s for s in stamp if s != "version")).encode()).hexdigest()[:10]  # one file per source set
     path = envs.ming_home() / "retrieval" / f"index-{tag}"
     if tag in _LOADED:
         return _LOADED[tag]
