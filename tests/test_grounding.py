@@ -173,3 +173,13 @@ def test_sentences_from_the_models_answers():
     preds = [bool(check_sentence(r["sentence"], parse_report(r["report"]))) for r in rows]
     wrong = [r["sentence"] for p, r in zip(preds, rows) if p != bool(r["contradiction"])]
     assert len(wrong) <= 0.1 * len(rows), wrong
+
+
+def test_condition_names_state_a_direction():
+    fs = parse_report("血脂：总胆固醇 4.5 mmol/L，甘油三酯 1.2 mmol/L，低密度脂蛋白胆固醇 2.8 mmol/L。血压 132/86")
+    bad = check_sentence("根据以上信息，诊断为高血脂。", fs)
+    assert bad and bad[0].claim.text == "高血脂" and "甘油三酯 1.2 mmol/L，正常" in bad[0].describe()
+    assert check_sentence("血压属于正常高值，还没有达到高血压。", fs) == []
+    assert check_sentence("您有高血压。", fs)
+    assert check_sentence("高血压患者应规律服药。", fs) == []  # about people with it, not this report
+    assert check_sentence("建议低盐饮食，预防高血压。", fs) == []

@@ -63,9 +63,12 @@ class Claim:
     kind: str           # "single" | "panel" | "either"
     direction: str      # high | low | normal | abnormal | not_high | not_low
     sentence: str
+    condition: bool = False  # a condition name ("高血脂") that states the direction by itself
 
     @property
     def text(self) -> str:
+        if self.condition:
+            return ("没有" if self.direction.startswith("not_") or self.direction == "normal" else "") + self.alias
         return self.alias + {"not_high": "不高", "not_low": "不低"}.get(self.direction, STATUS_ZH.get(self.direction, self.direction))
 
 
@@ -90,6 +93,8 @@ class Violation:
 class _Aliases:
     regex: re.Pattern
     resolve: dict   # normalised alias -> (keys, kind)
+    conditions: dict = field(default_factory=dict)   # condition name -> (keys, kind, direction)
+    condition_re: re.Pattern | None = None
 
 
 @lru_cache(maxsize=1)
@@ -108,7 +113,9 @@ def _aliases() -> _Aliases:
         if a not in skip and resolve.get(a, ((), ""))[1] == "single":
             resolve[a] = (tuple(dict.fromkeys(k for u, k in routes.items() if u != "default")), "either")
     words = sorted(resolve, key=len, reverse=True)
-    return _Aliases(re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])"), resolve)
+    conds = {_norm_alias(t): (tuple(c["members"]), c["kind"], c["direction"]) for t, c in (spec.get("conditions") or {}).items()}
+    return _Aliases(re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])"), resolve, conds,
+                    re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None)
 
 
 def split_sentences(text: str) -> tuple[list[str], str]:
@@ -127,10 +134,12 @@ def extract_claims(sentence: str) -> list[Claim]:
     if not low.strip() or _NO_CLAIM.search(low.strip()):
         return []
     al = _aliases()
-    names = [(m.start(), m.end(), m.group(0)) for m in al.regex.finditer(low) if not _unit_like(low, m)]
+    claims: list[Claim] = _condition_claims(s, low, sentence)
+    taken = [(c_start, c_end) for c_start, c_end in _condition_spans(low)]
+    names = [(m.start(), m.end(), m.group(0)) for m in al.regex.finditer(low)
+             if not _unit_like(low, m) and not any(a <= m.start() < b for a, b in taken)]
     if not names:
-        return []
-    claims: list[Claim] = []
+        return claims
     pending: list[tuple[int, int, str]] = []
     pos = 0
     events = sorted([(st, "name", (st, en, a)) for st, en, a in names]
@@ -168,6 +177,30 @@ def extract_claims(sentence: str) -> list[Claim]:
                 continue
         pos = m.end()
     return claims
+
+
+_GENERAL = re.compile(r"^(?:的)?(?:患者|病人|人群|的人|者|病友|人士)")
+_COND_NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|不算|排除|不是|不属于|不考虑)(?:达到|到|患有|是|属于|考虑|诊断为?|发现|存在|提示)?$")
+
+
+def _condition_spans(low: str) -> list[tuple[int, int]]:
+    rx = _aliases().condition_re
+    return [(m.start(), m.end()) for m in rx.finditer(low)] if rx else []
+
+
+def _condition_claims(s: str, low: str, sentence: str) -> list[Claim]:
+    """"诊断为高血脂", "提示贫血": a condition name states the direction of its tests; "没有达到高血压" the opposite."""
+    al = _aliases()
+    out = []
+    for a, b in _condition_spans(low):
+        keys, kind, d = al.conditions[low[a:b]]
+        if _GENERAL.match(low[b:]):
+            continue  # "高血压患者应…": about people with the condition, not this report
+        if _COND_NEG.search(low[max(0, a - 6):a]):
+            d = _NEGATED[d]
+        out.append(Claim(alias=s[a:b] if len(s) == len(low) else low[a:b], keys=keys, kind=kind, direction=d,
+                         sentence=sentence.strip(), condition=True))
+    return out
 
 
 def _claims_for(names, direction, low, at, sentence) -> list[Claim]:
