@@ -27,9 +27,9 @@ from pathlib import Path
 from ming import envs
 from ming.errors import MingError
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 K1, B = 1.2, 0.75
-_CJK = re.compile(r"[\u4e00-\u9fff]")
+_GARBLED = re.compile(r"[\u0080-\u00ff]")  # Latin-1 letters in a Chinese name: UTF-8 read as Latin-1
 _KEEP = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]+")
 _STOP = set("的了是在我和有就不人都一个上也很到说要去你会着没有看好自己这么吗呢吧啊怎么什么请问医生您好".split()) | set(
     "什么 怎么 请问 医生 你好 您好 是不 不是 一下 可以 应该 需要 这个 那个 吗？ 问题 情况 如何 为什".split())
@@ -72,7 +72,7 @@ def kg_passages(folder: Path, desc_chars: int = 220, per_list: int = 6) -> list[
     for r in _rows(ents, bad):
         if r.get("type") != "Disease" or not r.get("attrs"):
             continue
-        if not _CJK.search(r["name"]):  # a garbled (mis-decoded) name in the crawl: no use as a source label
+        if _GARBLED.search(r["name"]):  # a garbled (mis-decoded) name in the crawl: no use as a source label
             bad.append(f"{ents.name}: disease name {r['name'][:20]!r}")
             continue
         name, a, rr = r["name"], r["attrs"], rel.get(r["name"], {})
