@@ -86,7 +86,8 @@ def kg_passages(folder: Path, desc_chars: int = 220, per_list: int = 6) -> list[
             parts.append("治疗方式：" + "、".join(a["treat_way"][:per_list]))
         out.append(Passage(source=f"知识库·{name}", title=name, text="；".join(parts)))
     if bad:
-        print(f"[ming retrieve] {len(bad)} unreadable lines / garbled names skipped: {', '.join(bad[:5])}", file=sys.stderr)
+        print(f"[ming retrieve] {len(bad)} unreadable lines / garbled names skipped: {', '.join(bad[:5])}",
+              file=sys.stderr)
     return out
 
 
@@ -135,7 +136,10 @@ def default_sources(with_qa: bool = False) -> list[tuple[str, Path]]:
     """(kind, path) of the default passage sources: the KB folder ($MING_KB, else data/medical_kg), plus the
     train splits of huatuo26m_qa and toyhom_qa when `with_qa`."""
     data = envs.data_dir()
-    kb = Path(os.environ["MING_KB"]).expanduser() if os.environ.get("MING_KB") else (data / "medical_kg" if data else None)
+    if os.environ.get("MING_KB"):
+        kb = Path(os.environ["MING_KB"]).expanduser()
+    else:
+        kb = data / "medical_kg" if data else None
     if kb is None or not (kb / "entities.jsonl").is_file():
         raise MingError("retrieval needs a knowledge base: set MING_KB=/path/to/medical_kg (entities.jsonl, "
                         "triples.jsonl) or MING_DATA_DIR to the shared data folder")
@@ -246,7 +250,8 @@ def load_index(with_qa: bool = False, sources: list[tuple[str, Path]] | None = N
     log = log or (lambda m: print(f"[ming retrieve] {m}", file=sys.stderr, flush=True))
     sources = sources or default_sources(with_qa)
     stamp = _stamp(sources)
-    tag = hashlib.sha1(json.dumps(sorted(s for s in stamp if s != "version")).encode()).hexdigest()[:10]  # one file per source set
+    # one index file per set of sources; a changed source or INDEX_VERSION rebuilds it in place
+    tag = hashlib.sha1(json.dumps(sorted(s for s in stamp if s != "version")).encode()).hexdigest()[:10]
     path = envs.ming_home() / "retrieval" / f"index-{tag}"
     if tag in _LOADED:
         return _LOADED[tag]

@@ -37,7 +37,8 @@ _DIR_WORDS = [
     ("low", r"偏低|降低|减低|减少|下降|过低|低于|较低|偏少|不足|↓"),
 ]
 _DIR_RE = re.compile("|".join(f"(?P<{k}>{p})" for k, p in _DIR_WORDS))
-_SHORT_DIR = re.compile(r"^(?P<neg>不|没|并不|不算)?(?:稍|略|有点|有些|比较|较|很|太|偏|都|均|也|明显|轻度|显著|有所|稍微|略微)?(?P<d>高|低)(?![血压糖脂钾钠钙尿蛋白密])")
+_SHORT_DIR = re.compile(r"^(?P<neg>不|没|并不|不算)?(?:稍|略|有点|有些|比较|较|很|太|偏|都|均|也|明显|轻度|显著|有所|稍微|略微)?"
+                        r"(?P<d>高|低)(?![血压糖脂钾钠钙尿蛋白密])")
 _NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|并没有|不算)(?:明显|太|很|特别|怎么)?$")
 _NEGATED = {"high": "not_high", "low": "not_low", "normal": "abnormal", "abnormal": "normal"}
 # a sentence that states no fact about this patient: conditions, prevention, questions, general ranges
@@ -69,7 +70,8 @@ class Claim:
     def text(self) -> str:
         if self.condition:
             return ("没有" if self.direction.startswith("not_") or self.direction == "normal" else "") + self.alias
-        return self.alias + {"not_high": "不高", "not_low": "不低"}.get(self.direction, STATUS_ZH.get(self.direction, self.direction))
+        words = {"not_high": "不高", "not_low": "不低"}
+        return self.alias + words.get(self.direction, STATUS_ZH.get(self.direction, self.direction))
 
 
 @dataclass
@@ -101,7 +103,7 @@ class _Aliases:
 def _aliases() -> _Aliases:
     import yaml
 
-    spec = yaml.safe_load(resources.files("ming.safety").joinpath("tables/analyte_aliases.yaml").read_text(encoding="utf-8"))
+    spec = yaml.safe_load(_table_text("analyte_aliases.yaml"))
     table = load_table()
     skip = {_norm_alias(a) for a in spec.get("skip", [])}
     resolve: dict[str, tuple] = {a: ((k,), "single") for a, k in table.alias_to_key.items() if a not in skip}
@@ -113,9 +115,18 @@ def _aliases() -> _Aliases:
         if a not in skip and resolve.get(a, ((), ""))[1] == "single":
             resolve[a] = (tuple(dict.fromkeys(k for u, k in routes.items() if u != "default")), "either")
     words = sorted(resolve, key=len, reverse=True)
-    conds = {_norm_alias(t): (tuple(c["members"]), c["kind"], c["direction"]) for t, c in (spec.get("conditions") or {}).items()}
+    conds = {_norm_alias(t): (tuple(c["members"]), c["kind"], c["direction"])
+             for t, c in (spec.get("conditions") or {}).items()}
     return _Aliases(re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])"), resolve, conds,
                     re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None)
+
+
+def _table_text(name: str) -> str:
+    return resources.files("ming.safety").joinpath(f"tables/{name}").read_text(encoding="utf-8")
+
+
+def _names_a_test(text: str) -> bool:
+    return bool(_aliases().regex.search(unicodedata.normalize("NFKC", text).lower()))
 
 
 def split_sentences(text: str) -> tuple[list[str], str]:
@@ -277,7 +288,7 @@ class SentenceChecker:
         for s in sents:
             bad = check_sentence(s, self.findings, block_unreported=self.block_unreported)
             if self.violations:
-                if not bad and not extract_claims(s) and not _aliases().regex.search(unicodedata.normalize("NFKC", s).lower()):
+                if not bad and not extract_claims(s) and not _names_a_test(s):
                     self.passed_after.append(s)
                 continue
             if bad:
@@ -298,7 +309,7 @@ GENERIC = "超出参考范围，意义需结合症状和其他检查，建议复
 def _meanings() -> dict:
     import yaml
 
-    return yaml.safe_load(resources.files("ming.safety").joinpath("tables/abnormal_meanings.yaml").read_text(encoding="utf-8"))
+    return yaml.safe_load(_table_text("abnormal_meanings.yaml"))
 
 
 def meaning(f: Finding) -> tuple[str, str]:
@@ -370,7 +381,8 @@ class GroundedReply:
     def __init__(self, generate: Callable[[str | None, str], Iterator[str]], findings: list[Finding], *,
                  retry: bool = True, fallback: bool = True, block_unreported: bool = False, max_advice: int = 4):
         self.generate, self.findings = generate, findings
-        self.retry, self.fallback, self.block_unreported, self.max_advice = retry, fallback, block_unreported, max_advice
+        self.retry, self.fallback, self.max_advice = retry, fallback, max_advice
+        self.block_unreported = block_unreported
         self.result = GroundResult()
 
     def __iter__(self) -> Iterator[str]:
@@ -434,7 +446,7 @@ class ReportPostCheck:
 
     def sentence(self, text: str, shown: str = "") -> str:
         bad = check_sentence(text, self.findings, block_unreported=self.block_unreported)
-        if bad or (self.violations and _aliases().regex.search(unicodedata.normalize("NFKC", text).lower())):
+        if bad or (self.violations and _names_a_test(text)):
             self.violations += bad
             self.held.append(text)
             return ""
