@@ -171,7 +171,7 @@ def checker_scores(errors: bool = False, file: str = "labelled_sentences.jsonl",
 
 
 def cmd_report(args) -> int:
-    from ming.safety.grounding import check_text
+    from ming.safety.grounding import GroundedReply, check_text
     from ming.safety.report import parse_report
 
     print("checker on hand-labelled sentences (written: by hand for this project; model: sentences of the embedded "
@@ -188,26 +188,35 @@ def cmd_report(args) -> int:
         return 0
     rows = list({(r["report"], r["seed"]): r for a in args.answers for r in load_jsonl(Path(a))}.values())
     n_rep = len({r["report"] for r in rows})
-    before = after = unrep = regen_ok = fallback = 0
+    before = after_run = after = unrep = regen_ok = fallback = 0
     for r in rows:
         fs = parse_report(r["text"])
         b = check_text(r["answer"], fs)
-        a = check_text(r["shown"], fs)
         before += bool(b)
-        after += bool(a)
+        after_run += bool(check_text(r["shown"], fs))
+        # replay with today's checker: the first answer, then the run's regeneration (none recorded -> it fails)
+        regen = list(r["regen"])
+
+        def generate(hint, prefix, first=r["answer"], regen=regen):
+            yield first if hint is None else (regen.pop(0) if regen else "血红蛋白偏高。白细胞偏低。")
+
+        gr = GroundedReply(generate, fs)
+        shown = "".join(gr)
+        after += bool(check_text(shown, fs))
+        regen_ok += bool(gr.result.regenerated and not gr.result.fallback)
+        fallback += bool(gr.result.fallback)
         unrep += bool([v for v in check_text(r["answer"], fs, block_unreported=True) if v.kind == "unreported"])
-        regen_ok += bool(r["result"]["regenerated"] and not r["result"]["fallback"])
-        fallback += bool(r["result"]["fallback"])
         if args.errors and b:
             print(f"  {r['report']} seed {r['seed']}: {[v.describe() for v in b][:2]}")
     n = len(rows)
-    print(f"answers: {n} ({n_rep} reports x {n // max(1, n_rep)} samples), model text checked sentence by sentence")
+    print(f"answers: {n} ({n_rep} reports; {n - n_rep} second/third samples), checked sentence by sentence")
     print("| | answers with a contradiction | rate |")
     print("|---|---:|---:|")
-    print(f"| before (model alone, findings in the prompt) | {before} | {before / max(1, n):.3f} |")
-    print(f"| after (GroundedReply: regenerate once, else composed) | {after} | {after / max(1, n):.3f} |")
-    print(f"of the {before} contradicting answers: {regen_ok} fixed by the one regeneration, {fallback} fell back to the "
-          f"composed explanation; answers naming a test the report does not contain: {unrep}")
+    print(f"| before: the model alone, findings in its prompt | {before} | {before / max(1, n):.3f} |")
+    print(f"| after: what GroundedReply showed in the run | {after_run} | {after_run / max(1, n):.3f} |")
+    print(f"| after: replayed with today's checker | {after} | {after / max(1, n):.3f} |")
+    print(f"replayed: of the {before} contradicting answers {regen_ok} were fixed by the one regeneration and {fallback} fell "
+          f"back to the composed explanation; answers naming a test the report does not contain: {unrep}")
     secs = [r["seconds"] for r in rows]
     print(f"seconds per sampled answer (incl. regeneration): median {statistics.median(secs):.1f}")
     return 0
