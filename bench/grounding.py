@@ -298,6 +298,12 @@ def cmd_retrieval_eval(args) -> int:
         print(f"| retrieval {cond} | {sum(vals) / max(1, len(vals)):.3f} | {q:.4f} |")
     print(f"MCQs with >=1 retrieved passage: {sum(r['hits'] > 0 for r in mcq)}/{len(mcq)}; "
           f"McNemar on vs off: {mcnemar(on, off)}")
+    for cond in ("off", "on"):
+        letters = [(r[cond + "_text"].split("答案：")[-1].strip()[:1] or "?") for r in mcq]
+        print(f"letters answered ({cond}): " + ", ".join(f"{k} {letters.count(k)}" for k in sorted(set(letters))))
+    if qa:
+        same = sum(r["on_text"] == r["off_text"] for r in qa)
+        print(f"open QA: {same}/{len(qa)} answers identical with and without passages; mean passages {statistics.mean(r['hits'] for r in qa):.1f}")
     return 0
 
 
@@ -321,7 +327,7 @@ def _retrieval_eval_run(args, out: Path, done: set) -> None:
     print(f"engine {eng.backend} {eng.name}; MCQ mode {args.mode}; {len(mcq)} {args.task}/dev single-answer MCQs, {len(qa)} huatuo26m_qa/dev "
           f"questions, seed {args.seed}, retrieval k={args.k} {'KB+QA' if args.with_qa else 'KB'} -> {out}", flush=True)
     with out.open("a", encoding="utf-8") as fh:
-        for kind, items in (("mcq", mcq), ("qa", qa)):
+        for kind, items in (("qa", qa), ("mcq", mcq)):  # open QA first: the 0.5B's MCQ letters barely move
             for item in items:
                 if (kind, item["id"]) in done:
                     continue
@@ -383,8 +389,9 @@ def main(argv: list[str] | None = None) -> int:
     ep.add_argument("--qa", type=int, default=20, help="open questions from huatuo26m_qa/dev")
     ep.add_argument("--qa-tokens", type=int, default=96)
     ep.add_argument("--with-qa", action="store_true", help="index the QA train splits too")
-    ep.add_argument("--mode", choices=("loglik", "generate"), default="loglik",
-                    help="MCQ scoring: rank the option letters by log-likelihood, or generate and extract")
+    ep.add_argument("--mode", choices=("loglik", "generate"), default="generate",
+                    help="MCQ scoring: generate and extract the letter, or rank the letters by log-likelihood "
+                         "(the llama.cpp loglik engine keeps every position's logits: ~20x slower here)")
     ep.add_argument("--out", required=True, help="JSONL of per-item results (appended; resumes)")
     ep.add_argument("--report-only", action="store_true", help="summarise --out without running the model")
     args = ap.parse_args(argv)
