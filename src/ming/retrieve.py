@@ -290,3 +290,44 @@ def context_text(hits: list[Hit], max_chars: int = 900) -> str:
 def citation_line(hits: list[Hit]) -> str:
     """"参考：知识库·急性阑尾炎；问答·Huatuo26M#…" ('' without hits)."""
     return ("参考：" + "；".join(dict.fromkeys(h.passage.source for h in hits))) if hits else ""
+
+
+_MINE = re.compile(r"^\[\d+\] (?:知识库|问答)·")
+
+
+class RetrievalStage:
+    """Retrieval as a stage of the turn pipeline (`ming.respond.Pipeline`, issue 14), before fitting:
+
+        # ming/stages.py, REGISTRY (after "consult"); off unless asked (docs/grounding.md: measured):
+        "retrieval": lambda opts: RetrievalStage(**opts.settings["retrieval"]) if "retrieval" in opts.settings else None,
+
+    adds the k best passages to `turn.context`, "参考：…" after the answer and `turn.meta["retrieval"]`.
+    Skipped for a pasted report (grounded on its findings), a canned reply and consult mode."""
+
+    name = "retrieval"
+
+    def __init__(self, k: int = 2, with_qa: bool = False, index: Index | None = None):
+        self.k = k
+        self.index = index or load_index(with_qa=with_qa)  # at start-up: a missing KB fails before the model loads
+
+    def prepare(self, turn) -> None:
+        from ming.respond import Added  # the pipeline's own type (ming.respond imports no stage)
+
+        if turn.canned is not None or getattr(turn.safety, "findings", None) or "consult" in turn.meta:
+            return
+        question = next((m["content"] for m in reversed(turn.conversation) if m["role"] == "user"), "")
+        hits = self.index.search(question, k=self.k)
+        turn.meta[self.name] = {"sources": [h.passage.source for h in hits], "scores": [round(h.score, 1) for h in hits]}
+        if hits:
+            turn.context += [f"[{i}] {h.passage.source}：{h.passage.text}" for i, h in enumerate(hits, 1)]
+            turn.tail.append(Added(self.name, "\n\n" + citation_line(hits)))
+
+    def shrink(self, turn) -> bool:
+        mine = [c for c in turn.context if _MINE.match(c)]
+        if mine:
+            turn.context.remove(mine[-1])
+            return True
+        return False
+
+    def post_check(self, turn):
+        return None
