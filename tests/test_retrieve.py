@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ming.retrieve import Index, bigrams, citation_line, context_text, kg_passages, load_index, qa_passages
+from ming.kb import load_kb
+from ming.retrieve import Index, bigrams, citation_line, context_text, kb_passages, load_index, qa_passages
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "grounding"
 
@@ -17,10 +18,12 @@ def index(tmp_path, monkeypatch):
     return idx
 
 
-def test_kg_passages_carry_relations_and_source_labels():
-    ps = kg_passages(FIX / "kg")
-    assert [p.title for p in ps][:2] == ["急性阑尾炎", "上呼吸道感染"] and len(ps) == 5  # symptoms are not passages
-    assert ps[0].source == "知识库·急性阑尾炎" and "常见症状：右下腹痛" in ps[0].text and "就诊科室：普外科" in ps[0].text
+def test_kb_passages_carry_relations_and_source_labels(tmp_path, monkeypatch):
+    monkeypatch.setenv("MING_HOME", str(tmp_path))
+    ps = kb_passages(load_kb(FIX / "kg", log=lambda m: None))
+    assert sorted(p.title for p in ps) == ["2型糖尿病", "上呼吸道感染", "急性阑尾炎", "痤疮", "缺铁性贫血"]  # no symptom rows
+    p = next(p for p in ps if p.title == "急性阑尾炎")
+    assert p.source == "知识库·急性阑尾炎" and "常见症状：右下腹痛" in p.text and "就诊科室：普外科" in p.text
 
 
 def test_search_finds_the_named_disease_first(index):
@@ -47,16 +50,19 @@ def test_context_text_is_numbered_with_sources_and_bounded(index):
 
 
 def test_index_is_saved_under_ming_home_and_reloaded(tmp_path, monkeypatch):
+    from ming import retrieve
+
     monkeypatch.setenv("MING_HOME", str(tmp_path))
+    retrieve._LOADED.clear()
     srcs = [("kg", FIX / "kg")]
     logs = []
     a = load_index(sources=srcs, log=logs.append)
-    assert len(logs) == 1 and list((tmp_path / "retrieval").glob("index-*.npz"))
-    from ming import retrieve
-
+    built = [m for m in logs if m.startswith("indexed 5 passages")]
+    assert len(built) == 1 and list((tmp_path / "retrieval").glob("index-*.npz"))
     retrieve._LOADED.clear()
     b = load_index(sources=srcs, log=logs.append)
-    assert len(logs) == 1 and [p.title for p in b.passages] == [p.title for p in a.passages]
+    assert [m for m in logs if m.startswith("indexed")] == built  # read back, not rebuilt
+    assert [p.title for p in b.passages] == [p.title for p in a.passages]
 
 
 def test_bigrams_drop_punctuation_and_stop_grams():
@@ -71,14 +77,12 @@ def test_qa_passages_and_build(tmp_path):
     assert idx.weights.shape[0] == 2
 
 
-def test_kb_passages_from_a_loaded_kb_object():
+def test_kb_passages_leave_out_garbled_and_empty_entries():
     from types import SimpleNamespace
-
-    from ming.retrieve import kb_passages
 
     kb = SimpleNamespace(diseases={"急性阑尾炎": {"desc": "阑尾的急性炎症。", "symptoms": ["右下腹痛"], "checks": [],
                                                "departments": ["普外科"], "drugs": []},
-                                   "无描述病": {"desc": ""}})
+                                   "无描述病": {"desc": ""}, "Ã·¶¾": {"desc": "乱码"}})
     ps = kb_passages(kb)
     assert [p.source for p in ps] == ["知识库·急性阑尾炎"]
     assert ps[0].text == "急性阑尾炎：阑尾的急性炎症。；常见症状：右下腹痛；就诊科室：普外科"

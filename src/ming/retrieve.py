@@ -6,9 +6,9 @@ the train splits of the shipped QA corpora), so an answer can say where a fact c
     addendum = context_text(hits)               # system-prompt addendum for the model
     line = citation_line(hits)                  # "参考：知识库·急性阑尾炎；…" shown under the answer
 
-Passage sources are a small interface (`Passage` lists): `kg_passages(dir)` reads a medical_kg-schema
-folder (entities.jsonl + triples.jsonl) directly; when `ming.kb` is available its KB object can feed the
-same list. `qa_passages(file, label)` reads a {question, answer} JSONL. Nothing is downloaded; the
+Passage sources are a small interface (`Passage` lists): `kb_passages(kb)` turns the knowledge base
+`ming.kb.load_kb()` loads (issue 16; a medical_kg-schema folder) into one passage per disease;
+`qa_passages(file, label)` reads a {question, answer} JSONL. Nothing is downloaded; the
 index is a scipy sparse matrix of BM25 weights (documents x character bigrams), saved as .npz + .json.
 """
 
@@ -26,8 +26,9 @@ from pathlib import Path
 
 from ming import envs
 from ming.errors import MingError
+from ming.kb import kb_source, load_kb
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 K1, B = 1.2, 0.75
 _GARBLED = re.compile(r"[\u0080-\u00ff]")  # Latin-1 letters in a Chinese name: UTF-8 read as Latin-1
 _KEEP = re.compile(r"[\u4e00-\u9fffA-Za-z0-9]+")
@@ -57,46 +58,14 @@ def bigrams(text: str) -> list[str]:
 
 
 # ---- passage sources -----------------------------------------------------------------------------------
-def kg_passages(folder: Path, desc_chars: int = 220, per_list: int = 6) -> list[Passage]:
-    """One passage per disease of a medical_kg-schema folder: description, symptoms, checks, departments, drugs."""
-    ents, trip = folder / "entities.jsonl", folder / "triples.jsonl"
-    if not ents.is_file():
-        raise MingError(f"{folder} has no entities.jsonl (want the medical_kg schema); point --kb / MING_KB at it")
-    rel: dict[str, dict[str, list[str]]] = {}
-    bad: list[str] = []
-    for r in _rows(trip, bad) if trip.is_file() else ():
-        lst = rel.setdefault(r.get("head", ""), {}).setdefault(r.get("relation", ""), [])
-        if len(lst) < per_list:
-            lst.append(r.get("tail", ""))
-    out = []
-    for r in _rows(ents, bad):
-        if r.get("type") != "Disease" or not r.get("attrs"):
-            continue
-        if _GARBLED.search(r["name"]):  # a garbled (mis-decoded) name in the crawl: no use as a source label
-            bad.append(f"{ents.name}: disease name {r['name'][:20]!r}")
-            continue
-        name, a, rr = r["name"], r["attrs"], rel.get(r["name"], {})
-        desc = re.sub(r"\s+", " ", a.get("desc", ""))[:desc_chars]
-        parts = [f"{name}：{desc}"]
-        for label, key in (("常见症状", "has_symptom"), ("常用检查", "need_check"), ("就诊科室", "belongs_to_department"),
-                           ("常用药物", "common_drug")):
-            if rr.get(key):
-                parts.append(f"{label}：{'、'.join(rr[key])}")
-        if a.get("treat_way"):
-            parts.append("治疗方式：" + "、".join(a["treat_way"][:per_list]))
-        out.append(Passage(source=f"知识库·{name}", title=name, text="；".join(parts)))
-    if bad:
-        print(f"[ming retrieve] {len(bad)} unreadable lines / garbled names skipped: {', '.join(bad[:5])}",
-              file=sys.stderr)
-    return out
-
-
 def kb_passages(kb, desc_chars: int = 220, per_list: int = 6) -> list[Passage]:
-    """The same passages from a loaded `ming.kb.KB` (issue 16: `kb.diseases[name]` with desc, symptoms,
-    checks, departments, drugs), so retrieval can reuse its index instead of reading the files again."""
-    out = []
+    """One passage per disease of a loaded `ming.kb.KB` (issue 16's index of a medical_kg-schema folder):
+    description, symptoms, checks, departments, drugs. Diseases with no description or a mis-decoded
+    name are left out (counted on stderr)."""
+    out, skipped = [], 0
     for name, d in kb.diseases.items():
-        if not d.get("desc"):
+        if not d.get("desc") or _GARBLED.search(name):
+            skipped += 1
             continue
         desc = re.sub(r"\s+", " ", d["desc"])[:desc_chars]
         parts = [f"{name}：{desc}"]
@@ -104,17 +73,10 @@ def kb_passages(kb, desc_chars: int = 220, per_list: int = 6) -> list[Passage]:
             if d.get(key):
                 parts.append(f"{label}：{'、'.join(d[key][:per_list])}")
         out.append(Passage(source=f"知识库·{name}", title=name, text="；".join(parts)))
+    if skipped:
+        print(f"[ming retrieve] {skipped} KB diseases without a description or with a garbled name left out",
+              file=sys.stderr)
     return out
-
-
-def _rows(path: Path, bad: list[str]):
-    """JSON objects of a JSONL file; unreadable lines are recorded as 'file:line' in `bad`."""
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                bad.append(f"{path.name}:{n}")
 
 
 def qa_passages(path: Path, label: str, answer_chars: int = 240) -> list[Passage]:
@@ -133,17 +95,10 @@ def qa_passages(path: Path, label: str, answer_chars: int = 240) -> list[Passage
 
 
 def default_sources(with_qa: bool = False) -> list[tuple[str, Path]]:
-    """(kind, path) of the default passage sources: the KB folder ($MING_KB, else data/medical_kg), plus the
-    train splits of huatuo26m_qa and toyhom_qa when `with_qa`."""
+    """(kind, path) of the default passage sources: the KB folder (`ming.kb.kb_source`: $MING_KB, else
+    data/medical_kg), plus the train splits of huatuo26m_qa and toyhom_qa when `with_qa`."""
+    out = [("kg", kb_source())]
     data = envs.data_dir()
-    if os.environ.get("MING_KB"):
-        kb = Path(os.environ["MING_KB"]).expanduser()
-    else:
-        kb = data / "medical_kg" if data else None
-    if kb is None or not (kb / "entities.jsonl").is_file():
-        raise MingError("retrieval needs a knowledge base: set MING_KB=/path/to/medical_kg (entities.jsonl, "
-                        "triples.jsonl) or MING_DATA_DIR to the shared data folder")
-    out = [("kg", kb)]
     if with_qa and data is not None:
         for name, label in (("huatuo26m_qa", "问答·Huatuo26M"), ("toyhom_qa", "问答·Toyhom")):
             p = data / name / "train.jsonl"
@@ -263,7 +218,7 @@ def load_index(with_qa: bool = False, sources: list[tuple[str, Path]] | None = N
     t0 = time.perf_counter()
     passages: list[Passage] = []
     for kind, p in sources:
-        passages += kg_passages(p) if kind == "kg" else qa_passages(p, kind)
+        passages += kb_passages(load_kb(p, log=log)) if kind == "kg" else qa_passages(p, kind)
     idx = Index.build(passages)
     idx.save(path, stamp)
     log(f"indexed {len(passages)} passages in {time.perf_counter() - t0:.1f} s → {path}.npz")
