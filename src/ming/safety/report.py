@@ -414,6 +414,7 @@ def _unknown_items(t: str, spans: list[tuple[int, int]]) -> list[Finding]:
         if any(a <= m.start("num") < b for a, b in spans):
             continue
         name = re.sub(r"^[\s、，,;；。:：(（)）\[\]]+", "", m.group("name")).strip("（()）")
+        name = re.sub(r"(?:大约|约|为|是|达)$", "", name)
         if not name or _NOT_A_TEST.match(name):
             continue
         out.append(Finding(key=f"UNKNOWN:{name}", name=name, raw_name=name, value=float(m.group("num")), unit=m.group("unit"),
