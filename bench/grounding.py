@@ -1,10 +1,12 @@
 """Benchmark grounding: report explanations checked against the findings, medication notes, retrieval.
 
     .venv/bin/python bench/grounding.py sample --out A.jsonl     # sample answers with the embedded model (slow)
-    .venv/bin/python bench/grounding.py report --answers A.jsonl # contradiction rate before/after + checker P/R
+    .venv/bin/python bench/grounding.py report [--answers A.jsonl]  # contradiction rate before/after + checker P/R
+                                                                 # (default: bench/data/grounding_answers.jsonl)
     .venv/bin/python bench/grounding.py medication               # Rx / antibiotic-note precision & recall
     .venv/bin/python bench/grounding.py retrieval                # index build time, ms per question
-    .venv/bin/python bench/grounding.py retrieval-eval --n 100   # MCQ accuracy with / without retrieved text
+    .venv/bin/python bench/grounding.py retrieval-eval --n 100 --out R.jsonl  # MCQ / open QA with and without passages
+    .venv/bin/python bench/grounding.py retrieval-eval --report-only          # the committed run
 
 Reports: the hand-written reports of tests/fixtures/safety/reports plus seeded synthetic reports (panels
 of the reference table with random normal / abnormal values, several paste formats). `sample` answers each
@@ -12,8 +14,9 @@ report as the turn pipeline does (QA system prompt + the findings addendum), `--
 different seeds, then replays the first answer through GroundedReply, which asks the model once more
 (with the contradiction named, continuing after the shown text) before composing the explanation itself.
 
-Labelled sets (hand-written for this project): tests/fixtures/grounding/labelled_sentences.jsonl
-({report, sentence, contradiction: 0/1}) and medication_answers.jsonl.
+Labelled sets (labelled by hand for this project, in tests/fixtures/grounding/): labelled_sentences.jsonl
+(written sentences, {report, sentence, contradiction 0/1}), model_sentences.jsonl (the embedded model's own
+sentences from the committed run that name a test; phase dev/test) and medication_answers.jsonl.
 """
 
 from __future__ import annotations
@@ -184,6 +187,7 @@ def cmd_report(args) -> int:
         s = checker_scores(args.errors, file, phase)
         if s["n"]:
             print(f"| {name} | {s['n']} | {s['pos']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['tp']} | {s['fp']} | {s['fn']} |")
+    args.answers = [a for a in args.answers if Path(a).is_file()]
     if not args.answers:
         return 0
     rows = list({(r["report"], r["seed"]): r for a in args.answers for r in load_jsonl(Path(a))}.values())
@@ -373,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--reverse", action="store_true", help="answer the reports in reverse order")
     rp = sub.add_parser("report", help="checker precision/recall; contradiction rates from sampled answers")
-    rp.add_argument("--answers", nargs="*", default=[], help="JSONL file(s) written by `sample` (merged)")
+    rp.add_argument("--answers", nargs="*", default=[str(HERE / "data" / "grounding_answers.jsonl")],
+                    help="JSONL file(s) written by `sample` (merged; default: the committed run)")
     rp.add_argument("--errors", action="store_true", help="print misses / false alarms")
     mp = sub.add_parser("medication", help="medication-note precision / recall on the labelled answers")
     mp.add_argument("--errors", action="store_true")
@@ -392,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     ep.add_argument("--mode", choices=("loglik", "generate"), default="generate",
                     help="MCQ scoring: generate and extract the letter, or rank the letters by log-likelihood "
                          "(the llama.cpp loglik engine keeps every position's logits: ~20x slower here)")
-    ep.add_argument("--out", required=True, help="JSONL of per-item results (appended; resumes)")
+    ep.add_argument("--out", default=str(HERE / "data" / "grounding_retrieval_eval.jsonl"),
+                    help="JSONL of per-item results (appended; resumes; default: the committed run)")
     ep.add_argument("--report-only", action="store_true", help="summarise --out without running the model")
     args = ap.parse_args(argv)
     return {"sample": cmd_sample, "report": cmd_report, "medication": cmd_medication,
