@@ -190,7 +190,9 @@ def cmd_report(args) -> int:
     args.answers = [a for a in args.answers if Path(a).is_file()]
     if not args.answers:
         return 0
-    rows = list({(r["report"], r["seed"]): r for a in args.answers for r in load_jsonl(Path(a))}.values())
+    # distinct answers (two sampling processes may both answer a report with one seed; llama.cpp's thread count
+    # can make the same seed give different text)
+    rows = list({(r["report"], r["seed"], r["answer"]): r for a in args.answers for r in load_jsonl(Path(a))}.values())
     n_rep = len({r["report"] for r in rows})
     before = after_run = after = unrep = regen_ok = fallback = 0
     for r in rows:
@@ -213,7 +215,7 @@ def cmd_report(args) -> int:
         if args.errors and b:
             print(f"  {r['report']} seed {r['seed']}: {[v.describe() for v in b][:2]}")
     n = len(rows)
-    print(f"answers: {n} ({n_rep} reports; {n - n_rep} second/third samples), checked sentence by sentence")
+    print(f"answers: {n} distinct ({n_rep} reports; {n - n_rep} reports answered twice), checked sentence by sentence")
     print("| | answers with a contradiction | rate |")
     print("|---|---:|---:|")
     print(f"| before: the model alone, findings in its prompt | {before} | {before / max(1, n):.3f} |")
@@ -285,7 +287,7 @@ def cmd_retrieval(args) -> int:
 def cmd_retrieval_eval(args) -> int:
     """MCQ accuracy (generate, greedy) and open-QA ROUGE-L with and without retrieved passages, same items.
     Each item's pair of results is appended to --out as it is done, so a stopped run still reports."""
-    from ming.eval.metrics import mcnemar
+    from ming.eval.metrics import mcnemar, paired_bootstrap
 
     out = Path(args.out)
     done = {(r["kind"], r["id"]) for r in load_jsonl(out)} if out.exists() else set()
@@ -306,6 +308,10 @@ def cmd_retrieval_eval(args) -> int:
         letters = [(r[cond + "_text"].split("答案：")[-1].strip()[:1] or "?") for r in mcq]
         print(f"letters answered ({cond}): " + ", ".join(f"{k} {letters.count(k)}" for k in sorted(set(letters))))
     if qa:
+        pb = paired_bootstrap([r["off"] for r in qa], [r["on"] for r in qa])
+        print(f"open QA ROUGE-L on - off: {pb['delta']:+.4f} (95% CI {pb['ci95'][0]:+.4f} to {pb['ci95'][1]:+.4f}, "
+              f"p {pb['p']:.2f}); better with passages {sum(r['on'] > r['off'] for r in qa)}, worse "
+              f"{sum(r['on'] < r['off'] for r in qa)}")
         same = sum(r["on_text"] == r["off_text"] for r in qa)
         print(f"open QA: {same}/{len(qa)} answers identical with and without passages; mean passages {statistics.mean(r['hits'] for r in qa):.1f}")
     return 0
