@@ -421,7 +421,7 @@ class GroundedReply:
                 return
         if self.fallback and checker is not None:
             r.fallback = True
-            text = FALLBACK_HEADER + compose_explanation(self.findings)
+            text = (FALLBACK_HEADER if shown else FALLBACK_HEADER.lstrip("\n")) + compose_explanation(self.findings)
             advice = [s.strip() for s in checker.passed_after if s.strip()][: self.max_advice]
             if advice:
                 text += ADVICE_HEADER + "".join(advice)
