@@ -23,6 +23,7 @@ class _Recorded:
 
     def __init__(self, inner, meta: dict, name: str):
         self.inner, self.meta, self.stage = inner, meta, name
+        self.per_sentence = getattr(inner, "per_sentence", True)
 
     def sentence(self, text: str, shown: str) -> str:
         return self.inner.sentence(text, shown)

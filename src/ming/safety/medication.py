@@ -145,6 +145,7 @@ class MedicationPostCheck:
     sentences pass unchanged; `finish` returns the notes for the whole answer ('' when none)."""
 
     stage = "medication"
+    per_sentence = False  # reads the whole answer at the end: streaming is not held back for it
 
     def __init__(self, user_texts: list[str]):
         self.user_texts = user_texts
