@@ -58,8 +58,10 @@ def test_stages_run_in_order_and_their_text_is_rendered(tiny_qwen_engine):
 
 def test_registry_builds_per_caller():
     assert list(REGISTRY)[0] == "safety"
-    assert [s.name for s in build(StageOptions(safety="on"))] == ["safety"]
-    assert build(StageOptions(safety="off")) == build(StageOptions(safety="on", off=frozenset({"safety"}))) == []
+    assert [s.name for s in build(StageOptions(safety="on"))] == ["safety", "grounding", "medication"]
+    assert [s.name for s in build(StageOptions(safety="on", off=frozenset({"grounding"})))] == ["safety", "medication"]
+    every = frozenset({"safety", "grounding", "medication"})
+    assert build(StageOptions(safety="off")) == build(StageOptions(safety="on", off=every)) == []
     with pytest.raises(MingError, match="unknown stage"):
         build(StageOptions(off=frozenset({"nope"})))
     with pytest.raises(MingError, match="safety mode"):

@@ -1,4 +1,4 @@
-"""Lab / exam report parsing and grading on the 22 hand-written reports in tests/fixtures/safety."""
+"""Lab / exam report parsing and grading on the hand-written reports in tests/fixtures/safety."""
 
 import json
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ming.cli.main import main
-from ming.safety.report import classify_bp, findings_table, grounding_text, parse_report
+from ming.safety.report import classify_bp, findings_table, grounding_text, is_abnormal, parse_report
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "safety" / "reports"
 EXPECTED = json.loads((FIX / "expected.json").read_text(encoding="utf-8"))
@@ -24,7 +24,7 @@ def test_report_statuses(name):
 
 def test_showcase_abnormal_items_exactly():
     fs = parse_report((FIX / "01_ming_showcase.txt").read_text(encoding="utf-8"))
-    abnormal = {f.key: f for f in fs if f.status != "normal"}
+    abnormal = {f.key: f for f in fs if is_abnormal(f)}
     assert set(abnormal) == {"GGT", "TG", "U_BLD"}
     assert abnormal["GGT"].value == 65 and abnormal["GGT"].flag == "↑"
     assert abnormal["TG"].value == 1.75 and abnormal["TG"].category == "边缘升高"
@@ -82,7 +82,7 @@ def test_cli_report_json(capsys):
     ggt = next(r for r in rows if r["key"] == "GGT")
     assert {"name", "value", "unit", "reference_range", "status"} <= set(ggt)
     assert ggt["status"] == "high" and ggt["value"] == 65
-    assert {r["status"] for r in rows} <= {"high", "low", "normal", "abnormal"}
+    assert {r["status"] for r in rows} <= {"high", "low", "normal", "abnormal", "ungraded"}
 
 
 def test_cli_report_table_and_errors(tmp_path, capsys):
@@ -94,3 +94,56 @@ def test_cli_report_table_and_errors(tmp_path, capsys):
     assert main(["report", str(empty)]) == 2
     assert "no test results recognised" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "missing.txt")]) == 2
+
+
+def test_issue17_example_table():
+    fs = parse_report((FIX / "23_issue17_cbc_crp.txt").read_text(encoding="utf-8"))
+    by = {f.key: f for f in fs}
+    assert [f.key for f in fs] == ["WBC", "NEUT_PCT", "HGB", "CRP"]
+    assert by["WBC"].status == "high" and by["NEUT_PCT"].status == "high" and by["CRP"].status == "high"
+    assert by["HGB"].status == "normal" and "（女）" in by["HGB"].ref_source and by["HGB"].ref_high == 150
+    md = findings_table(fs)
+    assert "| 中性粒细胞百分比（中性粒细胞） | 85 % | 40–75 % | 偏高 ↑ |" in md
+
+
+@pytest.mark.parametrize("text, key", [
+    ("中性粒细胞 85%", "NEUT_PCT"), ("中性粒细胞 6.8×10^9/L", "NEUT_ABS"), ("淋巴细胞 1.0", "LYM_ABS"),
+    ("淋巴细胞 35", "LYM_PCT"), ("单核细胞 0.4", "MONO_ABS"), ("嗜酸性粒细胞 3.5%", "EO_PCT"),
+    ("嗜碱性粒细胞 0.02 ×10^9/L", "BASO_ABS"), ("PCT 0.22 %", "PCT_PLT"), ("PCT 0.8 ng/mL", "PROCAL"),
+])
+def test_bare_differential_names_route_by_unit_then_value(text, key):
+    assert parse_report(text)[0].key == key
+
+
+@pytest.mark.parametrize("text, key, status", [
+    ("总胆固醇 240 mg/dL", "TC", "high"), ("总胆固醇 180 mg/dL", "TC", "normal"),
+    ("低密度脂蛋白 160 mg/dL", "LDLC", "high"), ("甘油三酯 150 mg/dL", "TG", "normal"),
+    ("肌酐 1.5 mg/dL", "CREA", "high"), ("尿酸 8.0 mg/dL", "UA", "high"), ("血钙 9.5 mg/dL", "CA", "normal"),
+    ("总胆红素 2.0 mg/dL", "TBIL", "high"), ("D-二聚体 800 ng/mL", "DDIMER", "high"),
+    ("肌钙蛋白I 0.05 ng/mL", "HSTNI", "high"), ("血清铁 30 ug/dL", "FE", "low"),
+])
+def test_unit_conversions(text, key, status):
+    f = parse_report(text)[0]
+    assert (f.key, f.status) == (key, status) and "换算为" in f.note
+
+
+def test_values_that_cannot_be_graded_are_listed_not_dropped():
+    fs = parse_report("肌酐 1.2 mmol/L，某某抗体 3.2 U/mL，身高 170 cm，尿蛋白 0.3 g/L，钾 4.0 mmol/L")
+    by = {f.key: f for f in fs}
+    assert by["CREA"].status == "ungraded" and "无法换算" in by["CREA"].note
+    assert by["UNKNOWN:某某抗体"].status == "ungraded" and by["UNKNOWN:某某抗体"].value == 3.2
+    assert by["HEIGHT"].status == "ungraded" and by["U_PRO"].status == "ungraded"
+    assert by["K"].status == "normal" and not is_abnormal(by["CREA"])
+    md = findings_table(fs)
+    assert md.count("未判断") >= 4
+    assert "未判断 4 项" in grounding_text(fs)
+
+
+def test_every_table_entry_has_a_source_and_a_range_or_kind():
+    from ming.safety.report import load_table
+
+    for key, t in load_table().tests.items():
+        if key in ("HEIGHT", "WEIGHT"):
+            continue
+        assert t.get("source"), key
+        assert t.get("info") or t.get("kind") == "qualitative" or "male" in t or "high" in t or "low" in t, key

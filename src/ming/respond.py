@@ -51,7 +51,10 @@ MIN_ANSWER_TOKENS = 64  # the answer room is never cut below this (or below what
 # the turn and its stages
 # =============================================================================================
 class PostCheck:
-    """Checks the model's text as it streams (made per answer by `Stage.post_check`)."""
+    """Checks the model's text as it streams (made per answer by `Stage.post_check`). `per_sentence`
+    False: the check only reads the whole answer in `finish`, so the text is not held back for it."""
+
+    per_sentence = True
 
     def sentence(self, text: str, shown: str) -> str:
         """A finished sentence of model text, before anyone sees it; `shown` is the text shown so far.
@@ -291,7 +294,7 @@ class Pipeline:
         else:
             checks = [c for c in (s.post_check(turn) for s in self.stages) if c is not None]
             stop = threading.Event()
-            held = _Sentences() if checks else None
+            held = _Sentences() if any(getattr(c, "per_sentence", True) for c in checks) else None
             for ch in self.engine.stream(turn.prompt_ids, turn.gen, _either(cancel, stop)):
                 for text in (held.feed(ch.text) if held is not None else [ch.text]) if ch.text else []:
                     text = _checked(checks, text, "".join(model))

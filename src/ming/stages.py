@@ -17,6 +17,8 @@ from ming.errors import MingError
 from ming.respond import Stage
 from ming.safety import MODES as SAFETY_MODES
 from ming.safety.policy import SafetyPolicy
+from ming.retrieve import RetrievalStage
+from ming.safety.grounding_stage import GroundingStage, MedicationStage
 from ming.safety.stage import SafetyStage
 
 
@@ -47,10 +49,27 @@ def _safety(opts: StageOptions) -> Stage | None:
     return SafetyStage(policy) if policy is not None else None
 
 
+def _retrieval(opts: StageOptions) -> Stage | None:
+    """KB passages with sources; off unless the caller's settings name it (measured: docs/grounding.md)."""
+    s = opts.settings.get("retrieval")
+    return RetrievalStage(**s) if s is not None and opts.mode == "qa" else None
+
+
+def _grounding(opts: StageOptions) -> Stage | None:
+    return GroundingStage(**opts.settings.get("grounding", {})) if opts.safety != "off" else None
+
+
+def _medication(opts: StageOptions) -> Stage | None:
+    return MedicationStage() if opts.safety != "off" else None
+
+
 # name -> factory; the order is the order the turn runs them
 REGISTRY: dict[str, Callable[[StageOptions], Stage | None]] = {
     "safety": _safety,
-    # "consult": issue 16 (ming/consult/), "grounding": issue 17 — one line each, here
+    # "consult": issue 16 (ming/consult/) — one line here
+    "retrieval": _retrieval,    # issue 17: passages + "参考：…"
+    "grounding": _grounding,    # issue 17: a report's explanation held to its findings
+    "medication": _medication,  # issue 17: "需医生面诊后开具", antibiotics for a cold
 }
 
 

@@ -8,7 +8,7 @@ import re
 import sys
 
 from ming.errors import MingError
-from ming.safety.report import findings_table, parse_report
+from ming.safety.report import findings_table, is_abnormal, parse_report
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # never in a text report (tabs, newlines, ESC are)
@@ -74,6 +74,8 @@ def run(args) -> int:
             print(json.dumps(f.to_dict(), ensure_ascii=False))
         return 0
     print(findings_table(findings, markdown=args.markdown))
-    ab = [f for f in findings if f.status != "normal"]
-    print(f"\n{len(findings)} 项，异常 {len(ab)} 项" + (f"：{'、'.join(f.name for f in ab)}" if ab else ""))
+    ab = [f for f in findings if is_abnormal(f)]
+    ungraded = [f for f in findings if f.status == "ungraded"]
+    print(f"\n{len(findings)} 项，异常 {len(ab)} 项" + (f"：{'、'.join(f.name for f in ab)}" if ab else "")
+          + (f"；未判断 {len(ungraded)} 项：{'、'.join(f.name for f in ungraded)}" if ungraded else ""))
     return 0

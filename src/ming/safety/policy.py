@@ -19,7 +19,7 @@ from importlib import resources
 
 from ming import DISCLAIMER
 from ming.errors import MingError
-from ming.safety.report import Finding, findings_table, grounding_text, parse_report
+from ming.safety.report import Finding, findings_table, grounding_text, is_abnormal, parse_report
 from ming.safety.triage import Triage, bounded_text, default_triage
 
 MODES = ("off", "on", "strict")
@@ -151,7 +151,7 @@ class SafetyPolicy:
             d.findings = findings
             d.findings_table = findings_table(findings)
             addenda.append(grounding_text(findings))
-            n_ab = sum(f.status != "normal" for f in findings)
+            n_ab = sum(is_abnormal(f) for f in findings)
             d.triggered.append({"layer": "report", "rule_id": "REPORT-FINDINGS",
                                 "rationale": f"解析到 {len(findings)} 项检验/体检结果（{n_ab} 项异常），已按参考范围比对并提供给模型"})
 

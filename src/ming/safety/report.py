@@ -13,13 +13,15 @@ is classified per 中国高血压防治指南 (2018/2024).
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-STATUS_ZH = {"high": "偏高 ↑", "low": "偏低 ↓", "normal": "正常", "abnormal": "异常"}
+STATUS_ZH = {"high": "偏高 ↑", "low": "偏低 ↓", "normal": "正常", "abnormal": "异常", "ungraded": "未判断"}
+GRADED = ("high", "low", "normal", "abnormal")
 _QUAL = (r"弱阳性|阳性|阴性|可疑|微量|trace|neg(?:ative)?|pos(?:itive)?|未见异常|正常|±|\+-|\+/-"
          r"|[1-4]\+|\+{1,4}|\(\+{1,4}\)|\(-\)|\(±\)|(?<![\d.])-(?![\d.])")
 _NUM = r"[<>≤≥]?\s*\d+(?:\.\d+)?"
@@ -30,9 +32,11 @@ _VALUE = re.compile(
 _FLAG = re.compile(r"(↑+|↓+|(?<![^\s(\[])(?:HH|LL|H|L)(?![^\s)\]])|偏高|偏低|升高|降低|增高|减低|(?<![\u4e00-\u9fff])[高低](?![\u4e00-\u9fff]))")
 _RANGE = re.compile(r"(?P<lo>\d+(?:\.\d+)?)\s*(?:-{1,2}|~|～|—|–|至|到)\s*(?P<hi>\d+(?:\.\d+)?)"
                     r"|(?P<lt>[<≤]|小于|低于)\s*(?P<ltv>\d+(?:\.\d+)?)|(?P<gt>[>≥]|大于|高于)\s*(?P<gtv>\d+(?:\.\d+)?)")
-_UNIT = re.compile(r"(?:[x×*]?\s*10\s*(?:\^|\*|e)?\s*(?:9|12)\s*/\s*l|[μuµ]mol/l|mmol/l|pmol/l|nmol/l|mg/dl|g/dl|mg/l|g/l|ng/ml|ng/l|"
-                   r"pg/ml|[μuµ]iu/ml|miu/l|iu/l|u/l|mmhg|ml/min(?:/1\.73m2)?|mm/h|fl|pg|kg/m2|kg|cm|次/分|bpm|%)", re.I)
-_SEX = re.compile(r"性别\s*[:：]?\s*(男|女)|(?:^|[\s,，。;；(（])(男|女)(?:性)?\s*[,，、\s]?\s*\d{1,3}\s*岁|(男|女)性|(?:先生|男士)|(?:女士|小姐)")
+_UNIT = re.compile(r"(?:[x×*]?\s*10\s*(?:\^|\*|e)?\s*(?:9|12)\s*/\s*l|[μuµ]mol/l|mmol/l|pmol/l|nmol/l|mg/dl|[μuµ]g/dl|g/dl|mg/l|g/l|"
+                   r"ng/ml|ng/l|[μuµ]g/ml|[μuµ]g/l|pg/ml|[μuµ]iu/ml|miu/l|miu/ml|iu/ml|iu/l|ku/l|mu/l|u/ml|u/l|mg/mmol|mg/g|mmhg|"
+                   r"ml/min(?:/1\.73m2)?|mm/h|fl|pg|kg/m2|kg|cm|次/分|bpm|个?/\s*hp|个?/\s*[μuµ]l|(?<![a-z])(?:s|sec)(?![a-z/])|秒|%)",
+                   re.I)
+_SEX = re.compile(r"性别\s*[:：]?\s*(男|女)|[（(](男|女)[）)]|(?:^|[\s,，。;；(（])(男|女)(?:性)?\s*[,，、\s]?\s*\d{1,3}\s*岁|(男|女)性|(?:先生|男士)|(?:女士|小姐)")
 _SECTION = re.compile(r"(尿常规|尿液分析|尿液|尿检|血常规|血细胞分析|肝功能|肾功能|血脂|血糖|乙肝|甲功|甲状腺|一般检查|电解质|心肌酶)")
 
 
@@ -71,6 +75,8 @@ class ReportTable:
     alias_to_key: dict
     alias_re: re.Pattern
     urine_section: dict = field(default_factory=dict)
+    by_unit: dict = field(default_factory=dict)        # bare alias -> {unit key | "default": test key}
+    urine_numeric: dict = field(default_factory=dict)  # alias -> microscopy test inside a urine section
 
 
 def _trie_regex(words: list[str]) -> str:
@@ -109,10 +115,14 @@ def load_table() -> ReportTable:
         for a in [t["name"], *t.get("aliases", [])]:
             alias_to_key.setdefault(_norm_alias(a), key)
     alias_to_key.setdefault("血压", "BP")
+    by_unit = {_norm_alias(a): {_unit_key(u): k for u, k in m.items()} for a, m in (spec.get("by_unit") or {}).items()}
+    for a, m in by_unit.items():
+        alias_to_key.setdefault(a, m["default"])
     words = sorted(alias_to_key, key=len, reverse=True)
     # ASCII aliases must not sit inside a longer ASCII word ("LD" in "LDL", "P" in "PLT")
     rx = re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])")
-    return ReportTable(tests, alias_to_key, rx, {_norm_alias(k): v for k, v in spec.get("urine_section", {}).items()})
+    return ReportTable(tests, alias_to_key, rx, {_norm_alias(k): v for k, v in spec.get("urine_section", {}).items()},
+                       by_unit, {_norm_alias(k): v for k, v in (spec.get("urine_numeric") or {}).items()})
 
 
 def _qual_norm(q: str) -> str:
@@ -160,7 +170,24 @@ def _fmt_range(lo, hi) -> str:
 def _unit_key(u: str) -> str:
     u = u.lower().replace(" ", "").replace("µ", "u").replace("μ", "u")
     u = re.sub(r"^[x×*]?10(?:\^|\*|e)?(9|12)/l$", r"10^\1/l", u)
+    u = {"iu/l": "u/l", "秒": "s", "sec": "s", "个/hp": "/hp", "个/ul": "/ul", "iu/ml": "u/ml"}.get(u, u)
     return u
+
+
+def _route_by_unit(routes: dict, value: float, rest: str) -> str:
+    """The test a bare name ("中性粒细胞") means, from the unit after its value, else from the value."""
+    um = _UNIT.search(rest)
+    if um and _unit_key(um.group(0)) in routes:
+        return routes[_unit_key(um.group(0))]
+    tests = load_table().tests
+
+    def distance(k: str) -> float:  # how far the value sits from the middle of the range, on a log scale
+        t = tests[k]
+        mid = ((t.get("low") or 0) + t["high"]) / 2
+        return abs(math.log(max(value, 1e-6) / mid))
+
+    cands = sorted({k for u, k in routes.items() if u != "default"}, key=distance)
+    return cands[0] if cands and value > 0 else routes["default"]
 
 
 def _category(t: dict, v: float) -> str:
@@ -192,8 +219,8 @@ def _grade_numeric(key: str, t: dict, raw: str, value: float, rest: str, sex: st
         f.ref_source = "报告所印参考范围"
         v_cmp = value
     elif t.get("info"):
-        f.ref_source = "仅记录"
-        f.note = t.get("note", "")
+        f.ref_source, f.status = "仅记录", "ungraded"
+        f.note = t.get("note", "") or "无通用参考区间，未判断"
         return f
     else:
         lo, hi, which = _range_for(t, sex)
@@ -203,6 +230,14 @@ def _grade_numeric(key: str, t: dict, raw: str, value: float, rest: str, sex: st
         alts = {_unit_key(k): v for k, v in (t.get("alt_units") or {}).items()}
         if ukey and ukey != canon and ukey in alts:
             factor = alts[ukey]
+        elif ukey and ukey != canon:
+            f.note = f"单位 {unit} 与参考表单位 {t.get('unit') or '（无）'} 不同且无法换算"
+            if not f.flag:
+                f.status, f.ref_source = "ungraded", ""
+                f.note += "，请以报告所印参考范围为准"
+                return f
+            f.ref_source = "报告标记"
+            lo = hi = None
         elif not ukey and alts and hi is not None and hi < 900 and value > 3 * hi:
             # no unit and implausible in the canonical unit: try the alternative (mg/dL is the usual)
             for alt_u, fac in alts.items():
@@ -213,8 +248,9 @@ def _grade_numeric(key: str, t: dict, raw: str, value: float, rest: str, sex: st
         if factor != 1.0:
             f.note = (f.note + "；" if f.note else "") + f"换算为 {v_cmp:.2f} {t.get('unit', '')}"
         f.ref_low, f.ref_high = lo, hi
-        f.ref_text = _fmt_range(lo, hi) + (f" {t.get('unit', '')}" if t.get("unit") else "")
-        f.ref_source = t.get("source", "") + (f"（{which}）" if which else "")
+        if f.ref_source != "报告标记":
+            f.ref_text = _fmt_range(lo, hi) + (f" {t.get('unit', '')}" if t.get("unit") else "")
+            f.ref_source = t.get("source", "") + (f"（{which}）" if which else "")
         f.category = _category(t, v_cmp)
     if f.flag:
         fl = f.flag
@@ -227,7 +263,7 @@ def _grade_numeric(key: str, t: dict, raw: str, value: float, rest: str, sex: st
         f.status = "low"
     else:
         f.status = "normal"
-    if not f.category and f.ref_source != "报告所印参考范围":
+    if not f.category and f.ref_source not in ("报告所印参考范围", "报告标记"):
         f.category = _category(t, v_cmp)
     if t.get("note") and f.status != "normal":
         f.note = (f.note + "；" if f.note else "") + t["note"]
@@ -303,6 +339,7 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
     sections = [(m.start(), m.group(1)) for m in _SECTION.finditer(t)]
     findings: list[Finding] = []
     seen: set[str] = set()
+    spans: list[tuple[int, int]] = []  # text consumed by a recognised test and its value
     for i, (s, e, alias) in enumerate(hits):
         nxt = hits[i + 1][0] if i + 1 < len(hits) else len(t)
         seg = t[e:nxt]
@@ -317,9 +354,14 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
         section = next((name for pos, name in reversed(sections) if pos <= s), "")
         if section.startswith("尿") and alias in table.urine_section:
             key = table.urine_section[alias]
+            if vm.group("num") is not None and alias in table.urine_numeric:
+                key = table.urine_numeric[alias]
+        elif alias in table.by_unit and vm.group("num") is not None:
+            key = _route_by_unit(table.by_unit[alias], float(vm.group("num").replace(" ", "").lstrip("<>≤≥")), seg[vm.end():])
         if key == "BP":
             if vm.group("bp") and "BP" not in seen:
                 seen.update({"BP", "SBP", "DBP"})
+                spans.append((s, e + vm.end()))
                 findings += _bp_findings(raw, int(vm.group("bp")), int(vm.group("bp2")))
             continue
         if vm.group("bp"):
@@ -334,20 +376,55 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
             if key in seen:
                 continue
             seen.add(key)
+            spans.append((s, e + vm.end()))
             findings.append(_grade_qual(key, tdef, raw, vm.group("qual"), rest))
             continue
         num = vm.group("num").replace(" ", "")
-        if tdef.get("kind") == "qualitative" or key in seen:
+        if key in seen:
             continue
         if num[0] in "<>≤≥":
             num = num[1:]
         seen.add(key)
+        spans.append((s, e + vm.end()))
+        if tdef.get("kind") == "qualitative":  # a number where the table expects 阴性/阳性
+            um = _UNIT.search(rest)
+            findings.append(Finding(key=key, name=tdef["name"], raw_name=raw, value=float(num), unit=um.group(0) if um else "",
+                                    ref_text="阴性", status="ungraded",
+                                    note="参考表按定性（阴性/阳性）判断，报告给出的是数值，请以报告所印参考范围为准"))
+            continue
         findings.append(_grade_numeric(key, tdef, raw, float(num), rest, sex))
     if "SBP" in seen and "DBP" in seen and "BP" not in seen:
         s_ = next(f for f in findings if f.key == "SBP")
         d_ = next(f for f in findings if f.key == "DBP")
         findings.append(classify_bp(int(s_.value), int(d_.value), "收缩压/舒张压"))
+    if findings:
+        findings += _unknown_items(t, spans)
     return findings
+
+
+_UNKNOWN = re.compile(r"(?P<name>[A-Za-z\u4e00-\u9fff][A-Za-z0-9\u4e00-\u9fff\-#%()（）/]{0,15}?)\s*(?:[=:：]|结果|为)?\s*\[?\s*"
+                      r"(?P<num>\d+(?:\.\d+)?)\s*\]?\s*(?:[↑↓HL]\s*)?(?P<unit>" + _UNIT.pattern + r")", re.I)
+_NOT_A_TEST = re.compile(r"^(?:岁|年|月|天|周|次|个|片|粒|毫升|我|今年|体检|检查|结果|报告|化验|复查|最近|上次)")
+
+
+def _unknown_items(t: str, spans: list[tuple[int, int]]) -> list[Finding]:
+    """Name + value + unit the table does not know: listed as ungraded, never dropped."""
+    out = []
+    for m in _UNKNOWN.finditer(t):
+        if any(a <= m.start("num") < b for a, b in spans):
+            continue
+        name = re.sub(r"^[\s、，,;；。:：(（)）\[\]]+", "", m.group("name")).strip("（()）")
+        name = re.sub(r"(?:大约|约|为|是|达)$", "", name)
+        if not name or _NOT_A_TEST.match(name):
+            continue
+        out.append(Finding(key=f"UNKNOWN:{name}", name=name, raw_name=name, value=float(m.group("num")), unit=m.group("unit"),
+                           status="ungraded", note="参考表中没有这一项，未判断；请以报告所印参考范围为准"))
+    return out
+
+
+def is_abnormal(f: Finding) -> bool:
+    """Graded and outside its range (ungraded items are neither normal nor abnormal)."""
+    return f.status in ("high", "low", "abnormal")
 
 
 def findings_table(findings: list[Finding], markdown: bool = True) -> str:
@@ -357,7 +434,7 @@ def findings_table(findings: list[Finding], markdown: bool = True) -> str:
     head = ["项目", "结果", "参考范围", "判断", "说明"]
     rows = []
     for f in findings:
-        judge = "—" if f.ref_source == "仅记录" else STATUS_ZH.get(f.status, f.status) + (f"（报告标记 {f.flag}）" if f.flag else "")
+        judge = STATUS_ZH.get(f.status, f.status) + (f"（报告标记 {f.flag}）" if f.flag else "")
         note = "；".join(x for x in (f.category, f.note, f.ref_source) if x)
         rows.append([f.name if f.name == f.raw_name else f"{f.name}（{f.raw_name}）", f.value_text, f.ref_text, judge, note])
     if markdown:
@@ -376,12 +453,14 @@ def _w(s: str) -> int:
 def grounding_text(findings: list[Finding], short: bool = False) -> str:
     """System-prompt addendum so the model's explanation rests on the parsed findings. `short`: the
     form for a nearly full context window (abnormal items with value and range; normal ones named)."""
-    abnormal = [f for f in findings if f.status != "normal"]
+    abnormal = [f for f in findings if is_abnormal(f)]
+    ungraded = [f for f in findings if f.status == "ungraded"]
     if short:
         items = "；".join(f"{f.name} {f.value_text}（参考 {f.ref_text or '—'}）{STATUS_ZH[f.status]}" for f in abnormal)
         normal = "、".join(f.name for f in findings if f.status == "normal")
         return ("【检验结果（程序已与参考范围比较，以此为准）】" + (f"异常 {len(abnormal)} 项：{items}。" if abnormal else "")
                 + (f"正常：{normal}。" if normal else "")
+                + (f"未判断（不要评价高低）：{'、'.join(f.name for f in ungraded)}。" if ungraded else "")
                 + "要求：只把异常项目说成异常，解释其常见原因和下一步（复查、生活方式、何时就医），不做确定诊断，不编造数值。")
     lines = ["【检验/体检结果（程序解析并已与参考范围比较，解释时以此为准，不要自行改判）】"]
     for f in findings:
@@ -389,7 +468,8 @@ def grounding_text(findings: list[Finding], short: bool = False) -> str:
         lines.append(f"- {f.name}：{f.value_text}，参考 {f.ref_text or '—'}（{f.ref_source}）→ {STATUS_ZH[f.status]}"
                      + (f"；{extra}" if extra else ""))
     lines.append(f"共 {len(findings)} 项，其中异常 {len(abnormal)} 项"
-                 + (f"：{'、'.join(f.name for f in abnormal)}" if abnormal else "") + "。")
+                 + (f"：{'、'.join(f.name for f in abnormal)}" if abnormal else "")
+                 + (f"；未判断 {len(ungraded)} 项（{'、'.join(f.name for f in ungraded)}），不要评价其高低" if ungraded else "") + "。")
     lines.append("要求：只把上面标为偏高/偏低/异常的项目说成异常，正常项目（包括“正常高值”“合适水平”）不要说成偏高；"
                  "解释每个异常项目的常见原因和下一步（复查、生活方式、何时就医），不要做确定诊断，不要编造报告中没有的数值。")
     return "\n".join(lines)
