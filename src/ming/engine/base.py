@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Mapping, Sequence, TypeVar
 
+from ming.config import option
 from ming.errors import MingError
 from ming.templates import Message, Rendered, Template
 
@@ -19,14 +20,15 @@ class GenerationConfig:
     """Decoding settings. temperature 0 = greedy. num_beams > 1 = deterministic beam search
     (temperature / top_p / top_k are then ignored, with a notice: beams never sample)."""
 
-    max_new_tokens: int = 512
-    temperature: float = 0.7
-    top_p: float = 0.9
-    top_k: int = 0  # 0 = off
-    repetition_penalty: float = 1.0  # 1.0 = off
-    num_beams: int = 1
-    seed: int | None = None
-    stop: tuple[str, ...] = ()  # extra stop strings, on top of the template's
+    max_new_tokens: int = option(512, "most tokens per answer", flags=("--max-new-tokens", "--max-new-token"))
+    temperature: float = option(0.7, "sampling temperature; 0 = greedy")
+    top_p: float = option(0.9, "nucleus sampling mass, 1 = off")
+    top_k: int = option(0, "sample from the k most likely tokens, 0 = off")
+    repetition_penalty: float = option(1.0, "penalise tokens already in the conversation, 1.0 = off")
+    num_beams: int = option(1, "beam search width; > 1 decodes deterministically (temperature, top-p, top-k ignored; "
+                               "transformers backend)", flags=("--beam-size", "--num-beams"))
+    seed: int | None = option(None, "seed for sampling (same seed, same answer)")
+    stop: tuple[str, ...] = option((), "extra stop strings, on top of the template's", cli=False)
 
     @property
     def greedy(self) -> bool:

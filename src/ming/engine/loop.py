@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Sequence
 
 from ming.engine import sampling
-from ming.engine.base import K, Chunk, Engine, GenerationConfig
+from ming.engine.base import Chunk, Engine, GenerationConfig, K
 from ming.engine.detok import StreamDecoder
 from ming.errors import MingError
 
