@@ -43,8 +43,7 @@ def _first_logits(engine, ids):
         with torch.inference_mode():
             return engine.model(input_ids=torch.tensor([ids])).logits[0, -1].float().numpy()
     engine.reset_cache()
-    engine._prefill(ids)
-    return np.array(engine._last_logits()[: len(engine.tokenizer)])
+    return np.array(engine._prefill(ids)[1][: len(engine.tokenizer)])
 
 
 def test_f32_same_greedy_tokens(tiny, hf_engine):

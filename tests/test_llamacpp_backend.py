@@ -116,8 +116,9 @@ def test_seed_top_k_and_penalty(emb):
     assert emb.chat(MSGS, s.replace(top_k=1, temperature=1.5)).text == emb.chat(MSGS, GREEDY.replace(max_new_tokens=10)).text
 
 
-def test_pick_rules_match_transformers(emb):
-    """Repetition penalty / temperature / top-k / top-p give the same distribution as transformers' processors."""
+def test_pick_rules_match_transformers():
+    """Repetition penalty / temperature / top-k / top-p (ming.engine.sampling, used by both CPU backends) give
+    the same distribution as transformers' processors."""
     import numpy as np
     import torch
     from transformers.generation.logits_process import (
@@ -126,6 +127,8 @@ def test_pick_rules_match_transformers(emb):
         TopKLogitsWarper,
         TopPLogitsWarper,
     )
+
+    from ming.engine import sampling
 
     rng = np.random.default_rng(0)
     logits = rng.normal(size=50).astype(np.float32) * 3
@@ -140,12 +143,12 @@ def test_pick_rules_match_transformers(emb):
     counts = np.zeros(50)
     r = np.random.default_rng(1)
     for _ in range(4000):
-        counts[emb._pick(logits, gen, history, r)] += 1
+        counts[sampling.pick(logits, gen, history, r)] += 1
     assert set(np.nonzero(counts)[0]) <= set(np.nonzero(want > 0)[0])
     assert np.abs(counts / counts.sum() - want).max() < 0.03
     # greedy with a repetition penalty: the penalised best token loses
     lg = np.array([0.0, 5.0, 4.5], dtype=np.float32)
-    assert emb._pick(lg, GenerationConfig(temperature=0, repetition_penalty=1.5), [1], None) == 2
+    assert sampling.pick(lg, GenerationConfig(temperature=0, repetition_penalty=1.5), [1], None) == 2
 
 
 def test_stop_string_and_cancel(emb):

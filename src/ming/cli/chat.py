@@ -6,8 +6,15 @@ import argparse
 import sys
 
 from ming import DISCLAIMER
-from ming.cli.common import add_generation_args, add_model_args, add_safety_args, generation_config, model_options
+from ming.cli.common import (
+    GENERATION_GROUP,
+    MODEL_GROUP,
+    generation_config,
+    model_options,
+)
+from ming.config import ChatOptions, ModelOptions, add_settings
 from ming.engine import create_engine
+from ming.engine.base import GenerationConfig
 from ming.errors import MingError
 from ming.respond import Pipeline
 from ming.session import HELP, Session, parse_command
@@ -18,15 +25,7 @@ def add_parser(sub, name: str, help_text: str):
     p = sub.add_parser(name, help=help_text, description=(
         "Talk to a medical model over many turns. Type `new chat` to start over, /help for commands. "
         "With no --model-path the embedded default model runs offline on CPU."))
-    add_model_args(p)
-    add_generation_args(p)
-    add_safety_args(p)
-    p.add_argument("--mode", choices=["qa", "consult"], default="qa",
-                   help="qa = 医疗问答 (answer questions, analyse cases and reports); consult = 智能问诊 "
-                        "(ask one follow-up question at a time, then give an assessment)")
-    p.add_argument("--system", default=None,
-                   help="system prompt; '' for none; '@template' for the one the checkpoint was trained with "
-                        "(e.g. MING-1.8B's 'You are a helpful assistant.')")
+    add_settings(p, ModelOptions, GenerationConfig, ChatOptions, groups=(MODEL_GROUP, GENERATION_GROUP, "chat"))
     p.add_argument("--once", metavar="QUESTION", default=None, help="answer one question, print it and exit")
     p.add_argument("--plain", action="store_true", help="no colours or Markdown rendering even on a terminal")
     p.set_defaults(func=run)

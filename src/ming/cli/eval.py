@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ming import DISCLAIMER, envs
-from ming.cli.common import add_model_args, model_options
-from ming.config import merge
+from ming.cli.common import MODEL_GROUP, model_options
+from ming.config import ModelOptions, add_settings, load
+from ming.config import save as save_config
 from ming.engine import create_engine
 from ming.engine.base import GenerationConfig
 from ming.errors import MingError
@@ -38,40 +40,12 @@ def add_parser(sub, name: str, help_text: str):
         "continue a killed run."), epilog=__doc__.split("\n", 2)[2])
     p.add_argument("task", nargs="?", help="TASK[,TASK…] | suite | list | compare A B | report DIR")
     p.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
-    p.add_argument("--output", "-o", default=None, help="run folder (results.jsonl, run.json, report.json, report.md)")
-    p.add_argument("--config", default=None, help="YAML of eval settings (configs/eval/*.yaml); flags override it")
-    e = p.add_argument_group("evaluation")
-    e.add_argument("--limit", type=int, default=None, help="first N items of each task (default: all)")
-    e.add_argument("--shots", type=int, default=None, help="few-shot examples for MCQ tasks, drawn (seeded) from the "
-                   "task's dev split and never scored (default 0)")
-    e.add_argument("--mode", choices=["generate", "loglik"], default=None,
-                   help="MCQ scoring: generate (the model answers, letters extracted) or loglik (options ranked "
-                        "by log-likelihood of the letter; local transformers models only). Default generate")
-    e.add_argument("--data", default=None, help="JSONL file for the `mcq` task (shared MCQ schema), or a replacement "
-                   "data file when one task is given")
-    e.add_argument("--seed", type=int, default=None, help="run seed; each item's seed derives from it (default 1234)")
-    e.add_argument("--max-new-tokens", type=int, default=None,
-                   help="tokens per answer (default: 24 for MCQ, 256 for QA/safety, 160 per consultation turn)")
-    e.add_argument("--temperature", type=float, default=None, help="0 = greedy (default 0)")
-    e.add_argument("--top-p", type=float, default=None, help="nucleus mass when sampling (default 1.0)")
-    e.add_argument("--batch-size", type=int, default=None,
-                   help="concurrent requests to --base-url (default 1); a local engine answers one at a time")
-    e.add_argument("--safety", choices=["on", "off", "strict"], default=None,
-                   help="local models: answer through the runtime safety layer as `ming chat` does (default on); "
-                        "a --base-url server applies its own")
-    e.add_argument("--overwrite", action="store_true", help="discard earlier results of these tasks in OUTPUT")
-    e.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_settings(p, EvalOptions, ModelOptions, groups=("evaluation", MODEL_GROUP),
+                 config_help="YAML of eval settings (configs/eval/*.yaml; `tasks:` may replace TASK); flags override it")
     c = p.add_argument_group("simulated-patient consultation")
-    c.add_argument("--no-stop-at-answer", dest="stop_at_answer", action="store_false", default=None,
-                   help="MCQ generate on a local model: keep generating after a complete \"答案：X\" line (by default the "
-                        "evaluator stops there; the reason after it is never scored)")
-    c.add_argument("--max-turns", type=int, default=None, help="doctor turns per consultation (default 4)")
-    c.add_argument("--patient", choices=["rule", "llm"], default=None,
-                   help="rule: keyword/bigram simulator, no second model (default); llm: a model plays the patient")
     c.add_argument("--patient-base-url", default=None, help="OpenAI-compatible URL of the patient model")
     c.add_argument("--patient-api-model", default=None)
     c.add_argument("--patient-api-key", default=None)
-    add_model_args(p)
     h = p.add_argument_group("OpenAI-compatible endpoint (instead of a local model)")
     h.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8000/v1 (`ming serve`, vLLM, a vendor)")
     h.add_argument("--api-model", default=None, help="model name to send (default: the first of GET /v1/models)")
@@ -147,14 +121,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.extra:
         raise MingError(f"unexpected arguments {args.extra}; give tasks as one comma-separated list, e.g. cmexam,cmb")
-    overrides = {k: getattr(args, k) for k in ("limit", "shots", "mode", "data", "seed", "max_new_tokens",
-                                               "temperature", "top_p", "batch_size", "safety", "max_turns",
-                                               "patient", "output", "stop_at_answer")}
-    overrides["overwrite"] = args.overwrite or None
-    overrides["progress"] = args.progress if not args.progress else None
+    opts = load(EvalOptions, args)
     if args.task:
-        overrides["tasks"] = args.task
-    opts = merge(EvalOptions, args.config, overrides)
+        opts.tasks = args.task
     if not opts.tasks:
         raise MingError("give the tasks to run (e.g. `ming eval cmexam --output runs/x`) or a --config with "
                         "`tasks:`; `ming eval list` shows them")
@@ -166,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         raise MingError("--output DIR is required: the folder where results.jsonl and the report go")
 
     print(f"[ming eval] {DISCLAIMER}", file=sys.stderr)
+    save_config(Path(opts.output) / "eval_config.yaml", opts, *([] if args.base_url else [model_options(args)]))
     client = _client(args, need_loglik=opts.mode == "loglik", safety=opts.safety)
     patient_client = judge = None
     if opts.patient == "llm" and args.patient_base_url:

@@ -10,6 +10,8 @@ import os
 import sys
 
 from ming import __version__
+from ming.config import Parser
+from ming.errors import MingError
 
 # name -> (module, one-line help). Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -27,7 +29,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(  # subcommand parsers are Parsers too: their settings are filled (defaults < YAML < flags)
         prog="ming",
         description="明医 MING — chat with, serve, build data for, fine-tune and evaluate a Chinese medical LLM.",
     )
@@ -59,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["train"]:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except MingError as exc:  # a --config file that cannot be used
+        print(f"ming {argv[0]}: error: {exc}", file=sys.stderr)
+        return 2
     if not args.command:
         parser.print_help()
         return 0
@@ -75,8 +81,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ming {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
-
-from ming.errors import MingError  # noqa: E402  (tiny module, no heavy imports)
 
 if __name__ == "__main__":
     raise SystemExit(main())

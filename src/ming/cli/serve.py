@@ -6,12 +6,19 @@ import argparse
 import sys
 
 from ming import DISCLAIMER, envs
-from ming.cli.common import add_generation_args, add_model_args, generation_config, model_options
+from ming.cli.common import (
+    GENERATION_GROUP,
+    MODEL_GROUP,
+    generation_config,
+    model_options,
+)
+from ming.config import ModelOptions, add_settings
 from ming.engine import create_engine
+from ming.engine.base import GenerationConfig
 from ming.errors import MingError
 from ming.serve.app import build_app
 from ming.serve.server import make_server
-from ming.serve.settings import add_flags, from_args
+from ming.serve.settings import ServeSettings, from_args
 from ming.stages import StageOptions, build
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -23,9 +30,7 @@ def add_parser(sub, name: str, help_text: str):
         "GET /health, and a web page at / with the two modes 医疗问答 and 智能问诊. The generation flags set the "
         "defaults for requests that do not give their own. With no --model-path the embedded default model runs "
         "offline on CPU. Binds to 127.0.0.1 unless --host says otherwise."))
-    add_model_args(p)
-    add_generation_args(p)
-    add_flags(p)
+    add_settings(p, ModelOptions, GenerationConfig, ServeSettings, groups=(MODEL_GROUP, GENERATION_GROUP, "server"))
     p.set_defaults(func=run)
     return p
 

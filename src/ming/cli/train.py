@@ -23,8 +23,6 @@ EPILOG = """examples:
 def add_parser(subparsers, name: str, help_text: str) -> None:
     p = subparsers.add_parser(name, help=help_text, description=help_text, epilog=EPILOG,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="recipe YAML with TrainConfig settings (flags override it), e.g. "
-                                                  "configs/train/lora-cpu.yaml")
     add_flags(p)
     p.set_defaults(func=run)
     sub = p.add_subparsers(dest="train_action", metavar="ACTION")

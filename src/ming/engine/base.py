@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence, TypeVar
 
+from ming.config import option
 from ming.errors import MingError
 from ming.templates import Message, Rendered, Template
 
+K = TypeVar("K")
 DEFAULT_MAX_CONTEXT = 8192  # tokens of context unless --context-length asks for more (llama.cpp allocates it up front)
 
 
@@ -18,14 +20,15 @@ class GenerationConfig:
     """Decoding settings. temperature 0 = greedy. num_beams > 1 = deterministic beam search
     (temperature / top_p / top_k are then ignored, with a notice: beams never sample)."""
 
-    max_new_tokens: int = 512
-    temperature: float = 0.7
-    top_p: float = 0.9
-    top_k: int = 0  # 0 = off
-    repetition_penalty: float = 1.0  # 1.0 = off
-    num_beams: int = 1
-    seed: int | None = None
-    stop: tuple[str, ...] = ()  # extra stop strings, on top of the template's
+    max_new_tokens: int = option(512, "most tokens per answer", flags=("--max-new-tokens", "--max-new-token"))
+    temperature: float = option(0.7, "sampling temperature; 0 = greedy")
+    top_p: float = option(0.9, "nucleus sampling mass, 1 = off")
+    top_k: int = option(0, "sample from the k most likely tokens, 0 = off")
+    repetition_penalty: float = option(1.0, "penalise tokens already in the conversation, 1.0 = off")
+    num_beams: int = option(1, "beam search width; > 1 decodes deterministically (temperature, top-p, top-k ignored; "
+                               "transformers backend)", flags=("--beam-size", "--num-beams"))
+    seed: int | None = option(None, "seed for sampling (same seed, same answer)")
+    stop: tuple[str, ...] = option((), "extra stop strings, on top of the template's", cli=False)
 
     @property
     def greedy(self) -> bool:
@@ -95,6 +98,12 @@ class Engine(ABC):
         """Sum of log-probabilities of continuation given context (for multiple-choice scoring)."""
         raise NotImplementedError(f"the {self.backend} backend cannot score log-likelihoods")
 
+    def score_continuations(self, context_ids: Sequence[int],
+                            continuations: Mapping[K, Sequence[int]]) -> dict[K, float]:
+        """{key: sum log p(continuation | context)} for several continuations of one context (the answer
+        options of a question). Backends with their own token loop encode the context once."""
+        return {k: self.loglikelihood(context_ids, c) for k, c in continuations.items()}
+
     def reset_cache(self) -> None:
         """Forget any reused KV/prefix cache (new chat, undo)."""
 
@@ -102,6 +111,18 @@ class Engine(ABC):
         pass
 
     # -- shared ---------------------------------------------------------------------------------
+    def room(self, n_prompt: int, gen: GenerationConfig) -> int:
+        """How many tokens a reply to an `n_prompt`-token prompt may have: gen.max_new_tokens, clamped to the
+        room the context window leaves. A prompt that fills the window is an error (callers fit the history
+        first; see ming.session / ming.respond)."""
+        if n_prompt < 1:
+            raise MingError("empty prompt: nothing to generate from")
+        if n_prompt >= self.context_length:
+            raise MingError(f"the prompt is {n_prompt} tokens and max_new_tokens is {gen.max_new_tokens}, but the "
+                            f"context window is {self.context_length} tokens, so no room is left for an answer; "
+                            f"shorten the conversation or raise --context-length")
+        return min(gen.max_new_tokens, self.context_length - n_prompt)
+
     def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> Rendered:
         return self.template.render(messages, add_generation_prompt=add_generation_prompt)
 

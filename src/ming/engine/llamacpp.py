@@ -1,14 +1,9 @@
 """llama.cpp backend: GGUF models natively on CPU, through llama-cpp-python's C API.
 
-Prompts are the token ids ming's template layer renders (the same ids every backend sees); text is
-decoded with the model's Hugging Face tokenizer through `StreamDecoder` (UTF-8 safe, stop strings).
-Sampling (temperature, top-p, top-k, repetition penalty, seed) is done here in numpy, with the same
-rules as the transformers backend, so settings mean the same thing on every backend.
-
-KV reuse: the context keeps the keys/values of the last conversation. A new request drops the cache
-after the longest common prefix with the new prompt (`llama_memory_seq_rm`) and only encodes the
-rest, so turn N of a consultation costs the new question, not the whole history. /undo, truncation
-and edits are handled by that prefix match; `reset_cache()` (new chat) clears it.
+Prompts are the token ids ming's template layer renders (the same ids every backend sees). ming's shared
+token loop (`ming.engine.loop`: prefix reuse, sampling, stop handling, UTF-8-safe streaming through the
+model's Hugging Face tokenizer, log-likelihood scoring) runs the reply; this backend supplies the forward
+pass: `llama_decode` over the context's KV cache, trimmed after a reused prefix with `llama_memory_seq_rm`.
 
 The AMX crash: llama.cpp's default build runs an AMX matmul path that dies with "Illegal
 instruction" on this kind of Xeon. scripts/install_llamacpp.sh builds without AMX code; if a build
@@ -19,13 +14,12 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-import threading
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from ming import models
 from ming.engine import threads as thread_policy
-from ming.engine.base import DEFAULT_MAX_CONTEXT, Chunk, Engine, GenerationConfig
-from ming.engine.detok import StreamDecoder
+from ming.engine.base import DEFAULT_MAX_CONTEXT
+from ming.engine.loop import LoopEngine
 from ming.engine.threads import AdaptiveThreads
 from ming.errors import MingError
 from ming.models import lora_gguf
@@ -73,7 +67,7 @@ def build_has_amx() -> bool:
     return "AMX" in system_info()
 
 
-class LlamaCppEngine(Engine):
+class LlamaCppEngine(LoopEngine):
     backend = "llamacpp"
 
     def __init__(self, path: str, tokenizer: Any, template: Template, name: str = "model", threads: int = 1,
@@ -141,8 +135,6 @@ class LlamaCppEngine(Engine):
 
     def _apply_lora(self, lora_path: str, scale: float) -> None:
         """Run base + a GGUF LoRA adapter (lora_gguf.py writes them); freed with the model."""
-        import ctypes
-
         L = self.L
         adapter = L.llama_adapter_lora_init(self._model, str(lora_path).encode("utf-8"))
         if not adapter:
@@ -156,173 +148,49 @@ class LlamaCppEngine(Engine):
             raise MingError(f"llama.cpp could not apply the LoRA adapter {lora_path}")
         self._lora = adapter
 
-    # -- low level ------------------------------------------------------------------------------
-    def _decode(self, tokens: Sequence[int], logits_at: Sequence[int] = ()) -> None:
-        """Append `tokens` to the cache (in n_batch chunks). Logits are kept for the last token and
-        for the positions (indices into `tokens`) in logits_at; read them with _logits_row."""
-        L, b = self.L, self._batch
-        want = set(logits_at)
-        self._rows: dict[int, int] = {}
+    # -- the backend's part of the shared loop ---------------------------------------------------------
+    def _forward(self, tokens: Sequence[int], all_rows: bool = False):
+        """Append `tokens` to the cache (in n_batch chunks); return the logits of the last one (a view of
+        llama.cpp's buffer, valid until the next call) or, with all_rows, a copy of every one's."""
+        L, b, np = self.L, self._batch, self.np
+        rows = []
         for start in range(0, len(tokens), self.n_batch):
             part = tokens[start:start + self.n_batch]
             last_chunk = start + self.n_batch >= len(tokens)
             pos0 = len(self._ids)
             b.n_tokens = len(part)
-            rows = {}
             for i, t in enumerate(part):
                 b.token[i] = int(t)
                 b.pos[i] = pos0 + i
                 b.n_seq_id[i] = 1
                 b.seq_id[i][0] = 0
-                keep = (start + i) in want or (last_chunk and i == len(part) - 1)
-                b.logits[i] = keep
-                if keep:
-                    rows[start + i] = i
+                b.logits[i] = all_rows or (last_chunk and i == len(part) - 1)
             rc = L.llama_decode(self._ctx, b)
             if rc != 0:
                 self.reset_cache()
                 raise MingError(f"llama.cpp could not decode ({rc}): the conversation may exceed the context window "
                                 f"of {self.context_length} tokens; start a new chat or raise --context-length")
             self._ids.extend(int(t) for t in part)
-            if want:  # copy now: the next chunk overwrites the logits buffer
-                for k, i in rows.items():
-                    self._rows[k] = self.np.array(self._logits_ptr(i), copy=True)
-        self._last_row = len(tokens) - 1
+            if all_rows:  # copy now: the next chunk overwrites the logits buffer
+                rows += [np.array(self._logits_ptr(i), copy=True) for i in range(len(part))]
+        return np.stack(rows) if all_rows else self._logits_ptr(-1)
 
     def _logits_ptr(self, i: int):
         p = self.L.llama_get_logits_ith(self._ctx, i)
         return self.np.ctypeslib.as_array(p, shape=(self.n_vocab,))
 
-    def _last_logits(self):
-        return self._logits_ptr(-1)
-
-    def _truncate(self, n: int) -> None:
-        if n < len(self._ids):
-            if n == 0:
-                self.L.llama_memory_clear(self._mem, True)
-            else:
-                self.L.llama_memory_seq_rm(self._mem, 0, n, -1)
+    def _keep(self, n: int) -> None:
+        if getattr(self, "_closed", True):
+            return
+        if n <= 0:
+            self.L.llama_memory_clear(self._mem, True)
+            self._ids.clear()
+        elif n < len(self._ids):
+            self.L.llama_memory_seq_rm(self._mem, 0, n, -1)
             del self._ids[n:]
-
-    def _prefill(self, prompt: list[int]) -> int:
-        """Make the cache hold `prompt` and the logits of its last token; return how many prompt
-        tokens were reused from the cache."""
-        n = 0
-        if self.prefix_cache:
-            for a, b in zip(self._ids, prompt):
-                if a != b:
-                    break
-                n += 1
-            n = min(n, len(prompt) - 1)  # the last prompt token is always fed, for its logits
-        self._truncate(n)
-        self._decode(prompt[n:])
-        return n
-
-    def reset_cache(self) -> None:
-        if not getattr(self, "_closed", True):
-            self._truncate(0)
 
     def _apply_threads(self, n: int) -> None:
         self.L.llama_set_n_threads(self._ctx, n, n)
-
-    # -- sampling ------------------------------------------------------------------------------------
-    def _pick(self, logits, gen: GenerationConfig, history: list[int], rng) -> int:
-        """Choose the next token with the transformers backend's rules (repetition penalty as CTRL /
-        HF, then temperature, top-k, top-p)."""
-        np = self.np
-        if gen.repetition_penalty == 1.0 and rng is None:
-            return int(logits.argmax())
-        x = np.array(logits, dtype=np.float32, copy=True)
-        if gen.repetition_penalty != 1.0 and history:
-            idx = np.unique(np.asarray(history, dtype=np.int64))
-            v = x[idx]
-            x[idx] = np.where(v > 0, v / gen.repetition_penalty, v * gen.repetition_penalty)
-        if rng is None:
-            return int(x.argmax())
-        x = x / gen.temperature
-        if 0 < gen.top_k < x.size:
-            kth = np.partition(x, -gen.top_k)[-gen.top_k]
-            x[x < kth] = -np.inf
-        if gen.top_p < 1.0:
-            order = np.argsort(x)  # ascending, as HF's TopPLogitsWarper
-            probs = np.exp(x[order] - x[order[-1]])
-            probs /= probs.sum()
-            remove = np.cumsum(probs) <= 1 - gen.top_p
-            remove[-1] = False  # keep at least one
-            x[order[remove]] = -np.inf
-        p = np.exp(x - x.max()).astype(np.float64)
-        p /= p.sum()
-        return int(rng.choice(p.size, p=p))
-
-    # -- generation ----------------------------------------------------------------------------------
-    def stream(self, prompt_ids: Sequence[int], gen: GenerationConfig,
-               cancel: threading.Event | None = None) -> Iterator[Chunk]:
-        gen.validate()
-        if gen.num_beams > 1:
-            raise MingError("the llamacpp backend has no beam search; `ming` switches to --backend hf for "
-                            "--beam-size > 1 (pass --backend auto or hf)")
-        prompt = [int(t) for t in prompt_ids]
-        if not prompt:
-            raise MingError("empty prompt: nothing to generate from")
-        if len(prompt) >= self.context_length:
-            raise MingError(f"the prompt is {len(prompt)} tokens, the context window is {self.context_length}; "
-                            f"shorten the conversation or raise --context-length")
-        max_new = min(gen.max_new_tokens, self.context_length - len(prompt))
-        rng = None
-        if not gen.greedy:
-            rng = self.np.random.default_rng(gen.seed)
-        decoder = StreamDecoder(self.tokenizer, tuple(self.template.stop_strings) + tuple(gen.stop))
-        self._governor.start()
-        n_cached = self._prefill(prompt)
-        history = list(prompt) if gen.repetition_penalty != 1.0 else []
-        generated: list[int] = []
-        finish, stop_token = "length", 0
-        for step in range(max_new):
-            if cancel is not None and cancel.is_set():
-                finish = "cancelled"
-                break
-            tok = self._pick(self._last_logits(), gen, history, rng)
-            if tok in self.stop_ids:
-                finish, stop_token = "stop", 1
-                break
-            generated.append(tok)
-            if history:
-                history.append(tok)
-            text = decoder.add(tok)
-            if text:
-                yield Chunk(text=text)
-            if decoder.stopped:
-                finish = "stop"
-                break
-            if step + 1 < max_new:
-                self._decode([tok])
-                self._governor.step()
-        tail = decoder.finish()
-        yield Chunk(text=tail, finish_reason=finish, prompt_tokens=len(prompt),
-                    completion_tokens=len(generated) + stop_token, cached_tokens=n_cached)
-
-    def loglikelihood(self, context_ids: Sequence[int], continuation_ids: Sequence[int]) -> float:
-        """Sum of log p(continuation | context). The context's KV cache is reused across calls, so
-        scoring several answers to one question encodes the question once."""
-        np = self.np
-        ctx, cont = [int(t) for t in context_ids], [int(t) for t in continuation_ids]
-        if not ctx or not cont:
-            raise MingError("loglikelihood needs a non-empty context and continuation")
-        full = ctx + cont
-        if len(full) > self.context_length:
-            raise MingError(f"{len(full)} tokens do not fit the context window of {self.context_length}")
-        n = self._prefill(ctx)  # cache holds ctx, logits of its last token are current
-        first = np.array(self._last_logits(), dtype=np.float64)
-        rows = [first]
-        if len(cont) > 1:
-            self._decode(cont[:-1], logits_at=range(len(cont) - 1))
-            rows += [self._rows[i].astype(np.float64) for i in range(len(cont) - 1)]
-        del n
-        total = 0.0
-        for row, t in zip(rows, cont):
-            m = row.max()
-            total += float(row[t] - m - np.log(np.exp(row - m).sum()))
-        return total
 
     def close(self) -> None:
         if getattr(self, "_closed", True):

@@ -81,7 +81,7 @@ class VLLMEngine(Engine):
         prompt_ids = [int(t) for t in prompt_ids]
         if gen.num_beams > 1:
             print("[ming] the vllm backend streams sampled / greedy answers; beam search is ignored", file=sys.stderr)
-        max_new = min(gen.max_new_tokens, max(1, self.context_length - len(prompt_ids)))
+        max_new = self.room(len(prompt_ids), gen)  # the same rule as ming's own loop (ming.engine.loop)
         params = SamplingParams(**sampling_kwargs(gen, self.template.stop_strings, self.stop_ids, max_new))
         request_id = f"ming-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
         out: queue.Queue = queue.Queue()

@@ -67,19 +67,9 @@ class LocalClient:
         return self.encode(continuation)
 
     def option_logprobs(self, context_ids: Sequence[int], continuations: dict[str, list[int]]) -> dict[str, float]:
-        """Sum log-probability of each continuation after the context. One forward pass when every
-        continuation is a single token (option letters) on the transformers backend; otherwise one
-        `engine.loglikelihood` call per option."""
-        e = self.engine
-        with e.lock:
-            if all(len(c) == 1 for c in continuations.values()) and e.backend == "hf" and hasattr(e, "model"):
-                torch = e.torch
-                ids = torch.tensor([list(context_ids)], device=e.device)
-                with torch.inference_mode():
-                    logits = e.model(input_ids=ids, use_cache=False).logits[0, -1].float()
-                logp = torch.log_softmax(logits, dim=-1)
-                return {k: float(logp[c[0]]) for k, c in continuations.items()}
-            return {k: e.loglikelihood(list(context_ids), c) for k, c in continuations.items()}
+        """Sum log-probability of each continuation after the context (`Engine.score_continuations`)."""
+        with self.engine.lock:
+            return self.engine.score_continuations(context_ids, continuations)
 
 
 class OpenAIClient:

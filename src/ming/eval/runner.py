@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ming import __version__, envs
+from ming.config import SAFETY, option
 from ming.engine.base import GenerationConfig
 from ming.errors import MingError
 from ming.eval import metrics, prompts
@@ -39,28 +40,39 @@ from ming.eval.tasks import get
 from ming.eval.tasks.base import read_rows
 from ming.prompts import system_prompt
 
+MODES = ("generate", "loglik")
+PATIENTS = ("rule", "llm")
 DEFAULT_MAX_NEW = {"mcq": 24, "qa": 256, "safety": 256, "consult": 160}
 
 
 @dataclass
 class EvalOptions:
-    tasks: list[str] = field(default_factory=list)
-    output: str = ""
-    mode: str = "generate"  # generate | loglik (mcq only)
-    shots: int = 0
-    limit: int | None = None
-    seed: int = 1234
-    max_new_tokens: int | None = None  # None = per kind (DEFAULT_MAX_NEW)
-    temperature: float = 0.0
-    top_p: float = 1.0
-    batch_size: int = 1
-    safety: str = "on"
-    max_turns: int = 4
-    patient: str = "rule"  # rule | llm
-    stop_at_answer: bool = True  # MCQ generate, local engines: stop once a complete "答案：X" line is written
-    data: str | None = None
-    overwrite: bool = False
-    progress: bool = True
+    tasks: list[str] = option(help="tasks or suites to run (the TASK argument; `ming eval list`)", cli=False,
+                              default_factory=list)
+    output: str = option("", "run folder (results.jsonl, run.json, eval_config.yaml, report.json, report.md)",
+                         flags=("--output", "-o"))
+    mode: str = option("generate", "MCQ scoring: generate (the model answers, letters extracted) or loglik (options "
+                                   "ranked by the log-likelihood of the letter; local models only)", choices=MODES)
+    shots: int = option(0, "few-shot examples for MCQ tasks, drawn (seeded) from the task's dev split and never scored")
+    limit: int | None = option(None, "first N items of each task (default: all)")
+    seed: int = option(1234, "run seed; each item's seed derives from it")
+    max_new_tokens: int | None = option(None, "tokens per answer (default: 24 for MCQ, 256 for QA/safety, 160 per "
+                                              "consultation turn)")
+    temperature: float = option(0.0, "0 = greedy")
+    top_p: float = option(1.0, "nucleus mass when sampling")
+    batch_size: int = option(1, "concurrent requests to --base-url; a local engine answers one at a time")
+    safety: str = option("on", "local models: answer through the runtime safety layer as `ming chat` does; a "
+                               "--base-url server applies its own", choices=SAFETY)
+    max_turns: int = option(4, "doctor turns per consultation")
+    patient: str = option("rule", "rule: keyword/bigram simulator, no second model; llm: a model plays the patient",
+                          choices=PATIENTS)
+    stop_at_answer: bool = option(True, "MCQ generate on a local model: stop once a complete \"答案：X\" line is "
+                                        "written (the reason after it is never scored); --no-stop-at-answer keeps "
+                                        "generating")
+    data: str | None = option(None, "JSONL file for the `mcq` task (shared MCQ schema), or a replacement data file "
+                                    "when one task is given")
+    overwrite: bool = option(False, "discard earlier results of these tasks in OUTPUT")
+    progress: bool = option(True, "progress bars (--no-progress: none)")
 
 
 def item_seed(seed: int, item_id: str) -> int:
@@ -243,9 +255,8 @@ class Runner:
     def run(self) -> dict:
         out = Path(self.opts.output)
         if self.opts.mode == "loglik" and not getattr(self.client, "can_loglik", False):
-            raise MingError("--mode loglik ranks options by log-likelihood and needs a local model on the "
-                            "transformers backend (add --backend hf); an HTTP endpoint can only be evaluated "
-                            "with --mode generate")
+            raise MingError("--mode loglik ranks options by log-likelihood and needs a local model (llama.cpp or "
+                            "transformers backend); an HTTP endpoint can only be evaluated with --mode generate")
         preps = [self.prepare(n) for n in self.opts.tasks]
         fps = {p.task.name: self.fingerprint(p) for p in preps}
         log = ResultsLog(out)

@@ -1,15 +1,16 @@
-"""`TrainConfig`: every setting of `ming train`, in one dataclass. The command-line flags are generated from
-it (`add_flags`), so each option is documented once. Precedence: defaults < `--config recipe.yaml` < flags."""
+"""`TrainConfig`: every setting of `ming train`, in one dataclass. The command-line flags and `--config` keys come
+from it (ming.config.add_settings), so each option is documented once. Precedence: defaults < `--config
+recipe.yaml` < flags."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ming.config import merge
+from ming.config import DEVICES, DTYPES, TEMPLATES, add_settings, load, option
 from ming.errors import MingError
 
 METHODS = ("full", "lora", "qlora")
@@ -19,8 +20,7 @@ PADDINGS = ("dynamic", "max")
 TRUNCATIONS = ("turns", "drop")
 
 
-def _f(default: Any, help: str, **kw) -> Any:
-    return field(default=default, metadata={"help": help, **kw})
+_f = option
 
 
 @dataclass
@@ -38,10 +38,10 @@ class TrainConfig:
     max_dropped_fraction: float = _f(0.5, "fail if more than this fraction of the samples is dropped (0-1)")
     # model
     model_path: str | None = _f(None, "base model: HF folder, .gguf file, LoRA folder; omitted = the embedded model",
-                                flag="--model-path")
+                                flags=("--model-path",))
     model_base: str | None = _f(None, "base model when --model-path is a LoRA adapter to keep training")
     conv_template: str | None = _f(None, "conversation template (default: detected from the model)",
-                                   choices=("qwen", "bloom", "hf"))
+                                   choices=TEMPLATES)
     allow_download: bool = _f(False, "allow --model-path to be a Hugging Face Hub id")
     # method
     method: str = _f("lora", "what to train: all weights, a LoRA adapter, or LoRA on a 4-bit base (CUDA)",
@@ -67,8 +67,8 @@ class TrainConfig:
                               "attention across samples)")
     seed: int = _f(42, "seed for data order, LoRA init and dropout")
     dtype: str = _f("auto", "compute precision: auto = bf16 autocast where the hardware has it (CPU AMX, GPU), "
-                            "else float32", choices=("auto", "float32", "bfloat16", "float16"))
-    device: str = _f("auto", "device", choices=("auto", "cpu", "cuda", "mps"))
+                            "else float32", choices=DTYPES)
+    device: str = _f("auto", "device", choices=DEVICES)
     threads: int | None = _f(None, "CPU threads per process (default: MING_THREADS or cores / processes)")
     gradient_checkpointing: bool = _f(False, "recompute activations in backward (less memory, ~30%% slower)")
     # bookkeeping
@@ -125,35 +125,15 @@ def _split(value: Any) -> list[str]:
     return [s.strip() for s in str(value).split(",") if s.strip()]
 
 
-def _flag(f: dataclasses.Field) -> str:
-    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
-
-
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field. Every flag defaults to None (= not given) so that YAML values survive."""
-    for f in dataclasses.fields(TrainConfig):
-        kw: dict[str, Any] = {"dest": f.name, "default": None}
-        default = f.default
-        help_text = f.metadata["help"] + ("" if default in (None, "") else f" (default: {default})")
-        if isinstance(default, bool):
-            kw["action"] = argparse.BooleanOptionalAction
-        else:
-            if f.metadata.get("choices"):
-                kw["choices"] = f.metadata["choices"]
-            if f.metadata.get("nargs"):
-                kw["nargs"], kw["const"] = f.metadata["nargs"], f.metadata["const"]
-            kind = type(default) if default is not None else str
-            if f.name in ("threads", "num_processes", "main_process_port"):
-                kind = int
-            kw["type"] = kind
-        parser.add_argument(_flag(f), help=help_text, **kw)
+    """One flag per TrainConfig field, and --config."""
+    add_settings(parser, TrainConfig, config_help="recipe YAML with TrainConfig settings (flags override it), e.g. "
+                                                  "configs/train/lora-cpu.yaml")
 
 
 def resolve(args: argparse.Namespace) -> TrainConfig:
     """defaults < --config YAML < flags."""
-
-    overrides = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(TrainConfig)}
-    cfg = merge(TrainConfig, getattr(args, "config", None), overrides)
+    cfg = load(TrainConfig, args)
     for name in ("data", "eval_data"):  # YAML may give lists
         v = getattr(cfg, name)
         if isinstance(v, (list, tuple)):
