@@ -18,11 +18,12 @@ from functools import lru_cache
 from importlib import resources
 
 from ming import DISCLAIMER
+from ming.config import SAFETY
 from ming.errors import MingError
 from ming.safety.report import Finding, findings_table, grounding_text, is_abnormal, parse_report
 from ming.safety.triage import Triage, bounded_text, default_triage
 
-MODES = ("off", "on", "strict")
+MODES = SAFETY  # the one list of safety modes (ming.config)
 
 
 @dataclass
