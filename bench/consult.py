@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 import time
@@ -32,13 +31,14 @@ from pathlib import Path
 
 from ming.consult import phrase, rank, step
 from ming.eval.clients import Reply
+from ming.eval.dxkb import kb_hits
 from ming.eval.metrics import bootstrap_ci, mcnemar, paired_bootstrap, wilson_ci
 from ming.eval.runner import EvalOptions, Runner
 from ming.eval.simpatient import RulePatient, consult, diagnosis_hit, questions_in
 from ming.kb import load_kb
 from ming.prompts import system_prompt
-from ming.respond import load_policy
 from ming.safety.triage import default_triage
+from ming.stages import load_safety
 
 TASKS = "meddialog_cn_100,covid_dialogue_zh,cmtmedqa_dialogue"
 
@@ -72,7 +72,7 @@ class ControllerDoctor:
             self.phrased += 1
         return text
 
-    def chat(self, messages, gen, until=None) -> Reply:
+    def chat(self, messages, gen, until=None, mode=None) -> Reply:
         msgs = list(messages)
         decision = self.policy.check(msgs) if self.policy is not None else None
         t0 = time.perf_counter()
@@ -125,7 +125,7 @@ def cmd_run(args) -> int:
 
         client, system = LocalClient(engine, safety="on"), system_prompt("consult")
     else:
-        client, system = ControllerDoctor(kb, load_policy("on"), engine if args.arm == "phrased" else None), None
+        client, system = ControllerDoctor(kb, load_safety("on"), engine if args.arm == "phrased" else None), None
     runner = Runner(client, opts)
     print(f"[bench] arm={args.arm} model={getattr(engine, 'name', None)} kb={kb.source} → {path}", file=sys.stderr)
     with path.open("a", encoding="utf-8") as fh:
@@ -155,19 +155,6 @@ def cmd_run(args) -> int:
     if isinstance(client, ControllerDoctor) and engine is not None:
         print(f"[bench] phrased {client.phrased} questions, template fallback {client.fallbacks}", file=sys.stderr)
     return 0
-
-
-_DX_MARK = re.compile(r"诊断|初步判断|最可能|考虑")
-
-
-def diagnosis_span(text: str) -> str:
-    """The sentence that states the diagnosis (from the first 诊断/初步判断/最可能/考虑 to the end of its
-    sentence), so symptoms and advice elsewhere in the answer that happen to be KB disease names
-    (咳嗽, 高热 …) do not count as diagnoses. The first sentence when there is no such word."""
-    m = _DX_MARK.search(text or "")
-    start = m.start() if m else 0
-    end = re.search(r"[。\n]", text[start:])
-    return text[start:start + (end.start() if end else 120)]
 
 
 def score(rows: list[dict], kb) -> dict:
@@ -240,11 +227,8 @@ def per_case(rows: list[dict], kb, metric: str) -> list[bool | None]:
             turns = [x for x in r["transcript"] if x["role"] == "doctor"][:-1]
             out.append(all(questions_in(t["text"]) for t in turns) if turns else None)
             continue
-        if not r["gold"]:
-            out.append(None)
-            continue
-        hits = [kb.same_disease(n, r["gold"]) for n in kb.diseases_in(diagnosis_span(r["final_text"]))[:3]]
-        out.append(bool(hits and hits[0]) if metric == "top1" else any(hits))
+        top1, top3 = kb_hits(r["final_text"], r["gold"], kb)
+        out.append(top1 if metric == "top1" else top3)
     return out
 
 

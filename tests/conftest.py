@@ -3,7 +3,7 @@ for Bloom, and tiny random Qwen2 / Bloom checkpoints (2 layers, hidden 16) built
 
 Tests run with their own MING_HOME (a temporary folder) so the GGUFs, tokenizers and adapters they convert do
 not pile up in the user's cache; the embedded model, its converted copy and the built llama.cpp wheels are the
-user's (linked, prepared once per machine by `bash scripts/setup.sh`)."""
+user's (linked, prepared once per machine by `bash scripts/setup.sh`). MING_KB is the ten-disease test KB."""
 
 from __future__ import annotations
 
@@ -33,6 +33,9 @@ _test_home()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a stray download fails loudly
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# consult mode (chat, serve, web page, eval) reasons over the ten-disease test KB, not ../shared/data's 8.8k
+# diseases (tests that need another KB or none set MING_KB themselves)
+os.environ["MING_KB"] = str(Path(__file__).parent / "fixtures" / "kb_tiny")
 
 import pytest  # noqa: E402
 

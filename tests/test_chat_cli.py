@@ -127,3 +127,20 @@ def test_a_report_overflow_on_the_embedded_gguf_with_llamacpp():
     answer = r.stdout.split("|\n\n", 1)[-1]
     assert "| 项目 |" in r.stdout and any("\u4e00" <= ch <= "\u9fff" for ch in answer)
     assert "the pasted report was shortened" in r.stderr and "context window is" not in r.stderr
+
+
+def test_consult_mode_asks_escalates_and_why_shows_the_reasoning(tiny_qwen_dir):
+    # the two messages, typed into `ming chat --mode consult` (MING_KB: the ten-disease test KB)
+    r = run_ming(["chat", "--model-path", str(tiny_qwen_dir), "--mode", "consult", "--max-new-token", "20",
+                  "--temperature", "0"], stdin="/why\n我肚子疼两天了\n/why\n在右下腹，按着更疼，有点发烧\n/why\n")
+    assert r.returncode == 0, r.stderr
+    answers = r.stdout.split("明医:")[1:]
+    assert len(answers) == 2
+    assert "？" in answers[0] and "阑尾炎" not in answers[0]  # asks before it advises
+    assert "阑尾炎" in answers[1] and ("120" in answers[1] or "急诊" in answers[1])  # escalates the second
+    assert "还没有问诊记录" in r.stderr  # /why before any turn
+    assert "下一步：ask" in r.stderr and "候选（知识库）" in r.stderr and "腹痛" in r.stderr
+    assert "下一步：escalate" in r.stderr and "红旗征" in r.stderr
+    qa = run_ming(["chat", "--model-path", str(tiny_qwen_dir), "--safety", "off", "--max-new-token", "4"],
+                  stdin="头痛\n/why\n")
+    assert qa.returncode == 0 and "qa 模式没有问诊记录" in qa.stderr

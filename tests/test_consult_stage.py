@@ -1,5 +1,6 @@
-"""The controller as a stage of the turn pipeline (issue 14). Skipped until `ming.respond.Pipeline`
-exists on the branch; checked against the pipeline branch before delivery."""
+"""The controller as a stage of the turn pipeline (issue 14), and as the "consult" entry of
+`ming.stages.REGISTRY`: it acts on consult-mode turns only, loads the KB lazily (building a missing
+index first) and, with no KB source at all, leaves consult turns to the plain model with one warning."""
 
 import shutil
 from pathlib import Path
@@ -54,3 +55,42 @@ def test_consult_stage_in_the_pipeline(tiny_qwen_engine, kb):
     assert meta["kind"] == "answer_then_ask" and res.text.endswith(meta["question"]["text"])
     assert "consult" in turn.system_text
 
+
+
+def test_registered_stage_acts_on_consult_turns_only_and_loads_lazily(tiny_qwen_engine, tmp_path, monkeypatch, capfd):
+    from ming.stages import StageOptions, build
+
+    monkeypatch.setenv("MING_HOME", str(tmp_path / "h"))  # no index yet: the first consult turn builds it
+    stages = build(StageOptions(safety="on", mode="qa"))
+    assert [s.name for s in stages] == ["safety", "consult"]
+    stage = stages[1]
+    pipe = respond.Pipeline(tiny_qwen_engine, stages, mode="qa")  # a server started in qa mode
+    turn, res = run(pipe, [{"role": "user", "content": "我肚子疼两天了"}])
+    assert turn.mode == "qa" and "consult" not in res.meta and stage._kb is None  # qa: nothing loaded
+    assert not list((tmp_path / "h").glob("kb/*.pkl"))
+    # … a request with "mode": "consult" gets the controller; the index is built on the way, said on stderr
+    turn = pipe.prepare([{"role": "user", "content": "我肚子疼两天了"}],
+                        GenerationConfig(max_new_tokens=40, temperature=0), mode="consult")
+    res = pipe.answer(turn)
+    assert turn.mode == "consult" and res.meta["consult"]["kind"] == "ask" and res.text == res.meta["consult"]["text"]
+    assert "building the index" in capfd.readouterr().err and list((tmp_path / "h").glob("kb/*.pkl"))
+    # off for this caller: no stage at all; a caller in consult mode loads the KB at once
+    assert [s.name for s in build(StageOptions(safety="on", off=frozenset({"consult"})))] == ["safety"]
+    assert build(StageOptions(safety="off", mode="consult"))[0]._kb is not None
+
+
+def test_no_kb_source_falls_back_to_the_plain_model_with_one_warning(tiny_qwen_engine, tmp_path, monkeypatch, capfd):
+    from ming.stages import StageOptions, build
+
+    monkeypatch.setenv("MING_KB", str(tmp_path / "nowhere"))
+    stages = build(StageOptions(safety="off", mode="consult"))  # never raises
+    err = capfd.readouterr().err
+    assert err.count("consult mode without a knowledge base") == 1 and "nowhere" in err
+    pipe = respond.Pipeline(tiny_qwen_engine, stages, mode="consult")
+    msgs = [{"role": "user", "content": "我肚子疼两天了"}]
+    for _ in range(2):
+        turn, res = run(pipe, msgs)
+        assert "consult" not in res.meta and "consult" not in turn.system_text and res.text  # the model answered
+        msgs += [{"role": "assistant", "content": res.model_text}, {"role": "user", "content": "还有点恶心"}]
+    assert "knowledge base" not in capfd.readouterr().err  # said once, not per turn
+    assert why_text(None).startswith("（还没有问诊记录") and "qa 模式" in why_text(None, mode="qa")

@@ -98,6 +98,7 @@ class Turn:
     conversation: list[Message]  # system prompt + history + new question, as the client sent them (stages read it)
     gen: GenerationConfig  # after fitting: max_new_tokens is what the window allows
     system_source: str = "none"  # "client" | "ming:<mode>" | "override" | "template" | "none"
+    mode: str | None = None  # this turn's mode ("qa" | "consult" | None): serve picks it per request
     system_text: dict[str, str] = field(default_factory=dict)  # stage -> text added to the system message
     context: list[str] = field(default_factory=list)  # passages the answer rests on (rendered in the system message)
     lead: list[Added] = field(default_factory=list)
@@ -210,9 +211,9 @@ class Pipeline:
         `gen.max_new_tokens` is the answer length wanted; with `exact_max_new` it is not lowered to fit
         (serve's explicit max_tokens). `truncate=False`: a conversation that does not fit is an error
         (serve without "truncate": true) instead of dropping exchanges."""
-        conversation, source = choose_system(messages, mode or self.mode, self.system,
-                                             self.engine.template.default_system)
-        turn = Turn(conversation=conversation, gen=gen, system_source=source)
+        mode = mode or self.mode
+        conversation, source = choose_system(messages, mode, self.system, self.engine.template.default_system)
+        turn = Turn(conversation=conversation, gen=gen, system_source=source, mode=mode)
         for s in self.stages:
             s.prepare(turn)
         if turn.calls_model:

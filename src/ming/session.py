@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ming.consult.stage import why_text
 from ming.engine.base import GenerationConfig
 from ming.errors import MingError
 from ming.respond import Pipeline, ReplyEvent, Turn
@@ -18,13 +19,14 @@ HELP = """命令 / commands:
   new chat 或 /reset   开始新的对话 (start over)
   /undo               撤回上一轮问答 (drop the last exchange)
   /save FILE          保存对话记录为 JSON (save the transcript; /save! FILE overwrites a file)
+  /why                问诊思路：候选疾病、已知情况、下一个问题 (consult mode: candidates and what is known)
   /help               显示本帮助
   /exit               退出 (or Ctrl-D); Ctrl-C 停止当前回答 (stops the current answer)"""
 
 
 @dataclass
 class Command:
-    name: str  # reset | undo | save | help | exit
+    name: str  # reset | undo | save | help | why | exit
     arg: str = ""
     force: bool = False  # /save! FILE: overwrite
 
@@ -40,7 +42,7 @@ def parse_command(line: str) -> Command | None:
     name, _, arg = s[1:].partition(" ")
     name = name.lower()
     aliases = {"quit": "exit", "q": "exit", "exit": "exit", "undo": "undo", "save": "save", "help": "help", "h": "help",
-               "?": "help"}
+               "?": "help", "why": "why"}
     if name in aliases:
         return Command(aliases[name], arg.strip())
     if name == "save!":
@@ -70,6 +72,7 @@ class Session:
     def reset(self) -> None:
         self.history.clear()
         self.truncation_noted = False
+        self.last_turn = None
         self.engine.reset_cache()
 
     def undo(self) -> bool:
@@ -95,6 +98,12 @@ class Session:
             raise MingError(f"cannot save to {p} ({exc.strerror}); the conversation is kept: /save to another "
                             "path") from None
         return p
+
+    def why(self) -> str:
+        """`/why`: the consultation controller's reasoning at the last turn (candidates, what is known)."""
+        turn = self.last_turn
+        return why_text(turn.meta.get("consult") if turn is not None else None,
+                        turn.mode if turn is not None else self.pipeline.mode)
 
     def notices(self) -> list[tuple[str, str]]:
         """The last turn's notes as (kind, text); that history was dropped is said once per conversation."""

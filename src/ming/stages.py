@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from ming.consult.stage import from_options as consult_stage
 from ming.errors import MingError
 from ming.respond import Stage
 from ming.safety import MODES as SAFETY_MODES
@@ -66,7 +67,7 @@ def _medication(opts: StageOptions) -> Stage | None:
 # name -> factory; the order is the order the turn runs them
 REGISTRY: dict[str, Callable[[StageOptions], Stage | None]] = {
     "safety": _safety,
-    # "consult": issue 16 (ming/consult/) — one line here
+    "consult": consult_stage,   # issue 16: acts on consult-mode turns only; KB loaded lazily (ming/consult/stage.py)
     "retrieval": _retrieval,    # issue 17: passages + "参考：…"
     "grounding": _grounding,    # issue 17: a report's explanation held to its findings
     "medication": _medication,  # issue 17: "需医生面诊后开具", antibiotics for a cold

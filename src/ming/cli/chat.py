@@ -194,6 +194,8 @@ def run(args: argparse.Namespace) -> int:
                     io.info(f"[ming] {exc}")
         elif cmd.name == "help":
             io.info(HELP)
+        elif cmd.name == "why":
+            io.info(session.why())
         else:
             io.info(f"[ming] unknown command {cmd.arg!r}; /help lists the commands")
 

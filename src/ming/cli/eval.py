@@ -97,8 +97,11 @@ def _compare(args) -> int:
     return 0
 
 
-def _client(args, need_loglik: bool, safety: str):
+def _client(args, need_loglik: bool, safety: str, off: list[str] = ()):
     if args.base_url:
+        if off:
+            raise MingError(f"--stages-off {','.join(off)} applies to a local model; a --base-url server runs its own "
+                            "stages (start `ming serve --mode consult` for the controller, --mode qa without it)")
         if args.model_path:
             raise MingError("give either --model-path (a local model) or --base-url (a server), not both")
         return OpenAIClient(args.base_url, args.api_model, args.api_key, timeout=args.timeout, retries=args.retries)
@@ -106,7 +109,7 @@ def _client(args, need_loglik: bool, safety: str):
     engine = create_engine(model_options(args))
     if need_loglik:  # ranking options by likelihood generates no text: nothing for a safety layer to act on
         return LocalClient(engine, safety="off")
-    return LocalClient(engine, safety=safety)
+    return LocalClient(engine, safety=safety, off=off)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[ming eval] {DISCLAIMER}", file=sys.stderr)
     save_config(Path(opts.output) / "eval_config.yaml", opts, *([] if args.base_url else [model_options(args)]))
-    client = _client(args, need_loglik=opts.mode == "loglik", safety=opts.safety)
+    off = [s.strip() for s in (opts.stages_off or "").split(",") if s.strip()]
+    client = _client(args, need_loglik=opts.mode == "loglik", safety=opts.safety, off=off)
     patient_client = judge = None
     if opts.patient == "llm" and args.patient_base_url:
         patient_client = OpenAIClient(args.patient_base_url, args.patient_api_model, args.patient_api_key,

@@ -63,30 +63,38 @@ class ConsultAction:
                 "state": self.state.to_dict()}
 
     def why(self) -> str:
-        """Plain-text reasoning for `/why` in chat and the web page's panel."""
-        st = self.state
-        lines = [f"下一步：{self.kind}（{self.reason}）"]
-        if st.chief_complaint:
-            lines.append(f"主诉：{st.chief_complaint}")
-        rows = [("有", "、".join(st.present())), ("没有", "、".join(st.absent())), ("部位", "、".join(st.sites)),
-                ("性质", "、".join(st.character)), ("时间", "、".join(st.duration)),
-                ("体温", f"{st.temperature:g}℃" if st.temperature is not None else ""), ("诱因", "、".join(st.triggers)),
-                ("既往史", "；".join(st.history)), ("用药", "；".join(st.medication)), ("过敏", "；".join(st.allergy)),
-                ("怀孕", "；".join(st.pregnancy)),
-                ("年龄/性别", " ".join(x for x in (f"{st.age:g}岁" if st.age is not None else "", st.sex or "") if x))]
-        lines += [f"{k}：{v}" for k, v in rows if v]
-        if st.contradictions:
-            lines.append("前后矛盾：" + "；".join(f"{c['symptom']}（先{c['was']}后{c['now']}）" for c in st.contradictions))
-        if self.candidates:
-            lines.append("候选（知识库）：")
-            for c in self.candidates[:5]:
-                lines.append(f"  {c.name} {c.prob:.0%}  支持：{'、'.join(c.supporting) or '-'}"
-                             + (f"  不支持：{'、'.join(c.against)}" if c.against else ""))
-        if self.red_flags:
-            lines.append("红旗征：" + "；".join(f"{f.suspicion}（{'+'.join(f.findings)}）" for f in self.red_flags))
-        if self.question:
-            lines.append(f"要问：{self.question.text}（{self.question.reason}）")
-        return "\n".join(lines)
+        """Plain-text reasoning for `ming kb consult`; `/why` in chat prints the same from the meta dict."""
+        return why_text(self.to_dict())
+
+
+def why_text(meta: dict) -> str:
+    """The reasoning of one consult turn from its `to_dict()` (`turn.meta["consult"]`, `ming_consult`):
+    the next step, what is known, the candidates with their supporting findings, red flags, the question."""
+    st, f = meta.get("state") or {}, meta.get("findings") or {}
+    lines = [f"下一步：{meta['kind']}（{meta['reason']}）"]
+    if st.get("chief_complaint"):
+        lines.append(f"主诉：{st['chief_complaint']}")
+    age, temp = f.get("age"), f.get("temperature")
+    rows = [("有", "、".join(f.get("present") or [])), ("没有", "、".join(f.get("absent") or [])),
+            ("部位", "、".join(f.get("sites") or [])), ("性质", "、".join(f.get("character") or [])),
+            ("时间", "、".join(f.get("duration") or [])), ("体温", f"{temp:g}℃" if temp is not None else ""),
+            ("诱因", "、".join(f.get("triggers") or [])), ("既往史", "；".join(f.get("history") or [])),
+            ("用药", "；".join(f.get("medication") or [])), ("过敏", "；".join(f.get("allergy") or [])),
+            ("怀孕", "；".join(f.get("pregnancy") or [])),
+            ("年龄/性别", " ".join(x for x in (f"{age:g}岁" if age is not None else "", f.get("sex") or "") if x))]
+    lines += [f"{k}：{v}" for k, v in rows if v]
+    if st.get("contradictions"):
+        lines.append("前后矛盾：" + "；".join(f"{c['symptom']}（先{c['was']}后{c['now']}）" for c in st["contradictions"]))
+    if meta.get("candidates"):
+        lines.append("候选（知识库）：")
+        for c in meta["candidates"][:5]:
+            lines.append(f"  {c['name']} {c['prob']:.0%}  支持：{'、'.join(c['supporting']) or '-'}"
+                         + (f"  不支持：{'、'.join(c['against'])}" if c.get("against") else ""))
+    if meta.get("red_flags"):
+        lines.append("红旗征：" + "；".join(f"{x['suspicion']}（{'+'.join(x['findings'])}）" for x in meta["red_flags"]))
+    if meta.get("question"):
+        lines.append(f"要问：{meta['question']['text']}（{meta['question']['reason']}）")
+    return "\n".join(lines)
 
 
 def _assessed(messages: Sequence[dict]) -> bool:

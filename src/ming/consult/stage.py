@@ -1,9 +1,12 @@
 """The consultation controller as a stage of the turn pipeline (`ming.respond.Pipeline`, issue 14):
-runs after the safety check in consult mode and decides what this turn does.
+runs after the safety check on consult-mode turns (`turn.mode == "consult"`; serve picks the mode per
+request, so one stage serves both modes and passes qa turns untouched) and decides what this turn does.
 
-    # ming/stages.py, REGISTRY (after "safety"):
-    "consult": lambda opts: ConsultStage(load_kb(), **opts.settings.get("consult", {}))
-               if opts.mode == "consult" else None,
+    # ming/stages.py, REGISTRY (after "safety"):  "consult": ming.consult.stage.from_options
+
+The KB loads on the first consult turn (at start when the caller's mode is consult), building its
+index first if there is none (`ming.kb.load_kb`, a line on stderr). With no KB source at all
+(no $MING_KB, no ../shared/data/medical_kg) consult turns get the plain model and one warning.
 
 - escalate: the controller's escalation is the whole reply (the model is not called);
 - ask: the model phrases the chosen question (`instruction` in the system text, short answer room);
@@ -17,11 +20,15 @@ runs after the safety check in consult mode and decides what this turn does.
 
 from __future__ import annotations
 
+import sys
+import threading
 from types import SimpleNamespace
+from typing import Callable
 
-from ming.consult import phrase, rank
+from ming.consult import controller, phrase, rank
 from ming.consult.controller import ConsultAction, ConsultConfig, step
-from ming.kb.store import KB
+from ming.errors import MingError
+from ming.kb.store import KB, load_kb
 
 PHRASE_MODES = ("none", "questions", "all")
 
@@ -62,10 +69,36 @@ class _ThenAsk:
 class ConsultStage:
     name = "consult"
 
-    def __init__(self, kb: KB, phrase: str = "questions", config: ConsultConfig | None = None):
+    def __init__(self, kb: KB | Callable[[], KB], phrase: str = "questions", config: ConsultConfig | None = None,
+                 warn: Callable[[str], None] | None = None):
+        """`kb`: the KB, or a function that loads it (called once, on the first consult turn or `ready()`;
+        a `MingError` from it — no KB source — makes consult turns plain, with one warning via `warn`)."""
         if phrase not in PHRASE_MODES:
             raise ValueError(f"consult phrase mode must be one of {PHRASE_MODES}, got {phrase!r}")
-        self.kb, self.phrase, self.config = rank.warm(kb), phrase, config or ConsultConfig()
+        self.phrase, self.config = phrase, config or ConsultConfig()
+        self._load = None if isinstance(kb, KB) else kb
+        self._kb: KB | None = rank.warm(kb) if isinstance(kb, KB) else None
+        self._lock = threading.Lock()
+        self.warn = warn or (lambda msg: print(f"[ming] {msg}", file=sys.stderr, flush=True))
+        self.unavailable = ""  # why there is no KB (after a failed load)
+
+    def ready(self) -> KB | None:
+        """The KB, loaded now if it was not yet; None when there is none (warned once)."""
+        if self._kb is None and self._load is not None:
+            with self._lock:
+                if self._kb is None and self._load is not None:
+                    try:
+                        self._kb = rank.warm(self._load())
+                    except MingError as exc:
+                        self.unavailable = str(exc)
+                        self.warn(f"consult mode without a knowledge base, so no consultation controller: the plain "
+                                  f"model answers consult turns ({exc})")
+                    self._load = None
+        return self._kb
+
+    @property
+    def kb(self) -> KB | None:
+        return self.ready()
 
     def action_for(self, turn) -> ConsultAction:
         return step(turn.conversation, self.kb, self.config)
@@ -73,6 +106,8 @@ class ConsultStage:
     def prepare(self, turn) -> None:
         from ming.respond import Added  # the pipeline's own type (ming.respond imports no stage)
 
+        if getattr(turn, "mode", "consult") != "consult" or self.ready() is None:
+            return
         a = self.action_for(turn)
         turn.meta[self.name] = a.to_dict()
         turn.notices[self.name] = f"{a.kind}: {a.reason}"
@@ -105,6 +140,16 @@ class ConsultStage:
         return None
 
 
+def from_options(opts) -> ConsultStage:
+    """The stage for a caller (`ming.stages.StageOptions`): KB from $MING_KB or the data folder, loaded at
+    once when the caller's mode is consult, else on the first consult turn (so qa callers do not wait);
+    `opts.settings["consult"]` holds the stage's own options (phrase, config)."""
+    stage = ConsultStage(load_kb, **opts.settings.get("consult", {}))
+    if opts.mode == "consult":
+        stage.ready()
+    return stage
+
+
 def action_view(meta: dict) -> SimpleNamespace:
     """What `phrase.final_text` reads of an action, from its `to_dict()`."""
     q = meta.get("question")
@@ -112,17 +157,10 @@ def action_view(meta: dict) -> SimpleNamespace:
                            question=SimpleNamespace(slot=q["slot"], text=q["text"]) if q else None)
 
 
-def why_text(meta: dict | None) -> str:
+def why_text(meta: dict | None, mode: str | None = "consult") -> str:
     """`/why` in chat: the reasoning of the last consult-mode turn, from its `turn.meta["consult"]`."""
+    if mode != "consult":
+        return "（qa 模式没有问诊记录：/why 显示智能问诊的思路，请用 `ming chat --mode consult` 或 /mode consult）"
     if not meta:
         return "（还没有问诊记录：在 consult 模式下描述症状后再用 /why）"
-    lines = [f"下一步：{meta['kind']}（{meta['reason']}）"]
-    f = meta.get("findings") or {}
-    for key, label in (("present", "有"), ("absent", "没有"), ("sites", "部位"), ("duration", "时间")):
-        if f.get(key):
-            lines.append(f"{label}：{'、'.join(f[key])}")
-    for c in meta.get("candidates") or []:
-        lines.append(f"  {c['name']} {c['prob']:.0%}  支持：{'、'.join(c['supporting']) or '-'}")
-    if meta.get("question"):
-        lines.append(f"要问：{meta['question']['text']}（{meta['question']['reason']}）")
-    return "\n".join(lines)
+    return controller.why_text(meta)

@@ -35,6 +35,7 @@ class LocalClient:
     def __init__(self, engine, safety: str = "on", off: Sequence[str] = ()):
         self.engine = engine
         self.safety = safety
+        self.off = sorted(off)
         self.pipeline = Pipeline(engine, build(StageOptions(safety=safety, off=frozenset(off))), mode=None)
 
     @property
@@ -44,12 +45,13 @@ class LocalClient:
     def describe(self) -> dict:
         e = self.engine
         return {"kind": "local", "name": e.name, "backend": e.backend, "template": e.template.name,
-                "context_length": e.context_length, "safety": self.safety}
+                "context_length": e.context_length, "safety": self.safety, "stages_off": self.off}
 
-    def chat(self, messages: Sequence[dict], gen, until=None) -> Reply:
-        """One reply. `until(text so far)` returning True stops generation there (finish_reason "answered")."""
+    def chat(self, messages: Sequence[dict], gen, until=None, mode: str | None = None) -> Reply:
+        """One reply. `until(text so far)` returning True stops generation there (finish_reason "answered").
+        `mode` "consult": the turn runs the consultation controller (the "consult" stage)."""
         with self.engine.lock:
-            r = self.pipeline.answer(self.pipeline.prepare(list(messages), gen), until=until)
+            r = self.pipeline.answer(self.pipeline.prepare(list(messages), gen, mode=mode), until=until)
         acted = r.safety is not None and r.safety.triggered
         return Reply(text=r.text, model_text=r.model_text, finish_reason=r.finish, prompt_tokens=r.prompt_tokens,
                      completion_tokens=r.completion_tokens, safety=r.meta["safety"] if acted else None, info=r.meta)
@@ -139,7 +141,9 @@ class OpenAIClient:
         raise MingError(f"{self.base_url}{path} failed after {self.retries + 1} attempts; last error: {last}. "
                         "Is the server running? (`ming serve` prints its URL)")
 
-    def chat(self, messages: Sequence[dict], gen) -> Reply:
+    def chat(self, messages: Sequence[dict], gen, mode: str | None = None) -> Reply:
+        """`mode` is not sent (a vendor's API may reject unknown fields): a `ming serve` started with
+        `--mode consult` runs its own consultation controller."""
         body = {"model": self.model, "messages": list(messages), "max_tokens": gen.max_new_tokens,
                 "temperature": gen.temperature, "top_p": gen.top_p, "stream": False}
         if gen.seed is not None:

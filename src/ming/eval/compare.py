@@ -58,8 +58,12 @@ METRICS = {
     "mcq": [("accuracy", lambda r: bool(r["correct"]), "binary")],
     "qa": [("rouge_l", lambda r: r.get("rouge_l"), "score"), ("bleu", lambda r: r.get("bleu"), "score"),
            ("judge_score", lambda r: r.get("judge_score"), "score")],
-    "consult": [("diagnosis_accuracy", lambda r: r.get("diagnosis_hit"), "binary"),
-                ("coverage", lambda r: r.get("coverage"), "score"), ("turns", lambda r: r.get("turns"), "score")],
+    "consult": [("question_share", lambda r: (r["questions_asked"] / r["non_final_turns"]
+                                              if r.get("non_final_turns") else None), "score"),
+                ("coverage", lambda r: r.get("coverage"), "score"),
+                ("diagnosis_accuracy", lambda r: r.get("diagnosis_hit"), "binary"),
+                ("dx_top1", lambda r: r.get("dx_top1"), "binary"), ("dx_top3", lambda r: r.get("dx_top3"), "binary"),
+                ("turns", lambda r: r.get("turns"), "score")],
 }
 METRICS["safety"] = METRICS["qa"]
 
@@ -101,7 +105,8 @@ def to_markdown(rows: list[dict], a: str, b: str) -> str:
              "| task | metric | paired n | A [95% CI] | B [95% CI] | B − A | p | test |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        pct = r["metric"] in ("accuracy", "diagnosis_accuracy", "coverage", "rouge_l", "bleu")
+        pct = r["metric"] in ("accuracy", "diagnosis_accuracy", "coverage", "rouge_l", "bleu", "question_share",
+                              "dx_top1", "dx_top3")
         f = (lambda x: f"{100 * x:.1f}%") if pct else (lambda x: f"{x:.2f}")
         sig = " *" if r["p"] < 0.05 else ""
         ca, cb = r.get("a_ci95"), r.get("b_ci95")

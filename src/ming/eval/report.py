@@ -58,6 +58,11 @@ def summarize(task, rows: list[dict], n_items: int) -> dict:
         cov = [r["coverage"] for r in rows if r.get("coverage") is not None]
         s["coverage"] = metrics.mean_ci(cov) if cov else None
         s["turns"] = metrics.mean_ci([float(r["turns"]) for r in rows]) if rows else None
+        n_asked, n_nonfinal = sum(r.get("questions_asked", 0) for r in rows), sum(r.get("non_final_turns", 0) for r in rows)
+        s["question_share"] = metrics.accuracy([True] * n_asked + [False] * (n_nonfinal - n_asked)) if n_nonfinal else None
+        for k in ("dx_top1", "dx_top3"):  # synonym-aware, through the KB (ming/eval/dxkb.py)
+            vals = [r[k] for r in rows if r.get(k) is not None]
+            s[k] = metrics.accuracy(vals) if vals else None
         s["concluded_unprompted"] = sum(1 for r in rows if r.get("concluded_early"))
         s["patient_parse_failures"] = sum(r.get("patient_parse_failures", 0) for r in rows)
         s["patient_fallback_turns"] = sum(r.get("patient_fallbacks", 0) for r in rows)
@@ -111,16 +116,21 @@ def to_markdown(report: dict) -> str:
         lines.append("")
     cons = {k: v for k, v in tasks.items() if v["kind"] == "consult"}
     if cons:
-        lines += ["| task | cases | with diagnosis | diagnosis acc. % [95% CI] | coverage % [95% CI] | doctor turns (mean) | concluded unprompted | patient parse failures |",
-                  "|---|---:|---:|---|---|---:|---:|---:|"]
+        lines += ["| task | cases | asks a question (non-final turns) % [95% CI] | coverage % [95% CI] | with diagnosis "
+                  "| diagnosis lexical % [95% CI] | KB top-1 % [95% CI] | KB top-3 % [95% CI] | doctor turns (mean) "
+                  "| concluded unprompted | patient parse failures |",
+                  "|---|---:|---|---|---:|---|---|---|---:|---:|---:|"]
+
+        def acc(x):
+            return f"{_pct(x['accuracy'])} {_ci(x['ci95'])} ({x['correct']}/{x['n']})" if x else "n/a"
+
         for k, v in cons.items():
-            d = v.get("diagnosis_accuracy")
             c = v.get("coverage")
             t = v.get("turns")
-            lines.append(f"| {k} | {v['n_done']} | {v['n_with_diagnosis']} | "
-                         f"{_pct(d['accuracy']) + ' ' + _ci(d['ci95']) if d else 'n/a'} | "
-                         f"{_pct(c['mean']) + ' ' + _ci(c['ci95']) if c else 'n/a'} | "
+            lines.append(f"| {k} | {v['n_done']} | {acc(v.get('question_share'))} | "
+                         f"{_pct(c['mean']) + ' ' + _ci(c['ci95']) if c else 'n/a'} | {v['n_with_diagnosis']} | "
+                         f"{acc(v.get('diagnosis_accuracy'))} | {acc(v.get('dx_top1'))} | {acc(v.get('dx_top3'))} | "
                          f"{t['mean']:.2f} | {v['concluded_unprompted']} | {v['patient_parse_failures']} |" if t else
-                         f"| {k} | 0 | - | - | - | - | - | - |")
+                         f"| {k} | 0 | - | - | - | - | - | - | - | - | - |")
         lines.append("")
     return "\n".join(lines) + "\n"

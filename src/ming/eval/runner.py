@@ -24,6 +24,7 @@ from ming.errors import MingError
 from ming.eval import metrics, prompts
 from ming.eval.extract import answer_line_complete, extract_choice
 from ming.eval.prompts import ANSWER_PREFIX, LETTER_SEP, PROMPT_VERSION, mcq_messages
+from ming.eval.dxkb import kb_hits
 from ming.eval.report import summarize, to_markdown
 from ming.eval.results import ResultsLog, check_fingerprints
 from ming.eval.simpatient import (
@@ -38,6 +39,7 @@ from ming.eval.simpatient import (
 )
 from ming.eval.tasks import get
 from ming.eval.tasks.base import read_rows
+from ming.kb import load_kb
 from ming.prompts import system_prompt
 
 MODES = ("generate", "loglik")
@@ -69,6 +71,8 @@ class EvalOptions:
     stop_at_answer: bool = option(True, "MCQ generate on a local model: stop once a complete \"答案：X\" line is "
                                         "written (the reason after it is never scored); --no-stop-at-answer keeps "
                                         "generating")
+    stages_off: str = option("", "local models: turn these turn-pipeline stages off (comma-separated; e.g. `consult`: "
+                                 "the plain model, to measure the consultation controller against it)")
     data: str | None = option(None, "JSONL file for the `mcq` task (shared MCQ schema), or a replacement data file "
                                     "when one task is given")
     overwrite: bool = option(False, "discard earlier results of these tasks in OUTPUT")
@@ -98,6 +102,7 @@ class Runner:
         self.patient_client = patient_client
         self.judge = judge
         self.log = log or (lambda msg: print(f"[ming eval] {msg}", file=sys.stderr, flush=True))
+        self._kb = None  # consult tasks: the KB for the synonym-aware diagnosis match (loaded on first use)
         if opts.mode not in ("generate", "loglik"):
             raise MingError(f"--mode must be generate or loglik, got {opts.mode!r}")
         if opts.patient not in ("rule", "llm"):
@@ -166,7 +171,8 @@ class Runner:
             fp.update(mode=self.opts.mode, shots=[s["id"] for s in prep.shots], prompt_version=PROMPT_VERSION)
         if t.kind == "consult":
             fp.update(max_turns=self.opts.max_turns, patient=self.opts.patient, doctor_prompt=DOCTOR_PROMPT_VERSION,
-                      patient_prompt=PATIENT_PROMPT_VERSION, rule_patient=RULE_PATIENT_VERSION)
+                      patient_prompt=PATIENT_PROMPT_VERSION, rule_patient=RULE_PATIENT_VERSION,
+                      stages_off=self.client.describe().get("stages_off"))
         if t.kind in ("qa", "safety"):
             fp.update(judge=self.judge.describe()["rubric_version"] if self.judge else None)
         return fp
@@ -234,13 +240,26 @@ class Runner:
         else:
             patient = RulePatient(case)
         system = system_prompt("consult")
-        res = consult(self.client, patient, case, gen, max_turns=self.opts.max_turns, system=system)
+        res = consult(self.client, patient, case, gen, max_turns=self.opts.max_turns, system=system, mode="consult")
         row = asdict(res)
+        kb = self.kb()
+        if kb is not None:
+            row["dx_top1"], row["dx_top3"] = kb_hits(res.final_text, case.diagnosis, kb)
         row.update(gold_diagnosis=case.diagnosis, n_findings=len(case.findings),
                    findings=[asdict(f) for f in case.findings], chief_complaint=case.chief_complaint)
         if case.department:
             row["department"] = case.department
         return row
+
+    def kb(self):
+        """The KB for the diagnosis match through it (None, said once, when there is no KB)."""
+        if self._kb is None:
+            try:
+                self._kb = load_kb()
+            except MingError as exc:
+                self.log(f"no KB, so no synonym-aware diagnosis top-1/top-3 ({exc})")
+                self._kb = False
+        return self._kb or None
 
     def run_item(self, prep: Prepared, item: dict) -> dict:
         t0 = time.time()

@@ -414,22 +414,29 @@ class ConsultResult:
     patient_parse_failures: int = 0
     patient_fallbacks: int = 0
     safety_events: list = field(default_factory=list)
+    questions_asked: int = 0  # non-final doctor turns that ask something (`questions_in`)
+    non_final_turns: int = 0
+    doctor_kinds: list = field(default_factory=list)  # the consultation controller's action per turn (local engine)
 
 
 def consult(doctor, patient: RulePatient, case: Case, gen, max_turns: int = 4,
-            system: str | None = None) -> ConsultResult:
+            system: str | None = None, mode: str | None = "consult") -> ConsultResult:
     """Run one consultation. The doctor speaks up to `max_turns` times; when it has not concluded
-    by its last turn, the patient asks for the diagnosis directly and that answer is the last turn."""
+    by its last turn, the patient asks for the diagnosis directly and that answer is the last turn.
+    Each doctor turn is a `mode` turn (a local engine then runs the consultation controller, unless
+    its client turned the "consult" stage off)."""
     transcript = [{"role": "patient", "text": patient.opening()}]
     safety_events = []
+    kinds: list = []
     forced = False
     final = ""
     for turn in range(1, max_turns + 1):
         msgs = [{"role": "system", "content": system}] if system else []
         for t in transcript:
             msgs.append({"role": "user" if t["role"] == "patient" else "assistant", "content": t["text"]})
-        r = doctor.chat(msgs, gen)
+        r = doctor.chat(msgs, gen, mode=mode)
         final = r.text
+        kinds.append(((r.info or {}).get("consult") or {}).get("kind"))
         transcript.append({"role": "doctor", "text": r.text})
         if r.safety:
             safety_events.append({"turn": turn, "action": r.safety.get("action")})
@@ -443,8 +450,10 @@ def consult(doctor, patient: RulePatient, case: Case, gen, max_turns: int = 4,
     turns = sum(1 for t in transcript if t["role"] == "doctor")
     n = len(case.findings)
     hit, term = diagnosis_hit(final, case.diagnosis)
+    non_final = [t["text"] for t in transcript if t["role"] == "doctor"][:-1]
     return ConsultResult(transcript=transcript, turns=turns, concluded_early=early,
                          revealed=sorted(patient.revealed), coverage=(len(patient.revealed) / n) if n else None,
                          final_text=final, diagnosis_hit=hit, matched_term=term,
                          patient_parse_failures=patient.parse_failures, patient_fallbacks=patient.fallbacks,
-                         safety_events=safety_events)
+                         safety_events=safety_events, questions_asked=sum(1 for t in non_final if questions_in(t)),
+                         non_final_turns=len(non_final), doctor_kinds=kinds if any(kinds) else [])

@@ -131,6 +131,50 @@ function showSafety(msg, safety) {
   }
 }
 
+const KIND_LABEL = { ask: "追问中", answer_then_ask: "回答后继续追问", assess: "已给出初步判断",
+                     answer: "回答追问", escalate: "紧急：请立即就医" };
+
+function showConsult(c) {
+  // the consultation controller's state after this turn (the `ming_consult` field): candidates with the
+  // findings that support them, what is known, red flags, the next question
+  const panel = $("consult-panel");
+  if (!c || state.mode !== "consult") { panel.hidden = true; return; }
+  panel.hidden = false;
+  $("consult-summary").textContent = KIND_LABEL[c.kind] || c.kind;
+  const ol = $("consult-candidates");
+  ol.replaceChildren();
+  for (const cand of c.candidates || []) {
+    const li = el("li");
+    li.appendChild(el("strong", "", cand.name));
+    li.appendChild(el("span", "prob", ` ${Math.round(100 * cand.prob)}%`));
+    li.appendChild(el("div", "support", "支持：" + ((cand.supporting || []).join("、") || "-")
+      + ((cand.against || []).length ? "　不支持：" + cand.against.join("、") : "")));
+    ol.appendChild(li);
+  }
+  if (!ol.children.length) ol.appendChild(el("li", "muted", "（还没有足够的信息）"));
+  const f = c.findings || {}, st = c.state || {};
+  const join = (xs, sep) => (xs || []).join(sep || "、");
+  const rows = [["主诉", st.chief_complaint || ""], ["有", join(f.present)], ["没有", join(f.absent)],
+    ["部位", join(f.sites)], ["性质", join(f.character)], ["时间", join(f.duration)],
+    ["体温", f.temperature != null ? `${f.temperature}℃` : ""], ["诱因", join(f.triggers)],
+    ["既往史", join(f.history, "；")], ["用药", join(f.medication, "；")], ["过敏", join(f.allergy, "；")],
+    ["怀孕", join(f.pregnancy, "；")],
+    ["年龄/性别", [f.age != null ? `${f.age}岁` : "", f.sex || ""].filter(Boolean).join(" ")]];
+  const dl = $("consult-known");
+  dl.replaceChildren();
+  for (const [k, v] of rows) {
+    if (!v) continue;
+    dl.appendChild(el("dt", "", k));
+    dl.appendChild(el("dd", "", v));
+  }
+  if (!dl.children.length) dl.appendChild(el("dd", "muted", "（还没有）"));
+  const flags = c.red_flags || [];
+  $("consult-flags-box").hidden = !flags.length;
+  $("consult-flags").textContent = flags.map((x) => `${x.suspicion}（${join(x.findings, "+")}）`).join("；");
+  $("consult-next-box").hidden = !c.question;
+  $("consult-next").textContent = c.question ? c.question.text : "";
+}
+
 function showError(msg, text) {
   const n = el("div", "notice error", text);
   n.dataset.testid = "error";
@@ -153,7 +197,7 @@ async function ask(question) {
   state.controller = controller;
   const headers = { "Content-Type": "application/json" };
   if (apiKey()) headers["Authorization"] = "Bearer " + apiKey();
-  let finish = null, safety = null, usage = null, info = null;
+  let finish = null, safety = null, usage = null, info = null, consult = null;
   try {
     const resp = await fetch("/v1/chat/completions", {
       method: "POST", headers, signal: controller.signal,
@@ -188,7 +232,9 @@ async function ask(question) {
           for (const ch of obj.choices || []) {
             if (ch.index !== 0) continue;
             if (ch.delta && ch.delta.content) appendText(msg, ch.delta.content, ch.ming_kind);
-            if (ch.finish_reason) { finish = ch.finish_reason; safety = ch.ming_safety || null; }
+            if (ch.finish_reason) {
+              finish = ch.finish_reason; safety = ch.ming_safety || null; consult = ch.ming_consult || consult;
+            }
           }
         }
       }
@@ -207,6 +253,7 @@ async function ask(question) {
     state.history.pop(); // nothing came back: forget the question so it can be asked again
   }
   showSafety(msg, safety);
+  if (consult) showConsult(consult);
   if (info && info.truncated_exchanges) {
     msg.stack.appendChild(el("div", "notice info", `对话过长，已省略最早的 ${info.truncated_exchanges} 轮 (oldest exchanges dropped)`));
   }
@@ -223,6 +270,7 @@ function newChat() {
   if (state.controller) state.controller.abort();
   state.history = [];
   for (const n of [...$("log").querySelectorAll(".msg")]) n.remove();
+  showConsult(null);
   $("welcome").hidden = false;
   $("input").focus();
 }
