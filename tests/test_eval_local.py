@@ -62,3 +62,43 @@ def test_eval_run_on_tiny_model_both_modes(tiny_qwen_engine, tmp_path):
         assert len(r["logprobs"]) == r["n_options"]
     assert not next(r for r in rows if r["id"] == "q3")["correct"]  # one letter never matches "ABD"
     assert "log P(letter)" in t["prompt"]["loglik"]
+
+
+def test_consult_task_runs_the_controller_and_stages_off_gives_the_plain_model(tiny_qwen_engine, tmp_path):
+    """The consultation goes through the pipeline's "consult" stage (MING_KB: the test KB); `off=["consult"]`
+    (`ming eval --stages-off consult`) is the plain model; `ming eval compare` pairs the two runs."""
+    from ming.eval import compare as compare_runs
+    from ming.eval.dxkb import kb_hits
+    from ming.kb import load_kb
+
+    data = str(FIXTURES / "dialogue_cases.jsonl")
+    reps = {}
+    for arm, off in (("ctrl", ()), ("plain", ("consult",))):
+        opts = EvalOptions(tasks=["meddialog_cn_100"], data=data, output=str(tmp_path / arm), progress=False,
+                           max_new_tokens=12, max_turns=3)
+        reps[arm] = Runner(LocalClient(tiny_qwen_engine, safety="on", off=off), opts, log=lambda m: None).run()
+    rows = {arm: [json.loads(x) for x in open(tmp_path / arm / "results.jsonl", encoding="utf-8")] for arm in reps}
+    kb = load_kb()
+    for r in rows["ctrl"]:
+        assert r["doctor_kinds"] and set(r["doctor_kinds"]) <= {"ask", "answer_then_ask", "assess", "escalate", "answer"}
+        assert r["questions_asked"] == r["non_final_turns"]  # the controller asks on every non-final turn
+        assert (r["dx_top1"], r["dx_top3"]) == kb_hits(r["final_text"], r["gold_diagnosis"], kb)
+    for r in rows["plain"]:
+        assert r["doctor_kinds"] == [] and "dx_top1" in r
+    t = reps["ctrl"]["tasks"]["meddialog_cn_100"]
+    assert t["question_share"]["accuracy"] == 1.0 and t["dx_top3"]["n"] == 2
+    assert reps["ctrl"]["model"]["stages_off"] == [] and reps["plain"]["model"]["stages_off"] == ["consult"]
+    cmp = {r["metric"]: r for r in compare_runs.compare(tmp_path / "plain", tmp_path / "ctrl")}
+    assert {"question_share", "coverage", "dx_top1", "dx_top3", "diagnosis_accuracy"} <= set(cmp)
+    assert cmp["question_share"]["b"] == 1.0
+
+
+def test_dx_top1_top3_through_the_kb():
+    from ming.eval.dxkb import diagnosis_span, kb_hits
+    from ming.kb import load_kb
+
+    kb = load_kb()
+    assert diagnosis_span("您有发热、咳嗽。初步判断：急性胃肠炎、阑尾炎。建议…") == "初步判断：急性胃肠炎、阑尾炎"
+    assert kb_hits("初步判断：急性胃肠炎、阑尾炎。", "急性阑尾炎", kb) == (False, True)  # synonym-aware, second named
+    assert kb_hits("诊断：阑尾炎。", "阑尾炎", kb) == (True, True)
+    assert kb_hits("诊断：感冒。", None, kb) == (None, None)

@@ -75,9 +75,11 @@ def test_mode_selects_the_system_prompt(live):
 
     base = {"max_tokens": 8, "temperature": 0}
     consult = post(live, {**base, "messages": Q, "mode": "consult"}).json()
-    explicit = post(live, {**base, "messages": [{"role": "system", "content": system_prompt("consult")}] + Q}).json()
+    explicit = post(live, {**base, "messages": [{"role": "system", "content": system_prompt("consult")}] + Q,
+                           "mode": "consult"}).json()  # the mode also runs the consultation controller
     qa = post(live, {**base, "messages": Q, "mode": "qa"}).json()
     assert consult["ming"]["system_prompt"] == "ming:consult" and explicit["ming"]["system_prompt"] == "client"
+    assert consult["ming_consult"] == explicit["ming_consult"] and "ming_consult" not in qa
     assert consult["choices"][0]["message"]["content"] == explicit["choices"][0]["message"]["content"]
     assert consult["usage"]["prompt_tokens"] == explicit["usage"]["prompt_tokens"] != qa["usage"]["prompt_tokens"]
     bad = post(live, {**base, "messages": Q, "mode": "surgery"})

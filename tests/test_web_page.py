@@ -150,3 +150,39 @@ def test_api_key_prompt(browser, tiny_qwen_engine):
         answer = _ask(page, "头痛")
         assert answer.locator("[data-testid=error]").count() == 0 and answer.locator(".bubble").inner_text()
         ctx.close()
+
+
+def test_consult_panel_shows_the_controllers_reasoning_on_a_phone(browser, server):
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
+                              has_touch=True, locale="zh-CN")
+    page = ctx.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(server.url + "/")
+    panel = page.locator("[data-testid=consult-panel]")
+    _ask(page, "头痛")
+    assert not panel.is_visible()  # qa mode: no consultation, no panel
+    page.click("#mode-consult")
+    first = _ask(page, "我肚子疼两天了")
+    assert panel.is_visible() and "问诊思路" in panel.locator("summary").inner_text()
+    assert "追问中" in page.locator("#consult-summary").inner_text()
+    page.click("#consult-panel summary")  # collapsed by default: one tap opens it
+    candidates = page.locator("#consult-candidates li")
+    assert candidates.count() >= 2 and "支持：" in candidates.first.inner_text()
+    assert "腹痛" in page.locator("#consult-known").inner_text()
+    question = page.locator("#consult-next").inner_text()
+    assert question and question in first.locator(".bubble").inner_text()  # the question asked is the one shown
+    second = _ask(page, "在右下腹，按着更疼，有点发烧")
+    assert "阑尾炎" in second.locator(".bubble").inner_text()
+    assert "紧急" in page.locator("#consult-summary").inner_text()
+    assert page.locator("#consult-flags").is_visible() and "阑尾炎" in page.locator("#consult-flags").inner_text()
+    assert "右下腹" in page.locator("#consult-known").inner_text()
+    assert not page.locator("#consult-next").is_visible()  # escalated: nothing more to ask
+    # fits the phone: nothing wider than the screen, the panel leaves room for the conversation and the input
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    box = panel.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["height"] < 844 / 2
+    assert page.locator("#input").bounding_box()["y"] + page.locator("#input").bounding_box()["height"] <= 844
+    page.screenshot(path=str(SHOTS / "ming-web-consult-phone.png"))
+    page.click("#new-chat")
+    assert not panel.is_visible()
+    ctx.close()

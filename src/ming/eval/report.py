@@ -116,21 +116,23 @@ def to_markdown(report: dict) -> str:
         lines.append("")
     cons = {k: v for k, v in tasks.items() if v["kind"] == "consult"}
     if cons:
-        lines += ["| task | cases | asks a question (non-final turns) % [95% CI] | coverage % [95% CI] | with diagnosis "
-                  "| diagnosis lexical % [95% CI] | KB top-1 % [95% CI] | KB top-3 % [95% CI] | doctor turns (mean) "
-                  "| concluded unprompted | patient parse failures |",
-                  "|---|---:|---|---|---:|---|---|---|---:|---:|---:|"]
+        lines += ["| task | cases | with diagnosis | diagnosis acc. % [95% CI] | coverage % [95% CI] | doctor turns (mean) "
+                  "| concluded unprompted | patient parse failures | asks a question (non-final turns) % [95% CI] "
+                  "| KB top-1 % [95% CI] | KB top-3 % [95% CI] |",
+                  "|---|---:|---:|---|---|---:|---:|---:|---|---|---|"]
 
-        def acc(x):
-            return f"{_pct(x['accuracy'])} {_ci(x['ci95'])} ({x['correct']}/{x['n']})" if x else "n/a"
+        def acc(x, n=False):
+            return (f"{_pct(x['accuracy'])} {_ci(x['ci95'])}" + (f" ({x['correct']}/{x['n']})" if n else "")) if x \
+                else "n/a"
 
         for k, v in cons.items():
             c = v.get("coverage")
             t = v.get("turns")
-            lines.append(f"| {k} | {v['n_done']} | {acc(v.get('question_share'))} | "
-                         f"{_pct(c['mean']) + ' ' + _ci(c['ci95']) if c else 'n/a'} | {v['n_with_diagnosis']} | "
-                         f"{acc(v.get('diagnosis_accuracy'))} | {acc(v.get('dx_top1'))} | {acc(v.get('dx_top3'))} | "
-                         f"{t['mean']:.2f} | {v['concluded_unprompted']} | {v['patient_parse_failures']} |" if t else
+            lines.append(f"| {k} | {v['n_done']} | {v['n_with_diagnosis']} | {acc(v.get('diagnosis_accuracy'))} | "
+                         f"{_pct(c['mean']) + ' ' + _ci(c['ci95']) if c else 'n/a'} | "
+                         f"{t['mean']:.2f} | {v['concluded_unprompted']} | {v['patient_parse_failures']} | "
+                         f"{acc(v.get('question_share'), True)} | {acc(v.get('dx_top1'), True)} | "
+                         f"{acc(v.get('dx_top3'), True)} |" if t else
                          f"| {k} | 0 | - | - | - | - | - | - | - | - | - |")
         lines.append("")
     return "\n".join(lines) + "\n"
