@@ -210,3 +210,14 @@ def test_fever_brings_the_temperature_question_first_for_an_infant(kb):
     assert a2.state.temperature == 39.5 and a2.question.slot != "temperature"
     *_, done = talk(kb, "宝宝1岁，发烧一天了", "最高39.5度", "我这是什么病？")
     assert done.assessment["urgency"] == "soon" and "39.5" in done.assessment["when"]
+
+
+def test_the_site_question_fits_where_it_hurts(kb):
+    from ming.consult.questions import TEMPLATES, site_question
+
+    def site(text):
+        return site_question(build_state([{"role": "user", "content": text}], kb.lexicon))
+
+    assert site("我肚子疼两天了") == TEMPLATES["site"] and "右下腹" in site("胃疼")
+    assert "太阳穴" in site("我最近总是头痛") and "右下腹" not in site("我最近总是头痛")
+    assert "胸口" in site("胸口疼了一天")

@@ -93,4 +93,7 @@ def test_no_kb_source_falls_back_to_the_plain_model_with_one_warning(tiny_qwen_e
         assert "consult" not in res.meta and "consult" not in turn.system_text and res.text  # the model answered
         msgs += [{"role": "assistant", "content": res.model_text}, {"role": "user", "content": "还有点恶心"}]
     assert "knowledge base" not in capfd.readouterr().err  # said once, not per turn
+    from ming.session import Session
+
+    assert "没有知识库" in Session(pipe, GenerationConfig(max_new_tokens=4)).why()  # chat's /why says why
     assert why_text(None).startswith("（还没有问诊记录") and "qa 模式" in why_text(None, mode="qa")

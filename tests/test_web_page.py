@@ -121,12 +121,18 @@ def test_report_shows_the_findings_table(page):
     page.screenshot(path=str(SHOTS / "ming-web-findings.png"), full_page=True)
 
 
-def test_phone_sized_screen(browser, server):
+def _phone(browser, server):
+    """A 390×844 phone (iPhone 12-14 size) with touch, on the page."""
     ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
                               has_touch=True, locale="zh-CN")
     page = ctx.new_page()
     page.set_default_timeout(30_000)
     page.goto(server.url + "/")
+    return ctx, page
+
+
+def test_phone_sized_screen(browser, server):
+    ctx, page = _phone(browser, server)
     _ask(page, "我胸口剧烈疼痛，出冷汗，喘不上气")
     # nothing wider than the screen; the controls are on screen and big enough to tap
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
@@ -153,11 +159,7 @@ def test_api_key_prompt(browser, tiny_qwen_engine):
 
 
 def test_consult_panel_shows_the_controllers_reasoning_on_a_phone(browser, server):
-    ctx = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True,
-                              has_touch=True, locale="zh-CN")
-    page = ctx.new_page()
-    page.set_default_timeout(30_000)
-    page.goto(server.url + "/")
+    ctx, page = _phone(browser, server)
     panel = page.locator("[data-testid=consult-panel]")
     _ask(page, "头痛")
     assert not panel.is_visible()  # qa mode: no consultation, no panel

@@ -102,6 +102,9 @@ class Session:
     def why(self) -> str:
         """`/why`: the consultation controller's reasoning at the last turn (candidates, what is known)."""
         turn = self.last_turn
+        stage = self.pipeline.stage("consult")
+        if stage is not None and getattr(stage, "unavailable", ""):
+            return f"（没有知识库，问诊控制器未启用 / no knowledge base, no consultation controller: {stage.unavailable}）"
         return why_text(turn.meta.get("consult") if turn is not None else None,
                         turn.mode if turn is not None else self.pipeline.mode)
 

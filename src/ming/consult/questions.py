@@ -32,6 +32,13 @@ PLAIN = {"发热": "发烧", "腹泻": "拉肚子", "咽痛": "嗓子疼", "流�
          "心悸": "心慌", "下肢水肿": "腿肿", "压痛": "按压时更疼", "反跳痛": "按下去再松手时疼得更厉害", "畏寒": "怕冷",
          "咯血": "咳血", "嗳气": "打嗝", "鼻塞": "鼻子不通气", "瘙痒": "发痒", "尿痛": "小便疼", "多汗": "出汗多",
          "乏力": "没力气", "腹胀": "肚子胀", "眩晕": "天旋地转的晕"}
+# the site question for pain elsewhere than the belly (TEMPLATES["site"] is the abdominal one)
+SITE_BY_AREA = (
+    (re.compile(r"头"), "头哪个部位疼，比如前额、两侧太阳穴、后脑勺，还是整个头都疼？"),
+    (re.compile(r"胸"), "胸口哪个位置疼，比如正中间、左边还是右边，疼的时候会不会传到肩膀、后背或胳膊？"),
+    (re.compile(r"腰|背"), "腰背具体哪个位置疼，是一侧还是两侧，会不会往腿上或小肚子放射？"),
+    (re.compile(r"关节|肩|颈"), "具体是哪个部位或哪个关节疼，一处还是好几处？"),
+)
 PAIN_LIKE = re.compile(r"(?:腹|胸|头|腰|背|胃|关节|肩|颈)[^，]{0,3}痛")
 # KB names a patient cannot answer about (lab values, signs, diagnoses)
 _NOT_ASKABLE = re.compile(r"^(?:小儿|婴儿|新生儿|婴幼儿|老年|妊娠|产后)|过速|过缓|心动|细胞|蛋白|增高|升高|降低|减少|异常|综合征|炎|癌|瘤|症$|病$|杂音|阻滞|衰竭|障碍|肿大|积液|失常|"
@@ -52,6 +59,17 @@ def symptom_question(canonical: str) -> str:
     plain = PLAIN.get(canonical)
     name = f"{plain}（{canonical}）" if plain else canonical
     return f"请问有没有{name}？"
+
+
+def site_question(state: ConsultState) -> str:
+    """Where it hurts, asked for the body area the pain is in (the belly unless the pain is elsewhere)."""
+    pains = [s for s in state.present() if PAIN_LIKE.search(s)]
+    if any(re.search(r"腹|胃", s) for s in pains):
+        return TEMPLATES["site"]
+    for rx, text in SITE_BY_AREA:
+        if any(rx.search(s) for s in pains):
+            return text
+    return TEMPLATES["site"]
 
 
 def askable(kb: KB, concept: str) -> bool:
@@ -143,5 +161,5 @@ def next_question(state: ConsultState, kb: KB, cands: list[Candidate]) -> Questi
             continue
         if state.asked.get(slot, 0) or state.known(slot):
             continue
-        return Question(slot, TEMPLATES[slot], f"{slot} not yet known")
+        return Question(slot, site_question(state) if slot == "site" else TEMPLATES[slot], f"{slot} not yet known")
     return None
