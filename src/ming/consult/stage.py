@@ -160,7 +160,7 @@ def action_view(meta: dict) -> SimpleNamespace:
 def why_text(meta: dict | None, mode: str | None = "consult") -> str:
     """`/why` in chat: the reasoning of the last consult-mode turn, from its `turn.meta["consult"]`."""
     if mode != "consult":
-        return "（qa 模式没有问诊记录：/why 显示智能问诊的思路，请用 `ming chat --mode consult` 或 /mode consult）"
+        return "（qa 模式没有问诊记录：/why 显示智能问诊的思路，请用 `ming chat --mode consult`）"
     if not meta:
         return "（还没有问诊记录：在 consult 模式下描述症状后再用 /why）"
     return controller.why_text(meta)
