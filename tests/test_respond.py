@@ -58,10 +58,13 @@ def test_stages_run_in_order_and_their_text_is_rendered(tiny_qwen_engine):
 
 def test_registry_builds_per_caller():
     assert list(REGISTRY)[0] == "safety"
-    assert [s.name for s in build(StageOptions(safety="on"))] == ["safety", "grounding", "medication"]
-    assert [s.name for s in build(StageOptions(safety="on", off=frozenset({"grounding"})))] == ["safety", "medication"]
-    every = frozenset({"safety", "grounding", "medication"})
-    assert build(StageOptions(safety="off")) == build(StageOptions(safety="on", off=every)) == []
+    # consult is built for every caller and acts on consult-mode turns only (safety off too)
+    assert [s.name for s in build(StageOptions(safety="on"))] == ["safety", "consult", "grounding", "medication"]
+    assert [s.name for s in build(StageOptions(safety="on", off=frozenset({"grounding"})))] == ["safety", "consult",
+                                                                                                "medication"]
+    assert [s.name for s in build(StageOptions(safety="off"))] == ["consult"]
+    every = frozenset({"safety", "consult", "grounding", "medication"})
+    assert build(StageOptions(safety="off", off=frozenset({"consult"}))) == build(StageOptions(safety="on", off=every)) == []
     with pytest.raises(MingError, match="unknown stage"):
         build(StageOptions(off=frozenset({"nope"})))
     with pytest.raises(MingError, match="safety mode"):
