@@ -62,7 +62,7 @@ def test_registered_stage_acts_on_consult_turns_only_and_loads_lazily(tiny_qwen_
 
     monkeypatch.setenv("MING_HOME", str(tmp_path / "h"))  # no index yet: the first consult turn builds it
     stages = build(StageOptions(safety="on", mode="qa"))
-    assert [s.name for s in stages] == ["safety", "consult"]
+    assert [s.name for s in stages][:2] == ["safety", "consult"]  # right after the safety check
     stage = stages[1]
     pipe = respond.Pipeline(tiny_qwen_engine, stages, mode="qa")  # a server started in qa mode
     turn, res = run(pipe, [{"role": "user", "content": "我肚子疼两天了"}])
@@ -75,7 +75,7 @@ def test_registered_stage_acts_on_consult_turns_only_and_loads_lazily(tiny_qwen_
     assert turn.mode == "consult" and res.meta["consult"]["kind"] == "ask" and res.text == res.meta["consult"]["text"]
     assert "building the index" in capfd.readouterr().err and list((tmp_path / "h").glob("kb/*.pkl"))
     # off for this caller: no stage at all; a caller in consult mode loads the KB at once
-    assert [s.name for s in build(StageOptions(safety="on", off=frozenset({"consult"})))] == ["safety"]
+    assert "consult" not in [s.name for s in build(StageOptions(safety="on", off=frozenset({"consult"})))]
     assert build(StageOptions(safety="off", mode="consult"))[0]._kb is not None
 
 

@@ -34,7 +34,7 @@ def test_local_client_answers_through_respond(tiny_qwen_engine):
     again = LocalClient(tiny_qwen_engine, safety="off").chat([{"role": "user", "content": "头痛怎么办"}], gen)
     assert again.text == off.text  # greedy, same answer
     on = LocalClient(tiny_qwen_engine, safety="on")
-    assert [s.name for s in on.pipeline.stages] == ["safety", "consult", "grounding", "medication"]  # consult: consult turns only
+    assert [s.name for s in on.pipeline.stages] == ["safety", "consult", "grounding", "medication"]
     calm = on.chat([{"role": "user", "content": "头痛怎么办"}], gen)
     assert calm.text == off.text and calm.safety is None  # nothing triggered: the same answer, no decision
     r = on.chat([{"role": "user", "content": "我胸口剧烈疼痛，出冷汗，喘不上气，已经二十分钟了"}], gen)
