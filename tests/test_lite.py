@@ -56,10 +56,10 @@ def test_training_starts_from_the_base_not_the_default():
     from ming.train.model import start_ref
 
     ref = start_ref(TrainConfig())  # the default config ...
-    assert ref.kind == "gguf" and ref.embedded  # ... starts from the untouched embedded base
-    assert ref.path == models.resolve("base").path
-    if lite.available():
-        assert models.resolve(None).kind == "lora"  # while chat's default is the adapter
+    assert ref.kind == "gguf" and ref.embedded  # ... starts from an untouched embedded model, never an adapter
+    assert ref.spec == "0.5b" and ref.path == models.resolve("0.5b").path  # the small one: CPU-trainable
+    named = start_ref(TrainConfig(model_path="1.5b"))
+    assert named.spec == "1.5b" and named.path == models.resolve("base").path  # the default's base, by name
 
 
 def test_shipped_adapter_is_small_bf16_with_a_model_card():

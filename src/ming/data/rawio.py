@@ -39,11 +39,13 @@ def _decode(raw: bytes, encoding: str) -> tuple[str | None, str | None]:
 
 
 def json_problem(exc: json.JSONDecodeError, text: str) -> str:
-    """A JSON error in words: a line cut off before its object closes is "truncated JSON"."""
-    if exc.pos >= len(text.rstrip()):
-        return f"malformed JSON (truncated JSON: the line ends at column {exc.colno} before it is closed)"
+    """A JSON error in words, with the column counted on the line: a line cut off before its object closes
+    is "truncated JSON"."""
+    line = text.rstrip()
+    if exc.pos >= len(line):
+        return f"malformed JSON (truncated JSON: the line ends after column {len(line)} before it is closed)"
     msg = exc.msg[:-3] if exc.msg.endswith(" at") else exc.msg  # "Invalid control character at" + "at column"
-    return f"malformed JSON ({msg} at column {exc.colno})"
+    return f"malformed JSON ({msg} at column {exc.pos + 1})"
 
 
 def iter_jsonl(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> Iterator[tuple[int, dict]]:

@@ -60,8 +60,8 @@ def _check_qlora(device: str) -> None:
 
 
 def start_ref(cfg) -> models.ModelRef:
-    """What training starts from: the model named, else the untouched embedded base (never the MING-lite
-    default that `ming chat` runs)."""
+    """What training starts from: the model named, else the untouched embedded 0.5B (the cheapest to train on a
+    CPU; `--model-path 1.5b` names the default model's base), never an adapter unless one is named."""
     return models.resolve(cfg.model_path or "embedded", cfg.model_base, cfg.allow_download)
 
 
