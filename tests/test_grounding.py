@@ -152,17 +152,38 @@ def test_retry_hint_names_the_finding(findings):
     assert "血红蛋白 118 g/L" in retry_hint(v) and "更正" in retry_hint(v)
 
 
-def test_report_post_check_holds_back_and_composes(findings):
-    from ming.safety.grounding import ReportPostCheck
+def test_report_post_check_regenerates_once_then_composes(findings):
+    from ming.respond import Regenerate
+    from ming.safety.grounding import ADVICE_HEADER, ReportPostCheck
 
     pc = ReportPostCheck(findings)
-    shown = [pc.sentence(s) for s in ["白细胞升高。", "血红蛋白偏高。", "中性粒细胞也偏高。", "注意休息。"]]
-    assert shown == ["白细胞升高。", "", "", "注意休息。"]  # after a contradiction, test talk is held too
-    tail = pc.finish("白细胞升高。注意休息。")
+    assert pc.sentence("白细胞升高。") == "白细胞升高。"
+    again = pc.sentence("血红蛋白偏高。")  # first contradiction: answer again with it named
+    assert isinstance(again, Regenerate) and "血红蛋白 118 g/L" in again.hint and "更正" in again.hint
+    pc.regenerating(again.hint)  # the pipeline restarts the model after "白细胞升高。"
+    assert pc.sentence("C反应蛋白升高。") == "C反应蛋白升高。"
+    assert pc.sentence("血红蛋白偏低。") == ""  # second contradiction: held, no second regeneration
+    held = [pc.sentence(s) for s in ["中性粒细胞也偏高。", "注意休息。", "多喝水。"]]
+    assert held == ["", "", ""]  # everything after is held; advice comes after the composed explanation
+    tail = pc.finish("白细胞升高。C反应蛋白升高。")
     assert tail.startswith(FALLBACK_HEADER) and "C反应蛋白" in tail
-    assert pc.to_dict()["held_sentences"] == 2 and pc.to_dict()["violations"][0]["tests"] == ["HGB"]
-    ok = ReportPostCheck(findings)
+    assert tail.endswith(ADVICE_HEADER + "注意休息。多喝水。") and "中性粒细胞也偏高" not in tail
+    d = pc.to_dict()
+    assert d["attempts"] == 2 and d["regenerated"] and d["fallback"] and d["held_sentences"] == 5
+    assert [v["tests"] for v in d["violations"]] == [["HGB"], ["HGB"]]
+    # the pipeline could not regenerate (no room): the first contradiction falls back at once
+    pc = ReportPostCheck(findings)
+    assert isinstance(pc.sentence("血红蛋白偏高。"), Regenerate) and pc.sentence("注意休息。") == ""
+    assert pc.finish("").startswith(FALLBACK_HEADER.lstrip("\n")) and pc.to_dict()["attempts"] == 1
+    # a regeneration that agrees with the table: no fallback
+    pc = ReportPostCheck(findings)
+    pc.sentence("血红蛋白偏高。")
+    pc.regenerating("…")
+    assert pc.sentence("血红蛋白正常。") == "血红蛋白正常。" and pc.finish("血红蛋白正常。") == ""
+    assert pc.to_dict()["fallback"] is False and pc.to_dict()["regenerated"]
+    ok = ReportPostCheck(findings, retry=False)
     assert ok.sentence("C反应蛋白升高。") == "C反应蛋白升高。" and ok.finish("") == ""
+    assert ok.sentence("血红蛋白偏高。") == "" and ok.finish("").startswith(FALLBACK_HEADER.lstrip("\n"))
 
 
 def test_sentences_from_the_models_answers():

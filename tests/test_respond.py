@@ -13,7 +13,7 @@ import pytest
 from ming.engine.base import GenerationConfig
 from ming.errors import MingError
 from ming.prompts import QA
-from ming.respond import Added, ContextTooLong, Pipeline, PostCheck, Stage, finish_reason
+from ming.respond import Added, ContextTooLong, Pipeline, PostCheck, Regenerate, Stage, finish_reason
 from ming.safety.report import parse_report, shorten_report
 from ming.stages import REGISTRY, StageOptions, build
 
@@ -213,3 +213,124 @@ def test_post_checks_see_sentences_before_they_are_shown(tiny_qwen_engine):
     assert shown == ["[句]"] * len(veto.seen)  # nothing of the model's text got out unchecked
     r = events[-1].result
     assert r.text == "[句]" * len(veto.seen) + "\n参考：测试" and r.model_text == "[句]" * len(veto.seen)
+
+
+# ---- regeneration (issue 17): a post-check may ask for one more model run with a hint ---------------------------
+HINT = "【更正】测试提示：上一句与检验结果不符"
+
+
+class Flag(Stage):
+    """Asks to regenerate on the first sentence of the first `bad_runs` model runs; the sentences it lets
+    through are shown; after a refused regeneration it adds a fallback line."""
+
+    name = "flag"
+
+    def __init__(self, bad_runs):
+        self.bad_runs, self.seen = bad_runs, []
+
+    def post_check(self, turn):
+        stage = self
+
+        class Check(PostCheck):
+            run, failed, fresh = 1, False, True
+
+            def sentence(self, text, shown):
+                stage.seen.append((self.run, text))
+                if self.fresh and self.run <= stage.bad_runs:
+                    self.fresh, self.failed = False, True
+                    return Regenerate(HINT)
+                self.fresh = False
+                return text
+
+            def regenerating(self, hint):
+                assert hint == HINT
+                self.run, self.failed, self.fresh = self.run + 1, False, True
+
+            def finish(self, shown):
+                return "〔兜底〕" if self.failed else ""
+
+        return Check()
+
+
+@pytest.fixture
+def runs(tiny_qwen_engine, monkeypatch):
+    """Every model run of the real tiny engine: (prompt ids, its chunks)."""
+    log, real = [], tiny_qwen_engine.stream
+
+    def stream(prompt_ids, gen, cancel=None):
+        chunks = []
+        log.append((list(prompt_ids), gen, chunks))
+        for ch in real(prompt_ids, gen, cancel):
+            chunks.append(ch)
+            yield ch
+
+    monkeypatch.setattr(tiny_qwen_engine, "stream", stream)
+    return log
+
+
+def _usage(chunks):
+    last = [c for c in chunks if c.finish_reason][-1]
+    return last.prompt_tokens, last.completion_tokens, last.finish_reason
+
+
+def test_a_flagged_sentence_is_regenerated_once_with_the_hint_in_the_prompt(tiny_qwen_engine, runs):
+    q = [{"role": "user", "content": "头痛怎么办"}]
+    flag = Flag(bad_runs=1)
+    pipe = Pipeline(tiny_qwen_engine, [flag])
+    turn = pipe.prepare(q, GenerationConfig(max_new_tokens=16, temperature=1.0, seed=3))
+    events = list(pipe.stream(turn))
+    r = events[-1].result
+    assert len(runs) == 2 and r.attempts == 2
+    first = [t for n, t in flag.seen if n == 1]
+    assert first and all(t not in r.text for t in first)  # the flagged text was never shown
+    shown = "".join(ev.text for ev in events if ev.kind == "text")
+    assert shown == r.model_text == "".join(t for n, t in flag.seen if n == 2)  # the second run is shown
+    assert HINT not in tiny_qwen_engine.tokenizer.decode(runs[0][0])
+    second = tiny_qwen_engine.tokenizer.decode(runs[1][0])
+    assert HINT in second and second.index(HINT) < second.index("头痛怎么办")  # in the system text
+    assert "〔兜底〕" not in r.text
+    (p1, c1, _), (p2, c2, f2) = _usage(runs[0][2]), _usage(runs[1][2])
+    assert (r.prompt_tokens, r.completion_tokens) == (p1 + p2, c1 + c2)  # both runs are counted
+    assert r.finish == finish_reason(f2) and r.finish in ("stop", "length")
+
+
+def test_a_second_flag_falls_back_without_a_third_run(tiny_qwen_engine, runs):
+    flag = Flag(bad_runs=5)
+    pipe = Pipeline(tiny_qwen_engine, [flag])
+    r = pipe.answer(pipe.prepare([{"role": "user", "content": "头痛怎么办"}],
+                                 GenerationConfig(max_new_tokens=16, temperature=1.0, seed=3)))
+    assert len(runs) == 2 and r.attempts == 2  # regenerated once, not again
+    assert r.text == "〔兜底〕"  # nothing flagged got out; the fallback did
+    assert all(t not in r.text for _, t in flag.seen)
+    assert r.finish in ("stop", "length") and r.completion_tokens == _usage(runs[0][2])[1] + _usage(runs[1][2])[1]
+
+
+def test_the_regeneration_prompt_is_fitted_and_continues_the_shown_text(tiny_qwen_engine):
+    pipe = Pipeline(tiny_qwen_engine, [Recorder("a", [])])
+    turn = pipe.prepare([{"role": "user", "content": "头痛怎么办"}], GenerationConfig(max_new_tokens=40))
+    hint, (ids, gen) = pipe._regeneration(turn, HINT, "白细胞升高。")
+    prefix = tiny_qwen_engine.template.encode_text("白细胞升高。")
+    system = turn.messages[0]["content"] + "\n\n" + HINT  # the stages' text, then the hint
+    msgs = [{"role": "system", "content": system}] + turn.messages[1:]
+    assert hint == HINT and ids == list(tiny_qwen_engine.render(msgs).ids) + prefix
+    assert gen.max_new_tokens == 40 - len(prefix)  # the answer room is shared with the shown text
+    assert gen.seed == turn.gen.seed  # unseeded stays unseeded
+    ctx = len(turn.prompt_ids) + 60
+    with window(tiny_qwen_engine, ctx):
+        turn = pipe.prepare([{"role": "user", "content": "头痛怎么办"}], GenerationConfig(max_new_tokens=40, seed=7))
+        _, (ids, gen) = pipe._regeneration(turn, HINT, "白细胞升高。")
+        assert gen.max_new_tokens == min(40 - len(prefix), ctx - len(ids)) and gen.seed == 8
+    with window(tiny_qwen_engine, len(turn.prompt_ids) + 3):  # no room left after the hint: no regeneration
+        turn = pipe.prepare([{"role": "user", "content": "头痛怎么办"}], GenerationConfig(max_new_tokens=3))
+        assert pipe._regeneration(turn, HINT, "白细胞升高。") is None
+
+
+def test_answers_without_a_flag_run_the_model_once(tiny_qwen_engine, runs):
+    q = [{"role": "user", "content": "头痛怎么办"}]
+    gen = GenerationConfig(max_new_tokens=12, temperature=0)
+    plain = Pipeline(tiny_qwen_engine, mode=None)
+    a = plain.answer(plain.prepare(q, gen))
+    pipe = Pipeline(tiny_qwen_engine, [Flag(bad_runs=0)], mode=None)
+    b = pipe.answer(pipe.prepare(q, gen))
+    assert len(runs) == 2 and b.attempts == a.attempts == 1  # one run each
+    assert (b.model_text, b.completion_tokens, b.finish) == (a.model_text, a.completion_tokens, a.finish)

@@ -22,7 +22,9 @@ The turn runs these steps, in this order (docs/turn.md):
 4. generate (`Pipeline.stream`): stage text before, the model's answer (or the canned reply), stage
    text after.
 5. post-checks (`Stage.post_check`): see each finished sentence of the model text before it is shown,
-   may hold it back or replace it, and may add text at the end.
+   may hold it back or replace it, and may add text at the end. A check may answer `Regenerate(hint)`:
+   the sentence is held back, the model is stopped and started once more with the hint added to the
+   system text (fitted like the first prompt) and the text already shown as the answer's beginning.
 
 The result (`TurnResult`) has one normalised finish reason: "stop" (the model or a stage ended the
 answer), "length" (the answer room ran out), "cancelled" (the user or client stopped it), "answered"
@@ -50,16 +52,30 @@ MIN_ANSWER_TOKENS = 64  # the answer room is never cut below this (or below what
 # =============================================================================================
 # the turn and its stages
 # =============================================================================================
+@dataclass(frozen=True)
+class Regenerate:
+    """A post-check's verdict on a sentence that must not be shown: hold it back, stop the model and answer
+    once more, continuing after the text already shown, with `hint` added to the system text. The pipeline
+    regenerates at most once per answer (`Pipeline.max_regenerations`); when it cannot (already done, no
+    room left in the window) the sentence is simply held back and the check's `finish` says what follows."""
+
+    hint: str
+
+
 class PostCheck:
     """Checks the model's text as it streams (made per answer by `Stage.post_check`). `per_sentence`
     False: the check only reads the whole answer in `finish`, so the text is not held back for it."""
 
     per_sentence = True
 
-    def sentence(self, text: str, shown: str) -> str:
+    def sentence(self, text: str, shown: str) -> "str | Regenerate":
         """A finished sentence of model text, before anyone sees it; `shown` is the text shown so far.
-        Return the text to show instead ('' holds it back)."""
+        Return the text to show instead ('' holds it back), or `Regenerate(hint)`."""
         return text
+
+    def regenerating(self, hint: str) -> None:
+        """The model starts again after `shown` with `hint` in its prompt (some check asked for it):
+        forget what belonged to the abandoned attempt."""
 
     def finish(self, shown: str) -> str:
         """The answer ended (`shown` is the model text as shown); return text to add after it ('' none)."""
@@ -129,6 +145,7 @@ class TurnResult:
     cached_tokens: int = 0
     safety: Any = None  # SafetyDecision or None (safety off); serialised once, in meta["safety"]
     meta: dict[str, Any] = field(default_factory=dict)  # stage -> metadata
+    attempts: int = 1  # model runs for this answer (2 after a `Regenerate`; usage counts both)
 
     @property
     def openai_finish(self) -> str:
@@ -189,6 +206,8 @@ def choose_system(messages: Sequence[Message], mode: str | None, override: str |
 # =============================================================================================
 class Pipeline:
     """A caller's way of answering: the engine, the stages it runs, its system prompt settings."""
+
+    max_regenerations = 1  # a `Regenerate` from a post-check restarts the model at most this often per answer
 
     def __init__(self, engine: Engine, stages: Sequence[Stage] = (), mode: str | None = "qa",
                  system: str | None = None):
@@ -278,54 +297,105 @@ class Pipeline:
     def stream(self, turn: Turn, cancel: threading.Event | None = None,
                until: Callable[[str], bool] | None = None) -> Iterator[ReplyEvent]:
         """The reply as events, ending with one "done" event that carries the `TurnResult`.
-        `until(model text so far)` returning True stops generation there (finish "answered")."""
+        `until(model text so far)` returning True stops generation there (finish "answered").
+        Usage (prompt, completion and cached tokens) is summed over the model runs of a regeneration."""
         shown: list[str] = []
         model: list[str] = []
+        state = {"answered": False, "last": Chunk(finish_reason="stop"), "again": None, "attempts": 0}
+        usage = [0, 0, 0]
 
         def added(a: Added) -> ReplyEvent:
             shown.append(a.text)
             return ReplyEvent("added", a.text, stage=a.stage)
 
+        def show(sentences: list[str], checks: list[PostCheck], may_retry: bool) -> Iterator[ReplyEvent]:
+            for text in sentences:
+                text = _checked(checks, text, "".join(model))
+                if isinstance(text, Regenerate):
+                    plan = self._regeneration(turn, text.hint, "".join(model)) if may_retry else None
+                    if plan is not None:
+                        state["again"] = plan
+                        return
+                    text = ""  # held back; the check's finish says what follows
+                if text:
+                    model.append(text)
+                    shown.append(text)
+                    yield ReplyEvent("text", text)
+
         for a in turn.lead:
             yield added(a)
-        last, answered = Chunk(finish_reason="stop"), False
         if turn.canned is not None:
             if turn.canned.text:
                 yield added(turn.canned)
         else:
             checks = [c for c in (s.post_check(turn) for s in self.stages) if c is not None]
-            stop = threading.Event()
-            held = _Sentences() if any(getattr(c, "per_sentence", True) for c in checks) else None
-            for ch in self.engine.stream(turn.prompt_ids, turn.gen, _either(cancel, stop)):
-                for text in (held.feed(ch.text) if held is not None else [ch.text]) if ch.text else []:
-                    text = _checked(checks, text, "".join(model))
-                    if text:
-                        model.append(text)
-                        shown.append(text)
-                        yield ReplyEvent("text", text)
-                if ch.finish_reason:
-                    last = ch
-                if until is not None and not answered and until("".join(model)):
-                    answered = True
-                    stop.set()
-            if held is not None:
-                text = _checked(checks, held.rest(), "".join(model))
-                if text:
-                    model.append(text)
-                    shown.append(text)
-                    yield ReplyEvent("text", text)
+            by_sentence = any(getattr(c, "per_sentence", True) for c in checks)
+            stop = threading.Event()  # `until` has its answer
+            prompt_ids, gen = turn.prompt_ids, turn.gen
+            while True:
+                state["attempts"] += 1
+                may_retry = state["attempts"] <= self.max_regenerations
+                halt = threading.Event()  # this run is abandoned for a regeneration
+                held = _Sentences() if by_sentence else None
+                run_last = None
+                for ch in self.engine.stream(prompt_ids, gen, _either(_either(cancel, stop), halt)):
+                    if ch.finish_reason:
+                        run_last = ch
+                    if halt.is_set():
+                        continue  # drain: the engine ends the run and reports its usage
+                    if ch.text:
+                        yield from show(held.feed(ch.text) if held is not None else [ch.text], checks, may_retry)
+                        if state["again"] is not None:
+                            halt.set()
+                            continue
+                    if until is not None and not state["answered"] and until("".join(model)):
+                        state["answered"] = True
+                        stop.set()
+                if run_last is not None:
+                    for i, n in enumerate((run_last.prompt_tokens, run_last.completion_tokens, run_last.cached_tokens)):
+                        usage[i] += n or 0
+                if state["again"] is None and held is not None:
+                    yield from show([held.rest()], checks, may_retry)
+                if state["again"] is None:
+                    state["last"] = run_last or state["last"]
+                    break
+                hint, (prompt_ids, gen) = state["again"]
+                state["again"] = None
+                for c in checks:
+                    getattr(c, "regenerating", lambda h: None)(hint)
             for c in checks:
                 extra = c.finish("".join(model))
                 if extra:
                     yield added(Added(getattr(c, "stage", "check"), extra))
         for a in turn.tail:
             yield added(a)
+        last, answered = state["last"], state["answered"]
         model_text = "".join(model) or (turn.canned.text if turn.canned is not None else "") or "".join(shown).strip()
         fin = finish_reason(last.finish_reason, answered=answered and not (cancel is not None and cancel.is_set()))
+        if state["attempts"] <= 1:
+            usage = [last.prompt_tokens, last.completion_tokens, last.cached_tokens]
         yield ReplyEvent("done", result=TurnResult(
-            text="".join(shown), model_text=model_text, finish=fin, prompt_tokens=last.prompt_tokens,
-            completion_tokens=last.completion_tokens, cached_tokens=last.cached_tokens, safety=turn.safety,
-            meta=dict(turn.meta)))
+            text="".join(shown), model_text=model_text, finish=fin, prompt_tokens=usage[0],
+            completion_tokens=usage[1], cached_tokens=usage[2], safety=turn.safety,
+            meta=dict(turn.meta), attempts=max(1, state["attempts"])))
+
+    def _regeneration(self, turn: Turn, hint: str, prefix: str) -> tuple[str, tuple[list[int], GenerationConfig]] | None:
+        """The prompt for answering again: fitted like the first (the hint counted as system text), then the
+        text already shown as the beginning of the answer (the answer room shrinks by it; a seed moves on by
+        one). None when the window leaves no room for it."""
+        again = replace(turn, system_text={**turn.system_text, "regenerate": hint}, notices={}, messages=[],
+                        prompt_ids=[], dropped=0, shortened=0, answer_cut=False)
+        try:
+            self._fit(again, truncate=True, exact=False)
+        except ContextTooLong:
+            return None
+        ids = list(again.prompt_ids) + (self.engine.template.encode_text(prefix) if prefix else [])
+        room = min(turn.gen.max_new_tokens - (len(ids) - len(again.prompt_ids)),
+                   int(self.engine.context_length) - len(ids))
+        if room < 1:
+            return None
+        seed = None if turn.gen.seed is None else turn.gen.seed + 1  # a seeded sample would take the same path
+        return hint, (ids, turn.gen.replace(max_new_tokens=room, seed=seed))
 
     def answer(self, turn: Turn, cancel: threading.Event | None = None,
                until: Callable[[str], bool] | None = None) -> TurnResult:
@@ -369,11 +439,13 @@ class _Sentences:
         return text
 
 
-def _checked(checks: list[PostCheck], text: str, shown: str) -> str:
+def _checked(checks: list[PostCheck], text: str, shown: str) -> "str | Regenerate":
     for c in checks:
         if not text:
             break
         text = c.sentence(text, shown)
+        if isinstance(text, Regenerate):
+            return text
     return text
 
 

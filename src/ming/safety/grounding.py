@@ -27,6 +27,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Callable, Iterator
 
+from ming.respond import Regenerate
 from ming.safety.report import STATUS_ZH, Finding, _norm_alias, _trie_regex, _unit_like, is_abnormal, load_table
 
 # ---- direction words -------------------------------------------------------------------------------
@@ -431,32 +432,54 @@ class GroundedReply:
 
 
 class ReportPostCheck:
-    """The check as a post-check of the turn pipeline (duck-typed `ming.respond.PostCheck`): each finished
-    sentence of model text goes through `sentence`; a contradicting one is held back (''), and so is, after
-    it, any sentence that names a test (general advice still passes); `finish` adds the composed
-    explanation when something was held back. Regeneration needs the pipeline to restart the model, which
-    `GroundedReply` does for callers that own the generation loop."""
+    """The check as a post-check of the turn pipeline (duck-typed `ming.respond.PostCheck`; the grounding
+    stage wraps it). A contradicting sentence is never shown: the first one asks the pipeline to regenerate
+    (`ming.respond.Regenerate` with `retry_hint`: the model starts again after the text already shown, the
+    contradiction named in its system text); if that is not possible or the new text contradicts too, the
+    sentence and every later one are held back and `finish` returns the explanation composed from the
+    findings, followed by up to `max_advice` held sentences that name no test (the model's general advice)."""
 
     stage = "grounding"
 
-    def __init__(self, findings: list[Finding], *, block_unreported: bool = False, fallback: bool = True):
+    def __init__(self, findings: list[Finding], *, block_unreported: bool = False, fallback: bool = True,
+                 retry: bool = True, max_advice: int = 4):
         self.findings, self.block_unreported, self.fallback = findings, block_unreported, fallback
+        self.retry, self.max_advice = retry, max_advice
         self.violations: list[Violation] = []
         self.held: list[str] = []
+        self.advice: list[str] = []
+        self.failed = False  # a contradiction this attempt: hold everything that follows
+        self.regenerated = False
+        self.attempts = 1
 
-    def sentence(self, text: str, shown: str = "") -> str:
-        bad = check_sentence(text, self.findings, block_unreported=self.block_unreported)
-        if bad or (self.violations and _names_a_test(text)):
-            self.violations += bad
+    def sentence(self, text: str, shown: str = "") -> "str | Regenerate":
+        if self.failed:
             self.held.append(text)
+            if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text):
+                self.advice.append(text.strip())
             return ""
-        return text
+        bad = check_sentence(text, self.findings, block_unreported=self.block_unreported)
+        if not bad:
+            return text
+        self.violations += bad
+        self.held.append(text)
+        self.failed = True  # until the pipeline says it regenerates
+        return Regenerate(retry_hint(bad)) if self.retry and not self.regenerated else ""
+
+    def regenerating(self, hint: str) -> None:
+        self.failed, self.regenerated = False, True
+        self.advice.clear()
+        self.attempts += 1
 
     def finish(self, shown: str = "") -> str:
-        if self.violations and self.fallback:
-            return FALLBACK_HEADER + compose_explanation(self.findings)
-        return ""
+        if not (self.failed and self.fallback):
+            return ""
+        text = (FALLBACK_HEADER if shown.strip() else FALLBACK_HEADER.lstrip("\n")) + compose_explanation(self.findings)
+        if self.advice:
+            text += ADVICE_HEADER + "".join(self.advice)
+        return text
 
     def to_dict(self) -> dict:
-        return {"checked": True, "held_sentences": len(self.held), "fallback": bool(self.violations and self.fallback),
+        return {"checked": True, "attempts": self.attempts, "regenerated": self.regenerated,
+                "held_sentences": len(self.held), "fallback": bool(self.failed and self.fallback),
                 "violations": [v.to_dict() for v in self.violations]}

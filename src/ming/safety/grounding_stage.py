@@ -5,8 +5,10 @@
     "medication": lambda opts: MedicationStage() if opts.safety != "off" else None,
 
 - grounding: when the safety stage parsed a pasted report (`turn.safety.findings`), each finished sentence of
-  the model's explanation is checked against the findings; a contradicting one is held back, and the
-  explanation ming composes from the findings (with sources) follows the answer;
+  the model's explanation is checked against the findings; a contradicting one is never shown: the model
+  answers once more after the text already shown with the contradiction named in its prompt
+  (`ming.respond.Regenerate`), and if that contradicts too, the explanation ming composes from the findings
+  (with sources) follows, then the model's general advice if it names no test;
 - medication: after the answer, "需医生面诊后开具" for each prescription-only drug it suggests, and the
   antibiotic note when the user describes a cold.
 `turn.meta["grounding"]` / `turn.meta["medication"]` (serve: `ming_grounding` / `ming_medication`) say what
@@ -25,8 +27,11 @@ class _Recorded:
         self.inner, self.meta, self.stage = inner, meta, name
         self.per_sentence = getattr(inner, "per_sentence", True)
 
-    def sentence(self, text: str, shown: str) -> str:
+    def sentence(self, text: str, shown: str):
         return self.inner.sentence(text, shown)
+
+    def regenerating(self, hint: str) -> None:
+        getattr(self.inner, "regenerating", lambda h: None)(hint)
 
     def finish(self, shown: str) -> str:
         extra = self.inner.finish(shown)
