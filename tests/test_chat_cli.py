@@ -144,3 +144,20 @@ def test_consult_mode_asks_escalates_and_why_shows_the_reasoning(tiny_qwen_dir):
     qa = run_ming(["chat", "--model-path", str(tiny_qwen_dir), "--safety", "off", "--max-new-token", "4"],
                   stdin="头痛\n/why\n")
     assert qa.returncode == 0 and "qa 模式没有问诊记录" in qa.stderr
+
+
+def test_retrieval_flag_lists_the_sources(tiny_qwen_dir, tmp_path):
+    # the tiny KB (10 diseases) has 阑尾炎; "急性阑尾炎有什么症状" scores 9.8 there, under the index's min_score of
+    # 10 (on the real KB it finds 知识库·急性阑尾炎: docs/grounding.md), so the question names the main symptom
+    kb = os.path.join(os.path.dirname(__file__), "fixtures", "kb_tiny")
+    env = {"MING_KB": kb, "MING_HOME": str(tmp_path)}
+    question = "转移性右下腹痛是阑尾炎吗"
+    r = run_ming(["chat", "--model-path", str(tiny_qwen_dir), "--retrieval", "--max-new-tokens", "4",
+                  "--temperature", "0", "--once", question], env=env)
+    assert r.returncode == 0, r.stderr
+    assert "参考：知识库·阑尾炎" in r.stdout
+    r = run_ming(["chat", "--model-path", str(tiny_qwen_dir), "--max-new-tokens", "4", "--temperature", "0",
+                  "--once", question], env=env)
+    assert r.returncode == 0 and "参考：" not in r.stdout  # off by default
+    r = run_ming(["chat", "--model-path", str(tiny_qwen_dir), "--stages-off", "nope", "--once", "hi"], env=env)
+    assert r.returncode != 0 and "unknown stage" in r.stderr and "retrieval" in r.stderr

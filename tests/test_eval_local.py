@@ -102,3 +102,26 @@ def test_dx_top1_top3_through_the_kb():
     assert kb_hits("初步判断：急性胃肠炎、阑尾炎。", "急性阑尾炎", kb) == (False, True)  # synonym-aware, second named
     assert kb_hits("诊断：阑尾炎。", "阑尾炎", kb) == (True, True)
     assert kb_hits("诊断：感冒。", None, kb) == (None, None)
+
+
+def test_eval_flags_turn_stages_off_and_retrieval_on(tiny_qwen_dir, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from ming.cli.main import main
+
+    def stages(*flags):
+        out = tmp_path / "_".join(f.strip("-") for f in flags) if flags else tmp_path / "default"
+        main(["eval", "mcq", "--data", MCQ, "--model-path", str(tiny_qwen_dir), "--output", str(out), "--limit", "1",
+              "--max-new-tokens", "2", "--no-progress", *flags])
+        return json.loads((out / "run.json").read_text(encoding="utf-8"))["model"]["stages"]
+
+    assert stages() == ["safety", "grounding", "medication"]
+    assert stages("--stages-off", "grounding") == ["safety", "medication"]
+    assert stages("--stages-off", "grounding,medication", "--safety", "on") == ["safety"]
+    monkeypatch.setenv("MING_KB", str(Path(__file__).parent / "fixtures" / "kb_tiny"))
+    monkeypatch.setenv("MING_HOME", str(tmp_path / "home"))  # the retrieval index of the tiny KB is built here
+    assert stages("--retrieval") == ["safety", "retrieval", "grounding", "medication"]
+    capsys.readouterr()
+    assert main(["eval", "mcq", "--data", MCQ, "--model-path", "./no/such/model", "--output", str(tmp_path / "x"),
+                 "--stages-off", "nope"]) != 0  # the stage names are checked before a model loads
+    assert "unknown stage(s) nope" in capsys.readouterr().err

@@ -31,6 +31,10 @@ CHAT_MODES = ("qa", "consult")
 
 SAFETY_HELP = ("runtime medical safety: emergency triage, report grounding, refusal policy (strict: emergencies get "
                "only the escalation)")
+RETRIEVAL_HELP = ("add the few most relevant knowledge-base passages to the prompt and list them after the answer "
+                  "(参考：知识库·…); off by default, measured in docs/grounding.md")
+STAGES_OFF_HELP = ("turn stages of the answer pipeline off, comma-separated (safety, consult, retrieval, grounding, "
+                   "medication), e.g. to measure what one adds")
 CHAT_MODE_HELP = ("qa = 医疗问答 (answer questions, analyse cases and reports); consult = 智能问诊 (ask one "
                   "follow-up question at a time, then give an assessment)")
 
@@ -80,6 +84,8 @@ class ChatOptions:
     system: str | None = option(None, "system prompt; '' for none; '@template' for the one the checkpoint was "
                                       "trained with (e.g. MING-1.8B's 'You are a helpful assistant.')")
     safety: str = option("on", SAFETY_HELP, choices=SAFETY)
+    retrieval: bool = option(False, RETRIEVAL_HELP)
+    stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
 
 
 # -- flags ------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ makes the stage from the caller's options (or returns None when it does not appl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from ming.consult.stage import from_options as consult_stage
 from ming.errors import MingError
@@ -29,6 +29,14 @@ class StageOptions:
     mode: str = "qa"  # qa | consult: stages that only act in one mode read it
     off: frozenset[str] = frozenset()  # stage names turned off for this caller
     settings: dict[str, Any] = field(default_factory=dict)  # stage name -> its own options
+
+
+def stage_options(safety: str = "on", mode: str = "qa", *, retrieval: bool = False,
+                  stages_off: str | Sequence[str] = "") -> StageOptions:
+    """The options of `--safety`, `--retrieval` and `--stages-off a,b` (chat, serve, eval)."""
+    names = stages_off.split(",") if isinstance(stages_off, str) else list(stages_off)
+    return StageOptions(safety=safety, mode=mode, off=frozenset(n.strip() for n in names if n.strip()),
+                        settings={"retrieval": {"k": 2}} if retrieval else {})
 
 
 def load_safety(mode: str) -> SafetyPolicy | None:

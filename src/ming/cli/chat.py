@@ -18,7 +18,7 @@ from ming.engine.base import GenerationConfig
 from ming.errors import MingError
 from ming.respond import Pipeline
 from ming.session import HELP, Session, parse_command
-from ming.stages import StageOptions, build
+from ming.stages import build, stage_options
 
 
 def add_parser(sub, name: str, help_text: str):
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     if gen.num_beams > 1 and (args.temperature not in (0, 1.0) or args.top_p < 1 or args.top_k):
         io.info(f"[ming] beam search ({gen.num_beams} beams) decodes deterministically: temperature, top-p and "
                 "top-k are ignored")
-    stages = build(StageOptions(safety=args.safety, mode=args.mode))
+    stages = build(stage_options(args.safety, args.mode, retrieval=args.retrieval, stages_off=args.stages_off))
     engine = create_engine(model_options(args), need_beam=gen.num_beams > 1)
     session = Session(Pipeline(engine, stages, mode=args.mode, system=args.system), gen)
 

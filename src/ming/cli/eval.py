@@ -29,6 +29,7 @@ from ming.eval.judge import Judge
 from ming.eval.report import to_markdown
 from ming.eval.runner import EvalOptions, Runner, report_only
 from ming.eval.tasks import REGISTRY, SUITES, expand, get
+from ming.stages import build, stage_options
 
 
 def add_parser(sub, name: str, help_text: str):
@@ -97,19 +98,24 @@ def _compare(args) -> int:
     return 0
 
 
-def _client(args, need_loglik: bool, safety: str, off: list[str] = ()):
+def _client(args, need_loglik: bool, opts: EvalOptions):
+    off = [s.strip() for s in (opts.stages_off or "").split(",") if s.strip()]
     if args.base_url:
         if off:
             raise MingError(f"--stages-off {','.join(off)} applies to a local model; a --base-url server runs its own "
                             "stages (start `ming serve --mode consult` for the controller, --mode qa without it)")
+        if opts.retrieval:
+            raise MingError("--retrieval applies to a local model; a --base-url server runs its own stages (start it "
+                            "with `ming serve --retrieval`)")
         if args.model_path:
             raise MingError("give either --model-path (a local model) or --base-url (a server), not both")
         return OpenAIClient(args.base_url, args.api_model, args.api_key, timeout=args.timeout, retries=args.retries)
 
-    engine = create_engine(model_options(args))
-    if need_loglik:  # ranking options by likelihood generates no text: nothing for a safety layer to act on
-        return LocalClient(engine, safety="off")
-    return LocalClient(engine, safety=safety, off=off)
+    # ranking options by likelihood generates no text: nothing for a safety layer to act on
+    stages = [] if need_loglik else build(stage_options(opts.safety, retrieval=opts.retrieval,
+                                                        stages_off=off))  # fails before the model loads
+    return LocalClient(create_engine(model_options(args)), safety="off" if need_loglik else opts.safety, off=off,
+                       stages=stages)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,8 +145,7 @@ def run(args: argparse.Namespace) -> int:
 
     print(f"[ming eval] {DISCLAIMER}", file=sys.stderr)
     save_config(Path(opts.output) / "eval_config.yaml", opts, *([] if args.base_url else [model_options(args)]))
-    off = [s.strip() for s in (opts.stages_off or "").split(",") if s.strip()]
-    client = _client(args, need_loglik=opts.mode == "loglik", safety=opts.safety, off=off)
+    client = _client(args, need_loglik=opts.mode == "loglik", opts=opts)
     patient_client = judge = None
     if opts.patient == "llm" and args.patient_base_url:
         patient_client = OpenAIClient(args.patient_base_url, args.patient_api_model, args.patient_api_key,

@@ -19,7 +19,7 @@ from ming.errors import MingError
 from ming.serve.app import build_app
 from ming.serve.server import make_server
 from ming.serve.settings import ServeSettings, from_args
-from ming.stages import StageOptions, build
+from ming.stages import build, stage_options
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     if settings.host not in LOCAL_HOSTS and not settings.api_key:
         print(f"[ming] warning: listening on {settings.host} without --api-key: anyone who can reach this port can "
               "use the model", file=sys.stderr)
-    stages = build(StageOptions(safety=settings.safety, mode=settings.mode))  # fails before the (slow) model load
+    stages = build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
+                                 stages_off=settings.stages_off))  # fails before the (slow) model load
     engine = create_engine(opts, need_beam=gen.num_beams > 1)
     app = build_app(settings, engine, stages=stages)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from ming.errors import MingError
 from ming.respond import Pipeline
-from ming.stages import StageOptions, build
+from ming.stages import build, stage_options
 
 
 @dataclass
@@ -32,11 +32,15 @@ class LocalClient:
     kind = "local"
     stops_early = True  # chat(..., until=) can stop generation once the caller has what it needs
 
-    def __init__(self, engine, safety: str = "on", off: Sequence[str] = ()):
+    def __init__(self, engine, safety: str = "on", off: Sequence[str] | str = (), retrieval: bool = False,
+                 stages: list | None = None):
+        """`stages`: already built (`ming.stages.build`); else built from safety / off / retrieval."""
         self.engine = engine
         self.safety = safety
-        self.off = sorted(off)
-        self.pipeline = Pipeline(engine, build(StageOptions(safety=safety, off=frozenset(off))), mode=None)
+        self.off = sorted(n.strip() for n in (off.split(",") if isinstance(off, str) else off) if n.strip())
+        if stages is None:
+            stages = build(stage_options(safety, retrieval=retrieval, stages_off=self.off))
+        self.pipeline = Pipeline(engine, stages, mode=None)
 
     @property
     def can_loglik(self) -> bool:
@@ -45,7 +49,8 @@ class LocalClient:
     def describe(self) -> dict:
         e = self.engine
         return {"kind": "local", "name": e.name, "backend": e.backend, "template": e.template.name,
-                "context_length": e.context_length, "safety": self.safety, "stages_off": self.off}
+                "context_length": e.context_length, "safety": self.safety, "stages_off": self.off,
+                "stages": [s.name for s in self.pipeline.stages]}
 
     def chat(self, messages: Sequence[dict], gen, until=None, mode: str | None = None) -> Reply:
         """One reply. `until(text so far)` returning True stops generation there (finish_reason "answered").

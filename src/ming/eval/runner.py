@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ming import __version__, envs
-from ming.config import SAFETY, option
+from ming.config import RETRIEVAL_HELP, SAFETY, option
 from ming.engine.base import GenerationConfig
 from ming.errors import MingError
 from ming.eval import metrics, prompts
@@ -65,6 +65,7 @@ class EvalOptions:
     batch_size: int = option(1, "concurrent requests to --base-url; a local engine answers one at a time")
     safety: str = option("on", "local models: answer through the runtime safety layer as `ming chat` does; a "
                                "--base-url server applies its own", choices=SAFETY)
+    retrieval: bool = option(False, "local models: " + RETRIEVAL_HELP)
     max_turns: int = option(4, "doctor turns per consultation")
     patient: str = option("rule", "rule: keyword/bigram simulator, no second model; llm: a model plays the patient",
                           choices=PATIENTS)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ming import envs
-from ming.config import CHAT_MODES, SAFETY, SAFETY_HELP, load, option
+from ming.config import CHAT_MODES, RETRIEVAL_HELP, SAFETY, SAFETY_HELP, STAGES_OFF_HELP, load, option
 from ming.errors import MingError
 
 
@@ -23,6 +23,8 @@ class ServeSettings:
     max_queue: int = option(16, "requests that may wait for the model beyond those being generated; more get "
                               "429 with Retry-After")
     safety: str = option("on", SAFETY_HELP, choices=SAFETY)
+    retrieval: bool = option(False, RETRIEVAL_HELP)
+    stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
     mode: str = option("qa", "default mode when a request names none: qa = 医疗问答, consult = 智能问诊",
                      choices=CHAT_MODES)
     served_model_name: str | None = option(None, "model id shown in /v1/models and responses (default: the model's "
