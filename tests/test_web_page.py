@@ -188,3 +188,27 @@ def test_consult_panel_shows_the_controllers_reasoning_on_a_phone(browser, serve
     page.click("#new-chat")
     assert not panel.is_visible()
     ctx.close()
+
+
+def test_stage_text_is_shown_apart_and_kept_out_of_the_history(browser, tiny_qwen_engine, tmp_path, monkeypatch):
+    """`ming serve --retrieval`: the "参考：知识库·…" line (text of the retrieval stage, ming_kind "retrieval") is
+    shown in the answer, set apart from the model's words, and not sent back as the assistant's message."""
+    monkeypatch.setenv("MING_KB", str(Path(__file__).parent / "fixtures" / "kb_tiny"))
+    monkeypatch.setenv("MING_HOME", str(tmp_path))
+    with LiveServer(tiny_qwen_engine, safety="on", retrieval=True) as srv:
+        ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="zh-CN")
+        page = ctx.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(srv.url + "/")
+        answer = _ask(page, "转移性右下腹痛是阑尾炎吗")
+        cite = answer.locator("[data-testid=stage-retrieval]")
+        assert cite.is_visible() and "参考：知识库·阑尾炎" in cite.inner_text()
+        assert cite.evaluate("e => getComputedStyle(e).color") != answer.locator(".bubble").evaluate(
+            "e => getComputedStyle(e).color")  # set apart from the model's text
+        sent = []
+        page.on("request", lambda r: sent.append(r.post_data) if r.url.endswith("/v1/chat/completions") else None)
+        _ask(page, "需要做什么检查")
+        history = json.loads(sent[-1])["messages"]
+        assert [m["role"] for m in history] == ["user", "assistant", "user"]
+        assert "参考：" not in history[1]["content"]  # the model's words only
+        ctx.close()

@@ -17,7 +17,7 @@ from ming.serve.errors import APIError
 from ming.serve.queue import Scheduler
 from ming.serve.serving import ChatService
 from ming.serve.settings import ServeSettings
-from ming.stages import StageOptions, build
+from ming.stages import build, stage_options
 
 log = logging.getLogger("ming.serve")
 
@@ -26,7 +26,7 @@ MAX_BODY_BYTES = 8 * 1024 * 1024  # a request body larger than this gets a 413
 
 def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
     """The server for `engine` (loaded from `settings.model` when None). `stages`: the turn's stages
-    (ming/stages.py); None builds them from the settings (`settings.safety`)."""
+    (ming/stages.py); None builds them from the settings (safety, retrieval, stages_off)."""
     from importlib import resources
 
     from fastapi import FastAPI
@@ -38,7 +38,8 @@ def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
     if engine is None:
         engine = create_engine(settings.model or ModelOptions(), need_beam=settings.generation.num_beams > 1)
     if stages is None:
-        stages = build(StageOptions(safety=settings.safety, mode=settings.mode))
+        stages = build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
+                                     stages_off=settings.stages_off))
 
     scheduler = Scheduler(engine, max_queue=settings.max_queue)
 

@@ -38,9 +38,19 @@ function addAssistant() {
   return { row, stack, bubble, modelText: "" };
 }
 
+const NOTE_KINDS = new Set(["grounding", "medication", "retrieval"]);
+
 function appendText(msg, text, kind) {
   if (kind === "safety") {
     msg.bubble.appendChild(el("span", "safety-text", text));
+  } else if (NOTE_KINDS.has(kind)) {
+    // a note of a stage (grounding: the explanation from the findings; medication: 用药提示; retrieval: 参考：…):
+    // shown, set apart, and kept out of the history sent back as the model's words (a consult reply is the
+    // doctor's words: it stays in the history like the model's)
+    const span = el("span", "stage-text", text);
+    span.dataset.stage = kind;
+    span.dataset.testid = "stage-" + kind;
+    msg.bubble.appendChild(span);
   } else {
     const last = msg.bubble.lastChild;
     if (last && last.nodeType === Node.TEXT_NODE) last.appendData(text);
@@ -197,7 +207,7 @@ async function ask(question) {
   state.controller = controller;
   const headers = { "Content-Type": "application/json" };
   if (apiKey()) headers["Authorization"] = "Bearer " + apiKey();
-  let finish = null, safety = null, usage = null, info = null, consult = null;
+  let finish = null, safety = null, usage = null, info = null, consult = null, grounding = null;
   try {
     const resp = await fetch("/v1/chat/completions", {
       method: "POST", headers, signal: controller.signal,
@@ -234,6 +244,7 @@ async function ask(question) {
             if (ch.delta && ch.delta.content) appendText(msg, ch.delta.content, ch.ming_kind);
             if (ch.finish_reason) {
               finish = ch.finish_reason; safety = ch.ming_safety || null; consult = ch.ming_consult || consult;
+              grounding = ch.ming_grounding || null;
             }
           }
         }
@@ -258,6 +269,8 @@ async function ask(question) {
     msg.stack.appendChild(el("div", "notice info", `对话过长，已省略最早的 ${info.truncated_exchanges} 轮 (oldest exchanges dropped)`));
   }
   const parts = [];
+  if (grounding && grounding.regenerated && !grounding.fallback) parts.push("解释与检验结果不符，已重新生成 (regenerated)");
+  if (grounding && grounding.fallback) parts.push("模型解释与检验结果不符，改用按结果整理的说明 (fallback)");
   if (finish === "length") parts.push("回答达到长度上限 (max tokens)");
   if (finish === "stopped") parts.push("已停止 (stopped)");
   if (usage) parts.push(`${usage.completion_tokens} tokens`);
