@@ -115,12 +115,12 @@ def test_eval_flags_turn_stages_off_and_retrieval_on(tiny_qwen_dir, tmp_path, mo
               "--max-new-tokens", "2", "--no-progress", *flags])
         return json.loads((out / "run.json").read_text(encoding="utf-8"))["model"]["stages"]
 
-    assert stages() == ["safety", "grounding", "medication"]
-    assert stages("--stages-off", "grounding") == ["safety", "medication"]
-    assert stages("--stages-off", "grounding,medication", "--safety", "on") == ["safety"]
     monkeypatch.setenv("MING_KB", str(Path(__file__).parent / "fixtures" / "kb_tiny"))
     monkeypatch.setenv("MING_HOME", str(tmp_path / "home"))  # the retrieval index of the tiny KB is built here
-    assert stages("--retrieval") == ["safety", "retrieval", "grounding", "medication"]
+    assert stages() == ["safety", "consult", "grounding", "medication"]
+    assert stages("--stages-off", "grounding") == ["safety", "consult", "medication"]
+    assert stages("--stages-off", "consult,grounding,medication", "--safety", "on") == ["safety"]
+    assert stages("--retrieval") == ["safety", "consult", "retrieval", "grounding", "medication"]
     capsys.readouterr()
     assert main(["eval", "mcq", "--data", MCQ, "--model-path", "./no/such/model", "--output", str(tmp_path / "x"),
                  "--stages-off", "nope"]) != 0  # the stage names are checked before a model loads

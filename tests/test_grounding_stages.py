@@ -53,11 +53,11 @@ def test_retrieval_stage_adds_passages_and_the_source_line(tiny_qwen_engine, tmp
 def test_registry_runs_grounding_and_medication_with_safety_and_retrieval_on_request(tmp_path, monkeypatch):
     from ming.stages import StageOptions, build
 
-    assert [s.name for s in build(StageOptions(safety="on"))] == ["safety", "grounding", "medication"]
+    assert [s.name for s in build(StageOptions(safety="on"))] == ["safety", "consult", "grounding", "medication"]
     monkeypatch.setenv("MING_HOME", str(tmp_path))
     idx = load_index(sources=[("kg", FIX / "kg")], log=lambda m: None)
     names = [s.name for s in build(StageOptions(safety="on", settings={"retrieval": {"k": 1, "index": idx}}))]
-    assert names == ["safety", "retrieval", "grounding", "medication"]
+    assert names == ["safety", "consult", "retrieval", "grounding", "medication"]
     assert "retrieval" not in [s.name for s in build(StageOptions(mode="consult", settings={"retrieval": {"index": idx}}))]
 
 
