@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     ep.add_argument("--mode", choices=("loglik", "generate"), default="generate",
                     help="MCQ scoring: generate and extract the letter, or rank the letters by log-likelihood "
                          "(the llama.cpp loglik engine keeps every position's logits: ~20x slower here)")
-    ep.add_argument("--out", default=str(HERE / "data" / "grounding_retrieval_eval.jsonl"),
+    ep.add_argument("--out", default=str(HERE.parent / "runs" / "grounding_retrieval_eval.jsonl"),
                     help="JSONL of per-item results (appended; resumes; default: the committed run)")
     ep.add_argument("--report-only", action="store_true", help="summarise --out without running the model")
     args = ap.parse_args(argv)
