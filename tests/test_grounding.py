@@ -204,3 +204,16 @@ def test_condition_names_state_a_direction():
     assert check_sentence("您有高血压。", fs)
     assert check_sentence("高血压患者应规律服药。", fs) == []  # about people with it, not this report
     assert check_sentence("建议低盐饮食，预防高血压。", fs) == []
+
+
+def test_out_of_range_phrases_are_directions_not_normal_claims():
+    """"超过了正常范围" says high (it is no claim of normal), "低于参考范围" says low."""
+    from ming.safety.grounding import check_sentence
+    from ming.safety.report import parse_report
+
+    f = parse_report("血常规：白细胞 13.5×10^9/L，中性粒细胞 85%，血红蛋白 118 g/L（女），C反应蛋白 42 mg/L")
+    assert check_sentence("白细胞超过了正常范围。", f) == []  # agrees with the table (WBC high)
+    assert check_sentence("白细胞高于参考值上限。", f) == []
+    for wrong, said in (("血红蛋白（118 g/L）都超过了正常范围。", "high"), ("血红蛋白低于正常范围。", "low")):
+        v = check_sentence(wrong, f)
+        assert [(x.kind, x.claim.direction) for x in v] == [("contradiction", said)], wrong
