@@ -57,7 +57,7 @@ class ModelOptions:
     model_path: str | None = option(
         None, "omitted = the default model (the embedded 1.5B; `ming models` says why); '1.5b', '0.5b' = an embedded "
         "model (Qwen2.5-Coder-*-Instruct Q4_K_M, offline); 'base' = the embedded model under the default; "
-        "'ming-lite' = the packaged adapter on the 0.5B; or a local HF folder, .gguf file or LoRA adapter folder",
+        "'ming-lite' = the MING-lite adapter on the 0.5B (scripts/ming_lite.sh builds it); or a local HF folder, .gguf file or LoRA adapter folder",
         flags=("--model-path", "--model"))
     model_base: str | None = option(None, "base model when --model-path is a LoRA adapter (as MING does)")
     conv_template: str | None = option(None, "conversation template (default: detected from the model)",

@@ -1,6 +1,7 @@
 """MING-lite: the LoRA adapter that ming's own pipeline trained on the embedded 0.5B model (configs/data/ming-lite.yaml
-+ configs/train/ming-lite.yaml, reproduced by scripts/ming_lite.sh). It ships in this package (adapter/: PEFT
-safetensors, bf16, a few MB; MODEL_CARD.md) and runs by name: `--model ming-lite`. It is not the default model:
++ configs/train/ming-lite.yaml, reproduced by scripts/ming_lite.sh). The script writes it into adapter/ (PEFT
+safetensors, bf16, a few MB, next to MODEL_CARD.md; the weights are not kept in git) and it then runs by name:
+`--model ming-lite`. It is not the default model:
 it answers "A" to most exam questions and loses to its own base on the dev MCQ suite (docs/models.md)."""
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class ModelRef:
 def resolve(model_path: str | None = None, model_base: str | None = None, allow_download: bool = False) -> ModelRef:
     """Names: None / "default" = the default model; "0.5b", "1.5b" (or "embedded:1.5b") = an embedded model;
     "base" = the embedded model under the default (itself when the default has no adapter); "embedded" = the
-    0.5B (what adapters trained before the 1.5B name as their base); "ming-lite" = the packaged adapter on the
+    0.5B (what adapters trained before the 1.5B name as their base); "ming-lite" = the MING-lite adapter on the
     0.5B. Anything else is a path (or, with --allow-download, a Hub id)."""
     allow_download = allow_download or envs.allow_download()
     if model_base:
@@ -129,7 +129,7 @@ def default_ref(explicit: bool = False) -> ModelRef:
 
 
 def lite_ref() -> ModelRef:
-    """MING-lite: the packaged LoRA adapter on its embedded base (the 0.5B)."""
+    """MING-lite: the LoRA adapter scripts/ming_lite.sh builds, on its embedded base (the 0.5B)."""
     if not lite.available():
         raise ModelNotFoundError(f"this install of ming has no MING-lite adapter ({lite.ADAPTER_DIR} is missing); "
                                  f"build it with `bash scripts/ming_lite.sh`, or use --model base")
@@ -364,7 +364,7 @@ def list_local() -> list[dict]:
         rows.append({"name": m.key, "kind": f"embedded {m.title}", "status": status,
                      "size": g.stat().st_size if g.exists() else sum(p.size for p in found),
                      "path": str(g) if g.exists() else where, "default": m.key == default})
-    rows.append({"name": lite.NAME, "kind": f"LoRA on {lite.BASE} (packaged)",
+    rows.append({"name": lite.NAME, "kind": f"LoRA on {lite.BASE} (ming_lite.sh)",
                  "status": "ready" if lite.available() else "not built (ming_lite.sh)",
                  "size": _size(lite.ADAPTER_DIR) if lite.ADAPTER_DIR.is_dir() else 0, "path": str(lite.ADAPTER_DIR),
                  "default": default == lite.NAME})
