@@ -418,6 +418,16 @@ def with_seed_offset(turn: Turn, i: int) -> Turn:
 _SENTENCE_END = re.compile(r"[。！？!?；;\n]|\.(?=\s)")
 
 
+def split_sentences(text: str) -> tuple[list[str], str]:
+    """Complete sentences (with their end mark) and the unfinished rest: the one rule for what a sentence is, used
+    by the pipeline's hold-back and by the checks that read whole answers."""
+    out, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        out.append(text[start:m.end()])
+        start = m.end()
+    return out, text[start:]
+
+
 class _Sentences:
     """Holds streamed text back until a sentence ends."""
 
@@ -425,14 +435,8 @@ class _Sentences:
         self.buf = ""
 
     def feed(self, text: str) -> list[str]:
-        self.buf += text
-        out = []
-        while True:
-            m = _SENTENCE_END.search(self.buf)
-            if not m:
-                return out
-            out.append(self.buf[: m.end()])
-            self.buf = self.buf[m.end():]
+        out, self.buf = split_sentences(self.buf + text)
+        return out
 
     def rest(self) -> str:
         text, self.buf = self.buf, ""

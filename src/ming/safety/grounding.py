@@ -27,7 +27,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Callable, Iterator
 
-from ming.respond import Regenerate
+from ming.respond import Regenerate, split_sentences
 from ming.safety.report import STATUS_ZH, Finding, _norm_alias, _trie_regex, _unit_like, is_abnormal, load_table
 
 # ---- direction words -------------------------------------------------------------------------------
@@ -47,7 +47,6 @@ _NEGATED = {"high": "not_high", "low": "not_low", "normal": "abnormal", "abnorma
 _NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|有无|有没有|防止|避免|以免|预防|警惕|恢复正常|降至正常|回到正常|趋于正常"
                        r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)|[?？]$|^若|^如[^何此下今]"
                        r"|(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)\s*(?:/|或|还是|或者)\s*(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)")
-_SENT_END = re.compile(r"[。！？!?；;\n]")
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
 _CLAUSE_GAP = 24  # characters allowed between a test name and its direction word
 
@@ -129,15 +128,6 @@ def _table_text(name: str) -> str:
 
 def _names_a_test(text: str) -> bool:
     return bool(_aliases().regex.search(unicodedata.normalize("NFKC", text).lower()))
-
-
-def split_sentences(text: str) -> tuple[list[str], str]:
-    """Complete sentences (with their end mark) and the unfinished rest."""
-    out, start = [], 0
-    for m in _SENT_END.finditer(text):
-        out.append(text[start:m.end()])
-        start = m.end()
-    return out, text[start:]
 
 
 def extract_claims(sentence: str) -> list[Claim]:
