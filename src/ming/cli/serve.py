@@ -62,6 +62,13 @@ def _setup_logging() -> None:
     logging.getLogger("ming.serve").setLevel(min(level, logging.INFO))  # one line per request (no patient text)
 
 
+def _batching(engine) -> str:
+    if "batching" not in engine.features:
+        return "one request at a time"
+    cells = getattr(engine, "kv_cells", None)
+    return f"{engine.max_concurrency} requests batched" + (f" in {cells} KV cells" if cells else "")
+
+
 def run(args: argparse.Namespace) -> int:
     _setup_logging()
     gen = generation_config(args)
@@ -73,13 +80,13 @@ def run(args: argparse.Namespace) -> int:
               "use the model", file=sys.stderr)
     stages = build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
                                  stages_off=settings.stages_off))  # fails before the (slow) model load
-    engine = create_engine(opts, need_beam=gen.num_beams > 1)
+    engine = create_engine(opts, need_beam=gen.num_beams > 1, max_batch=settings.max_batch, kv_cells=settings.kv_cells)
     app = build_app(settings, engine, stages=stages)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
     print(f"[ming] {DISCLAIMER}", file=sys.stderr)
     print(f"[ming] serving {app.state.service.model_name} ({engine.backend}, context {engine.context_length} tokens, "
-          f"safety {settings.safety}, queue {settings.max_queue}{', API key required' if settings.api_key else ''})\n"
+          f"{_batching(engine)}, safety {settings.safety}, queue {settings.max_queue}{', API key required' if settings.api_key else ''})\n"
           f"[ming] web page: {url}/   ·   OpenAI API: {url}/v1   ·   Ctrl-C stops", file=sys.stderr, flush=True)
     if settings.log_requests:
         print("[ming] --log-requests: patient messages and answers are written to the log", file=sys.stderr)

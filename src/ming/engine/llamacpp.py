@@ -5,20 +5,35 @@ token loop (`ming.engine.loop`: prefix reuse, sampling, stop handling, UTF-8-saf
 model's Hugging Face tokenizer, log-likelihood scoring) runs the reply; this backend supplies the forward
 pass: `llama_decode` over the context's KV cache, trimmed after a reused prefix with `llama_memory_seq_rm`.
 
+With `max_batch` > 1 (`ming serve --max-batch`) the context holds that many sequences more, each in its own
+KV stream of one context window (or, with `kv_unified`, all in one pool of `kv_cells` cells), and `stream`
+hands each request to `ming.engine.batch.BatchRunner`, which advances every running sequence with one
+`llama_decode` per step (continuous batching). Sequence id 0 stays the one-sequence path (log-likelihood
+scoring), behind the same lock as the runner's steps.
+
 The AMX crash: llama.cpp's default build runs an AMX matmul path that dies with "Illegal
 instruction" on this kind of Xeon. scripts/install_llamacpp.sh builds without AMX code; if a build
-with AMX is loaded anyway, the model is loaded with `use_extra_bufts=False` (no AMX buffer type)."""
+with AMX is loaded anyway, the model is loaded with `use_extra_bufts=False` (no AMX buffer type).
+
+Batch invariance: a batching engine also loads without the repacked ("extra") weight buffers. Their matmul
+kernels switch between a one-row and a several-row kernel by batch size and sum in a different order, so a
+request's logits would depend on what else was in its step. Without them the quantized kernels compute every
+output element the same way whatever the batch, flash attention reads each sequence's cells in order and
+skips the others, and a request gets bit-identical logits alone or batched (tests/test_batching.py). The
+cost is measured in bench/serve.py."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import sys
-from typing import Any, Sequence
+import threading
+from typing import Any, Iterator, Mapping, Sequence
 
 from ming import models
 from ming.engine import threads as thread_policy
-from ming.engine.base import DEFAULT_MAX_CONTEXT
+from ming.engine.base import DEFAULT_MAX_CONTEXT, Chunk, GenerationConfig, K
+from ming.engine.batch import BatchRunner
 from ming.engine.loop import LoopEngine
 from ming.engine.threads import AdaptiveThreads
 from ming.errors import MingError
@@ -26,6 +41,7 @@ from ming.models import lora_gguf
 from ming.templates import Template, detect
 
 N_BATCH = 512
+PREFILL_CHUNK = 128  # prompt tokens per batched step while other sequences decode (bench/serve.py)
 
 _backend_ready = False
 _log_cb = None  # keep the ctypes callback alive
@@ -73,9 +89,13 @@ class LlamaCppEngine(LoopEngine):
     def __init__(self, path: str, tokenizer: Any, template: Template, name: str = "model", threads: int = 1,
                  context_length: int | None = None, prefix_cache: bool = True, n_batch: int = N_BATCH,
                  use_extra_bufts: bool | None = None, use_mmap: bool = True, lora_path: str | None = None,
-                 lora_scale: float = 1.0, adaptive_threads: bool = False):
+                 lora_scale: float = 1.0, adaptive_threads: bool = False, max_batch: int = 1,
+                 kv_cells: int | None = None, prefill_chunk: int = PREFILL_CHUNK, kv_unified: bool = False):
         super().__init__()
         import numpy as np
+
+        self._runner: BatchRunner | None = None
+        self._runner_batch = None
 
         L = _llama()
         _init_backend(L)
@@ -91,8 +111,8 @@ class LlamaCppEngine(LoopEngine):
         self.prefix_cache = prefix_cache
         self.stop_ids = template.stop_token_ids()
         self.features = frozenset({"seed", "top_k", "repetition_penalty", "prefix_cache", "loglik"})
-        if use_extra_bufts is None:
-            use_extra_bufts = not build_has_amx()
+        if use_extra_bufts is None:  # batching: no repacked weights, whose kernels sum differently per batch size
+            use_extra_bufts = not build_has_amx() and max_batch == 1
         self.use_extra_bufts = use_extra_bufts
 
         mp = L.llama_model_default_params()
@@ -112,19 +132,39 @@ class LlamaCppEngine(LoopEngine):
         train_ctx = L.llama_model_n_ctx_train(self._model)
         self.context_length = int(context_length or min(train_ctx, DEFAULT_MAX_CONTEXT))
         self.n_batch = min(n_batch, self.context_length)
+        if max_batch < 1:
+            raise MingError(f"--max-batch must be >= 1, got {max_batch}")
+        self.max_batch = max_batch
+        n_seq = 1 if max_batch == 1 else max_batch + 1  # + sequence 0, the one-sequence path
+        self.kv_unified = kv_unified or max_batch == 1
+        if self.kv_unified:
+            self.kv_cells = int(kv_cells or (self.context_length if max_batch == 1 else 2 * self.context_length))
+            if self.kv_cells < self.context_length:
+                raise MingError(f"--kv-cells {self.kv_cells} is smaller than the context window ({self.context_length} "
+                                f"tokens): one long conversation could never fit; raise --kv-cells or lower "
+                                f"--context-length")
+            n_ctx = self.kv_cells
+        else:  # one stream of a full window per sequence
+            if kv_cells is not None:
+                raise MingError("--kv-cells sizes the shared pool of --kv-unified; without it every request has its "
+                                "own context window (--context-length)")
+            self.kv_cells = self.context_length
+            n_ctx = n_seq * self.context_length
         cp = L.llama_context_default_params()
-        cp.n_ctx = self.context_length
+        cp.n_ctx = n_ctx
         cp.n_batch = self.n_batch
         cp.n_ubatch = self.n_batch
         cp.n_threads = threads
         cp.n_threads_batch = threads
-        cp.n_seq_max = 1
+        cp.n_seq_max = n_seq
+        cp.kv_unified = self.kv_unified  # one pool: a shared prefix is shared cells; else a stream per sequence
         cp.no_perf = True
         self._ctx = L.llama_init_from_model(self._model, cp)
         if not self._ctx:
             L.llama_model_free(self._model)
-            raise MingError(f"llama.cpp could not create a context of {self.context_length} tokens for {path}; "
-                            f"lower --context-length")
+            raise MingError(f"llama.cpp could not create a context of {n_ctx} KV cells for {path}; "
+                            f"lower --context-length or --max-batch")
+        self.ctx_lock = threading.RLock()  # the runner's steps and the one-sequence calls take turns
         self._mem = L.llama_get_memory(self._ctx)
         self._batch = L.llama_batch_init(self.n_batch, 0, 1)
         self._ids: list[int] = []  # tokens whose keys/values are in the KV cache, in order
@@ -132,6 +172,15 @@ class LlamaCppEngine(LoopEngine):
         self.lora_path = lora_path
         if lora_path:
             self._apply_lora(lora_path, lora_scale)
+        if max_batch > 1:
+            self._runner_batch = L.llama_batch_init(self.n_batch, 0, 1)
+            self.features = self.features | {"batching"}
+            self.max_concurrency = max_batch  # ming serve runs this many requests at once
+            self._runner = BatchRunner(self, max_batch=max_batch, kv_cells=self.kv_cells, n_batch=self.n_batch,
+                                       prefill_chunk=prefill_chunk, stop_ids=self.stop_ids,
+                                       prefix_cache=prefix_cache, shared_cells=self.kv_unified,
+                                       other_cells=lambda: len(self._ids),
+                                       on_start=self._governor.start, on_step=self._governor.step)
 
     def _apply_lora(self, lora_path: str, scale: float) -> None:
         """Run base + a GGUF LoRA adapter (lora_gguf.py writes them); freed with the model."""
@@ -148,10 +197,63 @@ class LlamaCppEngine(LoopEngine):
             raise MingError(f"llama.cpp could not apply the LoRA adapter {lora_path}")
         self._lora = adapter
 
+    # -- generation: the shared loop, or the batch runner ------------------------------------------------
+    def stream(self, prompt_ids: Sequence[int], gen: GenerationConfig, cancel=None) -> Iterator[Chunk]:
+        if self._runner is None or gen.num_beams > 1:
+            yield from super().stream(prompt_ids, gen, cancel)
+            return
+        gen.validate()
+        yield from self._runner.stream(self.start(prompt_ids, gen), cancel)
+
+    def score_continuations(self, context_ids: Sequence[int],
+                            continuations: Mapping[K, Sequence[int]]) -> dict[K, float]:
+        with self.ctx_lock:
+            return super().score_continuations(context_ids, continuations)
+
+    def batch_stats(self) -> dict:
+        """What the batch runner holds now (None without batching)."""
+        return self._runner.busy() if self._runner is not None else {}
+
+    # -- the batch runner's backend (called from its thread) ------------------------------------------------
+    def decode(self, entries: Sequence[tuple[int, int, int, bool]]) -> int:
+        """One llama_decode over (token, position, sequence id, wants logits) entries (at most n_batch)."""
+        b = self._runner_batch
+        b.n_tokens = len(entries)
+        for i, (t, pos, sid, want) in enumerate(entries):
+            b.token[i] = t
+            b.pos[i] = pos
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = sid
+            b.logits[i] = want
+        with self.ctx_lock:
+            return self.L.llama_decode(self._ctx, b)
+
+    def logits(self, i: int):
+        """The logits of batch entry i of the last decode (a view, valid until the next decode)."""
+        return self._logits_ptr(i)
+
+    def seq_rm(self, seq_id: int, p0: int) -> None:
+        with self.ctx_lock:
+            self.L.llama_memory_seq_rm(self._mem, seq_id, p0, -1)
+
+    def seq_cp(self, src: int, dst: int, n: int) -> None:
+        """`dst` holds the first n cells of `src` (shared cells in one pool; between streams llama.cpp copies a
+        whole stream, then the rest is dropped)."""
+        with self.ctx_lock:
+            if self.kv_unified:
+                self.L.llama_memory_seq_cp(self._mem, src, dst, 0, n)
+            else:
+                self.L.llama_memory_seq_cp(self._mem, src, dst, -1, -1)
+                self.L.llama_memory_seq_rm(self._mem, dst, n, -1)
+
     # -- the backend's part of the shared loop ---------------------------------------------------------
     def _forward(self, tokens: Sequence[int], all_rows: bool = False):
         """Append `tokens` to the cache (in n_batch chunks); return the logits of the last one (a view of
         llama.cpp's buffer, valid until the next call) or, with all_rows, a copy of every one's."""
+        with self.ctx_lock:
+            return self._forward_locked(tokens, all_rows)
+
+    def _forward_locked(self, tokens: Sequence[int], all_rows: bool):
         L, b, np = self.L, self._batch, self.np
         rows = []
         for start in range(0, len(tokens), self.n_batch):
@@ -182,12 +284,13 @@ class LlamaCppEngine(LoopEngine):
     def _keep(self, n: int) -> None:
         if getattr(self, "_closed", True):
             return
-        if n <= 0:
-            self.L.llama_memory_clear(self._mem, True)
-            self._ids.clear()
-        elif n < len(self._ids):
-            self.L.llama_memory_seq_rm(self._mem, 0, n, -1)
-            del self._ids[n:]
+        with self.ctx_lock:
+            if n <= 0 and self._runner is None:
+                self.L.llama_memory_clear(self._mem, True)
+                self._ids.clear()
+            elif n < len(self._ids):
+                self.L.llama_memory_seq_rm(self._mem, 0, max(n, 0), -1)
+                del self._ids[max(n, 0):]
 
     def _apply_threads(self, n: int) -> None:
         self.L.llama_set_n_threads(self._ctx, n, n)
@@ -195,9 +298,13 @@ class LlamaCppEngine(LoopEngine):
     def close(self) -> None:
         if getattr(self, "_closed", True):
             return
+        if self._runner is not None:
+            self._runner.close()
         self._closed = True
         L = self.L
         L.llama_batch_free(self._batch)
+        if self._runner_batch is not None:
+            L.llama_batch_free(self._runner_batch)
         L.llama_free(self._ctx)
         L.llama_model_free(self._model)
 

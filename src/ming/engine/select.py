@@ -50,11 +50,14 @@ def choose(opts, ref, need_beam: bool = False) -> str:
     return "hf"
 
 
-def create(opts, need_beam: bool = False):
+def create(opts, need_beam: bool = False, max_batch: int = 1, kv_cells: int | None = None):
     ref = models.resolve(opts.model_path, opts.model_base, allow_download=opts.allow_download)
     backend = choose(opts, ref, need_beam=need_beam)
     n_threads = threads.configure(opts.threads)
     if backend == "hf":
+        if max_batch > 1:
+            print("[ming] the transformers backend generates one sequence at a time: --max-batch applies to the "
+                  "llamacpp and vllm backends", file=sys.stderr)
         return hf.load(ref, opts.conv_template, device=opts.device, dtype=opts.dtype,
                        context_length=opts.context_length, prefix_cache=opts.prefix_cache, threads=n_threads,
                        adaptive_threads=threads.adaptive(opts.threads))
@@ -67,11 +70,11 @@ def create(opts, need_beam: bool = False):
                 "(it builds llama-cpp-python with the flags this CPU needs), or use --backend hf."
             ) from exc
         return llamacpp.load(ref, opts.conv_template, threads=opts.threads, context_length=opts.context_length,
-                             prefix_cache=opts.prefix_cache)
+                             prefix_cache=opts.prefix_cache, max_batch=max_batch, kv_cells=kv_cells)
     if backend == "vllm":
         try:
             from ming.engine import vllm as vllm_backend
         except ImportError as exc:
             raise BackendUnavailableError(f"the vllm backend is not available: {exc}") from exc
-        return vllm_backend.load(ref, opts.conv_template, opts)
+        return vllm_backend.load(ref, opts.conv_template, opts, max_concurrency=max_batch if max_batch > 1 else 64)
     raise BackendUnavailableError(f"unknown backend {backend!r}")

@@ -159,7 +159,7 @@ def _require_vllm_and_gpu() -> None:
             "Run on a GPU machine, or use --backend hf / llamacpp on CPU.")
 
 
-def load(ref, template_name: str | None = None, opts: Any = None) -> VLLMEngine:
+def load(ref, template_name: str | None = None, opts: Any = None, max_concurrency: int = 64) -> VLLMEngine:
     """Load `ref` (ming.models.ModelRef) into vLLM's AsyncLLMEngine. `opts` is ming.config.ModelOptions
     (tensor_parallel_size, dtype, context_length, prefix_cache)."""
     _require_vllm_and_gpu()
@@ -200,4 +200,5 @@ def load(ref, template_name: str | None = None, opts: Any = None) -> VLLMEngine:
     engine = AsyncLLMEngine.from_engine_args(args)
     print(f"[ming] loaded {ref.describe()} with vLLM on {tp} GPU(s) (tensor parallel {tp}), template {name}, "
           f"context {ctx}", file=sys.stderr)
-    return VLLMEngine(engine, tok, Template(name, tok), name=ref.display, context_length=ctx, lora_request=lora_request)
+    return VLLMEngine(engine, tok, Template(name, tok), name=ref.display, context_length=ctx, lora_request=lora_request,
+                      max_concurrency=max_concurrency)

@@ -58,7 +58,12 @@ async def health(request: Request):
     return {"status": "ok", "model": app.state.service.model_name, "backend": app.state.engine.backend,
             "safety": app.state.settings.safety, "mode": app.state.settings.mode,
             "auth_required": bool(app.state.settings.api_key), "disclaimer": DISCLAIMER,
-            "queue": app.state.scheduler.stats()}
+            "queue": app.state.scheduler.stats(), "batch": _batch_stats(app.state.engine)}
+
+
+def _batch_stats(engine) -> dict:
+    stats = getattr(engine, "batch_stats", None)
+    return stats() if stats is not None else {}
 
 
 @router.get("/v1/models", dependencies=[Depends(check_auth)])

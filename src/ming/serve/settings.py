@@ -22,6 +22,10 @@ class ServeSettings:
                                      "only ids, token counts and timings are logged)")
     max_queue: int = option(16, "requests that may wait for the model beyond those being generated; more get "
                               "429 with Retry-After")
+    max_batch: int = option(8, "requests generated together, one forward pass per token for all of them (continuous "
+                               "batching: llamacpp and vllm backends; 1 = one at a time). Default from bench/serve.py")
+    kv_cells: int | None = option(None, "KV-cache cells shared by the requests being generated (llamacpp; default: "
+                                        "2 x the context window); a request waits until its prompt and answer fit")
     safety: str = option("on", SAFETY_HELP, choices=SAFETY)
     retrieval: bool = option(False, RETRIEVAL_HELP)
     stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
@@ -40,6 +44,10 @@ class ServeSettings:
             raise MingError(f"--port must be in 1..65535, got {self.port}")
         if self.max_queue < 0:
             raise MingError(f"--max-queue must be >= 0 (0 = no waiting, only the running request), got {self.max_queue}")
+        if self.max_batch < 1:
+            raise MingError(f"--max-batch must be >= 1 (1 = one request at a time), got {self.max_batch}")
+        if self.kv_cells is not None and self.kv_cells < 1:
+            raise MingError(f"--kv-cells must be >= 1, got {self.kv_cells}")
         if self.api_key is not None and not self.api_key.strip():
             raise MingError("--api-key is empty; give a key or leave the flag out")
         return self
