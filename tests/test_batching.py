@@ -280,3 +280,33 @@ def test_embedded_model_concurrent_greedy_equal_alone(embedded_0_5b):
     finally:
         alone.close()
         batched.close()
+
+
+def _eval_outputs(tmp_path, model: str, bs: int, extra=()) -> dict:
+    import json
+    from pathlib import Path
+
+    from ming.cli.main import main
+
+    mcq = str(Path(__file__).parent / "fixtures" / "eval" / "mcq_small.jsonl")
+    out = tmp_path / f"b{bs}"
+    rc = main(["eval", "mcq", "--data", mcq, "--model-path", model, "--backend", "llamacpp", "--context-length", "512",
+               "--max-new-tokens", "12", "--batch-size", str(bs), "--output", str(out), "--no-progress", "--safety",
+               "off", *extra])
+    assert rc == 0
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    return {r["id"]: (r["output"], r["completion_tokens"]) for r in rows}
+
+
+def test_local_eval_batches_items(gguf, tmp_path, capsys):
+    """`ming eval --batch-size 4` on a local GGUF answers the items together in one batching engine."""
+    got = _eval_outputs(tmp_path, str(gguf), 4, ["--threads", "1"])
+    assert len(got) == 6 and all(n > 0 for _, n in got.values())
+    assert "4 sequences batched" in capsys.readouterr().err
+
+
+def test_local_eval_batch_size_same_answers_embedded(embedded_0_5b, tmp_path):
+    """On the embedded 0.5B, `--batch-size 4` gives the answers of `--batch-size 1`."""
+    one = _eval_outputs(tmp_path, "0.5b", 1, ["--threads", "2"])
+    four = _eval_outputs(tmp_path, "0.5b", 4, ["--threads", "2"])
+    assert len(one) == 6 and four == one

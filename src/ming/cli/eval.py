@@ -114,8 +114,8 @@ def _client(args, need_loglik: bool, opts: EvalOptions):
     # ranking options by likelihood generates no text: nothing for a safety layer to act on
     stages = [] if need_loglik else build(stage_options(opts.safety, retrieval=opts.retrieval,
                                                         stages_off=off))  # fails before the model loads
-    return LocalClient(create_engine(model_options(args)), safety="off" if need_loglik else opts.safety, off=off,
-                       stages=stages)
+    engine = create_engine(model_options(args), max_batch=1 if need_loglik else max(1, opts.batch_size))
+    return LocalClient(engine, safety="off" if need_loglik else opts.safety, off=off, stages=stages)
 
 
 def run(args: argparse.Namespace) -> int:

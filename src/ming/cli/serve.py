@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
               "use the model", file=sys.stderr)
     stages = build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
                                  stages_off=settings.stages_off))  # fails before the (slow) model load
-    engine = create_engine(opts, need_beam=gen.num_beams > 1, max_batch=settings.max_batch, kv_cells=settings.kv_cells)
+    engine = create_engine(opts, need_beam=gen.num_beams > 1, max_batch=settings.max_batch,
+                           batching={"kv_cells": settings.kv_cells, "kv_unified": settings.kv_unified,
+                                     "prefill_chunk": settings.prefill_chunk})
     app = build_app(settings, engine, stages=stages)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"

@@ -10,8 +10,9 @@ from ming.engine.select import create
 __all__ = ["Chunk", "Completion", "Engine", "GenerationConfig", "create_engine"]
 
 
-def create_engine(opts, *, need_beam: bool = False, max_batch: int = 1, kv_cells: int | None = None) -> Engine:
+def create_engine(opts, *, need_beam: bool = False, max_batch: int = 1, batching: dict | None = None) -> Engine:
     """Load the model described by `opts` (ming.config.ModelOptions) on the right backend. `max_batch` > 1
-    asks for a batching engine (continuous batching on llama.cpp, vLLM's own on GPUs) for servers."""
+    asks for a batching engine (continuous batching on llama.cpp, vLLM's own on GPUs) for servers; `batching`
+    holds the llama.cpp runner's settings (kv_cells, kv_unified, prefill_chunk)."""
 
-    return create(opts, need_beam=need_beam, max_batch=max_batch, kv_cells=kv_cells)
+    return create(opts, need_beam=need_beam, max_batch=max_batch, batching=batching)

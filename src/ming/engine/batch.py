@@ -158,8 +158,11 @@ class BatchRunner:
                 err = exc if isinstance(exc, MingError) else MingError(f"batched decode failed: {exc!r}")
                 for a in self._actives():
                     self._finish(a, error=err)
-                for s in self.slots:
-                    self._drop(s)
+                for s in self.slots:  # their cache may be half written
+                    try:
+                        self._drop(s)
+                    except Exception:  # noqa: BLE001 - the bookkeeping is reset either way
+                        s.ids = []
         for a in list(self._pending) + self._actives():
             self._finish(a, error=MingError("the engine was closed while this request was running"))
 
@@ -243,6 +246,7 @@ class BatchRunner:
                     return  # waits until running sequences finish
             with self._cv:
                 self._pending.popleft()
+            a.slot, own.active, own.used = own, a, time.monotonic()  # from here a failure reaches this request
             if donor is None:
                 n = 0
             if donor is own or donor is None:
@@ -252,7 +256,6 @@ class BatchRunner:
                 self.backend.seq_rm(own.seq_id, 0)
                 self.backend.seq_cp(donor.seq_id, own.seq_id, n)
                 own.ids = donor.ids[:n]
-            a.slot, own.active, own.used = own, a, time.monotonic()
             a.seq.n_cached, a.seq.n_past = n, n
             a.todo = prompt[n:]
             self.stats["reused"] += n

@@ -337,6 +337,9 @@ def load(ref, template_name: str | None = None, threads: int | None = None, cont
                          context_length=context_length, prefix_cache=prefix_cache, lora_path=lora_path, **kw)
     how = f"up to {n_threads} threads, fewer while other processes hold cores" if eng.adaptive_threads else \
         f"{n_threads} threads"
+    if eng.max_batch > 1:
+        how += (f", {eng.max_batch} sequences batched in " +
+                (f"a shared pool of {eng.kv_cells} KV cells" if eng.kv_unified else "a KV window each"))
     print(f"[ming] loaded {ref.describe()} with llama.cpp on cpu ({how}, context {eng.context_length}),"
           f" template {name}", file=sys.stderr)
     return eng

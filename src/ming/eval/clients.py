@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import sys
 import time
@@ -27,7 +29,8 @@ class Reply:
 
 
 class LocalClient:
-    """A loaded `ming.engine.Engine`. One call at a time (the engine's lock)."""
+    """A loaded `ming.engine.Engine`. One call at a time (the engine's lock), unless the engine batches
+    (llama.cpp with max_batch > 1): then calls run together."""
 
     kind = "local"
     stops_early = True  # chat(..., until=) can stop generation once the caller has what it needs
@@ -43,6 +46,13 @@ class LocalClient:
         self.pipeline = Pipeline(engine, stages, mode=None)
 
     @property
+    def batching(self) -> bool:
+        return "batching" in getattr(self.engine, "features", ())
+
+    def _turn_lock(self):
+        return contextlib.nullcontext() if self.batching else self.engine.lock
+
+    @property
     def can_loglik(self) -> bool:
         return "loglik" in getattr(self.engine, "features", ())
 
@@ -55,7 +65,7 @@ class LocalClient:
     def chat(self, messages: Sequence[dict], gen, until=None, mode: str | None = None) -> Reply:
         """One reply. `until(text so far)` returning True stops generation there (finish_reason "answered").
         `mode` "consult": the turn runs the consultation controller (the "consult" stage)."""
-        with self.engine.lock:
+        with self._turn_lock():
             r = self.pipeline.answer(self.pipeline.prepare(list(messages), gen, mode=mode), until=until)
         acted = r.safety is not None and r.safety.triggered
         return Reply(text=r.text, model_text=r.model_text, finish_reason=r.finish, prompt_tokens=r.prompt_tokens,

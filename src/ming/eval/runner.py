@@ -62,7 +62,8 @@ class EvalOptions:
                                               "consultation turn)")
     temperature: float = option(0.0, "0 = greedy")
     top_p: float = option(1.0, "nucleus mass when sampling")
-    batch_size: int = option(1, "concurrent requests to --base-url; a local engine answers one at a time")
+    batch_size: int = option(1, "items answered at once: concurrent requests to --base-url, or sequences batched in a "
+                                "local llama.cpp engine (continuous batching; transformers answers one at a time)")
     safety: str = option("on", "local models: answer through the runtime safety layer as `ming chat` does; a "
                                "--base-url server applies its own", choices=SAFETY)
     retrieval: bool = option(False, "local models: " + RETRIEVAL_HELP)
@@ -315,7 +316,7 @@ class Runner:
         bar = tqdm(total=len(prep.items), initial=done, desc=name, unit="item", file=sys.stderr,
                    disable=not self.opts.progress, mininterval=2, dynamic_ncols=True)
         try:
-            if self.client.kind == "http" and self.opts.batch_size > 1:
+            if self.opts.batch_size > 1 and (self.client.kind == "http" or getattr(self.client, "batching", False)):
                 with ThreadPoolExecutor(self.opts.batch_size) as pool:
                     for row in pool.map(lambda it: self.run_item(prep, it), todo):
                         log.append(row)

@@ -24,8 +24,12 @@ class ServeSettings:
                               "429 with Retry-After")
     max_batch: int = option(8, "requests generated together, one forward pass per token for all of them (continuous "
                                "batching: llamacpp and vllm backends; 1 = one at a time). Default from bench/serve.py")
-    kv_cells: int | None = option(None, "KV-cache cells shared by the requests being generated (llamacpp; default: "
-                                        "2 x the context window); a request waits until its prompt and answer fit")
+    kv_unified: bool = option(False, "llamacpp batching: keep every request's KV cells in one shared pool of --kv-cells "
+                                     "(less memory; a request waits until its prompt and answer fit) instead of a "
+                                     "context window per request (default: bit-stable answers, more memory)")
+    kv_cells: int | None = option(None, "size of the --kv-unified pool in tokens (default: 2 x the context window)")
+    prefill_chunk: int = option(128, "llamacpp batching: prompt tokens read per step while other answers stream (smaller:"
+                                     " smoother streams, slower first tokens). Default from bench/serve.py")
     safety: str = option("on", SAFETY_HELP, choices=SAFETY)
     retrieval: bool = option(False, RETRIEVAL_HELP)
     stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
@@ -48,6 +52,8 @@ class ServeSettings:
             raise MingError(f"--max-batch must be >= 1 (1 = one request at a time), got {self.max_batch}")
         if self.kv_cells is not None and self.kv_cells < 1:
             raise MingError(f"--kv-cells must be >= 1, got {self.kv_cells}")
+        if self.prefill_chunk < 1:
+            raise MingError(f"--prefill-chunk must be >= 1, got {self.prefill_chunk}")
         if self.api_key is not None and not self.api_key.strip():
             raise MingError("--api-key is empty; give a key or leave the flag out")
         return self
