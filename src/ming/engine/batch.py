@@ -14,7 +14,8 @@ own sequence id and position, one unified KV cache):
   tokens of sequences that are still reading their prompt (all of `n_batch` when nothing is decoding), so
   a long new prompt delays the running streams by one chunk per step, not by its whole length;
 - every sequence samples with its own settings and random stream (`SeqState`, shared with the
-  one-sequence loop in loop.py, so a token is chosen by the same code either way);
+  one-sequence loop in loop.py, so a token is chosen by the same code either way); the runner sends token
+  ids and each caller's thread turns them into text (`stream`), so detokenizing costs the step nothing;
 - a finished, cancelled or abandoned sequence leaves at the next step and its slot is free; its tokens stay
   in the cache, so the client's next turn (whose prompt starts with them) reuses them, and a prompt that
   shares a prefix with any cached sequence (the system prompt) copies those cells instead of recomputing
@@ -60,7 +61,7 @@ class Slot:
 class Active:
     """A request in the runner: waiting for a slot, reading its prompt, or decoding."""
 
-    seq: SeqState
+    seq: SeqState  # the runner's copy: prompt, settings, random stream, sampled ids (no decoder)
     cancel: Any  # an object with is_set(), or None
     out: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     slot: Slot | None = None
@@ -105,7 +106,14 @@ class BatchRunner:
 
     # -- the consumer side (any thread) ------------------------------------------------------------------
     def stream(self, seq: SeqState, cancel=None) -> Iterator[Chunk]:
-        a = Active(seq, cancel)
+        """The chunks of one reply, as the one-sequence loop (loop.py) would yield them.
+
+        The runner only samples: it sends token ids. This side turns them into text with the reply's own
+        decoder, in the caller's thread, and applies the loop's rules in the loop's order: the cancel flag is
+        read before each token is taken, then the token is accepted (stop token, stop string, length). So a
+        caller that cancels in answer to a chunk (an `until` that has its answer) gets exactly the tokens it
+        would get from the loop, although the runner may already have sampled the next one."""
+        a = Active(seq.fork_for_runner(), cancel)
         with self._cv:
             if self._closing:
                 raise MingError("the engine is closed")
@@ -114,11 +122,21 @@ class BatchRunner:
         try:
             while True:
                 item = a.out.get()
-                if item is _END:
-                    return
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                if item is _END:  # the runner stopped it (its cancel flag, or a stop string it could not see)
+                    seq.finish = seq.finish or "cancelled"
+                    break
+                if cancel is not None and cancel.is_set():
+                    seq.finish = "cancelled"
+                    break
+                text = seq.accept(item, self.stop_ids)
+                if text:
+                    yield Chunk(text=text)
+                if seq.finish:
+                    break
+            seq.n_cached = a.seq.n_cached
+            yield seq.last_chunk()
         finally:
             if not a.done:
                 a.abandoned = True  # the runner drops it at the next step
@@ -193,10 +211,9 @@ class BatchRunner:
                     continue
                 seq = a.seq
                 seq.n_past = len(slot.ids)
-                text = seq.accept(seq.next_token(self.backend.logits(j)), self.stop_ids)  # by index in the batch
-                if text:
-                    a.out.put(Chunk(text=text))
-                if seq.finish:
+                token = seq.next_token(self.backend.logits(j))  # by index in the batch
+                a.out.put(token)
+                if seq.take(token, self.stop_ids):
                     self._finish(a)
         self._on_step()
 
@@ -319,8 +336,6 @@ class BatchRunner:
         a.done = True
         if error is not None:
             a.out.put(error)
-        else:
-            a.out.put(a.seq.last_chunk())
         a.out.put(_END)
         if a.slot is not None:
             a.slot.active = None

@@ -37,7 +37,7 @@ class SeqState:
     prompt: list[int]
     gen: GenerationConfig
     max_new: int  # tokens this reply may have (the room rule applied)
-    decoder: StreamDecoder
+    decoder: StreamDecoder | None  # None in a batch runner's sampling copy (fork_for_runner)
     rng: Any  # numpy Generator; None = greedy
     n_cached: int = 0  # prompt tokens reused from the KV cache
     n_past: int = 0  # tokens of this sequence in the cache (its next position)
@@ -65,6 +65,23 @@ class SeqState:
         elif len(self.generated) >= self.max_new:
             self.finish = "length"
         return text
+
+    def fork_for_runner(self) -> "SeqState":
+        """A copy that samples (same prompt, settings and random stream) for a batch runner, which sends the
+        token ids back to this one to be accepted and decoded (ming.engine.batch)."""
+        return SeqState(self.prompt, self.gen, self.max_new, None, self.rng)
+
+    def take(self, token: int, stop_ids: set[int] | frozenset[int]) -> bool:
+        """The runner's side of `accept`: record a sampled token without decoding; True when the reply ends
+        here (an end-of-turn token or the length limit; stop strings are seen by the decoding side)."""
+        if token in stop_ids:
+            self.finish = "stop"
+            return True
+        self.generated.append(token)
+        if len(self.generated) >= self.max_new:
+            self.finish = "length"
+            return True
+        return False
 
     def last_chunk(self) -> Chunk:
         return Chunk(text=self.decoder.finish(), finish_reason=self.finish or "length",
