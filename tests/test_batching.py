@@ -310,3 +310,38 @@ def test_local_eval_batch_size_same_answers_embedded(embedded_0_5b, tmp_path):
     one = _eval_outputs(tmp_path, "0.5b", 1, ["--threads", "2"])
     four = _eval_outputs(tmp_path, "0.5b", 4, ["--threads", "2"])
     assert len(one) == 6 and four == one
+
+
+def test_serve_disconnect_frees_the_slot_and_queue_limit_holds(gguf, qwen_tokenizer):
+    """A client that goes away mid-stream leaves the batch at the next step; beyond --max-batch running and
+    --max-queue waiting the server answers 429 with Retry-After and stays up."""
+    eng = _load(gguf, qwen_tokenizer, max_batch=2)
+    long = GenerationConfig(max_new_tokens=200, temperature=0.8, seed=1)
+    body = {"messages": [{"role": "user", "content": "头痛"}], "stream": True, "max_tokens": 120, "temperature": 0.8, "seed": 3}
+    try:
+        with LiveServer(eng, max_queue=0, generation=long) as srv:
+            with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=60) as r:
+                assert r.status_code == 200
+                for line in r.iter_lines():
+                    if '"content":"' in line and '"content":""' not in line:
+                        break  # the first real token arrived: hang up
+            deadline = time.monotonic() + 20
+            while (eng.batch_stats()["running"] or srv.scheduler.stats()["running"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert eng.batch_stats()["running"] == 0 and srv.scheduler.stats()["running"] == 0
+
+            # two running fill --max-batch 2; with --max-queue 0 a third is refused at once
+            streams = [httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=60) for _ in range(2)]
+            responses = [s.__enter__() for s in streams]
+            try:
+                deadline = time.monotonic() + 20
+                while srv.scheduler.stats()["running"] < 2 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+                third = httpx.post(srv.url + "/v1/chat/completions", json={**body, "stream": False}, timeout=30)
+                assert third.status_code == 429 and int(third.headers["Retry-After"]) >= 1
+            finally:
+                for s in streams:
+                    s.__exit__(None, None, None)
+            assert httpx.get(srv.url + "/health").status_code == 200
+    finally:
+        eng.close()
