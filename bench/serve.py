@@ -149,7 +149,8 @@ def run_eval(url: str, args, batch_size: int, out: Path) -> tuple[float, dict]:
     cmd = [sys.executable, "-m", "ming", "eval", args.eval_task, "--base-url", url + "/v1", "--limit",
            str(args.eval_items), "--batch-size", str(batch_size), "--output", str(out), "--no-progress"]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   cwd=Path(__file__).resolve().parents[1])
     wall = time.perf_counter() - t0
     answers = {}
     for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines():

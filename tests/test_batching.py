@@ -317,7 +317,8 @@ def test_serve_disconnect_frees_the_slot_and_queue_limit_holds(gguf, qwen_tokeni
     --max-queue waiting the server answers 429 with Retry-After and stays up."""
     eng = _load(gguf, qwen_tokenizer, max_batch=2)
     long = GenerationConfig(max_new_tokens=200, temperature=0.8, seed=1)
-    body = {"messages": [{"role": "user", "content": "头痛"}], "stream": True, "max_tokens": 120, "temperature": 0.8, "seed": 3}
+    body = {"messages": [{"role": "user", "content": "头痛"}], "stream": True, "max_tokens": 120, "temperature": 0.8,
+            "seed": 3}
     try:
         with LiveServer(eng, max_queue=0, generation=long) as srv:
             with httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=60) as r:
@@ -332,7 +333,8 @@ def test_serve_disconnect_frees_the_slot_and_queue_limit_holds(gguf, qwen_tokeni
 
             # two running fill --max-batch 2; with --max-queue 0 a third is refused at once
             streams = [httpx.stream("POST", srv.url + "/v1/chat/completions", json=body, timeout=60) for _ in range(2)]
-            responses = [s.__enter__() for s in streams]
+            for s in streams:
+                assert s.__enter__().status_code == 200
             try:
                 deadline = time.monotonic() + 20
                 while srv.scheduler.stats()["running"] < 2 and time.monotonic() < deadline:

@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     url = f"http://{host}:{settings.port}"
     print(f"[ming] {DISCLAIMER}", file=sys.stderr)
     print(f"[ming] serving {app.state.service.model_name} ({engine.backend}, context {engine.context_length} tokens, "
-          f"{_batching(engine)}, safety {settings.safety}, queue {settings.max_queue}{', API key required' if settings.api_key else ''})\n"
+          f"{_batching(engine)}, safety {settings.safety}, queue {settings.max_queue}"
+          f"{', API key required' if settings.api_key else ''})\n"
           f"[ming] web page: {url}/   ·   OpenAI API: {url}/v1   ·   Ctrl-C stops", file=sys.stderr, flush=True)
     if settings.log_requests:
         print("[ming] --log-requests: patient messages and answers are written to the log", file=sys.stderr)

@@ -22,14 +22,16 @@ class ServeSettings:
                                      "only ids, token counts and timings are logged)")
     max_queue: int = option(16, "requests that may wait for the model beyond those being generated; more get "
                               "429 with Retry-After")
-    max_batch: int = option(8, "requests generated together, one forward pass per token for all of them (continuous "
-                               "batching: llamacpp and vllm backends; 1 = one at a time). Default from bench/serve.py")
-    kv_unified: bool = option(False, "llamacpp batching: keep every request's KV cells in one shared pool of --kv-cells "
-                                     "(less memory; a request waits until its prompt and answer fit) instead of a "
-                                     "context window per request (default: bit-stable answers, more memory)")
+    max_batch: int = option(8, "requests generated together, one forward pass per token for all of them "
+                               "(continuous batching: llamacpp and vllm backends; 1 = one at a time). Default from "
+                               "bench/serve.py")
+    kv_unified: bool = option(False, "llamacpp batching: keep every request's KV cells in one shared pool of "
+                                     "--kv-cells (less memory; a request waits until its prompt and answer fit) "
+                                     "instead of a context window per request (default: bit-stable answers, more "
+                                     "memory)")
     kv_cells: int | None = option(None, "size of the --kv-unified pool in tokens (default: 2 x the context window)")
-    prefill_chunk: int = option(128, "llamacpp batching: prompt tokens read per step while other answers stream (smaller:"
-                                     " smoother streams, slower first tokens). Default from bench/serve.py")
+    prefill_chunk: int = option(128, "llamacpp batching: prompt tokens read per step while other answers stream "
+                                     "(smaller: smoother streams, slower first tokens). Default from bench/serve.py")
     safety: str = option("on", SAFETY_HELP, choices=SAFETY)
     retrieval: bool = option(False, RETRIEVAL_HELP)
     stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
