@@ -1,0 +1,139 @@
+"""The loaded model asked a constrained yes/no: "does this message describe an emergency happening now?"
+
+    judge = ModelTriage(engine)                         # any ming Engine that scores log-likelihoods
+    v = judge.score("我爸突然说不出话，一边手抬不起来", context=["刚才还好好的"])
+    v.p_yes, v.seconds                                  # p(是) of softmax over {是, 否}; wall time
+
+The prompt is a fixed triage-nurse instruction (system) and the message as the user turn, rendered by the
+engine's own template layer (`engine.render`), then the two one-character answers 是 / 否 are scored as
+continuations of the assistant turn (`engine.score_continuations`): one prefill, no decoding. The system
+text and the user-turn wrapper are fixed, so engines with a prefix cache re-encode only the message.
+
+Prompt variants are data (`PROMPTS`); `prompt_hash` names the exact text so cached scores (bench/) follow it.
+Quality is measured in bench/safety.py --model (docs/triage.md); a tiny test model only exercises the mechanics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ming.errors import MingError
+
+MAX_MESSAGE_CHARS = 2000  # the judge reads at most this much of each message (the newest one's tail is kept)
+
+_SYSTEM_V1 = (
+    "你是急诊预检分诊护士。判断用户的消息是否描述了一个此刻正在发生、需要立即拨打120或马上去急诊的紧急情况"
+    "（病人是发消息的人或其身边的家人、同伴都算）。\n"
+    "回答“是”：危及生命或器官、肢体的急症正在发生或刚刚发生，例如呼吸心跳停止、叫不醒、严重呼吸困难、"
+    "持续胸痛伴出汗、卒中表现、抽搐、大出血、严重过敏、中毒或误服、严重外伤、孕产妇出血或剧烈腹痛、"
+    "婴幼儿高热或精神差、正在或即将自杀自伤。\n"
+    "回答“否”：健康科普或知识提问（如“心梗有哪些症状”）；过去已经发生、现在已好转的事；否定的症状"
+    "（如“没有胸痛”）；假设、担心或预防（如“如果……怎么办”）；新闻、影视、小说或别人已在住院治疗的情况；"
+    "夸张的说法（如“热得想死”）；轻微、慢性、可以门诊或在家处理的不适。\n"
+    "只回答一个字：是 或 否。"
+)
+
+_SYSTEM_V2 = (
+    "你是医院急诊预检分诊台的护士，按急诊预检分诊标准（一级濒危、二级危重）判断来信。\n"
+    "问题：发消息的人或其身边的人，此刻是否正处于需要马上拨打120或立即去急诊的危急状况？\n"
+    "以下情况一律回答“否”：只是询问医学知识或科普；说的是过去的事且现在已经好了；明确说没有某症状；"
+    "假设或预防性的提问；新闻、影视、小说里的情节，或已经在医院治疗的人；口头夸张；轻症或慢性不适，"
+    "可以预约门诊。\n"
+    "拿不准但可能危及生命时回答“是”。只回答一个字：是 或 否。"
+)
+
+# name -> (system instruction, user-turn wrapper with {message})
+PROMPTS: dict[str, tuple[str, str]] = {
+    "v1": (_SYSTEM_V1, "{message}"),
+    "v2": (_SYSTEM_V2, "来信：{message}\n是否需要立即急救？"),
+}
+DEFAULT_PROMPT = "v1"
+ANSWERS = {"yes": "是", "no": "否"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The model's answer to one message: p_yes = softmax over the two answers' log-probabilities."""
+
+    p_yes: float
+    logp_yes: float
+    logp_no: float
+    seconds: float
+    prompt_tokens: int
+
+    def emergency(self, threshold: float) -> bool:
+        return self.p_yes >= threshold
+
+    def to_dict(self) -> dict:
+        return {"p_yes": round(self.p_yes, 4), "seconds": round(self.seconds, 3), "prompt_tokens": self.prompt_tokens}
+
+
+def prompt_hash(name: str = DEFAULT_PROMPT) -> str:
+    """A short hash of a prompt variant's exact text (cache keys)."""
+    system, wrapper = _prompt(name)
+    return hashlib.sha256(f"{system}\x00{wrapper}\x00{ANSWERS}".encode("utf-8")).hexdigest()[:10]
+
+
+def _prompt(name: str) -> tuple[str, str]:
+    if name not in PROMPTS:
+        raise MingError(f"unknown triage prompt {name!r}; the prompts are {', '.join(PROMPTS)}")
+    return PROMPTS[name]
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else "……" + text[-limit:]
+
+
+class ModelTriage:
+    """Ask a loaded engine the emergency question about one message (plus earlier user messages)."""
+
+    def __init__(self, engine: Any, prompt: str = DEFAULT_PROMPT):
+        if not callable(getattr(engine, "score_continuations", None)) or not callable(getattr(engine, "render", None)):
+            raise MingError(f"model triage needs a ming Engine (render + score_continuations); got "
+                            f"{type(engine).__name__}")
+        feats = getattr(engine, "features", None)
+        if feats is not None and feats and "loglik" not in feats:
+            raise MingError(f"model triage scores the answers 是/否, and the {engine.backend} backend cannot score "
+                            "log-likelihoods; load the model with --backend llamacpp or hf")
+        self.engine = engine
+        self.prompt = prompt
+        self.system, self.wrapper = _prompt(prompt)
+        self.hash = prompt_hash(prompt)
+        self.answer_ids = {k: self._answer_ids(v) for k, v in ANSWERS.items()}
+
+    def _answer_ids(self, text: str) -> list[int]:
+        ids = self.engine.template.encode_text(text)
+        if not ids:
+            raise MingError(f"the tokenizer of {self.engine.name} encodes the answer {text!r} as no tokens")
+        return ids
+
+    def messages(self, text: str, context: Sequence[str] = ()) -> list[dict]:
+        """The conversation the judge is shown: the instruction, then the message (earlier ones first)."""
+        if not isinstance(text, str) or any(not isinstance(c, str) for c in context):
+            raise MingError("model triage takes a message string and a list of earlier message strings, got "
+                            f"{type(text).__name__} / {[type(c).__name__ for c in context]}")
+        if not text.strip():
+            raise MingError("model triage got an empty message; there is nothing to judge")
+        earlier = [c.strip() for c in context if c.strip()]
+        body = "\n".join(earlier + [text.strip()]) if earlier else text.strip()
+        return [{"role": "system", "content": self.system},
+                {"role": "user", "content": self.wrapper.format(message=_clip(body, MAX_MESSAGE_CHARS))}]
+
+    def render(self, text: str, context: Sequence[str] = ()) -> list[int]:
+        return self.engine.render(self.messages(text, context), add_generation_prompt=True).ids
+
+    def score(self, text: str, context: Sequence[str] = ()) -> Verdict:
+        t0 = time.perf_counter()
+        ids = self.render(text, context)
+        lp = self.engine.score_continuations(ids, self.answer_ids)  # the caller holds the engine (engine.lock)
+        dt = time.perf_counter() - t0
+        y, n = float(lp["yes"]), float(lp["no"])
+        if not (math.isfinite(y) or math.isfinite(n)):
+            raise MingError(f"the model gave both answers a log-probability of {y} / {n}; it cannot judge")
+        m = max(y, n)
+        p = math.exp(y - m) / (math.exp(y - m) + math.exp(n - m))
+        return Verdict(p, y, n, dt, len(ids))
