@@ -6,6 +6,7 @@ per message of triage and of the whole SafetyPolicy.check (uncached, pure Python
     .venv/bin/python bench/safety.py --errors        # also list every miss and false alarm
     .venv/bin/python bench/safety.py --real 500      # + flag rate on real patient questions (shared data)
     .venv/bin/python bench/safety.py --coverage      # print the coverage table (markdown) for docs/triage.md
+    nice -n 19 .venv/bin/python bench/safety.py --model 1.5b   # + the model's yes/no judge alone and OR the rules
 
 Presentation-labelled set: bench/data/triage/triage_set.jsonl (see its README). "plain" runs the packaged
 rules; "leave-presentation-out" tests each presentation's messages on rules compiled without every entry
@@ -133,6 +134,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=int, default=0,
                     help="also triage the first N real patient questions of shared data huatuo26m_qa/dev "
                          "and print how many are flagged (unlabelled; flagged ones are printed with --errors)")
+    ap.add_argument("--model", default=None,
+                    help="also score the set with this model's yes/no judge (ming.safety.model_triage; 1.5b, 0.5b, a "
+                         ".gguf) and print model-alone and rules-OR-model lines, plain and leave-presentation-out "
+                         "(scores cached under runs/triage_model/; bench/triage_model.py scores them resumably)")
+    ap.add_argument("--prompt", default=None, help="the judge's prompt variant (ming.safety.model_triage.PROMPTS)")
+    ap.add_argument("--model-limit", type=int, default=None,
+                    help="score only the first N messages of the seeded order (a random subsample)")
+    ap.add_argument("--model-holdout", action="store_true",
+                    help="also score the held-out set with the judge at the thresholds chosen on the labelled set "
+                         "(for whoever scores held-out sets; never used to choose a prompt or threshold)")
     args = ap.parse_args(argv)
 
     import yaml
@@ -174,7 +185,33 @@ def main(argv: list[str] | None = None) -> int:
     presentation_report(prow, {"plain": plain, "leave-presentation-out": lpo,
                                "strict leave-out": strict, "untuned (table only)": untuned,
                                "leave-out, no generic": lpo_nogen}, args.errors)
+    if args.model:
+        import triage_model
+
+        from ming.safety import model_triage
+
+        prompt = args.prompt or model_triage.DEFAULT_PROMPT
+        sc = triage_model.score(prow, args.model, prompt, limit=args.model_limit)
+        sub, mpreds, notes = triage_model.model_lines(prow, sc, plain, lpo, lpo_nogen)
+        print(f"\nmodel judge {args.model}, prompt {prompt} ({model_triage.prompt_hash(prompt)}) on {len(sub)} of "
+              f"{len(prow)} messages ({sum(r['label'] for r in sub)} emergency, {sum(1 - r['label'] for r in sub)} "
+              f"hard negatives); thresholds for FPR <= 0.05")
+        presentation_report(sub, mpreds, args.errors)
+        for n in notes:
+            print(n)
     hold = load(Path(args.holdout)) if Path(args.holdout).is_file() else []
+    if hold and args.model and args.model_holdout:
+        hsc = triage_model.score(hold, args.model, prompt)
+        p_all = [sc[i]["p_yes"] for i in sorted(sc)]
+        labels = [prow[i]["label"] for i in sorted(sc)]
+        t_model = triage_model.lowest_threshold(labels, p_all, [False] * len(p_all), 0.05)
+        t_comb = triage_model.lowest_threshold(labels, p_all, [lpo[i] for i in sorted(sc)], 0.05)
+        hrules = [tri.check(r["text"], r.get("context") or []).emergency for r in hold]
+        hp = [hsc[i]["p_yes"] for i in range(len(hold))]
+        print(f"\nheld-out set with the judge (thresholds from the labelled set: model {t_model:.3f}, "
+              f"rules OR model {t_comb:.3f})")
+        presentation_report(hold, {"packaged rules": hrules, "model alone": [x >= t_model for x in hp],
+                                   "rules OR model": [a or x >= t_comb for a, x in zip(hrules, hp)]}, args.errors)
     if hold:
         print(f"\nheld-out set {Path(args.holdout).name} ({len(hold)} items, written after all tuning, never tuned on)")
         no_gen = Triage(spec, str(rules_path), layers_off={"generic"})

@@ -153,7 +153,7 @@ def auc(labels: Sequence[int], p: Sequence[float]) -> float:
 
 
 def model_lines(rows: list[dict], scores: dict[int, dict], rules_plain: Sequence[bool], rules_lpo: Sequence[bool],
-                max_fpr: float = 0.05) -> tuple[list[dict], dict[str, list[bool]], list[str]]:
+                rules_nogen: Sequence[bool] | None = None, max_fpr: float = 0.05) -> tuple[list[dict], dict[str, list[bool]], list[str]]:
     """The scored rows, their predictions per method (model alone / rules OR model, plain and leave-out) and
     notes (thresholds, AUC, a sweep)."""
     idx = sorted(scores)
@@ -174,12 +174,22 @@ def model_lines(rows: list[dict], scores: dict[int, dict], rules_plain: Sequence
         f"rules OR model plain (t={t_comb:.3f})": [a or x >= t_comb for a, x in zip(rp, p)],
         "rules(lpo) OR model, lpo thr": lpo_comb,
     }
+    if rules_nogen is not None:  # the rules before their generic layer: about what they catch on unseen text
+        rn = [rules_nogen[i] for i in idx]
+        preds["rules, leave-out, no generic"] = rn
+        preds["rules(lpo, no generic) OR model, lpo thr"] = lpo_predictions(sub, p, rn, max_fpr)[0]
     secs = sorted(scores[i]["seconds"] for i in idx)
+    kinds = sorted({r["kind"] for r in sub if not r["label"]})
+    by_kind = ", ".join(f"{k} {sum(lpo_model[j] for j, r in enumerate(sub) if r['kind'] == k)}/"
+                        f"{sum(lpo_comb[j] for j, r in enumerate(sub) if r['kind'] == k)}/"
+                        f"{sum(r['kind'] == k for r in sub)}" for k in kinds)
     notes = [
         f"model AUC {auc(labels, p):.3f}; leave-out thresholds over {len(ch_model)} folds: model alone "
         f"{min(ch_model.values()):.3f}-{max(ch_model.values()):.3f} (median {statistics.median(ch_model.values()):.3f}), "
         f"rules OR model {min(ch_comb.values()):.3f}-{max(ch_comb.values()):.3f} "
         f"(median {statistics.median(ch_comb.values()):.3f})",
+        f"hard negatives by kind, false alarms with leave-out thresholds (model alone / rules(lpo) OR model / n): "
+        f"{by_kind}",
         f"latency per message (render + one prefill, prefix cache warm): median {statistics.median(secs):.2f} s, "
         f"p95 {secs[min(len(secs) - 1, int(0.95 * len(secs)))]:.2f} s, max {secs[-1]:.2f} s "
         f"(n={len(secs)}; shared 2-core machine, nice 19)",
@@ -225,15 +235,17 @@ def main(argv: list[str] | None = None) -> int:
     spec = yaml.safe_load(rules_path.read_text(encoding="utf-8"))
     tri = default_triage()
     plain = [tri.check(r["text"], r.get("context") or []).emergency for r in rows]
-    lpo = [False] * len(rows)
+    lpo, nogen = [False] * len(rows), [False] * len(rows)
     for pid in sorted({r["presentation"] for r in rows}):
         held = Triage(spec, str(rules_path), exclude={pid})
+        held_nogen = Triage(spec, str(rules_path), exclude={pid}, layers_off={"generic"})
         for i, r in enumerate(rows):
             if r["presentation"] == pid:
                 lpo[i] = held.check(r["text"], r.get("context") or []).emergency
+                nogen[i] = held_nogen.check(r["text"], r.get("context") or []).emergency
     for prompt in args.compare or [args.prompt or model_triage.DEFAULT_PROMPT]:
         sc = score(rows, args.model, prompt, limit=args.limit, seed=args.seed, threads=args.threads, only=args.only)
-        sub, preds, notes = model_lines(rows, sc, plain, lpo, args.max_fpr)
+        sub, preds, notes = model_lines(rows, sc, plain, lpo, nogen, args.max_fpr)
         print(f"\nmodel {args.model}, prompt {prompt} ({model_triage.prompt_hash(prompt)}): {len(sub)} messages "
               f"({sum(r['label'] for r in sub)} emergency, {sum(1 - r['label'] for r in sub)} hard negatives)")
         presentation_report(sub, preds, False)

@@ -28,7 +28,7 @@ def test_probability_is_the_softmax_of_the_two_answers(judge, tiny_qwen_engine):
     assert v.p_yes + 1 / (1 + math.exp(v.logp_yes - v.logp_no)) == pytest.approx(1.0, abs=1e-9)
     assert v.seconds > 0 and v.prompt_tokens == len(ids)
     assert v.emergency(0.0) and not v.emergency(1.01)
-    assert set(v.to_dict()) == {"p_yes", "seconds", "prompt_tokens"}
+    assert set(v.to_dict()) == {"p_yes", "threshold", "fired", "seconds", "prompt_tokens"} and not v.fired
 
 
 def test_answers_are_the_two_characters(judge, qwen_tokenizer):
@@ -85,3 +85,68 @@ def test_bad_setup_errors(tiny_qwen_engine):
         ModelTriage(tiny_qwen_engine, "v9")
     with pytest.raises(MingError, match="needs a ming Engine"):
         ModelTriage(object())
+
+
+# -- the safety stage's optional model step ----------------------------------------------------------------
+from ming.engine.base import GenerationConfig  # noqa: E402
+from ming.respond import Pipeline  # noqa: E402
+from ming.safety.policy import MODEL_RULE_ID, SafetyPolicy  # noqa: E402
+from ming.stages import build, stage_options  # noqa: E402
+
+GEN = GenerationConfig(max_new_tokens=8, temperature=0)
+ROUTINE = "最近睡眠不太好，白天有点累"
+RULE_EMERGENCY = "我爸胸口压着疼，出了一身冷汗，左胳膊发麻"
+
+
+def _turn(engine, text, threshold, safety="on", history=()):
+    pipe = Pipeline(engine, build(stage_options(safety, triage_model=threshold)))
+    return pipe.prepare(list(history) + [{"role": "user", "content": text}], GEN)
+
+
+def test_stage_asks_the_model_only_when_the_rules_are_silent(tiny_qwen_engine):
+    t = _turn(tiny_qwen_engine, RULE_EMERGENCY, 0.0)
+    meta = t.meta["safety"]
+    assert meta["triage_step"] == "rules" and "triage_model" not in meta  # the model was never asked
+    assert MODEL_RULE_ID not in t.safety.rule_ids
+
+    t = _turn(tiny_qwen_engine, ROUTINE, 1.0)  # asked, below the threshold: answered as routine
+    meta = t.meta["safety"]
+    assert meta["action"] == "answer" and meta["triage_step"] == ""
+    assert meta["triage_model"]["fired"] is False and 0.0 <= meta["triage_model"]["p_yes"] <= 1.0
+    assert not t.lead
+
+
+def test_stage_escalates_when_the_model_says_yes(tiny_qwen_engine):
+    t = _turn(tiny_qwen_engine, ROUTINE, 0.0)  # threshold 0: any p fires
+    meta = t.meta["safety"]
+    assert meta["action"] == "escalate" and meta["emergency"] and meta["triage_step"] == "model"
+    assert meta["triage_model"]["fired"] is True and meta["triage_model"]["threshold"] == 0.0
+    assert t.safety.rule_ids[0] == MODEL_RULE_ID
+    shown = "".join(a.text for a in t.lead)
+    assert "120" in shown and MODEL_RULE_ID in shown
+    assert "急症（模型判断）" in t.system_text["safety"]
+    assert t.calls_model and MODEL_RULE_ID in t.notices["safety"]
+
+
+def test_model_escalation_is_shown_once_and_strict_mode_does_not_call_the_model(tiny_qwen_engine):
+    text = SafetyPolicy().model_escalation()
+    history = [{"role": "user", "content": ROUTINE}, {"role": "assistant", "content": text + "\n\n好的。"}]
+    t = _turn(tiny_qwen_engine, "还是有点累", 0.0, history=history)
+    assert t.meta["safety"]["action"] == "escalate" and not t.lead  # escalated again, not shown again
+    t = _turn(tiny_qwen_engine, ROUTINE, 0.0, safety="strict")
+    assert t.meta["safety"]["call_model"] is False and not t.calls_model
+
+
+def test_model_step_is_off_by_default_and_checks_its_threshold(tiny_qwen_engine):
+    t = Pipeline(tiny_qwen_engine, build(stage_options("on"))).prepare([{"role": "user", "content": ROUTINE}], GEN)
+    assert "triage_model" not in t.meta["safety"] and t.meta["safety"]["triage_step"] == ""
+    with pytest.raises(MingError, match="triage-threshold is a probability"):
+        build(stage_options("on", triage_model=1.5))
+    assert all(s.name != "safety" for s in build(stage_options("off", triage_model=0.5)))
+
+
+def test_chat_flag_default_matches_the_module():
+    from ming.config import ChatOptions
+
+    assert ChatOptions().triage_model is False
+    assert ChatOptions().triage_threshold == model_triage.DEFAULT_THRESHOLD

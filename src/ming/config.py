@@ -35,6 +35,9 @@ RETRIEVAL_HELP = ("add the few most relevant knowledge-base passages to the prom
                   "(参考：知识库·…); off by default, measured in docs/grounding.md")
 STAGES_OFF_HELP = ("turn stages of the answer pipeline off, comma-separated (safety, consult, retrieval, grounding, "
                    "medication), e.g. to measure what one adds")
+TRIAGE_MODEL_HELP = ("where no red-flag rule fires, also ask the loaded model a constrained 是/否 (an emergency now?) "
+                     "and escalate at --triage-threshold; one extra prefill per message (seconds on CPU), off by "
+                     "default (measured in docs/triage.md)")
 CHAT_MODE_HELP = ("qa = 医疗问答 (answer questions, analyse cases and reports); consult = 智能问诊 (ask one "
                   "follow-up question at a time, then give an assessment)")
 
@@ -86,6 +89,8 @@ class ChatOptions:
     safety: str = option("on", SAFETY_HELP, choices=SAFETY)
     retrieval: bool = option(False, RETRIEVAL_HELP)
     stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
+    triage_model: bool = option(False, TRIAGE_MODEL_HELP)
+    triage_threshold: float = option(0.6, "p(是) at or above which --triage-model escalates, in [0, 1]")
 
 
 # -- flags ------------------------------------------------------------------------------------------------

@@ -87,6 +87,10 @@ class Stage:
 
     name = "stage"
 
+    def bind(self, engine: Engine) -> None:
+        """The pipeline's engine, handed over once when the pipeline is built (a stage that asks the loaded
+        model something keeps it; the caller holds the engine while a turn is prepared)."""
+
     def prepare(self, turn: "Turn") -> None:
         """Before fitting: read `turn.conversation`; add `turn.system_text[self.name]`, `turn.context`,
         `turn.lead` / `turn.tail` (shown before / after the answer), `turn.canned` (the whole reply: the
@@ -215,6 +219,10 @@ class Pipeline:
         self.stages = list(stages)
         self.mode = mode
         self.system = system
+        for s in self.stages:
+            bind = getattr(s, "bind", None)  # stages may be any object with the Stage methods they need
+            if bind is not None:
+                bind(engine)
 
     def stage(self, name: str) -> Stage | None:
         return next((s for s in self.stages if s.name == name), None)

@@ -32,11 +32,15 @@ class StageOptions:
 
 
 def stage_options(safety: str = "on", mode: str = "qa", *, retrieval: bool = False,
-                  stages_off: str | Sequence[str] = "") -> StageOptions:
-    """The options of `--safety`, `--retrieval` and `--stages-off a,b` (chat, serve, eval)."""
+                  stages_off: str | Sequence[str] = "", triage_model: float | None = None) -> StageOptions:
+    """The options of `--safety`, `--retrieval`, `--stages-off a,b` (chat, serve, eval) and `--triage-model`
+    (chat: `triage_model` = its threshold, None = off)."""
     names = stages_off.split(",") if isinstance(stages_off, str) else list(stages_off)
+    settings: dict[str, Any] = {"retrieval": {"k": 2}} if retrieval else {}
+    if triage_model is not None:
+        settings["safety"] = {"model_threshold": triage_model}
     return StageOptions(safety=safety, mode=mode, off=frozenset(n.strip() for n in names if n.strip()),
-                        settings={"retrieval": {"k": 2}} if retrieval else {})
+                        settings=settings)
 
 
 def load_safety(mode: str) -> SafetyPolicy | None:
@@ -55,7 +59,7 @@ def load_safety(mode: str) -> SafetyPolicy | None:
 
 def _safety(opts: StageOptions) -> Stage | None:
     policy = load_safety(opts.safety)
-    return SafetyStage(policy) if policy is not None else None
+    return SafetyStage(policy, **opts.settings.get("safety", {})) if policy is not None else None
 
 
 def _retrieval(opts: StageOptions) -> Stage | None:

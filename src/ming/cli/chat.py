@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if gen.num_beams > 1 and (args.temperature not in (0, 1.0) or args.top_p < 1 or args.top_k):
         io.info(f"[ming] beam search ({gen.num_beams} beams) decodes deterministically: temperature, top-p and "
                 "top-k are ignored")
-    stages = build(stage_options(args.safety, args.mode, retrieval=args.retrieval, stages_off=args.stages_off))
+    stages = build(stage_options(args.safety, args.mode, retrieval=args.retrieval, stages_off=args.stages_off,
+                                 triage_model=args.triage_threshold if args.triage_model else None))
     engine = create_engine(model_options(args), need_beam=gen.num_beams > 1)
     session = Session(Pipeline(engine, stages, mode=args.mode, system=args.system), gen)
 

@@ -51,7 +51,9 @@ PROMPTS: dict[str, tuple[str, str]] = {
     "v1": (_SYSTEM_V1, "{message}"),
     "v2": (_SYSTEM_V2, "来信：{message}\n是否需要立即急救？"),
 }
-DEFAULT_PROMPT = "v1"
+DEFAULT_PROMPT = "v2"  # chosen over v1 on a 100-message sample of triage_set.jsonl (docs/triage.md)
+DEFAULT_THRESHOLD = 0.6  # p(是) at or above which the safety stage escalates (docs/triage.md: leave-out choice)
+CONTEXT_TURNS = 3  # earlier user messages shown with the newest one
 ANSWERS = {"yes": "是", "no": "否"}
 
 
@@ -64,12 +66,18 @@ class Verdict:
     logp_no: float
     seconds: float
     prompt_tokens: int
+    threshold: float | None = None  # the judge's threshold when it made the call (ModelTriage.assess)
 
     def emergency(self, threshold: float) -> bool:
         return self.p_yes >= threshold
 
+    @property
+    def fired(self) -> bool:
+        return self.threshold is not None and self.p_yes >= self.threshold
+
     def to_dict(self) -> dict:
-        return {"p_yes": round(self.p_yes, 4), "seconds": round(self.seconds, 3), "prompt_tokens": self.prompt_tokens}
+        return {"p_yes": round(self.p_yes, 4), "threshold": self.threshold, "fired": self.fired,
+                "seconds": round(self.seconds, 3), "prompt_tokens": self.prompt_tokens}
 
 
 def prompt_hash(name: str = DEFAULT_PROMPT) -> str:
@@ -91,7 +99,10 @@ def _clip(text: str, limit: int) -> str:
 class ModelTriage:
     """Ask a loaded engine the emergency question about one message (plus earlier user messages)."""
 
-    def __init__(self, engine: Any, prompt: str = DEFAULT_PROMPT):
+    def __init__(self, engine: Any, prompt: str = DEFAULT_PROMPT, threshold: float = DEFAULT_THRESHOLD):
+        if not 0.0 <= threshold <= 1.0:
+            raise MingError(f"the model triage threshold is a probability in [0, 1], got {threshold}")
+        self.threshold = float(threshold)
         if not callable(getattr(engine, "score_continuations", None)) or not callable(getattr(engine, "render", None)):
             raise MingError(f"model triage needs a ming Engine (render + score_continuations); got "
                             f"{type(engine).__name__}")
@@ -137,3 +148,12 @@ class ModelTriage:
         m = max(y, n)
         p = math.exp(y - m) / (math.exp(y - m) + math.exp(n - m))
         return Verdict(p, y, n, dt, len(ids))
+
+    def assess(self, user_turns: Sequence[str]) -> Verdict:
+        """The verdict on a conversation's newest user message (with up to CONTEXT_TURNS earlier ones), at
+        this judge's threshold (`Verdict.fired`)."""
+        turns = list(user_turns)
+        if not turns:
+            raise MingError("model triage got a conversation without a user message")
+        v = self.score(turns[-1], turns[-1 - CONTEXT_TURNS:-1])
+        return Verdict(v.p_yes, v.logp_yes, v.logp_no, v.seconds, v.prompt_tokens, self.threshold)

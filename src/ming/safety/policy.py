@@ -15,6 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 from importlib import resources
 
 from ming import DISCLAIMER
@@ -38,6 +39,8 @@ class SafetyDecision:
     triggered: list[dict] = field(default_factory=list)
     call_model: bool = True
     mode: str = "on"
+    triage_step: str = ""  # which step found the emergency: "rules" | "model" | "" (none)
+    model_triage: dict | None = None  # the model's yes/no when it was asked (rules silent; ModelTriage)
 
     @property
     def rule_ids(self) -> list[str]:
@@ -52,7 +55,8 @@ class SafetyDecision:
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "action": self.action, "call_model": self.call_model,
-                "emergency": any(t["layer"] == "triage" for t in self.triggered),
+                "emergency": any(t["layer"] == "triage" for t in self.triggered), "triage_step": self.triage_step,
+                **({"triage_model": self.model_triage} if self.model_triage is not None else {}),
                 "prefix": self.prefix, "refusal": self.refusal, "suffix": self.suffix,
                 "system_addendum": self.system_addendum, "triggered": list(self.triggered),
                 "findings": [f.to_dict() for f in self.findings], "findings_table": self.findings_table,
@@ -96,6 +100,9 @@ _DRUG_HINT = re.compile(r"(?:药|片|胶囊|颗粒|口服液|糖浆|混悬|滴�
 _REPORT_HINT = re.compile(r"(?:报告|体检|化验|检查结果|检验|指标|单子|血常规|尿常规|肝功|肾功|血脂)")
 
 
+MODEL_RULE_ID = "MODEL-TRIAGE"  # the id an escalation found by the model's yes/no carries
+
+
 class SafetyPolicy:
     """Decide, before the model runs, how this turn must be handled."""
 
@@ -117,7 +124,14 @@ class SafetyPolicy:
             self._triage = default_triage()
         return self._triage
 
-    def check(self, messages: list[dict]) -> SafetyDecision:
+    def model_escalation(self) -> str:
+        """The escalation shown when the model, not a rule, found the emergency (no category to be specific)."""
+        e = self.triage.escalations
+        return "\n".join([e["header"], f"- {e['generic']}", e["footer"].format(rules=MODEL_RULE_ID)])
+
+    def check(self, messages: list[dict], judge: Any = None) -> SafetyDecision:
+        """`judge` (a ming.safety.model_triage.ModelTriage, optional): asked only when no triage rule fired and
+        nothing is refused; at or above its threshold the turn escalates as for a rule (rule id MODEL-TRIAGE)."""
         d = SafetyDecision(mode=self.mode)
         if self.mode == "off":
             return d
@@ -145,6 +159,16 @@ class SafetyPolicy:
                 refusal = rf
                 d.triggered.append({"layer": "policy", "rule_id": rf.id, "rationale": rf.rationale})
                 break
+
+        # 2b. the loaded model's yes/no, only where the rules are silent
+        by_model = False
+        if judge is not None and not tri.emergency and refusal is None:
+            v = judge.assess(self.triage.user_turns(messages))
+            d.model_triage = v.to_dict()
+            if v.fired:
+                by_model = True
+                d.triggered.insert(0, {"layer": "triage", "rule_id": MODEL_RULE_ID,
+                                       "rationale": f"规则未命中；模型判断此刻可能是急症（p={v.p_yes:.2f} ≥ {v.threshold:.2f}）"})
 
         # 3. lab / exam report values in the newest message
         findings = parse_report(last)
@@ -176,7 +200,16 @@ class SafetyPolicy:
             addenda.insert(0, rules.emergency_system.format(categories="、".join(tri.categories)))
             if self.mode == "strict":
                 d.call_model = False
+        elif by_model:
+            d.action = "escalate"
+            text = self.model_escalation()
+            shown = any(text in str(m.get("content") or "") for m in messages if m.get("role") == "assistant")
+            d.prefix = text if self.mode == "strict" or not shown else ""  # shown once per conversation
+            addenda.insert(0, rules.emergency_system.format(categories="急症（模型判断）"))
+            if self.mode == "strict":
+                d.call_model = False
+        d.triage_step = "rules" if tri.emergency else "model" if by_model else ""
         d.system_addendum = "\n\n".join(addenda)
-        if d.triggered and d.call_model and not tri.emergency:
+        if d.triggered and d.call_model and not (tri.emergency or by_model):
             d.suffix = (d.suffix + "\n" if d.suffix else "") + d.notice
         return d

@@ -3,22 +3,37 @@ turned into what the turn shows, renders and reports."""
 
 from __future__ import annotations
 
+from ming.errors import MingError
 from ming.respond import Added, Stage, Turn
+from ming.safety.model_triage import DEFAULT_PROMPT, ModelTriage
 from ming.safety.policy import SafetyPolicy
 from ming.safety.report import grounding_text
 
 
 class SafetyStage(Stage):
     """Emergency escalation first, refusals as the whole reply, a pasted report's findings table before
-    the answer and its graded values in the system text, dose notes after."""
+    the answer and its graded values in the system text, dose notes after.
+
+    `model_threshold` (off when None): where no triage rule fires, the pipeline's own engine is asked the
+    constrained 是/否 of ming.safety.model_triage (`bind` hands it the engine); p(是) at or above the threshold
+    escalates. The metadata says which step fired (`triage_step`) and the model's p (`triage_model`)."""
 
     name = "safety"
 
-    def __init__(self, policy: SafetyPolicy):
+    def __init__(self, policy: SafetyPolicy, model_threshold: float | None = None, prompt: str = DEFAULT_PROMPT):
+        if model_threshold is not None and not 0.0 <= model_threshold <= 1.0:
+            raise MingError(f"--triage-threshold is a probability in [0, 1], got {model_threshold}")
         self.policy = policy
+        self.model_threshold = model_threshold
+        self.prompt = prompt
+        self.judge: ModelTriage | None = None
+
+    def bind(self, engine) -> None:
+        if self.model_threshold is not None:
+            self.judge = ModelTriage(engine, self.prompt, self.model_threshold)
 
     def prepare(self, turn: Turn) -> None:
-        d = self.policy.check(turn.conversation)
+        d = self.policy.check(turn.conversation, judge=self.judge)
         turn.safety = d
         turn.meta[self.name] = d.to_dict()
         if d.triggered:
