@@ -150,3 +150,34 @@ def test_chat_flag_default_matches_the_module():
 
     assert ChatOptions().triage_model is False
     assert ChatOptions().triage_threshold == model_triage.DEFAULT_THRESHOLD
+
+
+# -- `ming triage --model` ------------------------------------------------------------------------------------
+def _cli(args, capsys):
+    import json
+
+    from ming.cli.main import main
+
+    rc = main(["triage", *args])
+    out = capsys.readouterr().out
+    return rc, [json.loads(x) for x in out.splitlines()]
+
+
+def test_cli_model_flag_asks_only_where_rules_are_silent(tmp_path, capsys, tiny_qwen_dir):
+    f = tmp_path / "m.jsonl"
+    f.write_text('{"id": "a", "text": "' + RULE_EMERGENCY + '"}\n{"id": "b", "text": "' + ROUTINE + '"}\n',
+                 encoding="utf-8")
+    rc, plain = _cli([str(f), "--no-escalation"], capsys)
+    assert rc == 0 and [set(r) for r in plain] == [{"id", "emergency", "rule_ids", "categories"}] * 2
+    rc, never = _cli([str(f), "--no-escalation", "--model", str(tiny_qwen_dir), "--threshold", "1"], capsys)
+    assert rc == 0 and "model" not in never[0] and never[0] == plain[0]
+    assert never[1]["model"]["fired"] is False and never[1]["emergency"] is False
+    rc, always = _cli([str(f), "--model", str(tiny_qwen_dir), "--threshold", "0"], capsys)
+    assert rc == 0 and always[1]["emergency"] is True and always[1]["rule_ids"] == [MODEL_RULE_ID]
+    assert MODEL_RULE_ID in always[1]["escalation"] and always[1]["model"]["p_yes"] == never[1]["model"]["p_yes"]
+
+
+def test_cli_model_flag_bad_threshold(tmp_path, capsys, tiny_qwen_dir):
+    f = tmp_path / "m.txt"
+    f.write_text(ROUTINE + "\n", encoding="utf-8")
+    assert _cli([str(f), "--model", str(tiny_qwen_dir), "--threshold", "2"], capsys)[0] == 2

@@ -6,7 +6,11 @@ import argparse
 import json
 import sys
 
+from ming.config import ModelOptions
+from ming.engine import create_engine
 from ming.errors import MingError
+from ming.safety.model_triage import DEFAULT_THRESHOLD, ModelTriage
+from ming.safety.policy import MODEL_RULE_ID, SafetyPolicy
 from ming.safety.triage import Triage, default_triage
 
 _MAX_CHARS = 20000
@@ -27,6 +31,12 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                         "reported as errors")
     p.add_argument("--rules", default=None, help="a triage rule YAML to use instead of the packaged one")
     p.add_argument("--no-escalation", action="store_true", help="leave the escalation text out of the output")
+    p.add_argument("--model", default=None,
+                   help="also ask this model (1.5b, 0.5b, a .gguf or model folder) a constrained 是/否 where no rule "
+                        "fires; each such line gets \"model\": {p_yes, threshold, fired, seconds, prompt_tokens} and "
+                        "emergency = rules OR model (rule id MODEL-TRIAGE). Seconds per message on CPU")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"p(是) at or above which --model flags a message, in [0, 1] (default {DEFAULT_THRESHOLD})")
     p.set_defaults(func=run)
     return p
 
@@ -55,9 +65,22 @@ def _read(path: str) -> tuple[str, list[str]]:
     return name, lines
 
 
+def _judge(args, tri: Triage):
+    """The model's yes/no for --model (None without it), loaded after the input was read."""
+    if not args.model:
+        return None
+    if not 0.0 <= args.threshold <= 1.0:
+        raise MingError(f"--threshold is a probability in [0, 1], got {args.threshold}")
+    return ModelTriage(create_engine(ModelOptions(model_path=args.model)), threshold=args.threshold)
+
+
 def run(args) -> int:
     tri = Triage.from_file(args.rules) if args.rules else default_triage()
     name, lines = _read(args.file)
+    judge = _judge(args, tri)
+    model_text, model_shown = "", False
+    if judge is not None:
+        model_text = SafetyPolicy(triage=tri).model_escalation()
     history: list[dict] = []
     escalated: set[str] = set()
     bad = 0
@@ -97,6 +120,14 @@ def run(args) -> int:
             res = tri.check(text, context)
             escalation = res.escalation
         rec = {"emergency": res.emergency, "rule_ids": res.rule_ids, "categories": res.categories}
+        if judge is not None and not res.emergency:  # the model only where the rules are silent
+            turns = [m["content"] for m in history] if args.conversation else context + [text]
+            v = judge.assess(turns)
+            rec["model"] = v.to_dict()
+            if v.fired:
+                rec.update(emergency=True, rule_ids=[MODEL_RULE_ID])
+                escalation = "" if args.conversation and model_shown else model_text
+                model_shown = True
         if not args.no_escalation:
             rec["escalation"] = escalation
         if "id" in row:
