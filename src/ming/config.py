@@ -90,7 +90,7 @@ class ChatOptions:
     retrieval: bool = option(False, RETRIEVAL_HELP)
     stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
     triage_model: bool = option(False, TRIAGE_MODEL_HELP)
-    triage_threshold: float = option(0.6, "p(是) at or above which --triage-model escalates, in [0, 1]")
+    triage_threshold: float = option(0.8, "p(是) at or above which --triage-model escalates, in [0, 1]")
 
 
 # -- flags ------------------------------------------------------------------------------------------------
