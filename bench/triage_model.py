@@ -158,7 +158,8 @@ def auc(labels: Sequence[int], p: Sequence[float]) -> float:
 
 
 def model_lines(rows: list[dict], scores: dict[int, dict], rules_plain: Sequence[bool], rules_lpo: Sequence[bool],
-                rules_nogen: Sequence[bool] | None = None, max_fpr: float = 0.05) -> tuple[list[dict], dict[str, list[bool]], list[str]]:
+                rules_nogen: Sequence[bool] | None = None,
+                max_fpr: float = 0.05) -> tuple[list[dict], dict[str, list[bool]], list[str]]:
     """The scored rows, their predictions per method (model alone / rules OR model, plain and leave-out) and
     notes (thresholds, AUC, a sweep)."""
     idx = sorted(scores)
@@ -191,7 +192,8 @@ def model_lines(rows: list[dict], scores: dict[int, dict], rules_plain: Sequence
     notes = [
         f"model AUC {auc(labels, p):.3f}; plain thresholds (fit on these messages): model alone {t_model:.3f}, "
         f"rules OR model {t_comb:.3f}; leave-out thresholds over {len(ch_model)} folds: model alone "
-        f"{min(ch_model.values()):.3f}-{max(ch_model.values()):.3f} (median {statistics.median(ch_model.values()):.3f}), "
+        f"{min(ch_model.values()):.3f}-{max(ch_model.values()):.3f} "
+        f"(median {statistics.median(ch_model.values()):.3f}), "
         f"rules OR model {min(ch_comb.values()):.3f}-{max(ch_comb.values()):.3f} "
         f"(median {statistics.median(ch_comb.values()):.3f})",
         f"hard negatives by kind, false alarms with leave-out thresholds (model alone / rules(lpo) OR model / n): "

@@ -52,7 +52,8 @@ PROMPTS: dict[str, tuple[str, str]] = {
     "v2": (_SYSTEM_V2, "来信：{message}\n是否需要立即急救？"),
 }
 DEFAULT_PROMPT = "v2"  # chosen over v1 on a 100-message sample of triage_set.jsonl (docs/triage.md)
-DEFAULT_THRESHOLD = 0.8  # p(是) at or above which the safety stage escalates: the median leave-out threshold of rules OR model (docs/triage.md)
+# p(是) at or above which the safety stage escalates: the median leave-out threshold of rules OR model (docs/triage.md)
+DEFAULT_THRESHOLD = 0.8
 CONTEXT_TURNS = 3  # earlier user messages shown with the newest one
 ANSWERS = {"yes": "是", "no": "否"}
 
