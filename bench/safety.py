@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", nargs="+", default=[str(HERE / "data" / "triage" / "triage_set.jsonl"),
                                                  str(HERE / "data" / "triage" / "fresh_set.jsonl")],
                     help="presentation-labelled set file(s), scored together (leave-presentation-out)")
-    ap.add_argument("--holdout", default=str(HERE / "data" / "triage" / "holdout_set.jsonl"),
-                    help="a presentation-labelled set never tuned on; scored with the packaged rules only")
+    ap.add_argument("--holdout", nargs="+", default=[str(HERE / "data" / "triage" / "holdout_set.jsonl"),
+                                                     str(HERE / "data" / "triage" / "holdout3_set.jsonl")],
+                    help="presentation-labelled set(s) never tuned on; each scored on its own with the packaged rules")
     ap.add_argument("--rules", default=None, help="a triage rule YAML instead of the packaged one")
     ap.add_argument("--coverage", action="store_true", help="print the coverage table as markdown and stop")
     ap.add_argument("--errors", action="store_true", help="print every miss / false alarm")
@@ -199,26 +200,28 @@ def main(argv: list[str] | None = None) -> int:
         presentation_report(sub, mpreds, args.errors)
         for n in notes:
             print(n)
-    hold = load(Path(args.holdout)) if Path(args.holdout).is_file() else []
-    if hold and args.model and args.model_holdout:
-        hsc = triage_model.score(hold, args.model, prompt)
-        p_all = [sc[i]["p_yes"] for i in sorted(sc)]
-        labels = [prow[i]["label"] for i in sorted(sc)]
-        t_model = triage_model.lowest_threshold(labels, p_all, [False] * len(p_all), 0.05)
-        t_comb = triage_model.lowest_threshold(labels, p_all, [lpo[i] for i in sorted(sc)], 0.05)
-        hrules = [tri.check(r["text"], r.get("context") or []).emergency for r in hold]
-        hp = [hsc[i]["p_yes"] for i in range(len(hold))]
-        print(f"\nheld-out set with the judge (thresholds from the labelled set: model {t_model:.3f}, "
-              f"rules OR model {t_comb:.3f})")
-        presentation_report(hold, {"packaged rules": hrules, "model alone": [x >= t_model for x in hp],
-                                   "rules OR model": [a or x >= t_comb for a, x in zip(hrules, hp)]}, args.errors)
-    if hold:
-        print(f"\nheld-out set {Path(args.holdout).name} ({len(hold)} items, written after all tuning, never tuned on)")
-        no_gen = Triage(spec, str(rules_path), layers_off={"generic"})
-        presentation_report(hold, {"packaged rules": [tri.check(r["text"], r.get("context") or []).emergency
-                                                      for r in hold],
-                                   "without generic layer": [no_gen.check(r["text"], r.get("context") or []).emergency
-                                                             for r in hold]}, args.errors)
+    for holdout in args.holdout:
+        hold = load(Path(holdout)) if Path(holdout).is_file() else []
+        if hold and args.model and args.model_holdout:
+            hsc = triage_model.score(hold, args.model, prompt)
+            p_all = [sc[i]["p_yes"] for i in sorted(sc)]
+            labels = [prow[i]["label"] for i in sorted(sc)]
+            t_model = triage_model.lowest_threshold(labels, p_all, [False] * len(p_all), 0.05)
+            t_comb = triage_model.lowest_threshold(labels, p_all, [lpo[i] for i in sorted(sc)], 0.05)
+            hrules = [tri.check(r["text"], r.get("context") or []).emergency for r in hold]
+            hp = [hsc[i]["p_yes"] for i in range(len(hold))]
+            print(f"\nheld-out set with the judge (thresholds from the labelled set: model {t_model:.3f}, "
+                  f"rules OR model {t_comb:.3f})")
+            presentation_report(hold, {"packaged rules": hrules, "model alone": [x >= t_model for x in hp],
+                                       "rules OR model": [a or x >= t_comb for a, x in zip(hrules, hp)]}, args.errors)
+        if hold:
+            print(f"\nheld-out set {Path(holdout).name} ({len(hold)} items, written after all tuning, never tuned on)")
+            no_gen = Triage(spec, str(rules_path), layers_off={"generic"})
+            presentation_report(hold, {"packaged rules": [tri.check(r["text"], r.get("context") or []).emergency
+                                                          for r in hold],
+                                       "without generic layer": [
+                                           no_gen.check(r["text"], r.get("context") or []).emergency for r in hold]},
+                                args.errors)
     print()
 
     rows = load(Path(args.data))
