@@ -17,7 +17,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -27,12 +27,11 @@ from ming.data.clean import CleanConfig
 from ming.data.dedup import EvalIndex, ExactDeduper, MinHasher, NearDeduper, find_eval_files
 from ming.data.errorlog import ErrorLog
 from ming.data.mix import BucketShuffler, dumps, plan_mix, select_file
-from ming.data.pipeline import (SHARD_BYTES, BatchResult, FileResult, RecordStage, SourceTask, Workers, batches,
-                                default_workers, line_batches)
+from ming.data.pipeline import (BatchResult, RecordStage, SourceTask, Workers, default_workers, line_batches,
+                                make_context, source_shards)
 from ming.data.recipe import Recipe, SourceSpec, SubsetSpec, resolve_paths
 from ming.data.records import stable_id
 from ming.data.report import MixStats, render_report
-from ming.data.sources import get_converter
 from ming.data.sources._common import SourceContext
 from ming.envs import data_dir as env_data_dir
 from ming.errors import MingError
@@ -72,30 +71,6 @@ def _eval_files(recipe: Recipe, data_dir: Path | None) -> list[Path]:
     return files
 
 
-def _timed(it: Iterable[dict], seconds: Counter, key: str) -> Iterator[dict]:
-    """Yield from `it`, adding the time spent inside it to seconds[key]."""
-    it = iter(it)
-    while True:
-        t = time.perf_counter()
-        try:
-            x = next(it)
-        except StopIteration:
-            seconds[key] += time.perf_counter() - t
-            return
-        seconds[key] += time.perf_counter() - t
-        yield x
-
-
-def _absorb(files: Iterable[FileResult], ctx: SourceContext, seconds: Counter) -> Iterator[BatchResult]:
-    """The batches of files converted in workers, in order; their problems and skips go into the source's ctx."""
-    for f in files:
-        ctx.errors.merge(f.errors)
-        for k, v in f.skips.items():
-            ctx.skip(k, v)
-        seconds["read_convert"] += f.convert_seconds
-        yield from f.batches
-
-
 @dataclass
 class BuildSetup:
     """What every execution mode of the build shares: the recipe with its overrides, the data folder, the
@@ -110,10 +85,16 @@ class BuildSetup:
     eval_files: list[Path]
     eval_errors: ErrorLog
     eval_seconds: float
+    eval_cpu_seconds: float = 0.0
 
     @property
     def stage(self) -> RecordStage:
         return RecordStage(self.clean_cfg, self.hasher, self.eval_index)
+
+    def near_deduper(self) -> NearDeduper:
+        d = self.dcfg
+        return NearDeduper(threshold=float(d["threshold"]), num_perm=int(d["num_perm"]), capacity=int(d["capacity"]),
+                           backend=str(d["backend"]))
 
     def source_tasks(self) -> Iterator[tuple[SubsetSpec, SourceSpec, SourceTask]]:
         for subset in self.recipe.subsets:
@@ -123,11 +104,6 @@ class BuildSetup:
 
     def context(self, subset: SubsetSpec, spec: SourceSpec) -> tuple[SourceContext, list[Path]]:
         return make_context(subset, spec, self.data_dir), resolve_paths(spec, self.data_dir)
-
-
-def make_context(subset: SubsetSpec, spec: SourceSpec, data_dir: Path | None) -> SourceContext:
-    return SourceContext(name=spec.name, kind=spec.kind, subset=subset.name, category=subset.category,
-                         options=dict(spec.options), licence=spec.licence, encoding=spec.encoding, data_dir=data_dir)
 
 
 def setup(recipe: Recipe, *, data_dir: str | Path | None = None, max_error_rate: float | None = None,
@@ -145,12 +121,12 @@ def setup(recipe: Recipe, *, data_dir: str | Path | None = None, max_error_rate:
     eval_files = _eval_files(recipe, ddir)
     eval_index = EvalIndex(hasher, threshold=float(dcfg["decontam_threshold"]))
     eval_errors = ErrorLog()
-    t = time.time()
+    t, c = time.time(), time.process_time()
     eval_index.add_files(eval_files, errors=eval_errors)
-    secs = time.time() - t
+    secs, eval_cpu = time.time() - t, time.process_time() - c
     log(f"[ming data] eval index: {eval_index.n_items} items from {len(eval_files)} files ({secs:.1f}s)")
     return BuildSetup(recipe, ddir, dcfg, CleanConfig.from_dict(recipe.clean), hasher, eval_index, eval_files,
-                      eval_errors, secs)
+                      eval_errors, secs, eval_cpu)
 
 
 def source_stats(subset: SubsetSpec, spec: SourceSpec, paths: list[Path], ctx: SourceContext, st: Counter,
@@ -220,6 +196,53 @@ def close_source(subset: SubsetSpec, spec: SourceSpec, paths: list[Path], ctx: S
         raise
 
 
+class _Source:
+    """A source while its shards come back: its context (problems, skips), counts and spill file."""
+
+    def __init__(self, index: int, subset: SubsetSpec, spec: SourceSpec, su: BuildSetup, work: Path, progress: bool):
+        self.index, self.subset, self.spec = index, subset, spec
+        self.ctx, self.paths = su.context(subset, spec)
+        self.st: Counter = Counter()
+        self.drops: Counter = Counter()
+        self.spill = work / f"{subset.name}__{spec.name}.jsonl"
+        self.fh = open(self.spill, "wb")
+        self.bar = _bar(desc=f"{subset.name}/{spec.name}", disable=not progress)
+
+    def decide(self, res: BatchResult, exact: ExactDeduper, near: NearDeduper, pii: Counter, seconds: Counter,
+               examples: list[str]) -> None:
+        """Exact duplicate, eval hit, near duplicate or kept, for every record of a batch in order (first come
+        first kept); the kept lines go to the spill file."""
+        st = self.st
+        self.bar.update(res.n_in)
+        n = len(res.lines)
+        st["converted"] += res.n_in
+        st["clean_dropped"] += res.n_in - n
+        self.drops.update(res.drops)
+        pii.update(res.pii)
+        seconds.update(res.seconds)
+        if not n:
+            return
+        dup = exact.seen_or_add_many(res.exact)
+        hit = np.fromiter((bool(h) for h in res.eval_hits), dtype=bool, count=n)
+        contaminated = hit & ~dup
+        cand = ~dup & ~hit
+        near_dup = np.zeros(n, dtype=bool)
+        near_dup[cand] = near.dup_or_add_many(res.keys[cand])
+        keep = np.flatnonzero(cand & ~near_dup).tolist()
+        st["exact_dup"] += int(dup.sum())
+        st["eval_contaminated"] += int(contaminated.sum())
+        st["near_dup"] += int(near_dup.sum())
+        st["kept"] += len(keep)
+        for i in np.flatnonzero(contaminated)[:max(0, 10 - len(examples))].tolist():
+            examples.append(f"{res.ids[i]} ~ {res.eval_hits[i]}")
+        lines = res.lines
+        self.fh.write(b"".join([lines[i] for i in keep]))
+
+    def close(self) -> None:
+        self.fh.close()
+        self.bar.close()
+
+
 def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = None, progress: bool = True,
           max_error_rate: float | None = None, total: int | None = None, audit: bool = True,
           log=None, workers: int | None = None) -> dict:
@@ -229,63 +252,47 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
     log, out, work, su, n_workers = begin(recipe, out_dir, data_dir, max_error_rate, total, log, workers)
     dcfg = su.dcfg
     exact = ExactDeduper(capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
-    near = NearDeduper(threshold=float(dcfg["threshold"]), num_perm=int(dcfg["num_perm"]),
-                       capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
+    near = su.near_deduper()
     log(f"[ming data] recipe {recipe.name} ({recipe.path}); data folder {su.data_dir}; out {out}")
     log(f"[ming data] dedup: exact={exact.backend}, near={near.backend} (threshold {near.threshold}); "
         f"total={recipe.total}, seed={recipe.seed}, dev_fraction={recipe.dev_fraction}; workers {n_workers}")
 
-    # ---- pass 1: convert (here), clean + hash + sign + eval check (workers), dedup in order (here), spill
+    # ---- pass 1: read + convert + clean + hash + sign + eval check (shards, in the workers), dedup in order
+    # (here, a batch at a time), spill
     sources: dict[str, dict] = {}
     spills: dict[tuple[str, str], Path] = {}
     all_errors = ErrorLog()
     drops, pii = Counter(), Counter()
-    seconds: Counter = Counter()  # per stage; the workers' seconds are summed over the workers
+    seconds: Counter = Counter({"eval_index": su.eval_cpu_seconds})  # CPU seconds per stage, summed over the processes
     contamination_examples: list[str] = []
     t_pass1 = time.time()
-    with Workers(su.stage, n_workers) as pool:
-        for subset, spec, task in su.source_tasks():
-            ctx, paths = su.context(subset, spec)
-            conv = get_converter(spec.kind)
-            st: Counter = Counter()
-            src_drops: Counter = Counter()
-            spill = work / f"{subset.name}__{spec.name}.jsonl"
-            spills[(subset.name, spec.name)] = spill
-            bar = _bar(desc=f"{subset.name}/{spec.name}", disable=not progress)
-            if pool.n > 1 and len(paths) > 1 and all(p.is_file() and p.stat().st_size < SHARD_BYTES for p in paths):
-                # several files: each is converted in a worker too; problems merged back in file order
-                files = pool.map("convert_run", ((spec.kind, make_context(subset, spec, su.data_dir), p, task)
-                                                 for p in paths))
-                results = _absorb(files, ctx, seconds)
-            else:
-                recs = _timed(conv.iter_records(paths, ctx), seconds, "read_convert")
-                results = pool.map("run", ((task, b) for b in batches(recs)))
-            with open(spill, "wb") as fh:
-                for res in results:
-                    t = time.perf_counter()
-                    bar.update(res.n_in)
-                    st["converted"] += res.n_in
-                    st["clean_dropped"] += res.n_in - len(res.lines)
-                    src_drops.update(res.drops)
-                    pii.update(res.pii)
-                    seconds.update(res.seconds)
-                    keys = near.keys(res.sigs)
-                    for rid, line, h, hit, k in zip(res.ids, res.lines, res.exact.tolist(), res.eval_hits, keys):
-                        if exact.seen_or_add(h):
-                            st["exact_dup"] += 1
-                        elif hit:
-                            st["eval_contaminated"] += 1
-                            if len(contamination_examples) < 10:
-                                contamination_examples.append(f"{rid} ~ {hit}")
-                        elif near.is_dup_or_add(k):
-                            st["near_dup"] += 1
-                        else:
-                            st["kept"] += 1
-                            fh.write(line)
-                    seconds["dedup_spill"] += time.perf_counter() - t
-            bar.close()
-            close_source(subset, spec, paths, ctx, st, src_drops, sources, drops, all_errors, work,
-                         recipe.max_error_rate, log)
+    specs = list(su.source_tasks())
+
+    def shards():
+        for i, (subset, spec, task) in enumerate(specs):
+            yield from ((sh,) for sh in source_shards(i, subset, spec, task, resolve_paths(spec, su.data_dir),
+                                                      su.data_dir))
+
+    stage = RecordStage(su.clean_cfg, su.hasher, su.eval_index, bands=(near.bands, near.rows))
+    with Workers(stage, n_workers) as pool:
+        cur = None
+        for fr in pool.map("convert_shard", shards()):
+            if cur is None or cur.index != fr.source:
+                subset, spec, _ = specs[fr.source]
+                cur = _Source(fr.source, subset, spec, su, work, progress)
+                spills[(subset.name, spec.name)] = cur.spill
+            cur.ctx.errors.merge(fr.errors)
+            for k, v in fr.skips.items():
+                cur.ctx.skip(k, v)
+            seconds["read_convert"] += fr.convert_seconds
+            for res in fr.batches:
+                t = time.process_time()
+                cur.decide(res, exact, near, pii, seconds, contamination_examples)
+                seconds["dedup_spill"] += time.process_time() - t
+            if fr.last:
+                cur.close()
+                close_source(cur.subset, cur.spec, cur.paths, cur.ctx, cur.st, cur.drops, sources, drops, all_errors,
+                             work, recipe.max_error_rate, log)
         t_pass1 = time.time() - t_pass1
         result = finish(su, out, work, sources, spills, all_errors, drops, pii, contamination_examples,
                         pool=pool, audit=audit, progress=progress, log=log, seconds=seconds)
@@ -313,7 +320,7 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
     log(f"[ming data] plan: total {plan.total} ({'auto, limited by ' + plan.binding if plan.auto else 'fixed'})")
 
     # ---- pass 2: select, split, shuffle, write
-    t_pass2 = time.time()
+    t_pass2, c_pass2 = time.time(), time.process_time()
     n_buckets = max(1, -(-plan.total // BUCKET_RECORDS))
     rng = random.Random(f"{recipe.seed}|shuffle")
     sh_train = BucketShuffler(work / "train", n_buckets, rng)
@@ -347,13 +354,14 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
                 fh.write(line)
                 stats.add(orjson.loads(line), split)
     t_pass2 = time.time() - t_pass2
-    seconds["mix_write"] += t_pass2
+    seconds["mix_write"] += time.process_time() - c_pass2
 
     # ---- pass 3: audit
-    t_audit = time.time()
+    c_audit = time.process_time()
     audit_res = audit_files([out / "train.jsonl", out / "dev.jsonl"], pool, with_eval=True, progress=progress) \
         if audit else {}
-    seconds["audit"] += time.time() - t_audit
+    worker_cpu = audit_res.pop("_cpu_seconds", 0.0)
+    seconds["audit"] += time.process_time() - c_audit + (worker_cpu if pool.n > 1 else 0.0)
     shutil.rmtree(work, ignore_errors=True)
     cleaner_seen = sum(s["converted"] for s in sources.values())
     cleaner_kept = cleaner_seen - sum(s["clean_dropped"] for s in sources.values())
@@ -408,6 +416,7 @@ def audit_files(paths: list[Path], pool: Workers, with_eval: bool = True, progre
     eval contamination (when the pool's stage has an eval index). Memory: 8 bytes per record for the duplicate
     count."""
     n = invalid = contaminated = repeats = 0
+    cpu = 0.0
     hashes = []
     examples: list[str] = []
     bar = _bar(desc="audit", disable=not progress)
@@ -420,8 +429,9 @@ def audit_files(paths: list[Path], pool: Workers, with_eval: bool = True, progre
         contaminated += r["contaminated"]
         examples += r["examples"][:max(0, 10 - len(examples))]
         hashes.append(r["hashes"])
+        cpu += r["cpu_seconds"]
     bar.close()
     arr = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
     dups = int(len(arr) - len(np.unique(arr))) if len(arr) else 0
     return {"records": n, "schema_errors": invalid, "exact_duplicates": dups, "upsampling_repeats": repeats,
-            "eval_contaminated": contaminated if with_eval else None, "examples": examples}
+            "eval_contaminated": contaminated if with_eval else None, "examples": examples, "_cpu_seconds": cpu}

@@ -260,66 +260,146 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int, hashed: bool) -> list[lis
 
 
 def bloom_available() -> bool:
-    try:
-        import pybloomfilter  # noqa: F401
-    except ImportError:
-        return False
+    """The Bloom filters are numpy bit arrays (`BloomFilter`): always available."""
     return True
 
 
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finalizer over a uint64 array (a well-mixed 64-bit hash of each value)."""
+    x = x + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+class BloomFilter:
+    """A fixed-size Bloom filter of 64-bit keys in a numpy bit array: `capacity` keys at false-positive rate
+    `fp`, memory fixed at creation (m = -capacity ln fp / ln² 2 bits), k positions per key by double hashing.
+    `contains` and `add` take a whole array of keys at once."""
+
+    def __init__(self, capacity: int, fp: float):
+        import math
+
+        n = max(int(capacity), 1000)
+        m = int(math.ceil(-n * math.log(fp) / math.log(2) ** 2))
+        self.m = -(-m // 64) * 64
+        self.k = max(1, int(round(self.m / n * math.log(2))))
+        self._bits = np.zeros(self.m // 64, dtype=np.uint64)
+        self._steps = np.arange(self.k, dtype=np.uint64)
+
+    def _positions(self, keys: np.ndarray) -> np.ndarray:
+        keys = np.asarray(keys, dtype=np.uint64).ravel()
+        h1 = _splitmix(keys)
+        h2 = _splitmix(h1 ^ _GOLDEN) | np.uint64(1)
+        return (h1[:, None] + self._steps[None, :] * h2[:, None]) % np.uint64(self.m)
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        """Per key: True when it may have been added (false positives at rate <= fp), False when it was not."""
+        pos = self._positions(keys)
+        bits = (self._bits[pos >> np.uint64(6)] >> (pos & np.uint64(63))) & np.uint64(1)
+        return bits.all(axis=1) if pos.size else np.zeros(len(pos), dtype=bool)
+
+    def add(self, keys: np.ndarray) -> None:
+        pos = self._positions(keys).ravel()
+        np.bitwise_or.at(self._bits, pos >> np.uint64(6), np.left_shift(np.uint64(1), pos & np.uint64(63)))
+
+
+class _KeySet:
+    """The exact (set) counterpart of `BloomFilter`: memory grows with the keys, no false positives."""
+
+    def __init__(self):
+        self._set: set[int] = set()
+
+    def contains(self, keys: np.ndarray) -> np.ndarray:
+        s = self._set
+        return np.fromiter((k in s for k in np.asarray(keys, dtype=np.uint64).ravel().tolist()), dtype=bool,
+                           count=np.asarray(keys).size)
+
+    def add(self, keys: np.ndarray) -> None:
+        self._set.update(np.asarray(keys, dtype=np.uint64).ravel().tolist())
+
+
+def _first_in_batch(keys: np.ndarray) -> np.ndarray:
+    """Per key: True where an equal key comes earlier in the array."""
+    repeat = np.ones(len(keys), dtype=bool)
+    if len(keys):
+        repeat[np.unique(keys, return_index=True)[1]] = False
+    return repeat
+
+
 class ExactDeduper:
-    """Seen-before test on 64-bit hashes: a fixed-size Bloom filter (false-positive rate `fp`) or a set."""
+    """Seen-before test on 64-bit hashes: a fixed-size Bloom filter (false-positive rate `fp`) or a set.
+    `seen_or_add_many` decides a whole batch (in order: a hash repeated inside the batch is a duplicate from its
+    second occurrence on) with a few numpy operations."""
 
     def __init__(self, capacity: int = 2_000_000, fp: float = 1e-7, backend: str = "auto"):
-        self.backend = backend if backend != "auto" else ("bloom" if bloom_available() else "set")
-        if self.backend == "bloom":
-            import pybloomfilter
-
-            self._bloom = pybloomfilter.BloomFilter(max(capacity, 1000), fp)
-        else:
-            self._set: set[int] = set()
+        self.backend = "bloom" if backend == "auto" else backend
+        self._index = BloomFilter(capacity, fp) if self.backend == "bloom" else _KeySet()
         self.capacity, self.fp = capacity, fp
 
+    def seen_or_add_many(self, hashes: np.ndarray) -> np.ndarray:
+        hashes = np.asarray(hashes, dtype=np.uint64)
+        dup = self._index.contains(hashes) | _first_in_batch(hashes)
+        self._index.add(hashes)
+        return dup
+
     def seen_or_add(self, h: int) -> bool:
-        if self.backend == "bloom":
-            return bool(self._bloom.add(h))
-        if h in self._set:
-            return True
-        self._set.add(h)
-        return False
+        return bool(self.seen_or_add_many(np.array([h], dtype=np.uint64))[0])
 
 
 class NearDeduper:
     """Near-duplicate test: has a conversation with estimated Jaccard >= threshold been added before? (Any band
-    of its signature equal to a band of an added one, as datasketch's LSH.)"""
+    of its signature equal to a band of an added one, as datasketch's LSH.) The band keys are the band sums of
+    datasketch's `MinHashLSHBloom`; (band, key) pairs go into one fixed-size Bloom filter (`backend="bloom"`)
+    or one set (`"memory"`)."""
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, capacity: int = 2_000_000, fp: float = 1e-4,
                  backend: str = "auto", weights: tuple[float, float] = (0.4, 0.6)):
         """`weights`: relative cost of false positives vs false negatives when the bands are picked (missing a
         duplicate is the commoner error for short texts, so it weighs a little more)."""
-        self.backend = backend if backend != "auto" else ("bloom" if bloom_available() else "memory")
+        self.backend = "bloom" if backend == "auto" else backend
         self.threshold = threshold
         self.bands, self.rows = lsh_params(threshold, num_perm, weights)
-        if self.backend == "bloom":
-            import pybloomfilter
+        self._index = BloomFilter(capacity * self.bands, fp) if self.backend == "bloom" else _KeySet()
+        self._salt = _splitmix(np.arange(self.bands, dtype=np.uint64))[None, :]
 
-            self._tables = [pybloomfilter.BloomFilter(max(capacity, 1000), fp) for _ in range(self.bands)]
-        else:
-            self._tables = [set() for _ in range(self.bands)]
+    def keys(self, sigs: np.ndarray) -> np.ndarray:
+        """(signatures, bands) uint64 band keys."""
+        return band_sums(sigs, self.bands, self.rows)
 
-    def keys(self, sigs: np.ndarray) -> list[list]:
-        return band_keys(sigs, self.bands, self.rows, hashed=self.backend == "bloom")
+    def dup_or_add_many(self, keys: np.ndarray) -> np.ndarray:
+        """Per row of `keys` (in order): True when a band equals a band of an added row or of an earlier row of
+        this batch that was not itself a duplicate; the others are added."""
+        keys = np.asarray(keys, dtype=np.uint64).reshape(-1, self.bands)
+        n = len(keys)
+        if not n:
+            return np.zeros(0, dtype=bool)
+        tagged = keys ^ self._salt  # (band, key) as one 64-bit key
+        dup = self._index.contains(tagged).reshape(n, self.bands).any(axis=1)
+        flat = tagged.ravel()
+        _, inv, counts = np.unique(flat, return_inverse=True, return_counts=True)
+        ids = inv.reshape(n, self.bands)
+        shared = (counts[ids] > 1).any(axis=1) & ~dup
+        # only rows with a band shared inside the batch can depend on the rows before them: walk those in order
+        taken: set[int] = set()
+        for i in np.flatnonzero(shared).tolist():
+            row = ids[i].tolist()
+            if taken.isdisjoint(row):
+                taken.update(row)
+            else:
+                dup[i] = True
+        self._index.add(tagged[~dup])
+        return dup
 
     def is_dup_or_add(self, keys) -> bool:
         """`keys`: one row of `keys(...)`, or a signature."""
-        if isinstance(keys, np.ndarray):
-            keys = self.keys(keys[None, :])[0]
-        for k, table in zip(keys, self._tables):
-            if k in table:
-                return True
-        for k, table in zip(keys, self._tables):
-            table.add(k)
-        return False
+        keys = np.asarray(keys)
+        if keys.dtype != np.uint64 or keys.size != self.bands:
+            keys = self.keys(keys[None, :])
+        return bool(self.dup_or_add_many(keys)[0])
 
 
 # ---------------------------------------------------------------- eval decontamination

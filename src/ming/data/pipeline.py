@@ -1,11 +1,14 @@
-"""The per-record work of `ming data build`, in batches, on one core or on all of them, in input order.
+"""The per-record work of `ming data build`, in shards, on one core or on all of them, in input order.
 
-A batch of converted records goes through `RecordStage.run`: subset labels and system prompt, cleaning, the exact
-hash of the normalised conversation, its MinHash signature and the eval-contamination check. None of that depends
-on other records, so batches run in worker processes; what does depend on order — exact and near dedup, first
-come first kept — stays in the caller, which gets the results back in submission order (`Workers.map`).
-Records cross the process boundary as orjson bytes; each result carries the cleaned record's JSON line, so
-serialising happens in the workers too.
+The input is cut into shards (`Shard`): a piece of ~`SPAN_BYTES` of a JSONL file (whole lines, with the number of
+its first line), a part of a knowledge graph's diseases, or a whole file of another format. A shard is read and
+converted where it runs, and its records go through `RecordStage.run_records` in batches: subset labels and
+system prompt, cleaning, the exact hash of the normalised conversation, its MinHash band keys and the
+eval-contamination check. None of that depends on other records, so shards run in worker processes; what does
+depend on order — exact and near dedup, first come first kept — stays in the caller, which gets the results back
+in submission order (`Workers.map`) and decides a whole batch with a few numpy operations. What crosses the
+process boundary is small: the shard's description going out, and per kept record its JSON line, 8 bytes of
+exact hash and 8 bytes per band coming back.
 """
 
 from __future__ import annotations
@@ -15,20 +18,24 @@ import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import orjson
 
 from ming.data.clean import CleanConfig, Cleaner
-from ming.data.dedup import EvalIndex, MinHasher, norm_many, record_hashes, record_text
+from ming.data.dedup import EvalIndex, MinHasher, band_sums, norm_many, record_hashes, record_text
 from ming.data.errorlog import ErrorLog
+from ming.data.rawio import jsonl_spans, splittable
+from ming.data.recipe import SourceSpec, SubsetSpec
 from ming.data.records import validate_record
 from ming.data.sources import get_converter
 from ming.data.sources._common import SourceContext
 
-BATCH = 512  # records per task: big enough that the pickling and queueing cost per record is small
-SHARD_BYTES = 256 << 20  # a source's files smaller than this are converted in the workers, one file per task
+BATCH = 512  # records per batch of the per-record stages (numpy operations over a whole batch)
+SPAN_BYTES = 2 << 20  # a JSONL input is read in pieces of this size, one per task
+KG_PARTS = 8  # a knowledge-graph source is converted in this many parts, one per task
 
 
 @dataclass
@@ -41,11 +48,12 @@ class BatchResult:
     ids: list[str]
     lines: list[bytes]
     exact: np.ndarray
-    sigs: np.ndarray
+    sigs: np.ndarray | None  # (records, num_perm) signatures, or None when `keys` holds the band keys
     eval_hits: list[str | None]
     drops: Counter = field(default_factory=Counter)
     pii: Counter = field(default_factory=Counter)
     seconds: Counter = field(default_factory=Counter)
+    keys: np.ndarray | None = None  # (records, bands) near-dedup band keys (`band_sums`)
 
 
 @dataclass
@@ -61,27 +69,78 @@ class SourceTask:
 
 @dataclass
 class FileResult:
-    """One input file converted and run through the stage in a worker: its batches in order, its input
-    problems, its converter skips and the seconds its conversion took."""
+    """One shard converted and run through the stage: its batches in order, its input problems, its converter
+    skips and the CPU seconds its reading and conversion took; `source` / `last`: the index of its source in
+    the recipe and whether it is the source's last shard."""
 
     batches: list[BatchResult]
     errors: ErrorLog
     skips: dict
     convert_seconds: float
+    source: int = 0
+    last: bool = True
+
+
+@dataclass
+class Shard:
+    """A piece of a source's input converted by one task: a file, a span of a JSONL file (`jsonl_spans`) or a
+    part (k, n) of a knowledge graph; `source` (its index in the recipe) and `last` say where it belongs."""
+
+    source: int
+    last: bool
+    subset: SubsetSpec
+    spec: SourceSpec
+    task: SourceTask
+    path: Path | None
+    data_dir: Path | None
+    span: tuple[int, int, int] | None = None
+    part: tuple[int, int] | None = None
+
+
+def make_context(subset: SubsetSpec, spec: SourceSpec, data_dir: Path | None) -> SourceContext:
+    return SourceContext(name=spec.name, kind=spec.kind, subset=subset.name, category=subset.category,
+                         options=dict(spec.options), licence=spec.licence, encoding=spec.encoding, data_dir=data_dir)
+
+
+def source_shards(source: int, subset: SubsetSpec, spec: SourceSpec, task: SourceTask, paths: list[Path],
+                  data_dir: Path | None, span_bytes: int | None = None, kg_parts: int | None = None
+                  ) -> Iterator[Shard]:
+    """The shards of one source, in input order: JSONL files in spans, knowledge-graph folders in parts (for
+    the converters that support it), other files whole. A source without inputs is one empty shard."""
+    span_bytes = span_bytes or SPAN_BYTES
+    kg_parts = kg_parts or KG_PARTS
+    pieces: list[tuple] = []
+    for p in paths:
+        if p.is_dir() and getattr(get_converter(spec.kind), "KG_PARTS", False):
+            pieces += [(p, None, (k, kg_parts)) for k in range(kg_parts)]
+        elif splittable(p) and p.stat().st_size > span_bytes:
+            pieces += [(p, sp, None) for sp in jsonl_spans(p, span_bytes)]
+        else:
+            pieces.append((p, None, None))
+    if not pieces:
+        pieces.append((None, None, None))
+    for i, (p, sp, part) in enumerate(pieces):
+        yield Shard(source, i == len(pieces) - 1, subset, spec, task, p, data_dir, sp, part)
 
 
 class RecordStage:
     """Clean, hash, sign and eval-check batches of records (stateless between batches)."""
 
-    def __init__(self, clean: CleanConfig, hasher: MinHasher, eval_index: EvalIndex | None):
-        self.clean_cfg, self.hasher, self.eval_index = clean, hasher, eval_index
+    def __init__(self, clean: CleanConfig, hasher: MinHasher, eval_index: EvalIndex | None,
+                 bands: tuple[int, int] | None = None):
+        """`bands`: (bands, rows) of the near-dedup index: results carry band keys instead of signatures."""
+        self.clean_cfg, self.hasher, self.eval_index, self.bands = clean, hasher, eval_index, bands
 
     def run(self, task: SourceTask, payload: bytes) -> BatchResult:
-        t = time.perf_counter()
-        secs: Counter = Counter()
+        t = time.process_time()
         recs = orjson.loads(payload)
-        t1 = time.perf_counter()
-        secs["transfer"] += t1 - t
+        res = self.run_records(task, recs)
+        res.seconds["transfer"] += time.process_time() - t - sum(res.seconds.values())
+        return res
+
+    def run_records(self, task: SourceTask, recs: list[dict]) -> BatchResult:
+        secs: Counter = Counter()
+        t1 = time.process_time()
         cleaner = Cleaner(self.clean_cfg)
         kept = []
         for rec in recs:
@@ -91,34 +150,40 @@ class RecordStage:
             rec = cleaner.clean(rec, languages=task.languages)
             if rec is not None:
                 kept.append(rec)
-        t2 = time.perf_counter()
+        t2 = time.process_time()
         secs["clean"] += t2 - t1
         exact = np.array(record_hashes(kept), dtype=np.uint64)
-        t3 = time.perf_counter()
+        t3 = time.process_time()
         secs["exact_hash"] += t3 - t2
         sigs = self.hasher.signatures(norm_many([record_text(r) for r in kept]), normalized=True)
-        t4 = time.perf_counter()
+        keys = None
+        if self.bands is not None:
+            keys, sigs = band_sums(sigs, *self.bands), None
+        t4 = time.process_time()
         secs["minhash"] += t4 - t3
         hits = self.eval_index.match_batch(kept) if self.eval_index is not None else [None] * len(kept)
-        t5 = time.perf_counter()
+        t5 = time.process_time()
         secs["decontaminate"] += t5 - t4
         lines = [orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in kept]
-        secs["serialise"] += time.perf_counter() - t5
+        secs["serialise"] += time.process_time() - t5
         return BatchResult(task.source, len(recs), [r["id"] for r in kept], lines, exact, sigs, hits,
-                           cleaner.drops, cleaner.pii, secs)
+                           cleaner.drops, cleaner.pii, secs, keys)
 
-    def convert_run(self, kind: str, ctx: SourceContext, path, task: SourceTask) -> "FileResult":
-        """Convert one input file of a source (with a fresh context: the caller merges its problems in file
-        order) and run its records through `run`."""
-        t = time.perf_counter()
-        recs = list(get_converter(kind).iter_records([path], ctx))
-        secs = time.perf_counter() - t
-        results = [self.run(task, b) for b in batches(recs)]
-        return FileResult(results, ctx.errors, dict(ctx.skips), secs)
+    def convert_shard(self, sh: Shard) -> FileResult:
+        """Read and convert one shard (with a fresh context: the caller merges its problems in order) and run
+        its records through `run_records`, `BATCH` at a time."""
+        t = time.process_time()
+        ctx = make_context(sh.subset, sh.spec, sh.data_dir)
+        ctx.span, ctx.part = sh.span, sh.part
+        recs = list(get_converter(sh.spec.kind).iter_records([sh.path], ctx)) if sh.path is not None else []
+        secs = time.process_time() - t
+        results = [self.run_records(sh.task, recs[i:i + BATCH]) for i in range(0, len(recs), BATCH)]
+        return FileResult(results, ctx.errors, dict(ctx.skips), secs, sh.source, sh.last)
 
     def audit(self, lines: list[bytes], name: str, first_line: int) -> dict:
         """Re-check written lines: schema, exact hashes (for the caller's duplicate count), eval contamination;
         deliberate upsampling repeats are counted apart."""
+        t = time.process_time()
         n = invalid = repeats = 0
         examples: list[str] = []
         fresh = []
@@ -138,7 +203,7 @@ class RecordStage:
         contaminated = (sum(1 for h in self.eval_index.match_batch(fresh) if h) if self.eval_index is not None
                         else 0)
         return {"records": n, "invalid": invalid, "repeats": repeats, "examples": examples, "hashes": hashes,
-                "contaminated": contaminated}
+                "contaminated": contaminated, "cpu_seconds": time.process_time() - t}
 
 
 _STAGE: RecordStage | None = None

@@ -48,10 +48,34 @@ def json_problem(exc: json.JSONDecodeError, text: str) -> str:
     return f"malformed JSON ({msg} at column {exc.pos + 1})"
 
 
-def iter_jsonl(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> Iterator[tuple[int, dict]]:
+def jsonl_spans(path: str | Path, size: int) -> list[tuple[int, int, int]]:
+    """A JSONL file cut into consecutive pieces of about `size` bytes that end at a line end: (first byte,
+    end byte, number of the first line) each, for `iter_jsonl(span=...)`."""
+    out: list[tuple[int, int, int]] = []
+    start, line = 0, 1
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(size)
+            if not block:
+                break
+            if not block.endswith(b"\n"):
+                block += fh.readline()
+            out.append((start, start + len(block), line))
+            start += len(block)
+            line += block.count(b"\n")
+    return out or [(0, 0, 1)]
+
+
+def iter_jsonl(path: str | Path, *, errors: ErrorLog, encoding: str = "auto",
+               span: tuple[int, int, int] | None = None) -> Iterator[tuple[int, dict]]:
+    """Rows of a JSONL file, or of the piece `span` (see `jsonl_spans`) of it, with their line numbers."""
     path = Path(path)
     with open(path, "rb") as fh:
-        for line_no, raw in enumerate(fh, 1):
+        first = 1
+        if span is not None:
+            fh.seek(span[0])
+            fh, first = io.BytesIO(fh.read(span[1] - span[0])), span[2]
+        for line_no, raw in enumerate(fh, first):
             if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             if not raw.strip():
@@ -147,8 +171,10 @@ def iter_csv(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> I
         yield line_no, {k.strip(): (v if v is not None else "") for k, v in row.items()}
 
 
-def iter_rows(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> Iterator[tuple[int, dict]]:
-    """Rows of a .jsonl/.json/.csv file, by extension (anything else is read as JSONL)."""
+def iter_rows(path: str | Path, *, errors: ErrorLog, encoding: str = "auto",
+              span: tuple[int, int, int] | None = None) -> Iterator[tuple[int, dict]]:
+    """Rows of a .jsonl/.json/.csv file, by extension (anything else is read as JSONL); `span`: only that piece
+    of a JSONL file (`jsonl_spans`)."""
     path = Path(path)
     if not path.is_file():
         raise MingError(f"input file not found: {path}; check the recipe's paths or MING_DATA_DIR "
@@ -159,4 +185,9 @@ def iter_rows(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> 
     elif suffix == ".json":
         yield from iter_json_array(path, errors=errors, encoding=encoding)
     else:
-        yield from iter_jsonl(path, errors=errors, encoding=encoding)
+        yield from iter_jsonl(path, errors=errors, encoding=encoding, span=span)
+
+
+def splittable(path: Path) -> bool:
+    """Whether `iter_rows` can read the file in pieces (JSONL; JSON arrays and CSV are read whole)."""
+    return path.is_file() and path.suffix.lower() not in (".csv", ".json")

@@ -31,6 +31,20 @@ class SourceContext:
     errors: ErrorLog = field(default_factory=ErrorLog)
     skips: dict = field(default_factory=dict)
     data_dir: Path | None = None
+    span: tuple[int, int, int] | None = None  # (first byte, end byte, number of the first line) of a JSONL input
+    part: tuple[int, int] | None = None  # (k, n): the k-th of n consecutive slices of a knowledge graph's items
+
+    def part_of(self, items: list) -> list:
+        """The slice of `items` this context converts (all of them unless the source is split into parts)."""
+        if self.part is None:
+            return items
+        k, n = self.part
+        return items[len(items) * k // n:len(items) * (k + 1) // n]
+
+    def kg_errors(self) -> ErrorLog:
+        """Where a loaded knowledge graph reports its rows and bad lines: the first part of a split source
+        reports them, the other parts do not (so they are counted once per source, as unsplit)."""
+        return self.errors if self.part is None or self.part[0] == 0 else ErrorLog()
 
     def skip(self, reason: str, n: int = 1) -> None:
         self.skips[reason] = self.skips.get(reason, 0) + n
@@ -67,7 +81,7 @@ def iter_rows_of(paths: Iterable[Path], ctx: SourceContext, required: tuple[str,
 
     select = (ctx.options or {}).get("select")
     for path in paths:
-        for line_no, row in iter_rows(path, errors=ctx.errors, encoding=ctx.encoding):
+        for line_no, row in iter_rows(path, errors=ctx.errors, encoding=ctx.encoding, span=ctx.span):
             missing = [k for k in required if row.get(k) in (None, "", [], {})]
             if missing:
                 ctx.errors.error(path, line_no, f"missing field(s) {missing}")

@@ -4,7 +4,8 @@ folder (diseases with their relations and attributes, ~8.8k diseases / 254k trip
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ming.data.rawio import iter_rows
@@ -13,6 +14,7 @@ from ming.errors import MingError
 
 RELATIONS = ("has_symptom", "has_complication", "belongs_to_department", "common_drug", "need_check", "good_food",
              "avoid_food", "recommend_recipe")
+_RELATION_SET = frozenset(RELATIONS)
 
 
 @dataclass
@@ -58,33 +60,61 @@ def _load_kg(folder: str | Path, errors: ErrorLog, encoding: str) -> KnowledgeGr
         if typ == "Disease":
             attrs = e.get("attrs") if isinstance(e.get("attrs"), dict) else {}
             diseases.setdefault(name, Disease(name)).attrs.update(attrs)
+    rels: dict[tuple[str, str], dict[str, None]] = {}  # (head, relation) -> tails, in order, without repeats
     for line_no, t in iter_rows(tri_path, errors=errors, encoding=encoding):
         h, r, tail = t.get("head"), t.get("relation"), t.get("tail")
-        if not all(isinstance(x, str) and x.strip() for x in (h, r, tail)):
+        if not (isinstance(h, str) and isinstance(r, str) and isinstance(tail, str)
+                and h.strip() and r.strip() and tail.strip()):
             errors.error(tri_path, line_no, "triple needs string 'head', 'relation' and 'tail'")
             continue
-        if r not in RELATIONS:
+        if r not in _RELATION_SET:
             errors.error(tri_path, line_no, f"unknown relation {r!r}")
             continue
-        d = diseases.setdefault(h, Disease(h))
-        lst = d.rel.setdefault(r, [])
-        if tail not in lst:
-            lst.append(tail)
+        tails = rels.get((h, r))
+        if tails is None:
+            tails = rels[(h, r)] = {}
+            if h not in diseases:
+                diseases[h] = Disease(h)
+            diseases[h].rel[r] = []  # keeps the order in which relations first appear
+        tails[tail] = None
+    for (h, r), tails in rels.items():
+        diseases[h].rel[r] = list(tails)
     return KnowledgeGraph(diseases, types, folder, errors)
 
 
 _CACHE: dict[tuple[str, str], KnowledgeGraph] = {}
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def _digest(path: Path) -> str:
+    """Content digest of a file (memoised per path, size and modification time)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
 
 
 def load_kg_cached(folder: str | Path, errors: ErrorLog, encoding: str = "auto") -> KnowledgeGraph:
-    """The same folder is used by several sources of one build (KG QA, passages, instructions, counterfactuals):
-    load it once. Only the most recent folder is kept. Every source that reads the folder reports its rows and
-    bad lines, whether the graph came from the cache or not (so a build in one process and one spread over
-    processes report the same)."""
-    key = (str(Path(folder).resolve()), encoding)
-    if key not in _CACHE:
+    """The same graph is used by several sources of one build (KG QA, passages, instructions, counterfactuals):
+    load it once. The cache is keyed by the files' content (a copy of the folder elsewhere is the same graph);
+    only the most recent graph is kept (a copy with bad lines is loaded again, so that they name its files). Every source that reads the folder reports its rows and bad lines,
+    whether the graph came from the cache or not (so a build in one process and one spread over processes
+    report the same)."""
+    folder = Path(folder)
+    ent, tri = folder / "entities.jsonl", folder / "triples.jsonl"
+    key = ((_digest(ent) + _digest(tri)) if ent.is_file() and tri.is_file() else str(folder.resolve()), encoding)
+    cached = _CACHE.get(key)
+    if cached is not None and cached.folder != folder and (cached.problems.errors or cached.problems.warnings):
+        cached = None  # its problems name the other folder's files: load this one for its own file:line
+    if cached is None:
         _CACHE.clear()
         _CACHE[key] = load_kg(folder, errors, encoding)
     else:
         errors.merge(_CACHE[key].problems)
-    return _CACHE[key]
+    kg = _CACHE[key]
+    return kg if kg.folder == folder else replace(kg, folder=folder)

@@ -18,6 +18,7 @@ from ming.data.sources._common import Skip, SourceContext, convert_rows, join_li
 from ming.data.sources._kg import Disease, KnowledgeGraph, load_kg_cached
 from ming.errors import MingError
 
+KG_PARTS = True  # a knowledge-graph folder can be converted in parts (SourceContext.part), one per task
 OPTIONS = {"mode": "kg", "kinds": ["food", "drug", "symptom"], "false_premise_categories": ["false_premise", "myth",
                                                                                           "fictitious"]}
 
@@ -52,7 +53,7 @@ def _other(kg_list: list[Disease], d: Disease, key: str, need: str) -> Disease |
 def kg_records(kg: KnowledgeGraph, ctx: SourceContext) -> Iterator[dict]:
     diseases = [d for d in kg.ordered() if d.rel]
     kinds = ctx.options["kinds"]
-    for d in diseases:
+    for d in ctx.part_of(diseases):
         if not selected(d.name, ctx.options.get("select")):
             continue
         dept = join_list(d.rel.get("belongs_to_department", []), limit=2)
@@ -104,7 +105,7 @@ def iter_records(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
     mode = ctx.options["mode"]
     if mode == "kg":
         for folder in paths:
-            yield from kg_records(load_kg_cached(folder, ctx.errors, ctx.encoding), ctx)
+            yield from kg_records(load_kg_cached(folder, ctx.kg_errors(), ctx.encoding), ctx)
     elif mode == "prompts":
         yield from convert_rows(paths, ctx, convert_prompt, required=("prompt",), types={"prompt": str})
     else:

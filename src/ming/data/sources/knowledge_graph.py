@@ -17,6 +17,7 @@ from ming.data.sources._common import SourceContext, join_list, pick, prepare, s
 from ming.data.sources._kg import Disease, load_kg_cached
 from ming.errors import MingError
 
+KG_PARTS = True  # a knowledge-graph folder can be converted in parts (SourceContext.part), one per task
 OPTIONS = {"mode": "relations", "max_items": 15, "min_passage_chars": 30}
 
 Q = {
@@ -120,8 +121,8 @@ def iter_records(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
         raise MingError(f"knowledge_graph mode {mode!r} is not one of relations, passages")
 
     for folder in paths:
-        kg = load_kg_cached(folder, ctx.errors, ctx.encoding)
-        for d in kg.ordered():
+        kg = load_kg_cached(folder, ctx.kg_errors(), ctx.encoding)
+        for d in ctx.part_of(kg.ordered()):
             if not d.attrs and not d.rel:
                 continue
             if not selected(d.name, ctx.options.get("select")):

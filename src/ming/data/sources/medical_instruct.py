@@ -17,6 +17,7 @@ from ming.data.sources._common import SourceContext, convert_rows, join_list, pi
 from ming.data.sources._kg import load_kg_cached
 from ming.errors import MingError
 
+KG_PARTS = True  # a knowledge-graph folder can be converted in parts (SourceContext.part), one per task
 OPTIONS = {"mode": "qa_tasks", "tasks": ["title", "triage", "symptom_mentions", "entity_typing", "symptom_triage"]}
 
 _TITLE_Q = ["请为下面这段患者咨询拟一个简短的标题：\n{q}", "用一句话概括下面这个健康咨询的主题：\n{q}", "给这条问诊内容起个标题：\n{q}"]
@@ -44,10 +45,10 @@ def qa_tasks(row: dict, ctx: SourceContext) -> Iterator[dict]:
 def kg_tasks(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
     tasks = ctx.options["tasks"]
     for folder in paths:
-        kg = load_kg_cached(folder, ctx.errors, ctx.encoding)
+        kg = load_kg_cached(folder, ctx.kg_errors(), ctx.encoding)
         diseases = [d for d in kg.ordered() if d.rel]
         all_syms = sorted({s for d in diseases for s in d.rel.get("has_symptom", [])})
-        for d in diseases:
+        for d in ctx.part_of(diseases):
             if not selected(d.name, ctx.options.get("select")):
                 continue
             origin = f"{kg.folder.name}:{d.name}"
@@ -78,7 +79,7 @@ def kg_tasks(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
                      "如症状严重或突然加重，请及时到急诊就诊。")
                 yield ctx.record([{"role": "user", "content": q}, {"role": "assistant", "content": a}],
                                  key=f"striage|{d.name}", meta={"task": "symptom_triage", "origin": origin})
-        if "entity_typing" in tasks:
+        if "entity_typing" in tasks and ctx.part_of([0]):  # after the diseases: in the last part only
             terms = sorted((n, t) for n, ts in kg.types.items() for t in ts if t in _TYPE_NAMES and len(ts) == 1)
             terms.sort(key=lambda x: stable_id("typing", x[0]))
             for i in range(0, len(terms) - 4, 5):

@@ -17,6 +17,7 @@ from ming.data.sources._common import Skip, SourceContext, convert_rows, join_li
 from ming.data.sources._kg import load_kg_cached
 from ming.errors import MingError
 
+KG_PARTS = True  # a knowledge-graph folder can be converted in parts (SourceContext.part), one per task
 OPTIONS = {"mode": "prompts", "false_premise_categories": ["false_premise", "myth", "fictitious"]}
 
 T = {
@@ -111,8 +112,8 @@ def convert_prompt(row: dict, ctx: SourceContext) -> Iterator[dict]:
 
 def kg_self_medication(paths: list[Path], ctx: SourceContext) -> Iterator[dict]:
     for folder in paths:
-        kg = load_kg_cached(folder, ctx.errors, ctx.encoding)
-        for d in kg.ordered():
+        kg = load_kg_cached(folder, ctx.kg_errors(), ctx.encoding)
+        for d in ctx.part_of(kg.ordered()):
             drugs, depts = d.rel.get("common_drug"), d.rel.get("belongs_to_department")
             if not drugs or not depts or not selected(d.name, ctx.options.get("select")):
                 continue
