@@ -42,3 +42,45 @@ def test_cleaner_drops_by_reason():
                                                             {"role": "user", "content": "后问"}]}) is None
     assert dict(cl.drops) == {"empty_turn": 1, "too_short": 1, "too_long": 1, "language_en": 1, "bad_structure": 1}
     assert cl.kept == 2 and cl.seen == 7
+
+
+def test_already_normal_texts_skip_the_work_with_the_same_result():
+    """`normalize_text` returns a text untouched when one regex finds nothing to change; on random texts made
+    of every kind of character it treats (spaces of all kinds, tabs, CR, controls, full-width and invisible
+    characters, newlines) that shortcut gives what the full normalisation gives."""
+    import random
+    import unicodedata
+
+    from ming.data.clean import _normalize_slow
+
+    alphabet = list("头痛发热ab1。，. ") + ["\n", "\n\n", "\t", "\r", "\r\n", "  ", "\u3000", "\u00a0", "\u2028", "\x85",
+                                           "\x0b", "\x1f", "\x7f", "\u200b", "\ufeff", "Ａ", "１", "\u2003", "e\u0301"]
+    rng = random.Random(0)
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert normalize_text(text) == _normalize_slow(unicodedata.normalize("NFC", text)), repr(text)
+
+
+def test_language_of_many_texts_at_once_equals_one_at_a_time():
+    import random
+
+    from ming.data.clean import languages_of
+
+    alphabet = list("头痛发热abcXYZ 1。，.-") + ["\n", "é", "ß", "中文", "word ", "\u3400", "\uf900", "\u4dbf", "[", "`", "@"]
+    rng = random.Random(1)
+    texts = ["", "abc", "头痛"] + ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(5000)]
+    assert languages_of(texts) == [language_of(t) for t in texts]
+    assert set(languages_of(texts)) == {"zh", "en", "mixed", "none"}
+
+
+def test_cleaning_a_batch_equals_cleaning_one_record_at_a_time():
+    texts = ["头痛三天，伴有发热。", "What is this?", "", "  ", "头痛 1381234567８ 怎么办", "abc 中文 mixed words here",
+             "a" * 5000, "正常的回答。"]
+    recs = [rec(u, a) for u in texts for a in texts]
+    one, many = Cleaner(CleanConfig()), Cleaner(CleanConfig())
+    import copy
+
+    want = [r for r in (one.clean(copy.deepcopy(x)) for x in recs) if r is not None]
+    assert many.clean_many(copy.deepcopy(recs)) == want
+    assert (many.drops, many.pii, many.seen, many.kept) == (one.drops, one.pii, one.seen, one.kept)
+    assert len(want) and len(many.drops) >= 3

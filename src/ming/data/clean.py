@@ -8,6 +8,8 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ming.data.records import validate_record
 from ming.errors import MingError
 
@@ -43,18 +45,43 @@ _LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 
 _TO_TRANSLATE = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_TRANSLATE)) + "]")
-# cheap tests that a pattern cannot match, so most texts skip most of the PII regexes
-_DIGITS4 = re.compile(r"\d{4}")  # every ID-card and phone pattern holds four digits in a row
-_PII_GUARDS = {"email": lambda t: "@" in t, "url": lambda t: "." in t or "://" in t,
-               "id_number": lambda t: _DIGITS4.search(t) is not None,
-               "phone": lambda t: _DIGITS4.search(t) is not None,
-               "im_account": lambda t: any(k in t for k in ("QQ", "qq", "微信", "VX", "vx", "wx", "WX"))}
+# cheap tests that a pattern cannot match, so most texts skip most of the PII regexes; each is implied by its
+# pattern (a text that fails the test cannot match)
+_ASCII_DIGIT = re.compile(r"[0-9]")  # every ID-card and phone pattern starts with an ASCII digit ...
+_DIGITS4 = re.compile(r"\d{4}")  # ... and holds four digits in a row
+_TLD = re.compile(r"\.(?:com|cn|net|org|gov|edu|info|io)")  # a URL without a scheme or www. ends in one of these
+_IM_CUES = ("QQ", "qq", "微信", "VX", "vx", "wx", "WX")
+
+
+def _pii_guards(t: str) -> tuple[bool, ...]:
+    """Per PII pattern (in PII_PATTERNS order): whether it can match `t` at all."""
+    digits = _ASCII_DIGIT.search(t) is not None and _DIGITS4.search(t) is not None
+    return ("@" in t, "://" in t or "www." in t or ("." in t and _TLD.search(t) is not None), digits, digits,
+            any(k in t for k in _IM_CUES))
+
+
+# Whatever `normalize_text` would change after NFC: a character it translates or removes (\r, tab and control
+# characters included), two spaces in a row, three newlines, whitespace at either end of a line or of the text.
+# A text with none of these is already normal (tests/test_data_clean.py compares both paths).
+_CHANGED_CHARS = re.compile("[" + "".join(re.escape(chr(c)) for c in sorted(_TRANSLATE))
+                            + r"\r\t\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SPACE_AT_LINE_END = re.compile(r"[^\S\n]\n|\n[^\S\n]")
+
+
+def _needs_work(t: str) -> bool:
+    return (_CHANGED_CHARS.search(t) is not None or "  " in t or "\n\n\n" in t or t[:1].isspace()
+            or t[-1:].isspace() or ("\n" in t and _SPACE_AT_LINE_END.search(t) is not None))
 
 
 def normalize_text(text: str) -> str:
     """NFC, full-width letters/digits to half-width, invisible and control characters removed, spaces
     collapsed, at most one blank line in a row, lines stripped at the end."""
-    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    text = unicodedata.normalize("NFC", text)
+    return _normalize_slow(text) if _needs_work(text) else text
+
+
+def _normalize_slow(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
     if _TO_TRANSLATE.search(text):
         text = text.translate(_TRANSLATE)
     text = _CONTROL.sub("", text)
@@ -64,8 +91,8 @@ def normalize_text(text: str) -> str:
 
 
 def scrub_pii(text: str, counts: Counter | None = None) -> str:
-    for kind, pattern, repl in PII_PATTERNS:
-        if not _PII_GUARDS[kind](text):
+    for (kind, pattern, repl), possible in zip(PII_PATTERNS, _pii_guards(text)):
+        if not possible:
             continue
         text, n = pattern.subn(repl, text)
         if n and counts is not None:
@@ -76,7 +103,10 @@ def scrub_pii(text: str, counts: Counter | None = None) -> str:
 def language_of(text: str) -> str:
     """'zh' when CJK characters are at least 30% of the letters, 'en' when there are (almost) none, else 'mixed'."""
     cjk = len(text) - len(_CJK.sub("", text)) if text else 0
-    latin_words = len(_LATIN_WORD.findall(text))
+    return _language(cjk, len(_LATIN_WORD.findall(text)))
+
+
+def _language(cjk: int, latin_words: int) -> str:
     if cjk == 0 and latin_words == 0:
         return "none"
     # compare characters of Chinese with words of Latin script (one Chinese character ~ one word's weight)
@@ -86,6 +116,28 @@ def language_of(text: str) -> str:
     if ratio <= 0.05:
         return "en"
     return "mixed"
+
+
+def languages_of(texts: list[str]) -> list[str]:
+    """`language_of` of many texts with a few numpy operations over all their characters at once."""
+    if not texts:
+        return []
+    cp = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    starts = np.cumsum(lens) - lens
+    cjk = ((cp >= 0x4E00) & (cp <= 0x9FFF)) | ((cp >= 0x3400) & (cp <= 0x4DBF)) | ((cp >= 0xF900) & (cp <= 0xFAFF))
+    low = cp | np.uint32(0x20)
+    latin = (low >= 0x61) & (low <= 0x7A)  # [A-Za-z]
+    word_start = latin.copy()
+    word_start[1:] &= ~latin[:-1]
+    nonempty = lens > 0
+    word_start[starts[nonempty]] = latin[starts[nonempty]]  # a text's first letter starts a word
+    n_cjk = np.zeros(len(texts), dtype=np.int64)
+    n_words = np.zeros(len(texts), dtype=np.int64)
+    if cp.size:
+        n_cjk[nonempty] = np.add.reduceat(cjk, starts[nonempty])
+        n_words[nonempty] = np.add.reduceat(word_start, starts[nonempty])
+    return [_language(c, w) for c, w in zip(n_cjk.tolist(), n_words.tolist())]
 
 
 @dataclass
@@ -129,35 +181,37 @@ class Cleaner:
         self.kept += 1
         return rec
 
+    def clean_many(self, recs: list[dict], *, languages: tuple[str, ...] | None = None) -> list[dict]:
+        """The records that survive cleaning, in order (`clean` of each, with one language check for all)."""
+        languages = languages or self.config.languages
+        pending = []
+        for rec in recs:
+            self.seen += 1
+            reason, msgs = self._clean_turns(rec)
+            if reason:
+                self.drops[reason] += 1
+            else:
+                pending.append((rec, msgs))
+        langs = (languages_of(["\n".join(m["content"] for m in msgs) for _, msgs in pending])
+                 if "any" not in languages else ["any"] * len(pending))
+        kept = []
+        for (rec, msgs), lang in zip(pending, langs):
+            reason = None if lang == "any" or lang in languages else f"language_{lang}"
+            if reason is None:
+                rec["messages"] = msgs
+                if validate_record(rec, training=True):
+                    reason = "bad_structure"
+            if reason:
+                self.drops[reason] += 1
+            else:
+                self.kept += 1
+                kept.append(rec)
+        return kept
+
     def _clean(self, rec: dict, languages: tuple[str, ...]) -> str | None:
-        cfg = self.config
-        msgs = rec.get("messages")
-        if not isinstance(msgs, list) or not msgs:
-            return "empty_conversation"
-        if len(msgs) > cfg.max_messages:
-            return "too_many_turns"
-        total = 0
-        out = []
-        for m in msgs:
-            content = m.get("content") if isinstance(m, dict) else None
-            if not isinstance(content, str):
-                return "broken_turn"
-            content = normalize_text(content)
-            if cfg.pii:
-                content = scrub_pii(content, self.pii)
-            if not content:
-                return "empty_turn"
-            role = m.get("role")
-            if role == "user" and len(content) < cfg.min_user_chars:
-                return "too_short"
-            if role == "assistant" and len(content) < cfg.min_assistant_chars:
-                return "too_short"
-            if len(content) > cfg.max_turn_chars:
-                return "too_long"
-            total += len(content)
-            out.append({"role": role, "content": content})
-        if total > cfg.max_chars:
-            return "too_long"
+        reason, out = self._clean_turns(rec)
+        if reason:
+            return reason
         if "any" not in languages:
             lang = language_of("\n".join(m["content"] for m in out))
             if lang not in languages:
@@ -166,3 +220,35 @@ class Cleaner:
         if validate_record(rec, training=True):
             return "bad_structure"
         return None
+
+    def _clean_turns(self, rec: dict) -> tuple[str | None, list[dict]]:
+        """(drop reason, []) or (None, the cleaned messages): everything but the language check."""
+        cfg = self.config
+        msgs = rec.get("messages")
+        if not isinstance(msgs, list) or not msgs:
+            return "empty_conversation", []
+        if len(msgs) > cfg.max_messages:
+            return "too_many_turns", []
+        total = 0
+        out = []
+        for m in msgs:
+            content = m.get("content") if isinstance(m, dict) else None
+            if not isinstance(content, str):
+                return "broken_turn", []
+            content = normalize_text(content)
+            if cfg.pii:
+                content = scrub_pii(content, self.pii)
+            if not content:
+                return "empty_turn", []
+            role = m.get("role")
+            if role == "user" and len(content) < cfg.min_user_chars:
+                return "too_short", []
+            if role == "assistant" and len(content) < cfg.min_assistant_chars:
+                return "too_short", []
+            if len(content) > cfg.max_turn_chars:
+                return "too_long", []
+            total += len(content)
+            out.append({"role": role, "content": content})
+        if total > cfg.max_chars:
+            return "too_long", []
+        return None, out

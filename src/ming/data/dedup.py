@@ -276,17 +276,19 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
 
 
 class BloomFilter:
-    """A fixed-size Bloom filter of 64-bit keys in a numpy bit array: `capacity` keys at false-positive rate
-    `fp`, memory fixed at creation (m = -capacity ln fp / ln² 2 bits), k positions per key by double hashing.
-    `contains` and `add` take a whole array of keys at once."""
+    """A fixed-size Bloom filter of 64-bit keys in a numpy bit array: sized for `capacity` keys at false-positive
+    rate `fp` (m = -capacity ln fp / ln² 2 bits, rounded up to a power of two so that a position is a mask, not
+    a division), memory fixed at creation, k positions per key by double hashing. `contains` and `add` take a
+    whole array of keys at once."""
 
     def __init__(self, capacity: int, fp: float):
         import math
 
         n = max(int(capacity), 1000)
-        m = int(math.ceil(-n * math.log(fp) / math.log(2) ** 2))
-        self.m = -(-m // 64) * 64
-        self.k = max(1, int(round(self.m / n * math.log(2))))
+        m = -n * math.log(fp) / math.log(2) ** 2
+        self.k = max(1, int(round(m / n * math.log(2))))
+        self.m = 1 << max(6, int(math.ceil(math.log2(m))))
+        self._mask = np.uint64(self.m - 1)
         self._bits = np.zeros(self.m // 64, dtype=np.uint64)
         self._steps = np.arange(self.k, dtype=np.uint64)
 
@@ -294,13 +296,16 @@ class BloomFilter:
         keys = np.asarray(keys, dtype=np.uint64).ravel()
         h1 = _splitmix(keys)
         h2 = _splitmix(h1 ^ _GOLDEN) | np.uint64(1)
-        return (h1[:, None] + self._steps[None, :] * h2[:, None]) % np.uint64(self.m)
+        pos = self._steps[None, :] * h2[:, None]
+        pos += h1[:, None]
+        pos &= self._mask
+        return pos
 
     def contains(self, keys: np.ndarray) -> np.ndarray:
         """Per key: True when it may have been added (false positives at rate <= fp), False when it was not."""
         pos = self._positions(keys)
         bits = (self._bits[pos >> np.uint64(6)] >> (pos & np.uint64(63))) & np.uint64(1)
-        return bits.all(axis=1) if pos.size else np.zeros(len(pos), dtype=bool)
+        return bits.all(axis=1)
 
     def add(self, keys: np.ndarray) -> None:
         pos = self._positions(keys).ravel()

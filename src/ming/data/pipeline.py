@@ -142,14 +142,11 @@ class RecordStage:
         secs: Counter = Counter()
         t1 = time.process_time()
         cleaner = Cleaner(self.clean_cfg)
-        kept = []
         for rec in recs:
             rec["category"], rec["subset"] = task.category, task.subset
             if task.system and rec["messages"][0]["role"] != "system":
                 rec["messages"] = [{"role": "system", "content": task.system}] + rec["messages"]
-            rec = cleaner.clean(rec, languages=task.languages)
-            if rec is not None:
-                kept.append(rec)
+        kept = cleaner.clean_many(recs, languages=task.languages)
         t2 = time.process_time()
         secs["clean"] += t2 - t1
         exact = np.array(record_hashes(kept), dtype=np.uint64)
