@@ -15,7 +15,8 @@ sources, each built three ways — one process, every core, and Dask in local mo
    audit) in a child process per mode: `single` (--workers 1), `both` (--workers = every core) and `dask`
    (--engine dask, local processes), and prints input records/s, input records per CPU-second (robust to other
    jobs on the machine), peak RSS, the load average during the run and whether the output is the same as the
-   single-process build's (SHA-256 of train.jsonl + dev.jsonl).
+   single-process build's (SHA-256 of train.jsonl + dev.jsonl); then the CPU seconds per stage of the local
+   builds (the profile by stage).
 """
 
 from __future__ import annotations
@@ -183,10 +184,14 @@ def run_build(recipe: Path, work: Path, out: Path, total: int, mode: str, worker
     extra = MODES[mode] + ([] if mode == "single" else ["--workers", str(workers)])
     cmd = [sys.executable, str(child), str(res_file), "data", "build", "--recipe", str(recipe), "--out", str(out),
            "--data-dir", str(work), "--total", str(total), "--no-progress", *extra]
-    load0 = os.getloadavg()[0]
+    loads = [os.getloadavg()[0]]
     t = time.time()
-    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    load1 = os.getloadavg()[0]
+    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    while proc.poll() is None:  # the 1-minute load average every 2 s while the build runs (the machine is shared)
+        time.sleep(2)
+        loads.append(os.getloadavg()[0])
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
     res = json.loads(res_file.read_text())
     stats = json.loads((out / "stats.json").read_text(encoding="utf-8"))
     digest = hashlib.sha256()
@@ -201,9 +206,41 @@ def run_build(recipe: Path, work: Path, out: Path, total: int, mode: str, worker
             "worker_peak_rss_mb": round(res["worker_peak_rss_mb"], 1),
             "input_per_s": round(n_in / stats["timing"]["seconds"], 1),
             "input_per_cpu_s": round(n_in / res["cpu_seconds"], 1),
-            "load": f"{load0:.1f}->{load1:.1f}", "sha": digest.hexdigest()[:12],
+            "load": f"{sum(loads) / len(loads):.1f}/{max(loads):.1f}", "sha": digest.hexdigest()[:12],
             "stage_seconds": stats["timing"].get("stage_seconds"),
             "audit": stats["audit"], "near_backend": stats["dedup"]["near_backend"]}
+
+
+STAGES = ("eval_index", "read_convert", "clean", "exact_hash", "minhash", "decontaminate", "serialise", "dedup_spill",
+          "mix_write", "audit")
+
+
+def print_table(rows: list[dict], workers: int) -> None:
+    print(f"\ncores {default_workers()}, workers {workers}; load = 1-minute load average during the run, mean/max; "
+          "CPU = user+sys of the build and its workers")
+    print(f"{'records':>8} {'mode':>6} {'input':>9} {'seconds':>8} {'input rec/s':>11} {'CPU s':>7} {'rec/CPU-s':>9} "
+          f"{'RSS MB':>7} {'worker MB':>9} {'load':>9} {'output sha':>12} {'dups':>4} {'eval':>4}")
+    for r in rows:
+        print(f"{r['total']:>8} {r['mode']:>6} {r['input_records']:>9} {r['build_seconds']:>8} {r['input_per_s']:>11} "
+              f"{r['cpu_seconds']:>7} {r['input_per_cpu_s']:>9} {r['peak_rss_mb']:>7} {r['worker_peak_rss_mb']:>9} "
+              f"{r['load']:>9} {r['sha']:>12} {r['audit']['exact_duplicates']:>4} {r['audit']['eval_contaminated']:>4}")
+    by = {(r["total"], r["mode"]): r for r in rows}
+    for total in sorted({r["total"] for r in rows}):
+        base = by.get((total, "single"))
+        for mode in ("both", "dask"):
+            r = by.get((total, mode))
+            if base and r:
+                print(f"{total}: {mode} vs single: {r['input_per_s'] / base['input_per_s']:.2f}x the rate, "
+                      f"{r['input_per_cpu_s'] / base['input_per_cpu_s']:.2f}x the records per CPU-second, same output: "
+                      f"{'yes' if r['sha'] == base['sha'] else 'NO'}")
+    local = [r for r in rows if r["mode"] in ("single", "both") and r.get("stage_seconds")]
+    if local:
+        print("\nCPU seconds by stage (stats.json timing.stage_seconds, summed over the processes)")
+        print(f"{'stage':>14} " + " ".join(f"{str(r['total']) + ' ' + r['mode']:>14}" for r in local))
+        for st in STAGES:
+            print(f"{st:>14} " + " ".join(f"{r['stage_seconds'].get(st, 0):>14.2f}" for r in local))
+        print(f"{'sum':>14} " + " ".join(f"{sum(r['stage_seconds'].get(st, 0) for st in STAGES):>14.2f}"
+                                          for r in local))
 
 
 def main() -> int:
@@ -243,21 +280,7 @@ def main() -> int:
                 shutil.rmtree(work / f"out-{n}-{mode}", ignore_errors=True)
         if not args.keep:
             shutil.rmtree(data, ignore_errors=True)
-    print(f"\ncores {default_workers()}, workers {workers}; load = 1-minute load average before -> after the run")
-    print(f"{'records':>8} {'mode':>6} {'input':>9} {'seconds':>8} {'input rec/s':>11} {'rec/CPU-s':>9} "
-          f"{'RSS MB':>7} {'worker MB':>9} {'load':>10} {'output sha':>12} {'dups':>4} {'eval':>4}")
-    for r in rows:
-        print(f"{r['total']:>8} {r['mode']:>6} {r['input_records']:>9} {r['build_seconds']:>8} {r['input_per_s']:>11} "
-              f"{r['input_per_cpu_s']:>9} {r['peak_rss_mb']:>7} {r['worker_peak_rss_mb']:>9} {r['load']:>10} "
-              f"{r['sha']:>12} {r['audit']['exact_duplicates']:>4} {r['audit']['eval_contaminated']:>4}")
-    by = {(r["total"], r["mode"]): r for r in rows}
-    for total in sorted({r["total"] for r in rows}):
-        base = by.get((total, "single"))
-        for mode in ("both", "dask"):
-            r = by.get((total, mode))
-            if base and r:
-                print(f"{total}: {mode} vs single: {r['input_per_s'] / base['input_per_s']:.2f}x the rate, same output: "
-                      f"{'yes' if r['sha'] == base['sha'] else 'NO'}")
+    print_table(rows, workers)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -1,13 +1,13 @@
 """Exact and near-duplicate removal, and decontamination against evaluation sets.
 
 - exact: a 64-bit hash of the normalised conversation (NFKC, lower case, no whitespace or punctuation), kept in
-  a Bloom filter of fixed size (pybloomfiltermmap3) or, when that package is missing, in a set;
+  a Bloom filter of fixed size (`BloomFilter`, a numpy bit array) or, with `backend: set`, in a set;
 - near: MinHash over character n-grams + LSH banding. The signatures are datasketch's own (same seed, same
   permutations, same scheme: bit-identical), computed for a whole batch of texts with one numpy operation
-  instead of one datasketch object per text; the bands and rows are the ones datasketch picks for the threshold.
-  The band keys go into one fixed-size Bloom filter per band (as datasketch's `MinHashLSHBloom`: the same filters
-  and keys, so the same decisions) when pybloomfiltermmap3 is installed, else into one set per band (as
-  `MinHashLSH`);
+  instead of one datasketch object per text; the bands and rows are the ones datasketch picks for the threshold,
+  the band keys the band sums of datasketch's `MinHashLSHBloom`. The (band, key) pairs go into one fixed-size
+  Bloom filter (`backend: bloom`, the default) or one set (`memory`). Both decide a whole batch at once, with the
+  result of deciding its records one at a time in order;
 - eval decontamination: every question / first patient turn / prompt of the eval files goes into an in-memory
   banded index; each user turn of a training record, each of its lines, and all its user turns joined are
   checked against it (Jaccard estimate verified on the candidates) and for exact normalised equality.
