@@ -112,3 +112,18 @@ def test_batch_decisions_equal_one_by_one_decisions(backend):
         assert many.dup_or_add_many(keys).tolist() == want
         assert ex_many.seen_or_add_many(hashes).tolist() == [ex_one.seen_or_add(int(h)) for h in hashes]
     assert 0 < sum(want) < len(want)
+
+
+def test_bloom_filter_has_no_false_negatives_and_its_false_positive_rate_at_capacity():
+    import numpy as np
+
+    from ming.data.dedup import BloomFilter
+
+    rng = np.random.default_rng(5)
+    added = rng.integers(0, 2**63, size=50_000, dtype=np.uint64)
+    b = BloomFilter(50_000, 1e-3)
+    assert not b.contains(added).any()
+    b.add(added)
+    assert b.contains(added).all()  # no false negatives
+    others = rng.integers(0, 2**63, size=400_000, dtype=np.uint64)
+    assert b.contains(others).mean() < 2e-3  # at capacity, about the rate it was sized for

@@ -278,16 +278,18 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
 class BloomFilter:
     """A fixed-size Bloom filter of 64-bit keys in a numpy bit array: sized for `capacity` keys at false-positive
     rate `fp` (m = -capacity ln fp / ln² 2 bits, rounded up to a power of two so that a position is a mask, not
-    a division), memory fixed at creation, k positions per key by double hashing. `contains` and `add` take a
-    whole array of keys at once."""
+    a division; then the fewest positions per key, k, that keep the rate at capacity, (1 - e^(-k n/m))^k, within
+    `fp` in those m bits), memory fixed at creation, k positions per key by double hashing. `contains` and `add`
+    take a whole array of keys at once."""
 
     def __init__(self, capacity: int, fp: float):
         import math
 
         n = max(int(capacity), 1000)
         m = -n * math.log(fp) / math.log(2) ** 2
-        self.k = max(1, int(round(m / n * math.log(2))))
         self.m = 1 << max(6, int(math.ceil(math.log2(m))))
+        best = max(1, int(round(m / n * math.log(2))))
+        self.k = next((k for k in range(1, best + 1) if (1 - math.exp(-k * n / self.m)) ** k <= fp), best)
         self._mask = np.uint64(self.m - 1)
         self._bits = np.zeros(self.m // 64, dtype=np.uint64)
         self._steps = np.arange(self.k, dtype=np.uint64)
