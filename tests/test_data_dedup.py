@@ -127,3 +127,19 @@ def test_bloom_filter_has_no_false_negatives_and_its_false_positive_rate_at_capa
     assert b.contains(added).all()  # no false negatives
     others = rng.integers(0, 2**63, size=400_000, dtype=np.uint64)
     assert b.contains(others).mean() < 2e-3  # at capacity, about the rate it was sized for
+
+
+def test_record_features_share_one_normalisation_with_the_same_result():
+    """The exact hash and the MinHash text of a record from one normalisation of its turns equal the ones
+    computed separately, also where joining changes the normalisation (combining marks, Hangul jamo, capital
+    sigma at turn boundaries, characters outside the BMP)."""
+    from ming.data.dedup import hash64, norm_many, record_features, record_text
+
+    tricky = ["\u0301开头", "结尾e", "\u1161모음", "ΣΑΣ", "😀表情", "Ｆｕｌｌ，全角", "普通的中文句子。", "", "\u3000"]
+    recs = [{"messages": [{"role": r1, "content": a}, {"role": "assistant", "content": b}]}
+            for r1 in ("user", "system") for a in tricky for b in tricky]
+    recs.append({"messages": [{"role": "User", "content": "x"}, {"role": "assistant", "content": "y"}]})
+    hashes, texts = record_features(recs)
+    assert texts == norm_many([record_text(r) for r in recs])
+    assert hashes == [hash64("\n".join(m["role"][0] + norm_for_hash(m["content"]) for m in r["messages"]))
+                      for r in recs]

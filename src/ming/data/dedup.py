@@ -86,13 +86,19 @@ def norm_many(texts: Sequence[str]) -> list[str]:
     Chinese and English text; see `_char_map`) are mapped character by character through a table; the others
     (combining marks, Hangul jamo, capital sigma, characters outside the BMP, ...) take the definition itself.
     Both give the same string (tests/test_data_dedup.py checks it for every BMP character in several contexts)."""
+    return _norm_many(texts)[0]
+
+
+def _norm_many(texts: Sequence[str]) -> tuple[list[str], list[bool]]:
+    """(`norm_many(texts)`, per text whether it was mapped character by character: then the normalisation of a
+    text made by joining such texts and context-free characters is the join of their normalisations)."""
     if not texts:
-        return []
+        return [], []
     out, ok = _char_map()
     lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     cp = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
     if not cp.size:
-        return ["" for _ in texts]
+        return ["" for _ in texts], [True] * len(texts)
     low = np.minimum(cp, 0xFFFF)
     bad = ~ok[low] | (cp > 0xFFFF)
     mapped = out[low]
@@ -105,10 +111,11 @@ def norm_many(texts: Sequence[str]) -> list[str]:
     n_bad[nonempty] = np.add.reduceat(bad, starts)
     joined = mapped[keep].tobytes().decode("utf-32-le")
     res, pos = [], 0
-    for text, n, b in zip(texts, new_lens.tolist(), n_bad.tolist()):
+    n_bad_list = n_bad.tolist()
+    for text, n, b in zip(texts, new_lens.tolist(), n_bad_list):
         res.append(_norm_slow(text) if b else joined[pos:pos + n])
         pos += n
-    return res
+    return res, [b == 0 for b in n_bad_list]
 
 
 def _norm_slow(text: str) -> str:
@@ -130,8 +137,33 @@ def record_hash(rec: dict) -> int:
 
 def record_hashes(recs: Sequence[dict]) -> list[int]:
     """The exact-dedup hash of each record: its turns normalised, each with its role's initial."""
-    norms = iter(norm_many([m["content"] for r in recs for m in r["messages"]]))
-    return [hash64("\n".join(m["role"][0] + next(norms) for m in r["messages"])) for r in recs]
+    return record_features(recs)[0]
+
+
+def record_features(recs: Sequence[dict]) -> tuple[list[int], list[str]]:
+    """(`record_hashes(recs)`, `norm_many([record_text(r) for r in recs])`) from one normalisation of the turns:
+    where every turn of a record was mapped character by character and the roles are system/user/assistant,
+    the normalised record text is the roles' initials and the normalised turns joined (the ':' and newlines
+    that `record_text` adds are dropped by the normalisation); the other records are normalised whole."""
+    norms, simple = _norm_many([m["content"] for r in recs for m in r["messages"]])
+    it = iter(zip(norms, simple))
+    hashes: list[int] = []
+    texts: list[str | None] = []
+    redo: list[int] = []
+    for i, r in enumerate(recs):
+        parts, ok = [], True
+        for m in r["messages"]:
+            n, plain = next(it)
+            role = m["role"][0]
+            parts.append(role + n)
+            ok = ok and plain and role in "sua"
+        hashes.append(hash64("\n".join(parts)))
+        texts.append("".join(parts) if ok else None)
+        if not ok:
+            redo.append(i)
+    for i, text in zip(redo, norm_many([record_text(recs[i]) for i in redo])):
+        texts[i] = text
+    return hashes, texts  # type: ignore[return-value]
 
 
 _MERSENNE = np.uint64((1 << 61) - 1)

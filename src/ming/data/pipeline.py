@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from ming.data.clean import CleanConfig, Cleaner
-from ming.data.dedup import EvalIndex, MinHasher, band_sums, norm_many, record_hashes, record_text
+from ming.data.dedup import EvalIndex, MinHasher, band_sums, record_features, record_hashes
 from ming.data.errorlog import ErrorLog
 from ming.data.rawio import jsonl_spans, splittable
 from ming.data.recipe import SourceSpec, SubsetSpec
@@ -149,10 +149,11 @@ class RecordStage:
         kept = cleaner.clean_many(recs, languages=task.languages)
         t2 = time.process_time()
         secs["clean"] += t2 - t1
-        exact = np.array(record_hashes(kept), dtype=np.uint64)
+        hashes, texts = record_features(kept)
+        exact = np.array(hashes, dtype=np.uint64)
         t3 = time.process_time()
-        secs["exact_hash"] += t3 - t2
-        sigs = self.hasher.signatures(norm_many([record_text(r) for r in kept]), normalized=True)
+        secs["exact_hash"] += t3 - t2  # the normalisation that exact hash and MinHash share
+        sigs = self.hasher.signatures(texts, normalized=True)
         keys = None
         if self.bands is not None:
             keys, sigs = band_sums(sigs, *self.bands), None
