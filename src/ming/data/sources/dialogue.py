@@ -25,13 +25,18 @@ OPTIONS = {"min_exchanges": 2, "max_exchanges": 12, "closing": True, "expand_sin
 ASSESSMENT = re.compile(r"考虑|可能|诊断|判断|印象|属于|应该是|提示|怀疑|建议|排除|不像|符合|"
                         r"\b(?:consider|likely|probabl|possib|diagnos|suggest|recommend|advise|should|rule out|may be|could be|"
                         r"depends)", re.I)
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 _QUESTION = re.compile(r"[？?]\s*$|[吗呢么][？?。]?\s*$")
+
+
+_SENTENCE = re.compile(r"[^。！!？?\n]+[。！!？?]?")
 
 
 def gives_assessment(text: str) -> bool:
     """Does a doctor turn state an assessment or advice (not only ask questions)?"""
-    sentences = re.findall(r"[^。！!？?\n]+[。！!？?]?", text)
-    return any(ASSESSMENT.search(s) and not _QUESTION.search(s) for s in sentences)
+    if ASSESSMENT.search(text) is None:  # no sentence can then hold one (a sentence starts after a delimiter)
+        return False
+    return any(ASSESSMENT.search(s) and not _QUESTION.search(s) for s in _SENTENCE.findall(text))
 
 
 _FORM_DROP = re.compile(r"^(?:已就诊医院及科室|就诊医院|医院)[：:].*$", re.M)
@@ -62,9 +67,12 @@ def structured_ending(diag: str, sugg: str, dept: str, key: str) -> str:
     return "\n".join(parts)
 
 
+_BLANK_LINES = re.compile(r"\n{2,}")
+
+
 def _patient_text(text: str) -> str:
     text = _DATE_STAMP.sub("", _FORM_DROP.sub("", text))
-    return re.sub(r"\n{2,}", "\n", text).strip()
+    return _BLANK_LINES.sub("\n", text).strip()
 
 
 _FIRST_KEYS = ("疾病", "病情描述", "希望获得的帮助", "主诉")
@@ -96,10 +104,15 @@ def split_patient(text: str) -> tuple[str, str] | None:
     return (first, rest) if first and rest else None
 
 
+_LABELS: dict[str, re.Pattern] = {}
+
+
 def _strip_label(text: str, labels: tuple[str, ...]) -> str:
     text = text.strip()
     for lab in labels:
-        text = re.sub(rf"^{lab}\s*[：:]\s*", "", text)
+        if lab in text:
+            pat = _LABELS.get(lab) or _LABELS.setdefault(lab, re.compile(rf"^{lab}\s*[：:]\s*"))
+            text = pat.sub("", text)
     return text.strip()
 
 
@@ -126,7 +139,7 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
         msgs.pop()
     if not msgs:
         raise Skip("no_exchange")
-    english = not re.search(r"[\u4e00-\u9fff]", msgs[0]["content"])
+    english = _HAN.search(msgs[0]["content"]) is None
     if o["expand_single"] and len(msgs) == 2:
         parts = split_patient(msgs[0]["content"])
         if parts:
@@ -152,8 +165,8 @@ def convert(row: dict, ctx: SourceContext) -> Iterator[dict]:
         msgs += [{"role": "user", "content": close}, {"role": "assistant", "content": reply}]
     else:
         # cut after the last doctor turn that gives an assessment
-        last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant" and gives_assessment(m["content"])),
-                   default=-1)
+        last = next((i for i in range(len(msgs) - 1, -1, -1)
+                     if msgs[i]["role"] == "assistant" and gives_assessment(msgs[i]["content"])), -1)
         if last < 0:
             raise Skip("no_assessment")
         msgs = msgs[:last + 1]

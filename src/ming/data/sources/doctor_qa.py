@@ -23,6 +23,9 @@ _SIGNOFF = re.compile(
     r"(?:扫码|加我|私信)|我是[^，。,]{0,12}(?:助手|智能|AI|机器人|模型)|很高兴(?:能)?(?:帮到|为)(?:你|您)|本人(?:是|为).{0,20}医(?:生|师)|(?:主治|副主任|主任)医师[^。]{0,10}(?:回复|解答)")
 _CLAUSE = re.compile(r"[^，,。！？!?；;\n]+[，,。！？!?；;\n]*")
 _LABEL = re.compile(r"\s*(病情分析|指导意见|意见建议)\s*[：:]?\s*")
+_EMPTY_LABEL = re.compile(r"\n?(?:病情分析|指导意见|意见建议)：$")
+_LINE_LABEL = re.compile(r"^(病情分析|指导意见|意见建议)：")
+_EDGE_PUNCT = re.compile(r"^[，,。！!：:；;、\s]+|[，,、：:；;\s]+$")
 
 
 def clean_answer(text: str) -> str:
@@ -39,13 +42,13 @@ def clean_answer(text: str) -> str:
             kept.append(clause[:m.start()])
     text = "".join(kept).strip()
     text = _LABEL.sub(lambda m: f"\n{m.group(1)}：", text).strip()
-    text = re.sub(r"\n?(?:病情分析|指导意见|意见建议)：$", "", text)  # a label left with nothing after it
+    text = _EMPTY_LABEL.sub("", text)  # a label left with nothing after it
     lines = []
     for line in text.split("\n"):
-        m = re.match(r"^(病情分析|指导意见|意见建议)：", line)
+        m = _LINE_LABEL.match(line)
         lines.append(m.group(0) + _GREETING.sub("", line[m.end():]).lstrip("，,！!。") if m else _GREETING.sub("", line))
     text = "\n".join(lines).strip()
-    return re.sub(r"^[，,。！!：:；;、\s]+|[，,、：:；;\s]+$", "", text)
+    return _EDGE_PUNCT.sub("", text)
 
 
 def finish(text: str, min_chars: int) -> str:
