@@ -222,12 +222,15 @@ class _Source:
         seconds.update(res.seconds)
         if not n:
             return
+        t0 = time.process_time()
         dup = exact.seen_or_add_many(res.exact)
+        t1 = time.process_time()
         hit = np.fromiter((bool(h) for h in res.eval_hits), dtype=bool, count=n)
         contaminated = hit & ~dup
         cand = ~dup & ~hit
         near_dup = np.zeros(n, dtype=bool)
         near_dup[cand] = near.dup_or_add_many(res.keys[cand])
+        t2 = time.process_time()
         keep = np.flatnonzero(cand & ~near_dup).tolist()
         st["exact_dup"] += int(dup.sum())
         st["eval_contaminated"] += int(contaminated.sum())
@@ -237,6 +240,10 @@ class _Source:
             examples.append(f"{res.ids[i]} ~ {res.eval_hits[i]}")
         lines = res.lines
         self.fh.write(b"".join([lines[i] for i in keep]))
+        # parts of the parent's "dedup_spill" stage
+        seconds["dedup_spill.exact"] += t1 - t0
+        seconds["dedup_spill.lsh"] += t2 - t1
+        seconds["dedup_spill.write"] += time.process_time() - t2
 
     def close(self) -> None:
         self.fh.close()
@@ -348,12 +355,15 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
                 (sh_dev if is_dev else sh_train).add(line)
     bar.close()
     stats = MixStats()
+    seconds["mix_write.select"] += time.process_time() - c_pass2  # plan, selection, split, shuffle buckets
+    c_write = time.process_time()
     for split, sh in (("train", sh_train), ("dev", sh_dev)):
         with open(out / f"{split}.jsonl", "wb") as fh:
             for line in sh:
                 fh.write(line)
                 stats.add(orjson.loads(line), split)
     t_pass2 = time.time() - t_pass2
+    seconds["mix_write.write"] += time.process_time() - c_write  # shuffled lines to train/dev.jsonl, mix stats
     seconds["mix_write"] += time.process_time() - c_pass2
 
     # ---- pass 3: audit
