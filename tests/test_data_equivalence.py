@@ -104,3 +104,16 @@ def test_files_read_in_pieces_and_graphs_in_parts_give_the_same_build(tmp_path, 
     assert whole["sources"]["kgt"]["kept"] > 0 and whole["sources"]["selfmed"]["kept"] > 0
     assert whole["input_problems"]["examples"]  # the fixtures' bad lines, still named by file:line
     assert parts["cleaning"] == whole["cleaning"] and parts["audit"] == whole["audit"]
+
+
+def test_bad_input_contract_holds_when_files_are_read_in_pieces(synth, tmp_path, monkeypatch):
+    from ming.data import pipeline
+
+    folder, recipe = synth
+    monkeypatch.setattr(pipeline, "SPAN_BYTES", 2000)
+    with pytest.raises(MingError) as e:
+        build(load_recipe(str(recipe)), tmp_path / "out", data_dir=folder, progress=False, workers=2,
+              max_error_rate=0.001, log=lambda m: None)
+    assert "source qa: 2 of 1002 input rows are bad" in str(e.value) and "qa.jsonl:401: malformed JSON" in str(e.value)
+    assert "qa.jsonl:802: malformed JSON" in str(e.value)
+    assert not (tmp_path / "out" / "train.jsonl").exists() and not (tmp_path / "out" / ".work").exists()
