@@ -262,18 +262,6 @@ class Workers:
         self.close()
 
 
-def batches(records: Iterable[dict], size: int = BATCH) -> Iterator[bytes]:
-    """orjson bytes of consecutive lists of `size` records."""
-    buf: list[dict] = []
-    for rec in records:
-        buf.append(rec)
-        if len(buf) >= size:
-            yield orjson.dumps(buf)
-            buf = []
-    if buf:
-        yield orjson.dumps(buf)
-
-
 def line_batches(path, size: int = 2048) -> Iterator[tuple[list[bytes], int]]:
     """(lines, number of the first line) of a file, `size` lines at a time."""
     with open(path, "rb") as fh:
