@@ -1,27 +1,29 @@
 """Benchmark grounding: report explanations checked against the findings, medication notes, retrieval.
 
-    .venv/bin/python bench/grounding.py sample --out A.jsonl     # sample answers with the embedded model (slow)
-    .venv/bin/python bench/grounding.py report [--answers A.jsonl]  # contradiction rate before/after + checker P/R
-                                                                 # (default: bench/data/grounding_answers.jsonl)
+    .venv/bin/python bench/grounding.py sample --model 0.5b --threads 2   # answers through the turn pipeline (slow)
+    .venv/bin/python bench/grounding.py report [--answers A.jsonl ...]   # checker P/R + contradictions before/after
     .venv/bin/python bench/grounding.py medication               # Rx / antibiotic-note precision & recall
     .venv/bin/python bench/grounding.py retrieval                # index build time, ms per question
-    .venv/bin/python bench/grounding.py retrieval-eval --n 100 --out R.jsonl  # MCQ / open QA with and without passages
-    .venv/bin/python bench/grounding.py retrieval-eval --report-only          # the committed run
+    .venv/bin/python bench/grounding.py retrieval-eval --model 1.5b --out R.jsonl  # MCQ / open QA with and without passages
+    .venv/bin/python bench/grounding.py retrieval-eval --out R.jsonl --report-only  # summarise a run
 
 Reports: the hand-written reports of tests/fixtures/safety/reports plus seeded synthetic reports (panels
 of the reference table with random normal / abnormal values, several paste formats). `sample` answers each
-report as the turn pipeline does (QA system prompt + the findings addendum), `--samples` times with
-different seeds, then replays the first answer through GroundedReply, which asks the model once more
-(with the contradiction named, continuing after the shown text) before composing the explanation itself.
+report through the real turn pipeline (`ming.respond.Pipeline` with the stages `ming chat` / `ming serve` run
+by default: safety, grounding, medication), `--samples` times with different seeds at temperature > 0, and
+keeps per answer the model's raw text of each run ("before": what the model wrote before any check) and what
+the pipeline showed ("after": the model text that passed + the grounding stage's composed explanation).
+Answers go to runs/ (git-ignored) and a stopped run resumes.
 
 Labelled sets (labelled by hand for this project, in tests/fixtures/grounding/): labelled_sentences.jsonl
 (written sentences, {report, sentence, contradiction 0/1}), model_sentences.jsonl (the embedded model's own
-sentences from the committed run that name a test; phase dev/test) and medication_answers.jsonl.
+sentences from an earlier run that name a test; phase dev/test) and medication_answers.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import random
 import statistics
@@ -85,57 +87,80 @@ def bench_reports(n_synth: int = 25, seed: int = 0) -> list[tuple[str, str]]:
 
 
 # ---- sample -----------------------------------------------------------------------------------------
+class _Recording:
+    """The engine, with each model run's raw text kept: what the model wrote before any check saw it."""
+
+    def __init__(self, engine):
+        self.engine, self.runs = engine, []
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def stream(self, prompt_ids, gen, cancel=None):
+        self.runs.append("")
+        for ch in self.engine.stream(prompt_ids, gen, cancel):
+            if ch.text and not (cancel is not None and cancel.is_set()):
+                self.runs[-1] += ch.text
+            yield ch
+
+
+def pipeline_answer(pipe, text: str, gen) -> dict:
+    """One answer to a pasted report through the real turn pipeline (the stages chat and serve run):
+    the model's raw text per run, what was shown (model text after the checks + the stages' text) and
+    the grounding stage's metadata."""
+    rec = pipe.engine
+    rec.runs = []
+    turn = pipe.prepare([{"role": "user", "content": text}], gen)
+    model, added, res = "", {}, None
+    for ev in pipe.stream(turn):
+        if ev.kind == "text":
+            model += ev.text
+        elif ev.kind == "added":
+            added[ev.stage] = added.get(ev.stage, "") + ev.text
+        else:
+            res = ev.result
+    return {"raw": list(rec.runs), "shown_model": model, "shown_grounding": added.get("grounding", ""),
+            "shown": res.text, "canned": turn.canned is not None, "attempts": res.attempts, "finish": res.finish,
+            "grounding": res.meta.get("grounding"), "completion_tokens": res.completion_tokens}
+
+
 def cmd_sample(args) -> int:
     from ming.config import ModelOptions
     from ming.engine import create_engine
     from ming.engine.base import GenerationConfig
-    from ming.prompts import QA
-    from ming.respond import with_system_addendum
-    from ming.safety.grounding import GroundedReply
-    from ming.safety.report import grounding_text, parse_report
+    from ming.respond import Pipeline
+    from ming.stages import build, stage_options
 
     reports = bench_reports(args.synthetic, args.seed)[: args.limit or None]
     if args.reverse:  # a second process can work from the other end (report merges and de-duplicates)
         reports = reports[::-1]
     out = Path(args.out)
-    done = set()
-    if out.exists():
-        done = {(r["report"], r["seed"]) for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
-    eng = create_engine(ModelOptions(model_path=args.model))
-    print(f"engine {eng.backend} {eng.name}; {len(reports)} reports x {args.samples} samples -> {out}", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {(r["report"], r["seed"]) for r in load_jsonl(out)} if out.exists() else set()
+    eng = create_engine(ModelOptions(model_path=args.model, threads=args.threads))
+    # the stages `ming chat` / `ming serve` run by default (safety on, qa mode): safety, grounding, medication
+    pipe = Pipeline(_Recording(eng), build(stage_options("on", "qa")), mode="qa")
+    print(f"engine {eng.backend} {eng.name}; stages {[s.name for s in pipe.stages]}; {len(reports)} reports x "
+          f"{args.samples} samples (temperature {args.temperature}, {args.max_tokens} new tokens) -> {out}", flush=True)
     with out.open("a", encoding="utf-8") as fh:
-        # sample-major: every report gets its first answer before any gets a second (a stopped run still covers all)
-        for s, (name, text) in ((s, r) for s in range(args.samples) for r in reports):
+        # report-major (default): a report's samples follow each other, so llama.cpp's prefix cache reuses the
+        # prompt (on this CPU the prompt costs more than the answer); sample-major: every report gets its first
+        # answer before any gets a second (a stopped run still covers all reports)
+        order = ([(s, r) for r in reports for s in range(args.samples)] if args.order == "report"
+                 else [(s, r) for s in range(args.samples) for r in reports])
+        for s, (name, text) in order:
             seed = args.seed * 1000 + s
             if (name, seed) in done:
                 continue
-            findings = parse_report(text)
-            msgs = with_system_addendum([{"role": "system", "content": QA}, {"role": "user", "content": text}],
-                                        grounding_text(findings))
-            base_ids = eng.render(msgs).ids
-            gen = GenerationConfig(max_new_tokens=args.max_tokens, temperature=0.7, top_p=0.9, seed=seed)
+            gen = GenerationConfig(max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=0.9, seed=seed)
             t0 = time.perf_counter()
-            first = eng.generate(base_ids, gen).text
-            regen_calls = []
-
-            def generate(hint, prefix, first=first):
-                if hint is None:
-                    yield first
-                    return
-                m2 = with_system_addendum(msgs, hint)
-                ids = eng.render(m2).ids + eng.tokenizer.encode(prefix, add_special_tokens=False)
-                c = eng.generate(ids, gen.replace(seed=seed + 7))
-                regen_calls.append(c.text)
-                yield c.text
-
-            gr = GroundedReply(generate, findings)
-            shown = "".join(gr)
-            row = {"report": name, "seed": seed, "text": text, "answer": first, "shown": shown,
-                   "regen": regen_calls, "result": gr.result.to_dict(), "seconds": round(time.perf_counter() - t0, 1)}
+            row = {"report": name, "seed": seed, "text": text, "model": eng.name,
+                   **pipeline_answer(pipe, text, gen), "seconds": round(time.perf_counter() - t0, 1)}
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             fh.flush()
-            print(f"{name} seed={seed} violations={len(gr.result.violations)} fallback={gr.result.fallback} "
-                  f"{row['seconds']}s", flush=True)
+            g = row["grounding"] or {}
+            print(f"{name} seed={seed} attempts={row['attempts']} violations={len(g.get('violations', []))} "
+                  f"fallback={g.get('fallback')} {row['seconds']}s", flush=True)
     return 0
 
 
@@ -174,7 +199,7 @@ def checker_scores(errors: bool = False, file: str = "labelled_sentences.jsonl",
 
 
 def cmd_report(args) -> int:
-    from ming.safety.grounding import GroundedReply, check_text
+    from ming.safety.grounding import check_text
     from ming.safety.report import parse_report
 
     print("checker on hand-labelled sentences (written: by hand for this project; model: sentences of the embedded "
@@ -187,44 +212,38 @@ def cmd_report(args) -> int:
         s = checker_scores(args.errors, file, phase)
         if s["n"]:
             print(f"| {name} | {s['n']} | {s['pos']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['tp']} | {s['fp']} | {s['fn']} |")
-    args.answers = [a for a in args.answers if Path(a).is_file()]
-    if not args.answers:
+    files = [Path(a) for a in args.answers if Path(a).is_file()]
+    if not files:
+        print(f"no sampled answers ({', '.join(args.answers)}); run `bench/grounding.py sample` first")
         return 0
-    # distinct answers (two sampling processes may both answer a report with one seed; llama.cpp's thread count
-    # can make the same seed give different text)
-    rows = list({(r["report"], r["seed"], r["answer"]): r for a in args.answers for r in load_jsonl(Path(a))}.values())
-    n_rep = len({r["report"] for r in rows})
-    before = after_run = after = unrep = regen_ok = fallback = 0
-    for r in rows:
-        fs = parse_report(r["text"])
-        b = check_text(r["answer"], fs)
-        before += bool(b)
-        after_run += bool(check_text(r["shown"], fs))
-        # replay with today's checker: the first answer, then the run's regeneration (none recorded -> it fails)
-        regen = list(r["regen"])
-
-        def generate(hint, prefix, first=r["answer"], regen=regen):
-            yield first if hint is None else (regen.pop(0) if regen else "血红蛋白偏高。白细胞偏低。")
-
-        gr = GroundedReply(generate, fs)
-        shown = "".join(gr)
-        after += bool(check_text(shown, fs))
-        regen_ok += bool(gr.result.regenerated and not gr.result.fallback)
-        fallback += bool(gr.result.fallback)
-        unrep += bool([v for v in check_text(r["answer"], fs, block_unreported=True) if v.kind == "unreported"])
-        if args.errors and b:
-            print(f"  {r['report']} seed {r['seed']}: {[v.describe() for v in b][:2]}")
-    n = len(rows)
-    print(f"answers: {n} distinct ({n_rep} reports; {n - n_rep} reports answered twice), checked sentence by sentence")
-    print("| | answers with a contradiction | rate |")
-    print("|---|---:|---:|")
-    print(f"| before: the model alone, findings in its prompt | {before} | {before / max(1, n):.3f} |")
-    print(f"| after: what GroundedReply showed in the run | {after_run} | {after_run / max(1, n):.3f} |")
-    print(f"| after: replayed with today's checker | {after} | {after / max(1, n):.3f} |")
-    print(f"replayed: of the {before} contradicting answers {regen_ok} were fixed by the one regeneration and {fallback} fell "
-          f"back to the composed explanation; answers naming a test the report does not contain: {unrep}")
-    secs = [r["seconds"] for r in rows]
-    print(f"seconds per sampled answer (incl. regeneration): median {statistics.median(secs):.1f}")
+    rows = list({(r["model"], r["report"], r["seed"]): r for f in files for r in load_jsonl(f)}.values())
+    print("contradictions per answer, through the turn pipeline (safety, grounding, medication stages as in chat / serve); "
+          "before = the model's raw first answer, after = what the pipeline showed (model text + the grounding stage's "
+          "composed explanation), both judged by the checker")
+    print("| model | reports | answers | canned | before: with a contradiction | rate | regenerated, passed | "
+          "fell back | after: with a contradiction | rate | median s / answer |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for model in sorted({r["model"] for r in rows}):
+        mine = [r for r in rows if r["model"] == model]
+        asked = [r for r in mine if not r["canned"]]
+        before = after = regen_ok = fallback = 0
+        for r in asked:
+            fs = parse_report(r["text"])
+            b = check_text(r["raw"][0] if r["raw"] else "", fs)
+            a = check_text(r["shown_model"] + r["shown_grounding"], fs)
+            before += bool(b)
+            after += bool(a)
+            g = r["grounding"] or {}
+            regen_ok += bool(g.get("regenerated") and not g.get("fallback"))
+            fallback += bool(g.get("fallback"))
+            if args.errors and (b or a):
+                print(f"  {r['report']} seed {r['seed']}: before {[v.describe() for v in b][:2]} after "
+                      f"{[v.describe() for v in a][:2]}")
+        n = len(asked)
+        samples = statistics.median(collections.Counter(r["report"] for r in mine).values())
+        print(f"| {model.split(':')[-1]} | {len({r['report'] for r in mine})} (x{samples:g}) | {n} | {len(mine) - n} | "
+              f"{before} | {before / max(1, n):.3f} | {regen_ok} | {fallback} | {after} | {after / max(1, n):.3f} | "
+              f"{statistics.median(r['seconds'] for r in mine):.0f} |")
     return 0
 
 
@@ -317,6 +336,15 @@ def cmd_retrieval_eval(args) -> int:
     return 0
 
 
+def _with_system(messages: list[dict], addendum: str) -> list[dict]:
+    """The passages after the system prompt, as the 0.5B's on/off run had them (`context_text`'s header says to use
+    them only when relevant; the pipeline's retrieval stage renders the same passages under 【参考资料】)."""
+    msgs = [dict(m) for m in messages]
+    if addendum:
+        msgs[0]["content"] = (msgs[0]["content"] + "\n\n" + addendum).strip()
+    return msgs
+
+
 def _retrieval_eval_run(args, out: Path, done: set) -> None:
     from ming.config import ModelOptions
     from ming.engine import create_engine
@@ -325,15 +353,18 @@ def _retrieval_eval_run(args, out: Path, done: set) -> None:
     from ming.eval.metrics import rouge_l
     from ming.eval.prompts import ANSWER_PREFIX, format_options, mcq_messages
     from ming.prompts import QA
-    from ming.respond import with_system_addendum
     from ming.retrieve import context_text, load_index
 
     rng = random.Random(args.seed)
     mcq = [r for r in load_jsonl(_shared(args.task, "dev")) if len(r["answer"]) == 1]
     mcq = rng.sample(mcq, min(args.n, len(mcq)))
     qa = rng.sample(load_jsonl(_shared("huatuo26m_qa", "dev")), args.qa)
+    if args.same_as:  # the items another run answered (another model on the same items)
+        ids = {(r["kind"], r["id"]) for r in load_jsonl(Path(args.same_as))}
+        mcq = [r for r in mcq if ("mcq", r["id"]) in ids]
+        qa = [r for r in qa if ("qa", r["id"]) in ids]
     idx = load_index(with_qa=args.with_qa)
-    eng = create_engine(ModelOptions(model_path=args.model), need_loglik=args.mode == "loglik")
+    eng = create_engine(ModelOptions(model_path=args.model, threads=args.threads), need_loglik=args.mode == "loglik")
     print(f"engine {eng.backend} {eng.name}; MCQ mode {args.mode}; {len(mcq)} {args.task}/dev single-answer MCQs, {len(qa)} huatuo26m_qa/dev "
           f"questions, seed {args.seed}, retrieval k={args.k} {'KB+QA' if args.with_qa else 'KB'} -> {out}", flush=True)
     with out.open("a", encoding="utf-8") as fh:
@@ -350,7 +381,7 @@ def _retrieval_eval_run(args, out: Path, done: set) -> None:
                     else:
                         msgs = [{"role": "system", "content": QA}, {"role": "user", "content": item["question"]}]
                     if cond == "on":
-                        msgs = with_system_addendum(msgs, context_text(hits))
+                        msgs = _with_system(msgs, context_text(hits))
                     ids = eng.render(msgs).ids
                     if kind == "mcq" and args.mode == "loglik":  # rank the letters after "答案：" (as `ming eval --mode loglik`)
                         ctx = ids + eng.tokenizer.encode(ANSWER_PREFIX["zh"], add_special_tokens=False)
@@ -374,17 +405,23 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sp = sub.add_parser("sample", help="sample answers with a model (default: the embedded one)")
-    sp.add_argument("--out", required=True, help="JSONL to append to (resumes: done report/seed pairs are skipped)")
-    sp.add_argument("--model", default=None, help="model path (default: embedded)")
-    sp.add_argument("--samples", type=int, default=2, help="answers per report, seeds seed*1000+i")
+    sp.add_argument("--out", default=str(ROOT / "runs" / "grounding_answers.jsonl"),
+                    help="JSONL to append to (resumes: done report/seed pairs are skipped; runs/ is git-ignored)")
+    sp.add_argument("--model", "--model-path", dest="model", default=None,
+                    help="model path or embedded key (0.5b, 1.5b; default: the default model)")
+    sp.add_argument("--threads", type=int, default=None, help="CPU threads for llama.cpp")
+    sp.add_argument("--samples", type=int, default=3, help="answers per report, seeds seed*1000+i")
     sp.add_argument("--synthetic", type=int, default=9, help="synthetic reports on top of the fixtures")
     sp.add_argument("--limit", type=int, default=0, help="first N reports only (0 = all)")
-    sp.add_argument("--max-tokens", type=int, default=128, help="new tokens per answer")
+    sp.add_argument("--max-tokens", type=int, default=160, help="new tokens per answer")
+    sp.add_argument("--temperature", type=float, default=0.7)
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--order", choices=("report", "sample"), default="report",
+                    help="report: a report's samples one after another (prompt reused); sample: one pass per seed")
     sp.add_argument("--reverse", action="store_true", help="answer the reports in reverse order")
     rp = sub.add_parser("report", help="checker precision/recall; contradiction rates from sampled answers")
-    rp.add_argument("--answers", nargs="*", default=[str(HERE / "data" / "grounding_answers.jsonl")],
-                    help="JSONL file(s) written by `sample` (merged; default: the committed run)")
+    rp.add_argument("--answers", nargs="*", default=sorted(str(p) for p in (ROOT / "runs").glob("grounding_answers*.jsonl")),
+                    help="JSONL file(s) written by `sample` (default: runs/grounding_answers*.jsonl)")
     rp.add_argument("--errors", action="store_true", help="print misses / false alarms")
     mp = sub.add_parser("medication", help="medication-note precision / recall on the labelled answers")
     mp.add_argument("--errors", action="store_true")
@@ -395,7 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     ep.add_argument("--n", type=int, default=100)
     ep.add_argument("--task", default="cmexam")
     ep.add_argument("--seed", type=int, default=0)
-    ep.add_argument("--model", default=None)
+    ep.add_argument("--model", "--model-path", dest="model", default=None,
+                    help="model path or embedded key (0.5b, 1.5b; default: the default model)")
+    ep.add_argument("--threads", type=int, default=None, help="CPU threads for llama.cpp")
+    ep.add_argument("--same-as", default=None, help="only the items of this earlier --out (another model's run)")
     ep.add_argument("--k", type=int, default=2, help="passages per question")
     ep.add_argument("--qa", type=int, default=20, help="open questions from huatuo26m_qa/dev")
     ep.add_argument("--qa-tokens", type=int, default=96)
@@ -404,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="MCQ scoring: generate and extract the letter, or rank the letters by log-likelihood "
                          "(the llama.cpp loglik engine keeps every position's logits: ~20x slower here)")
     ep.add_argument("--out", default=str(HERE.parent / "runs" / "grounding_retrieval_eval.jsonl"),
-                    help="JSONL of per-item results (appended; resumes; default: the committed run)")
+                    help="JSONL of per-item results (appended; resumes; runs/ is git-ignored: model outputs on dev items)")
     ep.add_argument("--report-only", action="store_true", help="summarise --out without running the model")
     args = ap.parse_args(argv)
     return {"sample": cmd_sample, "report": cmd_report, "medication": cmd_medication,

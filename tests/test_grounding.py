@@ -1,14 +1,30 @@
-"""Report explanations held to the findings: claim extraction, the per-sentence streaming check, the
-composed fallback explanation, and GroundedReply's regenerate-once-then-compose policy."""
+"""Report explanations held to the findings: claim extraction, the composed fallback explanation, and the
+policy as the turn pipeline runs it (respond.Pipeline + the grounding stage, on the real tiny model with
+scripted words in its mouth): a contradiction is never shown, one regeneration then the composed
+explanation, streaming holds back only the unfinished sentence."""
 
 import json
 from pathlib import Path
 
 import pytest
 
-from ming.safety.grounding import (FALLBACK_HEADER, GroundedReply, SentenceChecker, check_sentence, check_text,
-                                   compose_explanation, extract_claims, retry_hint, split_sentences)
+from ming import respond
+from ming.engine.base import Chunk, GenerationConfig
+from ming.safety.grounding import (
+    ADVICE_HEADER,
+    FALLBACK_HEADER,
+    ReportPostCheck,
+    check_sentence,
+    check_text,
+    compose_explanation,
+    extract_claims,
+    retry_hint,
+    split_sentences,
+)
+from ming.safety.grounding_stage import GroundingStage, MedicationStage
 from ming.safety.report import parse_report
+from ming.safety.stage import SafetyStage
+from ming.stages import load_safety
 
 ISSUE = "血常规：白细胞 13.5×10^9/L，中性粒细胞 85%，血红蛋白 118 g/L（女），C反应蛋白 42 mg/L。这是什么情况？"
 LABELLED = Path(__file__).resolve().parent / "fixtures" / "grounding" / "labelled_sentences.jsonl"
@@ -77,18 +93,6 @@ def test_split_sentences_holds_back_the_unfinished_one():
     assert done == ["白细胞偏高。", "血红蛋白正常；"] and rest == "C反应"
 
 
-def test_streaming_checker_releases_whole_passing_sentences_and_stops(findings):
-    ck = SentenceChecker(findings)
-    out = []
-    for ch in ["白细胞", "升高，提示", "感染。血红", "蛋白偏低，", "说明贫血。多喝水。"]:
-        shown, bad = ck.feed(ch)
-        out.append(shown)
-    assert out[:2] == ["", ""] and out[2] == "白细胞升高，提示感染。"
-    assert ck.stopped and ck.violations[0].findings[0].key == "HGB"
-    assert "贫血" not in ck.released
-    assert ck.passed_after == ["多喝水。"]  # later general advice that names no test
-
-
 def test_compose_explanation_covers_each_abnormal_value_with_source(findings):
     text = compose_explanation(findings)
     for name in ("白细胞计数", "中性粒细胞百分比", "C反应蛋白"):
@@ -103,48 +107,102 @@ def test_compose_explanation_lists_ungraded_and_all_normal():
     assert "未能按参考表判断" in compose_explanation(parse_report("肌酐 1.2 mmol/L，尿素 9.5 mmol/L"))
 
 
-def _scripted(*attempts):
-    calls = []
+# ---- the policy in the turn pipeline ---------------------------------------------------------------------
+@pytest.fixture
+def script(tiny_qwen_engine, monkeypatch):
+    """The real tiny engine runs (prompt, usage, finish, cancellation are its own), but the text of its chunks is
+    replaced by scripted pieces: `script.runs.append([...])` per model run. The log interleaves what the engine
+    produced ("chunk") with what the test received from the pipeline ("text"/"added"), so it shows when text
+    was released; `script.prompts` are the prompts of the runs."""
+    real = tiny_qwen_engine.stream
 
-    def generate(hint, prefix):
-        calls.append((hint, prefix))
-        text = attempts[len(calls) - 1]
-        for i in range(0, len(text), 3):
-            yield text[i:i + 3]
-    return generate, calls
+    class Script:
+        runs, prompts, log = [], [], []
 
+        def stream(self, prompt_ids, gen, cancel=None):
+            pieces = list(self.runs[len(self.prompts)]) if len(self.prompts) < len(self.runs) else []
+            self.prompts.append(list(prompt_ids))
+            for ch in real(prompt_ids, gen, cancel):
+                if ch.finish_reason and pieces and not (cancel is not None and cancel.is_set()):
+                    for p in pieces:  # the model stopped before the script did: the rest comes with its last chunk
+                        self.log.append(("chunk", p))
+                        yield Chunk(text=p)
+                    pieces = []
+                text = pieces.pop(0) if pieces else ""
+                if text:
+                    self.log.append(("chunk", text))
+                yield Chunk(text=text, finish_reason=ch.finish_reason, prompt_tokens=ch.prompt_tokens,
+                                    completion_tokens=ch.completion_tokens, cached_tokens=ch.cached_tokens)
 
-def test_grounded_reply_passes_a_consistent_answer_untouched(findings):
-    answer = "白细胞和C反应蛋白升高，提示细菌感染可能。血红蛋白正常。建议就医。"
-    gen, calls = _scripted(answer)
-    gr = GroundedReply(gen, findings)
-    assert "".join(gr) == answer and len(calls) == 1 and not gr.result.violations
-
-
-def test_grounded_reply_regenerates_once_with_the_contradiction_named(findings):
-    gen, calls = _scripted("白细胞升高。血红蛋白偏高，可能有出血。", "C反应蛋白也升高，建议就医。")
-    gr = GroundedReply(gen, findings)
-    text = "".join(gr)
-    assert text == "白细胞升高。C反应蛋白也升高，建议就医。"
-    assert calls[1][1] == "白细胞升高。" and "血红蛋白" in calls[1][0] and "118 g/L" in calls[1][0]
-    assert gr.result.regenerated and not gr.result.fallback and check_text(text, findings) == []
-
-
-def test_grounded_reply_falls_back_to_the_composed_explanation(findings):
-    gen, calls = _scripted("血红蛋白偏高。", "白细胞正常。多休息，多喝水。中性粒细胞偏低。")
-    gr = GroundedReply(gen, findings)
-    text = "".join(gr)
-    assert gr.result.fallback and len(calls) == 2
-    assert FALLBACK_HEADER.strip() in text and "C反应蛋白 42 mg/L，偏高" in text
-    assert "多休息，多喝水。" in text  # the model's general advice survives
-    assert check_text(text, findings) == []
+    s = Script()
+    monkeypatch.setattr(tiny_qwen_engine, "stream", s.stream)
+    return s
 
 
-def test_grounded_reply_without_retry_or_fallback():
-    fs = parse_report(ISSUE)
-    gen, calls = _scripted("血红蛋白偏高。后面的话。")
-    gr = GroundedReply(gen, fs, retry=False, fallback=False)
-    assert "".join(gr) == "" and len(calls) == 1 and gr.result.violations
+def answer(engine, script, *runs, grounding=None, max_regenerations=1):
+    """The report answered by the stages chat and serve run (safety, grounding, medication), the model's words
+    scripted per run. Returns (model text shown, stage text by stage, result)."""
+    script.runs.extend(runs)
+    pipe = respond.Pipeline(engine, [SafetyStage(load_safety("on")), GroundingStage(**(grounding or {})),
+                                     MedicationStage()])
+    pipe.max_regenerations = max_regenerations
+    turn = pipe.prepare([{"role": "user", "content": ISSUE}], GenerationConfig(max_new_tokens=48, temperature=1.0, seed=5))
+    shown, added, res = "", {}, None
+    for ev in pipe.stream(turn):
+        if ev.kind == "text":
+            shown += ev.text
+            script.log.append(("text", ev.text))
+        elif ev.kind == "added":
+            added[ev.stage] = added.get(ev.stage, "") + ev.text
+            script.log.append(("added", ev.stage))
+        else:
+            res = ev.result
+    return shown, added, res
+
+
+def test_streaming_holds_back_only_the_unfinished_sentence(tiny_qwen_engine, script):
+    shown, added, res = answer(tiny_qwen_engine, script, ["白细胞", "升高，提示", "感染。血红", "蛋白正常，", "多喝水。", "注意休息"])
+    assert shown == "白细胞升高，提示感染。血红蛋白正常，多喝水。注意休息"  # a consistent answer passes untouched
+    assert [x for x in script.log if x[0] != "added"] == [
+        ("chunk", "白细胞"), ("chunk", "升高，提示"), ("chunk", "感染。血红"),
+        ("text", "白细胞升高，提示感染。"),  # shown as soon as its sentence ended, before the next chunk
+        ("chunk", "蛋白正常，"), ("chunk", "多喝水。"), ("text", "血红蛋白正常，多喝水。"),
+        ("chunk", "注意休息"), ("text", "注意休息")]  # the unfinished rest: when the model stops
+    assert res.attempts == 1 and res.meta["grounding"]["violations"] == [] and "grounding" not in added
+
+
+def test_a_contradiction_is_never_shown_and_regenerated_once_with_it_named(tiny_qwen_engine, script):
+    shown, added, res = answer(tiny_qwen_engine, script, ["白细胞升高。", "血红蛋白偏高，", "可能有出血。"],
+                               ["C反应蛋白也升高，", "建议就医。"])
+    assert shown == "白细胞升高。C反应蛋白也升高，建议就医。" and "血红蛋白偏高" not in res.text
+    assert len(script.prompts) == 2 and res.attempts == 2
+    g = res.meta["grounding"]
+    assert g["regenerated"] and not g["fallback"] and [v["tests"] for v in g["violations"]] == [["HGB"]]
+    second = tiny_qwen_engine.tokenizer.decode(script.prompts[1])
+    assert "【更正】" in second and "血红蛋白 118 g/L" in second  # the contradiction named in the system text
+    assert second.endswith("白细胞升高。")  # the model continues after the text already shown
+    assert "【更正】" not in tiny_qwen_engine.tokenizer.decode(script.prompts[0])
+    assert check_text(shown, parse_report(ISSUE)) == [] and "grounding" not in added
+
+
+def test_a_second_contradiction_falls_back_to_the_composed_explanation(tiny_qwen_engine, script):
+    shown, added, res = answer(tiny_qwen_engine, script, ["血红蛋白偏高。", "白细胞升高。"],
+                               ["白细胞正常。", "多休息，多喝水。", "中性粒细胞偏低。"])
+    g = res.meta["grounding"]
+    assert len(script.prompts) == 2 and g["fallback"] and g["attempts"] == 2  # no third run
+    assert shown == ""  # nothing of either run got out: each began with a contradiction
+    text = added["grounding"]
+    assert text.startswith(FALLBACK_HEADER.lstrip("\n")) and "C反应蛋白 42 mg/L，偏高" in text
+    assert text.endswith(ADVICE_HEADER + "多休息，多喝水。")  # the model's general advice survives, after ming's text
+    assert check_text(shown + text, parse_report(ISSUE)) == []
+    assert res.text.index("| 中性粒细胞百分比（中性粒细胞） | 85 % |") < res.text.index("（以下解释由 ming")
+
+
+def test_without_regeneration_or_fallback_the_rest_is_held(tiny_qwen_engine, script):
+    shown, added, res = answer(tiny_qwen_engine, script, ["白细胞升高。", "血红蛋白偏高。", "后面的话。"],
+                               grounding={"fallback": False}, max_regenerations=0)
+    assert shown == "白细胞升高。" and len(script.prompts) == 1 and "grounding" not in added
+    assert res.meta["grounding"]["violations"] and not res.meta["grounding"]["fallback"]
 
 
 def test_retry_hint_names_the_finding(findings):
@@ -154,7 +212,6 @@ def test_retry_hint_names_the_finding(findings):
 
 def test_report_post_check_regenerates_once_then_composes(findings):
     from ming.respond import Regenerate
-    from ming.safety.grounding import ADVICE_HEADER, ReportPostCheck
 
     pc = ReportPostCheck(findings)
     assert pc.sentence("白细胞升高。") == "白细胞升高。"

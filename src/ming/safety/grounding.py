@@ -1,10 +1,7 @@
 """Hold the model's words to the findings ming computed for a pasted report.
 
-    checker = SentenceChecker(findings)             # findings = ming.safety.report.parse_report(text)
-    for delta in model_stream:
-        shown, bad = checker.feed(delta)            # complete sentences that passed; the rest is held
-        ...                                         # bad: [Violation] -> stop, regenerate once, else fall back
-    shown, bad = checker.flush()
+    violations = check_sentence(sentence, findings)  # findings = ming.safety.report.parse_report(text)
+    check = ReportPostCheck(findings)                # the grounding stage's post-check (grounding_stage.py)
 
 A *claim* is a test name (report aliases, tables/analyte_aliases.yaml) followed in the same sentence by a
 direction word (偏高/升高/降低/正常/异常/阳性 …, with negation "不高"/"没有升高"). Conditional or general
@@ -13,9 +10,10 @@ cannot be true of its graded status; ungraded findings are never contradicted. A
 report does not contain is an "unreported" violation (flagged; blocking only when asked).
 
 `compose_explanation(findings)` writes the explanation ming shows instead of a contradicting one: each
-abnormal value, what it commonly means (tables/abnormal_meanings.yaml) and the source. `GroundedReply`
-runs the whole policy over a caller-supplied generator: stream, stop at the first violation, regenerate
-once with the violation named, else compose, then the model's general advice if it passes.
+abnormal value, what it commonly means (tables/abnormal_meanings.yaml) and the source. `ReportPostCheck`
+is the policy as a post-check of the turn pipeline (`ming.respond.Pipeline`, which streams, holds back the
+unfinished sentence and regenerates): regenerate once with the contradiction named, else compose, then the
+model's general advice if it names no test.
 """
 
 from __future__ import annotations
@@ -25,10 +23,17 @@ import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Callable, Iterator
 
 from ming.respond import Regenerate, split_sentences
-from ming.safety.report import STATUS_ZH, Finding, _norm_alias, _trie_regex, _unit_like, is_abnormal, load_table
+from ming.safety.report import (
+    STATUS_ZH,
+    Finding,
+    _norm_alias,
+    _trie_regex,
+    _unit_like,
+    is_abnormal,
+    load_table,
+)
 
 # ---- direction words -------------------------------------------------------------------------------
 _DIR_WORDS = [
@@ -250,49 +255,6 @@ def check_text(text: str, findings: list[Finding], *, block_unreported: bool = F
     return [v for s in sents + [rest] for v in check_sentence(s, findings, block_unreported=block_unreported)]
 
 
-class SentenceChecker:
-    """Streaming check: feed model text, get back what may be shown now. Holds back only the unfinished
-    sentence; at the first violation it stops releasing (the caller stops the model)."""
-
-    def __init__(self, findings: list[Finding], *, block_unreported: bool = False):
-        self.findings = findings
-        self.block_unreported = block_unreported
-        self.buf = ""
-        self.released = ""
-        self.violations: list[Violation] = []
-        self.passed_after: list[str] = []  # sentences that passed after the first violation (general advice)
-
-    @property
-    def stopped(self) -> bool:
-        return bool(self.violations)
-
-    def feed(self, delta: str) -> tuple[str, list[Violation]]:
-        self.buf += delta
-        sents, self.buf = split_sentences(self.buf)
-        return self._take(sents)
-
-    def flush(self) -> tuple[str, list[Violation]]:
-        rest, self.buf = self.buf, ""
-        return self._take([rest] if rest else [])
-
-    def _take(self, sents: list[str]) -> tuple[str, list[Violation]]:
-        shown, new = [], []
-        for s in sents:
-            bad = check_sentence(s, self.findings, block_unreported=self.block_unreported)
-            if self.violations:
-                if not bad and not extract_claims(s) and not _names_a_test(s):
-                    self.passed_after.append(s)
-                continue
-            if bad:
-                self.violations += bad
-                new += bad
-                continue
-            shown.append(s)
-        out = "".join(shown)
-        self.released += out
-        return out, new
-
-
 # ---- the explanation ming writes itself -------------------------------------------------------------
 GENERIC = "超出参考范围，意义需结合症状和其他检查，建议复查或请医生解读"
 
@@ -343,83 +305,8 @@ def retry_hint(violations: list[Violation]) -> str:
             "表中正常的项目不要说成异常，不要评价报告里没有的项目。")
 
 
-# ---- the whole policy over a generator ----------------------------------------------------------------
-@dataclass
-class GroundResult:
-    attempts: int = 0
-    violations: list = field(default_factory=list)       # all violations seen, in order
-    regenerated: bool = False
-    fallback: bool = False
-    shown: str = ""
-
-    def to_dict(self) -> dict:
-        return {"attempts": self.attempts, "regenerated": self.regenerated, "fallback": self.fallback,
-                "violations": [v.to_dict() for v in self.violations]}
-
-
 FALLBACK_HEADER = "\n\n（以下解释由 ming 根据检验结果整理）\n"
 ADVICE_HEADER = "\n\n一般建议：\n"
-
-
-class GroundedReply:
-    """Run `generate(hint, prefix)` -> iterator of text deltas through the check; iterate for the text to show.
-
-    generate(None, "") is the first answer. On a violation the iterator is closed (the caller's generator
-    should cancel the model in its `finally`), and, if `retry`, generate(retry_hint(...), shown_so_far) is
-    called once: the caller continues the answer after `shown_so_far` with the hint in the system prompt.
-    If that also contradicts, the composed explanation follows, then up to `max_advice` sentences of the
-    model's later text that name no test. `result` is filled when iteration ends."""
-
-    def __init__(self, generate: Callable[[str | None, str], Iterator[str]], findings: list[Finding], *,
-                 retry: bool = True, fallback: bool = True, block_unreported: bool = False, max_advice: int = 4):
-        self.generate, self.findings = generate, findings
-        self.retry, self.fallback, self.max_advice = retry, fallback, max_advice
-        self.block_unreported = block_unreported
-        self.result = GroundResult()
-
-    def __iter__(self) -> Iterator[str]:
-        r = self.result
-        shown = ""
-        attempts = 2 if self.retry else 1
-        checker = None
-        for i in range(attempts):
-            last = i == attempts - 1
-            hint = retry_hint(r.violations) if i else None
-            checker = SentenceChecker(self.findings, block_unreported=self.block_unreported)
-            r.attempts += 1
-            r.regenerated = i > 0
-            gen = self.generate(hint, shown)
-            try:
-                for delta in gen:
-                    out, bad = checker.feed(delta)
-                    if out:
-                        shown += out
-                        yield out
-                    r.violations += bad
-                    if checker.stopped and not (last and self.fallback):
-                        break  # stop the model now; regenerate (or end) below
-                if not checker.stopped or (last and self.fallback):
-                    out, bad = checker.flush()
-                    if out:
-                        shown += out
-                        yield out
-                    r.violations += bad
-            finally:
-                close = getattr(gen, "close", None)
-                if close:
-                    close()
-            if not checker.stopped:
-                r.shown = shown
-                return
-        if self.fallback and checker is not None:
-            r.fallback = True
-            text = (FALLBACK_HEADER if shown else FALLBACK_HEADER.lstrip("\n")) + compose_explanation(self.findings)
-            advice = [s.strip() for s in checker.passed_after if s.strip()][: self.max_advice]
-            if advice:
-                text += ADVICE_HEADER + "".join(advice)
-            shown += text
-            yield text
-        r.shown = shown
 
 
 class ReportPostCheck:
