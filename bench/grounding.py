@@ -154,7 +154,7 @@ def cmd_sample(args) -> int:
                 continue
             gen = GenerationConfig(max_new_tokens=args.max_tokens, temperature=args.temperature, top_p=0.9, seed=seed)
             t0 = time.perf_counter()
-            row = {"report": name, "seed": seed, "text": text, "model": eng.name,
+            row = {"report": name, "seed": seed, "text": text, "model": eng.name, "max_new_tokens": args.max_tokens,
                    **pipeline_answer(pipe, text, gen), "seconds": round(time.perf_counter() - t0, 1)}
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             fh.flush()
@@ -217,6 +217,8 @@ def cmd_report(args) -> int:
         print(f"no sampled answers ({', '.join(args.answers)}); run `bench/grounding.py sample` first")
         return 0
     rows = list({(r["model"], r["report"], r["seed"]): r for f in files for r in load_jsonl(f)}.values())
+    for r in rows:
+        r["model"] = f"{r['model'].split(':')[-1]}, {r.get('max_new_tokens', 160)} new tokens"
     print("contradictions per answer, through the turn pipeline (safety, grounding, medication stages as in chat / serve); "
           "before = the model's raw first answer, after = what the pipeline showed (model text + the grounding stage's "
           "composed explanation), both judged by the checker")
@@ -241,7 +243,7 @@ def cmd_report(args) -> int:
                       f"{[v.describe() for v in a][:2]}")
         n = len(asked)
         samples = statistics.median(collections.Counter(r["report"] for r in mine).values())
-        print(f"| {model.split(':')[-1]} | {len({r['report'] for r in mine})} (x{samples:g}) | {n} | {len(mine) - n} | "
+        print(f"| {model} | {len({r['report'] for r in mine})} (x{samples:g}) | {n} | {len(mine) - n} | "
               f"{before} | {before / max(1, n):.3f} | {regen_ok} | {fallback} | {after} | {after / max(1, n):.3f} | "
               f"{statistics.median(r['seconds'] for r in mine):.0f} |")
     return 0
@@ -364,7 +366,7 @@ def _retrieval_eval_run(args, out: Path, done: set) -> None:
         mcq = [r for r in mcq if ("mcq", r["id"]) in ids]
         qa = [r for r in qa if ("qa", r["id"]) in ids]
     idx = load_index(with_qa=args.with_qa)
-    eng = create_engine(ModelOptions(model_path=args.model, threads=args.threads), need_loglik=args.mode == "loglik")
+    eng = create_engine(ModelOptions(model_path=args.model, threads=args.threads))
     print(f"engine {eng.backend} {eng.name}; MCQ mode {args.mode}; {len(mcq)} {args.task}/dev single-answer MCQs, {len(qa)} huatuo26m_qa/dev "
           f"questions, seed {args.seed}, retrieval k={args.k} {'KB+QA' if args.with_qa else 'KB'} -> {out}", flush=True)
     with out.open("a", encoding="utf-8") as fh:
