@@ -82,6 +82,15 @@ def test_pasted_report_gives_findings_table_and_grounding():
     assert d.action == "answer" and d.call_model
 
 
+def test_one_value_with_its_printed_range_is_a_report():
+    """"谷丙转氨酶 45 U/L (0-40)": one value, but pasted with its range, so the explanation is held to it (a bench
+    answer called it 正常 before this); a number in an ordinary question is still no report."""
+    d = SafetyPolicy().check(u("谷丙转氨酶 45 U/L (0-40)"))
+    assert [(f.key, f.status) for f in d.findings] == [("ALT", "high")] and "REPORT-FINDINGS" in d.rule_ids
+    assert SafetyPolicy().check(u("谷丙转氨酶 45 U/L ↑")).findings
+    assert not SafetyPolicy().check(u("我最近头疼，吃了布洛芬 400 mg")).findings
+
+
 def test_context_over_turns_and_to_dict_is_json():
     d = SafetyPolicy().check(u("现在出了好多冷汗", history=["胸口疼了二十分钟"]))
     assert d.action == "escalate"

@@ -172,7 +172,10 @@ class SafetyPolicy:
 
         # 3. lab / exam report values in the newest message
         findings = parse_report(last)
-        if findings and (len(findings) >= 2 or _REPORT_HINT.search(last) or findings[0].key in ("BP", "SBP", "GLU", "HBA1C")):
+        # one value is a report when it says so, is a common self-measurement, or comes with its printed range /
+        # flag ("谷丙转氨酶 45 U/L (0-40)": the model's explanation is held to it like any report's)
+        if findings and (len(findings) >= 2 or _REPORT_HINT.search(last) or findings[0].key in ("BP", "SBP", "GLU", "HBA1C")
+                         or findings[0].ref_source in ("报告所印参考范围", "报告标记") or findings[0].flag):
             d.findings = findings
             d.findings_table = findings_table(findings)
             addenda.append(grounding_text(findings))
