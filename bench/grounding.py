@@ -216,7 +216,8 @@ def cmd_report(args) -> int:
     if not files:
         print(f"no sampled answers ({', '.join(args.answers)}); run `bench/grounding.py sample` first")
         return 0
-    rows = list({(r["model"], r["report"], r["seed"]): r for f in files for r in load_jsonl(f)}.values())
+    rows = list({(r["model"], r.get("max_new_tokens", 160), r["report"], r["seed"]): r
+                 for f in files for r in load_jsonl(f)}.values())
     for r in rows:
         r["model"] = f"{r['model'].split(':')[-1]}, {r.get('max_new_tokens', 160)} new tokens"
     print("contradictions per answer, through the turn pipeline (safety, grounding, medication stages as in chat / serve); "

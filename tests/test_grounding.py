@@ -274,3 +274,14 @@ def test_out_of_range_phrases_are_directions_not_normal_claims():
     for wrong, said in (("血红蛋白（118 g/L）都超过了正常范围。", "high"), ("血红蛋白低于正常范围。", "low")):
         v = check_sentence(wrong, f)
         assert [(x.kind, x.claim.direction) for x in v] == [("contradiction", said)], wrong
+
+
+def test_the_whole_report_called_normal_is_checked(findings):
+    """"这个情况是正常的" / "这些数值符合正常范围" name no test but say every value is normal (the issue's case,
+    seen again in the pipeline bench); other values / conditions / a report that is normal pass."""
+    for wrong in ("这个情况是正常的。", "这些数值符合正常范围的检验结果。", "您的各项指标都在正常范围内。"):
+        v = check_sentence(wrong, findings)
+        assert v and {f.key for f in v[0].findings} == {"WBC", "NEUT_PCT", "CRP"}, wrong
+    for fine in ("白细胞偏高，其余指标都正常。", "其他结果正常。", "如果检查结果都正常，就不用担心。", "检查结果提示感染。"):
+        assert check_sentence(fine, findings) == [], fine
+    assert check_sentence("这些数值都正常。", parse_report("白细胞 6.0，血红蛋白 140 g/L，男")) == []

@@ -70,10 +70,12 @@ class Claim:
     kind: str           # "single" | "panel" | "either"
     direction: str      # high | low | normal | abnormal | not_high | not_low
     sentence: str
-    condition: bool = False  # a condition name ("高血脂") that states the direction by itself
+    condition: bool = False  # a condition name ("高血脂") or the whole report ("这些数值都正常", kind "report")
 
     @property
     def text(self) -> str:
+        if self.kind == "report":
+            return self.alias
         if self.condition:
             return ("没有" if self.direction.startswith("not_") or self.direction == "normal" else "") + self.alias
         words = {"not_high": "不高", "not_low": "不低"}
@@ -142,7 +144,7 @@ def extract_claims(sentence: str) -> list[Claim]:
     if not low.strip() or _NO_CLAIM.search(low.strip()):
         return []
     al = _aliases()
-    claims: list[Claim] = _condition_claims(s, low, sentence)
+    claims: list[Claim] = _condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence)
     taken = [(c_start, c_end) for c_start, c_end in _condition_spans(low)]
     names = [(m.start(), m.end(), m.group(0)) for m in al.regex.finditer(low)
              if not _unit_like(low, m) and not any(a <= m.start() < b for a, b in taken)]
@@ -187,6 +189,22 @@ def extract_claims(sentence: str) -> list[Claim]:
     return claims
 
 
+# "这些数值都符合正常范围", "检查结果均正常", "这个情况是正常的": the whole report called normal (no test named)
+_WHOLE_REPORT_NORMAL = re.compile(
+    r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|这个|您的|你的)?(?:数值|指标|结果|项目|检查|化验|检验|报告|情况)"
+    r"[^，,。；;、]{0,6}?(?:都|均|全部|全都|基本)?(?:是|在|属于|符合|处于)?"
+    r"(?:正常范围|正常值范围|正常的|正常|没有(?:明显)?异常|无(?:明显)?异常|未见(?:明显)?异常)")
+_WHOLE_REPORT_SKIP = re.compile(r"其余|其他|其它|除了?|之外|以外|部分|有些|大部分|大多")
+
+
+def _whole_report_claims(s: str, low: str, sentence: str) -> list[Claim]:
+    m = _WHOLE_REPORT_NORMAL.search(low)
+    if not m or _WHOLE_REPORT_SKIP.search(low) or _aliases().regex.search(low[m.start():m.end()]):
+        return []
+    return [Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
+                  direction="normal", sentence=sentence.strip(), condition=True)]
+
+
 _GENERAL = re.compile(r"^(?:的)?(?:患者|病人|人群|的人|者|病友|人士)")
 _COND_NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|不算|排除|不是|不属于|不考虑)(?:达到|到|患有|是|属于|考虑|诊断为?|发现|存在|提示)?$")
 
@@ -222,14 +240,14 @@ def _claims_for(names, direction, low, at, sentence) -> list[Claim]:
 
 
 def check_claim(claim: Claim, by_key: dict[str, Finding]) -> Violation | None:
-    found = [by_key[k] for k in claim.keys if k in by_key]
+    found = list(by_key.values()) if claim.kind == "report" else [by_key[k] for k in claim.keys if k in by_key]
     if not found:
         return Violation(claim, "unreported")
     graded = [f for f in found if f.status != "ungraded"]
     if not graded:
         return None
     ok = [claim.direction in CONSISTENT[f.status] for f in graded]
-    if claim.kind == "panel":
+    if claim.kind in ("panel", "report"):
         if claim.direction in ("normal", "not_high", "not_low"):
             bad = not all(ok)
         else:
