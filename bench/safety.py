@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
             t_comb = triage_model.lowest_threshold(labels, p_all, [lpo[i] for i in sorted(sc)], 0.05)
             hrules = [tri.check(r["text"], r.get("context") or []).emergency for r in hold]
             hp = [hsc[i]["p_yes"] for i in range(len(hold))]
-            print(f"\nheld-out set with the judge (thresholds from the labelled set: model {t_model:.3f}, "
+            print(f"\nheld-out set {Path(holdout).name} with the judge (thresholds from the labelled set: model "
+                  f"{t_model:.3f}, "
                   f"rules OR model {t_comb:.3f})")
             presentation_report(hold, {"packaged rules": hrules, "model alone": [x >= t_model for x in hp],
                                        "rules OR model": [a or x >= t_comb for a, x in zip(hrules, hp)]}, args.errors)

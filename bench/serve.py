@@ -155,7 +155,7 @@ def run_eval(url: str, args, batch_size: int, out: Path) -> tuple[float, dict]:
     answers = {}
     for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines():
         row = json.loads(line)
-        answers[str(row.get("id"))] = row.get("output")
+        answers[str(row.get("id"))] = (row.get("pred"), row.get("output"))
     return wall, answers
 
 
@@ -189,10 +189,13 @@ def bench_server(url: str, proc, args, levels: list[int]) -> dict:
         out = Path(args.eval_dir)
         t1, a1 = run_eval(url, args, 1, out / "b1")
         t8, a8 = run_eval(url, args, 8, out / "b8")
-        same = sum(a1.get(k) == v for k, v in a8.items())
+        same = sum(a1.get(k, (None,))[0] == v[0] for k, v in a8.items())
+        texts = sum(a1.get(k) == v for k, v in a8.items())
         print(f"ming eval {args.eval_task} --limit {args.eval_items} over HTTP: --batch-size 1 {t1:.1f} s, "
-              f"--batch-size 8 {t8:.1f} s = {t1 / t8:.2f}x; {same}/{len(a8)} answers identical")
-        result["eval"] = {"batch1_s": t1, "batch8_s": t8, "speedup": t1 / t8, "identical": same, "items": len(a8)}
+              f"--batch-size 8 {t8:.1f} s = {t1 / t8:.2f}x; scored answers identical {same}/{len(a8)}, "
+              f"whole texts identical {texts}/{len(a8)}")
+        result["eval"] = {"batch1_s": t1, "batch8_s": t8, "speedup": t1 / t8, "identical_answers": same,
+                          "identical_texts": texts, "items": len(a8)}
     return result
 
 

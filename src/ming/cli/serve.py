@@ -65,8 +65,9 @@ def _setup_logging() -> None:
 def _batching(engine) -> str:
     if "batching" not in engine.features:
         return "one request at a time"
-    cells = getattr(engine, "kv_cells", None)
-    return f"{engine.max_concurrency} requests batched" + (f" in {cells} KV cells" if cells else "")
+    if getattr(engine, "kv_unified", False):
+        return f"{engine.max_concurrency} requests batched in a pool of {engine.kv_cells} KV cells"
+    return f"{engine.max_concurrency} requests batched" + (", a KV window each" if hasattr(engine, "kv_cells") else "")
 
 
 def run(args: argparse.Namespace) -> int:

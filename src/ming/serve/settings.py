@@ -27,8 +27,8 @@ class ServeSettings:
                                "bench/serve.py")
     kv_unified: bool = option(False, "llamacpp batching: keep every request's KV cells in one shared pool of "
                                      "--kv-cells (less memory; a request waits until its prompt and answer fit) "
-                                     "instead of a context window per request (default: bit-stable answers, more "
-                                     "memory)")
+                                     "instead of a context window per request (default: a request's cells are its own "
+                                     "and in order, so its answer does not depend on the others; more memory)")
     kv_cells: int | None = option(None, "size of the --kv-unified pool in tokens (default: 2 x the context window)")
     prefill_chunk: int = option(128, "llamacpp batching: prompt tokens read per step while other answers stream "
                                      "(smaller: smoother streams, slower first tokens). Default from bench/serve.py")
