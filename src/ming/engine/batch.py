@@ -146,7 +146,8 @@ class BatchRunner:
     def busy(self) -> dict:
         with self._cv:
             return {"running": sum(s.active is not None for s in self.slots), "waiting": len(self._pending),
-                    "cached_tokens": sum(len(s.ids) for s in self.slots), "kv_cells": self.kv_cells}
+                    "cached_tokens": sum(len(s.ids) for s in self.slots), "kv_cells": self.kv_cells,
+                    "steps": self.steps, **self.stats}
 
     def close(self, timeout: float = 5.0) -> None:
         with self._cv:
@@ -339,9 +340,7 @@ class BatchRunner:
         a.out.put(_END)
         if a.slot is not None:
             a.slot.active = None
-            a.slot.used = time.monotonic()
-            if a.todo:  # left before its prompt was read: the partial prompt is still a valid prefix
-                a.todo = []
+            a.slot.used = time.monotonic()  # the tokens it fed stay cached: a valid prefix for reuse
 
     def _drop(self, s: Slot) -> None:
         if s.ids:
