@@ -46,10 +46,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args, max_batch: int) -> tuple[subprocess.Popen, str]:
+def start_server(args, max_batch: int, invariant: bool = False) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "ming", "serve", "--port", str(port), "--max-queue", "64",
            "--safety", args.safety, "--max-batch", str(max_batch)]
+    if invariant:
+        cmd += ["--batch-invariant"]
     if args.kv_unified:
         cmd += ["--kv-unified"]
     if args.prefill_chunk:
@@ -207,6 +209,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for the started server")
     ap.add_argument("--max-batch", default="1,8", help="servers to start, one per --max-batch value (default 1,8)")
     ap.add_argument("--kv-unified", action="store_true", help="start the servers with --kv-unified")
+    ap.add_argument("--kernels", default="repacked", help="repacked, invariant or both (comma-separated): each "
+                    "batching server is started with serve's default kernels, with --batch-invariant, or both")
     ap.add_argument("--prefill-chunk", type=int, default=None, help="start the servers with this --prefill-chunk")
     ap.add_argument("--context-length", type=int, default=None, help="start the servers with this --context-length")
     ap.add_argument("--safety", default="on", choices=["on", "off", "strict"])
@@ -227,10 +231,18 @@ def main() -> int:
     levels = [int(x) for x in args.concurrency.split(",") if x.strip()]
 
     results = {}
-    for mb in ([0] if args.url else [int(x) for x in args.max_batch.split(",") if x.strip()]):
-        proc, url = (None, args.url.rstrip("/")) if args.url else start_server(args, mb)
+    kernels = [k.strip() for k in args.kernels.split(",") if k.strip()]
+    if not kernels or set(kernels) - {"repacked", "invariant"}:
+        raise SystemExit(f"--kernels takes repacked and/or invariant, got {args.kernels!r}")
+    servers = [("?", 0, False)] if args.url else [
+        (f"{mb}" + (" --batch-invariant" if k == "invariant" and mb > 1 else ""), mb, k == "invariant")
+        for mb in (int(x) for x in args.max_batch.split(",") if x.strip())
+        for k in (kernels if mb > 1 else kernels[:1])]
+    for label, mb, invariant in servers:
+        print(f"\n== --max-batch {label}", flush=True)
+        proc, url = (None, args.url.rstrip("/")) if args.url else start_server(args, mb, invariant)
         try:
-            results[mb] = bench_server(url, proc, args, levels)
+            results[label] = bench_server(url, proc, args, levels)
         finally:
             if proc is not None:
                 proc.send_signal(signal.SIGINT)
@@ -243,7 +255,7 @@ def main() -> int:
         by = {r["clients"]: r for r in res["levels"]}
         base = by.get(1, {}).get("out_tok_per_s") or float("nan")
         cells = "  ".join(f"{c} clients {r['out_tok_per_s'] / base:.2f}x" for c, r in by.items())
-        print(f"  --max-batch {mb or '?'}: {cells}")
+        print(f"  --max-batch {mb}: {cells}")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps({"args": vars(args), "servers": results}, ensure_ascii=False,
                                                   indent=2))

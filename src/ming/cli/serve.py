@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
                                  stages_off=settings.stages_off))  # fails before the (slow) model load
     engine = create_engine(opts, need_beam=gen.num_beams > 1, max_batch=settings.max_batch,
                            batching={"kv_cells": settings.kv_cells, "kv_unified": settings.kv_unified,
-                                     "prefill_chunk": settings.prefill_chunk})
+                                     "prefill_chunk": settings.prefill_chunk,
+                                     "batch_invariant": settings.batch_invariant})
     app = build_app(settings, engine, stages=stages)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
