@@ -347,3 +347,32 @@ def test_serve_disconnect_frees_the_slot_and_queue_limit_holds(gguf, qwen_tokeni
             assert httpx.get(srv.url + "/health").status_code == 200
     finally:
         eng.close()
+
+
+def test_serve_n_choices_decoded_together(gguf, qwen_tokenizer):
+    """`n` > 1 on a batching server: the choices run in the same steps (far fewer steps than tokens), and
+    choice i is the answer seed + i gives alone; a streamed request interleaves choices by index."""
+    eng = _load(gguf, qwen_tokenizer, max_batch=4)
+    q = [{"role": "user", "content": QUESTIONS[1]}]
+    try:
+        with LiveServer(eng, max_queue=8, generation=GenerationConfig(max_new_tokens=24)) as srv:
+            url = srv.url + "/v1/chat/completions"
+            body = {"messages": q, "max_tokens": 24, "temperature": 1.0, "seed": 5}
+            alone = [httpx.post(url, json={**body, "seed": 5 + i}, timeout=60).json()["choices"][0]["message"]
+                     ["content"] for i in range(3)]
+            before = eng.batch_stats()["steps"]
+            d = httpx.post(url, json={**body, "n": 3}, timeout=60).json()
+            steps = eng.batch_stats()["steps"] - before
+            assert [c["index"] for c in d["choices"]] == [0, 1, 2]
+            assert [c["message"]["content"] for c in d["choices"]] == alone
+            assert steps < d["usage"]["completion_tokens"] - 3  # together, not one choice after another
+            assert not any("one after another" in w for w in d["ming"]["warnings"])
+            with httpx.stream("POST", url, json={**body, "n": 3, "stream": True}, timeout=60) as r:
+                import json
+
+                idx = [json.loads(line[6:])["choices"][0]["index"] for line in r.iter_lines()
+                       if line.startswith("data: {") and '"choices":[{' in line]
+            assert set(idx) == {0, 1, 2}
+            assert eng.batch_stats()["running"] == 0
+    finally:
+        eng.close()

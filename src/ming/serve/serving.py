@@ -142,9 +142,11 @@ class ChatService:
         if gen.num_beams > 1 and (req.temperature or req.top_p):
             warnings.append(f"the server decodes with beam search ({gen.num_beams} beams): temperature and top_p "
                             "are ignored")
-        if req.n > 1:
-            warnings.append(f"n={req.n}: the choices are generated one after another"
-                            + (" (with seed, seed+1, …)" if gen.seed is not None else ""))
+        if req.n > 1 and gen.seed is not None:
+            warnings.append(f"n={req.n}: choice i is generated with seed + i")
+        if req.n > 1 and "batching" not in features:
+            warnings.append(f"n={req.n}: this engine answers one sequence at a time, so the choices are generated "
+                            "one after another")
         ignored = sorted((req.model_extra or {}).keys())
         if ignored:  # names may be anything (a patient's name, a forged log line): the count, names with --log-requests
             log.info("request %s: ignored %d unknown field(s)%s", rid, len(ignored),
@@ -160,12 +162,62 @@ class ChatService:
 
     # -- answering ------------------------------------------------------------------------------------
     def stream_events(self, p: Prepared, cancel: threading.Event | None = None) -> Iterator[tuple[int, ReplyEvent]]:
-        """(choice index, ReplyEvent) for each choice in turn."""
+        """(choice index, ReplyEvent) of every choice: together when the engine batches (events interleave, as
+        OpenAI streams them), else one choice after another."""
+        if p.n > 1 and "batching" in getattr(self.engine, "features", frozenset()):
+            yield from self._together(p, cancel)
+            return
         for i in range(p.n):
             if cancel is not None and cancel.is_set():
                 return
             for ev in self.pipeline.stream(with_seed_offset(p.turn, i), cancel):
                 yield i, ev
+
+    def _together(self, p: Prepared, cancel: threading.Event | None) -> Iterator[tuple[int, ReplyEvent]]:
+        """Each choice's pipeline in its own thread, so the batching engine decodes them in the same steps.
+        When the caller stops reading (a disconnect closes this generator) or `cancel` is set, every choice is
+        cancelled at its next step."""
+        import queue as queue_mod
+
+        stop = threading.Event()
+        events: queue_mod.Queue = queue_mod.Queue()
+        end = object()
+
+        def run(i: int) -> None:
+            try:
+                for ev in self.pipeline.stream(with_seed_offset(p.turn, i), stop):
+                    events.put((i, ev))
+            except BaseException as exc:  # noqa: BLE001 - raised in the reading thread
+                events.put((i, exc))
+            finally:
+                events.put((i, end))
+
+        workers = [threading.Thread(target=run, args=(i,), name=f"ming-choice-{i}", daemon=True)
+                   for i in range(p.n)]
+        for w in workers:
+            w.start()
+        running, error = p.n, None
+        try:
+            while running:
+                try:
+                    i, ev = events.get(timeout=0.1)
+                except queue_mod.Empty:
+                    if cancel is not None and cancel.is_set():
+                        stop.set()
+                    continue
+                if ev is end:
+                    running -= 1
+                elif isinstance(ev, BaseException):
+                    error = error or ev
+                    stop.set()
+                elif error is None:
+                    yield i, ev
+            if error is not None:
+                raise error
+        finally:
+            stop.set()
+            for w in workers:
+                w.join(timeout=30)
 
     def _log_done(self, p: Prepared, t0: float, tally: "_Tally", texts: list[str]):
         first = tally.first
@@ -191,6 +243,7 @@ class ChatService:
                 r = tally.done(i, ev.result)
                 choices.append(Choice(index=i, message=ResponseMessage(content=r.text or texts[i]),
                                       finish_reason=r.openai_finish, **meta_fields(r)))
+        choices.sort(key=lambda c: c.index)
         self._log_done(p, t0, tally, texts)
         ming = dict(p.ming)
         if cancel is not None and cancel.is_set():
