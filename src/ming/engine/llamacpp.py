@@ -21,7 +21,7 @@ batch size and sum in a different order, so a request's logits would depend on w
 Without them the quantized kernels compute every output element the same way whatever the batch, flash
 attention reads each sequence's cells in order and skips the others, and a request gets bit-identical logits
 alone or batched (tests/test_batching.py). `ming serve` keeps the repacked kernels unless `--batch-invariant`:
-on the Q4_K 1.5B they give 1.36x the throughput of 8 batched sequences (bench/serve.py), and a greedy
+on the Q4_K 1.5B they give 1.4x the throughput of 8 clients (bench/serve.py), and a greedy
 near-tie may then go either way with the batch, as on other batching servers."""
 
 from __future__ import annotations

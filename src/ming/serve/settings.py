@@ -32,8 +32,8 @@ class ServeSettings:
     kv_cells: int | None = option(None, "size of the --kv-unified pool in tokens (default: 2 x the context window)")
     batch_invariant: bool = option(False, "llamacpp batching: load without llama.cpp's repacked weight kernels, so "
                                           "an answer is bit-identical whatever else shares its step (default: the "
-                                          "repacked kernels, 1.36x the throughput on the Q4_K 1.5B; a greedy near-tie "
-                                          "can then go either way with the batch)")
+                                          "repacked kernels, 1.4x the throughput of 8 clients on the Q4_K 1.5B; a "
+                                          "near-tie can then go either way with the batch)")
     prefill_chunk: int = option(128, "llamacpp batching: prompt tokens read per step while other answers stream "
                                      "(smaller: smoother streams, slower first tokens). Default from bench/serve.py")
     safety: str = option("on", SAFETY_HELP, choices=SAFETY)
