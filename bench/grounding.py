@@ -16,7 +16,7 @@ the pipeline showed ("after": the model text that passed + the grounding stage's
 Answers go to runs/ (git-ignored) and a stopped run resumes.
 
 Labelled sets (labelled by hand for this project, in tests/fixtures/grounding/): labelled_sentences.jsonl
-(written sentences, {report, sentence, contradiction 0/1}), model_sentences.jsonl (the embedded model's own
+(written sentences, {report, sentence, contradiction 0/1}; a few items are two lines, a heading and its bullet), model_sentences.jsonl (the embedded model's own
 sentences from an earlier run that name a test; phase dev/test) and medication_answers.jsonl.
 """
 
@@ -185,13 +185,15 @@ def load_jsonl(path: Path) -> list[dict]:
 
 
 def checker_scores(errors: bool = False, file: str = "labelled_sentences.jsonl", phase: str | None = None) -> dict:
-    from ming.safety.grounding import check_sentence
+    """The checker on labelled items, each read as the pipeline reads an answer (`check_text`: one sentence, or a
+    few lines such as a heading and the bullet under it)."""
+    from ming.safety.grounding import check_text
     from ming.safety.report import parse_report
 
     rows = [r for r in load_jsonl(LABELLED / file) if phase in (None, r.get("phase"))]
     preds = []
     for r in rows:
-        p = bool(check_sentence(r["sentence"], parse_report(r["report"])))
+        p = bool(check_text(r["sentence"], parse_report(r["report"])))
         preds.append(p)
         if errors and p != bool(r["contradiction"]):
             print(f"  {'FP' if p else 'FN'}: {r['sentence']}  [{r['report'][:40]}…]")

@@ -81,7 +81,7 @@ def test_unreported_tests_flagged_only_when_asked(findings):
 def test_labelled_sentences_precision_recall():
     rows = [json.loads(x) for x in LABELLED.read_text(encoding="utf-8").splitlines() if x.strip()]
     assert len(rows) >= 80 and sum(r["contradiction"] for r in rows) >= 30
-    preds = [bool(check_sentence(r["sentence"], parse_report(r["report"]))) for r in rows]
+    preds = [bool(check_text(r["sentence"], parse_report(r["report"]))) for r in rows]  # some items are two lines
     tp = sum(p and r["contradiction"] for p, r in zip(preds, rows))
     fp = sum(p and not r["contradiction"] for p, r in zip(preds, rows))
     fn = sum(not p and r["contradiction"] for p, r in zip(preds, rows))
@@ -139,14 +139,14 @@ def script(tiny_qwen_engine, monkeypatch):
     return s
 
 
-def answer(engine, script, *runs, grounding=None, max_regenerations=1):
+def answer(engine, script, *runs, grounding=None, max_regenerations=1, report=ISSUE):
     """The report answered by the stages chat and serve run (safety, grounding, medication), the model's words
     scripted per run. Returns (model text shown, stage text by stage, result)."""
     script.runs.extend(runs)
     pipe = respond.Pipeline(engine, [SafetyStage(load_safety("on")), GroundingStage(**(grounding or {})),
                                      MedicationStage()])
     pipe.max_regenerations = max_regenerations
-    turn = pipe.prepare([{"role": "user", "content": ISSUE}], GenerationConfig(max_new_tokens=48, temperature=1.0, seed=5))
+    turn = pipe.prepare([{"role": "user", "content": report}], GenerationConfig(max_new_tokens=48, temperature=1.0, seed=5))
     shown, added, res = "", {}, None
     for ev in pipe.stream(turn):
         if ev.kind == "text":
@@ -285,3 +285,102 @@ def test_the_whole_report_called_normal_is_checked(findings):
     for fine in ("白细胞偏高，其余指标都正常。", "其他结果正常。", "如果检查结果都正常，就不用担心。", "检查结果提示感染。"):
         assert check_sentence(fine, findings) == [], fine
     assert check_sentence("这些数值都正常。", parse_report("白细胞 6.0，血红蛋白 140 g/L，男")) == []
+
+
+# ---- the streaming check never shows what the whole-answer check flags --------------------------------------
+REPORTS = Path(__file__).resolve().parent / "fixtures" / "safety" / "reports"
+
+
+def _tokens(text: str, n: int = 3) -> list[str]:
+    """Stored model text cut into token-sized pieces, as the engine streams it."""
+    return [text[i:i + n] for i in range(0, len(text), n)]
+
+
+def test_replayed_male_hb_answer_never_shows_the_whole_report_called_normal(tiny_qwen_engine, script):
+    """bench run grounding_answers_0.5b_80, 17_sex_specific_male_same_values seed 1: both runs contradicted the
+    table, and the second run's last sentence "因此，您的检验结果是正常。" (no test named) was shown as the
+    model's general advice after the composed explanation, with Hb 118 g/L low for a man."""
+    report = (REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8")
+    first = "根据你的信息，肌酐和尿酸的数值都正常，血红蛋白的值为 118 g/L，这与你的性别（男）相符。\n\n"
+    second = "根据您提供的数据，肌酐 85 umol/L，尿酸 380 umol/L，血红蛋白 118 g/L，符合正常范围的数值。因此，您的检验结果是正常。"
+    shown, added, res = answer(tiny_qwen_engine, script, _tokens(first), _tokens(second), report=report)
+    fs = parse_report(report)
+    assert res.meta["grounding"]["fallback"] and len(script.prompts) == 2
+    assert "您的检验结果是正常" not in res.text and "血红蛋白 118 g/L，偏低" in added["grounding"]
+    assert check_text(shown + added["grounding"], fs) == []  # what was shown passes the whole-answer check
+
+
+def test_replayed_kidney_answer_composed_explanation_passes_the_check(tiny_qwen_engine, script):
+    """bench run grounding_answers_0.5b_80, 07_kidney_uric seed 2: the model text shown was right; the whole-answer
+    check flagged ming's own composed explanation ("尿素…偏高：常见于肾功能下降" read as "肾功能偏低")."""
+    report = (REPORTS / "07_kidney_uric.txt").read_text(encoding="utf-8")
+    first = "该病例符合肾功能检查的异常项目：尿素、肌酐、尿酸。根据参考范围（WS/T 404.5-2015（男）），尿素偏高，肌酐偏高，尿酸偏低。\n\n"
+    second = "根据参考范围，尿素偏高，肌酐偏低，尿酸偏低。因此，该患者不符合肾功能检查的正常范围。"
+    shown, added, res = answer(tiny_qwen_engine, script, _tokens(first), _tokens(second), report=report)
+    assert shown == "该病例符合肾功能检查的异常项目：尿素、肌酐、尿酸。" and res.meta["grounding"]["fallback"]
+    assert "常见于肾功能下降" in added["grounding"]
+    assert check_text(shown + added["grounding"], parse_report(report)) == []
+
+
+def test_composed_explanations_pass_the_check_for_every_fixture_report():
+    """ming's own text is read by the same checker: causes after 见于 / 原因是 / 常与 state nothing about the
+    report, and a combination line needs its tests in the right direction (a low GGT is no "同时升高")."""
+    for path in sorted(REPORTS.glob("*.txt")):
+        fs = parse_report(path.read_text(encoding="utf-8"))
+        assert check_text(compose_explanation(fs), fs) == [], path.name
+    fs = parse_report("肝功能：谷丙转氨酶 120 U/L，谷草转氨酶 90 U/L，γ-谷氨酰转移酶 3 U/L")
+    assert "同时升高" not in compose_explanation(fs) and check_text(compose_explanation(fs), fs) == []
+    fs = parse_report("糖化血红蛋白 7.1 %，空腹血糖 5.2 mmol/L")
+    assert check_text(compose_explanation(fs), fs) == []
+
+
+def test_held_advice_is_only_what_says_nothing_of_the_report():
+    fs = parse_report((REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8"))
+    pc = ReportPostCheck(fs, retry=False)
+    assert pc.sentence("血红蛋白正常。") == ""
+    for s in ("因此，您的检验结果是正常。", "这些数据符合标准。", "注意休息。"):
+        assert pc.sentence(s) == ""
+    tail = pc.finish("")
+    assert tail.endswith(ADVICE_HEADER + "注意休息。") and "符合标准" not in tail and check_text(tail, fs) == []
+
+
+def test_a_heading_and_the_bullet_under_it_are_checked_while_streaming(tiny_qwen_engine, script):
+    """"1. **总胆固醇**：" then "- **正常高值**：240 mg/dL": the bullet says 总胆固醇 is 正常高值 (normal), 240 mg/dL is
+    high. The heading is shown, the bullet is not, and the answer is regenerated after the heading."""
+    report = (REPORTS / "05_lipids_mgdl.txt").read_text(encoding="utf-8")
+    first = "1. **总胆固醇**：\n   - **正常高值**：240 mg/dL\n   - **下一步**：复查血脂。"
+    shown, added, res = answer(tiny_qwen_engine, script, _tokens(first), ["   - 偏高：", "240 mg/dL\n"], report=report)
+    assert shown == "1. **总胆固醇**：\n   - 偏高：240 mg/dL\n" and not res.meta["grounding"]["fallback"]
+    assert [v["claim"] for v in res.meta["grounding"]["violations"]] == ["总胆固醇正常"]
+    assert tiny_qwen_engine.tokenizer.decode(script.prompts[1]).endswith("1. **总胆固醇**：\n")
+    fs = parse_report(report)
+    assert check_text(shown, fs) == [] and check_text(first, fs)
+
+
+@pytest.mark.parametrize("report, wrong, fine", [
+    # the direction far after the name: values, ranges and brackets in between do not count
+    ((REPORTS / "02_liver_table.txt").read_text(encoding="utf-8"),
+     ["碱性磷酸酶（ALP）：98 U/L，参考 45–125 U/L（报告所印参考范围），偏高"],
+     ["谷丙转氨酶（ALT）：86 U/L，参考 9–50 U/L（报告所印参考范围），偏高 ↑",
+      "碱性磷酸酶 98 U/L（正常值 45–125 U/L），谷丙转氨酶偏高",  # a range label; the direction is ALT's
+      "总胆红素 15.2 μmol/L，参考 0–26 μmol/L，γ-谷氨酰转移酶 120 U/L，偏高"]),
+    # blood pressure: graded as a whole (150/80 is high, though 80 alone is normal); 心率 takes its own direction
+    ("血压 165/102 mmHg，心率 88 次/分", ["血压 165/102 mmHg，属于正常高值范围", "血压和心率都正常"],
+     ["血压 165/102 mmHg，心率 88 次/分属于正常高值范围，符合高血压的定义"]),
+    ("老人体检：血压150/80，体重指数 26.5", ["血压150/80 mmHg，正常", "您没有高血压。"],
+     ["血压150/80 mmHg，收缩压偏高，舒张压正常", "血压150/80 mmHg，偏高"]),
+    # "符合…标准": normal, for the data as a whole or the panel it names; a diagnosis's 标准 is the condition's
+    ((REPORTS / "25_iron_deficiency.txt").read_text(encoding="utf-8"),
+     ["这些数据符合你的铁代谢标准，但需要进一步检查。", "数据符合标准。"],
+     ["这些数据符合缺铁性贫血的诊断标准。", "血红蛋白 96 g/L，不符合标准。"]),
+    ("女，30岁。铁代谢：血清铁蛋白 80 ng/mL，血清铁 18 μmol/L，转铁蛋白饱和度 30%", [], ["这些数据符合你的铁代谢标准。"]),
+    # a function said to be down is impaired, not "low"; causes after 见于 are no claim
+    ((REPORTS / "07_kidney_uric.txt").read_text(encoding="utf-8"), ["肾功能正常。"],
+     ["肾功能下降，需要复查。", "尿素偏高常见于肾功能下降、脱水。"]),
+])
+def test_statements_across_values_subjects_and_standards(report, wrong, fine):
+    fs = parse_report(report)
+    for s in wrong:
+        assert check_text(s, fs), s
+    for s in fine:
+        assert check_text(s, fs) == [], s

@@ -3,9 +3,12 @@
     violations = check_sentence(sentence, findings)  # findings = ming.safety.report.parse_report(text)
     check = ReportPostCheck(findings)                # the grounding stage's post-check (grounding_stage.py)
 
-A *claim* is a test name (report aliases, tables/analyte_aliases.yaml) followed in the same sentence by a
-direction word (偏高/升高/降低/正常/异常/阳性 …, with negation "不高"/"没有升高"). Conditional or general
-sentences ("如果血糖升高…", "以防止…") make no claim. A claim contradicts a finding when the direction
+A *claim* is a test name (report aliases, tables/analyte_aliases.yaml) followed in the same clause by a
+direction word (偏高/升高/降低/正常/异常/阳性 …, with negation "不高"/"没有升高"); values, ranges and brackets
+in between do not count, another subject (心率 …) takes the direction. Conditional or general sentences
+("如果血糖升高…", "以防止…") and causes listed after 见于 / 原因是 make no claim. `AnswerReader` reads an answer
+sentence by sentence for both the streaming and the whole-answer check (a heading line naming a test is the
+subject of the bullets under it). A claim contradicts a finding when the direction
 cannot be true of its graded status; ungraded findings are never contradicted. A claim about a test the
 report does not contain is an "unreported" violation (flagged; blocking only when asked).
 
@@ -37,7 +40,8 @@ from ming.safety.report import (
 
 # ---- direction words -------------------------------------------------------------------------------
 _DIR_WORDS = [
-    ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|阴性"),
+    ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|阴性"
+               r"|符合(?:正常|参考)?标准"),
     ("abnormal", r"不正常|异常|阳性"),
     ("high", r"偏高|升高|增高|增多|增加|超标|(?:超出|超过|高于|高出)了?(?:正常|参考)(?:范围|区间|值|上限)?|超出|过高|高于|较高"
              r"|偏多|上升|高出|↑"),
@@ -53,7 +57,17 @@ _NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|有无
                        r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)|[?？]$|^若|^如[^何此下今]"
                        r"|(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)\s*(?:/|或|还是|或者)\s*(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)")
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
-_CLAUSE_GAP = 24  # characters allowed between a test name and its direction word
+_CLAUSE_GAP = 24  # characters allowed between a test name and its direction word, values and brackets not counted
+# what does not count towards the gap: a bracket ("（ALP）", "（报告所印参考范围）"), a value, range or unit
+# ("98 U/L", "参考 45–125 U/L", "165/102 mmHg", "13.5×10^9/L")
+_BRACKET = re.compile(r"[（(][^（）()]{0,40}[）)]")
+_VALUE = re.compile(_BRACKET.pattern + r"|[<>≤≥]?\d+(?:\.\d+)?(?:\s*[-–~～/]\s*\d+(?:\.\d+)?)?(?:\s*[×x*]\s*10\^?\d+)?"
+                    r"(?:\s*(?:[a-zμµ%/^·\d.]+|次/分|岁))?")
+# a normal-direction word that labels a range ("正常值 3.5–9.5", "正常范围：<5.2") says nothing about this value
+_RANGE_LABEL = re.compile(r"[\s*_]*[:：为是在]?[\s*_]*(?:[<>≤≥]\s*\d|\d+(?:\.\d+)?\s*[-–~～]\s*\d)")
+# "常见于肾功能下降、脱水…", "常见原因有缺铁…", "常与贫血同时出现": what follows lists causes or associations in
+# general, no statement about this report
+_CAUSES = re.compile(r"(?:常|多|也|可|亦|还)?见于|原因(?:有|是|为|包括)|(?:常|多)与")
 
 CONSISTENT = {
     "high": {"high", "abnormal", "not_low"},
@@ -71,6 +85,7 @@ class Claim:
     direction: str      # high | low | normal | abnormal | not_high | not_low
     sentence: str
     condition: bool = False  # a condition name ("高血脂") or the whole report ("这些数值都正常", kind "report")
+    overall: str = ""        # the key that grades the whole group when reported ("血压" -> BP)
 
     @property
     def text(self) -> str:
@@ -105,6 +120,8 @@ class _Aliases:
     resolve: dict   # normalised alias -> (keys, kind)
     conditions: dict = field(default_factory=dict)   # condition name -> (keys, kind, direction)
     condition_re: re.Pattern | None = None
+    overall: dict = field(default_factory=dict)      # alias or condition name -> key grading the whole group
+    subject_re: re.Pattern | None = None             # subjects that are not judged (心率, 体重 …)
 
 
 @lru_cache(maxsize=1)
@@ -117,16 +134,22 @@ def _aliases() -> _Aliases:
     resolve: dict[str, tuple] = {a: ((k,), "single") for a, k in table.alias_to_key.items() if a not in skip}
     for a, k in (spec.get("extra") or {}).items():
         resolve[_norm_alias(a)] = ((k,), "single")
+    overall = {}
     for a, g in (spec.get("groups") or {}).items():
         resolve[_norm_alias(a)] = (tuple(g["members"]), g["kind"])
+        if g.get("overall"):
+            overall[_norm_alias(a)] = g["overall"]
     for a, routes in table.by_unit.items():
         if a not in skip and resolve.get(a, ((), ""))[1] == "single":
             resolve[a] = (tuple(dict.fromkeys(k for u, k in routes.items() if u != "default")), "either")
     words = sorted(resolve, key=len, reverse=True)
     conds = {_norm_alias(t): (tuple(c["members"]), c["kind"], c["direction"])
              for t, c in (spec.get("conditions") or {}).items()}
+    overall.update({_norm_alias(t): c["overall"] for t, c in (spec.get("conditions") or {}).items() if c.get("overall")})
+    subjects = sorted({_norm_alias(s) for s in spec.get("subjects") or []}, key=len, reverse=True)
     return _Aliases(re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])"), resolve, conds,
-                    re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None)
+                    re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None,
+                    overall, re.compile(_trie_regex(subjects)) if subjects else None)
 
 
 def _table_text(name: str) -> str:
@@ -138,28 +161,43 @@ def _names_a_test(text: str) -> bool:
 
 
 def extract_claims(sentence: str) -> list[Claim]:
-    """Every (test, direction) statement in one sentence; [] for conditional / general sentences."""
+    """Every (test, direction) statement in one sentence; [] for conditional / general sentences.
+
+    A direction belongs to the nearest test named before it in the same clause: values, ranges, units and
+    brackets in between do not count towards the gap ("碱性磷酸酶（ALP）：98 U/L，参考 45–125 U/L（…），偏高"),
+    another subject in between takes it ("血压 165/102 mmHg，心率 88 次/分属于正常高值": about 心率)."""
     s = unicodedata.normalize("NFKC", sentence)
     low = s.lower()
     if not low.strip() or _NO_CLAIM.search(low.strip()):
         return []
+    cause = _CAUSES.search(low)
+    if cause:  # "偏高：常见于肾功能下降、脱水…": the causes listed say nothing about this report
+        s, low = s[:cause.start()], low[:cause.start()]
     al = _aliases()
-    claims: list[Claim] = _condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence)
-    taken = [(c_start, c_end) for c_start, c_end in _condition_spans(low)]
+    taken = _condition_spans(low)
     names = [(m.start(), m.end(), m.group(0)) for m in al.regex.finditer(low)
              if not _unit_like(low, m) and not any(a <= m.start() < b for a, b in taken)]
+    claims: list[Claim] = _condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence, names)
     if not names:
         return claims
+    subjects = [(m.start(), m.end()) for m in al.subject_re.finditer(low)
+                if not any(a <= m.start() < b for a, b, _ in names)] if al.subject_re else []
+    counted = _counted_prefix(low)
     pending: list[tuple[int, int, str]] = []
     pos = 0
-    events = sorted([(st, "name", (st, en, a)) for st, en, a in names]
+    events = sorted([(st, "name", (st, en, a)) for st, en, a in names] + [(st, "subject", (st, en)) for st, en in subjects]
                     + [(m.start(), "dir", m) for m in _DIR_RE.finditer(low)], key=lambda e: e[0])
     for start, kind, obj in events:
         if start < pos:
             continue
+        if kind == "subject":  # "心率 88 次/分属于正常高值": what follows is said of 心率 (unless listed: "血压和心率都正常")
+            if pending and not _joined(low[pending[-1][1]:start]):
+                pending = []
+            pos = obj[1]
+            continue
         if kind == "name":
             st, en, a = obj
-            if pending and not _JOIN.match(low[pending[-1][1]:st]):
+            if pending and not _joined(low[pending[-1][1]:st]):
                 pending = []  # "血常规检查提示血红蛋白高": only names joined by 和/、/及 share a direction
             pending.append(obj)
             pos = en
@@ -173,10 +211,13 @@ def extract_claims(sentence: str) -> list[Claim]:
             continue
         m = obj
         d = m.lastgroup
+        if d == "normal" and _RANGE_LABEL.match(low, m.end()):
+            pos = m.end()  # "正常值 3.5–9.5": a range, not a statement
+            continue
         neg = _NEG.search(low[max(0, m.start() - 5):m.start()])
         if neg:
             d = _NEGATED[d]
-        if pending and m.start() - pending[-1][1] <= _CLAUSE_GAP:
+        if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
             claims += _claims_for(pending, d, low, m.start(), sentence)
             pending = []
         elif low[m.end():m.end() + 1] == "的":  # "偏高的白细胞"
@@ -189,20 +230,60 @@ def extract_claims(sentence: str) -> list[Claim]:
     return claims
 
 
+def _joined(between: str) -> bool:
+    """Names that share one direction: only 和/、/及 … between them, brackets aside ("中性粒细胞（85%）和血红蛋白")."""
+    return bool(_JOIN.match(_BRACKET.sub("", between)))
+
+
+def _counted_prefix(low: str) -> list[int]:
+    """counted[i] = characters before i that count towards a clause's length (values and brackets do not)."""
+    skip = bytearray(len(low) + 1)
+    for m in _VALUE.finditer(low):
+        skip[m.start():m.end()] = b"\x01" * (m.end() - m.start())
+    out, n = [0], 0
+    for i in range(len(low)):
+        n += not skip[i]
+        out.append(n)
+    return out
+
+
 # "这些数值都符合正常范围", "检查结果均正常", "这个情况是正常的": the whole report called normal (no test named)
 _WHOLE_REPORT_NORMAL = re.compile(
-    r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|这个|您的|你的)?(?:数值|指标|结果|项目|检查|化验|检验|报告|情况)"
+    r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|这个|您的|你的)?(?:数值|数据|指标|结果|项目|检查|化验|检验|报告|情况)"
     r"[^，,。；;、]{0,6}?(?:都|均|全部|全都|基本)?(?:是|在|属于|符合|处于)?"
     r"(?:正常范围|正常值范围|正常的|正常|没有(?:明显)?异常|无(?:明显)?异常|未见(?:明显)?异常)")
+# "这些数据符合标准", "这些数据符合你的铁代谢标准": normal, for the whole report or the panel named before 标准
+_WHOLE_REPORT_STANDARD = re.compile(
+    r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|您的|你的)?(?:数值|数据|指标|结果|项目)[^，,。；;、]{0,4}?"
+    r"(?:都|均|全部|全都|基本)?符合(?:你|您)?的?(?P<inner>[^，,。；;、的]{0,8}?)的?(?:正常|参考)?(?:标准|范围|要求)")
 _WHOLE_REPORT_SKIP = re.compile(r"其余|其他|其它|除了?|之外|以外|部分|有些|大部分|大多")
 
 
-def _whole_report_claims(s: str, low: str, sentence: str) -> list[Claim]:
-    m = _WHOLE_REPORT_NORMAL.search(low)
-    if not m or _WHOLE_REPORT_SKIP.search(low) or _aliases().regex.search(low[m.start():m.end()]):
+def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[Claim]:
+    if _WHOLE_REPORT_SKIP.search(low):
         return []
-    return [Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
-                  direction="normal", sentence=sentence.strip(), condition=True)]
+    al = _aliases()
+
+    def about_a_test(m: re.Match) -> bool:  # "血脂指标正常" is about 血脂, read as a claim on it
+        return any(m.start() <= a < m.end() or b in (m.start(), m.start() - 1) for a, b, _ in names)
+
+    m = _WHOLE_REPORT_NORMAL.search(low)
+    if m and not about_a_test(m):
+        return [Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
+                      direction="normal", sentence=sentence.strip(), condition=True)]
+    m = _WHOLE_REPORT_STANDARD.search(low)
+    if not m or any(b in (m.start(), m.start() - 1) for a, b, _ in names):
+        return []
+    inner = _norm_alias(m.group("inner"))
+    if not inner:
+        return [Claim(alias=m.group(0), keys=("*",), kind="report", direction="normal", sentence=sentence.strip(),
+                      condition=True)]
+    if inner in al.resolve:  # "符合你的铁代谢标准": the panel is called normal
+        keys, kind = al.resolve[inner]
+        said = s[m.start("inner"):m.end("inner")] if len(s) == len(low) else m.group("inner")
+        return [Claim(alias=said, keys=keys, kind=kind, direction="normal", sentence=sentence.strip(),
+                      overall=al.overall.get(inner, ""))]
+    return []  # "符合高血压的诊断标准": a condition, judged by its own name
 
 
 _GENERAL = re.compile(r"^(?:的)?(?:患者|病人|人群|的人|者|病友|人士)")
@@ -225,8 +306,11 @@ def _condition_claims(s: str, low: str, sentence: str) -> list[Claim]:
         if _COND_NEG.search(low[max(0, a - 6):a]):
             d = _NEGATED[d]
         out.append(Claim(alias=s[a:b] if len(s) == len(low) else low[a:b], keys=keys, kind=kind, direction=d,
-                         sentence=sentence.strip(), condition=True))
+                         sentence=sentence.strip(), condition=True, overall=al.overall.get(low[a:b], "")))
     return out
+
+
+_FUNCTION_LOW = {"low": "abnormal", "not_low": "normal"}
 
 
 def _claims_for(names, direction, low, at, sentence) -> list[Claim]:
@@ -234,13 +318,22 @@ def _claims_for(names, direction, low, at, sentence) -> list[Claim]:
     out = []
     for st, en, a in names:
         keys, kind = al.resolve[a]
-        out.append(Claim(alias=sentence[st:en] if len(sentence) == len(low) else a, keys=keys, kind=kind,
-                         direction=direction, sentence=sentence.strip()))
+        d = direction
+        if a.endswith("功能"):  # "肾功能下降" says the function is impaired (its markers abnormal), not that they are low
+            d = _FUNCTION_LOW.get(d, d)
+        said = sentence[st:en]
+        out.append(Claim(alias=said if unicodedata.normalize("NFKC", said).lower() == a else a, keys=keys, kind=kind,
+                         direction=d, sentence=sentence.strip(), overall=al.overall.get(a, "")))
     return out
 
 
 def check_claim(claim: Claim, by_key: dict[str, Finding]) -> Violation | None:
-    found = list(by_key.values()) if claim.kind == "report" else [by_key[k] for k in claim.keys if k in by_key]
+    if claim.kind == "report":
+        found = list(by_key.values())
+    elif claim.overall in by_key:  # "血压150/80 正常": judged by the graded blood pressure, not by the diastolic alone
+        found = [by_key[claim.overall]]
+    else:
+        found = [by_key[k] for k in claim.keys if k in by_key]
     if not found:
         return Violation(claim, "unreported")
     graded = [f for f in found if f.status != "ungraded"]
@@ -269,8 +362,42 @@ def check_sentence(sentence: str, findings: list[Finding], *, block_unreported: 
 
 
 def check_text(text: str, findings: list[Finding], *, block_unreported: bool = False) -> list[Violation]:
+    """Violations in a whole answer, read as the streaming check reads it (`AnswerReader`)."""
     sents, rest = split_sentences(text)
-    return [v for s in sents + [rest] for v in check_sentence(s, findings, block_unreported=block_unreported)]
+    reader = AnswerReader(findings, block_unreported=block_unreported)
+    return [v for s in sents + [rest] for v in reader.check(s)]
+
+
+# a line that only names a test ("1. **总胆固醇**：") heads the bullet items under it ("- **正常高值**：240 mg/dL")
+_HEADING = re.compile(r"^\s*(?:#+\s*)?(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?(?:[-*•·+]\s+)?[*_]*"
+                      r"(?P<name>[^*_:：，,。；;\n]{1,24}?)[*_]*\s*[:：]\s*[*_]*\s*$")
+_BULLET = re.compile(r"^\s*[-*•·+]\s*")
+_NUMBERED = re.compile(r"^\s*(?:\d+\s*[.、)）]|[（(]\d+[）)])")
+
+
+class AnswerReader:
+    """Checks an answer sentence by sentence as `ming.respond.split_sentences` cuts it; the streaming check
+    (`ReportPostCheck`) and the whole-answer check (`check_text`) both read with it, so they judge alike. A
+    heading line that only names a test ("1. **总胆固醇**：") is the subject of the bullet items under it that
+    name no test ("- **正常高值**：240 mg/dL" says 总胆固醇 is 正常高值) until a numbered item or a plain line."""
+
+    def __init__(self, findings: list[Finding], *, block_unreported: bool = False):
+        self.findings, self.block_unreported = findings, block_unreported
+        self.subject = ""
+
+    def check(self, sentence: str) -> list[Violation]:
+        if not sentence.strip():
+            return []
+        text = sentence
+        head = _HEADING.match(unicodedata.normalize("NFKC", sentence))
+        if head and _norm_alias(_BRACKET.sub("", head.group("name"))) in _aliases().resolve:
+            self.subject = head.group("name").strip()
+        elif _BULLET.match(sentence) and not _NUMBERED.match(sentence):
+            if self.subject and not _names_a_test(sentence):
+                text = self.subject + "：" + _BULLET.sub("", sentence, count=1)
+        else:
+            self.subject = ""
+        return check_sentence(text, self.findings, block_unreported=self.block_unreported)
 
 
 # ---- the explanation ming writes itself -------------------------------------------------------------
@@ -306,9 +433,9 @@ def compose_explanation(findings: list[Finding]) -> str:
             text, src = meaning(f)
             what = f.category if f.key == "BP" else STATUS_ZH[f.status].split(" ")[0]
             lines.append(f"- {f.name} {f.value_text}，{what}：{text}" + (f"（来源：{src}）" if src else "") + "。")
-        keys = {f.key for f in ab}
+        keys = {(f.key, f.status) for f in ab}
         for p in spec.get("patterns", []):
-            if all(any(k in keys for k in slot) for slot in p["all"]):
+            if all(any((k, p.get("status", "high")) in keys for k in slot) for slot in p["all"]):
                 lines.append(f"- 综合来看：{p['text']}（来源：{spec['sources'].get(p['source'], p['source'])}）。")
     if ungraded:
         lines.append(f"另有 {len(ungraded)} 项未能按参考表判断（{'、'.join(f.name for f in ungraded)}），请以报告所印范围为准。")
@@ -341,6 +468,8 @@ class ReportPostCheck:
                  retry: bool = True, max_advice: int = 4):
         self.findings, self.block_unreported, self.fallback = findings, block_unreported, fallback
         self.retry, self.max_advice = retry, max_advice
+        self.reader = AnswerReader(findings, block_unreported=block_unreported)
+        self._shown_subject = ""  # the reader's state after the last sentence shown (a regeneration goes on from there)
         self.violations: list[Violation] = []
         self.held: list[str] = []
         self.advice: list[str] = []
@@ -351,11 +480,12 @@ class ReportPostCheck:
     def sentence(self, text: str, shown: str = "") -> "str | Regenerate":
         if self.failed:
             self.held.append(text)
-            if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text):
-                self.advice.append(text.strip())
+            if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text):
+                self.advice.append(text.strip())  # general advice: names no test and says nothing of the report
             return ""
-        bad = check_sentence(text, self.findings, block_unreported=self.block_unreported)
+        bad = self.reader.check(text)
         if not bad:
+            self._shown_subject = self.reader.subject
             return text
         self.violations += bad
         self.held.append(text)
@@ -364,6 +494,7 @@ class ReportPostCheck:
 
     def regenerating(self, hint: str) -> None:
         self.failed, self.regenerated = False, True
+        self.reader.subject = self._shown_subject
         self.advice.clear()
         self.attempts += 1
 
