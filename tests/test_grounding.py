@@ -303,9 +303,15 @@ def test_replayed_male_hb_answer_never_shows_the_whole_report_called_normal(tiny
     report = (REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8")
     first = "根据你的信息，肌酐和尿酸的数值都正常，血红蛋白的值为 118 g/L，这与你的性别（男）相符。\n\n"
     second = "根据您提供的数据，肌酐 85 umol/L，尿酸 380 umol/L，血红蛋白 118 g/L，符合正常范围的数值。因此，您的检验结果是正常。"
-    shown, added, res = answer(tiny_qwen_engine, script, _tokens(first), _tokens(second), report=report)
     fs = parse_report(report)
-    assert res.meta["grounding"]["fallback"] and len(script.prompts) == 2
+    shown, added, res = answer(tiny_qwen_engine, script, _tokens(first), _tokens(second), report=report)
+    assert "您的检验结果是正常" not in res.text  # (the first run now passes: it calls 肌酐和尿酸 normal, as they are)
+    assert check_text(shown + added.get("grounding", ""), fs) == []
+    # the path of the stored run: both runs contradict, the second run's last sentence is held
+    script.runs.clear()
+    script.prompts.clear()
+    shown, added, res = answer(tiny_qwen_engine, script, _tokens(second), _tokens(second), report=report)
+    assert res.meta["grounding"]["fallback"] and len(script.prompts) == 2 and shown == ""
     assert "您的检验结果是正常" not in res.text and "血红蛋白 118 g/L，偏低" in added["grounding"]
     assert check_text(shown + added["grounding"], fs) == []  # what was shown passes the whole-answer check
 

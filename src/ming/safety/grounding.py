@@ -51,6 +51,8 @@ _DIR_RE = re.compile("|".join(f"(?P<{k}>{p})" for k, p in _DIR_WORDS))
 _SHORT_DIR = re.compile(r"^(?P<neg>不|没|并不|不算)?(?:稍|略|有点|有些|比较|较|很|太|偏|都|均|也|明显|轻度|显著|有所|稍微|略微)?"
                         r"(?P<d>高|低)(?![血压糖脂钾钠钙尿蛋白密])")
 _NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|并没有|不算)(?:明显|太|很|特别|怎么)?$")
+# "不在正常范围内", "不符合肾功能检查的正常范围": a negated verb between the name and the direction
+_NEG_VERB = re.compile(r"(?:不|没有?|未|并不|并没有)(?:在|属于|符合|处于|达到|位于)")
 _NEGATED = {"high": "not_high", "low": "not_low", "normal": "abnormal", "abnormal": "normal"}
 # a sentence that states no fact about this patient: conditions, prevention, questions, general ranges
 _NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|有无|有没有|防止|避免|以免|预防|警惕|恢复正常|降至正常|回到正常|趋于正常"
@@ -214,7 +216,8 @@ def extract_claims(sentence: str) -> list[Claim]:
         if d == "normal" and _RANGE_LABEL.match(low, m.end()):
             pos = m.end()  # "正常值 3.5–9.5": a range, not a statement
             continue
-        neg = _NEG.search(low[max(0, m.start() - 5):m.start()])
+        neg = _NEG.search(low[max(0, m.start() - 5):m.start()]) or _NEG_VERB.search(
+            low[max(0, pending[0][0] - 3) if pending else max(0, m.start() - 12):m.start()])
         if neg:
             d = _NEGATED[d]
         if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
