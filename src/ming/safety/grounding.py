@@ -185,13 +185,19 @@ def extract_claims(sentence: str) -> list[Claim]:
     subjects = [(m.start(), m.end()) for m in al.subject_re.finditer(low)
                 if not any(a <= m.start() < b for a, b, _ in names)] if al.subject_re else []
     counted = _counted_prefix(low)
+    brackets = [(m.start(), m.end()) for m in _BRACKET.finditer(low)]
     pending: list[tuple[int, int, str]] = []
+    aside = None  # (names, end of the bracket) after a direction in brackets: "血红蛋白（正常高值118 g/L）偏低" says both
     pos = 0
     events = sorted([(st, "name", (st, en, a)) for st, en, a in names] + [(st, "subject", (st, en)) for st, en in subjects]
                     + [(m.start(), "dir", m) for m in _DIR_RE.finditer(low)], key=lambda e: e[0])
     for start, kind, obj in events:
         if start < pos:
             continue
+        if aside is not None:
+            if kind == "dir" and not pending and counted[start] - counted[aside[1]] <= 2:
+                pending = aside[0]  # the direction right after the bracket is said of the same names
+            aside = None
         if kind == "subject":  # "心率 88 次/分属于正常高值": what follows is said of 心率 (unless listed: "血压和心率都正常")
             if pending and not _joined(low[pending[-1][1]:start]):
                 pending = []
@@ -222,6 +228,7 @@ def extract_claims(sentence: str) -> list[Claim]:
             d = _NEGATED[d]
         if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
             claims += _claims_for(pending, d, low, m.start(), sentence)
+            aside = next(((pending, b) for a, b in brackets if a < m.start() < b), None)
             pending = []
         elif low[m.end():m.end() + 1] == "的":  # "偏高的白细胞"
             nxt = next((n for n in names if n[0] == m.end() + 1), None)
