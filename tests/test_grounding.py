@@ -380,9 +380,13 @@ def test_a_heading_and_the_bullet_under_it_are_checked_while_streaming(tiny_qwen
      ["这些数据符合你的铁代谢标准，但需要进一步检查。", "数据符合标准。"],
      ["这些数据符合缺铁性贫血的诊断标准。", "血红蛋白 96 g/L，不符合标准。"]),
     ("女，30岁。铁代谢：血清铁蛋白 80 ng/mL，血清铁 18 μmol/L，转铁蛋白饱和度 30%", [], ["这些数据符合你的铁代谢标准。"]),
-    # a function said to be down is impaired, not "low"; causes after 见于 are no claim
-    ((REPORTS / "07_kidney_uric.txt").read_text(encoding="utf-8"), ["肾功能正常。"],
-     ["肾功能下降，需要复查。", "尿素偏高常见于肾功能下降、脱水。"]),
+    # a function said to be down is impaired, not "low"; causes after 见于 are no claim; "不在正常范围内" is negated
+    ((REPORTS / "07_kidney_uric.txt").read_text(encoding="utf-8"), ["肾功能正常。", "肌酐不在正常范围内，尿酸在正常范围内。"],
+     ["肾功能下降，需要复查。", "尿素偏高常见于肾功能下降、脱水。", "因此，该患者不符合肾功能检查的正常范围。"]),
+    # a direction in brackets is an aside; the one after the bracket is read too
+    (ISSUE, ["血红蛋白的浓度（正常高值118 g/L，接近上限）偏低。", "中性粒细胞百分比（85%）和血红蛋白（118 g/L）都超过了正常范围。",
+             "血红蛋白不在正常范围内。"],
+     ["血红蛋白（正常），白细胞偏高。", "白细胞（13.5×10^9/L）和中性粒细胞（85%）都超过了正常范围。"]),
 ])
 def test_statements_across_values_subjects_and_standards(report, wrong, fine):
     fs = parse_report(report)
