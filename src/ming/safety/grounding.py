@@ -381,7 +381,7 @@ def check_text(text: str, findings: list[Finding], *, block_unreported: bool = F
 # a line that only names a test ("1. **总胆固醇**：") heads the bullet items under it ("- **正常高值**：240 mg/dL")
 _HEADING = re.compile(r"^\s*(?:#+\s*)?(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?(?:[-*•·+]\s+)?[*_]*"
                       r"(?P<name>[^*_:：，,。；;\n]{1,24}?)[*_]*\s*[:：]\s*[*_]*\s*$")
-_BULLET = re.compile(r"^\s*[-*•·+]\s*")
+_BULLET = re.compile(r"^\s*(?:[-•·+]|\*(?!\*))\s*")  # "- …", "* …" (not "**bold**")
 _NUMBERED = re.compile(r"^\s*(?:\d+\s*[.、)）]|[（(]\d+[）)])")
 
 
