@@ -55,7 +55,7 @@ _NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|并没有|不算)(?:明
 _NEG_VERB = re.compile(r"(?:不|没有?|未|并不|并没有)(?:在|属于|符合|处于|达到|位于)")
 _NEGATED = {"high": "not_high", "low": "not_low", "normal": "abnormal", "abnormal": "normal"}
 # a sentence that states no fact about this patient: conditions, prevention, questions, general ranges
-_NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|有无|有没有|防止|避免|以免|预防|警惕|恢复正常|降至正常|回到正常|趋于正常"
+_NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|与否|有无|有没有|防止|避免|以免|预防|警惕|恢复正常|降至正常|回到正常|趋于正常"
                        r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)|[?？]$|^若|^如[^何此下今]"
                        r"|(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)\s*(?:/|或|还是|或者)\s*(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)")
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
@@ -69,7 +69,7 @@ _VALUE = re.compile(_BRACKET.pattern + r"|[<>≤≥]?\d+(?:\.\d+)?(?:\s*[-–~�
 _RANGE_LABEL = re.compile(r"[\s*_]*[:：为是在]?[\s*_]*(?:[<>≤≥]\s*\d|\d+(?:\.\d+)?\s*[-–~～]\s*\d)")
 # "常见于肾功能下降、脱水…", "常见原因有缺铁…", "常与贫血同时出现": what follows lists causes or associations in
 # general, no statement about this report
-_CAUSES = re.compile(r"(?:常|多|也|可|亦|还)?见于|原因(?:有|是|为|包括)|(?:常|多)与")
+_CAUSES = re.compile(r"(?:常|多|也|可|亦|还)?见于|原因(?:有|是|为|包括)|(?<![异正增偏较过])(?:常|多)与")
 
 CONSISTENT = {
     "high": {"high", "abnormal", "not_low"},
