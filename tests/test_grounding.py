@@ -386,7 +386,8 @@ def test_a_heading_and_the_bullet_under_it_are_checked_while_streaming(tiny_qwen
     # a direction in brackets is an aside; the one after the bracket is read too
     (ISSUE, ["血红蛋白的浓度（正常高值118 g/L，接近上限）偏低。", "中性粒细胞百分比（85%）和血红蛋白（118 g/L）都超过了正常范围。",
              "血红蛋白不在正常范围内。"],
-     ["血红蛋白（正常），白细胞偏高。", "白细胞（13.5×10^9/L）和中性粒细胞（85%）都超过了正常范围。"]),
+     ["血红蛋白（正常），白细胞偏高。", "白细胞（13.5×10^9/L）和中性粒细胞（85%）都超过了正常范围。",
+      "血红蛋白没有达到贫血标准，属于正常。"]),  # the negation is the condition's, in its own clause
 ])
 def test_statements_across_values_subjects_and_standards(report, wrong, fine):
     fs = parse_report(report)

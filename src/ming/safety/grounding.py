@@ -222,8 +222,8 @@ def extract_claims(sentence: str) -> list[Claim]:
         if d == "normal" and _RANGE_LABEL.match(low, m.end()):
             pos = m.end()  # "正常值 3.5–9.5": a range, not a statement
             continue
-        neg = _NEG.search(low[max(0, m.start() - 5):m.start()]) or _NEG_VERB.search(
-            low[max(0, pending[0][0] - 3) if pending else max(0, m.start() - 12):m.start()])
+        neg = _NEG.search(low[max(0, m.start() - 5):m.start()]) or _negated_verb(
+            low, max(0, pending[0][0] - 3) if pending else max(0, m.start() - 12), m.start())
         if neg:
             d = _NEGATED[d]
         if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
@@ -238,6 +238,15 @@ def extract_claims(sentence: str) -> list[Claim]:
                 continue
         pos = m.end()
     return claims
+
+
+def _negated_verb(low: str, start: int, end: int) -> bool:
+    """"不在正常范围内", "不符合肾功能检查的正常范围": a negated verb in the same clause as the direction
+    ("没有达到贫血标准，属于正常" is not negated: a comma stands between)."""
+    last = None
+    for last in _NEG_VERB.finditer(low, start, end):
+        pass
+    return last is not None and not re.search(r"[，,；;：:]", low[last.end():end])
 
 
 def _joined(between: str) -> bool:
