@@ -38,6 +38,8 @@ STAGES_OFF_HELP = ("turn stages of the answer pipeline off, comma-separated (saf
 TRIAGE_MODEL_HELP = ("where no red-flag rule fires, also ask the loaded model a constrained 是/否 (an emergency now?) "
                      "and escalate at --triage-threshold; one extra prefill per message (seconds on CPU), off by "
                      "default (measured in docs/triage.md)")
+TRIAGE_THRESHOLD = 0.8  # the default of --triage-threshold (= ming.safety.model_triage.DEFAULT_THRESHOLD)
+TRIAGE_THRESHOLD_HELP = "p(是) at or above which --triage-model escalates, in [0, 1]"
 CHAT_MODE_HELP = ("qa = 医疗问答 (answer questions, analyse cases and reports); consult = 智能问诊 (ask one "
                   "follow-up question at a time, then give an assessment)")
 
@@ -90,7 +92,7 @@ class ChatOptions:
     retrieval: bool = option(False, RETRIEVAL_HELP)
     stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
     triage_model: bool = option(False, TRIAGE_MODEL_HELP)
-    triage_threshold: float = option(0.8, "p(是) at or above which --triage-model escalates, in [0, 1]")
+    triage_threshold: float = option(TRIAGE_THRESHOLD, TRIAGE_THRESHOLD_HELP)
 
 
 # -- flags ------------------------------------------------------------------------------------------------

@@ -115,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
                 "top-k are ignored")
     stages = build(stage_options(args.safety, args.mode, retrieval=args.retrieval, stages_off=args.stages_off,
                                  triage_model=args.triage_threshold if args.triage_model else None))
-    engine = create_engine(model_options(args), need_beam=gen.num_beams > 1)
+    # the model triage step scores on a second KV sequence (llama.cpp), so the conversation's cache stays
+    engine = create_engine(model_options(args), need_beam=gen.num_beams > 1, scoring_sequence=args.triage_model)
     session = Session(Pipeline(engine, stages, mode=args.mode, system=args.system), gen)
 
     stages_named = {s.name for s in stages}

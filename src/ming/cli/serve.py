@@ -16,10 +16,9 @@ from ming.config import ModelOptions, add_settings
 from ming.engine import create_engine
 from ming.engine.base import GenerationConfig
 from ming.errors import MingError
-from ming.serve.app import build_app
+from ming.serve.app import build_app, serve_stages
 from ming.serve.server import make_server
 from ming.serve.settings import ServeSettings, from_args
-from ming.stages import build, stage_options
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -79,18 +78,20 @@ def run(args: argparse.Namespace) -> int:
     if settings.host not in LOCAL_HOSTS and not settings.api_key:
         print(f"[ming] warning: listening on {settings.host} without --api-key: anyone who can reach this port can "
               "use the model", file=sys.stderr)
-    stages = build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
-                                 stages_off=settings.stages_off))  # fails before the (slow) model load
+    stages = serve_stages(settings)  # fails before the (slow) model load
     engine = create_engine(opts, need_beam=gen.num_beams > 1, max_batch=settings.max_batch,
                            batching={"kv_cells": settings.kv_cells, "kv_unified": settings.kv_unified,
                                      "prefill_chunk": settings.prefill_chunk,
-                                     "batch_invariant": settings.batch_invariant})
+                                     "batch_invariant": settings.batch_invariant},
+                           scoring_sequence=settings.triage_model)
     app = build_app(settings, engine, stages=stages)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
     print(f"[ming] {DISCLAIMER}", file=sys.stderr)
     print(f"[ming] serving {app.state.service.model_name} ({engine.backend}, context {engine.context_length} tokens, "
-          f"{_batching(engine)}, safety {settings.safety}, queue {settings.max_queue}"
+          f"{_batching(engine)}, safety {settings.safety}"
+          f"{f' + model triage at p(是) >= {settings.triage_threshold}' if settings.triage_model else ''}, "
+          f"queue {settings.max_queue}"
           f"{', API key required' if settings.api_key else ''})\n"
           f"[ming] web page: {url}/   ·   OpenAI API: {url}/v1   ·   Ctrl-C stops", file=sys.stderr, flush=True)
     if settings.log_requests:

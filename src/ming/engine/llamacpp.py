@@ -11,6 +11,12 @@ hands each request to `ming.engine.batch.BatchRunner`, which advances every runn
 `llama_decode` per step (continuous batching). Sequence id 0 stays the one-sequence path (log-likelihood
 scoring), behind the same lock as the runner's steps.
 
+With `scoring_sequence` a one-sequence engine (`ming chat --triage-model`) holds a second sequence (id 1, a KV
+stream of one more context window): `score_continuations` runs there with its own prefix cache
+(`_ScoringSequence`), so a scoring call between two turns leaves the conversation's cached tokens on sequence 0
+(in a stream of its own, so its logits are those of a one-sequence engine) and the next turn reads only its new
+tokens.
+
 The AMX crash: llama.cpp's default build runs an AMX matmul path that dies with "Illegal
 instruction" on this kind of Xeon. scripts/install_llamacpp.sh builds without AMX code; if a build
 with AMX is loaded anyway, the model is loaded with `use_extra_bufts=False` (no AMX buffer type).
@@ -93,12 +99,13 @@ class LlamaCppEngine(LoopEngine):
                  use_extra_bufts: bool | None = None, use_mmap: bool = True, lora_path: str | None = None,
                  lora_scale: float = 1.0, adaptive_threads: bool = False, max_batch: int = 1,
                  kv_cells: int | None = None, prefill_chunk: int = PREFILL_CHUNK, kv_unified: bool = False,
-                 batch_invariant: bool = True):
+                 batch_invariant: bool = True, scoring_sequence: bool = False):
         super().__init__()
         import numpy as np
 
         self._runner: BatchRunner | None = None
         self._runner_batch = None
+        self._scorer: _ScoringSequence | None = None
 
         L = _llama()
         _init_backend(L)
@@ -139,10 +146,11 @@ class LlamaCppEngine(LoopEngine):
         if max_batch < 1:
             raise MingError(f"--max-batch must be >= 1, got {max_batch}")
         self.max_batch = max_batch
-        n_seq = 1 if max_batch == 1 else max_batch + 1  # + sequence 0, the one-sequence path
-        self.kv_unified = kv_unified or max_batch == 1
+        # + sequence 0, the one-sequence path, beside a batch; + sequence 1, the scoring path, beside a chat
+        n_seq = max_batch + 1 if max_batch > 1 else 2 if scoring_sequence else 1
+        self.kv_unified = kv_unified or n_seq == 1
         if self.kv_unified:
-            self.kv_cells = int(kv_cells or (self.context_length if max_batch == 1 else 2 * self.context_length))
+            self.kv_cells = int(kv_cells or (self.context_length if n_seq == 1 else 2 * self.context_length))
             if self.kv_cells < self.context_length:
                 raise MingError(f"--kv-cells {self.kv_cells} is smaller than the context window ({self.context_length} "
                                 f"tokens): one long conversation could never fit; raise --kv-cells or lower "
@@ -176,6 +184,8 @@ class LlamaCppEngine(LoopEngine):
         self.lora_path = lora_path
         if lora_path:
             self._apply_lora(lora_path, lora_scale)
+        if max_batch == 1 and scoring_sequence:
+            self._scorer = _ScoringSequence(self, seq_id=1)
         if max_batch > 1:
             self._runner_batch = L.llama_batch_init(self.n_batch, 0, 1)
             self.features = self.features | {"batching"}
@@ -211,7 +221,11 @@ class LlamaCppEngine(LoopEngine):
 
     def score_continuations(self, context_ids: Sequence[int],
                             continuations: Mapping[K, Sequence[int]]) -> dict[K, float]:
+        """On sequence 0 (beside a batch: the runner's steps wait), or on the scoring sequence when the engine
+        has one; the lock is held until the logits are read."""
         with self.ctx_lock:
+            if self._scorer is not None:
+                return self._scorer.score_continuations(context_ids, continuations)
             return super().score_continuations(context_ids, continuations)
 
     def batch_stats(self) -> dict:
@@ -254,29 +268,33 @@ class LlamaCppEngine(LoopEngine):
     def _forward(self, tokens: Sequence[int], all_rows: bool = False):
         """Append `tokens` to the cache (in n_batch chunks); return the logits of the last one (a view of
         llama.cpp's buffer, valid until the next call) or, with all_rows, a copy of every one's."""
-        with self.ctx_lock:
-            return self._forward_locked(tokens, all_rows)
+        return self._append(0, self._ids, tokens, all_rows)
 
-    def _forward_locked(self, tokens: Sequence[int], all_rows: bool):
+    def _append(self, seq_id: int, ids: list[int], tokens: Sequence[int], all_rows: bool):
+        """`_forward` on sequence `seq_id`, whose cached tokens are `ids` (extended here)."""
+        with self.ctx_lock:
+            return self._append_locked(seq_id, ids, tokens, all_rows)
+
+    def _append_locked(self, seq_id: int, ids: list[int], tokens: Sequence[int], all_rows: bool):
         L, b, np = self.L, self._batch, self.np
         rows = []
         for start in range(0, len(tokens), self.n_batch):
             part = tokens[start:start + self.n_batch]
             last_chunk = start + self.n_batch >= len(tokens)
-            pos0 = len(self._ids)
+            pos0 = len(ids)
             b.n_tokens = len(part)
             for i, t in enumerate(part):
                 b.token[i] = int(t)
                 b.pos[i] = pos0 + i
                 b.n_seq_id[i] = 1
-                b.seq_id[i][0] = 0
+                b.seq_id[i][0] = seq_id
                 b.logits[i] = all_rows or (last_chunk and i == len(part) - 1)
             rc = L.llama_decode(self._ctx, b)
             if rc != 0:
-                self.reset_cache()
+                self._trim(seq_id, ids, 0)
                 raise MingError(f"llama.cpp could not decode ({rc}): the conversation may exceed the context window "
                                 f"of {self.context_length} tokens; start a new chat or raise --context-length")
-            self._ids.extend(int(t) for t in part)
+            ids.extend(int(t) for t in part)
             if all_rows:  # copy now: the next chunk overwrites the logits buffer
                 rows += [np.array(self._logits_ptr(i), copy=True) for i in range(len(part))]
         return np.stack(rows) if all_rows else self._logits_ptr(-1)
@@ -286,15 +304,19 @@ class LlamaCppEngine(LoopEngine):
         return self.np.ctypeslib.as_array(p, shape=(self.n_vocab,))
 
     def _keep(self, n: int) -> None:
+        self._trim(0, self._ids, n)
+
+    def _trim(self, seq_id: int, ids: list[int], n: int) -> None:
+        """Drop sequence `seq_id`'s cache after its first n tokens (`ids`, trimmed here)."""
         if getattr(self, "_closed", True):
             return
         with self.ctx_lock:
-            if n <= 0 and self._runner is None:
+            if n <= 0 and self._runner is None and self._scorer is None:  # the only sequence: clear the memory
                 self.L.llama_memory_clear(self._mem, True)
-                self._ids.clear()
-            elif n < len(self._ids):
-                self.L.llama_memory_seq_rm(self._mem, 0, max(n, 0), -1)
-                del self._ids[max(n, 0):]
+                ids.clear()
+            elif n < len(ids):
+                self.L.llama_memory_seq_rm(self._mem, seq_id, max(n, 0), -1)
+                del ids[max(n, 0):]
 
     def _apply_threads(self, n: int) -> None:
         self.L.llama_set_n_threads(self._ctx, n, n)
@@ -319,6 +341,28 @@ class LlamaCppEngine(LoopEngine):
             pass
 
 
+class _ScoringSequence(LoopEngine):
+    """The scoring sequence of a one-sequence llama.cpp engine (`scoring_sequence`): the shared loop's prefix
+    reuse and log-likelihood scoring over sequence `seq_id` of the engine's context, with its own list of cached
+    tokens. Only `score_continuations` is called on it (by the engine, under its `ctx_lock`)."""
+
+    backend = "llamacpp"
+
+    def __init__(self, engine: LlamaCppEngine, seq_id: int):
+        super().__init__()
+        self.engine, self.seq_id = engine, seq_id
+        self.name, self.tokenizer, self.template = engine.name, engine.tokenizer, engine.template
+        self.prefix_cache, self.context_length = engine.prefix_cache, engine.context_length
+        self.stop_ids = engine.stop_ids
+        self._ids: list[int] = []
+
+    def _keep(self, n: int) -> None:
+        self.engine._trim(self.seq_id, self._ids, n)
+
+    def _forward(self, tokens: Sequence[int], all_rows: bool = False):
+        return self.engine._append(self.seq_id, self._ids, tokens, all_rows)
+
+
 def load(ref, template_name: str | None = None, threads: int | None = None, context_length: int | None = None,
          prefix_cache: bool = True, **kw) -> LlamaCppEngine:
 
@@ -341,6 +385,8 @@ def load(ref, template_name: str | None = None, threads: int | None = None, cont
                          context_length=context_length, prefix_cache=prefix_cache, lora_path=lora_path, **kw)
     how = f"up to {n_threads} threads, fewer while other processes hold cores" if eng.adaptive_threads else \
         f"{n_threads} threads"
+    if eng._scorer is not None:
+        how += ", a second KV sequence for scoring"
     if eng.max_batch > 1:
         how += (f", {eng.max_batch} sequences batched in " +
                 (f"a shared pool of {eng.kv_cells} KV cells" if eng.kv_unified else "a KV window each") +

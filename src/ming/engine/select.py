@@ -50,7 +50,8 @@ def choose(opts, ref, need_beam: bool = False) -> str:
     return "hf"
 
 
-def create(opts, need_beam: bool = False, max_batch: int = 1, batching: dict | None = None):
+def create(opts, need_beam: bool = False, max_batch: int = 1, batching: dict | None = None,
+           scoring_sequence: bool = False):
     ref = models.resolve(opts.model_path, opts.model_base, allow_download=opts.allow_download)
     backend = choose(opts, ref, need_beam=need_beam)
     n_threads = threads.configure(opts.threads)
@@ -70,7 +71,7 @@ def create(opts, need_beam: bool = False, max_batch: int = 1, batching: dict | N
                 "(it builds llama-cpp-python with the flags this CPU needs), or use --backend hf."
             ) from exc
         return llamacpp.load(ref, opts.conv_template, threads=opts.threads, context_length=opts.context_length,
-                             prefix_cache=opts.prefix_cache, max_batch=max_batch,
+                             prefix_cache=opts.prefix_cache, max_batch=max_batch, scoring_sequence=scoring_sequence,
                              **({k: v for k, v in (batching or {}).items() if v is not None} if max_batch > 1 else {}))
     if backend == "vllm":
         try:

@@ -1,13 +1,16 @@
 """The loaded model asked a constrained yes/no: "does this message describe an emergency happening now?"
 
     judge = ModelTriage(engine)                         # any ming Engine that scores log-likelihoods
+    judge = ModelTriage(engine, lock=engine.lock)       # a server: scoring waits for the engine
     v = judge.score("我爸突然说不出话，一边手抬不起来", context=["刚才还好好的"])
     v.p_yes, v.seconds                                  # p(是) of softmax over {是, 否}; wall time
 
 The prompt is a fixed triage-nurse instruction (system) and the message as the user turn, rendered by the
 engine's own template layer (`engine.render`), then the two one-character answers 是 / 否 are scored as
 continuations of the assistant turn (`engine.score_continuations`): one prefill, no decoding. The system
-text and the user-turn wrapper are fixed, so engines with a prefix cache re-encode only the message.
+text and the user-turn wrapper are fixed, so engines with a prefix cache re-encode only the message. A llama.cpp
+engine scores on a sequence of its own (sequence 0 beside a batch, or sequence 1 of a chat engine loaded with
+`scoring_sequence`), so the conversation's cached tokens stay; other engines share one cache with the reply.
 
 Prompt variants are data (`PROMPTS`); `prompt_hash` names the exact text so cached scores (bench/) follow it.
 Quality is measured in bench/safety.py --model (docs/triage.md); a tiny test model only exercises the mechanics.
@@ -15,6 +18,7 @@ Quality is measured in bench/safety.py --model (docs/triage.md); a tiny test mod
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -100,7 +104,8 @@ def _clip(text: str, limit: int) -> str:
 class ModelTriage:
     """Ask a loaded engine the emergency question about one message (plus earlier user messages)."""
 
-    def __init__(self, engine: Any, prompt: str = DEFAULT_PROMPT, threshold: float = DEFAULT_THRESHOLD):
+    def __init__(self, engine: Any, prompt: str = DEFAULT_PROMPT, threshold: float = DEFAULT_THRESHOLD,
+                 lock: Any = None):
         if not 0.0 <= threshold <= 1.0:
             raise MingError(f"the model triage threshold is a probability in [0, 1], got {threshold}")
         self.threshold = float(threshold)
@@ -112,6 +117,7 @@ class ModelTriage:
             raise MingError(f"model triage scores the answers 是/否, and the {engine.backend} backend cannot score "
                             "log-likelihoods; load the model with --backend llamacpp or hf")
         self.engine = engine
+        self.lock = lock if lock is not None else contextlib.nullcontext()  # held while scoring (ming serve)
         self.prompt = prompt
         self.system, self.wrapper = _prompt(prompt)
         self.hash = prompt_hash(prompt)
@@ -139,9 +145,10 @@ class ModelTriage:
         return self.engine.render(self.messages(text, context), add_generation_prompt=True).ids
 
     def score(self, text: str, context: Sequence[str] = ()) -> Verdict:
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # the seconds include waiting for the engine (`lock`)
         ids = self.render(text, context)
-        lp = self.engine.score_continuations(ids, self.answer_ids)  # the caller holds the engine (engine.lock)
+        with self.lock:
+            lp = self.engine.score_continuations(ids, self.answer_ids)
         dt = time.perf_counter() - t0
         y, n = float(lp["yes"]), float(lp["no"])
         if not (math.isfinite(y) or math.isfinite(n)):

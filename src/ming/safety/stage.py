@@ -16,21 +16,26 @@ class SafetyStage(Stage):
 
     `model_threshold` (off when None): where no triage rule fires, the pipeline's own engine is asked the
     constrained 是/否 of ming.safety.model_triage (`bind` hands it the engine); p(是) at or above the threshold
-    escalates. The metadata says which step fired (`triage_step`) and the model's p (`triage_model`)."""
+    escalates. The metadata says which step fired (`triage_step`) and the model's p (`triage_model`).
+    `hold_engine`: the judge takes `engine.lock` while it scores (ming serve prepares a turn while other
+    requests generate; a batching llama.cpp engine scores on its own sequence 0 beside them)."""
 
     name = "safety"
 
-    def __init__(self, policy: SafetyPolicy, model_threshold: float | None = None, prompt: str = DEFAULT_PROMPT):
+    def __init__(self, policy: SafetyPolicy, model_threshold: float | None = None, prompt: str = DEFAULT_PROMPT,
+                 hold_engine: bool = False):
         if model_threshold is not None and not 0.0 <= model_threshold <= 1.0:
             raise MingError(f"--triage-threshold is a probability in [0, 1], got {model_threshold}")
         self.policy = policy
         self.model_threshold = model_threshold
         self.prompt = prompt
+        self.hold_engine = hold_engine
         self.judge: ModelTriage | None = None
 
     def bind(self, engine) -> None:
         if self.model_threshold is not None:
-            self.judge = ModelTriage(engine, self.prompt, self.model_threshold)
+            self.judge = ModelTriage(engine, self.prompt, self.model_threshold,
+                                     lock=engine.lock if self.hold_engine else None)
 
     def prepare(self, turn: Turn) -> None:
         d = self.policy.check(turn.conversation, judge=self.judge)

@@ -36,10 +36,10 @@ def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
     if settings.generation is None:
         settings.generation = GenerationConfig()
     if engine is None:
-        engine = create_engine(settings.model or ModelOptions(), need_beam=settings.generation.num_beams > 1)
+        engine = create_engine(settings.model or ModelOptions(), need_beam=settings.generation.num_beams > 1,
+                               scoring_sequence=settings.triage_model)
     if stages is None:
-        stages = build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
-                                     stages_off=settings.stages_off))
+        stages = serve_stages(settings)
 
     scheduler = Scheduler(engine, max_queue=settings.max_queue)
 
@@ -64,6 +64,15 @@ def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
     static = resources.files("ming.serve").joinpath("static")
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
+
+
+def serve_stages(settings: ServeSettings) -> list:
+    """The turn's stages for the server's settings (safety, retrieval, stages_off, --triage-model): each request's
+    turn is prepared in its own thread while others generate, so the model triage step holds the engine."""
+    return build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
+                               stages_off=settings.stages_off,
+                               triage_model=settings.triage_threshold if settings.triage_model else None,
+                               concurrent=True))
 
 
 DOC_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")  # behind the API key when there is one

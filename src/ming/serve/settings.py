@@ -8,7 +8,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from ming import envs
-from ming.config import CHAT_MODES, RETRIEVAL_HELP, SAFETY, SAFETY_HELP, STAGES_OFF_HELP, load, option
+from ming.config import (
+    CHAT_MODES,
+    RETRIEVAL_HELP,
+    SAFETY,
+    SAFETY_HELP,
+    STAGES_OFF_HELP,
+    TRIAGE_MODEL_HELP,
+    TRIAGE_THRESHOLD,
+    TRIAGE_THRESHOLD_HELP,
+    load,
+    option,
+)
 from ming.errors import MingError
 
 
@@ -39,6 +50,8 @@ class ServeSettings:
     safety: str = option("on", SAFETY_HELP, choices=SAFETY)
     retrieval: bool = option(False, RETRIEVAL_HELP)
     stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
+    triage_model: bool = option(False, TRIAGE_MODEL_HELP + "; per request, before its answer starts (llamacpp, hf)")
+    triage_threshold: float = option(TRIAGE_THRESHOLD, TRIAGE_THRESHOLD_HELP)
     mode: str = option("qa", "default mode when a request names none: qa = 医疗问答, consult = 智能问诊",
                      choices=CHAT_MODES)
     served_model_name: str | None = option(None, "model id shown in /v1/models and responses (default: the model's "
@@ -60,6 +73,8 @@ class ServeSettings:
             raise MingError(f"--kv-cells must be >= 1, got {self.kv_cells}")
         if self.prefill_chunk < 1:
             raise MingError(f"--prefill-chunk must be >= 1, got {self.prefill_chunk}")
+        if not 0.0 <= self.triage_threshold <= 1.0:
+            raise MingError(f"--triage-threshold is a probability in [0, 1], got {self.triage_threshold}")
         if self.api_key is not None and not self.api_key.strip():
             raise MingError("--api-key is empty; give a key or leave the flag out")
         return self
