@@ -83,7 +83,8 @@ def _ask(srv, text: str, stream: bool = False) -> tuple[str, dict]:
 def served(request, gguf, qwen_tokenizer):
     """The engine `ming serve --triage-model` loads: --max-batch 1 (a scoring sequence of its own, the judge holds
     the engine lock) or a batching engine (the judge scores on sequence 0 beside the batch)."""
-    eng = _load(gguf, qwen_tokenizer, max_batch=request.param, prefill_chunk=8, scoring_sequence=True)
+    eng = _load(gguf, qwen_tokenizer, max_batch=request.param, prefill_chunk=8, scoring_sequence=True,
+                context_length=256)  # < 512 cells: a lone query and a batched one use the same attention kernel
     yield eng
     eng.close()
 
@@ -168,10 +169,14 @@ def test_chat_model_step_keeps_the_conversation_cache(gguf, qwen_tokenizer, alon
         [r.meta["safety"]["triage_model"]["p_yes"] for r in evicted], abs=1e-3)
 
 
-def test_scoring_sequence_is_its_own_cache(gguf, qwen_tokenizer):
-    """Scoring reuses its own prefix (the judge's fixed instruction) and a new chat clears only the
-    conversation's sequence."""
-    eng = _load(gguf, qwen_tokenizer, scoring_sequence=True)
+def test_scoring_sequence_is_its_own_cache(gguf):
+    """`ming chat --triage-model`'s engine (create_engine(..., scoring_sequence=True)): scoring reuses its own prefix
+    (the judge's fixed instruction), and a new chat clears only the conversation's sequence."""
+    from ming.config import ModelOptions
+    from ming.engine import create_engine
+
+    eng = create_engine(ModelOptions(model_path=str(gguf), backend="llamacpp", threads=1, context_length=512),
+                        scoring_sequence=True)
     try:
         assert eng.kv_cells == 512 and not eng.kv_unified
         judge = ModelTriage(eng)
