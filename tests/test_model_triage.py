@@ -181,3 +181,28 @@ def test_cli_model_flag_bad_threshold(tmp_path, capsys, tiny_qwen_dir):
     f = tmp_path / "m.txt"
     f.write_text(ROUTINE + "\n", encoding="utf-8")
     assert _cli([str(f), "--model", str(tiny_qwen_dir), "--threshold", "2"], capsys)[0] == 2
+
+
+# -- `ming serve --triage-model` on the transformers engine (one request at a time: the judge waits for the lock) --
+def test_serve_model_step_on_a_one_at_a_time_engine(tiny_qwen_engine):
+    import threading
+
+    import httpx
+    from fixtures.serve.live import LiveServer
+
+    ref = ModelTriage(tiny_qwen_engine).assess([ROUTINE]).p_yes
+    body = {"messages": [{"role": "user", "content": ROUTINE}], "max_tokens": 8, "temperature": 0}
+    with LiveServer(tiny_qwen_engine, safety="on", triage_model=True, triage_threshold=0.0) as srv:
+        assert srv.scheduler.serialise
+        out: list = [None] * 3
+        threads = [threading.Thread(target=lambda i=i: out.__setitem__(
+            i, httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=120).json())) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    for d in out:
+        s = d["ming_safety"]
+        assert s["triage_step"] == "model" and s["action"] == "escalate" and s["triage_model"]["fired"] is True
+        assert s["triage_model"]["p_yes"] == pytest.approx(ref, abs=1e-4) and s["triage_model"]["seconds"] > 0
+        assert MODEL_RULE_ID in d["choices"][0]["message"]["content"]
