@@ -107,6 +107,9 @@ def main() -> int:
               f"max {max(a['seconds'] for a in asked):.2f} s over {len(asked)} requests; prompt "
               f"{min(a['prompt_tokens'] for a in asked)}-{max(a['prompt_tokens'] for a in asked)} tokens; "
               f"escalated {sum(a['fired'] for a in asked)}/{len(asked)} at p(是) >= {args.threshold}")
+    last = judged[-1]["safety"]
+    print("last response's ming_safety (excerpt):",
+          json.dumps({k: last[k] for k in ("action", "triage_step", "triage_model") if k in last}, ensure_ascii=False))
     print(f"TTFT ratio with/without: {med(r['ttft'] for r in judged) / med(r['ttft'] for r in plain):.2f}x")
     return 0
 
