@@ -46,10 +46,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args, max_batch: int, invariant: bool = False) -> tuple[subprocess.Popen, str]:
+def start_server(args, max_batch: int, invariant: bool = False, extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str]:
+    """`ming serve` with the bench's settings (and `extra` flags), once /health answers."""
     port = free_port()
     cmd = [sys.executable, "-m", "ming", "serve", "--port", str(port), "--max-queue", "64",
-           "--safety", args.safety, "--max-batch", str(max_batch)]
+           "--safety", args.safety, "--max-batch", str(max_batch), *extra]
     if invariant:
         cmd += ["--batch-invariant"]
     if args.kv_unified:

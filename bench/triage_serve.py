@@ -15,40 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 
-from serve import QUESTIONS, free_port  # bench/serve.py
-
-
-def start(args, triage: bool) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "ming", "serve", "--port", str(port), "--max-batch", str(args.max_batch),
-           "--context-length", str(args.context_length)]
-    if args.model_path:
-        cmd += ["--model-path", args.model_path]
-    if args.threads:
-        cmd += ["--threads", str(args.threads)]
-    if triage:
-        cmd += ["--triage-model", "--triage-threshold", str(args.threshold)]
-    log = open(args.server_log, "a")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[1])
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited (code {proc.returncode}); see {args.server_log}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise SystemExit(f"the server did not start within 300 s; see {args.server_log}")
+from serve import QUESTIONS, start_server  # bench/serve.py
 
 
 def ask(url: str, question: str, args) -> dict:
@@ -71,7 +42,8 @@ def ask(url: str, question: str, args) -> dict:
 
 
 def run(args, triage: bool) -> list[dict]:
-    proc, url = start(args, triage)
+    proc, url = start_server(args, args.max_batch, extra=("--triage-model", "--triage-threshold", str(args.threshold))
+                             if triage else ())
     try:
         ask(url, "你好", args)  # warm-up
         return [ask(url, QUESTIONS[i % len(QUESTIONS)], args) for i in range(args.n)]
@@ -90,6 +62,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--threshold", type=float, default=0.8)
     ap.add_argument("--server-log", default="/tmp/ming-bench-triage-serve.log")
+    ap.add_argument("--start-timeout", type=float, default=300)
+    ap.set_defaults(safety="on", kv_unified=False, prefill_chunk=None, backend=None)  # bench/serve.py's start_server
     args = ap.parse_args()
 
     plain = run(args, triage=False)

@@ -19,32 +19,25 @@ from ming.errors import MingError
 pytest.importorskip("llama_cpp")
 
 from fixtures.serve.live import LiveServer  # noqa: E402
-from test_prefix_cache_llamacpp import tiny_gguf  # noqa: E402
+from test_batching import _load as load_tiny  # noqa: E402  (n_batch 63: a lone engine's kernels = a batching one's)
+from test_batching import gguf  # noqa: E402, F401  (the tiny q8_0 GGUF fixture)
 
-from ming.engine import llamacpp  # noqa: E402
 from ming.respond import Pipeline  # noqa: E402
 from ming.safety import model_triage  # noqa: E402
 from ming.safety.model_triage import ModelTriage  # noqa: E402
 from ming.safety.policy import MODEL_RULE_ID  # noqa: E402
 from ming.session import Session  # noqa: E402
 from ming.stages import build, stage_options  # noqa: E402
-from ming.templates import Template  # noqa: E402
 
 URL = "/v1/chat/completions"
 ROUTINE = ["最近睡眠不太好，白天有点累", "晚上吃点什么有助于睡眠？", "膝盖爬楼梯时有点酸", "感冒后一直流鼻涕怎么办？"]
 GEN = GenerationConfig(max_new_tokens=12, temperature=0)
 
-
-@pytest.fixture(scope="module")
-def gguf(tmp_path_factory, qwen_tokenizer):
-    return tiny_gguf(tmp_path_factory, qwen_tokenizer, "q8_0")[1]
+CTX = 512  # the judge's prompt and a three-turn chat fit
 
 
 def _load(path, tok, **kw):
-    kw.setdefault("context_length", 512)
-    kw.setdefault("use_extra_bufts", False)
-    kw.setdefault("n_batch", 63)  # the kernels of a lone engine and a batching one agree (tests/test_batching.py)
-    return llamacpp.LlamaCppEngine(str(path), tok, Template("qwen", tok), threads=1, **kw)
+    return load_tiny(path, tok, **{"context_length": CTX, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +168,7 @@ def test_scoring_sequence_is_its_own_cache(gguf):
     from ming.config import ModelOptions
     from ming.engine import create_engine
 
-    eng = create_engine(ModelOptions(model_path=str(gguf), backend="llamacpp", threads=1, context_length=512),
+    eng = create_engine(ModelOptions(model_path=str(gguf), backend="llamacpp", threads=1, context_length=CTX),
                         scoring_sequence=True)
     try:
         assert eng.kv_cells == 512 and not eng.kv_unified
