@@ -148,7 +148,7 @@ def test_model_step_is_off_by_default_and_checks_its_threshold(tiny_qwen_engine)
 def test_chat_flag_default_matches_the_module():
     from ming.config import ChatOptions
 
-    assert ChatOptions().triage_model is False
+    assert ChatOptions().triage_model is None  # None = on_by_default(model) decides
     assert ChatOptions().triage_threshold == model_triage.DEFAULT_THRESHOLD
 
 
@@ -206,3 +206,24 @@ def test_serve_model_step_on_a_one_at_a_time_engine(tiny_qwen_engine):
         assert s["triage_step"] == "model" and s["action"] == "escalate" and s["triage_model"]["fired"] is True
         assert s["triage_model"]["p_yes"] == pytest.approx(ref, abs=1e-4) and s["triage_model"]["seconds"] > 0
         assert MODEL_RULE_ID in d["choices"][0]["message"]["content"]
+
+
+def test_on_by_default_only_for_the_measured_model():
+    """`ming chat` runs the yes/no step without a flag only for the embedded 1.5B on llama.cpp (where it was
+    measured on independent text); other models, adapters and the hf backend need --triage-model."""
+    from ming.safety.model_triage import on_by_default
+
+    assert on_by_default(None) and on_by_default("1.5b") and on_by_default("embedded:1.5b", backend="llamacpp")
+    assert not on_by_default("0.5b") and not on_by_default("some/model.gguf")
+    assert not on_by_default(None, backend="hf") and not on_by_default("adapter-dir", model_base="1.5b")
+
+
+def test_chat_flag_is_three_way():
+    import argparse
+
+    from ming.config import ChatOptions, add_settings, fill
+
+    p = argparse.ArgumentParser()
+    add_settings(p, ChatOptions)
+    got = [fill(p.parse_args(a)).triage_model for a in ([], ["--triage-model"], ["--no-triage-model"])]
+    assert got == [None, True, False]

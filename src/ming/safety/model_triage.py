@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ming.errors import MingError
+from ming.models import DEFAULT_MODEL, embedded_key
 
 MAX_MESSAGE_CHARS = 2000  # the judge reads at most this much of each message (the newest one's tail is kept)
 
@@ -58,6 +59,10 @@ PROMPTS: dict[str, tuple[str, str]] = {
 DEFAULT_PROMPT = "v2"  # chosen over v1 on a 100-message sample of triage_set.jsonl (docs/triage.md)
 # p(是) at or above which the safety stage escalates: the median leave-out threshold of rules OR model (docs/triage.md)
 DEFAULT_THRESHOLD = 0.8
+# embedded models whose yes/no was measured well enough to be on by default in `ming chat` (docs/triage.md:
+# the 1.5B, rules OR model on the two independent held-out sets: recall 0.771 -> 0.921 at FPR 0.045 -> 0.053;
+# the 0.5B's AUC is 0.64, so it is not used)
+ON_BY_DEFAULT = ("1.5b",)
 CONTEXT_TURNS = 3  # earlier user messages shown with the newest one
 ANSWERS = {"yes": "是", "no": "否"}
 
@@ -165,3 +170,11 @@ class ModelTriage:
             raise MingError("model triage got a conversation without a user message")
         v = self.score(turns[-1], turns[-1 - CONTEXT_TURNS:-1])
         return Verdict(v.p_yes, v.logp_yes, v.logp_no, v.seconds, v.prompt_tokens, self.threshold)
+
+
+def on_by_default(model_path: str | None, model_base: str | None = None, backend: str = "auto") -> bool:
+    """Whether `ming chat` runs the model step without --triage-model / --no-triage-model: for an embedded model
+    it was measured on (ON_BY_DEFAULT) on llama.cpp (where it scores on its own KV sequence), not an adapter."""
+    if model_base is not None or backend not in ("auto", "llamacpp"):
+        return False
+    return embedded_key(model_path or DEFAULT_MODEL) in ON_BY_DEFAULT
