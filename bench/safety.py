@@ -119,6 +119,20 @@ def score(rows: list[dict], preds: list[bool]) -> dict:
             "recall": tp / max(1, tp + fn), "precision": tp / max(1, tp + fp), "fpr": fp / max(1, fp + tn)}
 
 
+
+def education_gate(scores: dict, rows: list, tri) -> dict:
+    """The model step as the safety policy runs it: not asked (p = 0) when the message and its context are all
+    health-education questions (ming.safety.policy.EDUCATION_TURNS)."""
+    from ming.safety.policy import EDUCATION_TURNS
+
+    out = {}
+    for i, sc in scores.items():
+        r = rows[i]
+        turns = (list(r.get("context") or []) + [r["text"]])[-EDUCATION_TURNS:]
+        out[i] = {**sc, "p_yes": 0.0} if tri.is_education(turns) else sc
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(HERE / "data" / "safety_eval.jsonl"), help="the older 350-message set")
@@ -192,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         from ming.safety import model_triage
 
         prompt = args.prompt or model_triage.DEFAULT_PROMPT
-        sc = triage_model.score(prow, args.model, prompt, limit=args.model_limit)
+        sc = education_gate(triage_model.score(prow, args.model, prompt, limit=args.model_limit), prow, tri)
         sub, mpreds, notes = triage_model.model_lines(prow, sc, plain, lpo, lpo_nogen)
         print(f"\nmodel judge {args.model}, prompt {prompt} ({model_triage.prompt_hash(prompt)}) on {len(sub)} of "
               f"{len(prow)} messages ({sum(r['label'] for r in sub)} emergency, {sum(1 - r['label'] for r in sub)} "
@@ -203,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     for holdout in args.holdout:
         hold = load(Path(holdout)) if Path(holdout).is_file() else []
         if hold and args.model and args.model_holdout:
-            hsc = triage_model.score(hold, args.model, prompt)
+            hsc = education_gate(triage_model.score(hold, args.model, prompt), hold, tri)
             p_all = [sc[i]["p_yes"] for i in sorted(sc)]
             labels = [prow[i]["label"] for i in sorted(sc)]
             t_model = triage_model.lowest_threshold(labels, p_all, [False] * len(p_all), 0.05)

@@ -128,6 +128,16 @@ def test_stage_escalates_when_the_model_says_yes(tiny_qwen_engine):
     assert t.calls_model and MODEL_RULE_ID in t.notices["safety"]
 
 
+def test_health_education_questions_are_not_put_to_the_model(tiny_qwen_engine):
+    """"心梗有哪些早期症状？" asks for knowledge: the model is not asked (such questions were most of its false
+    alarms), even at threshold 0; a personal message in the same conversation brings the model back."""
+    t = _turn(tiny_qwen_engine, "心梗有哪些早期症状？", 0.0)
+    assert "triage_model" not in t.meta["safety"] and t.meta["safety"]["action"] == "answer"
+    history = [{"role": "user", "content": ROUTINE}, {"role": "assistant", "content": "好的"}]
+    t = _turn(tiny_qwen_engine, "失眠有哪些原因？", 0.0, history=history)
+    assert t.meta["safety"]["triage_model"]["fired"] is True
+
+
 def test_model_escalation_is_shown_once_and_strict_mode_does_not_call_the_model(tiny_qwen_engine):
     text = SafetyPolicy().model_escalation()
     history = [{"role": "user", "content": ROUTINE}, {"role": "assistant", "content": text + "\n\n好的。"}]

@@ -351,3 +351,16 @@ def test_a_huge_message_is_read_head_and_tail_so_a_check_costs_a_bounded_amount(
     assert tri.check(emergency + filler).emergency  # the complaint at the start is read
     assert tri.check(filler + emergency).emergency  # and at the end
     assert not tri.check(filler).emergency
+
+
+@pytest.mark.parametrize("text,fires", [
+    ("孩子三个月大，今天吃奶特别少，一直睡，叫也不太醒", True),
+    ("宝宝今天一直睡，叫醒了一会儿就又睡过去了", True),
+    ("孩子拉肚子两天，今天特别难叫醒", True),
+    ("宝宝叫醒了就哭，哭完又睡了，睡得很香", False),
+    ("孩子发烧两天了，精神还可以", False),
+])
+def test_a_child_hard_to_rouse_is_an_emergency_with_or_without_fever(text, fires):
+    """NICE NG143 red: a child who does not wake, or does not stay awake when roused; sleep habits are not it."""
+    r = default_triage().check(text)
+    assert ("PED-ROUSE-01" in r.rule_ids) is fires

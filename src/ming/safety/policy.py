@@ -101,6 +101,8 @@ _REPORT_HINT = re.compile(r"(?:报告|体检|化验|检查结果|检验|指标|�
 
 
 MODEL_RULE_ID = "MODEL-TRIAGE"  # the id an escalation found by the model's yes/no carries
+EDUCATION_TURNS = 4  # the model step is skipped when these newest user turns are all health-education questions
+# (the judge reads the newest message and 3 earlier ones: ming.safety.model_triage.CONTEXT_TURNS)
 
 
 class SafetyPolicy:
@@ -160,10 +162,12 @@ class SafetyPolicy:
                 d.triggered.append({"layer": "policy", "rule_id": rf.id, "rationale": rf.rationale})
                 break
 
-        # 2b. the loaded model's yes/no, only where the rules are silent
+        # 2b. the loaded model's yes/no, only where the rules are silent and the user is not asking for knowledge
         by_model = False
-        if judge is not None and not tri.emergency and refusal is None:
-            v = judge.assess(self.triage.user_turns(messages))
+        turns = self.triage.user_turns(messages)
+        if judge is not None and not tri.emergency and refusal is None and \
+                not self.triage.is_education(turns[-EDUCATION_TURNS:]):
+            v = judge.assess(turns)
             d.model_triage = v.to_dict()
             if v.fired:
                 by_model = True

@@ -686,6 +686,12 @@ class Triage:
             fired.append(rule)
         return TriageResult(bool(fired), fired, self.escalation_text(fired) if fired else "", sorted(have))
 
+    def is_education(self, texts: Sequence[str]) -> bool:
+        """Whether every one of these user messages is a health-education question ("心梗有哪些早期症状？": no
+        personal marker, a knowledge cue), as the rules read them. The model yes/no step is not asked then: such
+        questions were most of its false alarms (docs/triage.md)."""
+        return bool(texts) and all(self._analyse(bounded_text(t)).knowledge for t in texts)
+
     def check_messages(self, messages: Iterable[dict]) -> TriageResult:
         """Triage a chat history: [{'role': 'user'|'assistant'|'system', 'content': str}, ...]."""
         users = [m.get("content") or "" for m in messages if m.get("role") == "user"]
