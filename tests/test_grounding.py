@@ -395,3 +395,27 @@ def test_statements_across_values_subjects_and_standards(report, wrong, fine):
         assert check_text(s, fs), s
     for s in fine:
         assert check_text(s, fs) == [], s
+
+
+@pytest.mark.parametrize("report,wrong,fine", [
+    ("体检：血压130/85 mmHg，空腹血糖6.5 mmol/L，总胆固醇5.0 mmol/L。",
+     ["体检结果显示，血压130/85，空腹血糖6.5，总胆固醇5.0，这些都是正常的。",
+      "空腹血糖是6.5 mmol/L。这在正常范围内。"],  # the demonstrative of the next sentence points back
+     ["血压130/85，总胆固醇5.0，这些都在正常范围内。", "空腹血糖6.5，这个不正常，建议复查。"]),
+    ("尿常规：尿蛋白 +，隐血 ++，白细胞 阴性，亚硝酸盐 阴性。",
+     ["正常项目包括尿蛋白、隐血、白细胞、亚硝酸盐。"],
+     ["正常项目包括白细胞和亚硝酸盐，异常项目包括尿蛋白和隐血。"]),
+    ("铁代谢：铁蛋白 6 ug/L，血清铁 4.5 umol/L，血小板 80×10^9/L。",
+     ["铁蛋白、血清铁，这些都没问题。"],
+     ["铁蛋白6，血清铁4.5，这是铁缺乏的正常情况。", "血小板80，这可能是因为凝血系统正在正常运作。"]),
+    ("血常规：白细胞 13.5×10^9/L，中性粒细胞 85%。",
+     ["白细胞偏高，特别是中性粒细胞的低浓度。"], ["中性粒细胞浓度偏高，提示细菌感染。"]),
+])
+def test_demonstratives_labelled_lists_and_concentration_words(report, wrong, fine):
+    """What a model says of "这些" / "这" is said of the tests named just before; "正常项目包括…" / "异常项目：…"
+    of each test listed; "低浓度" is a direction. Consequences ("这些都会增加风险") and "正常情况" are not claims."""
+    fs = parse_report(report)
+    for s in wrong:
+        assert check_text(s, fs), s
+    for s in fine:
+        assert check_text(s, fs) == [], s

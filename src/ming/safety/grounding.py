@@ -40,12 +40,13 @@ from ming.safety.report import (
 
 # ---- direction words -------------------------------------------------------------------------------
 _DIR_WORDS = [
-    ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|阴性"
+    ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情运工生饮作现])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|阴性"
                r"|符合(?:正常|参考)?标准"),
     ("abnormal", r"不正常|异常|阳性"),
     ("high", r"偏高|升高|增高|增多|增加|超标|(?:超出|超过|高于|高出)了?(?:正常|参考)(?:范围|区间|值|上限)?|超出|过高|高于|较高"
-             r"|偏多|上升|高出|↑"),
-    ("low", r"偏低|降低|减低|减少|下降|过低|(?:低于|不到)了?(?:正常|参考)(?:范围|区间|值|下限)?|低于|较低|偏少|不足|↓"),
+             r"|偏多|上升|高出|高浓度|浓度(?:很|较|偏|过)?高|↑"),
+    ("low", r"偏低|降低|减低|减少|下降|过低|(?:低于|不到)了?(?:正常|参考)(?:范围|区间|值|下限)?|低于|较低|偏少|不足|低浓度"
+            r"|浓度(?:很|较|偏|过)?低|↓"),
 ]
 _DIR_RE = re.compile("|".join(f"(?P<{k}>{p})" for k, p in _DIR_WORDS))
 _SHORT_DIR = re.compile(r"^(?P<neg>不|没|并不|不算)?(?:稍|略|有点|有些|比较|较|很|太|偏|都|均|也|明显|轻度|显著|有所|稍微|略微)?"
@@ -182,6 +183,7 @@ def extract_claims(sentence: str) -> list[Claim]:
     claims: list[Claim] = _condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence, names)
     if not names:
         return claims
+    claims += _pointer_claims(s, low, sentence, names)
     subjects = [(m.start(), m.end()) for m in al.subject_re.finditer(low)
                 if not any(a <= m.start() < b for a, b, _ in names)] if al.subject_re else []
     counted = _counted_prefix(low)
@@ -219,6 +221,10 @@ def extract_claims(sentence: str) -> list[Claim]:
             continue
         m = obj
         d = m.lastgroup
+        label = _LABEL_LIST.match(low, m.start())
+        if label:  # "异常项目有…": a label over what follows (_pointer_claims), not a direction of what precedes
+            pending, pos = [], label.end()
+            continue
         if d == "normal" and _RANGE_LABEL.match(low, m.end()):
             pos = m.end()  # "正常值 3.5–9.5": a range, not a statement
             continue
@@ -303,6 +309,42 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
         return [Claim(alias=said, keys=keys, kind=kind, direction="normal", sentence=sentence.strip(),
                       overall=al.overall.get(inner, ""))]
     return []  # "符合高血压的诊断标准": a condition, judged by its own name
+
+
+# "血压130/85，空腹血糖6.5，总胆固醇5.0，这些都是正常的": a clause that points back at the tests named before it
+# ("这些", "以上", "这") and calls them normal / abnormal says so of each of them (high / low words after a
+# demonstrative are usually consequences: "这些都会增加风险", not read)
+_DEMONSTRATIVE = re.compile(r"(?:^|[，,；;。:：])\s*(?:所以|因此|因而|总之|总的来说|综上)?[，,\s]*"
+                            r"(?:这些|以上|上述|它们|这几项|这几个|这)(?:数值|指标|结果|数据|项目|值|检查)?")
+_DEMONSTRATIVE_DIR = re.compile(r"^(?:都|均|全部|全都|基本|基本上|也|完全|还)?(?:不)?(?:是|在|属于|符合|处于|算)?"
+                                r"(?:医学(?:上)?|参考|标准)?(?:的)?(?P<d>正常(?:范围|值|水平)?(?:内|的)?(?=$|[了的，,。；;！!])"
+                                r"|异常|没有(?:明显)?问题|没问题)")
+# "正常项目包括尿蛋白、隐血…", "异常项目：甲功（TSH）": each test listed after the label is called normal / abnormal
+_LABEL_LIST = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果|值|的有)(?:主要)?(?:包括|有|是|为|：|:)")
+
+
+def _pointer_claims(s: str, low: str, sentence: str, names: list) -> list[Claim]:
+    """Claims of a demonstrative clause on the tests named before it, and of labelled lists on the tests after."""
+    out: list[Claim] = []
+    for m in _DEMONSTRATIVE.finditer(low):
+        before = [n for n in names if n[1] <= m.start()]
+        clause_end = next((i for i in range(m.end(), len(low)) if low[i] in "，,；;。"), len(low))
+        if not before or any(m.end() <= n[0] < clause_end for n in names):
+            continue
+        dm = _DEMONSTRATIVE_DIR.match(low[m.end():clause_end])
+        if not dm:
+            continue
+        d = "normal" if dm.group("d") != "异常" else "abnormal"
+        neg = _NEG.search(low[max(0, m.end() + dm.start("d") - 5):m.end() + dm.start("d")]) or \
+            _NEG_VERB.search(low[m.end():m.end() + dm.start("d")])
+        out += _claims_for(before, _NEGATED[d] if neg else d, low, m.start(), sentence)
+    labels = list(_LABEL_LIST.finditer(low))
+    for i, m in enumerate(labels):
+        end = labels[i + 1].start() if i + 1 < len(labels) else len(low)
+        after = [n for n in names if m.end() <= n[0] < end]
+        if after and not _NEG.search(low[max(0, m.start() - 4):m.start()]):
+            out += _claims_for(after, "normal" if m.group("d") == "正常" else "abnormal", low, m.start(), sentence)
+    return out
 
 
 _GENERAL = re.compile(r"^(?:的)?(?:患者|病人|人群|的人|者|病友|人士)")
@@ -403,6 +445,7 @@ class AnswerReader:
     def __init__(self, findings: list[Finding], *, block_unreported: bool = False):
         self.findings, self.block_unreported = findings, block_unreported
         self.subject = ""
+        self.previous: list[str] = []  # the tests the last sentence named (what "这些都正常" points at)
 
     def check(self, sentence: str) -> list[Violation]:
         if not sentence.strip():
@@ -416,6 +459,10 @@ class AnswerReader:
                 text = self.subject + "：" + _BULLET.sub("", sentence, count=1)
         else:
             self.subject = ""
+        if not _names_a_test(text) and self.previous and _DEMONSTRATIVE.match(unicodedata.normalize("NFKC", text)):
+            text = "、".join(self.previous) + "，" + text  # "…总胆固醇5.0。这些都是正常的。"
+        named = [m.group(0) for m in _aliases().regex.finditer(unicodedata.normalize("NFKC", text).lower())]
+        self.previous = list(dict.fromkeys(named))
         return check_sentence(text, self.findings, block_unreported=self.block_unreported)
 
 
