@@ -419,3 +419,15 @@ def test_demonstratives_labelled_lists_and_concentration_words(report, wrong, fi
         assert check_text(s, fs), s
     for s in fine:
         assert check_text(s, fs) == [], s
+
+
+def test_a_held_pointer_sentence_is_never_advice():
+    """After a fallback, held sentences that name no test may follow as general advice, but not "这些都是正常的":
+    it speaks of the tests named before it."""
+    fs = parse_report("体检：空腹血糖 6.5 mmol/L，总胆固醇 5.0 mmol/L。")
+    pc = ReportPostCheck(fs, retry=False, fallback=True)
+    assert pc.sentence("空腹血糖6.5，总胆固醇5.0，都正常。") == ""
+    for s in ("这些都是正常的。", "平时注意清淡饮食，适量运动。"):
+        pc.sentence(s)
+    tail = pc.finish()
+    assert "清淡饮食" in tail and "这些都是正常的" not in tail

@@ -60,6 +60,7 @@ _NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|与否
                        r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)|[?？]$|^若|^如[^何此下今]"
                        r"|(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)\s*(?:/|或|还是|或者)\s*(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)")
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
+_ALL = re.compile(r"(?:都|均|全|全部|全都)(?:是|在|属于|处于)?$")
 _CLAUSE_GAP = 24  # characters allowed between a test name and its direction word, values and brackets not counted
 # what does not count towards the gap: a bracket ("（ALP）", "（报告所印参考范围）"), a value, range or unit
 # ("98 U/L", "参考 45–125 U/L", "165/102 mmHg", "13.5×10^9/L")
@@ -189,6 +190,7 @@ def extract_claims(sentence: str) -> list[Claim]:
     counted = _counted_prefix(low)
     brackets = [(m.start(), m.end()) for m in _BRACKET.finditer(low)]
     pending: list[tuple[int, int, str]] = []
+    unclaimed: list[tuple[int, int, str]] = []  # names since the last direction was given to some
     aside = None  # (names, end of the bracket) after a direction in brackets: "血红蛋白（正常高值118 g/L）偏低" says both
     pos = 0
     events = sorted([(st, "name", (st, en, a)) for st, en, a in names] + [(st, "subject", (st, en)) for st, en in subjects]
@@ -207,6 +209,7 @@ def extract_claims(sentence: str) -> list[Claim]:
             continue
         if kind == "name":
             st, en, a = obj
+            unclaimed.append(obj)
             if pending and not _joined(low[pending[-1][1]:st]):
                 pending = []  # "血常规检查提示血红蛋白高": only names joined by 和/、/及 share a direction
             pending.append(obj)
@@ -217,6 +220,7 @@ def extract_claims(sentence: str) -> list[Claim]:
                 if short.group("neg"):
                     d = _NEGATED[d]
                 claims += _claims_for(pending, d, low, st, sentence)
+                unclaimed = []
                 pending, pos = [], en + short.end()
             continue
         m = obj
@@ -233,7 +237,10 @@ def extract_claims(sentence: str) -> list[Claim]:
         if neg:
             d = _NEGATED[d]
         if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
+            if _ALL.search(low[max(0, m.start() - 3):m.start()]) and len(unclaimed) > len(pending):
+                pending = unclaimed  # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim
             claims += _claims_for(pending, d, low, m.start(), sentence)
+            unclaimed = []
             aside = next(((pending, b) for a, b in brackets if a < m.start() < b), None)
             pending = []
         elif low[m.end():m.end() + 1] == "的":  # "偏高的白细胞"
@@ -321,6 +328,13 @@ _DEMONSTRATIVE_DIR = re.compile(r"^(?:都|均|全部|全都|基本|基本上|也
                                 r"|异常|没有(?:明显)?问题|没问题)")
 # "正常项目包括尿蛋白、隐血…", "异常项目：甲功（TSH）": each test listed after the label is called normal / abnormal
 _LABEL_LIST = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果|值|的有)(?:主要)?(?:包括|有|是|为|：|:)")
+
+
+def _points_back(text: str) -> bool:
+    """"这些都是正常的" with no test named: a claim on whatever was named before it (never general advice)."""
+    low = unicodedata.normalize("NFKC", text).lower()
+    m = _DEMONSTRATIVE.match(low)
+    return bool(m and _DEMONSTRATIVE_DIR.match(low[m.end():]))
 
 
 def _pointer_claims(s: str, low: str, sentence: str, names: list) -> list[Claim]:
@@ -536,6 +550,7 @@ class ReportPostCheck:
         self.retry, self.max_advice = retry, max_advice
         self.reader = AnswerReader(findings, block_unreported=block_unreported)
         self._shown_subject = ""  # the reader's state after the last sentence shown (a regeneration goes on from there)
+        self._shown_previous: list[str] = []
         self.violations: list[Violation] = []
         self.held: list[str] = []
         self.advice: list[str] = []
@@ -546,12 +561,13 @@ class ReportPostCheck:
     def sentence(self, text: str, shown: str = "") -> "str | Regenerate":
         if self.failed:
             self.held.append(text)
-            if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text):
+            if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text) \
+                    and not _points_back(text):
                 self.advice.append(text.strip())  # general advice: names no test and says nothing of the report
             return ""
         bad = self.reader.check(text)
         if not bad:
-            self._shown_subject = self.reader.subject
+            self._shown_subject, self._shown_previous = self.reader.subject, self.reader.previous
             return text
         self.violations += bad
         self.held.append(text)
@@ -560,7 +576,7 @@ class ReportPostCheck:
 
     def regenerating(self, hint: str) -> None:
         self.failed, self.regenerated = False, True
-        self.reader.subject = self._shown_subject
+        self.reader.subject, self.reader.previous = self._shown_subject, self._shown_previous
         self.advice.clear()
         self.attempts += 1
 
