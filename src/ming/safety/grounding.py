@@ -60,6 +60,7 @@ _NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|与否
                        r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)|[?？]$|^若|^如[^何此下今]"
                        r"|(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)\s*(?:/|或|还是|或者)\s*(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)")
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
+_AGAIN = re.compile(r"^[\s,，、;；:：↑↓]*(?:但|但是|而且|也|又|即|就是|属于|是)?[\s,，]*$")
 _ALL = re.compile(r"(?:都|均|全|全部|全都)(?:是|在|属于|处于)?$")
 _CLAUSE_GAP = 24  # characters allowed between a test name and its direction word, values and brackets not counted
 # what does not count towards the gap: a bracket ("（ALP）", "（报告所印参考范围）"), a value, range or unit
@@ -191,6 +192,7 @@ def extract_claims(sentence: str) -> list[Claim]:
     brackets = [(m.start(), m.end()) for m in _BRACKET.finditer(low)]
     pending: list[tuple[int, int, str]] = []
     unclaimed: list[tuple[int, int, str]] = []  # names since the last direction was given to some
+    said = None  # (names, end) of the last direction given
     aside = None  # (names, end of the bracket) after a direction in brackets: "血红蛋白（正常高值118 g/L）偏低" says both
     pos = 0
     events = sorted([(st, "name", (st, en, a)) for st, en, a in names] + [(st, "subject", (st, en)) for st, en in subjects]
@@ -210,6 +212,7 @@ def extract_claims(sentence: str) -> list[Claim]:
         if kind == "name":
             st, en, a = obj
             unclaimed.append(obj)
+            said = None
             if pending and not _joined(low[pending[-1][1]:st]):
                 pending = []  # "血常规检查提示血红蛋白高": only names joined by 和/、/及 share a direction
             pending.append(obj)
@@ -236,12 +239,18 @@ def extract_claims(sentence: str) -> list[Claim]:
             low, max(0, pending[0][0] - 3) if pending else max(0, m.start() - 12), m.start())
         if neg:
             d = _NEGATED[d]
+        if not pending and said is not None and d in ("normal", "abnormal") and _AGAIN.match(low[said[1]:m.start()]):
+            # "偏低 ↓，正常": a second direction right after the first is said of the same tests
+            claims += _claims_for(said[0], d, low, m.start(), sentence)
+            said, pos = (said[0], m.end()), m.end()
+            continue
         if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
             if _ALL.search(low[max(0, m.start() - 3):m.start()]) and len(unclaimed) > len(pending):
                 pending = unclaimed  # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim
             claims += _claims_for(pending, d, low, m.start(), sentence)
             unclaimed = []
             aside = next(((pending, b) for a, b in brackets if a < m.start() < b), None)
+            said = (pending, m.end())
             pending = []
         elif low[m.end():m.end() + 1] == "的":  # "偏高的白细胞"
             nxt = next((n for n in names if n[0] == m.end() + 1), None)
