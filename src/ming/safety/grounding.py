@@ -482,10 +482,12 @@ class AnswerReader:
                 text = self.subject + "：" + _BULLET.sub("", sentence, count=1)
         else:
             self.subject = ""
-        if not _names_a_test(text) and self.previous and _DEMONSTRATIVE.match(unicodedata.normalize("NFKC", text)):
+        low = unicodedata.normalize("NFKC", text).lower()
+        named = list(dict.fromkeys(m.group(0) for m in _aliases().regex.finditer(low)))
+        if not named and self.previous and _DEMONSTRATIVE.match(low):
             text = "、".join(self.previous) + "，" + text  # "…总胆固醇5.0。这些都是正常的。"
-        named = [m.group(0) for m in _aliases().regex.finditer(unicodedata.normalize("NFKC", text).lower())]
-        self.previous = list(dict.fromkeys(named))
+            named = self.previous
+        self.previous = named
         return check_sentence(text, self.findings, block_unreported=self.block_unreported)
 
 

@@ -164,9 +164,8 @@ class SafetyPolicy:
 
         # 2b. the loaded model's yes/no, only where the rules are silent and the user is not asking for knowledge
         by_model = False
-        turns = self.triage.user_turns(messages)
-        if judge is not None and not tri.emergency and refusal is None and \
-                not self.triage.is_education(turns[-EDUCATION_TURNS:]):
+        turns = self.triage.user_turns(messages) if judge is not None and not tri.emergency and refusal is None else []
+        if turns and not self.triage.is_education(turns[-EDUCATION_TURNS:]):
             v = judge.assess(turns)
             d.model_triage = v.to_dict()
             if v.fired:

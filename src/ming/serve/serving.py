@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -177,10 +178,8 @@ class ChatService:
         """Each choice's pipeline in its own thread, so the batching engine decodes them in the same steps.
         When the caller stops reading (a disconnect closes this generator) or `cancel` is set, every choice is
         cancelled at its next step."""
-        import queue as queue_mod
-
         stop = threading.Event()
-        events: queue_mod.Queue = queue_mod.Queue()
+        events: queue.Queue = queue.Queue()
         end = object()
 
         def run(i: int) -> None:
@@ -199,11 +198,11 @@ class ChatService:
         running, error = p.n, None
         try:
             while running:
+                if cancel is not None and cancel.is_set():
+                    stop.set()
                 try:
                     i, ev = events.get(timeout=0.1)
-                except queue_mod.Empty:
-                    if cancel is not None and cancel.is_set():
-                        stop.set()
+                except queue.Empty:
                     continue
                 if ev is end:
                     running -= 1
