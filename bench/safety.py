@@ -121,15 +121,14 @@ def score(rows: list[dict], preds: list[bool]) -> dict:
 
 
 def education_gate(scores: dict, rows: list, tri) -> dict:
-    """The model step as the safety policy runs it: not asked (p = 0) when the message and its context are all
-    health-education questions (ming.safety.policy.EDUCATION_TURNS)."""
-    from ming.safety.policy import EDUCATION_TURNS
+    """The model step as the safety policy and `ming triage` run it (ming.safety.policy.asks_model): not asked
+    (p = 0) when the message and its context are all health-education questions."""
+    from ming.safety.policy import asks_model
 
     out = {}
     for i, sc in scores.items():
         r = rows[i]
-        turns = (list(r.get("context") or []) + [r["text"]])[-EDUCATION_TURNS:]
-        out[i] = {**sc, "p_yes": 0.0} if tri.is_education(turns) else sc
+        out[i] = sc if asks_model(tri, list(r.get("context") or []) + [r["text"]]) else {**sc, "p_yes": 0.0}
     return out
 
 

@@ -36,6 +36,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # consult mode (chat, serve, web page, eval) reasons over the ten-disease test KB, not ../shared/data's 8.8k
 # diseases (tests that need another KB or none set MING_KB themselves)
 os.environ["MING_KB"] = str(Path(__file__).parent / "fixtures" / "kb_tiny")
+# `ming triage` asks the embedded 1.5B where no rule fires by default; tests of the rules run them alone (the
+# tests of the model step pass --model, and test_triage_cli_default_asks_the_embedded_model sets it back to auto)
+os.environ["MING_TRIAGE_MODEL"] = "none"
 
 import pytest  # noqa: E402
 

@@ -187,6 +187,44 @@ def test_cli_model_flag_asks_only_where_rules_are_silent(tmp_path, capsys, tiny_
     assert MODEL_RULE_ID in always[1]["escalation"] and always[1]["model"]["p_yes"] == never[1]["model"]["p_yes"]
 
 
+def test_cli_model_step_skips_health_education_questions(tmp_path, capsys, tiny_qwen_dir):
+    """As in chat: a knowledge question ("心梗有哪些早期症状") is not put to the model, so even threshold 0 cannot
+    escalate it; the same words as a person's symptoms are asked."""
+    f = tmp_path / "m.txt"
+    f.write_text("心梗有哪些早期症状？\n" + ROUTINE + "\n", encoding="utf-8")
+    rc, out = _cli([str(f), "--no-escalation", "--model", str(tiny_qwen_dir), "--threshold", "0"], capsys)
+    assert rc == 0 and out[0] == {"emergency": False, "rule_ids": [], "categories": []}
+    assert out[1]["emergency"] is True and out[1]["model"]["fired"] is True
+
+
+def test_cli_default_asks_the_embedded_model(tmp_path, capfd, monkeypatch):
+    """`ming triage` without --model (auto) loads the embedded 1.5B on llama.cpp and asks it where no rule fires;
+    --model none (or MING_TRIAGE_MODEL=none, as the rest of the suite runs) keeps to the rules."""
+    import json
+
+    from ming.cli.main import main
+    from ming.cli.triage import auto_model
+
+    key, why = auto_model()
+    if key is None:
+        pytest.skip(f"the default model step needs the embedded 1.5B and llama.cpp: {why}")
+    monkeypatch.setenv("MING_TRIAGE_MODEL", "auto")
+    f = tmp_path / "m.txt"
+    f.write_text(RULE_EMERGENCY + "\n心梗有哪些早期症状？\n" + ROUTINE + "\n", encoding="utf-8")
+    assert main(["triage", "--no-escalation", str(f)]) == 0
+    cap = capfd.readouterr()
+    out = [json.loads(x) for x in cap.out.splitlines()]
+    assert "embedded 1.5b asked" in cap.err
+    assert "model" not in out[0] and "CARD-ACS-01" in out[0]["rule_ids"]
+    assert "model" not in out[1] and not out[1]["emergency"]
+    m = out[2]["model"]
+    assert 0.0 <= m["p_yes"] < m["threshold"] == model_triage.DEFAULT_THRESHOLD and m["prompt_tokens"] > 100
+    assert out[2]["emergency"] is False  # a tired, poorly sleeping adult: the 1.5B says 否
+    assert main(["triage", "--no-escalation", "--model", "none", str(f)]) == 0
+    plain = [json.loads(x) for x in capfd.readouterr().out.splitlines()]
+    assert [set(r) for r in plain] == [{"emergency", "rule_ids", "categories"}] * 3
+
+
 def test_cli_model_flag_bad_threshold(tmp_path, capsys, tiny_qwen_dir):
     f = tmp_path / "m.txt"
     f.write_text(ROUTINE + "\n", encoding="utf-8")

@@ -19,6 +19,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MING_LLAMACPP_VERSION": ("0.3.36", "llama-cpp-python version scripts/install_llamacpp.sh builds"),
     "MING_LLAMACPP_REBUILD": ("0", "1 makes scripts/install_llamacpp.sh rebuild instead of reusing its kept wheel"),
     "MING_API_KEY": ("unset", "API key `ming serve` requires when --api-key is not given (keeps it out of `ps`)"),
+    "MING_TRIAGE_MODEL": ("auto", "the model `ming triage` asks where no rule fires, when --model is not given: auto "
+                          "(the embedded 1.5B if installed, with llama.cpp), none (rules only), or a model"),
     "MING_ALLOW_DOWNLOAD": ("0", "1 lets --model-path take a hub id and download it (same as --allow-download)"),
 }
 
@@ -54,6 +56,10 @@ def log_level() -> str:
 
 def allow_download() -> bool:
     return os.environ.get("MING_ALLOW_DOWNLOAD", "0") in ("1", "true", "yes")
+
+
+def triage_model() -> str:
+    return os.environ.get("MING_TRIAGE_MODEL", "").strip() or "auto"
 
 
 def api_key() -> str | None:

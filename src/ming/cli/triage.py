@@ -6,11 +6,14 @@ import argparse
 import json
 import sys
 
+from ming import envs
 from ming.config import ModelOptions
 from ming.engine import create_engine
+from ming.engine.select import llamacpp_available
 from ming.errors import MingError
-from ming.safety.model_triage import DEFAULT_THRESHOLD, ModelTriage
-from ming.safety.policy import MODEL_RULE_ID, SafetyPolicy
+from ming.models import embedded
+from ming.safety.model_triage import DEFAULT_THRESHOLD, ON_BY_DEFAULT, ModelTriage
+from ming.safety.policy import MODEL_RULE_ID, SafetyPolicy, asks_model
 from ming.safety.triage import Triage, default_triage
 
 _MAX_CHARS = 20000
@@ -21,7 +24,9 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
         name, help=help_text,
         description="Read messages (one per line, or JSONL with a 'text' field and optional 'context' list of "
                     "earlier user messages and 'id') and print one JSON line per message: "
-                    "{emergency, rule_ids, categories, escalation}. No model is loaded.")
+                    "{emergency, rule_ids, categories, escalation}. Where no rule fires, the embedded 1.5B model (when "
+                    "installed, on llama.cpp) is asked a constrained 是/否 (about 0.6 s a message on 2 CPU cores); "
+                    "--model none keeps to the rules (< 1 ms a message).")
     p.add_argument("file", nargs="?", default="-", help="input file; '-' (default) reads stdin")
     p.add_argument("--conversation", action="store_true",
                    help="treat the lines as ONE conversation: each message is triaged with up to 11 earlier ones "
@@ -32,9 +37,11 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     p.add_argument("--rules", default=None, help="a triage rule YAML to use instead of the packaged one")
     p.add_argument("--no-escalation", action="store_true", help="leave the escalation text out of the output")
     p.add_argument("--model", default=None,
-                   help="also ask this model (1.5b, 0.5b, a .gguf or model folder) a constrained 是/否 where no rule "
-                        "fires; each such line gets \"model\": {p_yes, threshold, fired, seconds, prompt_tokens} and "
-                        "emergency = rules OR model (rule id MODEL-TRIAGE). Seconds per message on CPU")
+                   help="the model asked a constrained 是/否 where no rule fires: auto (default, or $MING_TRIAGE_MODEL: "
+                        "the embedded 1.5B when installed and llama.cpp is, else the rules alone), none (the rules "
+                        "alone), or 1.5b, 0.5b, a .gguf or a model folder. A line it was asked about gets "
+                        "\"model\": {p_yes, threshold, fired, seconds, prompt_tokens} and emergency = rules OR model "
+                        "(rule id MODEL-TRIAGE); health-education questions are not asked")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"p(是) at or above which --model flags a message, in [0, 1] (default {DEFAULT_THRESHOLD})")
     p.set_defaults(func=run)
@@ -65,19 +72,40 @@ def _read(path: str) -> tuple[str, list[str]]:
     return name, lines
 
 
-def _judge(args, tri: Triage):
-    """The model's yes/no for --model (None without it), loaded after the input was read."""
-    if not args.model:
+def auto_model() -> tuple[str | None, str]:
+    """The model `--model auto` asks: the embedded one measured for it (ON_BY_DEFAULT) when its GGUF is assembled
+    or its parts are installed, and llama.cpp is installed; else None. The second value says which, or why not."""
+    key = ON_BY_DEFAULT[0]
+    model = embedded.get(key)
+    if not llamacpp_available():
+        return None, "llama.cpp is not installed (bash scripts/install_llamacpp.sh)"
+    if not (embedded.is_ready(model) or all(p.path is not None for p in embedded.parts(model))):
+        return None, f"the embedded {key} is not installed (`ming models` shows how to install it)"
+    return key, f"the embedded {key}"
+
+
+def _judge(args):
+    """The model's yes/no (None for the rules alone), loaded after the input was read."""
+    choice = (args.model or envs.triage_model()).strip()
+    if choice.lower() == "none":
         return None
     if not 0.0 <= args.threshold <= 1.0:
         raise MingError(f"--threshold is a probability in [0, 1], got {args.threshold}")
-    return ModelTriage(create_engine(ModelOptions(model_path=args.model)), threshold=args.threshold)
+    if choice.lower() == "auto":
+        choice, why = auto_model()
+        if choice is None:
+            print(f"ming triage: rules only: {why}", file=sys.stderr)
+            return None
+        print(f"ming triage: rules, then {why} asked 是/否 where no rule fires (p(是) >= {args.threshold}); "
+              "--model none for the rules alone", file=sys.stderr)
+        return ModelTriage(create_engine(ModelOptions(model_path=choice, backend="llamacpp")), threshold=args.threshold)
+    return ModelTriage(create_engine(ModelOptions(model_path=choice)), threshold=args.threshold)
 
 
 def run(args) -> int:
     tri = Triage.from_file(args.rules) if args.rules else default_triage()
     name, lines = _read(args.file)
-    judge = _judge(args, tri)
+    judge = _judge(args)
     model_text, model_shown = "", False
     if judge is not None:
         model_text = SafetyPolicy(triage=tri).model_escalation()
@@ -120,8 +148,8 @@ def run(args) -> int:
             res = tri.check(text, context)
             escalation = res.escalation
         rec = {"emergency": res.emergency, "rule_ids": res.rule_ids, "categories": res.categories}
-        if judge is not None and not res.emergency:  # the model only where the rules are silent
-            turns = [m["content"] for m in history] if args.conversation else context + [text]
+        turns = [m["content"] for m in history] if args.conversation else context + [text]
+        if judge is not None and not res.emergency and asks_model(tri, turns):  # where the rules are silent
             v = judge.assess(turns)
             rec["model"] = v.to_dict()
             if v.fired:

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Sequence
 from importlib import resources
 
 from ming import DISCLAIMER
@@ -105,6 +105,12 @@ EDUCATION_TURNS = 4  # the model step is skipped when these newest user turns ar
 # (the judge reads the newest message and 3 earlier ones: ming.safety.model_triage.CONTEXT_TURNS)
 
 
+def asks_model(triage: Triage, user_turns: Sequence[str]) -> bool:
+    """Whether the model's yes/no is asked about a conversation whose rules are silent: not when its newest user
+    turns are all health-education questions ("心梗有哪些症状"). Chat, serve, `ming triage` and bench/safety.py."""
+    return bool(user_turns) and not triage.is_education(list(user_turns)[-EDUCATION_TURNS:])
+
+
 class SafetyPolicy:
     """Decide, before the model runs, how this turn must be handled."""
 
@@ -165,7 +171,7 @@ class SafetyPolicy:
         # 2b. the loaded model's yes/no, only where the rules are silent and the user is not asking for knowledge
         by_model = False
         turns = self.triage.user_turns(messages) if judge is not None and not tri.emergency and refusal is None else []
-        if turns and not self.triage.is_education(turns[-EDUCATION_TURNS:]):
+        if asks_model(self.triage, turns):
             v = judge.assess(turns)
             d.model_triage = v.to_dict()
             if v.fired:
