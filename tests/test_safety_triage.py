@@ -364,3 +364,24 @@ def test_a_child_hard_to_rouse_is_an_emergency_with_or_without_fever(text, fires
     """NICE NG143 red: a child who does not wake, or does not stay awake when roused; sleep habits are not it."""
     r = default_triage().check(text)
     assert ("PED-ROUSE-01" in r.rule_ids) is fires
+
+
+@pytest.mark.parametrize("text,rule", [
+    ("我把一瓶降压药全吃了", "TOX-OVERDOSE-01"),
+    ("他刚把整板安眠药吞了", "TOX-OVERDOSE-01"),
+    ("一瓶降压药吃了一个月了", None),
+    ("一盒感冒药吃了三天还没好", None),
+    ("这盒药吃了两次了没效果", None),
+    ("我真的撑不下去了，药都攒好了，今晚就吃", "SUICIDE-02"),
+    ("安眠药我已经攒够了", "SUICIDE-02"),
+    ("我妈囤了好多降压药，怕涨价", None),
+    ("室友突然说听到有声音让他去死，一直在窗边徘徊", "PSY-COMMAND-01"),
+    ("我妈说脑子里有人命令她去杀人", "PSY-COMMAND-01"),
+    ("他以前听到有声音让他去死，现在吃药好多了", None),
+    ("小说里主角听到声音让他去杀人", None),
+])
+def test_overdose_forms_stockpiled_means_and_command_hallucinations(text, rule):
+    """The 把 construction of an overdose (a duration after it is a course of treatment, not one), the means
+    gathered for a suicide plan (C-SSRS preparatory behaviour) and command hallucinations to harm (AMHTS 2)."""
+    r = default_triage().check(text)
+    assert (rule in r.rule_ids) if rule else not r.emergency, (text, r.rule_ids)
