@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         presentation_report(sub, mpreds, args.errors)
         for n in notes:
             print(n)
+    pooled: list[tuple[int, bool, bool]] = []  # (label, rules, as shipped) over every held-out set
     for holdout in args.holdout:
         hold = load(Path(holdout)) if Path(holdout).is_file() else []
         if hold and args.model and args.model_holdout:
@@ -226,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nheld-out set {Path(holdout).name} with the judge (thresholds from the labelled set: model "
                   f"{t_model:.3f}, "
                   f"rules OR model {t_comb:.3f})")
+            shipped = [a or x >= model_triage.DEFAULT_THRESHOLD for a, x in zip(hrules, hp)]
             presentation_report(hold, {"packaged rules": hrules, "model alone": [x >= t_model for x in hp],
-                                       "rules OR model": [a or x >= t_comb for a, x in zip(hrules, hp)]}, args.errors)
+                                       "rules OR model": [a or x >= t_comb for a, x in zip(hrules, hp)],
+                                       f"as shipped (OR at {model_triage.DEFAULT_THRESHOLD})": shipped}, args.errors)
+            pooled.extend((r["label"], a, b) for r, a, b in zip(hold, hrules, shipped))
         if hold:
             print(f"\nheld-out set {Path(holdout).name} ({len(hold)} items, written after all tuning, never tuned on)")
             no_gen = Triage(spec, str(rules_path), layers_off={"generic"})
@@ -236,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
                                        "without generic layer": [
                                            no_gen.check(r["text"], r.get("context") or []).emergency for r in hold]},
                                 args.errors)
+    if pooled:
+        pos, neg = [p for p in pooled if p[0]], [p for p in pooled if not p[0]]
+        for name, k in (("rules", 1), (f"rules OR model at {model_triage.DEFAULT_THRESHOLD} (as shipped)", 2)):
+            print(f"held-out sets pooled, {name}: recall {_rate(sum(p[k] for p in pos), len(pos))}, "
+                  f"FPR {_rate(sum(p[k] for p in neg), len(neg))}")
     print()
 
     rows = load(Path(args.data))
