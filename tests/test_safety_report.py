@@ -147,3 +147,20 @@ def test_every_table_entry_has_a_source_and_a_range_or_kind():
             continue
         assert t.get("source"), key
         assert t.get("info") or t.get("kind") == "qualitative" or "male" in t or "high" in t or "low" in t, key
+
+
+def test_row_numbers_and_neutral_name_suffixes_of_printed_tables():
+    """A hospital printout numbers its rows ("12    eGFR  78 …"): the row number is not a value, so the Latin name
+    after it is not read as a unit; "肾小球滤过率估算值" / "CRP测定" carry a neutral suffix before the value."""
+    from ming.safety.report import parse_report
+
+    text = ("序号  项目名称   结果   单位   参考区间\n"
+            "1     ALT        68     U/L    7-40\n"
+            "12    eGFR       78     mL/min/1.73m2  >90\n"
+            "13    肾小球滤过率估算值 78 mL/min/1.73m2 >90\n"
+            "14    CRP测定    42     mg/L   <10\n"
+            "15    血糖       240    mg/dL\n")
+    got = {(f.raw_name, f.key, f.value, f.status) for f in parse_report(text)}
+    assert ("ALT", "ALT", 68.0, "high") in got and ("eGFR", "EGFR", 78.0, "low") in got
+    assert ("CRP", "CRP", 42.0, "high") in got and any(k == "GLU" and s == "high" for _, k, _, s in got)
+    assert not any(k == "MG" for _, k, _, _ in got)  # "mg" after 240 stays a unit

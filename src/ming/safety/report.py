@@ -26,7 +26,8 @@ _QUAL = (r"弱阳性|阳性|阴性|可疑|微量|trace|neg(?:ative)?|pos(?:itive
          r"|[1-4]\+|\+{1,4}|\(\+{1,4}\)|\(-\)|\(±\)|(?<![\d.])-(?![\d.])")
 _NUM = r"[<>≤≥]?\s*\d+(?:\.\d+)?"
 _VALUE = re.compile(
-    r"^[\s)\]]*(?:\([A-Za-z0-9#%/\-\s]{1,12}\)|\[[A-Za-z0-9#%/\-]{1,12}\]\s*(?=[\[\d=:]))?\s*(?:[=:]|结果|为|是|测得|检测值)?\s*"
+    r"^(?:估算值|测定值|检测值|测定|定量|浓度|含量|水平)?"  # a neutral suffix of the name: 肾小球滤过率估算值
+    r"[\s)\]]*(?:\([A-Za-z0-9#%/\-\s]{1,12}\)|\[[A-Za-z0-9#%/\-]{1,12}\]\s*(?=[\[\d=:]))?\s*(?:[=:]|结果|为|是|测得|检测值)?\s*"
     r"\[?\s*(?:(?P<bp>\d{2,3})\s*/\s*(?P<bp2>\d{2,3})|(?P<qual>" + _QUAL + r")|(?P<num>" + _NUM + r")(?![\d/+]))\s*\]?",
     re.I)
 _FLAG = re.compile(r"(↑+|↓+|(?<![^\s(\[])(?:HH|LL|H|L)(?![^\s)\]])|偏高|偏低|升高|降低|增高|减低|(?<![\u4e00-\u9fff])[高低](?![\u4e00-\u9fff]))")
@@ -324,7 +325,10 @@ def _unit_like(low: str, m: re.Match) -> bool:
         return True
     before = low[:m.start()]
     stripped = before.rstrip(" \t")
-    return stripped != before and stripped[-1:].isdigit()
+    if stripped == before or not stripped[-1:].isdigit():
+        return False
+    line = stripped[stripped.rfind("\n") + 1:]  # a row number opening the line ("12    eGFR  78") is not a value
+    return not re.fullmatch(r"\s*\d{1,3}[.、)）]?", line)
 
 
 def parse_report(text: str, sex: str | None = None) -> list[Finding]:
