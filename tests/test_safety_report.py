@@ -164,3 +164,13 @@ def test_row_numbers_and_neutral_name_suffixes_of_printed_tables():
     assert ("ALT", "ALT", 68.0, "high") in got and ("eGFR", "EGFR", 78.0, "low") in got
     assert ("CRP", "CRP", 42.0, "high") in got and any(k == "GLU" and s == "high" for _, k, _, s in got)
     assert not any(k == "MG" for _, k, _, _ in got)  # "mg" after 240 stays a unit
+
+
+def test_a_test_named_twice_is_not_called_unknown():
+    from ming.safety.report import parse_report
+
+    got = parse_report("Hb: 118 g/L [115-150]\nHGB 96 g/L 参考值:115-150\n幽门螺杆菌抗体 35 U/mL\n")
+    assert [(f.key, f.status) for f in got][0] == ("HGB", "normal")
+    again, unknown = got[1], got[2]
+    assert again.status == "ungraded" and again.value == 96 and "再次出现" in again.note
+    assert unknown.status == "ungraded" and "参考表中没有这一项" in unknown.note

@@ -412,7 +412,9 @@ _NOT_A_TEST = re.compile(r"^(?:岁|年|月|天|周|次|个|片|粒|毫升|我|�
 
 
 def _unknown_items(t: str, spans: list[tuple[int, int]]) -> list[Finding]:
-    """Name + value + unit the table does not know: listed as ungraded, never dropped."""
+    """Name + value + unit the table does not know (or a test named a second time): listed as ungraded, never
+    dropped."""
+    table = load_table()
     out = []
     for m in _UNKNOWN.finditer(t):
         if any(a <= m.start("num") < b for a, b in spans):
@@ -421,8 +423,11 @@ def _unknown_items(t: str, spans: list[tuple[int, int]]) -> list[Finding]:
         name = re.sub(r"(?:大约|约|为|是|达)$", "", name)
         if not name or _NOT_A_TEST.match(name):
             continue
+        known = table.alias_re.fullmatch(_norm_alias(name)) is not None  # a test named again: first value graded
+        note = ("同一项目在报告中再次出现，只判断了第一次的结果；请以报告所印参考范围为准" if known
+                else "参考表中没有这一项，未判断；请以报告所印参考范围为准")
         out.append(Finding(key=f"UNKNOWN:{name}", name=name, raw_name=name, value=float(m.group("num")), unit=m.group("unit"),
-                           status="ungraded", note="参考表中没有这一项，未判断；请以报告所印参考范围为准"))
+                           status="ungraded", note=note))
     return out
 
 
