@@ -174,3 +174,18 @@ def test_a_test_named_twice_is_not_called_unknown():
     again, unknown = got[1], got[2]
     assert again.status == "ungraded" and again.value == 96 and "再次出现" in again.note
     assert unknown.status == "ungraded" and "参考表中没有这一项" in unknown.note
+
+
+def test_censored_values_and_tests_the_table_does_not_know_are_graded_by_the_printed_range():
+    """"<0.5" keeps its sign and is graded by where it must lie; a test the table does not know is graded by its
+    printed range when there is one (the printed range wins), and listed as ungraded when there is none."""
+    from ming.safety.report import parse_report
+
+    got = {f.raw_name: f for f in parse_report("超敏C反应蛋白 <0.5 mg/L 0-3\n铁蛋白 <5 ng/mL 15-200\n"
+                                               "维生素B12 <50 pg/mL 180-900\n叶酸 12.5 ng/mL 3.1-19.9\n"
+                                               "幽门螺杆菌抗体 35 U/mL\n")}
+    assert got["超敏C反应蛋白"].value_text == "<0.5 mg/L" and got["超敏C反应蛋白"].status == "normal"
+    assert got["铁蛋白"].status == "low"  # below 5, so below 15
+    assert got["维生素B12"].status == "low" and got["维生素B12"].ref_text.startswith("180–900")
+    assert got["叶酸"].status == "normal" and got["叶酸"].ref_source == "报告所印参考范围"
+    assert got["幽门螺杆菌抗体"].status == "ungraded" and "参考表中没有这一项" in got["幽门螺杆菌抗体"].note

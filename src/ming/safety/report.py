@@ -56,6 +56,7 @@ class Finding:
     flag: str = ""                    # arrow / H / L printed in the report
     category: str = ""                # guideline category (e.g. 正常高值, 边缘升高)
     note: str = ""
+    comparator: str = ""              # "<" / ">" / "≤" / "≥" of a censored value ("<0.5": below what the lab measures)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -67,7 +68,7 @@ class Finding:
         v = self.value
         if isinstance(v, float):
             v = f"{v:g}"
-        return f"{v} {self.unit}".strip()
+        return f"{self.comparator}{v} {self.unit}".strip()
 
 
 @dataclass
@@ -386,8 +387,8 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
         num = vm.group("num").replace(" ", "")
         if key in seen:
             continue
-        if num[0] in "<>≤≥":
-            num = num[1:]
+        comparator = num[0] if num[0] in "<>≤≥" else ""
+        num = num[len(comparator):]
         seen.add(key)
         spans.append((s, e + vm.end()))
         if tdef.get("kind") == "qualitative":  # a number where the table expects 阴性/阳性
@@ -396,7 +397,7 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
                                     ref_text="阴性", status="ungraded",
                                     note="参考表按定性（阴性/阳性）判断，报告给出的是数值，请以报告所印参考范围为准"))
             continue
-        findings.append(_grade_numeric(key, tdef, raw, float(num), rest, sex))
+        findings.append(_censored(_grade_numeric(key, tdef, raw, float(num), rest, sex), comparator))
     if "SBP" in seen and "DBP" in seen and "BP" not in seen:
         s_ = next(f for f in findings if f.key == "SBP")
         d_ = next(f for f in findings if f.key == "DBP")
@@ -406,8 +407,20 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
     return findings
 
 
+def _censored(f: Finding, comparator: str) -> Finding:
+    """A value printed as "<x" / ">x" is graded by where it must lie: "<0.5" against 0.5–3 is low, "<0.5" against
+    0–3 normal, ">1000" against <100 high."""
+    f.comparator = comparator
+    if comparator and isinstance(f.value, float) and f.status == "normal":
+        if comparator in "<≤" and f.ref_low is not None and f.ref_low > 0 and f.value <= f.ref_low:
+            f.status = "low"
+        elif comparator in ">≥" and f.ref_high is not None and f.value >= f.ref_high:
+            f.status = "high"
+    return f
+
+
 _UNKNOWN = re.compile(r"(?P<name>[A-Za-z\u4e00-\u9fff][A-Za-z0-9\u4e00-\u9fff\-#%()（）/]{0,15}?)\s*(?:[=:：]|结果|为)?\s*\[?\s*"
-                      r"(?P<num>\d+(?:\.\d+)?)\s*\]?\s*(?:[↑↓HL]\s*)?(?P<unit>" + _UNIT.pattern + r")", re.I)
+                      r"(?P<cmp>[<>≤≥])?\s*(?P<num>\d+(?:\.\d+)?)\s*\]?\s*(?:[↑↓HL]\s*)?(?P<unit>" + _UNIT.pattern + r")", re.I)
 _NOT_A_TEST = re.compile(r"^(?:岁|年|月|天|周|次|个|片|粒|毫升|我|今年|体检|检查|结果|报告|化验|复查|最近|上次)")
 
 
@@ -423,11 +436,20 @@ def _unknown_items(t: str, spans: list[tuple[int, int]]) -> list[Finding]:
         name = re.sub(r"(?:大约|约|为|是|达)$", "", name)
         if not name or _NOT_A_TEST.match(name):
             continue
-        known = table.alias_re.fullmatch(_norm_alias(name)) is not None  # a test named again: first value graded
-        note = ("同一项目在报告中再次出现，只判断了第一次的结果；请以报告所印参考范围为准" if known
-                else "参考表中没有这一项，未判断；请以报告所印参考范围为准")
-        out.append(Finding(key=f"UNKNOWN:{name}", name=name, raw_name=name, value=float(m.group("num")), unit=m.group("unit"),
-                           status="ungraded", note=note))
+        key, num, unit = f"UNKNOWN:{name}", float(m.group("num")), m.group("unit")
+        if table.alias_re.fullmatch(_norm_alias(name)):  # a test named again: its first value was graded
+            out.append(Finding(key=key, name=name, raw_name=name, value=num, unit=unit, status="ungraded",
+                               note="同一项目在报告中再次出现，只判断了第一次的结果；请以报告所印参考范围为准",
+                               comparator=m.group("cmp") or ""))
+            continue
+        rest = re.split(r"[、;；，,\n]", t[m.start("unit"):], maxsplit=1)[0]
+        f = _censored(_grade_numeric(key, {"name": name, "unit": unit, "info": True}, name, num, rest, None),
+                      m.group("cmp") or "")
+        if f.status == "ungraded":
+            f.note, f.ref_source = "参考表中没有这一项，未判断；请以报告所印参考范围为准", ""
+        else:
+            f.note = "参考表中没有这一项"  # graded by the printed range (ref_source says so)
+        out.append(f)
     return out
 
 
