@@ -221,3 +221,32 @@ def test_the_site_question_fits_where_it_hurts(kb):
     assert site("我肚子疼两天了") == TEMPLATES["site"] and "右下腹" in site("胃疼")
     assert "太阳穴" in site("我最近总是头痛") and "右下腹" not in site("我最近总是头痛")
     assert "胸口" in site("胸口疼了一天")
+
+
+def test_a_site_named_is_not_asked_again_and_appendicitis_signs_add_up(kb):
+    """Right lower quadrant pain is lower abdominal pain (not asked as 下腹痛 again); with fever and pain worse on
+    walking (peritonism) or no appetite, the consultation escalates to same-day care for appendicitis."""
+    first, second, third = talk(kb, "我肚子疼两天了", "右下腹，走路的时候更疼", "有点发烧，38度左右，不想吃东西")
+    assert second.kind == "ask" and "下腹痛" not in second.text
+    assert third.text.startswith("⚠️") and "阑尾炎" in third.text and "走路时加重" in third.text
+    _, _, appetite = talk(kb, "我肚子疼两天了", "在右下腹", "发烧了，吃不下东西")
+    assert appetite.text.startswith("⚠️") and "食欲不振" in appetite.text
+    _, _, plain = talk(kb, "我肚子疼两天了", "在右下腹", "没发烧")
+    assert not plain.text.startswith("⚠️")
+
+
+def test_candidates_must_explain_the_chief_complaint(kb):
+    """A disease that lists none of the chief complaint's forms ranks behind one that does, whatever else it
+    explains (a doctor does not offer a cold for belly pain)."""
+    from ming.consult import rank
+
+    st = build_state([{"role": "user", "content": "我肚子疼两天了"}, {"role": "assistant", "content": "有没有发烧？"},
+                      {"role": "user", "content": "有点发烧，咳嗽"}], kb.lexicon)
+    assert st.chief_symptoms == ["腹痛"]
+    cands = {c.name: c for c in rank.rank(st, kb)}
+    st.chief_symptoms = []
+    plain = {c.name: c for c in rank.rank(st, kb)}
+    assert "腹痛" in next(iter(cands.values())).supporting  # the leader explains the belly pain
+    cold = [n for n, c in cands.items() if "腹痛" not in c.supporting and n in plain]
+    assert cold and all(cands[n].score == pytest.approx(plain[n].score + rank.CHIEF_MISS) for n in cold)
+    assert all(c.score == pytest.approx(plain[n].score) for n, c in cands.items() if "腹痛" in c.supporting)

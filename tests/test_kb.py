@@ -43,7 +43,7 @@ def test_colloquial_forms_map_to_canonical_symptoms(surface, canonical):
 
 def test_broader_symptoms_and_kb_names_inside_names():
     lex = Lexicon.build(["发热伴寒战", "下腹部压痛", "腹痛"])
-    assert lex.expand("右下腹痛") == {"右下腹痛", "腹痛"}
+    assert lex.expand("右下腹痛") == {"右下腹痛", "下腹痛", "腹痛"}  # right lower quadrant is lower abdomen
     assert lex.expand("高热") == {"高热", "发热"}
     assert {"发热", "寒战"} <= lex.concepts_in("发热伴寒战")
     assert {"下腹部压痛", "压痛"} <= lex.concepts_in("下腹部压痛")

@@ -17,6 +17,7 @@ P_HIT = 0.6  # P(patient has symptom | disease lists it)
 PRIOR_WEIGHT = 0.2
 GROUP_FIT_BONUS = 2.0  # a child's illness for a child, …  # the KB's 发病率 figures are rough: a weak prior
 PRUNE_MARGIN = 2
+CHIEF_MISS = math.log(0.1)  # a disease that does not explain the chief complaint at all (a doctor rules it out first)
 GROUPS = ("child", "elderly", "pregnancy", "female", "male")
 
 
@@ -87,6 +88,10 @@ def rank(state: ConsultState, kb: KB, top: int = 10) -> list[Candidate]:
     if not pos:
         return []
     chains = roots(pos, kb)
+    # the chief complaint's forms among the findings (腹痛, and 右下腹痛 which is a 腹痛; not 压痛 beside it)
+    chief = set(state.chief_symptoms)
+    chief_forms = [c for c in pos if chief & kb.lexicon.expand(c)]
+    explains_chief = set().union(*(kb.diseases_with(c) for c in chief_forms)) if chief_forms else None
     hit, neg_hit = math.log(P_HIT), math.log(1 - P_HIT)
     # every disease starts as if it explained nothing; what it lists then raises (or lowers) its score
     base = sum(math.log(p_miss(kb, ch[-1])) for ch in chains)
@@ -122,6 +127,8 @@ def rank(state: ConsultState, kb: KB, top: int = 10) -> list[Candidate]:
             s += fit.get(g, 0.0)
         for c in against.get(name, ()):
             s += neg_gain[c]
+        if explains_chief is not None and name not in explains_chief:
+            s += CHIEF_MISS
         scores.append((s, name))
     leaders = heapq.nsmallest(top, scores, key=lambda x: (-x[0], x[1]))
     m = leaders[0][0]

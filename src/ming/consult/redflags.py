@@ -21,6 +21,9 @@ class RedFlag:
         return asdict(self)
 
 
+_PERITONISM = ("走路", "咳嗽时", "弯腰", "按压", "按着")  # triggers that mean movement or pressure makes it worse
+
+
 def _any(present: set[str], *names: str) -> str | None:
     return next((n for n in names if n in present), None)
 
@@ -29,11 +32,15 @@ def check(state: ConsultState) -> list[RedFlag]:
     present = set(state.present())
     out = []
     rlq = "右下腹痛" in present or ("右下腹" in state.sites and "腹痛" in present)
-    tender = _any(present, "反跳痛", "右下腹压痛", "压痛")
     fever = _any(present, "发热", "高热", "低热")
-    if rlq and tender and fever:
-        out.append(RedFlag("rlq_pain_tenderness_fever", ("右下腹痛", tender, fever), "急性阑尾炎（急腹症）",
-                           "右下腹疼痛、按压痛并伴发热，需警惕急性阑尾炎，请尽快（今天）到医院急诊或普外科就诊，"
+    # with fever, a second sign of appendicitis (Alvarado; Schmitt-Thompson abdominal pain: RLQ pain → seen today):
+    # tenderness or rebound, pain worse on walking / coughing / bending (peritonism), no appetite, nausea or vomiting
+    sign = (_any(present, "反跳痛", "右下腹压痛", "压痛")
+            or next((f"{t}时加重" for t in state.triggers if t in _PERITONISM), None)
+            or _any(present, "食欲不振", "恶心", "呕吐"))
+    if rlq and fever and sign:
+        out.append(RedFlag("rlq_pain_tenderness_fever", ("右下腹痛", sign, fever), "急性阑尾炎（急腹症）",
+                           f"右下腹疼痛伴发热、{sign}，需警惕急性阑尾炎，请尽快（今天）到医院急诊或普外科就诊，"
                            "就诊前不要吃东西、不要自行服用止痛药。"))
     chest = _any(present, "胸痛", "呼吸困难", "气短", "咯血")
     leg = _any(present, "下肢水肿", "水肿") if ("下肢水肿" in present or state.long_travel) else None

@@ -43,6 +43,7 @@ class SymptomFact:
 @dataclass
 class ConsultState(Findings):
     chief_complaint: str = ""
+    chief_symptoms: list[str] = field(default_factory=list)  # what the chief complaint names (canonical)
     symptoms: dict[str, SymptomFact] = field(default_factory=dict)
     asked: dict[str, int] = field(default_factory=dict)  # slot ("duration", "symptom:发热" …) -> times asked
     answered: list[str] = field(default_factory=list)  # slots the patient answered (anything, "不知道" included)
@@ -165,6 +166,7 @@ def _absorb(st: ConsultState, f: MessageFacts, pending: list[str], turn: int, le
         clauses = [c for c in re.split(r"[，,。；;！!？?\n]", f.text) if c.strip()]
         with_symptom = [c for c in clauses if lexicon.mentions(c)]
         st.chief_complaint = "，".join(with_symptom[:2])[:60]
+        st.chief_symptoms = list(dict.fromkeys(m.canonical for m in f.mentions if m.polarity == "present"))
     for m in f.mentions:
         for c in lexicon.expand(m.canonical) if m.polarity == "present" else (m.canonical,):
             _set_symptom(st, c, m.polarity, turn, m.surface)
