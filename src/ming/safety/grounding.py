@@ -41,7 +41,7 @@ from ming.safety.report import (
 # ---- direction words -------------------------------------------------------------------------------
 _DIR_WORDS = [
     ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情运工生饮作现])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|阴性"
-               r"|符合(?:正常|参考)?标准"),
+               r"|符合(?:正常|参考)?标准|(?:理想|合适|适宜|合理|健康)(?:的)?(?:范围|区间|水平)"),
     ("abnormal", r"不正常|异常|阳性"),
     ("high", r"偏高|升高|增高|增多|增加|超标|(?:超出|超过|高于|高出)了?(?:正常|参考)(?:范围|区间|值|上限)?|超出|过高|高于|较高"
              r"|偏多|上升|高出|高浓度|浓度(?:很|较|偏|过)?高|↑"),
@@ -55,10 +55,14 @@ _NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|并没有|不算)(?:明
 # "不在正常范围内", "不符合肾功能检查的正常范围": a negated verb between the name and the direction
 _NEG_VERB = re.compile(r"(?:不|没有?|未|并不|并没有)(?:在|属于|符合|处于|达到|位于)")
 _NEGATED = {"high": "not_high", "low": "not_low", "normal": "abnormal", "abnormal": "normal"}
-# a sentence that states no fact about this patient: conditions, prevention, questions, general ranges
-_NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|与否|有无|有没有|防止|避免|以免|预防|警惕|恢复正常|降至正常|回到正常|趋于正常"
-                       r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)|[?？]$|^若|^如[^何此下今]"
+# a sentence that states no fact about this patient: conditions, questions, alternatives
+_NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|[?？]$|^若|^如[^何此下今]"
                        r"|(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)\s*(?:/|或|还是|或者)\s*(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)")
+# a clause that states none: prevention, whether, a general range ("以防止血红蛋白升高", "（参考范围为3.1-8 mmol/L）");
+# the other clauses of its sentence still speak ("肾功能是正常的，因为尿素…（参考范围为3.1-8 mmol/L）")
+_NO_CLAIM_CLAUSE = re.compile(r"是否|与否|有无|有没有|防止|避免|以免|预防|警惕|恢复正常|降至正常|回到正常|趋于正常"
+                              r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)")
+_CLAUSE_MARK = "，,；;。：:！!"
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
 _AGAIN = re.compile(r"^[\s,，、;；:：↑↓]*(?:但|但是|而且|也|又|即|就是|属于|是)?[\s,，]*$")
 _ALL = re.compile(r"(?:都|均|全|全部|全都)(?:是|在|属于|处于)?$")
@@ -175,6 +179,7 @@ def extract_claims(sentence: str) -> list[Claim]:
     low = s.lower()
     if not low.strip() or _NO_CLAIM.search(low.strip()):
         return []
+    s, low = _blank_no_claim_clauses(s, low)
     cause = _CAUSES.search(low)
     if cause:  # "偏高：常见于肾功能下降、脱水…": the causes listed say nothing about this report
         s, low = s[:cause.start()], low[:cause.start()]
@@ -245,8 +250,11 @@ def extract_claims(sentence: str) -> list[Claim]:
             said, pos = (said[0], m.end()), m.end()
             continue
         if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
-            if _ALL.search(low[max(0, m.start() - 3):m.start()]) and len(unclaimed) > len(pending):
-                pending = unclaimed  # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim
+            if len(unclaimed) > len(pending) and (_ALL.search(low[max(0, m.start() - 3):m.start()]) or (
+                    d in ("normal", "abnormal") and _list_verdict(low, unclaimed, m.start()))):
+                # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim;
+                # "血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围": a verdict of its own after a list of values too
+                pending = unclaimed
             claims += _claims_for(pending, d, low, m.start(), sentence)
             unclaimed = []
             aside = next(((pending, b) for a, b in brackets if a < m.start() < b), None)
@@ -262,6 +270,25 @@ def extract_claims(sentence: str) -> list[Claim]:
     return claims
 
 
+def _blank_no_claim_clauses(s: str, low: str) -> tuple[str, str]:
+    """Blank each clause that states nothing about this patient (`_NO_CLAIM_CLAUSE`): the bracket it is in, else
+    from the clause mark before it to the next one. Positions stay as they were."""
+    spans = []
+    for m in _NO_CLAIM_CLAUSE.finditer(low):
+        inside = next(((a + 1, b - 1) for a, b in ((x.start(), x.end()) for x in _BRACKET.finditer(low))
+                       if a < m.start() < b), None)
+        if inside is None:
+            a = max(low.rfind(c, 0, m.start()) for c in _CLAUSE_MARK) + 1
+            ends = [i for i in (low.find(c, m.end()) for c in _CLAUSE_MARK) if i >= 0]
+            inside = (a, min(ends) if ends else len(low))
+        spans.append(inside)
+    if not spans or len(s) != len(low):
+        return (s, low) if not spans else ("", "")
+    for a, b in spans:
+        s, low = s[:a] + " " * (b - a) + s[b:], low[:a] + " " * (b - a) + low[b:]
+    return s, low
+
+
 def _negated_verb(low: str, start: int, end: int) -> bool:
     """"不在正常范围内", "不符合肾功能检查的正常范围": a negated verb in the same clause as the direction
     ("没有达到贫血标准，属于正常" is not negated: a comma stands between)."""
@@ -269,6 +296,18 @@ def _negated_verb(low: str, start: int, end: int) -> bool:
     for last in _NEG_VERB.finditer(low, start, end):
         pass
     return last is not None and not re.search(r"[，,；;：:]", low[last.end():end])
+
+
+_LIST_GAP = re.compile(r"^[\s,，、;；:：=*_]*(?:是|为)?[\s:：]*$")
+_VERDICT_OPENS = re.compile(r"[，,；;][\s*_]*(?:都|均|全|全部|全都|基本|基本上|也)?(?:是|在|属于|处于|符合|位于)?(?:医学上?的?)?$")
+
+
+def _list_verdict(low: str, names: list, at: int) -> bool:
+    """"血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围": a list of tests with only their values between them,
+    then a clause that is nothing but a normal / abnormal verdict: the verdict is said of the whole list."""
+    gaps = [low[a[1]:b[0]] for a, b in zip(names, names[1:])]
+    return (all(_LIST_GAP.match(_VALUE.sub("", g)) for g in gaps)
+            and bool(_VERDICT_OPENS.search(_VALUE.sub("", low[names[-1][1]:at]))))
 
 
 def _joined(between: str) -> bool:
@@ -330,11 +369,15 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
 # "血压130/85，空腹血糖6.5，总胆固醇5.0，这些都是正常的": a clause that points back at the tests named before it
 # ("这些", "以上", "这") and calls them normal / abnormal says so of each of them (high / low words after a
 # demonstrative are usually consequences: "这些都会增加风险", not read)
-_DEMONSTRATIVE = re.compile(r"(?:^|[，,；;。:：])\s*(?:所以|因此|因而|总之|总的来说|综上)?[，,\s]*"
-                            r"(?:这些|以上|上述|它们|这几项|这几个|这)(?:数值|指标|结果|数据|项目|值|检查)?")
-_DEMONSTRATIVE_DIR = re.compile(r"^(?:都|均|全部|全都|基本|基本上|也|完全|还)?(?:不)?(?:是|在|属于|符合|处于|算)?"
+_CONCLUDE = r"(?:所以|因此|因而|总之|总的来说|综上所述|综上|总体(?:来说|来看|而言|上)|整体(?:来说|来看|而言|上))"
+_DEMONSTRATIVE = re.compile(r"(?:^|[，,；;。:：])\s*(?:" + _CONCLUDE + r"?[，,\s]*"
+                            r"(?:这些|以上|上述|它们|这几项|这几个|该项|该指标|该数值|该值|此项|这)(?:数值|指标|结果|数据|项目|值|检查)?"
+                            # "…总胆固醇5.0。因此，没有问题。": a conclusion that is only a verdict points back too
+                            r"|" + _CONCLUDE + r"[，,\s]*(?=(?:都|均|一切|全部|基本上?)?(?:是)?(?:正常(?:的)?|没有(?:明显|什么)?"
+                            r"(?:问题|异常)|没问题|无异常|未见异常)\s*(?:[。！!；;，,]|$)))")
+_DEMONSTRATIVE_DIR = re.compile(r"^(?:都|均|全部|全都|一切|基本|基本上|也|完全|还)?(?:不)?(?:是|在|属于|符合|处于|算)?"
                                 r"(?:医学(?:上)?|参考|标准)?(?:的)?(?P<d>正常(?:范围|值|水平)?(?:内|的)?(?=$|[了的，,。；;！!])"
-                                r"|异常|没有(?:明显)?问题|没问题)")
+                                r"|异常|没有(?:明显|什么)?问题|没问题)")
 # "正常项目包括尿蛋白、隐血…", "异常项目：甲功（TSH）": each test listed after the label is called normal / abnormal
 _LABEL_LIST = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果|值|的有)(?:主要)?(?:包括|有|是|为|：|:)")
 
@@ -453,8 +496,9 @@ def check_text(text: str, findings: list[Finding], *, block_unreported: bool = F
 
 
 # a line that only names a test ("1. **总胆固醇**：") heads the bullet items under it ("- **正常高值**：240 mg/dL")
+# "### 1. 空腹血糖" (a line of its own, no colon) and "1. **空腹血糖：6.5 mmol/L**" (the value only) head them too
 _HEADING = re.compile(r"^\s*(?:#+\s*)?(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?(?:[-*•·+]\s+)?[*_]*"
-                      r"(?P<name>[^*_:：，,。；;\n]{1,24}?)[*_]*\s*[:：]\s*[*_]*\s*$")
+                      r"(?P<name>[^*_:：，,。；;\n]{1,24}?)[*_]*\s*(?:[:：](?P<value>[^\n]*)|(?P<line>\n))\s*$")
 _BULLET = re.compile(r"^\s*(?:[-•·+]|\*(?!\*))\s*")  # "- …", "* …" (not "**bold**")
 _NUMBERED = re.compile(r"^\s*(?:\d+\s*[.、)）]|[（(]\d+[）)])")
 
@@ -475,7 +519,8 @@ class AnswerReader:
             return []
         text = sentence
         head = _HEADING.match(unicodedata.normalize("NFKC", sentence))
-        if head and _norm_alias(_BRACKET.sub("", head.group("name"))) in _aliases().resolve:
+        if head and _norm_alias(_BRACKET.sub("", head.group("name"))) in _aliases().resolve and (
+                not head.group("value") or not re.sub(r"[\s*_]", "", _VALUE.sub("", head.group("value").lower()))):
             self.subject = head.group("name").strip()
         elif _BULLET.match(sentence) and not _NUMBERED.match(sentence):
             if self.subject and not _names_a_test(sentence):
