@@ -95,6 +95,7 @@ class Claim:
     sentence: str
     condition: bool = False  # a condition name ("高血脂") or the whole report ("这些数值都正常", kind "report")
     overall: str = ""        # the key that grades the whole group when reported ("血压" -> BP)
+    every: bool = False      # said of every member ("各项指标都偏低", "转氨酶都偏高"), not of one of them
 
     @property
     def text(self) -> str:
@@ -255,7 +256,8 @@ def extract_claims(sentence: str) -> list[Claim]:
                 # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim;
                 # "血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围": a verdict of its own after a list of values too
                 pending = unclaimed
-            claims += _claims_for(pending, d, low, m.start(), sentence)
+            claims += _claims_for(pending, d, low, m.start(), sentence,
+                                  every=bool(_ALL.search(low[max(0, m.start() - 3):m.start()])))
             unclaimed = []
             aside = next(((pending, b) for a, b in brackets if a < m.start() < b), None)
             said = (pending, m.end())
@@ -336,6 +338,11 @@ _WHOLE_REPORT_NORMAL = re.compile(
 _WHOLE_REPORT_STANDARD = re.compile(
     r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|您的|你的)?(?:数值|数据|指标|结果|项目)[^，,。；;、]{0,4}?"
     r"(?:都|均|全部|全都|基本)?符合(?:你|您)?的?(?P<inner>[^，,。；;、的]{0,8}?)的?(?:正常|参考)?(?:标准|范围|要求)")
+# "各项指标都处于偏低范围内", "Lipid panel中的各项指标都偏高": high / low said of every value (of the whole report, or of
+# the panel named just before); an "all" word is needed ("各项", "所有", "都" …)
+_WHOLE_REPORT_DIR = re.compile(
+    r"(?<![其余它他除])(?P<q>这些|以上|上述|所有|各项|全部|每项|每一项)?(?:的)?(?:数值|数据|指标|结果|项目)[^，,。；;、]{0,4}?"
+    r"(?P<all>都|均|全部|全都)?(?:是|在|属于|处于|呈)?(?P<d>偏高|偏低|升高|降低|过高|过低|(?:高于|低于)正常)")
 _WHOLE_REPORT_SKIP = re.compile(r"其余|其他|其它|除了?|之外|以外|部分|有些|大部分|大多")
 
 
@@ -347,23 +354,35 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
     def about_a_test(m: re.Match) -> bool:  # "血脂指标正常" is about 血脂, read as a claim on it
         return any(m.start() <= a < m.end() or b in (m.start(), m.start() - 1) for a, b, _ in names)
 
+    out = []
+    m = _WHOLE_REPORT_DIR.search(low)
+    if m and (m.group("all") or m.group("q") not in (None, "这些", "以上", "上述")):
+        d = "low" if m.group("d") in ("偏低", "降低", "过低", "低于正常") else "high"
+        head = next((n for n in names if re.fullmatch(r"(?:中的|里的|的|中)?", low[n[1]:m.start()])), None)
+        if head:  # "Lipid panel中的各项指标都处于偏低范围内": every member of that panel
+            keys, kind = al.resolve[head[2]]
+            out.append(Claim(alias=head[2], keys=keys, kind="panel" if kind == "panel" else kind, direction=d,
+                             sentence=sentence.strip(), every=kind == "panel"))
+        else:
+            out.append(Claim(alias=m.group(0), keys=("*",), kind="report", direction=d, sentence=sentence.strip(),
+                             condition=True, every=True))
     m = _WHOLE_REPORT_NORMAL.search(low)
     if m and not about_a_test(m):
-        return [Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
-                      direction="normal", sentence=sentence.strip(), condition=True)]
+        return out + [Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
+                            direction="normal", sentence=sentence.strip(), condition=True)]
     m = _WHOLE_REPORT_STANDARD.search(low)
     if not m or any(b in (m.start(), m.start() - 1) for a, b, _ in names):
-        return []
+        return out
     inner = _norm_alias(m.group("inner"))
     if not inner:
-        return [Claim(alias=m.group(0), keys=("*",), kind="report", direction="normal", sentence=sentence.strip(),
-                      condition=True)]
+        return out + [Claim(alias=m.group(0), keys=("*",), kind="report", direction="normal",
+                            sentence=sentence.strip(), condition=True)]
     if inner in al.resolve:  # "符合你的铁代谢标准": the panel is called normal
         keys, kind = al.resolve[inner]
         said = s[m.start("inner"):m.end("inner")] if len(s) == len(low) else m.group("inner")
-        return [Claim(alias=said, keys=keys, kind=kind, direction="normal", sentence=sentence.strip(),
-                      overall=al.overall.get(inner, ""))]
-    return []  # "符合高血压的诊断标准": a condition, judged by its own name
+        return out + [Claim(alias=said, keys=keys, kind=kind, direction="normal", sentence=sentence.strip(),
+                            overall=al.overall.get(inner, ""))]
+    return out  # "符合高血压的诊断标准": a condition, judged by its own name
 
 
 # "血压130/85，空腹血糖6.5，总胆固醇5.0，这些都是正常的": a clause that points back at the tests named before it
@@ -440,7 +459,7 @@ def _condition_claims(s: str, low: str, sentence: str) -> list[Claim]:
 _FUNCTION_LOW = {"low": "abnormal", "not_low": "normal"}
 
 
-def _claims_for(names, direction, low, at, sentence) -> list[Claim]:
+def _claims_for(names, direction, low, at, sentence, every: bool = False) -> list[Claim]:
     al = _aliases()
     out = []
     for st, en, a in names:
@@ -450,7 +469,8 @@ def _claims_for(names, direction, low, at, sentence) -> list[Claim]:
             d = _FUNCTION_LOW.get(d, d)
         said = sentence[st:en]
         out.append(Claim(alias=said if unicodedata.normalize("NFKC", said).lower() == a else a, keys=keys, kind=kind,
-                         direction=d, sentence=sentence.strip(), overall=al.overall.get(a, "")))
+                         direction=d, sentence=sentence.strip(), overall=al.overall.get(a, ""),
+                         every=every and kind == "panel"))
     return out
 
 
@@ -468,7 +488,7 @@ def check_claim(claim: Claim, by_key: dict[str, Finding]) -> Violation | None:
         return None
     ok = [claim.direction in CONSISTENT[f.status] for f in graded]
     if claim.kind in ("panel", "report"):
-        if claim.direction in ("normal", "not_high", "not_low"):
+        if claim.direction in ("normal", "not_high", "not_low") or claim.every:
             bad = not all(ok)
         else:
             bad = not any(ok)
