@@ -431,3 +431,38 @@ def test_a_held_pointer_sentence_is_never_advice():
         pc.sentence(s)
     tail = pc.finish()
     assert "清淡饮食" in tail and "这些都是正常的" not in tail
+
+
+@pytest.mark.parametrize("report,wrong,fine", [
+    # a verdict clause after a list of tests with their values is said of the whole list
+    ("体检：血压130/85 mmHg，空腹血糖6.5 mmol/L，总胆固醇5.0 mmol/L。",
+     ["体检结果表明，血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围。",
+      "你的空腹血糖6.5，总胆固醇5.0。因此，没有问题。",  # a bare conclusion points back
+      "这些数据表明你的血压和血糖水平都在理想范围内。",  # 理想/合适范围 are normal words
+      "空腹血糖是6.5 mmol/L。该项符合正常范围。"],
+     ["血压130/85，总胆固醇5.0，符合正常范围。", "空腹血糖6.5偏高，总胆固醇5.0，正常。",
+      "空腹血糖6.5，需要复查，总胆固醇5.0，正常。", "空腹血糖6.5偏高。因此，正常的饮食很重要。",
+      "总胆固醇5.0。因此，没有问题。"]),
+    # a heading line of its own (no colon) or with its value only heads the bullets under it
+    ("空腹血糖 126，糖化血红蛋白 6.8%",
+     ["### 1. 空腹血糖\n- **正常高值**：126 mmol/L\n", "1. **空腹血糖：126 mmol/L**\n   - **原因**：该项符合正常范围。\n"],
+     ["### 1. 空腹血糖\n- **偏高**：126 mmol/L\n", "1. **空腹血糖：126 mmol/L**\n   - **原因**：该项偏高，需复查。\n"]),
+    # a range or prevention clause is no claim, but it no longer silences the rest of its sentence
+    ((REPORTS / "07_kidney_uric.txt").read_text(encoding="utf-8"),
+     ["这个病例的肾功能是正常的，因为尿素和肌酐都高于正常水平（参考范围为3.1-8 mmol/L）。", "肌酐正常，注意预防肾病。"],
+     ["尿素偏高（参考范围为3.1-8 mmol/L），肌酐也偏高。", "积极治疗，以防止肌酐进一步升高。",
+      "肌酐偏高，是否有肾病需要进一步检查。"]),
+    # high / low said of every value: each graded value must fit
+    ("Lipid panel: TC 240 mg/dL, TG 180 mg/dL, HDL-C 38 mg/dL, LDL-C 160 mg/dL",
+     ["根据你提供的数据，Lipid panel中的各项指标都处于偏低范围内。", "你的各项指标都偏高。"],
+     ["HDL-C偏低，其余指标都偏高。", "血脂偏高，需要调整饮食。"]),
+])
+def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine):
+    """Forms a hand reading of the round-3 run (seed 31) found shown: a verdict after a list of values, a bare
+    "因此，没有问题", 理想范围, a heading without a colon, a bracketed "参考范围为…" that silenced its sentence, and
+    "各项指标都偏低"."""
+    fs = parse_report(report)
+    for s in wrong:
+        assert check_text(s, fs), s
+    for s in fine:
+        assert check_text(s, fs) == [], s
