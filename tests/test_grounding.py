@@ -433,6 +433,18 @@ def test_a_held_pointer_sentence_is_never_advice():
     assert "清淡饮食" in tail and "这些都是正常的" not in tail
 
 
+def test_held_advice_states_no_direction():
+    """A held line that names no test but is all direction words ("正常高值：正常高值正常水平：…", seen after a
+    fallback in the round-3 run) is not general advice; a preventive sentence still is."""
+    fs = parse_report("乙肝五项：乙肝表面抗原 阳性；乙肝表面抗体 阴性；乙肝e抗体 阳性")
+    pc = ReportPostCheck(fs, retry=False, fallback=True)
+    assert pc.sentence("乙肝e抗体阴性，正常。") == ""
+    for s in ("正常高值：正常高值正常水平：正常水平合适水平：合适水平。", "定期复查，避免饮酒，以防止病情加重。"):
+        pc.sentence(s)
+    tail = pc.finish()
+    assert "避免饮酒" in tail and "正常水平" not in tail
+
+
 @pytest.mark.parametrize("report,wrong,fine", [
     # a verdict clause after a list of tests with their values is said of the whole list
     ("体检：血压130/85 mmHg，空腹血糖6.5 mmol/L，总胆固醇5.0 mmol/L。",

@@ -401,6 +401,15 @@ _DEMONSTRATIVE_DIR = re.compile(r"^(?:都|均|全部|全都|一切|基本|基本
 _LABEL_LIST = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果|值|的有)(?:主要)?(?:包括|有|是|为|：|:)")
 
 
+def _states_a_direction(text: str) -> bool:
+    """A direction word outside a conditional / preventive clause ("正常高值：正常高值正常水平…" with no test named):
+    not general advice, whatever it is about."""
+    low = unicodedata.normalize("NFKC", text).lower()
+    if _NO_CLAIM.search(low.strip()):
+        return False
+    return bool(_DIR_RE.search(_blank_no_claim_clauses(low, low)[1]))
+
+
 def _points_back(text: str) -> bool:
     """"这些都是正常的" with no test named: a claim on whatever was named before it (never general advice)."""
     low = unicodedata.normalize("NFKC", text).lower()
@@ -638,7 +647,7 @@ class ReportPostCheck:
         if self.failed:
             self.held.append(text)
             if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text) \
-                    and not _points_back(text):
+                    and not _points_back(text) and not _states_a_direction(text):
                 self.advice.append(text.strip())  # general advice: names no test and says nothing of the report
             return ""
         bad = self.reader.check(text)
