@@ -455,6 +455,9 @@ def test_held_advice_states_no_direction():
      ["血压130/85，总胆固醇5.0，符合正常范围。", "空腹血糖6.5偏高，总胆固醇5.0，正常。",
       "空腹血糖6.5，需要复查，总胆固醇5.0，正常。", "空腹血糖6.5偏高。因此，正常的饮食很重要。",
       "总胆固醇5.0。因此，没有问题。"]),
+    # … a subject in the list (心率) too; a verdict in the subject's own clause stays the subject's
+    ("血压 165/102 mmHg，心率 88 次/分", ["血压 165/102 mmHg，心率 88 次/分，正常高值。"],
+     ["血压 165/102 mmHg偏高，心率 88 次/分，正常。", "血压 165/102 mmHg，心率 88 次/分符合标准。"]),
     # a heading line of its own (no colon) or with its value only heads the bullets under it
     ("空腹血糖 126，糖化血红蛋白 6.8%",
      ["### 1. 空腹血糖\n- **正常高值**：126 mmol/L\n", "1. **空腹血糖：126 mmol/L**\n   - **原因**：该项符合正常范围。\n"],

@@ -198,6 +198,7 @@ def extract_claims(sentence: str) -> list[Claim]:
     brackets = [(m.start(), m.end()) for m in _BRACKET.finditer(low)]
     pending: list[tuple[int, int, str]] = []
     unclaimed: list[tuple[int, int, str]] = []  # names since the last direction was given to some
+    listed: list[tuple] = []  # names and subjects since then (a list of values a verdict may close)
     said = None  # (names, end) of the last direction given
     aside = None  # (names, end of the bracket) after a direction in brackets: "血红蛋白（正常高值118 g/L）偏低" says both
     pos = 0
@@ -213,11 +214,13 @@ def extract_claims(sentence: str) -> list[Claim]:
         if kind == "subject":  # "心率 88 次/分属于正常高值": what follows is said of 心率 (unless listed: "血压和心率都正常")
             if pending and not _joined(low[pending[-1][1]:start]):
                 pending = []
+            listed.append(obj)
             pos = obj[1]
             continue
         if kind == "name":
             st, en, a = obj
             unclaimed.append(obj)
+            listed.append(obj)
             said = None
             if pending and not _joined(low[pending[-1][1]:st]):
                 pending = []  # "血常规检查提示血红蛋白高": only names joined by 和/、/及 share a direction
@@ -229,7 +232,7 @@ def extract_claims(sentence: str) -> list[Claim]:
                 if short.group("neg"):
                     d = _NEGATED[d]
                 claims += _claims_for(pending, d, low, st, sentence)
-                unclaimed = []
+                unclaimed, listed = [], []
                 pending, pos = [], en + short.end()
             continue
         m = obj
@@ -250,15 +253,19 @@ def extract_claims(sentence: str) -> list[Claim]:
             claims += _claims_for(said[0], d, low, m.start(), sentence)
             said, pos = (said[0], m.end()), m.end()
             continue
+        if d in ("normal", "abnormal") and len(listed) >= 2 and len(unclaimed) > len(pending) \
+                and counted[m.start()] - counted[listed[-1][1]] <= _CLAUSE_GAP and _list_verdict(low, listed, m.start()):
+            # "血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围", "血压 165/102 mmHg，心率 88 次/分，正常高值": a verdict in a
+            # clause of its own after a list of values is said of every test in the list
+            claims += _claims_for(unclaimed, d, low, m.start(), sentence)
+            said, unclaimed, listed, pending, pos = (unclaimed, m.end()), [], [], [], m.end()
+            continue
         if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
-            if len(unclaimed) > len(pending) and (_ALL.search(low[max(0, m.start() - 3):m.start()]) or (
-                    d in ("normal", "abnormal") and _list_verdict(low, unclaimed, m.start()))):
-                # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim;
-                # "血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围": a verdict of its own after a list of values too
-                pending = unclaimed
+            if len(unclaimed) > len(pending) and _ALL.search(low[max(0, m.start() - 3):m.start()]):
+                pending = unclaimed  # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim
             claims += _claims_for(pending, d, low, m.start(), sentence,
                                   every=bool(_ALL.search(low[max(0, m.start() - 3):m.start()])))
-            unclaimed = []
+            unclaimed, listed = [], []
             aside = next(((pending, b) for a, b in brackets if a < m.start() < b), None)
             said = (pending, m.end())
             pending = []
@@ -305,8 +312,8 @@ _VERDICT_OPENS = re.compile(r"[，,；;][\s*_]*(?:都|均|全|全部|全都|基�
 
 
 def _list_verdict(low: str, names: list, at: int) -> bool:
-    """"血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围": a list of tests with only their values between them,
-    then a clause that is nothing but a normal / abnormal verdict: the verdict is said of the whole list."""
+    """"血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围": a list of tests (or subjects: 心率) with only their values
+    between them, then a clause that is nothing but a normal / abnormal verdict: the verdict is said of the list."""
     gaps = [low[a[1]:b[0]] for a, b in zip(names, names[1:])]
     return (all(_LIST_GAP.match(_VALUE.sub("", g)) for g in gaps)
             and bool(_VERDICT_OPENS.search(_VALUE.sub("", low[names[-1][1]:at]))))
