@@ -467,6 +467,10 @@ def test_held_advice_states_no_direction():
      ["这个病例的肾功能是正常的，因为尿素和肌酐都高于正常水平（参考范围为3.1-8 mmol/L）。", "肌酐正常，注意预防肾病。"],
      ["尿素偏高（参考范围为3.1-8 mmol/L），肌酐也偏高。", "积极治疗，以防止肌酐进一步升高。",
       "肌酐偏高，是否有肾病需要进一步检查。"]),
+    # short names (钾, 钙 …) are test names right before a direction, ordinary words elsewhere
+    ((REPORTS / "14_hl_flags.txt").read_text(encoding="utf-8"),
+     ["这个患者在健康检查中表现出钾偏高，符合规定。", "钙含量较低，需要补钙。"],
+     ["钾偏低，钙偏高。", "患者的饮食习惯中，适量摄入钾和钙是非常重要的。", "多吃富含钾的食物，如香蕉，少吃高钙食物。"]),
     # high / low said of every value: each graded value must fit
     ("Lipid panel: TC 240 mg/dL, TG 180 mg/dL, HDL-C 38 mg/dL, LDL-C 160 mg/dL",
      ["根据你提供的数据，Lipid panel中的各项指标都处于偏低范围内。", "你的各项指标都偏高。"],

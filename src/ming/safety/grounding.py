@@ -49,8 +49,8 @@ _DIR_WORDS = [
             r"|浓度(?:很|较|偏|过)?低|↓"),
 ]
 _DIR_RE = re.compile("|".join(f"(?P<{k}>{p})" for k, p in _DIR_WORDS))
-_SHORT_DIR = re.compile(r"^(?P<neg>不|没|并不|不算)?(?:稍|略|有点|有些|比较|较|很|太|偏|都|均|也|明显|轻度|显著|有所|稍微|略微)?"
-                        r"(?P<d>高|低)(?![血压糖脂钾钠钙尿蛋白密])")
+_SHORT_LEAD = r"(?:稍|略|有点|有些|比较|较|很|太|偏|都|均|也|明显|轻度|显著|有所|稍微|略微)?"
+_SHORT_DIR = re.compile(r"^(?P<neg>不|没|并不|不算)?" + _SHORT_LEAD + r"(?P<d>高|低)(?![血压糖脂钾钠钙尿蛋白密])")
 _NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|并没有|不算)(?:明显|太|很|特别|怎么)?$")
 # "不在正常范围内", "不符合肾功能检查的正常范围": a negated verb between the name and the direction
 _NEG_VERB = re.compile(r"(?:不|没有?|未|并不|并没有)(?:在|属于|符合|处于|达到|位于)")
@@ -132,6 +132,7 @@ class _Aliases:
     condition_re: re.Pattern | None = None
     overall: dict = field(default_factory=dict)      # alias or condition name -> key grading the whole group
     subject_re: re.Pattern | None = None             # subjects that are not judged (心率, 体重 …)
+    short_re: re.Pattern | None = None               # short names read only right before a direction ("钾偏高")
 
 
 @lru_cache(maxsize=1)
@@ -157,9 +158,14 @@ def _aliases() -> _Aliases:
              for t, c in (spec.get("conditions") or {}).items()}
     overall.update({_norm_alias(t): c["overall"] for t, c in (spec.get("conditions") or {}).items() if c.get("overall")})
     subjects = sorted({_norm_alias(s) for s in spec.get("subjects") or []}, key=len, reverse=True)
-    return _Aliases(re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])"), resolve, conds,
-                    re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None,
-                    overall, re.compile(_trie_regex(subjects)) if subjects else None)
+    short = {_norm_alias(a): k for a, k in (spec.get("short_names") or {}).items()}
+    regex = re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])")
+    for a, k in short.items():
+        resolve.setdefault(a, ((k,), "single"))
+    short_re = re.compile(r"(?:" + _trie_regex(sorted(short)) + r")(?=(?:离子)?(?:的)?(?:含量|水平|浓度|值)?" + _SHORT_LEAD
+                          + r"(?:偏高|偏低|升高|降低|增高|减低|过高|过低|较高|较低|正常|异常|高|低))") if short else None
+    return _Aliases(regex, resolve, conds, re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None,
+                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re)
 
 
 def _table_text(name: str) -> str:
@@ -188,6 +194,10 @@ def extract_claims(sentence: str) -> list[Claim]:
     taken = _condition_spans(low)
     names = [(m.start(), m.end(), m.group(0)) for m in al.regex.finditer(low)
              if not _unit_like(low, m) and not any(a <= m.start() < b for a, b in taken)]
+    if al.short_re:  # "钾偏高": a short name right before a direction
+        names = sorted(names + [(m.start(), m.end(), m.group(0)) for m in al.short_re.finditer(low)
+                                if not any(a <= m.start() < b for a, b, _ in names)
+                                and not any(a <= m.start() < b for a, b in taken)])
     claims: list[Claim] = _condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence, names)
     if not names:
         return claims
