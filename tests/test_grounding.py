@@ -471,6 +471,11 @@ def test_held_advice_states_no_direction():
     ((REPORTS / "14_hl_flags.txt").read_text(encoding="utf-8"),
      ["这个患者在健康检查中表现出钾偏高，符合规定。", "钙含量较低，需要补钙。"],
      ["钾偏低，钙偏高。", "患者的饮食习惯中，适量摄入钾和钙是非常重要的。", "多吃富含钾的食物，如香蕉，少吃高钙食物。"]),
+    # "符合参考范围" is normal; a second direction after the first and its value is said of the same test
+    ("谷丙转氨酶 45 U/L (0-40)",
+     ["根据你的数据，谷丙转氨酶的偏高值为 45 U/L，符合参考范围。", "谷丙转氨酶 45 U/L，处于参考范围之内。"],
+     ["谷丙转氨酶的偏高值为 45 U/L，超出参考范围。", "谷丙转氨酶45 U/L，不符合参考范围。",
+      "谷丙转氨酶的正常高值是 0-40 U/L，参考范围是 0–40 U/L。"]),
     # high / low said of every value: each graded value must fit
     ("Lipid panel: TC 240 mg/dL, TG 180 mg/dL, HDL-C 38 mg/dL, LDL-C 160 mg/dL",
      ["根据你提供的数据，Lipid panel中的各项指标都处于偏低范围内。", "你的各项指标都偏高。"],

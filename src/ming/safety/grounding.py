@@ -40,7 +40,7 @@ from ming.safety.report import (
 
 # ---- direction words -------------------------------------------------------------------------------
 _DIR_WORDS = [
-    ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情运工生饮作现])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|阴性"
+    ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情运工生饮作现])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|(?:符合|处于|位于)参考(?:范围|区间)|阴性"
                r"|符合(?:正常|参考)?标准|(?:理想|合适|适宜|合理|健康)(?:的)?(?:范围|区间|水平)"),
     ("abnormal", r"不正常|异常|阳性"),
     ("high", r"偏高|升高|增高|增多|增加|超标|(?:超出|超过|高于|高出)了?(?:正常|参考)(?:范围|区间|值|上限)?|超出|过高|高于|较高"
@@ -64,7 +64,7 @@ _NO_CLAIM_CLAUSE = re.compile(r"是否|与否|有无|有没有|防止|避免|以
                               r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)")
 _CLAUSE_MARK = "，,；;。：:！!"
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
-_AGAIN = re.compile(r"^[\s,，、;；:：↑↓]*(?:但|但是|而且|也|又|即|就是|属于|是)?[\s,，]*$")
+_AGAIN = re.compile(r"^(?:值?(?:为|是)[\s:：]*)?[\s,，、;；:：↑↓]*(?:但|但是|而且|也|又|即|就是|属于|是)?[\s,，]*$")
 _ALL = re.compile(r"(?:都|均|全|全部|全都)(?:是|在|属于|处于)?$")
 _CLAUSE_GAP = 24  # characters allowed between a test name and its direction word, values and brackets not counted
 # what does not count towards the gap: a bracket ("（ALP）", "（报告所印参考范围）"), a value, range or unit
@@ -258,8 +258,9 @@ def extract_claims(sentence: str) -> list[Claim]:
             low, max(0, pending[0][0] - 3) if pending else max(0, m.start() - 12), m.start())
         if neg:
             d = _NEGATED[d]
-        if not pending and said is not None and d in ("normal", "abnormal") and _AGAIN.match(low[said[1]:m.start()]):
-            # "偏低 ↓，正常": a second direction right after the first is said of the same tests
+        if not pending and said is not None and d in ("normal", "abnormal") and _AGAIN.match(_VALUE.sub("", low[said[1]:m.start()])):
+            # "偏低 ↓，正常", "偏高值为 45 U/L，符合参考范围": a second direction right after the first (and its value) is
+            # said of the same tests
             claims += _claims_for(said[0], d, low, m.start(), sentence)
             said, pos = (said[0], m.end()), m.end()
             continue
