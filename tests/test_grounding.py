@@ -476,6 +476,11 @@ def test_held_advice_states_no_direction():
      ["根据你的数据，谷丙转氨酶的偏高值为 45 U/L，符合参考范围。", "谷丙转氨酶 45 U/L，处于参考范围之内。"],
      ["谷丙转氨酶的偏高值为 45 U/L，超出参考范围。", "谷丙转氨酶45 U/L，不符合参考范围。",
       "谷丙转氨酶的正常高值是 0-40 U/L，参考范围是 0–40 U/L。"]),
+    # a direction label over a bare value is said of the one test with that value
+    ((REPORTS / "16_sex_specific_female_creatinine.txt").read_text(encoding="utf-8"),
+     ["异常：肌酐\n正常高值：85 umol/L\n", "- 偏低：118 g/L\n"], ["异常：肌酐\n偏高：85 umol/L\n", "- 正常：118 g/L\n"]),
+    ((REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8"),
+     ["男，肌酐 85 umol/L，尿酸 380 umol/L，血红蛋白 118 g/L，异常。"], ["男，肌酐 85 umol/L，尿酸 380 umol/L，正常。"]),
     # high / low said of every value: each graded value must fit
     ("Lipid panel: TC 240 mg/dL, TG 180 mg/dL, HDL-C 38 mg/dL, LDL-C 160 mg/dL",
      ["根据你提供的数据，Lipid panel中的各项指标都处于偏低范围内。", "你的各项指标都偏高。"],

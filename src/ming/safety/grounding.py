@@ -550,6 +550,11 @@ _BULLET = re.compile(r"^\s*(?:[-•·+]|\*(?!\*))\s*")  # "- …", "* …" (not 
 _NUMBERED = re.compile(r"^\s*(?:\d+\s*[.、)）]|[（(]\d+[）)])")
 
 
+# a line that is only a direction label over a value ("正常高值：85 umol/L"): said of the test with that value
+_VALUE_LINE = re.compile(r"^\s*(?:[-•·+]\s*|\*(?!\*)\s*)?[*_]*(?P<d>[^*_:：，,。\d]{1,8})[*_]*\s*[:：]\s*[*_]*"
+                         r"(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[a-zμµ%/^·\d.]*)[*_]*\s*[。；;]?\s*$")
+
+
 class AnswerReader:
     """Checks an answer sentence by sentence as `ming.respond.split_sentences` cuts it; the streaming check
     (`ReportPostCheck`) and the whole-answer check (`check_text`) both read with it, so they judge alike. A
@@ -560,6 +565,16 @@ class AnswerReader:
         self.findings, self.block_unreported = findings, block_unreported
         self.subject = ""
         self.previous: list[str] = []  # the tests the last sentence named (what "这些都正常" points at)
+
+    def _value_subject(self, sentence: str) -> str:
+        """"正常高值：85 umol/L" under no heading: the name of the one reported test with that value (and unit), + "："."""
+        m = _VALUE_LINE.match(unicodedata.normalize("NFKC", sentence).lower())
+        if not m or not _DIR_RE.fullmatch(m.group("d").strip()):
+            return ""
+        num, unit = float(m.group("num")), _norm_alias(m.group("unit"))
+        keys = {f.name for f in self.findings if isinstance(f.value, (int, float)) and abs(f.value - num) < 1e-9
+                and (not unit or _norm_alias(f.unit) == unit) and _norm_alias(f.name) in _aliases().resolve}
+        return keys.pop() + "：" if len(keys) == 1 else ""
 
     def check(self, sentence: str) -> list[Violation]:
         if not sentence.strip():
@@ -574,6 +589,8 @@ class AnswerReader:
                 text = self.subject + "：" + _BULLET.sub("", sentence, count=1)
         else:
             self.subject = ""
+        if text is sentence and not self.subject and not _names_a_test(sentence):
+            text = self._value_subject(sentence) + text  # "正常高值：85 umol/L": the test with that value
         low = unicodedata.normalize("NFKC", text).lower()
         named = list(dict.fromkeys(m.group(0) for m in _aliases().regex.finditer(low)))
         if not named and self.previous and _DEMONSTRATIVE.match(low):
