@@ -481,6 +481,11 @@ def test_held_advice_states_no_direction():
      ["异常：肌酐\n正常高值：85 umol/L\n", "- 偏低：118 g/L\n"], ["异常：肌酐\n偏高：85 umol/L\n", "- 正常：118 g/L\n"]),
     ((REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8"),
      ["男，肌酐 85 umol/L，尿酸 380 umol/L，血红蛋白 118 g/L，异常。"], ["男，肌酐 85 umol/L，尿酸 380 umol/L，正常。"]),
+    # 高值 / 低值 are directions (正常高值 stays normal); "X的异常值为…" is X's own value called abnormal, not a label
+    ("肿瘤标志物：AFP 3.2 ng/mL (<20)；CEA 2.1 ng/mL (<5)；PSA 1.1 ng/mL (<4)",
+     ["AFP（甲基基黄素）和CEA（丙氨酸氨基黄素）是肿瘤标志物中的两个常见高值。", "AFP（甲基基黄素）的异常值为3.2 ng/mL。"],
+     ["PSA（前列腺特异性抗原）是肿瘤标志物中的一个正常高值。", "AFP的正常值为<20 ng/mL，你的3.2在范围内。",
+      "PSA的最高值是4 ng/mL。"]),
     # high / low said of every value: each graded value must fit
     ("Lipid panel: TC 240 mg/dL, TG 180 mg/dL, HDL-C 38 mg/dL, LDL-C 160 mg/dL",
      ["根据你提供的数据，Lipid panel中的各项指标都处于偏低范围内。", "你的各项指标都偏高。"],

@@ -44,9 +44,9 @@ _DIR_WORDS = [
                r"|符合(?:正常|参考)?标准|(?:理想|合适|适宜|合理|健康)(?:的)?(?:范围|区间|水平)"),
     ("abnormal", r"不正常|异常|阳性"),
     ("high", r"偏高|升高|增高|增多|增加|超标|(?:超出|超过|高于|高出)了?(?:正常|参考)(?:范围|区间|值|上限)?|超出|过高|高于|较高"
-             r"|偏多|上升|高出|高浓度|浓度(?:很|较|偏|过)?高|↑"),
+             r"|偏多|上升|高出|高浓度|浓度(?:很|较|偏|过)?高|(?<![正常最])高值|↑"),
     ("low", r"偏低|降低|减低|减少|下降|过低|(?:低于|不到)了?(?:正常|参考)(?:范围|区间|值|下限)?|低于|较低|偏少|不足|低浓度"
-            r"|浓度(?:很|较|偏|过)?低|↓"),
+            r"|浓度(?:很|较|偏|过)?低|(?<![正常最])低值|↓"),
 ]
 _DIR_RE = re.compile("|".join(f"(?P<{k}>{p})" for k, p in _DIR_WORDS))
 _SHORT_LEAD = r"(?:稍|略|有点|有些|比较|较|很|太|偏|都|均|也|明显|轻度|显著|有所|稍微|略微)?"
@@ -248,6 +248,8 @@ def extract_claims(sentence: str) -> list[Claim]:
         m = obj
         d = m.lastgroup
         label = _LABEL_LIST.match(low, m.start())
+        if label and pending and re.fullmatch(r"[\s*_]*的?", _BRACKET.sub("", low[pending[-1][1]:m.start()])):
+            label = None  # "AFP（…）的异常值为3.2 ng/mL": the test's own value, called abnormal
         if label:  # "异常项目有…": a label over what follows (_pointer_claims), not a direction of what precedes
             pending, pos = [], label.end()
             continue
