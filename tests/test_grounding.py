@@ -443,6 +443,10 @@ def test_held_advice_states_no_direction():
         pc.sentence(s)
     tail = pc.finish()
     assert "避免饮酒" in tail and "正常水平" not in tail
+    pc = ReportPostCheck(fs, retry=False, fallback=True)
+    pc.sentence("乙肝e抗体阴性，正常。")
+    pc.sentence("2.3.4.")
+    assert "一般建议" not in pc.finish()  # a stray list number is no advice either
 
 
 @pytest.mark.parametrize("report,wrong,fine", [
@@ -486,6 +490,13 @@ def test_held_advice_states_no_direction():
      ["AFP（甲基基黄素）和CEA（丙氨酸氨基黄素）是肿瘤标志物中的两个常见高值。", "AFP（甲基基黄素）的异常值为3.2 ng/mL。"],
      ["PSA（前列腺特异性抗原）是肿瘤标志物中的一个正常高值。", "AFP的正常值为<20 ng/mL，你的3.2在范围内。",
       "PSA的最高值是4 ng/mL。"]),
+    # a sentence that is only a verdict: of the tests named just before, else of the whole report
+    ("血常规：白细胞 13.6×10^9/L ↑，中性粒细胞百分比 86.2% ↑，淋巴细胞百分比 9.8% ↓，C反应蛋白 48 mg/L ↑",
+     ["正常高值。", "白细胞13.6。正常。"], ["异常。", "白细胞13.6。异常。"]),
+    # a second direction after the first, with markdown between
+    ((REPORTS / "22_ming_style_mixed.txt").read_text(encoding="utf-8"),
+     ["1. **血小板计数 = [99] ↓**：正常高值，因为肾功能为肌酐 = [88]。", "2. **尿酸 = [455] ↑**：正常高值。"],
+     ["1. **血小板计数 = [99] ↓**：偏低，需复查。", "- 肌酐：88 umol/L → 正常"]),
     # high / low said of every value: each graded value must fit
     ("Lipid panel: TC 240 mg/dL, TG 180 mg/dL, HDL-C 38 mg/dL, LDL-C 160 mg/dL",
      ["根据你提供的数据，Lipid panel中的各项指标都处于偏低范围内。", "你的各项指标都偏高。"],

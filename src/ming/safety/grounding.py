@@ -64,7 +64,7 @@ _NO_CLAIM_CLAUSE = re.compile(r"是否|与否|有无|有没有|防止|避免|以
                               r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)")
 _CLAUSE_MARK = "，,；;。：:！!"
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
-_AGAIN = re.compile(r"^(?:值?(?:为|是)[\s:：]*)?[\s,，、;；:：↑↓]*(?:但|但是|而且|也|又|即|就是|属于|是)?[\s,，]*$")
+_AGAIN = re.compile(r"^(?:值?(?:为|是)[\s:：]*)?[\s,，、;；:：↑↓*_→]*(?:但|但是|而且|也|又|即|就是|属于|是)?[\s,，*_]*$")
 _ALL = re.compile(r"(?:都|均|全|全部|全都)(?:是|在|属于|处于)?$")
 _CLAUSE_GAP = 24  # characters allowed between a test name and its direction word, values and brackets not counted
 # what does not count towards the gap: a bracket ("（ALP）", "（报告所印参考范围）"), a value, range or unit
@@ -557,6 +557,12 @@ _VALUE_LINE = re.compile(r"^\s*(?:[-•·+]\s*|\*(?!\*)\s*)?[*_]*(?P<d>[^*_:：�
                          r"(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[a-zμµ%/^·\d.]*)[*_]*\s*[。；;]?\s*$")
 
 
+# a sentence that is only a verdict ("正常高值。", "一切正常。", "异常。"): of the tests named just before, else of the report
+_BARE_VERDICT = re.compile(r"^[\s*_#>-]*(?:所以|因此|因而|总之|总的来说|综上所述?)?[，,\s]*(?:都|均|一切|全部|基本上?)?(?:是|属于)?"
+                           r"(?P<d>正常(?:高值|范围内?|水平)?(?:的)?|没有(?:明显|什么)?(?:问题|异常)|没问题|无异常|未见异常|异常)"
+                           r"[*_\s]*[。！!]?\s*$")
+
+
 class AnswerReader:
     """Checks an answer sentence by sentence as `ming.respond.split_sentences` cuts it; the streaming check
     (`ReportPostCheck`) and the whole-answer check (`check_text`) both read with it, so they judge alike. A
@@ -598,8 +604,18 @@ class AnswerReader:
         if not named and self.previous and _DEMONSTRATIVE.match(low):
             text = "、".join(self.previous) + "，" + text  # "…总胆固醇5.0。这些都是正常的。"
             named = self.previous
+        verdict = None if named else _BARE_VERDICT.match(low)
+        if verdict and self.previous:  # "空腹血糖6.5。正常。": said of the tests named just before
+            text, named = "、".join(self.previous) + "，" + text, self.previous
+            verdict = None
         self.previous = named
-        return check_sentence(text, self.findings, block_unreported=self.block_unreported)
+        out = check_sentence(text, self.findings, block_unreported=self.block_unreported)
+        if verdict:  # an answer that opens with "正常高值。": the report called normal
+            d = "abnormal" if verdict.group("d") == "异常" else "normal"
+            v = check_claim(Claim(alias=sentence.strip(), keys=("*",), kind="report", direction=d,
+                                  sentence=sentence.strip(), condition=True), {f.key: f for f in self.findings})
+            out += [v] if v and v.kind == "contradiction" else []
+        return out
 
 
 # ---- the explanation ming writes itself -------------------------------------------------------------
@@ -684,7 +700,8 @@ class ReportPostCheck:
         if self.failed:
             self.held.append(text)
             if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text) \
-                    and not _points_back(text) and not _states_a_direction(text):
+                    and not _points_back(text) and not _states_a_direction(text) \
+                    and len(re.findall(r"[\u4e00-\u9fff]", text)) >= 2:  # not a stray "2.3.4." either
                 self.advice.append(text.strip())  # general advice: names no test and says nothing of the report
             return ""
         bad = self.reader.check(text)
