@@ -501,6 +501,10 @@ def test_held_advice_states_no_direction():
     ("Lipid panel: TC 240 mg/dL, TG 180 mg/dL, HDL-C 38 mg/dL, LDL-C 160 mg/dL",
      ["根据你提供的数据，Lipid panel中的各项指标都处于偏低范围内。", "你的各项指标都偏高。"],
      ["HDL-C偏低，其余指标都偏高。", "血脂偏高，需要调整饮食。"]),
+    # … but a panel named before as context is not said to be so in every member when 均 gathers it
+    ((REPORTS / "31_urine_microscopy.txt").read_text(encoding="utf-8"),
+     ["根据你提供的尿常规信息，患者尿蛋白（+）与亚硝酸盐均异常。"],
+     ["根据你提供的尿常规信息，患者尿蛋白（+）与隐血（+）均异常。"]),
 ])
 def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine):
     """Forms a hand reading of the round-3 run (seed 31) found shown: a verdict after a list of values, a bare

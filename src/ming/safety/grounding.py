@@ -274,10 +274,12 @@ def extract_claims(sentence: str) -> list[Claim]:
             said, unclaimed, listed, pending, pos = (unclaimed, m.end()), [], [], [], m.end()
             continue
         if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
-            if len(unclaimed) > len(pending) and _ALL.search(low[max(0, m.start() - 3):m.start()]):
-                pending = unclaimed  # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim
-            claims += _claims_for(pending, d, low, m.start(), sentence,
-                                  every=bool(_ALL.search(low[max(0, m.start() - 3):m.start()])))
+            every = bool(_ALL.search(low[max(0, m.start() - 3):m.start()]))
+            if len(unclaimed) > len(pending) and every:
+                # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim (a panel named
+                # before as context, "根据尿常规信息，尿蛋白与隐血均异常", is not said to be abnormal in every member)
+                claims += _claims_for([n for n in unclaimed if n not in pending], d, low, m.start(), sentence)
+            claims += _claims_for(pending, d, low, m.start(), sentence, every=every and d in ("high", "low"))
             unclaimed, listed = [], []
             aside = next(((pending, b) for a, b in brackets if a < m.start() < b), None)
             said = (pending, m.end())
