@@ -565,6 +565,11 @@ _BARE_VERDICT = re.compile(r"^[\s*_#>-]*(?:所以|因此|因而|总之|总的来
                            r"[*_\s]*[。！!]?\s*$")
 
 
+# a line that labels the list below it ("**异常项目：**", "你有几个异常的项目：", "以下是三个异常项目及其解释：")
+_LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?(?:及其解释|及解释|如下|有|包括|是|为)?[*_\s]*[:：][*_\s]*$")
+_LIST_NUMBER = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、]\s*$")  # "1." cut off as a sentence of its own
+
+
 class AnswerReader:
     """Checks an answer sentence by sentence as `ming.respond.split_sentences` cuts it; the streaming check
     (`ReportPostCheck`) and the whole-answer check (`check_text`) both read with it, so they judge alike. A
@@ -575,6 +580,42 @@ class AnswerReader:
         self.findings, self.block_unreported = findings, block_unreported
         self.subject = ""
         self.previous: list[str] = []  # the tests the last sentence named (what "这些都正常" points at)
+        self.label = ""      # "你有几个异常的项目：" over the list items below it: "abnormal" / "normal"
+        self.item = False    # the last sentence was a bare list number ("1."): this one is the item's text
+
+    def state(self) -> tuple:
+        return self.subject, list(self.previous), self.label, self.item
+
+    def restore(self, state: tuple) -> None:
+        self.subject, self.previous, self.label, self.item = state[0], list(state[1]), state[2], state[3]
+
+    def _labelled(self, sentence: str) -> list[Violation]:
+        """Under a label line ("异常项目：", "你有几个异常的项目：") each top-level list item is said to be so of the
+        first test it names ("1. **收缩压**：130 mmHg…" under 异常的项目), until a plain line."""
+        norm = unicodedata.normalize("NFKC", sentence)
+        if not norm.strip():
+            return []
+        label = _LABEL_HEAD.search(norm.strip())
+        if label:
+            self.label, self.item = ("normal" if label.group("d") == "正常" else "abnormal"), False
+            return []
+        if _LIST_NUMBER.match(norm):
+            self.item = True
+            return []
+        top = self.item or bool(re.match(r"(?:[-•·+]|\*(?!\*)|\d+\s*[.、)）])", norm))
+        item, self.item = self.item, False
+        if not top:
+            if not re.match(r"\s", norm):
+                self.label = ""  # a plain line ends the list
+            return []
+        if not self.label:
+            return []
+        first = _aliases().regex.search(norm.lower())
+        if not first or _unit_like(norm.lower(), first):
+            return []
+        word = "异常" if self.label == "abnormal" else "正常"
+        return check_sentence(first.group(0) + word, self.findings, block_unreported=self.block_unreported) \
+            if item or top else []
 
     def _value_subject(self, sentence: str) -> str:
         """"正常高值：85 umol/L" under no heading: the name of the one reported test with that value (and unit), + "："."""
@@ -611,7 +652,7 @@ class AnswerReader:
             text, named = "、".join(self.previous) + "，" + text, self.previous
             verdict = None
         self.previous = named
-        out = check_sentence(text, self.findings, block_unreported=self.block_unreported)
+        out = check_sentence(text, self.findings, block_unreported=self.block_unreported) + self._labelled(sentence)
         if verdict:  # an answer that opens with "正常高值。": the report called normal
             d = "abnormal" if verdict.group("d") == "异常" else "normal"
             v = check_claim(Claim(alias=sentence.strip(), keys=("*",), kind="report", direction=d,
@@ -689,8 +730,7 @@ class ReportPostCheck:
         self.findings, self.block_unreported, self.fallback = findings, block_unreported, fallback
         self.retry, self.max_advice = retry, max_advice
         self.reader = AnswerReader(findings, block_unreported=block_unreported)
-        self._shown_subject = ""  # the reader's state after the last sentence shown (a regeneration goes on from there)
-        self._shown_previous: list[str] = []
+        self._shown = self.reader.state()  # the reader's state after the last sentence shown (a regeneration goes on from there)
         self.violations: list[Violation] = []
         self.held: list[str] = []
         self.advice: list[str] = []
@@ -708,7 +748,7 @@ class ReportPostCheck:
             return ""
         bad = self.reader.check(text)
         if not bad:
-            self._shown_subject, self._shown_previous = self.reader.subject, self.reader.previous
+            self._shown = self.reader.state()
             return text
         self.violations += bad
         self.held.append(text)
@@ -717,7 +757,7 @@ class ReportPostCheck:
 
     def regenerating(self, hint: str) -> None:
         self.failed, self.regenerated = False, True
-        self.reader.subject, self.reader.previous = self._shown_subject, self._shown_previous
+        self.reader.restore(self._shown)
         self.advice.clear()
         self.attempts += 1
 
