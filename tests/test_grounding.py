@@ -390,6 +390,11 @@ def test_a_heading_and_the_bullet_under_it_are_checked_while_streaming(tiny_qwen
       "血红蛋白没有达到贫血标准，属于正常。"]),  # the negation is the condition's, in its own clause
 ])
 def test_statements_across_values_subjects_and_standards(report, wrong, fine):
+    _reads(report, wrong, fine)
+
+
+def _reads(report: str, wrong: list[str], fine: list[str]) -> None:
+    """Each `wrong` text contradicts the report's findings as an answer is read; each `fine` one does not."""
     fs = parse_report(report)
     for s in wrong:
         assert check_text(s, fs), s
@@ -414,39 +419,29 @@ def test_statements_across_values_subjects_and_standards(report, wrong, fine):
 def test_demonstratives_labelled_lists_and_concentration_words(report, wrong, fine):
     """What a model says of "这些" / "这" is said of the tests named just before; "正常项目包括…" / "异常项目：…"
     of each test listed; "低浓度" is a direction. Consequences ("这些都会增加风险") and "正常情况" are not claims."""
-    fs = parse_report(report)
-    for s in wrong:
-        assert check_text(s, fs), s
-    for s in fine:
-        assert check_text(s, fs) == [], s
+    _reads(report, wrong, fine)
 
 
-def test_a_held_pointer_sentence_is_never_advice():
-    """After a fallback, held sentences that name no test may follow as general advice, but not "这些都是正常的":
-    it speaks of the tests named before it."""
-    fs = parse_report("体检：空腹血糖 6.5 mmol/L，总胆固醇 5.0 mmol/L。")
-    pc = ReportPostCheck(fs, retry=False, fallback=True)
-    assert pc.sentence("空腹血糖6.5，总胆固醇5.0，都正常。") == ""
-    for s in ("这些都是正常的。", "平时注意清淡饮食，适量运动。"):
+HEPB = "乙肝五项：乙肝表面抗原 阳性；乙肝表面抗体 阴性；乙肝e抗体 阳性"
+
+
+@pytest.mark.parametrize("report,claim,held,kept,dropped", [
+    ("体检：空腹血糖 6.5 mmol/L，总胆固醇 5.0 mmol/L。", "空腹血糖6.5，总胆固醇5.0，都正常。",
+     ["这些都是正常的。", "平时注意清淡饮食，适量运动。"], "清淡饮食", "这些都是正常的"),
+    # all direction words with no test named (seen after a fallback in the round-3 run), a stray list number
+    (HEPB, "乙肝e抗体阴性，正常。", ["正常高值：正常高值正常水平：正常水平合适水平：合适水平。", "定期复查，避免饮酒，以防止病情加重。"],
+     "避免饮酒", "正常水平"),
+    (HEPB, "乙肝e抗体阴性，正常。", ["2.3.4.", "定期复查。"], "定期复查", "2.3.4"),
+])
+def test_a_held_pointer_sentence_is_never_advice(report, claim, held, kept, dropped):
+    """After a fallback, held sentences that name no test may follow as general advice, but not "这些都是正常的"
+    (it speaks of the tests named before it), nor a line of direction words or a stray list number."""
+    pc = ReportPostCheck(parse_report(report), retry=False, fallback=True)
+    assert pc.sentence(claim) == ""
+    for s in held:
         pc.sentence(s)
     tail = pc.finish()
-    assert "清淡饮食" in tail and "这些都是正常的" not in tail
-
-
-def test_held_advice_states_no_direction():
-    """A held line that names no test but is all direction words ("正常高值：正常高值正常水平：…", seen after a
-    fallback in the round-3 run) is not general advice; a preventive sentence still is."""
-    fs = parse_report("乙肝五项：乙肝表面抗原 阳性；乙肝表面抗体 阴性；乙肝e抗体 阳性")
-    pc = ReportPostCheck(fs, retry=False, fallback=True)
-    assert pc.sentence("乙肝e抗体阴性，正常。") == ""
-    for s in ("正常高值：正常高值正常水平：正常水平合适水平：合适水平。", "定期复查，避免饮酒，以防止病情加重。"):
-        pc.sentence(s)
-    tail = pc.finish()
-    assert "避免饮酒" in tail and "正常水平" not in tail
-    pc = ReportPostCheck(fs, retry=False, fallback=True)
-    pc.sentence("乙肝e抗体阴性，正常。")
-    pc.sentence("2.3.4.")
-    assert "一般建议" not in pc.finish()  # a stray list number is no advice either
+    assert kept in tail and dropped not in tail
 
 
 @pytest.mark.parametrize("report,wrong,fine", [
@@ -517,8 +512,4 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
     """Forms a hand reading of the round-3 run (seed 31) found shown: a verdict after a list of values, a bare
     "因此，没有问题", 理想范围, a heading without a colon, a bracketed "参考范围为…" that silenced its sentence, and
     "各项指标都偏低"."""
-    fs = parse_report(report)
-    for s in wrong:
-        assert check_text(s, fs), s
-    for s in fine:
-        assert check_text(s, fs) == [], s
+    _reads(report, wrong, fine)
