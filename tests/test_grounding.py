@@ -390,6 +390,11 @@ def test_a_heading_and_the_bullet_under_it_are_checked_while_streaming(tiny_qwen
       "血红蛋白没有达到贫血标准，属于正常。"]),  # the negation is the condition's, in its own clause
 ])
 def test_statements_across_values_subjects_and_standards(report, wrong, fine):
+    _reads(report, wrong, fine)
+
+
+def _reads(report: str, wrong: list[str], fine: list[str]) -> None:
+    """Each `wrong` text contradicts the report's findings as an answer is read; each `fine` one does not."""
     fs = parse_report(report)
     for s in wrong:
         assert check_text(s, fs), s
@@ -414,20 +419,97 @@ def test_statements_across_values_subjects_and_standards(report, wrong, fine):
 def test_demonstratives_labelled_lists_and_concentration_words(report, wrong, fine):
     """What a model says of "这些" / "这" is said of the tests named just before; "正常项目包括…" / "异常项目：…"
     of each test listed; "低浓度" is a direction. Consequences ("这些都会增加风险") and "正常情况" are not claims."""
-    fs = parse_report(report)
-    for s in wrong:
-        assert check_text(s, fs), s
-    for s in fine:
-        assert check_text(s, fs) == [], s
+    _reads(report, wrong, fine)
 
 
-def test_a_held_pointer_sentence_is_never_advice():
-    """After a fallback, held sentences that name no test may follow as general advice, but not "这些都是正常的":
-    it speaks of the tests named before it."""
-    fs = parse_report("体检：空腹血糖 6.5 mmol/L，总胆固醇 5.0 mmol/L。")
-    pc = ReportPostCheck(fs, retry=False, fallback=True)
-    assert pc.sentence("空腹血糖6.5，总胆固醇5.0，都正常。") == ""
-    for s in ("这些都是正常的。", "平时注意清淡饮食，适量运动。"):
+HEPB = "乙肝五项：乙肝表面抗原 阳性；乙肝表面抗体 阴性；乙肝e抗体 阳性"
+
+
+@pytest.mark.parametrize("report,claim,held,kept,dropped", [
+    ("体检：空腹血糖 6.5 mmol/L，总胆固醇 5.0 mmol/L。", "空腹血糖6.5，总胆固醇5.0，都正常。",
+     ["这些都是正常的。", "平时注意清淡饮食，适量运动。"], "清淡饮食", "这些都是正常的"),
+    # all direction words with no test named (seen after a fallback in the round-3 run), a stray list number
+    (HEPB, "乙肝e抗体阴性，正常。", ["正常高值：正常高值正常水平：正常水平合适水平：合适水平。", "定期复查，避免饮酒，以防止病情加重。"],
+     "避免饮酒", "正常水平"),
+    (HEPB, "乙肝e抗体阴性，正常。", ["2.3.4.", "定期复查。"], "定期复查", "2.3.4"),
+])
+def test_a_held_pointer_sentence_is_never_advice(report, claim, held, kept, dropped):
+    """After a fallback, held sentences that name no test may follow as general advice, but not "这些都是正常的"
+    (it speaks of the tests named before it), nor a line of direction words or a stray list number."""
+    pc = ReportPostCheck(parse_report(report), retry=False, fallback=True)
+    assert pc.sentence(claim) == ""
+    for s in held:
         pc.sentence(s)
     tail = pc.finish()
-    assert "清淡饮食" in tail and "这些都是正常的" not in tail
+    assert kept in tail and dropped not in tail
+
+
+@pytest.mark.parametrize("report,wrong,fine", [
+    # a verdict clause after a list of tests with their values is said of the whole list
+    ("体检：血压130/85 mmHg，空腹血糖6.5 mmol/L，总胆固醇5.0 mmol/L。",
+     ["体检结果表明，血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围。",
+      "你的空腹血糖6.5，总胆固醇5.0。因此，没有问题。",  # a bare conclusion points back
+      "这些数据表明你的血压和血糖水平都在理想范围内。",  # 理想/合适范围 are normal words
+      "空腹血糖是6.5 mmol/L。该项符合正常范围。"],
+     ["血压130/85，总胆固醇5.0，符合正常范围。", "空腹血糖6.5偏高，总胆固醇5.0，正常。",
+      "空腹血糖6.5，需要复查，总胆固醇5.0，正常。", "空腹血糖6.5偏高。因此，正常的饮食很重要。",
+      "总胆固醇5.0。因此，没有问题。"]),
+    # a label line ("你有几个异常的项目：") over the list items below it, until a plain line
+    ("体检：血压130/85 mmHg，空腹血糖6.5 mmol/L，总胆固醇5.0 mmol/L。",
+     ["从你提供的体检结果来看，你有几个异常的项目：\n\n1. **收缩压**：130 mmHg，参考 90–139 mmHg（HTN-2018/2024）。\n",
+      "异常项目：\n- 空腹血糖：6.5 → 偏高\n- 总胆固醇：5.0 → 正常\n"],
+     ["你有几个异常的项目：\n\n1. **空腹血糖**：6.5 mmol/L，偏高。\n",
+      "异常项目：\n- 空腹血糖：6.5 → 偏高\n\n正常项目：\n- 总胆固醇：5.0\n",
+      "异常项目：\n- 空腹血糖：6.5 → 偏高\n\n解释：\n1. 总胆固醇5.0，在正常范围。\n"]),
+    # … a subject in the list (心率) too; a verdict in the subject's own clause stays the subject's
+    ("血压 165/102 mmHg，心率 88 次/分", ["血压 165/102 mmHg，心率 88 次/分，正常高值。"],
+     ["血压 165/102 mmHg偏高，心率 88 次/分，正常。", "血压 165/102 mmHg，心率 88 次/分符合标准。"]),
+    # a heading line of its own (no colon) or with its value only heads the bullets under it
+    ("空腹血糖 126，糖化血红蛋白 6.8%",
+     ["### 1. 空腹血糖\n- **正常高值**：126 mmol/L\n", "1. **空腹血糖：126 mmol/L**\n   - **原因**：该项符合正常范围。\n"],
+     ["### 1. 空腹血糖\n- **偏高**：126 mmol/L\n", "1. **空腹血糖：126 mmol/L**\n   - **原因**：该项偏高，需复查。\n"]),
+    # a range or prevention clause is no claim, but it no longer silences the rest of its sentence
+    ((REPORTS / "07_kidney_uric.txt").read_text(encoding="utf-8"),
+     ["这个病例的肾功能是正常的，因为尿素和肌酐都高于正常水平（参考范围为3.1-8 mmol/L）。", "肌酐正常，注意预防肾病。"],
+     ["尿素偏高（参考范围为3.1-8 mmol/L），肌酐也偏高。", "积极治疗，以防止肌酐进一步升高。",
+      "肌酐偏高，是否有肾病需要进一步检查。"]),
+    # short names (钾, 钙 …) are test names right before a direction, ordinary words elsewhere
+    ((REPORTS / "14_hl_flags.txt").read_text(encoding="utf-8"),
+     ["这个患者在健康检查中表现出钾偏高，符合规定。", "钙含量较低，需要补钙。"],
+     ["钾偏低，钙偏高。", "患者的饮食习惯中，适量摄入钾和钙是非常重要的。", "多吃富含钾的食物，如香蕉，少吃高钙食物。"]),
+    # "符合参考范围" is normal; a second direction after the first and its value is said of the same test
+    ("谷丙转氨酶 45 U/L (0-40)",
+     ["根据你的数据，谷丙转氨酶的偏高值为 45 U/L，符合参考范围。", "谷丙转氨酶 45 U/L，处于参考范围之内。"],
+     ["谷丙转氨酶的偏高值为 45 U/L，超出参考范围。", "谷丙转氨酶45 U/L，不符合参考范围。",
+      "谷丙转氨酶的正常高值是 0-40 U/L，参考范围是 0–40 U/L。"]),
+    # a direction label over a bare value is said of the one test with that value
+    ((REPORTS / "16_sex_specific_female_creatinine.txt").read_text(encoding="utf-8"),
+     ["异常：肌酐\n正常高值：85 umol/L\n", "- 偏低：118 g/L\n"], ["异常：肌酐\n偏高：85 umol/L\n", "- 正常：118 g/L\n"]),
+    ((REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8"),
+     ["男，肌酐 85 umol/L，尿酸 380 umol/L，血红蛋白 118 g/L，异常。"], ["男，肌酐 85 umol/L，尿酸 380 umol/L，正常。"]),
+    # 高值 / 低值 are directions (正常高值 stays normal); "X的异常值为…" is X's own value called abnormal, not a label
+    ("肿瘤标志物：AFP 3.2 ng/mL (<20)；CEA 2.1 ng/mL (<5)；PSA 1.1 ng/mL (<4)",
+     ["AFP（甲基基黄素）和CEA（丙氨酸氨基黄素）是肿瘤标志物中的两个常见高值。", "AFP（甲基基黄素）的异常值为3.2 ng/mL。"],
+     ["PSA（前列腺特异性抗原）是肿瘤标志物中的一个正常高值。", "AFP的正常值为<20 ng/mL，你的3.2在范围内。",
+      "PSA的最高值是4 ng/mL。"]),
+    # a sentence that is only a verdict: of the tests named just before, else of the whole report
+    ("血常规：白细胞 13.6×10^9/L ↑，中性粒细胞百分比 86.2% ↑，淋巴细胞百分比 9.8% ↓，C反应蛋白 48 mg/L ↑",
+     ["正常高值。", "白细胞13.6。正常。"], ["异常。", "白细胞13.6。异常。"]),
+    # a second direction after the first, with markdown between
+    ((REPORTS / "22_ming_style_mixed.txt").read_text(encoding="utf-8"),
+     ["1. **血小板计数 = [99] ↓**：正常高值，因为肾功能为肌酐 = [88]。", "2. **尿酸 = [455] ↑**：正常高值。"],
+     ["1. **血小板计数 = [99] ↓**：偏低，需复查。", "- 肌酐：88 umol/L → 正常"]),
+    # high / low said of every value: each graded value must fit
+    ("Lipid panel: TC 240 mg/dL, TG 180 mg/dL, HDL-C 38 mg/dL, LDL-C 160 mg/dL",
+     ["根据你提供的数据，Lipid panel中的各项指标都处于偏低范围内。", "你的各项指标都偏高。"],
+     ["HDL-C偏低，其余指标都偏高。", "血脂偏高，需要调整饮食。"]),
+    # … but a panel named before as context is not said to be so in every member when 均 gathers it
+    ((REPORTS / "31_urine_microscopy.txt").read_text(encoding="utf-8"),
+     ["根据你提供的尿常规信息，患者尿蛋白（+）与亚硝酸盐均异常。"],
+     ["根据你提供的尿常规信息，患者尿蛋白（+）与隐血（+）均异常。"]),
+])
+def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine):
+    """Forms a hand reading of the round-3 run (seed 31) found shown: a verdict after a list of values, a bare
+    "因此，没有问题", 理想范围, a heading without a colon, a bracketed "参考范围为…" that silenced its sentence, and
+    "各项指标都偏低"."""
+    _reads(report, wrong, fine)

@@ -40,27 +40,31 @@ from ming.safety.report import (
 
 # ---- direction words -------------------------------------------------------------------------------
 _DIR_WORDS = [
-    ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情运工生饮作现])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|阴性"
-               r"|符合(?:正常|参考)?标准"),
+    ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情运工生饮作现])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|(?:符合|处于|位于)参考(?:范围|区间)|阴性"
+               r"|符合(?:正常|参考)?标准|(?:理想|合适|适宜|合理|健康)(?:的)?(?:范围|区间|水平)"),
     ("abnormal", r"不正常|异常|阳性"),
     ("high", r"偏高|升高|增高|增多|增加|超标|(?:超出|超过|高于|高出)了?(?:正常|参考)(?:范围|区间|值|上限)?|超出|过高|高于|较高"
-             r"|偏多|上升|高出|高浓度|浓度(?:很|较|偏|过)?高|↑"),
+             r"|偏多|上升|高出|高浓度|浓度(?:很|较|偏|过)?高|(?<![正常最])高值|↑"),
     ("low", r"偏低|降低|减低|减少|下降|过低|(?:低于|不到)了?(?:正常|参考)(?:范围|区间|值|下限)?|低于|较低|偏少|不足|低浓度"
-            r"|浓度(?:很|较|偏|过)?低|↓"),
+            r"|浓度(?:很|较|偏|过)?低|(?<![正常最])低值|↓"),
 ]
 _DIR_RE = re.compile("|".join(f"(?P<{k}>{p})" for k, p in _DIR_WORDS))
-_SHORT_DIR = re.compile(r"^(?P<neg>不|没|并不|不算)?(?:稍|略|有点|有些|比较|较|很|太|偏|都|均|也|明显|轻度|显著|有所|稍微|略微)?"
-                        r"(?P<d>高|低)(?![血压糖脂钾钠钙尿蛋白密])")
+_SHORT_LEAD = r"(?:稍|略|有点|有些|比较|较|很|太|偏|都|均|也|明显|轻度|显著|有所|稍微|略微)?"
+_SHORT_DIR = re.compile(r"^(?P<neg>不|没|并不|不算)?" + _SHORT_LEAD + r"(?P<d>高|低)(?![血压糖脂钾钠钙尿蛋白密])")
 _NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|并没有|不算)(?:明显|太|很|特别|怎么)?$")
 # "不在正常范围内", "不符合肾功能检查的正常范围": a negated verb between the name and the direction
 _NEG_VERB = re.compile(r"(?:不|没有?|未|并不|并没有)(?:在|属于|符合|处于|达到|位于)")
 _NEGATED = {"high": "not_high", "low": "not_low", "normal": "abnormal", "abnormal": "normal"}
-# a sentence that states no fact about this patient: conditions, prevention, questions, general ranges
-_NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|是否|与否|有无|有没有|防止|避免|以免|预防|警惕|恢复正常|降至正常|回到正常|趋于正常"
-                       r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)|[?？]$|^若|^如[^何此下今]"
+# a sentence that states no fact about this patient: conditions, questions, alternatives
+_NO_CLAIM = re.compile(r"如果|假如|若是|倘若|一旦|万一|[?？]$|^若|^如[^何此下今]"
                        r"|(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)\s*(?:/|或|还是|或者)\s*(?:正常|偏高|偏低|升高|降低|异常|阳性|阴性)")
+# a clause that states none: prevention, whether, a general range ("以防止血红蛋白升高", "（参考范围为3.1-8 mmol/L）");
+# the other clauses of its sentence still speak ("肾功能是正常的，因为尿素…（参考范围为3.1-8 mmol/L）")
+_NO_CLAIM_CLAUSE = re.compile(r"是否|与否|有无|有没有|防止|避免|以免|预防|警惕|恢复正常|降至正常|回到正常|趋于正常"
+                              r"|正常值(?:是|为|在)|正常范围(?:是|为)|参考(?:范围|区间|值)(?:是|为)")
+_CLAUSE_MARK = "，,；;。：:！!"
 _JOIN = re.compile(r"^(?:[\s、,，/()（）]|和|与|及|以及|跟|还有|、)*$")
-_AGAIN = re.compile(r"^[\s,，、;；:：↑↓]*(?:但|但是|而且|也|又|即|就是|属于|是)?[\s,，]*$")
+_AGAIN = re.compile(r"^(?:值?(?:为|是)[\s:：]*)?[\s,，、;；:：↑↓*_→]*(?:但|但是|而且|也|又|即|就是|属于|是)?[\s,，*_]*$")
 _ALL = re.compile(r"(?:都|均|全|全部|全都)(?:是|在|属于|处于)?$")
 _CLAUSE_GAP = 24  # characters allowed between a test name and its direction word, values and brackets not counted
 # what does not count towards the gap: a bracket ("（ALP）", "（报告所印参考范围）"), a value, range or unit
@@ -91,6 +95,7 @@ class Claim:
     sentence: str
     condition: bool = False  # a condition name ("高血脂") or the whole report ("这些数值都正常", kind "report")
     overall: str = ""        # the key that grades the whole group when reported ("血压" -> BP)
+    every: bool = False      # said of every member ("各项指标都偏低", "转氨酶都偏高"), not of one of them
 
     @property
     def text(self) -> str:
@@ -127,6 +132,7 @@ class _Aliases:
     condition_re: re.Pattern | None = None
     overall: dict = field(default_factory=dict)      # alias or condition name -> key grading the whole group
     subject_re: re.Pattern | None = None             # subjects that are not judged (心率, 体重 …)
+    short_re: re.Pattern | None = None               # short names read only right before a direction ("钾偏高")
 
 
 @lru_cache(maxsize=1)
@@ -152,9 +158,14 @@ def _aliases() -> _Aliases:
              for t, c in (spec.get("conditions") or {}).items()}
     overall.update({_norm_alias(t): c["overall"] for t, c in (spec.get("conditions") or {}).items() if c.get("overall")})
     subjects = sorted({_norm_alias(s) for s in spec.get("subjects") or []}, key=len, reverse=True)
-    return _Aliases(re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])"), resolve, conds,
-                    re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None,
-                    overall, re.compile(_trie_regex(subjects)) if subjects else None)
+    short = {_norm_alias(a): k for a, k in (spec.get("short_names") or {}).items()}
+    regex = re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])")
+    for a, k in short.items():
+        resolve.setdefault(a, ((k,), "single"))
+    short_re = re.compile(r"(?:" + _trie_regex(sorted(short)) + r")(?=(?:离子)?(?:的)?(?:含量|水平|浓度|值)?" + _SHORT_LEAD
+                          + r"(?:偏高|偏低|升高|降低|增高|减低|过高|过低|较高|较低|正常|异常|高|低))") if short else None
+    return _Aliases(regex, resolve, conds, re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None,
+                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re)
 
 
 def _table_text(name: str) -> str:
@@ -175,6 +186,7 @@ def extract_claims(sentence: str) -> list[Claim]:
     low = s.lower()
     if not low.strip() or _NO_CLAIM.search(low.strip()):
         return []
+    s, low = _blank_no_claim_clauses(s, low)
     cause = _CAUSES.search(low)
     if cause:  # "偏高：常见于肾功能下降、脱水…": the causes listed say nothing about this report
         s, low = s[:cause.start()], low[:cause.start()]
@@ -182,6 +194,10 @@ def extract_claims(sentence: str) -> list[Claim]:
     taken = _condition_spans(low)
     names = [(m.start(), m.end(), m.group(0)) for m in al.regex.finditer(low)
              if not _unit_like(low, m) and not any(a <= m.start() < b for a, b in taken)]
+    if al.short_re:  # "钾偏高": a short name right before a direction
+        names = sorted(names + [(m.start(), m.end(), m.group(0)) for m in al.short_re.finditer(low)
+                                if not any(a <= m.start() < b for a, b, _ in names)
+                                and not any(a <= m.start() < b for a, b in taken)])
     claims: list[Claim] = _condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence, names)
     if not names:
         return claims
@@ -192,6 +208,7 @@ def extract_claims(sentence: str) -> list[Claim]:
     brackets = [(m.start(), m.end()) for m in _BRACKET.finditer(low)]
     pending: list[tuple[int, int, str]] = []
     unclaimed: list[tuple[int, int, str]] = []  # names since the last direction was given to some
+    listed: list[tuple] = []  # names and subjects since then (a list of values a verdict may close)
     said = None  # (names, end) of the last direction given
     aside = None  # (names, end of the bracket) after a direction in brackets: "血红蛋白（正常高值118 g/L）偏低" says both
     pos = 0
@@ -207,11 +224,13 @@ def extract_claims(sentence: str) -> list[Claim]:
         if kind == "subject":  # "心率 88 次/分属于正常高值": what follows is said of 心率 (unless listed: "血压和心率都正常")
             if pending and not _joined(low[pending[-1][1]:start]):
                 pending = []
+            listed.append(obj)
             pos = obj[1]
             continue
         if kind == "name":
             st, en, a = obj
             unclaimed.append(obj)
+            listed.append(obj)
             said = None
             if pending and not _joined(low[pending[-1][1]:st]):
                 pending = []  # "血常规检查提示血红蛋白高": only names joined by 和/、/及 share a direction
@@ -223,12 +242,14 @@ def extract_claims(sentence: str) -> list[Claim]:
                 if short.group("neg"):
                     d = _NEGATED[d]
                 claims += _claims_for(pending, d, low, st, sentence)
-                unclaimed = []
+                unclaimed, listed = [], []
                 pending, pos = [], en + short.end()
             continue
         m = obj
         d = m.lastgroup
         label = _LABEL_LIST.match(low, m.start())
+        if label and pending and re.fullmatch(r"[\s*_]*的?", _BRACKET.sub("", low[pending[-1][1]:m.start()])):
+            label = None  # "AFP（…）的异常值为3.2 ng/mL": the test's own value, called abnormal
         if label:  # "异常项目有…": a label over what follows (_pointer_claims), not a direction of what precedes
             pending, pos = [], label.end()
             continue
@@ -239,16 +260,27 @@ def extract_claims(sentence: str) -> list[Claim]:
             low, max(0, pending[0][0] - 3) if pending else max(0, m.start() - 12), m.start())
         if neg:
             d = _NEGATED[d]
-        if not pending and said is not None and d in ("normal", "abnormal") and _AGAIN.match(low[said[1]:m.start()]):
-            # "偏低 ↓，正常": a second direction right after the first is said of the same tests
+        if not pending and said is not None and d in ("normal", "abnormal") and _AGAIN.match(_VALUE.sub("", low[said[1]:m.start()])):
+            # "偏低 ↓，正常", "偏高值为 45 U/L，符合参考范围": a second direction right after the first (and its value) is
+            # said of the same tests
             claims += _claims_for(said[0], d, low, m.start(), sentence)
             said, pos = (said[0], m.end()), m.end()
             continue
+        if d in ("normal", "abnormal") and len(listed) >= 2 and len(unclaimed) > len(pending) \
+                and counted[m.start()] - counted[listed[-1][1]] <= _CLAUSE_GAP and _list_verdict(low, listed, m.start()):
+            # "血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围", "血压 165/102 mmHg，心率 88 次/分，正常高值": a verdict in a
+            # clause of its own after a list of values is said of every test in the list
+            claims += _claims_for(unclaimed, d, low, m.start(), sentence)
+            said, unclaimed, listed, pending, pos = (unclaimed, m.end()), [], [], [], m.end()
+            continue
         if pending and counted[m.start()] - counted[pending[-1][1]] <= _CLAUSE_GAP:
-            if _ALL.search(low[max(0, m.start() - 3):m.start()]) and len(unclaimed) > len(pending):
-                pending = unclaimed  # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim
-            claims += _claims_for(pending, d, low, m.start(), sentence)
-            unclaimed = []
+            every = bool(_ALL.search(low[max(0, m.start() - 3):m.start()]))
+            if len(unclaimed) > len(pending) and every:
+                # "空腹血糖6.5，总胆固醇5.0，都正常": 都 gathers every test named since the last claim (a panel named
+                # before as context, "根据尿常规信息，尿蛋白与隐血均异常", is not said to be abnormal in every member)
+                claims += _claims_for([n for n in unclaimed if n not in pending], d, low, m.start(), sentence)
+            claims += _claims_for(pending, d, low, m.start(), sentence, every=every and d in ("high", "low"))
+            unclaimed, listed = [], []
             aside = next(((pending, b) for a, b in brackets if a < m.start() < b), None)
             said = (pending, m.end())
             pending = []
@@ -262,6 +294,25 @@ def extract_claims(sentence: str) -> list[Claim]:
     return claims
 
 
+def _blank_no_claim_clauses(s: str, low: str) -> tuple[str, str]:
+    """Blank each clause that states nothing about this patient (`_NO_CLAIM_CLAUSE`): the bracket it is in, else
+    from the clause mark before it to the next one. Positions stay as they were."""
+    spans = []
+    for m in _NO_CLAIM_CLAUSE.finditer(low):
+        inside = next(((a + 1, b - 1) for a, b in ((x.start(), x.end()) for x in _BRACKET.finditer(low))
+                       if a < m.start() < b), None)
+        if inside is None:
+            a = max(low.rfind(c, 0, m.start()) for c in _CLAUSE_MARK) + 1
+            ends = [i for i in (low.find(c, m.end()) for c in _CLAUSE_MARK) if i >= 0]
+            inside = (a, min(ends) if ends else len(low))
+        spans.append(inside)
+    if not spans or len(s) != len(low):
+        return (s, low) if not spans else ("", "")
+    for a, b in spans:
+        s, low = s[:a] + " " * (b - a) + s[b:], low[:a] + " " * (b - a) + low[b:]
+    return s, low
+
+
 def _negated_verb(low: str, start: int, end: int) -> bool:
     """"不在正常范围内", "不符合肾功能检查的正常范围": a negated verb in the same clause as the direction
     ("没有达到贫血标准，属于正常" is not negated: a comma stands between)."""
@@ -269,6 +320,18 @@ def _negated_verb(low: str, start: int, end: int) -> bool:
     for last in _NEG_VERB.finditer(low, start, end):
         pass
     return last is not None and not re.search(r"[，,；;：:]", low[last.end():end])
+
+
+_LIST_GAP = re.compile(r"^[\s,，、;；:：=*_]*(?:是|为)?[\s:：]*$")
+_VERDICT_OPENS = re.compile(r"[，,；;][\s*_]*(?:都|均|全|全部|全都|基本|基本上|也)?(?:是|在|属于|处于|符合|位于)?(?:医学上?的?)?$")
+
+
+def _list_verdict(low: str, names: list, at: int) -> bool:
+    """"血压130/85，空腹血糖6.5，总胆固醇5.0，符合正常范围": a list of tests (or subjects: 心率) with only their values
+    between them, then a clause that is nothing but a normal / abnormal verdict: the verdict is said of the list."""
+    gaps = [low[a[1]:b[0]] for a, b in zip(names, names[1:])]
+    return (all(_LIST_GAP.match(_VALUE.sub("", g)) for g in gaps)
+            and bool(_VERDICT_OPENS.search(_VALUE.sub("", low[names[-1][1]:at]))))
 
 
 def _joined(between: str) -> bool:
@@ -297,6 +360,11 @@ _WHOLE_REPORT_NORMAL = re.compile(
 _WHOLE_REPORT_STANDARD = re.compile(
     r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|您的|你的)?(?:数值|数据|指标|结果|项目)[^，,。；;、]{0,4}?"
     r"(?:都|均|全部|全都|基本)?符合(?:你|您)?的?(?P<inner>[^，,。；;、的]{0,8}?)的?(?:正常|参考)?(?:标准|范围|要求)")
+# "各项指标都处于偏低范围内", "Lipid panel中的各项指标都偏高": high / low said of every value (of the whole report, or of
+# the panel named just before); an "all" word is needed ("各项", "所有", "都" …)
+_WHOLE_REPORT_DIR = re.compile(
+    r"(?<![其余它他除])(?P<q>这些|以上|上述|所有|各项|全部|每项|每一项)?(?:的)?(?:数值|数据|指标|结果|项目)[^，,。；;、]{0,4}?"
+    r"(?P<all>都|均|全部|全都)?(?:是|在|属于|处于|呈)?(?P<d>偏高|偏低|升高|降低|过高|过低|(?:高于|低于)正常)")
 _WHOLE_REPORT_SKIP = re.compile(r"其余|其他|其它|除了?|之外|以外|部分|有些|大部分|大多")
 
 
@@ -308,35 +376,60 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
     def about_a_test(m: re.Match) -> bool:  # "血脂指标正常" is about 血脂, read as a claim on it
         return any(m.start() <= a < m.end() or b in (m.start(), m.start() - 1) for a, b, _ in names)
 
+    out = []
+    m = _WHOLE_REPORT_DIR.search(low)
+    if m and (m.group("all") or m.group("q") not in (None, "这些", "以上", "上述")):
+        d = "low" if m.group("d") in ("偏低", "降低", "过低", "低于正常") else "high"
+        head = next((n for n in names if re.fullmatch(r"(?:中的|里的|的|中)?", low[n[1]:m.start()])), None)
+        if head:  # "Lipid panel中的各项指标都处于偏低范围内": every member of that panel
+            keys, kind = al.resolve[head[2]]
+            out.append(Claim(alias=head[2], keys=keys, kind="panel" if kind == "panel" else kind, direction=d,
+                             sentence=sentence.strip(), every=kind == "panel"))
+        else:
+            out.append(Claim(alias=m.group(0), keys=("*",), kind="report", direction=d, sentence=sentence.strip(),
+                             condition=True, every=True))
     m = _WHOLE_REPORT_NORMAL.search(low)
     if m and not about_a_test(m):
-        return [Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
-                      direction="normal", sentence=sentence.strip(), condition=True)]
+        return out + [Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
+                            direction="normal", sentence=sentence.strip(), condition=True)]
     m = _WHOLE_REPORT_STANDARD.search(low)
     if not m or any(b in (m.start(), m.start() - 1) for a, b, _ in names):
-        return []
+        return out
     inner = _norm_alias(m.group("inner"))
     if not inner:
-        return [Claim(alias=m.group(0), keys=("*",), kind="report", direction="normal", sentence=sentence.strip(),
-                      condition=True)]
+        return out + [Claim(alias=m.group(0), keys=("*",), kind="report", direction="normal",
+                            sentence=sentence.strip(), condition=True)]
     if inner in al.resolve:  # "符合你的铁代谢标准": the panel is called normal
         keys, kind = al.resolve[inner]
         said = s[m.start("inner"):m.end("inner")] if len(s) == len(low) else m.group("inner")
-        return [Claim(alias=said, keys=keys, kind=kind, direction="normal", sentence=sentence.strip(),
-                      overall=al.overall.get(inner, ""))]
-    return []  # "符合高血压的诊断标准": a condition, judged by its own name
+        return out + [Claim(alias=said, keys=keys, kind=kind, direction="normal", sentence=sentence.strip(),
+                            overall=al.overall.get(inner, ""))]
+    return out  # "符合高血压的诊断标准": a condition, judged by its own name
 
 
 # "血压130/85，空腹血糖6.5，总胆固醇5.0，这些都是正常的": a clause that points back at the tests named before it
 # ("这些", "以上", "这") and calls them normal / abnormal says so of each of them (high / low words after a
 # demonstrative are usually consequences: "这些都会增加风险", not read)
-_DEMONSTRATIVE = re.compile(r"(?:^|[，,；;。:：])\s*(?:所以|因此|因而|总之|总的来说|综上)?[，,\s]*"
-                            r"(?:这些|以上|上述|它们|这几项|这几个|这)(?:数值|指标|结果|数据|项目|值|检查)?")
-_DEMONSTRATIVE_DIR = re.compile(r"^(?:都|均|全部|全都|基本|基本上|也|完全|还)?(?:不)?(?:是|在|属于|符合|处于|算)?"
+_CONCLUDE = r"(?:所以|因此|因而|总之|总的来说|综上所述|综上|总体(?:来说|来看|而言|上)|整体(?:来说|来看|而言|上))"
+_DEMONSTRATIVE = re.compile(r"(?:^|[，,；;。:：])\s*(?:" + _CONCLUDE + r"?[，,\s]*"
+                            r"(?:这些|以上|上述|它们|这几项|这几个|该项|该指标|该数值|该值|此项|这)(?:数值|指标|结果|数据|项目|值|检查)?"
+                            # "…总胆固醇5.0。因此，没有问题。": a conclusion that is only a verdict points back too
+                            r"|" + _CONCLUDE + r"[，,\s]*(?=(?:都|均|一切|全部|基本上?)?(?:是)?(?:正常(?:的)?|没有(?:明显|什么)?"
+                            r"(?:问题|异常)|没问题|无异常|未见异常)\s*(?:[。！!；;，,]|$)))")
+_DEMONSTRATIVE_DIR = re.compile(r"^(?:都|均|全部|全都|一切|基本|基本上|也|完全|还)?(?:不)?(?:是|在|属于|符合|处于|算)?"
                                 r"(?:医学(?:上)?|参考|标准)?(?:的)?(?P<d>正常(?:范围|值|水平)?(?:内|的)?(?=$|[了的，,。；;！!])"
-                                r"|异常|没有(?:明显)?问题|没问题)")
+                                r"|异常|没有(?:明显|什么)?问题|没问题)")
 # "正常项目包括尿蛋白、隐血…", "异常项目：甲功（TSH）": each test listed after the label is called normal / abnormal
 _LABEL_LIST = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果|值|的有)(?:主要)?(?:包括|有|是|为|：|:)")
+
+
+def _states_a_direction(text: str) -> bool:
+    """A direction word outside a conditional / preventive clause ("正常高值：正常高值正常水平…" with no test named):
+    not general advice, whatever it is about."""
+    low = unicodedata.normalize("NFKC", text).lower()
+    if _NO_CLAIM.search(low.strip()):
+        return False
+    return bool(_DIR_RE.search(_blank_no_claim_clauses(low, low)[1]))
 
 
 def _points_back(text: str) -> bool:
@@ -397,7 +490,7 @@ def _condition_claims(s: str, low: str, sentence: str) -> list[Claim]:
 _FUNCTION_LOW = {"low": "abnormal", "not_low": "normal"}
 
 
-def _claims_for(names, direction, low, at, sentence) -> list[Claim]:
+def _claims_for(names, direction, low, at, sentence, every: bool = False) -> list[Claim]:
     al = _aliases()
     out = []
     for st, en, a in names:
@@ -407,7 +500,8 @@ def _claims_for(names, direction, low, at, sentence) -> list[Claim]:
             d = _FUNCTION_LOW.get(d, d)
         said = sentence[st:en]
         out.append(Claim(alias=said if unicodedata.normalize("NFKC", said).lower() == a else a, keys=keys, kind=kind,
-                         direction=d, sentence=sentence.strip(), overall=al.overall.get(a, "")))
+                         direction=d, sentence=sentence.strip(), overall=al.overall.get(a, ""),
+                         every=every and kind == "panel"))
     return out
 
 
@@ -425,7 +519,7 @@ def check_claim(claim: Claim, by_key: dict[str, Finding]) -> Violation | None:
         return None
     ok = [claim.direction in CONSISTENT[f.status] for f in graded]
     if claim.kind in ("panel", "report"):
-        if claim.direction in ("normal", "not_high", "not_low"):
+        if claim.direction in ("normal", "not_high", "not_low") or claim.every:
             bad = not all(ok)
         else:
             bad = not any(ok)
@@ -453,10 +547,27 @@ def check_text(text: str, findings: list[Finding], *, block_unreported: bool = F
 
 
 # a line that only names a test ("1. **总胆固醇**：") heads the bullet items under it ("- **正常高值**：240 mg/dL")
+# "### 1. 空腹血糖" (a line of its own, no colon) and "1. **空腹血糖：6.5 mmol/L**" (the value only) head them too
 _HEADING = re.compile(r"^\s*(?:#+\s*)?(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?(?:[-*•·+]\s+)?[*_]*"
-                      r"(?P<name>[^*_:：，,。；;\n]{1,24}?)[*_]*\s*[:：]\s*[*_]*\s*$")
+                      r"(?P<name>[^*_:：，,。；;\n]{1,24}?)[*_]*\s*(?:[:：](?P<value>[^\n]*)|(?P<line>\n))\s*$")
 _BULLET = re.compile(r"^\s*(?:[-•·+]|\*(?!\*))\s*")  # "- …", "* …" (not "**bold**")
 _NUMBERED = re.compile(r"^\s*(?:\d+\s*[.、)）]|[（(]\d+[）)])")
+
+
+# a line that is only a direction label over a value ("正常高值：85 umol/L"): said of the test with that value
+_VALUE_LINE = re.compile(r"^\s*(?:[-•·+]\s*|\*(?!\*)\s*)?[*_]*(?P<d>[^*_:：，,。\d]{1,8})[*_]*\s*[:：]\s*[*_]*"
+                         r"(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[a-zμµ%/^·\d.]*)[*_]*\s*[。；;]?\s*$")
+
+
+# a sentence that is only a verdict ("正常高值。", "一切正常。", "异常。"): of the tests named just before, else of the report
+_BARE_VERDICT = re.compile(r"^[\s*_#>-]*(?:所以|因此|因而|总之|总的来说|综上所述?)?[，,\s]*(?:都|均|一切|全部|基本上?)?(?:是|属于)?"
+                           r"(?P<d>正常(?:高值|范围内?|水平)?(?:的)?|没有(?:明显|什么)?(?:问题|异常)|没问题|无异常|未见异常|异常)"
+                           r"[*_\s]*[。！!]?\s*$")
+
+
+# a line that labels the list below it ("**异常项目：**", "你有几个异常的项目：", "以下是三个异常项目及其解释：")
+_LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?(?:及其解释|及解释|如下|有|包括|是|为)?[*_\s]*[:：][*_\s]*$")
+_LIST_NUMBER = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、]\s*$")  # "1." cut off as a sentence of its own
 
 
 class AnswerReader:
@@ -469,26 +580,85 @@ class AnswerReader:
         self.findings, self.block_unreported = findings, block_unreported
         self.subject = ""
         self.previous: list[str] = []  # the tests the last sentence named (what "这些都正常" points at)
+        self.label = ""      # "你有几个异常的项目：" over the list items below it: "abnormal" / "normal"
+        self.item = False    # the last sentence was a bare list number ("1."): this one is the item's text
+
+    def state(self) -> tuple:
+        return self.subject, list(self.previous), self.label, self.item
+
+    def restore(self, state: tuple) -> None:
+        self.subject, self.previous, self.label, self.item = state[0], list(state[1]), state[2], state[3]
+
+    def _labelled(self, sentence: str) -> list[Violation]:
+        """Under a label line ("异常项目：", "你有几个异常的项目：") each top-level list item is said to be so of the
+        first test it names ("1. **收缩压**：130 mmHg…" under 异常的项目), until a plain line."""
+        norm = unicodedata.normalize("NFKC", sentence)
+        if not norm.strip():
+            return []
+        label = _LABEL_HEAD.search(norm.strip())
+        if label:
+            self.label, self.item = ("normal" if label.group("d") == "正常" else "abnormal"), False
+            return []
+        if _LIST_NUMBER.match(norm):
+            self.item = True
+            return []
+        top = self.item or bool(re.match(r"(?:[-•·+]|\*(?!\*)|\d+\s*[.、)）])", norm))
+        item, self.item = self.item, False
+        if not top:
+            if not re.match(r"\s", norm):
+                self.label = ""  # a plain line ends the list
+            return []
+        if not self.label:
+            return []
+        first = _aliases().regex.search(norm.lower())
+        if not first or _unit_like(norm.lower(), first):
+            return []
+        word = "异常" if self.label == "abnormal" else "正常"
+        return check_sentence(first.group(0) + word, self.findings, block_unreported=self.block_unreported) \
+            if item or top else []
+
+    def _value_subject(self, sentence: str) -> str:
+        """"正常高值：85 umol/L" under no heading: the name of the one reported test with that value (and unit), + "："."""
+        m = _VALUE_LINE.match(unicodedata.normalize("NFKC", sentence).lower())
+        if not m or not _DIR_RE.fullmatch(m.group("d").strip()):
+            return ""
+        num, unit = float(m.group("num")), _norm_alias(m.group("unit"))
+        keys = {f.name for f in self.findings if isinstance(f.value, (int, float)) and abs(f.value - num) < 1e-9
+                and (not unit or _norm_alias(f.unit) == unit) and _norm_alias(f.name) in _aliases().resolve}
+        return keys.pop() + "：" if len(keys) == 1 else ""
 
     def check(self, sentence: str) -> list[Violation]:
         if not sentence.strip():
             return []
         text = sentence
         head = _HEADING.match(unicodedata.normalize("NFKC", sentence))
-        if head and _norm_alias(_BRACKET.sub("", head.group("name"))) in _aliases().resolve:
+        if head and _norm_alias(_BRACKET.sub("", head.group("name"))) in _aliases().resolve and (
+                not head.group("value") or not re.sub(r"[\s*_]", "", _VALUE.sub("", head.group("value").lower()))):
             self.subject = head.group("name").strip()
         elif _BULLET.match(sentence) and not _NUMBERED.match(sentence):
             if self.subject and not _names_a_test(sentence):
                 text = self.subject + "：" + _BULLET.sub("", sentence, count=1)
         else:
             self.subject = ""
+        if text is sentence and not self.subject and not _names_a_test(sentence):
+            text = self._value_subject(sentence) + text  # "正常高值：85 umol/L": the test with that value
         low = unicodedata.normalize("NFKC", text).lower()
         named = list(dict.fromkeys(m.group(0) for m in _aliases().regex.finditer(low)))
         if not named and self.previous and _DEMONSTRATIVE.match(low):
             text = "、".join(self.previous) + "，" + text  # "…总胆固醇5.0。这些都是正常的。"
             named = self.previous
+        verdict = None if named else _BARE_VERDICT.match(low)
+        if verdict and self.previous:  # "空腹血糖6.5。正常。": said of the tests named just before
+            text, named = "、".join(self.previous) + "，" + text, self.previous
+            verdict = None
         self.previous = named
-        return check_sentence(text, self.findings, block_unreported=self.block_unreported)
+        out = check_sentence(text, self.findings, block_unreported=self.block_unreported) + self._labelled(sentence)
+        if verdict:  # an answer that opens with "正常高值。": the report called normal
+            d = "abnormal" if verdict.group("d") == "异常" else "normal"
+            v = check_claim(Claim(alias=sentence.strip(), keys=("*",), kind="report", direction=d,
+                                  sentence=sentence.strip(), condition=True), {f.key: f for f in self.findings})
+            out += [v] if v and v.kind == "contradiction" else []
+        return out
 
 
 # ---- the explanation ming writes itself -------------------------------------------------------------
@@ -560,8 +730,7 @@ class ReportPostCheck:
         self.findings, self.block_unreported, self.fallback = findings, block_unreported, fallback
         self.retry, self.max_advice = retry, max_advice
         self.reader = AnswerReader(findings, block_unreported=block_unreported)
-        self._shown_subject = ""  # the reader's state after the last sentence shown (a regeneration goes on from there)
-        self._shown_previous: list[str] = []
+        self._shown = self.reader.state()  # the reader's state after the last sentence shown (a regeneration goes on from there)
         self.violations: list[Violation] = []
         self.held: list[str] = []
         self.advice: list[str] = []
@@ -573,12 +742,13 @@ class ReportPostCheck:
         if self.failed:
             self.held.append(text)
             if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text) \
-                    and not _points_back(text):
+                    and not _points_back(text) and not _states_a_direction(text) \
+                    and len(re.findall(r"[\u4e00-\u9fff]", text)) >= 2:  # not a stray "2.3.4." either
                 self.advice.append(text.strip())  # general advice: names no test and says nothing of the report
             return ""
         bad = self.reader.check(text)
         if not bad:
-            self._shown_subject, self._shown_previous = self.reader.subject, self.reader.previous
+            self._shown = self.reader.state()
             return text
         self.violations += bad
         self.held.append(text)
@@ -587,7 +757,7 @@ class ReportPostCheck:
 
     def regenerating(self, hint: str) -> None:
         self.failed, self.regenerated = False, True
-        self.reader.subject, self.reader.previous = self._shown_subject, self._shown_previous
+        self.reader.restore(self._shown)
         self.advice.clear()
         self.attempts += 1
 
