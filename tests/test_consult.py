@@ -188,13 +188,13 @@ def test_without_a_known_symptom_the_history_is_still_taken(kb):
 def test_model_phrasing_is_kept_only_when_it_asks_what_was_chosen(kb):
     from ming.consult import phrase
 
-    a = talk(kb, "拉肚子两天了")[0]
+    a = talk(kb, "咳嗽两天了")[0]
     assert a.kind == "ask"
     slot = a.question.slot
-    msgs = phrase.model_messages([{"role": "user", "content": "拉肚子两天了"}], a)
+    msgs = phrase.model_messages([{"role": "user", "content": "咳嗽两天了"}], a)
     assert msgs[0]["role"] == "system" and a.question.text in msgs[0]["content"]
-    assert slot == "symptom:恶心"
-    good = "那您这两天有没有觉得恶心、想吐？"
+    assert slot == "symptom:乏力"
+    good = "那您这两天有没有觉得浑身没力气？"
     assert phrase.final_text(a, good, kb.lexicon) == good
     assert phrase.final_text(a, "那您有没有发烧？", kb.lexicon) == a.text  # asks something else: template
     assert phrase.final_text(a, "多喝水，注意饮食清淡。", kb.lexicon) == a.text  # no question: template
