@@ -250,3 +250,12 @@ def test_candidates_must_explain_the_chief_complaint(kb):
     cold = [n for n, c in cands.items() if "腹痛" not in c.supporting and n in plain]
     assert cold and all(cands[n].score == pytest.approx(plain[n].score + rank.CHIEF_MISS) for n in cold)
     assert all(c.score == pytest.approx(plain[n].score) for n, c in cands.items() if "腹痛" in c.supporting)
+
+
+def test_chest_pain_on_exertion_is_sent_to_be_seen_today(kb):
+    """Schmitt-Thompson chest pain: pain brought on or made worse by exertion is possible angina (seen today,
+    120 if it lasts or comes with sweating); pain on deep breathing after a cold is not this flag."""
+    _, exertion = talk(kb, "胸口疼", "正中间，压着疼，干活的时候更明显")
+    assert exertion.kind == "escalate" and "心绞痛" in exertion.text and "120" in exertion.text
+    _, breathing = talk(kb, "胸口疼", "深呼吸的时候更疼，前两天感冒了")
+    assert breathing.kind != "escalate"

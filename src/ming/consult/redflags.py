@@ -21,6 +21,7 @@ class RedFlag:
         return asdict(self)
 
 
+_EXERTION = ("活动后", "活动时", "运动后", "运动时", "走路", "爬楼", "上楼", "干活", "劳累", "用力")
 _PERITONISM = ("走路", "咳嗽时", "弯腰", "按压", "按着")  # triggers that mean movement or pressure makes it worse
 
 
@@ -42,6 +43,13 @@ def check(state: ConsultState) -> list[RedFlag]:
         out.append(RedFlag("rlq_pain_tenderness_fever", ("右下腹痛", sign, fever), "急性阑尾炎（急腹症）",
                            f"右下腹疼痛伴发热、{sign}，需警惕急性阑尾炎，请尽快（今天）到医院急诊或普外科就诊，"
                            "就诊前不要吃东西、不要自行服用止痛药。"))
+    exertion = next((t for t in state.triggers if t in _EXERTION), None)
+    angina = _any(present, "胸痛", "胸闷")
+    if angina and exertion:  # Schmitt-Thompson chest pain: brought on by exertion → seen within hours
+        out.append(RedFlag("exertional_chest_pain", (angina, f"{exertion}时加重"), "心绞痛/冠心病（劳力性胸痛）",
+                           f"{angina}在{exertion}时出现或加重，需警惕心绞痛（冠心病），请今天就到医院心内科或急诊就诊，"
+                           "就诊前避免用力活动；如果疼痛持续超过15分钟、休息后不缓解，或伴出冷汗、气短、恶心，"
+                           "请立即拨打120。"))
     chest = _any(present, "胸痛", "呼吸困难", "气短", "咯血")
     leg = _any(present, "下肢水肿", "水肿") if ("下肢水肿" in present or state.long_travel) else None
     if chest and leg:
