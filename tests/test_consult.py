@@ -259,3 +259,15 @@ def test_chest_pain_on_exertion_is_sent_to_be_seen_today(kb):
     assert exertion.kind == "escalate" and "心绞痛" in exertion.text and "120" in exertion.text
     _, breathing = talk(kb, "胸口疼", "深呼吸的时候更疼，前两天感冒了")
     assert breathing.kind != "escalate"
+
+
+def test_a_child_with_diarrhoea_is_asked_about_fluids_and_dehydration_escalates(kb):
+    """WHO IMCI / NICE CG84: for a child with diarrhoea or vomiting the first thing to know is hydration (urine,
+    tears, drinking, alertness); signs of dehydration send the child to be seen today."""
+    first, second = talk(kb, "孩子拉肚子两天了", "小便挺少的，哭的时候没什么眼泪")
+    assert first.question.slot == "hydration" and "小便" in first.text
+    assert second.kind == "escalate" and "脱水" in second.text and "120" in second.text
+    _, fine = talk(kb, "孩子拉肚子两天了", "小便正常，精神还行")
+    assert fine.kind != "escalate" and fine.state.known("hydration")
+    adult = talk(kb, "我拉肚子两天了")[0]
+    assert adult.question.slot != "hydration"

@@ -47,6 +47,14 @@ UNKNOWN = re.compile(r"不知道|不清楚|不太清楚|不确定|说不上来|�
 NOTHING_MORE = re.compile(r"没别的|没有别的|没其他|没有其他|就这些|就这样|其他(?:都)?(?:还)?(?:好|没有|正常)|别的(?:都)?没有|没什么了")
 VERDICT = re.compile(r"(?:最可能|到底|究竟)?是什么病|什么问题|(?:直接|请)?告诉我(?:诊断|结果|是什么)|诊断(?:是什么|一下)?[？?]?$|"
                      r"请以“诊断|给个(?:诊断|判断)")
+CHILD = re.compile(r"孩子|宝宝|宝贝|小孩|娃|儿子|女儿|闺女|婴儿|新生儿|幼儿")
+# what a parent says about a child's fluids (the hydration question's answer) and the signs that mean dehydration
+# (WHO IMCI: lethargic, sunken eyes, drinks poorly; NICE CG84: reduced urine output, no tears, dry mouth)
+HYDRATION = re.compile(r"尿|小便|尿布|眼泪|喝水|喝奶|吃奶|精神|嘴唇|口干")
+DEHYDRATION = re.compile(r"(?:尿|小便|尿布)[^，,。；;]{0,6}(?:少|没|不湿|干|很久)|没(?:怎么)?(?:尿|小便)|"
+                         r"(?:哭|哭的时候)[^，,。；;]{0,3}没(?:有)?眼泪|没(?:有)?眼泪|眼窝[^，,。；;]{0,3}(?:凹|陷)|"
+                         r"嘴唇[^，,。；;]{0,3}(?:干|裂)|精神(?:很|特别|非常)?(?:差|不好|萎靡)|(?<!不)蔫|没精神|叫不醒|"
+                         r"(?:不|不肯|不愿意|喝不进|吃不进)(?:喝水|喝奶|吃奶)")
 OWN_QUESTION = re.compile(r"[？?]|吗[。！!\s]*$|呢[。！!\s]*$|怎么办|能不能|可不可以|要不要|需不需要|该不该|"
                           r"是不是|会不会|严重吗|吃什么药|用什么药|怎么治|能吃|可以吃|要紧")
 
@@ -67,6 +75,9 @@ class Findings:
     allergy: list[str] = field(default_factory=list)
     pregnancy: list[str] = field(default_factory=list)
     temperature: float | None = None  # highest body temperature the patient gave (℃)
+    child: bool = False  # the patient is a child (孩子, 宝宝 … or an age under 14)
+    dehydration: list[str] = field(default_factory=list)  # signs of dehydration said (尿少, 哭没眼泪, 蔫 …)
+    hydration: list[str] = field(default_factory=list)  # what was said about urine, tears, drinking
 
 
 @dataclass
@@ -112,6 +123,9 @@ def read_message(text: str, lexicon: Lexicon) -> MessageFacts:
     m = AGE.search(t)
     if m:
         f.age = float(m.group(1)) if m.group(1) else float(m.group(2)) / 12
+    f.child = bool(CHILD.search(t)) or (f.age is not None and f.age < 14)
+    f.hydration = _clauses_matching(t, HYDRATION)
+    f.dehydration = [c for c in f.hydration if DEHYDRATION.search(c) and not re.search(r"正常|还行|还好|挺好|不少", c)]
     if SEX_F.search(t):
         f.sex = "女"
     elif SEX_M.search(t):

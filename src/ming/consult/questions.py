@@ -25,6 +25,7 @@ TEMPLATES = {
     "history": "以前有没有高血压、糖尿病等慢性病，或者做过手术？",
     "allergy": "有没有对什么药物或食物过敏？",
     "exams": "之前去医院看过吗，做过什么检查，结果怎么样？",
+    "hydration": "孩子今天小便多不多（尿布湿得勤不勤），哭的时候有没有眼泪，精神和喝水、吃奶怎么样？",
     "more": "除了这些，还有其他不舒服的地方吗？",
 }
 # plain words for canonical symptoms in questions (the canonical name follows in brackets)
@@ -140,6 +141,8 @@ def next_question(state: ConsultState, kb: KB, cands: list[Candidate]) -> Questi
     plan: list[str] = ["duration"]
     if fever:  # how high a fever goes decides how soon (an infant's especially): asked before anything else
         plan.insert(0 if state.age is not None and state.age < 3 else 1, "temperature")
+    if state.child and {"腹泻", "呕吐"} & set(state.present()):  # a child losing fluid: dehydration first (WHO IMCI)
+        plan.append("hydration")
     if pain:
         plan.append("site")
     plan += ["symptom", "symptom"]

@@ -50,6 +50,11 @@ def check(state: ConsultState) -> list[RedFlag]:
                            f"{angina}在{exertion}时出现或加重，需警惕心绞痛（冠心病），请今天就到医院心内科或急诊就诊，"
                            "就诊前避免用力活动；如果疼痛持续超过15分钟、休息后不缓解，或伴出冷汗、气短、恶心，"
                            "请立即拨打120。"))
+    losing = _any(present, "腹泻", "呕吐")
+    if state.child and losing and state.dehydration:
+        out.append(RedFlag("child_dehydration", (losing, state.dehydration[0]), "儿童脱水",
+                           f"孩子{losing}并出现脱水表现（{state.dehydration[0]}），请今天尽快带孩子到医院儿科或急诊就诊；"
+                           "路上少量多次喂口服补液盐；如果叫不醒、不喝水或几个小时没有小便，请立即拨打120。"))
     chest = _any(present, "胸痛", "呼吸困难", "气短", "咯血")
     leg = _any(present, "下肢水肿", "水肿") if ("下肢水肿" in present or state.long_travel) else None
     if chest and leg:

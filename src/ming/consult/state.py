@@ -25,6 +25,7 @@ SLOT_WORDS = {
     "medication": r"药|处理过|治疗过",
     "history": r"既往|慢性病|病史|做过手术|以前有没有",
     "allergy": r"过敏",
+    "hydration": r"小便|尿量|尿布|眼泪",
     "exams": r"医院|检查|化验",
     "more": r"其他不舒服|别的不舒服|还有其他|还有别的",
     "chief": r"哪里不舒服|什么症状|怎么不舒服",
@@ -69,7 +70,7 @@ class ConsultState(Findings):
         """A history item is known when the patient said something about it (even "没有" or "不知道")."""
         value = {"duration": self.duration, "site": self.sites, "character": self.character, "trigger": self.triggers,
                  "pregnancy": self.pregnancy, "medication": self.medication, "history": self.history,
-                 "allergy": self.allergy}.get(slot)
+                 "allergy": self.allergy, "hydration": self.hydration}.get(slot)
         if slot == "profile":
             return self.age is not None and self.sex is not None
         if slot == "temperature":
@@ -179,6 +180,9 @@ def _absorb(st: ConsultState, f: MessageFacts, pending: list[str], turn: int, le
         st.temperature = max(f.temperature, st.temperature or 0.0)
     if f.age is not None:
         st.age = f.age
+    st.child = st.child or f.child
+    _add(st.hydration, f.hydration)
+    _add(st.dehydration, f.dehydration)
     if f.sex:
         st.sex = f.sex
     _add(st.history, f.history)
@@ -201,7 +205,8 @@ def _absorb(st: ConsultState, f: MessageFacts, pending: list[str], turn: int, le
         else:
             filled = {"duration": f.duration, "temperature": f.temperature is not None, "site": f.sites, "character": f.character, "trigger": f.triggers,
                       "profile": f.age is not None or f.sex, "pregnancy": f.pregnancy, "medication": f.medication,
-                      "history": f.history, "allergy": f.allergy, "exams": None, "more": f.mentions,
+                      "history": f.history, "allergy": f.allergy, "hydration": f.hydration, "exams": None,
+                      "more": f.mentions,
                       "chief": f.mentions}.get(slot)
             if filled or f.yes or f.no or f.unknown or (slot in ("exams", "more", "chief") and f.informative):
                 answered_any = True
