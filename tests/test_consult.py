@@ -271,3 +271,15 @@ def test_a_child_with_diarrhoea_is_asked_about_fluids_and_dehydration_escalates(
     assert fine.kind != "escalate" and fine.state.known("hydration")
     adult = talk(kb, "我拉肚子两天了")[0]
     assert adult.question.slot != "hydration"
+
+
+def test_a_late_period_asks_about_pregnancy_first_and_answers_are_read(kb):
+    """A late period: whether a pregnancy is possible comes first (and "有同房" answers it); "一个多月了" is a
+    duration; "站起来的时候明显" answers what brings it on; "尿有点红" is blood in the urine."""
+    first, second = talk(kb, "月经推迟了十天", "有同房")
+    assert first.question.slot == "pregnancy" and "同房" in first.text
+    assert "可能我没问清楚" not in second.text and second.state.known("pregnancy")
+    assert talk(kb, "失眠一个多月了")[0].state.known("duration")
+    _, dizzy = talk(kb, "最近老是头晕", "站起来的时候明显")
+    assert "可能我没问清楚" not in dizzy.text and "站起来" in dizzy.state.triggers
+    assert "血尿" in talk(kb, "腰疼，尿有点红")[0].state.present()

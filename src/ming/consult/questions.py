@@ -8,6 +8,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from ming.consult.facts import LATE_PERIOD
 from ming.consult.rank import P_HIT, Candidate, p_miss
 from ming.consult.state import ConsultState
 from ming.kb.store import KB
@@ -25,6 +26,7 @@ TEMPLATES = {
     "history": "以前有没有高血压、糖尿病等慢性病，或者做过手术？",
     "allergy": "有没有对什么药物或食物过敏？",
     "exams": "之前去医院看过吗，做过什么检查，结果怎么样？",
+    "late_period": "月经推迟首先要排除怀孕：最近有没有同房，用早孕试纸测过吗？",
     "hydration": "孩子今天小便多不多（尿布湿得勤不勤），哭的时候有没有眼泪，精神和喝水、吃奶怎么样？",
     "more": "除了这些，还有其他不舒服的地方吗？",
 }
@@ -43,7 +45,7 @@ SITE_BY_AREA = (
 PAIN_LIKE = re.compile(r"(?:腹|胸|头|腰|背|胃|关节|肩|颈)[^，]{0,3}痛")
 # KB names a patient cannot answer about (lab values, signs, diagnoses)
 _NOT_ASKABLE = re.compile(r"^(?:小儿|婴儿|新生儿|婴幼儿|老年|妊娠|产后)|过速|过缓|心动|细胞|蛋白|增高|升高|降低|减少|异常|综合征|炎|癌|瘤|症$|病$|杂音|阻滞|衰竭|障碍|肿大|积液|失常|"
-                          r"休克|昏迷|抽搐|坏死|充血|感染|损害|亢进|低下|缺氧|缺血|梗死|栓塞|[A-Za-z]")
+                          r"休克|昏迷|抽搐|坏死|充血|感染|损害|亢进|低下|缺氧|缺血|梗死|栓塞|罗音|啰音|[A-Za-z]")
 SYMPTOM_QUESTIONS_MAX = 4
 MIN_GAIN = 0.01
 
@@ -123,6 +125,9 @@ def next_question(state: ConsultState, kb: KB, cands: list[Candidate]) -> Questi
             return Question(f"clarify:{c['symptom']}",
                             f"想确认一下：您前面说{said[c['was']]}{name}，刚才又说{said[c['now']]}，现在到底有没有{name}？",
                             "patient contradicted an earlier answer")
+    late = [c for c in state.pregnancy if LATE_PERIOD.search(c)]
+    if late and len(late) == len(state.pregnancy) and not state.asked.get("pregnancy", 0):
+        return Question("pregnancy", TEMPLATES["late_period"], "a late period: whether a pregnancy is possible first")
     if not state.present():  # nothing the KB knows yet: take the history anyway, symptoms first
         for slot in ("chief", "duration", "medication", "exams", "history", "more", "allergy"):
             if not state.asked.get(slot, 0) and not state.known(slot):
