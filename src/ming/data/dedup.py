@@ -231,28 +231,33 @@ class MinHasher:
         a, b = proto.permutations
         self._a, self._b = a.astype(self.dtype)[:, None], b.astype(self.dtype)[:, None]
 
-    def _permute(self, hv: np.ndarray) -> np.ndarray:
-        """(num_perm, len(hv)) permuted hashes: one row per permutation, so that the per-text minimum runs over
-        contiguous memory."""
+    def _permute(self, hv: np.ndarray, perms: np.ndarray | None = None) -> np.ndarray:
+        """(permutations, len(hv)) permuted hashes: one row per permutation (all of them, or the rows `perms`),
+        so that the per-text minimum runs over contiguous memory."""
+        a, b = (self._a, self._b) if perms is None else (self._a[perms], self._b[perms])
         if self.scheme == "legacy":
-            return ((self._a * hv[None, :] + self._b) % _MERSENNE) & _MAX32
+            return ((a * hv[None, :] + b) % _MERSENNE) & _MAX32
         width = 32 if self.dtype == np.uint32 else 64
-        block = self._a * _fmix(hv.astype(self.dtype), width)[None, :]
-        block += self._b
+        block = a * _fmix(hv.astype(self.dtype), width)[None, :]
+        block += b
         return block
 
-    def signatures(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:
-        """(len(texts), num_perm) signatures; `normalized`: the texts already went through norm_for_hash."""
+    def signatures(self, texts: Sequence[str], normalized: bool = False, perms: np.ndarray | None = None
+                   ) -> np.ndarray:
+        """(len(texts), num_perm) signatures; `normalized`: the texts already went through norm_for_hash.
+        `perms`: only these permutations (columns), each value the same as in the full signature."""
         norms = list(texts) if normalized else norm_many(texts)
         hv, counts = batch_shingles(norms, self.ngram)
-        out = np.empty((len(norms), self.num_perm), dtype=self.dtype)
+        width = self.num_perm if perms is None else len(perms)
+        out = np.empty((len(norms), width), dtype=self.dtype)
         ends = np.cumsum(counts)
+        chunk = _CHUNK * self.num_perm // max(1, width)  # the same block size in bytes
         i = 0
         while i < len(norms):
             start = ends[i] - counts[i]
-            j = int(np.searchsorted(ends, start + _CHUNK, side="right"))
+            j = int(np.searchsorted(ends, start + chunk, side="right"))
             j = max(j, i + 1)
-            block = self._permute(hv[start:ends[j - 1]])
+            block = self._permute(hv[start:ends[j - 1]], perms)
             out[i:j] = np.minimum.reduceat(block, (ends[i:j] - counts[i:j]) - start, axis=1).T
             i = j
         return out
@@ -490,6 +495,9 @@ class EvalIndex:
     record near-duplicates, or returns None; `match_batch(recs)` does it for many records with one signature
     computation. Where several eval items match, the first added is named."""
 
+    PREFILTER_ROWS = 2  # rows per band of the partial signatures that rule most texts out (see `match_texts`)
+    PREFILTER_BITS = 22  # a bit table of 4M entries in front of the sorted partial keys
+
     def __init__(self, hasher: MinHasher, threshold: float = 0.6, min_chars: int = 8):
         self.hasher, self.threshold, self.min_chars = hasher, threshold, min_chars
         self.bands, self.rows = lsh_params(threshold, hasher.num_perm)
@@ -498,15 +506,22 @@ class EvalIndex:
         self._sigs = np.zeros((0, hasher.num_perm), dtype=hasher.dtype)
         self._sums = np.zeros((self.bands, 0), dtype=np.uint64)
         self._pending: list[tuple[str, str]] = []
-        self._exact: dict[int, str] = {}
+        self._exact: dict[str, str] = {}  # normalised text -> first eval item with it
+        # prefilter: the first PREFILTER_ROWS rows of each band, summed and tagged with the band, of every eval
+        # item (sorted): a text whose band equals an item's has the same partial sum for that band
+        self._pre_perms = np.array([b * self.rows + k for b in range(self.bands)
+                                    for k in range(min(self.PREFILTER_ROWS, self.rows))], dtype=np.int64)
+        self._pre_keys = np.zeros(0, dtype=np.uint64)
         self.n_items = 0
         self.files: list[str] = []
 
     def add(self, key: str, text: str) -> None:
-        norm = norm_for_hash(text)
+        self._add_norm(key, norm_for_hash(text))
+
+    def _add_norm(self, key: str, norm: str) -> None:
         if not norm:
             return
-        self._exact.setdefault(hash64(norm), key)
+        self._exact.setdefault(norm, key)
         if len(norm) < self.min_chars:
             return  # too short for a meaningful n-gram similarity: exact match only
         self._pending.append((key, norm))
@@ -522,18 +537,35 @@ class EvalIndex:
         self._keys += [k for k, _ in self._pending]
         self._sigs = np.concatenate([self._sigs, sigs])
         self._sums = np.sort(band_sums(self._sigs, self.bands, self.rows), axis=0).T.copy()  # per band, sorted
+        self._pre_keys = np.unique(self._partial_keys(self._sigs[:, self._pre_perms]))
+        self._pre_bits = np.zeros(1 << self.PREFILTER_BITS, dtype=bool)  # a first, cheaper test of the same keys
+        self._pre_bits[self._bit_of(self._pre_keys)] = True
         self._pending = []
+
+    def _bit_of(self, keys: np.ndarray) -> np.ndarray:
+        return (keys * _GOLDEN) >> np.uint64(64 - self.PREFILTER_BITS)
+
+    def _partial_keys(self, part: np.ndarray) -> np.ndarray:
+        """(texts, bands) keys of the partial signatures `part` (columns `_pre_perms`): each band's partial sum,
+        tagged with the band."""
+        k = len(self._pre_perms) // self.bands
+        sums = part.astype(np.uint64).reshape(len(part), self.bands, k).sum(axis=2)
+        shift = np.uint64(max(8, int(self.bands).bit_length()))
+        return (sums << shift) | np.arange(self.bands, dtype=np.uint64)[None, :]
 
     def add_files(self, paths: Iterable[str | Path], errors: ErrorLog | None = None) -> None:
         errors = errors if errors is not None else ErrorLog()
         for path in paths:
             self.files.append(str(path))
+            keys, texts = [], []
             for line_no, row in iter_rows(path, errors=errors):
                 key = str(row.get("id") or f"{Path(path).name}:{line_no}")
-                texts = eval_texts(row)
-                for t in texts:
-                    self.add(key, t)
-                self.n_items += 1 if texts else 0
+                item = eval_texts(row)
+                keys += [key] * len(item)
+                texts += item
+                self.n_items += 1 if item else 0
+            for key, norm in zip(keys, norm_many(texts)):
+                self._add_norm(key, norm)
         self._flush()
 
     def __getstate__(self):
@@ -545,18 +577,33 @@ class EvalIndex:
         self._flush()
         out: list[str | None] = [None] * len(texts)
         longs, norms = [], []
+        exact, min_chars = self._exact, self.min_chars
         for j, norm in enumerate(norm_many(texts)):
             if not norm:
                 continue
-            hit = self._exact.get(hash64(norm))
+            hit = exact.get(norm)
             if hit is not None:
                 out[j] = hit
-            elif len(norm) >= self.min_chars:
+            elif len(norm) >= min_chars:
                 longs.append(j)
                 norms.append(norm)
         if not longs or not self._keys:
             return out
-        sigs = self.hasher.signatures(norms, normalized=True)
+        # exact prefilter: a band equal to an eval item's has its first rows equal too, so only the texts with
+        # a partial band sum among the eval items' (~5%) need their whole signature
+        part = self.hasher.signatures(norms, normalized=True, perms=self._pre_perms)
+        keys = self._partial_keys(part)
+        may = self._pre_bits[self._bit_of(keys)]  # no false negatives: every eval key has its bit set
+        rows, cols = np.nonzero(may)
+        cand = keys[rows, cols]
+        at = np.minimum(np.searchsorted(self._pre_keys, cand), len(self._pre_keys) - 1)
+        maybe = np.zeros(len(keys), dtype=bool)
+        maybe[rows[self._pre_keys[at] == cand]] = True
+        if not maybe.any():
+            return out
+        pick = np.flatnonzero(maybe).tolist()
+        longs = [longs[i] for i in pick]
+        sigs = self.hasher.signatures([norms[i] for i in pick], normalized=True)
         # prefilter: a text can share a bucket only if one of its band sums is an eval item's (no false negatives)
         sums = band_sums(sigs, self.bands, self.rows)
         maybe = np.zeros(len(sigs), dtype=bool)
