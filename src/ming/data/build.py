@@ -26,17 +26,17 @@ import orjson
 from ming.data.clean import CleanConfig
 from ming.data.dedup import EvalIndex, ExactDeduper, MinHasher, NearDeduper, find_eval_files
 from ming.data.errorlog import ErrorLog
-from ming.data.mix import BucketShuffler, dumps, plan_mix, select_file
-from ming.data.pipeline import (BatchResult, RecordStage, SourceTask, Workers, default_workers, line_batches,
-                                make_context, source_shards)
+from ming.data.mix import SPILL_HEAD, BucketShuffler, plan_mix
+from ming.data.pipeline import (BatchResult, RecordStage, SourceTask, Workers, default_workers, make_context,
+                                source_shards)
 from ming.data.recipe import Recipe, SourceSpec, SubsetSpec, resolve_paths
-from ming.data.records import stable_id
 from ming.data.report import MixStats, render_report
 from ming.data.sources._common import SourceContext
 from ming.envs import data_dir as env_data_dir
 from ming.errors import MingError
 
 BUCKET_RECORDS = 50_000  # records per shuffle bucket: bounds memory of the shuffle
+AUDIT_LINES = 2048  # written lines per audit task
 
 
 def _bar(total=None, desc="", disable=False, unit="rec"):
@@ -312,9 +312,9 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
            all_errors: ErrorLog, drops: Counter, pii: Counter, contamination_examples: list[str], *,
            pool: Workers, audit: bool, progress: bool, log, seconds: Counter, sample=None) -> dict:
     """Plan, pass 2 (select, split, shuffle, write) and pass 3 (audit) from the spill files of pass 1; the result
-    dict that becomes stats.json. `sample([(subset, source, n, k), ...])`, when given, returns per (subset,
-    source) the (repeat, line) pairs chosen, in place of streaming the spill files here (the distributed build
-    samples its strata in the engine, seeded the same way)."""
+    dict that becomes stats.json. The strata (one per source) are drawn by `select_stratum` in the pool's
+    workers, or by `sample(jobs)` when given (the distributed build draws them in the engine): it gets the
+    argument tuples of `select_stratum` and returns the files written, in order."""
     recipe = su.recipe
     available: dict[str, dict[str, int]] = defaultdict(dict)
     for subset in recipe.subsets:
@@ -326,52 +326,63 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
                         "per-source lines above")
     log(f"[ming data] plan: total {plan.total} ({'auto, limited by ' + plan.binding if plan.auto else 'fixed'})")
 
-    # ---- pass 2: select, split, shuffle, write
+    # ---- pass 2: select (one task per stratum, where the stage runs), split, shuffle, write; pass 3, the audit of
+    # the written lines, runs in the workers while the parent writes
     t_pass2, c_pass2 = time.time(), time.process_time()
     n_buckets = max(1, -(-plan.total // BUCKET_RECORDS))
     rng = random.Random(f"{recipe.seed}|shuffle")
     sh_train = BucketShuffler(work / "train", n_buckets, rng)
     sh_dev = BucketShuffler(work / "dev", max(1, n_buckets // 10), random.Random(f"{recipe.seed}|dev"))
-    picks = sample([(s.name, src.name, available[s.name][src.name], plan.subsets[s.name].sources.get(src.name, 0))
-                    for s in recipe.subsets for src in s.sources]) if sample is not None else None
+    jobs = [(str(spills[(s.name, src.name)]), available[s.name][src.name], plan.subsets[s.name].sources.get(src.name, 0),
+             f"{recipe.seed}|{s.name}|{src.name}", recipe.seed, recipe.dev_fraction, str(work / f"select-{i}.bin"))
+            for i, (s, src) in enumerate((s, src) for s in recipe.subsets for src in s.sources)]
+    selected = sample(jobs) if sample is not None else list(pool.map("select", jobs))
     bar = _bar(total=plan.total, desc="select", disable=not progress)
-    for subset in recipe.subsets:
-        for spec in subset.sources:
-            k = plan.subsets[subset.name].sources.get(spec.name, 0)
-            n = available[subset.name][spec.name]
-            srng = random.Random(f"{recipe.seed}|{subset.name}|{spec.name}")
-            chosen = (picks[(subset.name, spec.name)] if picks is not None
-                      else select_file(spills[(subset.name, spec.name)], n, k, srng))
-            for rep, line in chosen:
+    for path in selected:
+        with open(path, "rb") as fh:
+            for line in fh:  # b"1" (dev) or b"0" (train), then the spill line
                 bar.update()
-                rec_id = orjson.loads(line)["id"] if rep or recipe.dev_fraction else None
-                if rep:
-                    rec = orjson.loads(line)
-                    rec["meta"]["repeat"] = rep
-                    rec["id"] = f"{rec['id']}#r{rep}"
-                    line = dumps(rec)
-                is_dev = (recipe.dev_fraction > 0 and
-                          int(stable_id("dev", recipe.seed, rec_id, n=8), 16) / 16**8 < recipe.dev_fraction)
-                (sh_dev if is_dev else sh_train).add(line)
+                (sh_dev if line[:1] == b"1" else sh_train).add(line[1:])
+        Path(path).unlink()
     bar.close()
     stats = MixStats()
     seconds["mix_write.select"] += time.process_time() - c_pass2  # plan, selection, split, shuffle buckets
-    c_write = time.process_time()
-    for split, sh in (("train", sh_train), ("dev", sh_dev)):
-        with open(out / f"{split}.jsonl", "wb") as fh:
-            for line in sh:
-                fh.write(line)
-                stats.add(orjson.loads(line), split)
-    t_pass2 = time.time() - t_pass2
-    seconds["mix_write.write"] += time.process_time() - c_write  # shuffled lines to train/dev.jsonl, mix stats
-    seconds["mix_write"] += time.process_time() - c_pass2
+    write_cpu = [0.0]
 
-    # ---- pass 3: audit
-    c_audit = time.process_time()
-    audit_res = audit_files([out / "train.jsonl", out / "dev.jsonl"], pool, with_eval=True, progress=progress) \
-        if audit else {}
+    def written() -> Iterator[tuple]:
+        """Write train/dev.jsonl (the JSON lines of the shuffled spill lines) and yield them as audit tasks."""
+        c = time.process_time()
+        for split, sh in (("train", sh_train), ("dev", sh_dev)):
+            with open(out / f"{split}.jsonl", "wb") as fh:
+                lines, heads, first = [], [], 1
+                for sline in sh:
+                    line = sline[SPILL_HEAD:]
+                    fh.write(line)
+                    stats.add(orjson.loads(line), split)
+                    lines.append(line)
+                    heads.append(sline[:SPILL_HEAD])
+                    if len(lines) >= AUDIT_LINES:
+                        write_cpu[0] += time.process_time() - c
+                        yield lines, heads, f"{split}.jsonl", first
+                        c = time.process_time()
+                        first += len(lines)
+                        lines, heads = [], []
+                if lines:
+                    write_cpu[0] += time.process_time() - c
+                    yield lines, heads, f"{split}.jsonl", first
+                    c = time.process_time()
+        write_cpu[0] += time.process_time() - c
+
+    c_write = time.process_time()
+    audit_res = audit_lines(written(), pool, progress=progress) if audit else {}
+    if not audit:
+        for _ in written():
+            pass
+    t_pass2 = time.time() - t_pass2
     worker_cpu = audit_res.pop("_cpu_seconds", 0.0)
-    seconds["audit"] += time.process_time() - c_audit + (worker_cpu if pool.n > 1 else 0.0)
+    seconds["mix_write.write"] += write_cpu[0]  # shuffled lines to train/dev.jsonl, mix stats
+    seconds["mix_write"] += (c_write - c_pass2) + write_cpu[0]
+    seconds["audit"] += time.process_time() - c_write - write_cpu[0] + (worker_cpu if pool.n > 1 else 0.0)
     shutil.rmtree(work, ignore_errors=True)
     cleaner_seen = sum(s["converted"] for s in sources.values())
     cleaner_kept = cleaner_seen - sum(s["clean_dropped"] for s in sources.values())
@@ -421,16 +432,16 @@ def _recipe_dict(recipe: Recipe, ddir: Path | None) -> dict:
     return d
 
 
-def audit_files(paths: list[Path], pool: Workers, with_eval: bool = True, progress: bool = False) -> dict:
-    """Re-read written files: schema problems, exact duplicates (deliberate upsampling repeats counted apart),
-    eval contamination (when the pool's stage has an eval index). Memory: 8 bytes per record for the duplicate
-    count."""
+def audit_lines(jobs: Iterator[tuple], pool: Workers, with_eval: bool = True, progress: bool = False) -> dict:
+    """Audit written lines, `AUDIT_LINES` at a time in the workers (`RecordStage.audit`): schema problems, exact
+    duplicates (deliberate upsampling repeats counted apart), eval contamination (when the pool's stage has an
+    eval index). `jobs`: (lines, spill heads, file name, number of the first line). Memory: 8 bytes per record
+    for the duplicate count."""
     n = invalid = contaminated = repeats = 0
     cpu = 0.0
     hashes = []
     examples: list[str] = []
     bar = _bar(desc="audit", disable=not progress)
-    jobs = ((lines, path.name, first) for path in paths if path.is_file() for lines, first in line_batches(path))
     for r in pool.map("audit", jobs):
         bar.update(r["records"])
         n += r["records"]

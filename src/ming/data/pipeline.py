@@ -27,6 +27,7 @@ import orjson
 from ming.data.clean import CleanConfig, Cleaner
 from ming.data.dedup import EvalIndex, MinHasher, band_sums, record_features, record_hashes
 from ming.data.errorlog import ErrorLog
+from ming.data.mix import select_stratum, spill_head, spill_line
 from ming.data.rawio import jsonl_spans, splittable
 from ming.data.recipe import SourceSpec, SubsetSpec
 from ming.data.records import validate_record
@@ -162,7 +163,7 @@ class RecordStage:
         hits = self.eval_index.match_batch(kept) if self.eval_index is not None else [None] * len(kept)
         t5 = time.process_time()
         secs["decontaminate"] += t5 - t4
-        lines = [orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in kept]
+        lines = [spill_line(h, orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE)) for h, r in zip(hashes, kept)]
         secs["serialise"] += time.process_time() - t5
         return BatchResult(task.source, len(recs), [r["id"] for r in kept], lines, exact, sigs, hits,
                            cleaner.drops, cleaner.pii, secs, keys)
@@ -178,14 +179,17 @@ class RecordStage:
         results = [self.run_records(sh.task, recs[i:i + BATCH]) for i in range(0, len(recs), BATCH)]
         return FileResult(results, ctx.errors, dict(ctx.skips), secs, sh.source, sh.last)
 
-    def audit(self, lines: list[bytes], name: str, first_line: int) -> dict:
+    def audit(self, lines: list[bytes], heads: list[bytes], name: str, first_line: int) -> dict:
         """Re-check written lines: schema, exact hashes (for the caller's duplicate count), eval contamination;
-        deliberate upsampling repeats are counted apart."""
+        deliberate upsampling repeats are counted apart. A line whose spill head (`heads`, b"" for none) still
+        matches it is the very line pass 1 hashed and eval-checked: its hash is the head's and it is clean (pass
+        1 kept it); every other line is hashed and eval-checked again here."""
         t = time.process_time()
         n = invalid = repeats = 0
         examples: list[str] = []
+        carried: list[int] = []
         fresh = []
-        for line_no, line in enumerate(lines, first_line):
+        for line_no, (line, head) in enumerate(zip(lines, heads), first_line):
             n += 1
             rec = orjson.loads(line)
             problems = validate_record(rec, training=True, require_category=True)
@@ -196,12 +200,20 @@ class RecordStage:
             if rec.get("meta", {}).get("repeat"):
                 repeats += 1
                 continue
-            fresh.append(rec)
-        hashes = np.array(record_hashes(fresh), dtype=np.uint64)
+            h = spill_head(head, line) if head else None
+            if h is None:
+                fresh.append(rec)
+            else:
+                carried.append(h)
+        hashes = np.array(carried + record_hashes(fresh), dtype=np.uint64)
         contaminated = (sum(1 for h in self.eval_index.match_batch(fresh) if h) if self.eval_index is not None
                         else 0)
         return {"records": n, "invalid": invalid, "repeats": repeats, "examples": examples, "hashes": hashes,
-                "contaminated": contaminated, "cpu_seconds": time.process_time() - t}
+                "contaminated": contaminated, "rechecked": len(fresh), "cpu_seconds": time.process_time() - t}
+
+    def select(self, *args) -> str:
+        """One stratum of the mix (`select_stratum`), where the stage runs."""
+        return select_stratum(*args)
 
 
 _STAGE: RecordStage | None = None
@@ -260,17 +272,3 @@ class Workers:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def line_batches(path, size: int = 2048) -> Iterator[tuple[list[bytes], int]]:
-    """(lines, number of the first line) of a file, `size` lines at a time."""
-    with open(path, "rb") as fh:
-        buf: list[bytes] = []
-        first = 1
-        for line_no, line in enumerate(fh, 1):
-            buf.append(line)
-            if len(buf) >= size:
-                yield buf, first
-                buf, first = [], line_no + 1
-        if buf:
-            yield buf, first
