@@ -46,8 +46,7 @@ class Record(TypedDict):
 
 def stable_id(*parts: Any, n: int = 12) -> str:
     """Hex digest of the parts: the same input gives the same id on every machine."""
-    h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode("utf-8"), digest_size=16)
-    return h.hexdigest()[:n]
+    return hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=16).hexdigest()[:n]
 
 
 def make_record(*, source: str, category: str = "", subset: str = "", messages: list[Message],
