@@ -38,6 +38,23 @@ def _drop_table() -> dict[int, None]:
 
 
 _CHAR_MAP: tuple[np.ndarray, np.ndarray] | None = None
+_SECONDS: frozenset[int] | None = None
+
+
+def composing_seconds() -> frozenset[int]:
+    """Code points that canonical composition can join to the character before them: the second character of
+    every two-character canonical decomposition, and the Hangul vowel and final jamo (built once on first use)."""
+    global _SECONDS
+    if _SECONDS is None:
+        seconds = {0x1161 + i for i in range(21)} | {0x11A8 + i for i in range(27)}  # Hangul V and T jamo
+        for cp in range(0x110000):
+            d = unicodedata.decomposition(chr(cp)) if not 0xD800 <= cp <= 0xDFFF else ""
+            if d and not d.startswith("<"):
+                parts = d.split()
+                if len(parts) == 2:
+                    seconds.add(int(parts[1], 16))
+        _SECONDS = frozenset(seconds)
+    return _SECONDS
 
 
 def _char_map() -> tuple[np.ndarray, np.ndarray]:
@@ -49,13 +66,7 @@ def _char_map() -> tuple[np.ndarray, np.ndarray]:
     NFKC of the text is the NFKC of its characters joined, and so are lower case and the drop."""
     global _CHAR_MAP
     if _CHAR_MAP is None:
-        seconds = {0x1161 + i for i in range(21)} | {0x11A8 + i for i in range(27)}  # Hangul V and T jamo
-        for cp in range(0x110000):
-            d = unicodedata.decomposition(chr(cp)) if not 0xD800 <= cp <= 0xDFFF else ""
-            if d and not d.startswith("<"):
-                parts = d.split()
-                if len(parts) == 2:
-                    seconds.add(int(parts[1], 16))
+        seconds = composing_seconds()
         drop = _drop_table()
         out = np.zeros(0x10000, dtype=np.uint32)
         ok = np.zeros(0x10000, dtype=bool)
