@@ -358,26 +358,28 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
                 for sline in sh:
                     line = sline[SPILL_HEAD:]
                     fh.write(line)
-                    stats.add(orjson.loads(line), split)
                     lines.append(line)
                     heads.append(sline[:SPILL_HEAD])
                     if len(lines) >= AUDIT_LINES:
                         write_cpu[0] += time.process_time() - c
-                        yield lines, heads, f"{split}.jsonl", first
+                        yield lines, heads, f"{split}.jsonl", first, split
                         c = time.process_time()
                         first += len(lines)
                         lines, heads = [], []
                 if lines:
                     write_cpu[0] += time.process_time() - c
-                    yield lines, heads, f"{split}.jsonl", first
+                    yield lines, heads, f"{split}.jsonl", first, split
                     c = time.process_time()
         write_cpu[0] += time.process_time() - c
 
     c_write = time.process_time()
-    audit_res = audit_lines(written(), pool, progress=progress) if audit else {}
-    if not audit:
-        for _ in written():
-            pass
+    if audit:  # the audit tasks also count the mix statistics
+        audit_res = audit_lines(written(), pool, stats, progress=progress)
+    else:
+        audit_res = {}
+        for lines, _, _, _, split in written():
+            for line in lines:
+                stats.add(orjson.loads(line), split)
     t_pass2 = time.time() - t_pass2
     worker_cpu = audit_res.pop("_cpu_seconds", 0.0)
     seconds["mix_write.write"] += write_cpu[0]  # shuffled lines to train/dev.jsonl, mix stats
@@ -432,11 +434,12 @@ def _recipe_dict(recipe: Recipe, ddir: Path | None) -> dict:
     return d
 
 
-def audit_lines(jobs: Iterator[tuple], pool: Workers, with_eval: bool = True, progress: bool = False) -> dict:
+def audit_lines(jobs: Iterator[tuple], pool: Workers, stats: MixStats, with_eval: bool = True,
+                progress: bool = False) -> dict:
     """Audit written lines, `AUDIT_LINES` at a time in the workers (`RecordStage.audit`): schema problems, exact
     duplicates (deliberate upsampling repeats counted apart), eval contamination (when the pool's stage has an
-    eval index). `jobs`: (lines, spill heads, file name, number of the first line). Memory: 8 bytes per record
-    for the duplicate count."""
+    eval index); their mix statistics are added to `stats` in order. `jobs`: (lines, spill heads, file name,
+    number of the first line, split). Memory: 8 bytes per record for the duplicate count."""
     n = invalid = contaminated = repeats = 0
     cpu = 0.0
     hashes = []
@@ -450,6 +453,7 @@ def audit_lines(jobs: Iterator[tuple], pool: Workers, with_eval: bool = True, pr
         contaminated += r["contaminated"]
         examples += r["examples"][:max(0, 10 - len(examples))]
         hashes.append(r["hashes"])
+        stats.merge(r["stats"])
         cpu += r["cpu_seconds"]
     bar.close()
     arr = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)

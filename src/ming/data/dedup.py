@@ -359,7 +359,13 @@ class BloomFilter:
 
     def add(self, keys: np.ndarray) -> None:
         pos = self._positions(keys).ravel()
-        np.bitwise_or.at(self._bits, pos >> np.uint64(6), np.left_shift(np.uint64(1), pos & np.uint64(63)))
+        words, bits = pos >> np.uint64(6), np.left_shift(np.uint64(1), pos & np.uint64(63))
+        # `np.bitwise_or.at` without its cost: a fancy-indexed |= keeps one write per repeated word, so repeat it for
+        # the bits that did not land (rare: positions seldom share a 64-bit word); no bit is ever cleared
+        while len(words):
+            self._bits[words] |= bits
+            lost = (self._bits[words] & bits) == 0
+            words, bits = words[lost], bits[lost]
 
 
 class _KeySet:

@@ -31,6 +31,7 @@ from ming.data.mix import select_stratum, spill_head, spill_line
 from ming.data.rawio import jsonl_spans, splittable
 from ming.data.recipe import SourceSpec, SubsetSpec
 from ming.data.records import validate_record
+from ming.data.report import MixStats
 from ming.data.sources import get_converter
 from ming.data.sources._common import SourceContext
 
@@ -179,19 +180,22 @@ class RecordStage:
         results = [self.run_records(sh.task, recs[i:i + BATCH]) for i in range(0, len(recs), BATCH)]
         return FileResult(results, ctx.errors, dict(ctx.skips), secs, sh.source, sh.last)
 
-    def audit(self, lines: list[bytes], heads: list[bytes], name: str, first_line: int) -> dict:
+    def audit(self, lines: list[bytes], heads: list[bytes], name: str, first_line: int, split: str) -> dict:
         """Re-check written lines: schema, exact hashes (for the caller's duplicate count), eval contamination;
         deliberate upsampling repeats are counted apart. A line whose spill head (`heads`, b"" for none) still
         matches it is the very line pass 1 hashed and eval-checked: its hash is the head's and it is clean (pass
-        1 kept it); every other line is hashed and eval-checked again here."""
+        1 kept it); every other line is hashed and eval-checked again here. Also the mix statistics of the
+        lines (`MixStats`, as records of `split`)."""
         t = time.process_time()
         n = invalid = repeats = 0
         examples: list[str] = []
         carried: list[int] = []
         fresh = []
+        stats = MixStats()
         for line_no, (line, head) in enumerate(zip(lines, heads), first_line):
             n += 1
             rec = orjson.loads(line)
+            stats.add(rec, split)
             problems = validate_record(rec, training=True, require_category=True)
             if problems:
                 invalid += 1
@@ -209,7 +213,7 @@ class RecordStage:
         contaminated = (sum(1 for h in self.eval_index.match_batch(fresh) if h) if self.eval_index is not None
                         else 0)
         return {"records": n, "invalid": invalid, "repeats": repeats, "examples": examples, "hashes": hashes,
-                "contaminated": contaminated, "rechecked": len(fresh), "cpu_seconds": time.process_time() - t}
+                "contaminated": contaminated, "stats": stats, "cpu_seconds": time.process_time() - t}
 
     def select(self, *args) -> str:
         """One stratum of the mix (`select_stratum`), where the stage runs."""
