@@ -518,7 +518,7 @@ class EvalIndex:
     def __init__(self, hasher: MinHasher, threshold: float = 0.6, min_chars: int = 8):
         self.hasher, self.threshold, self.min_chars = hasher, threshold, min_chars
         self.bands, self.rows = lsh_params(threshold, hasher.num_perm)
-        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
+        self._order = np.zeros((self.bands, 0), dtype=np.int64)  # per band, the items by band sum
         self._keys: list[str] = []
         self._sigs = np.zeros((0, hasher.num_perm), dtype=hasher.dtype)
         self._sums = np.zeros((self.bands, 0), dtype=np.uint64)
@@ -547,13 +547,13 @@ class EvalIndex:
         if not self._pending:
             return
         sigs = self.hasher.signatures([n for _, n in self._pending], normalized=True)
-        base = len(self._keys)
-        for i, row in enumerate(band_keys(sigs, self.bands, self.rows, hashed=False)):
-            for k, bucket in zip(row, self._buckets):
-                bucket.setdefault(k, []).append(base + i)
         self._keys += [k for k, _ in self._pending]
         self._sigs = np.concatenate([self._sigs, sigs])
-        self._sums = np.sort(band_sums(self._sigs, self.bands, self.rows), axis=0).T.copy()  # per band, sorted
+        # the buckets: per band, the items ordered by their band sum (equal bands have equal sums; an equal sum
+        # is checked against the band's values)
+        sums = band_sums(self._sigs, self.bands, self.rows)
+        self._order = np.argsort(sums, axis=0, kind="stable").T.copy()
+        self._sums = np.take_along_axis(sums, self._order.T, axis=0).T.copy()  # per band, sorted
         self._pre_keys = np.unique(self._partial_keys(self._sigs[:, self._pre_perms]))
         self._pre_bits = np.zeros(1 << self.PREFILTER_BITS, dtype=bool)  # a first, cheaper test of the same keys
         self._pre_bits[self._bit_of(self._pre_keys)] = True
@@ -631,14 +631,18 @@ class EvalIndex:
         hit = np.flatnonzero(maybe)
         if not len(hit):
             return out
-        sigs = sigs[hit]
+        sigs, sums = sigs[hit], sums[hit]
         longs = [longs[i] for i in hit.tolist()]
-        for j, sig, row in zip(longs, sigs, band_keys(sigs, self.bands, self.rows, hashed=False)):
-            cands: set[int] = set()
-            for k, bucket in zip(row, self._buckets):
-                got = bucket.get(k)
-                if got:
-                    cands.update(got)
+        r = self.rows
+        for j, sig, row in zip(longs, sigs, sums):
+            cands: set[int] = set()  # the items that share a band with the text
+            for b in range(self.bands):
+                table = self._sums[b]
+                lo, hi = np.searchsorted(table, row[b], "left"), np.searchsorted(table, row[b], "right")
+                if lo < hi:
+                    items = self._order[b, lo:hi]
+                    same = (self._sigs[items, b * r:(b + 1) * r] == sig[b * r:(b + 1) * r]).all(axis=1)
+                    cands.update(items[same].tolist())
             if not cands:
                 continue
             order = sorted(cands)
