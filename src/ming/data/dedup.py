@@ -263,12 +263,23 @@ class MinHasher:
         out = np.empty((len(norms), width), dtype=self.dtype)
         ends = np.cumsum(counts)
         chunk = _CHUNK * self.num_perm // max(1, width)  # the same block size in bytes
+        affine = self.scheme != "legacy"
+        if affine:  # the hash finalizer once for the batch; the blocks in one buffer (no allocation per block)
+            a, b = (self._a, self._b) if perms is None else (self._a[perms], self._b[perms])
+            fm = _fmix(hv.astype(self.dtype), 32 if self.dtype == np.uint32 else 64)
+            buf = np.empty((width, chunk), dtype=self.dtype)
         i = 0
         while i < len(norms):
             start = ends[i] - counts[i]
             j = int(np.searchsorted(ends, start + chunk, side="right"))
             j = max(j, i + 1)
-            block = self._permute(hv[start:ends[j - 1]], perms)
+            if affine:
+                m = int(ends[j - 1] - start)
+                block = buf[:, :m] if m <= chunk else np.empty((width, m), dtype=self.dtype)
+                np.multiply(a, fm[None, start:start + m], out=block)
+                block += b
+            else:
+                block = self._permute(hv[start:ends[j - 1]], perms)
             out[i:j] = np.minimum.reduceat(block, (ends[i:j] - counts[i:j]) - start, axis=1).T
             i = j
         return out
