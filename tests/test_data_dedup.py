@@ -190,3 +190,40 @@ def test_eval_index_prefilters_and_band_lookup_equal_comparing_every_band(tmp_pa
     got = idx.match_texts(queries)
     assert got == want
     assert sum(1 for w in want if w) > 300 and sum(1 for w in want if not w) > 300
+
+
+def test_eval_check_from_the_records_normalised_turns_equals_normalising_the_query_texts(tmp_path):
+    """`match_batch(recs, turns)` builds the query texts' normalisations from the turns that `record_features`
+    normalised (the join of the user turns where each was mapped character by character, lines and other
+    joins normalised anew) and names the same eval item as normalising every query text itself."""
+    import json
+    import random
+
+    from ming.data.dedup import record_features
+
+    rng = random.Random(4)
+    alphabet = list("发热咳嗽头痛腹泻恶心呕吐胸闷气短乏力失眠皮疹关节肿痛，。？ ab") + ["\n", "e\u0301", "가", "\u1161"]
+    items = ["".join(rng.choice(alphabet[:-4]) for _ in range(rng.randint(12, 40))) for _ in range(60)]
+    f = tmp_path / "dev.jsonl"
+    f.write_text("".join(json.dumps({"id": f"e{i}", "prompt": t}, ensure_ascii=False) + "\n"
+                         for i, t in enumerate(items)), encoding="utf-8")
+    idx = EvalIndex(MinHasher(), threshold=0.6)
+    idx.add_files([f])
+
+    def text() -> str:
+        if rng.random() < 0.5:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+        t = rng.choice(items)
+        cut = rng.randrange(len(t))
+        return rng.choice([t, t[:cut] + "\n" + t[cut:], "前言很长的一行字在这里\n" + t, t[:cut], t + "e\u0301"])
+
+    recs = []
+    for k in range(400):
+        msgs = []
+        for _ in range(rng.randint(1, 3)):
+            msgs += [{"role": "user", "content": text()}, {"role": "assistant", "content": text()}]
+        recs.append({"id": f"r{k}", "source": "s", "messages": msgs})
+    _, _, turns = record_features(recs, turns=True)
+    want = idx.match_batch(recs)
+    assert idx.match_batch(recs, turns) == want
+    assert 50 < sum(1 for w in want if w) < len(recs)

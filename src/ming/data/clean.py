@@ -80,7 +80,7 @@ _F_ODD, _F_SPACE, _F_DIGIT = 1, 2, 4  # per character: changed by normalize_text
 _CUE_CHARS = "@:.wWQqVv微"  # a character of every PII guard's cue: @, ://, www., .com..., QQ/qq, VX/vx, wx/WX, 微信
 
 
-def _flags() -> np.ndarray:
+def char_flags() -> np.ndarray:
     """Per BMP code point, its `_F_*` bits (built once on first use). NFC-unsafe: a character that NFC changes,
     or whose canonical decomposition holds a combining mark or a character that composes with the one before
     it; a text of NFC-safe characters is NFC."""
@@ -119,7 +119,7 @@ def plain_texts(texts: list[str]) -> list[bool]:
     n = len(cp)
     if not n:
         return [True] * len(texts)
-    f = _flags()[np.minimum(cp, 0xFFFF)]
+    f = char_flags()[np.minimum(cp, 0xFFFF)]
     odd = (f & _F_ODD) != 0
     odd |= cp > 0xFFFF
     space = (f & _F_SPACE) != 0

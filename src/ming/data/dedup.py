@@ -151,11 +151,13 @@ def record_hashes(recs: Sequence[dict]) -> list[int]:
     return record_features(recs)[0]
 
 
-def record_features(recs: Sequence[dict]) -> tuple[list[int], list[str]]:
+def record_features(recs: Sequence[dict], turns: bool = False) -> tuple:
     """(`record_hashes(recs)`, `norm_many([record_text(r) for r in recs])`) from one normalisation of the turns:
     where every turn of a record was mapped character by character and the roles are system/user/assistant,
     the normalised record text is the roles' initials and the normalised turns joined (the ':' and newlines
-    that `record_text` adds are dropped by the normalisation); the other records are normalised whole."""
+    that `record_text` adds are dropped by the normalisation); the other records are normalised whole.
+    `turns`: also (every turn's normalisation, whether it was mapped character by character), for
+    `EvalIndex.match_batch`."""
     norms, simple = _norm_many([m["content"] for r in recs for m in r["messages"]])
     it = iter(zip(norms, simple))
     hashes: list[int] = []
@@ -174,7 +176,7 @@ def record_features(recs: Sequence[dict]) -> tuple[list[int], list[str]]:
             redo.append(i)
     for i, text in zip(redo, norm_many([record_text(recs[i]) for i in redo])):
         texts[i] = text
-    return hashes, texts  # type: ignore[return-value]
+    return (hashes, texts, (norms, simple)) if turns else (hashes, texts)
 
 
 _MERSENNE = np.uint64((1 << 61) - 1)
@@ -602,11 +604,15 @@ class EvalIndex:
 
     def match_texts(self, texts: Sequence[str]) -> list[str | None]:
         """The eval item each text matches (exact after normalisation, or estimated Jaccard >= threshold)."""
+        return self.match_norms(norm_many(texts))
+
+    def match_norms(self, normalized: Sequence[str]) -> list[str | None]:
+        """`match_texts` of texts already normalised (`norm_many`)."""
         self._flush()
-        out: list[str | None] = [None] * len(texts)
+        out: list[str | None] = [None] * len(normalized)
         longs, norms = [], []
         exact, min_chars = self._exact, self.min_chars
-        for j, norm in enumerate(norm_many(texts)):
+        for j, norm in enumerate(normalized):
             if not norm:
                 continue
             hit = exact.get(norm)
@@ -667,19 +673,64 @@ class EvalIndex:
     def match_text(self, text: str) -> str | None:
         return self.match_texts([text])[0]
 
-    def match_batch(self, recs: Sequence[dict]) -> list[str | None]:
+    def match_batch(self, recs: Sequence[dict], turns: tuple[list[str], list[bool]] | None = None
+                    ) -> list[str | None]:
         """Per record: the eval item that its first matching query text (user turns, their lines, all user
-        turns joined) matches, or None."""
-        texts, owner = [], []
-        for i, rec in enumerate(recs):
-            for t in _query_texts(rec, self.min_chars):
-                texts.append(t)
-                owner.append(i)
+        turns joined) matches, or None. `turns`: the normalised turns of `record_features(recs, turns=True)`,
+        reused for the user turns and, where they were mapped character by character, their join."""
+        owner: list[int] = []
+        if turns is None:
+            texts = []
+            for i, rec in enumerate(recs):
+                for t in _query_texts(rec, self.min_chars):
+                    texts.append(t)
+                    owner.append(i)
+            hits = self.match_texts(texts)
+        else:
+            hits = self.match_norms(self._query_norms(recs, *turns, owner))
         out: list[str | None] = [None] * len(recs)
-        for i, hit in zip(owner, self.match_texts(texts)):
+        for i, hit in zip(owner, hits):
             if hit is not None and out[i] is None:
                 out[i] = hit
         return out
+
+    def _query_norms(self, recs: Sequence[dict], norms: list[str], simple: list[bool], owner: list[int]
+                     ) -> list[str]:
+        """The normalised query texts of `_query_texts`, in its order (their records appended to `owner`), from
+        the normalised turns; the lines, and the joined user turns when a turn was not mapped character by
+        character, are normalised here."""
+        out: list[str | None] = []
+        raw: list[str] = []
+        raw_at: list[int] = []
+
+        def later(i: int, text: str) -> None:
+            raw_at.append(len(out))
+            raw.append(text)
+            out.append(None)
+            owner.append(i)
+
+        pos, min_chars = 0, self.min_chars
+        for i, rec in enumerate(recs):
+            msgs = rec["messages"]
+            users = [(m["content"], pos + k) for k, m in enumerate(msgs) if m["role"] == "user"]
+            pos += len(msgs)
+            for _, k in users:
+                out.append(norms[k])
+                owner.append(i)
+            for u, _ in users:
+                if "\n" in u:
+                    for ln in u.split("\n"):
+                        if len(ln) >= min_chars and ln != u:
+                            later(i, ln)
+            if len(users) > 1:
+                if all(simple[k] for _, k in users):  # "\n" is dropped: the join of the normalisations
+                    out.append("".join(norms[k] for _, k in users))
+                    owner.append(i)
+                else:
+                    later(i, "\n".join(u for u, _ in users))
+        for j, norm in zip(raw_at, norm_many(raw)):
+            out[j] = norm
+        return out  # type: ignore[return-value]
 
     def match(self, rec: dict) -> str | None:
         return self.match_batch([rec])[0]

@@ -24,7 +24,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import orjson
 
-from ming.data.clean import CleanConfig, Cleaner
+from ming.data.clean import CleanConfig, Cleaner, char_flags
 from ming.data.dedup import EvalIndex, MinHasher, band_sums, record_features, record_hashes
 from ming.data.errorlog import ErrorLog
 from ming.data.mix import select_stratum, spill_head, spill_line
@@ -151,7 +151,7 @@ class RecordStage:
         kept = cleaner.clean_many(recs, languages=task.languages)
         t2 = time.process_time()
         secs["clean"] += t2 - t1
-        hashes, texts = record_features(kept)
+        hashes, texts, turns = record_features(kept, turns=True)
         exact = np.array(hashes, dtype=np.uint64)
         t3 = time.process_time()
         secs["exact_hash"] += t3 - t2  # the normalisation that exact hash and MinHash share
@@ -161,7 +161,8 @@ class RecordStage:
             keys, sigs = band_sums(sigs, *self.bands), None
         t4 = time.process_time()
         secs["minhash"] += t4 - t3
-        hits = self.eval_index.match_batch(kept) if self.eval_index is not None else [None] * len(kept)
+        hits = (self.eval_index.match_batch(kept, turns) if self.eval_index is not None
+                else [None] * len(kept))
         t5 = time.process_time()
         secs["decontaminate"] += t5 - t4
         lines = [spill_line(h, orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE)) for h, r in zip(hashes, kept)]
@@ -248,6 +249,7 @@ class Workers:
         self.stage, self.n = stage, max(1, int(n))
         self._pool = None
         if self.n > 1:
+            char_flags()  # the cleaner's table, built once here rather than in every worker
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
             self._pool = ctx.Pool(self.n, initializer=_init, initargs=(stage,))
 
