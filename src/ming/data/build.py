@@ -80,12 +80,22 @@ class BuildSetup:
     data_dir: Path | None
     dcfg: dict
     clean_cfg: CleanConfig
-    hasher: MinHasher
-    eval_index: EvalIndex
+    hasher: MinHasher | None  # None until `index_eval`
+    eval_index: EvalIndex | None
     eval_files: list[Path]
     eval_errors: ErrorLog
-    eval_seconds: float
+    eval_seconds: float = 0.0
     eval_cpu_seconds: float = 0.0
+
+    def index_eval(self, log) -> None:
+        """The MinHasher and the eval index of the eval files."""
+        t, c = time.time(), time.process_time()
+        self.hasher = MinHasher(num_perm=int(self.dcfg["num_perm"]), ngram=int(self.dcfg["ngram"]))
+        self.eval_index = EvalIndex(self.hasher, threshold=float(self.dcfg["decontam_threshold"]))
+        self.eval_index.add_files(self.eval_files, errors=self.eval_errors)
+        self.eval_seconds, self.eval_cpu_seconds = time.time() - t, time.process_time() - c
+        log(f"[ming data] eval index: {self.eval_index.n_items} items from {len(self.eval_files)} files "
+            f"({self.eval_seconds:.1f}s)")
 
     @property
     def stage(self) -> RecordStage:
@@ -107,8 +117,9 @@ class BuildSetup:
 
 
 def setup(recipe: Recipe, *, data_dir: str | Path | None = None, max_error_rate: float | None = None,
-          total: int | None = None, log=None) -> BuildSetup:
-    """Apply the overrides, resolve the data folder and index the eval files."""
+          total: int | None = None, log=None, index: bool = True) -> BuildSetup:
+    """Apply the overrides, resolve the data folder and (unless `index` is False: `BuildSetup.index_eval`
+    later) index the eval files."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if total is not None:
         recipe.total = total
@@ -117,16 +128,11 @@ def setup(recipe: Recipe, *, data_dir: str | Path | None = None, max_error_rate:
     ddir = resolve_data_dir(recipe, data_dir)
     dcfg = {"ngram": 5, "num_perm": 128, "threshold": 0.8, "decontam_threshold": 0.6, "capacity": 2_000_000,
             "backend": "auto", **recipe.dedup}
-    hasher = MinHasher(num_perm=int(dcfg["num_perm"]), ngram=int(dcfg["ngram"]))
-    eval_files = _eval_files(recipe, ddir)
-    eval_index = EvalIndex(hasher, threshold=float(dcfg["decontam_threshold"]))
-    eval_errors = ErrorLog()
-    t, c = time.time(), time.process_time()
-    eval_index.add_files(eval_files, errors=eval_errors)
-    secs, eval_cpu = time.time() - t, time.process_time() - c
-    log(f"[ming data] eval index: {eval_index.n_items} items from {len(eval_files)} files ({secs:.1f}s)")
-    return BuildSetup(recipe, ddir, dcfg, CleanConfig.from_dict(recipe.clean), hasher, eval_index, eval_files,
-                      eval_errors, secs, eval_cpu)
+    su = BuildSetup(recipe, ddir, dcfg, CleanConfig.from_dict(recipe.clean), None, None, _eval_files(recipe, ddir),
+                    ErrorLog())
+    if index:
+        su.index_eval(log)
+    return su
 
 
 def source_stats(subset: SubsetSpec, spec: SourceSpec, paths: list[Path], ctx: SourceContext, st: Counter,
@@ -173,11 +179,11 @@ def fresh_out(out_dir: str | Path) -> tuple[Path, Path]:
 
 
 def begin(recipe: Recipe, out_dir: str | Path, data_dir: str | Path | None, max_error_rate: float | None,
-          total: int | None, log, workers: int | None) -> tuple:
+          total: int | None, log, workers: int | None, index: bool = True) -> tuple:
     """(log, out folder, work folder, BuildSetup, worker count): the start every engine shares."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out, work = fresh_out(out_dir)
-    su = setup(recipe, data_dir=data_dir, max_error_rate=max_error_rate, total=total, log=log)
+    su = setup(recipe, data_dir=data_dir, max_error_rate=max_error_rate, total=total, log=log, index=index)
     return log, out, work, su, workers or default_workers()
 
 
@@ -256,13 +262,9 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
     """Build the mix into out_dir (train.jsonl, dev.jsonl, stats.json, report.md, recipe.resolved.json).
     `workers`: processes for the per-record stages (default: every core this process may use; 1 = none)."""
     t0 = time.time()
-    log, out, work, su, n_workers = begin(recipe, out_dir, data_dir, max_error_rate, total, log, workers)
+    log, out, work, su, n_workers = begin(recipe, out_dir, data_dir, max_error_rate, total, log, workers,
+                                          index=False)
     dcfg = su.dcfg
-    exact = ExactDeduper(capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
-    near = su.near_deduper()
-    log(f"[ming data] recipe {recipe.name} ({recipe.path}); data folder {su.data_dir}; out {out}")
-    log(f"[ming data] dedup: exact={exact.backend}, near={near.backend} (threshold {near.threshold}); "
-        f"total={recipe.total}, seed={recipe.seed}, dev_fraction={recipe.dev_fraction}; workers {n_workers}")
 
     # ---- pass 1: read + convert + clean + hash + sign + eval check (shards, in the workers), dedup in order
     # (here, a batch at a time), spill
@@ -270,7 +272,6 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
     spills: dict[tuple[str, str], Path] = {}
     all_errors = ErrorLog()
     drops, pii = Counter(), Counter()
-    seconds: Counter = Counter({"eval_index": su.eval_cpu_seconds})  # CPU seconds per stage, summed over the processes
     contamination_examples: list[str] = []
     t_pass1 = time.time()
     specs = list(su.source_tasks())
@@ -280,10 +281,22 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
             yield from ((sh,) for sh in source_shards(i, subset, spec, task, resolve_paths(spec, su.data_dir),
                                                       su.data_dir))
 
-    stage = RecordStage(su.clean_cfg, su.hasher, su.eval_index, bands=(near.bands, near.rows))
+    # the workers start before the eval index exists: they read and convert their first shards while this
+    # process builds it, then take it (with the MinHasher and the bands) from `shared` (`RecordStage.share`)
+    stage = RecordStage(su.clean_cfg, None, None, shared=work / "stage.pickle")
     with Workers(stage, n_workers) as pool:
+        results = pool.map("convert_shard", shards())
+        su.index_eval(log)
+        seconds: Counter = Counter({"eval_index": su.eval_cpu_seconds})  # CPU seconds per stage, summed over
+        # the processes
+        exact = ExactDeduper(capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
+        near = su.near_deduper()
+        log(f"[ming data] recipe {recipe.name} ({recipe.path}); data folder {su.data_dir}; out {out}")
+        log(f"[ming data] dedup: exact={exact.backend}, near={near.backend} (threshold {near.threshold}); "
+            f"total={recipe.total}, seed={recipe.seed}, dev_fraction={recipe.dev_fraction}; workers {n_workers}")
+        stage.share(su.hasher, su.eval_index, (near.bands, near.rows), to_file=pool.n > 1)
         cur = None
-        for fr in pool.map("convert_shard", shards()):
+        for fr in results:
             if cur is None or cur.index != fr.source:
                 subset, spec, _ = specs[fr.source]
                 cur = _Source(fr.source, subset, spec, su, work, progress)

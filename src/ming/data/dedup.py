@@ -87,6 +87,11 @@ def _char_map() -> tuple[np.ndarray, np.ndarray]:
     return _CHAR_MAP
 
 
+def prepare_tables() -> None:
+    """Build the normalisation tables now (before worker processes fork, so that they share them)."""
+    _char_map()
+
+
 def norm_for_hash(text: str) -> str:
     """NFKC, lower case, whitespace and punctuation/symbols removed (the normalisation of shared/data's README)."""
     return norm_many([text])[0]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ import numpy as np
 import orjson
 
 from ming.data.clean import CleanConfig, Cleaner, char_flags
-from ming.data.dedup import EvalIndex, MinHasher, band_sums, record_features, record_hashes
+from ming.data.dedup import EvalIndex, MinHasher, band_sums, prepare_tables, record_features, record_hashes
 from ming.data.errorlog import ErrorLog
 from ming.data.mix import select_stratum, spill_head, spill_line
 from ming.data.rawio import jsonl_spans, splittable
@@ -128,10 +129,35 @@ def source_shards(source: int, subset: SubsetSpec, spec: SourceSpec, task: Sourc
 class RecordStage:
     """Clean, hash, sign and eval-check batches of records (stateless between batches)."""
 
-    def __init__(self, clean: CleanConfig, hasher: MinHasher, eval_index: EvalIndex | None,
-                 bands: tuple[int, int] | None = None):
-        """`bands`: (bands, rows) of the near-dedup index: results carry band keys instead of signatures."""
+    def __init__(self, clean: CleanConfig, hasher: MinHasher | None, eval_index: EvalIndex | None,
+                 bands: tuple[int, int] | None = None, shared: Path | None = None):
+        """`bands`: (bands, rows) of the near-dedup index: results carry band keys instead of signatures.
+        `shared`: a file that `share` writes later: a copy of this stage made before that (a worker) takes the
+        hasher, eval index and bands from it when it first needs them."""
         self.clean_cfg, self.hasher, self.eval_index, self.bands = clean, hasher, eval_index, bands
+        self.shared = shared
+
+    def share(self, hasher: MinHasher, eval_index: EvalIndex | None, bands: tuple[int, int] | None,
+              to_file: bool) -> None:
+        """Set the hasher, eval index and bands here and, with `to_file`, for the copies of this stage in the
+        workers (written to `shared` at once: a worker never reads half a file)."""
+        path, self.shared = self.shared, None
+        self.hasher, self.eval_index, self.bands = hasher, eval_index, bands
+        if to_file and path is not None:
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump((hasher, eval_index, bands), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+
+    def _ready(self) -> None:
+        """In a worker started before `share`: wait for the shared file and take what it holds."""
+        if self.shared is None:
+            return
+        while not self.shared.exists():
+            time.sleep(0.005)
+        with open(self.shared, "rb") as fh:
+            self.hasher, self.eval_index, self.bands = pickle.load(fh)
+        self.shared = None
 
     def run(self, task: SourceTask, payload: bytes) -> BatchResult:
         t = time.process_time()
@@ -141,6 +167,7 @@ class RecordStage:
         return res
 
     def run_records(self, task: SourceTask, recs: list[dict]) -> BatchResult:
+        self._ready()
         secs: Counter = Counter()
         t1 = time.process_time()
         cleaner = Cleaner(self.clean_cfg)
@@ -187,6 +214,7 @@ class RecordStage:
         matches it is the very line pass 1 hashed and eval-checked: its hash is the head's and it is clean (pass
         1 kept it); every other line is hashed and eval-checked again here. Also the mix statistics of the
         lines (`MixStats`, as records of `split`)."""
+        self._ready()
         t = time.process_time()
         n = invalid = repeats = 0
         examples: list[str] = []
@@ -249,17 +277,27 @@ class Workers:
         self.stage, self.n = stage, max(1, int(n))
         self._pool = None
         if self.n > 1:
-            char_flags()  # the cleaner's table, built once here rather than in every worker
+            char_flags()  # the cleaner's and the normalisation's tables, built once here rather than in every
+            prepare_tables()  # worker
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
             self._pool = ctx.Pool(self.n, initializer=_init, initargs=(stage,))
 
     def map(self, method: str, args: Iterable[tuple]) -> Iterator:
+        """The results of `method` on each argument tuple, in order. With worker processes the first tasks are
+        submitted at once (they run while the caller does other work before taking the results); in this
+        process each runs when its result is taken."""
         if self._pool is None:
             fn: Callable = getattr(self.stage, method)
-            for a in args:
-                yield fn(*a)
-            return
+            return (fn(*a) for a in args)
+        args = iter(args)
         pending: deque = deque()
+        for a in args:
+            pending.append(self._pool.apply_async(_call, (method, a)))
+            if len(pending) >= 2 * self.n + 1:
+                break
+        return self._results(method, args, pending)
+
+    def _results(self, method: str, args: Iterator[tuple], pending: deque) -> Iterator:
         for a in args:
             pending.append(self._pool.apply_async(_call, (method, a)))
             if len(pending) >= 2 * self.n + 2:
