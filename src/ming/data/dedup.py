@@ -572,7 +572,8 @@ class EvalIndex:
         sums = band_sums(self._sigs, self.bands, self.rows)
         self._order = np.argsort(sums, axis=0, kind="stable").T.copy()
         self._sums = np.take_along_axis(sums, self._order.T, axis=0).T.copy()  # per band, sorted
-        self._pre_keys = np.unique(self._partial_keys(self._sigs[:, self._pre_perms]))
+        keys = np.sort(self._partial_keys(self._sigs[:, self._pre_perms]), axis=None)
+        self._pre_keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # np.unique, by a sort (faster)
         self._pre_bits = np.zeros(1 << self.PREFILTER_BITS, dtype=bool)  # a first, cheaper test of the same keys
         self._pre_bits[self._bit_of(self._pre_keys)] = True
         self._pending = []

@@ -244,9 +244,10 @@ class RecordStage:
         return {"records": n, "invalid": invalid, "repeats": repeats, "examples": examples, "hashes": hashes,
                 "contaminated": contaminated, "stats": stats, "cpu_seconds": time.process_time() - t}
 
-    def select(self, *args) -> str:
-        """One stratum of the mix (`select_stratum`), where the stage runs."""
-        return select_stratum(*args)
+    def select(self, *args) -> tuple[str, float]:
+        """One stratum of the mix (`select_stratum`), where the stage runs: (its file, CPU seconds)."""
+        t = time.process_time()
+        return select_stratum(*args), time.process_time() - t
 
 
 _STAGE: RecordStage | None = None
