@@ -22,8 +22,9 @@ _SIGNOFF = re.compile(
     r"(?:请|记得)?(?:点击|关注|采纳|好评|点赞)|(?:以上|此|本)(?:回答|建议|意见|解答)(?:仅供参考|仅作参考)|仅供参考|"
     r"(?:扫码|加我|私信)|我是[^，。,]{0,12}(?:助手|智能|AI|机器人|模型)|很高兴(?:能)?(?:帮到|为)(?:你|您)|本人(?:是|为).{0,20}医(?:生|师)|(?:主治|副主任|主任)医师[^。]{0,10}(?:回复|解答)")
 _CLAUSE = re.compile(r"[^，,。！？!?；;\n]+[，,。！？!?；;\n]*")
-# every alternative of _SIGNOFF holds one of these characters: a text without any cannot hold a sign-off
-_SIGNOFF_CUE = re.compile("[祝希有欢点关采好仅扫加私我很本医]")
+# every alternative of _SIGNOFF holds one of these words (祝…, …帮助, …疑问/问题…, 欢迎…, 点击/关注/采纳/好评/点赞,
+# …参考, 扫码/加我/私信, 我是…, 很高兴…, 本人…, …医师…): a text without any cannot hold a sign-off
+_SIGNOFF_CUE = re.compile("祝|帮助|疑问|问题|欢迎|点击|关注|采纳|好评|点赞|参考|扫码|加我|私信|我是|很高兴|本人|医师")
 _LABEL = re.compile(r"\s*(病情分析|指导意见|意见建议)\s*[：:]?\s*")
 _EMPTY_LABEL = re.compile(r"\n?(?:病情分析|指导意见|意见建议)：$")
 _LINE_LABEL = re.compile(r"^(病情分析|指导意见|意见建议)：")
