@@ -46,7 +46,11 @@ class Record(TypedDict):
 
 def stable_id(*parts: Any, n: int = 12) -> str:
     """Hex digest of the parts: the same input gives the same id on every machine."""
-    return hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=16).hexdigest()[:n]
+    try:
+        text = "\x1f".join(parts)  # all strings: the common case
+    except TypeError:
+        text = "\x1f".join(map(str, parts))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()[:n]
 
 
 def make_record(*, source: str, category: str = "", subset: str = "", messages: list[Message],
