@@ -2,9 +2,10 @@
 
 Pass 1 streams every source once through its converter, the cleaner, exact and near dedup and the eval check,
 and spills survivors to one temp file per source (memory: fixed-size filters + the eval index). The plan is then
-computed from what is available. Pass 2 selects from each spill file (seeded, streaming), splits train/dev by a
-hash of the id, and shuffles through bucket files. Pass 3 audits the written files (schema, exact duplicates,
-eval contamination) and writes stats.json, report.md and the resolved recipe.
+computed from what is available. Pass 2 selects from each spill file (seeded, streaming, one task per source),
+splits train/dev by a hash of the id, and shuffles through bucket files. Pass 3 audits the written lines (schema,
+exact duplicates, eval contamination; pass 1's hash and eval check reused for a line its carried CRC-32 shows
+unchanged) while they are written, and the build writes stats.json, report.md and the resolved recipe.
 """
 
 from __future__ import annotations
@@ -346,9 +347,10 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
     rng = random.Random(f"{recipe.seed}|shuffle")
     sh_train = BucketShuffler(work / "train", n_buckets, rng)
     sh_dev = BucketShuffler(work / "dev", max(1, n_buckets // 10), random.Random(f"{recipe.seed}|dev"))
-    jobs = [(str(spills[(s.name, src.name)]), available[s.name][src.name], plan.subsets[s.name].sources.get(src.name, 0),
-             f"{recipe.seed}|{s.name}|{src.name}", recipe.seed, recipe.dev_fraction, str(work / f"select-{i}.bin"))
-            for i, (s, src) in enumerate((s, src) for s in recipe.subsets for src in s.sources)]
+    strata = [(s.name, src.name) for s in recipe.subsets for src in s.sources]
+    jobs = [(str(spills[(sub, src)]), available[sub][src], plan.subsets[sub].sources.get(src, 0),
+             f"{recipe.seed}|{sub}|{src}", recipe.seed, recipe.dev_fraction, str(work / f"select-{i}.bin"))
+            for i, (sub, src) in enumerate(strata)]
     if sample is not None:
         selected = sample(jobs)
     else:

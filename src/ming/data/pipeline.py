@@ -7,8 +7,9 @@ system prompt, cleaning, the exact hash of the normalised conversation, its MinH
 eval-contamination check. None of that depends on other records, so shards run in worker processes; what does
 depend on order — exact and near dedup, first come first kept — stays in the caller, which gets the results back
 in submission order (`Workers.map`) and decides a whole batch with a few numpy operations. What crosses the
-process boundary is small: the shard's description going out, and per kept record its JSON line, 8 bytes of
-exact hash and 8 bytes per band coming back.
+process boundary is small: the shard's description going out, and per kept record its spill line (`spill_line`:
+exact hash and CRC-32 ahead of the JSON line), 8 bytes of exact hash and 8 bytes per band coming back. The same
+workers draw the strata of the mix (`RecordStage.select`) and audit the written lines (`RecordStage.audit`).
 """
 
 from __future__ import annotations
