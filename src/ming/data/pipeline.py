@@ -36,6 +36,7 @@ from ming.data.records import validate_record
 from ming.data.report import MixStats
 from ming.data.sources import get_converter
 from ming.data.sources._common import SourceContext
+from ming.errors import MingError
 
 BATCH = 512  # records per batch of the per-record stages (numpy operations over a whole batch)
 SPAN_BYTES = 2 << 20  # a JSONL input is read in pieces of this size, one per task
@@ -137,6 +138,7 @@ class RecordStage:
         hasher, eval index and bands from it when it first needs them."""
         self.clean_cfg, self.hasher, self.eval_index, self.bands = clean, hasher, eval_index, bands
         self.shared = shared
+        self._owner = os.getpid()  # the process that will write `shared`
 
     def share(self, hasher: MinHasher, eval_index: EvalIndex | None, bands: tuple[int, int] | None,
               to_file: bool) -> None:
@@ -155,6 +157,8 @@ class RecordStage:
         if self.shared is None:
             return
         while not self.shared.exists():
+            if os.getppid() != self._owner:  # the build that would write it is gone: do not wait for ever
+                raise MingError(f"the build process ended before it wrote {self.shared}; run the build again")
             time.sleep(0.005)
         with open(self.shared, "rb") as fh:
             self.hasher, self.eval_index, self.bands = pickle.load(fh)
