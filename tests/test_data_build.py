@@ -59,6 +59,18 @@ def test_build_is_deterministic(tmp_path):
     assert (a / "train.jsonl").read_bytes() == (b / "train.jsonl").read_bytes()
 
 
+def test_build_without_audit_writes_the_same_mix_and_statistics(tmp_path):
+    """The audit tasks also count the mix statistics; without the audit the build counts them itself: the same
+    files, the same statistics (key order included), no audit."""
+    _, a = build(tmp_path, "a")
+    _, b = build(tmp_path, "b", "--no-audit")
+    for name in ("train.jsonl", "dev.jsonl"):
+        assert (a / name).read_bytes() == (b / name).read_bytes()
+    sa, sb = (json.loads((d / "stats.json").read_text(encoding="utf-8")) for d in (a, b))
+    assert json.dumps(sa["mix"]) == json.dumps(sb["mix"]) and sa["mix"]["total"] > 0
+    assert sa["audit"]["records"] == sa["mix"]["total"] and sb["audit"] == {}
+
+
 def test_build_fails_past_the_error_rate(tmp_path, capsys):
     rc, out = build(tmp_path, "strict", "--max-error-rate", "0.1")
     assert rc == 2 and not (out / ".work").exists() and not (out / "train.jsonl").exists()
@@ -159,3 +171,33 @@ subsets:
     build(recipe, tmp_path / "out", data_dir=raw, progress=False)
     recs = [json.loads(x) for x in (tmp_path / "out" / "train.jsonl").read_text().splitlines()]
     assert recs and all(r["messages"][0] == {"role": "system", "content": CONSULT} for r in recs)
+
+
+def test_upsampled_repeats_are_rewritten_split_and_audited_apart(tmp_path):
+    """With `max_upsample` a stratum repeats its records: a repeat gets `meta.repeat` and an id ending in #r<n>,
+    the split follows the original id, and the audit counts repeats apart from duplicates; one worker and two
+    write the same files."""
+    import yaml
+
+    raw = yaml.safe_load((FIX / "recipe.yaml").read_text(encoding="utf-8"))
+    raw["dev_fraction"] = 0.2
+    for sub in raw["subsets"].values():
+        sub["max_upsample"] = 3
+    recipe = tmp_path / "up.yaml"
+    recipe.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"w{workers}"
+        assert main(["data", "build", "--recipe", str(recipe), "--out", str(out), "--data-dir", str(RAW),
+                     "--no-progress", "--workers", workers]) == 0
+        outs.append(out)
+    for name in ("train.jsonl", "dev.jsonl"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+    recs = lines(outs[0] / "train.jsonl") + lines(outs[0] / "dev.jsonl")
+    stats = json.loads((outs[0] / "stats.json").read_text(encoding="utf-8"))
+    reps = [r for r in recs if r["meta"].get("repeat")]
+    assert reps and all(r["id"].endswith(f"#r{r['meta']['repeat']}") for r in reps)
+    assert stats["audit"]["upsampling_repeats"] == len(reps) and stats["audit"]["exact_duplicates"] == 0
+    dev_ids = {r["id"].split("#")[0] for r in lines(outs[0] / "dev.jsonl")}
+    train_ids = {r["id"].split("#")[0] for r in lines(outs[0] / "train.jsonl")}
+    assert dev_ids and not dev_ids & train_ids  # a record and its repeats land in the same split

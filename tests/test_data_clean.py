@@ -84,3 +84,26 @@ def test_cleaning_a_batch_equals_cleaning_one_record_at_a_time():
     assert many.clean_many(copy.deepcopy(recs)) == want
     assert (many.drops, many.pii, many.seen, many.kept) == (one.drops, one.pii, one.seen, one.kept)
     assert len(want) and len(many.drops) >= 3
+
+
+def test_texts_found_plain_in_a_batch_need_no_normalisation_and_no_pii_scrub():
+    """`plain_texts` marks a text plain only when `normalize_text` and `scrub_pii` return it unchanged; on random
+    texts of every kind of character they treat (spaces, newlines, controls, full-width, invisible, combining
+    and composing characters, Hangul, digits of several scripts, PII cues) it never marks one that changes, and
+    it marks most ordinary Chinese text plain."""
+    import random
+
+    from ming.data.clean import plain_texts
+
+    alphabet = list("头痛发热ab1。，. @:/wWQqVvx微信") + [
+        "\n", "\n\n", "\t", "\r", "  ", " ", "\u3000", "\u00a0", "\u2028", "\x85", "\x0b", "\x1f", "\x7f", "\u200b",
+        "\ufeff", "Ａ", "１", "\u2003", "e\u0301", "\u0301", "é", "\u1100", "\u1161", "\u11a8", "가", "\u212b",
+        "\uf900", "٣", "১২৩৪", "1381234567８", "2023", "www.", ".com", "://", "QQ", "wx", "\U0001f600", "\ud800"]
+    rng = random.Random(2)
+    texts = ["", "头痛三天，伴有发热。", "请问这是什么病？\n需要做什么检查？"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 14))) for _ in range(30000)]
+    flags = plain_texts(texts)
+    for text, plain in zip(texts, flags):
+        if plain:
+            assert normalize_text(text) == text and scrub_pii(text) == text, repr(text)
+    assert flags[:3] == [True, True, True] and 0 < sum(flags) < len(texts)

@@ -143,3 +143,87 @@ def test_record_features_share_one_normalisation_with_the_same_result():
     assert texts == norm_many([record_text(r) for r in recs])
     assert hashes == [hash64("\n".join(m["role"][0] + norm_for_hash(m["content"]) for m in r["messages"]))
                       for r in recs]
+
+
+def test_eval_index_prefilters_and_band_lookup_equal_comparing_every_band(tmp_path):
+    """The eval check rules texts out on partial signatures (a bit table, then sorted partial band sums) and
+    finds candidates by band sum before comparing band values; a text must get the same eval item as when its
+    whole signature's bands are compared with every item's (the first item sharing a band whose estimated
+    Jaccard reaches the threshold, after an exact match of the normalised text)."""
+    import json
+    import random
+
+    import numpy as np
+
+    from ming.data.dedup import norm_many
+
+    rng = random.Random(3)
+    alphabet = "发热咳嗽头痛腹泻恶心呕吐胸闷气短乏力失眠皮疹关节肿痛血压血糖心率尿常规检查治疗建议考虑可能"
+    items = ["".join(rng.choice(alphabet) for _ in range(rng.randint(10, 60))) for _ in range(300)]
+    f = tmp_path / "dev.jsonl"
+    f.write_text("".join(json.dumps({"id": f"e{i}", "prompt": t}, ensure_ascii=False) + "\n"
+                         for i, t in enumerate(items)), encoding="utf-8")
+    idx = EvalIndex(MinHasher(), threshold=0.6)
+    idx.add_files([f])
+
+    def mutate(t: str, k: int) -> str:
+        chars = list(t)
+        for _ in range(k):
+            chars[rng.randrange(len(chars))] = rng.choice(alphabet)
+        return "".join(chars)
+
+    queries = [mutate(rng.choice(items), rng.choice([0, 1, 2, 4, 8, 16])) for _ in range(1500)]
+    queries += ["".join(rng.choice(alphabet) for _ in range(30)) for _ in range(300)] + ["短", ""]
+    h, bands, rows = idx.hasher, idx.bands, idx.rows
+    item_norms = norm_many(items)
+    item_sigs = h.signatures(item_norms, normalized=True)
+    want = []
+    for q, norm in zip(queries, norm_many(queries)):
+        exact = next((f"e{i}" for i, n in enumerate(item_norms) if n == norm), None) if norm else None
+        if exact or len(norm) < idx.min_chars:
+            want.append(exact)
+            continue
+        same = item_sigs == h.signature(norm, normalized=True)[None, :]
+        shares = same[:, :bands * rows].reshape(len(items), bands, rows).all(axis=2).any(axis=1)
+        ok = np.flatnonzero(shares & (same.sum(axis=1) / h.num_perm >= idx.threshold))
+        want.append(f"e{ok[0]}" if len(ok) else None)
+    got = idx.match_texts(queries)
+    assert got == want
+    assert sum(1 for w in want if w) > 300 and sum(1 for w in want if not w) > 300
+
+
+def test_eval_check_from_the_records_normalised_turns_equals_normalising_the_query_texts(tmp_path):
+    """`match_batch(recs, turns)` builds the query texts' normalisations from the turns that `record_features`
+    normalised (the join of the user turns where each was mapped character by character, lines and other
+    joins normalised anew) and names the same eval item as normalising every query text itself."""
+    import json
+    import random
+
+    from ming.data.dedup import record_features
+
+    rng = random.Random(4)
+    alphabet = list("发热咳嗽头痛腹泻恶心呕吐胸闷气短乏力失眠皮疹关节肿痛，。？ ab") + ["\n", "e\u0301", "가", "\u1161"]
+    items = ["".join(rng.choice(alphabet[:-4]) for _ in range(rng.randint(12, 40))) for _ in range(60)]
+    f = tmp_path / "dev.jsonl"
+    f.write_text("".join(json.dumps({"id": f"e{i}", "prompt": t}, ensure_ascii=False) + "\n"
+                         for i, t in enumerate(items)), encoding="utf-8")
+    idx = EvalIndex(MinHasher(), threshold=0.6)
+    idx.add_files([f])
+
+    def text() -> str:
+        if rng.random() < 0.5:
+            return "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 30)))
+        t = rng.choice(items)
+        cut = rng.randrange(len(t))
+        return rng.choice([t, t[:cut] + "\n" + t[cut:], "前言很长的一行字在这里\n" + t, t[:cut], t + "e\u0301"])
+
+    recs = []
+    for k in range(400):
+        msgs = []
+        for _ in range(rng.randint(1, 3)):
+            msgs += [{"role": "user", "content": text()}, {"role": "assistant", "content": text()}]
+        recs.append({"id": f"r{k}", "source": "s", "messages": msgs})
+    _, _, turns = record_features(recs, turns=True)
+    want = idx.match_batch(recs)
+    assert idx.match_batch(recs, turns) == want
+    assert 50 < sum(1 for w in want if w) < len(recs)

@@ -84,3 +84,35 @@ def test_gbk_csv_and_json_array(tmp_path):
     recs = list(iter_records(arr, errors=errors))
     assert len(recs) == 1 and errors.n_errors == 1 and errors.examples[0].endswith("alpaca.json:2: item is a JSON "
                                                                                    "int, expected an object")
+
+
+def test_the_quick_validity_test_passes_only_records_without_problems():
+    """`validate_record` answers the common valid record with a quick test and everything else with the full
+    check: the quick test must never pass a record the full check finds a problem with, and must pass the
+    ordinary ones."""
+    import random
+
+    from ming.data.records import _plainly_valid, _problems
+
+    rng = random.Random(5)
+    roles = ["system", "user", "assistant", "tool", None]
+    contents = ["头痛", " ", "", None, 3, "answer"]
+    passed = 0
+    for _ in range(20000):
+        msgs = [rng.choice([{"role": rng.choice(roles), "content": rng.choice(contents)}, "x",
+                            {"role": "user"}]) for _ in range(rng.randint(0, 5))]
+        if rng.random() < 0.5:  # a well-formed conversation, sometimes
+            msgs = ([{"role": "system", "content": "s"}] if rng.random() < 0.3 else []) + [
+                {"role": r, "content": "话"} for r in ["user", "assistant"] * rng.randint(1, 3)][:rng.randint(1, 6)]
+        rec = {"id": rng.choice(["a", "", None, 1]), "source": rng.choice(["s", "", None]), "messages": msgs,
+               "category": rng.choice(["safety", "", None, "other"])}
+        if rng.random() < 0.2:
+            rec["meta"] = rng.choice([{}, [], "m"])
+        if rng.random() < 0.1:
+            rec["messages"] = rng.choice([None, "x", []])
+        for training in (True, False):
+            for require in (True, False):
+                if _plainly_valid(rec, training, require):
+                    passed += 1
+                    assert _problems(rec, training, require) == [], rec
+    assert passed > 1000

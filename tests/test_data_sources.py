@@ -179,3 +179,25 @@ def test_dialogue_structured_ending_and_question_limit():
     strict, ctx = run("dialogue", ["dialogue.jsonl"], max_questions=1)
     assert ctx.skips.get("too_many_questions") == 1  # dl-1's doctor asks two questions in one turn
     assert [r["id"] for r in strict] == [recs[1]["id"]]
+
+
+def test_sign_off_cue_holds_wherever_the_sign_off_pattern_matches():
+    """The answer cleaner looks for a sign-off only in texts with one of the cue words that every alternative of
+    the pattern holds; on random texts built from the pattern's pieces and other words, the pattern never matches
+    a text without a cue."""
+    import random
+
+    from ming.data.sources.doctor_qa import _SIGNOFF, _SIGNOFF_CUE
+
+    pieces = ["祝", "您", "早日康复", "希望", "以上的", "回答", "能", "对", "你", "有", "所", "帮助", "如果", "若", "还",
+              "其他", "疑问", "问题", "咨询", "欢迎", "随时", "请", "记得", "点击", "关注", "采纳", "好评", "点赞", "此",
+              "本", "意见", "仅供参考", "仅作参考", "扫码", "加我", "私信", "我是", "智能", "助手", "AI", "很高兴", "为",
+              "帮到", "本人", "是", "医生", "医师", "主治", "副主任", "主任", "回复", "解答", "，", "。", "头痛", "发热"]
+    rng = random.Random(6)
+    matched = 0
+    for _ in range(30000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        if _SIGNOFF.search(text):
+            matched += 1
+            assert _SIGNOFF_CUE.search(text), text
+    assert matched > 1000

@@ -2,9 +2,10 @@
 
 Pass 1 streams every source once through its converter, the cleaner, exact and near dedup and the eval check,
 and spills survivors to one temp file per source (memory: fixed-size filters + the eval index). The plan is then
-computed from what is available. Pass 2 selects from each spill file (seeded, streaming), splits train/dev by a
-hash of the id, and shuffles through bucket files. Pass 3 audits the written files (schema, exact duplicates,
-eval contamination) and writes stats.json, report.md and the resolved recipe.
+computed from what is available. Pass 2 selects from each spill file (seeded, streaming, one task per source),
+splits train/dev by a hash of the id, and shuffles through bucket files. Pass 3 audits the written lines (schema,
+exact duplicates, eval contamination; pass 1's hash and eval check reused for a line its carried CRC-32 shows
+unchanged) while they are written, and the build writes stats.json, report.md and the resolved recipe.
 """
 
 from __future__ import annotations
@@ -26,17 +27,17 @@ import orjson
 from ming.data.clean import CleanConfig
 from ming.data.dedup import EvalIndex, ExactDeduper, MinHasher, NearDeduper, find_eval_files
 from ming.data.errorlog import ErrorLog
-from ming.data.mix import BucketShuffler, dumps, plan_mix, select_file
-from ming.data.pipeline import (BatchResult, RecordStage, SourceTask, Workers, default_workers, line_batches,
-                                make_context, source_shards)
+from ming.data.mix import SPILL_HEAD, BucketShuffler, plan_mix
+from ming.data.pipeline import (BatchResult, RecordStage, SourceTask, Workers, default_workers, make_context,
+                                source_shards)
 from ming.data.recipe import Recipe, SourceSpec, SubsetSpec, resolve_paths
-from ming.data.records import stable_id
 from ming.data.report import MixStats, render_report
 from ming.data.sources._common import SourceContext
 from ming.envs import data_dir as env_data_dir
 from ming.errors import MingError
 
 BUCKET_RECORDS = 50_000  # records per shuffle bucket: bounds memory of the shuffle
+AUDIT_LINES = 2048  # written lines per audit task
 
 
 def _bar(total=None, desc="", disable=False, unit="rec"):
@@ -80,12 +81,22 @@ class BuildSetup:
     data_dir: Path | None
     dcfg: dict
     clean_cfg: CleanConfig
-    hasher: MinHasher
-    eval_index: EvalIndex
+    hasher: MinHasher | None  # None until `index_eval`
+    eval_index: EvalIndex | None
     eval_files: list[Path]
     eval_errors: ErrorLog
-    eval_seconds: float
+    eval_seconds: float = 0.0
     eval_cpu_seconds: float = 0.0
+
+    def index_eval(self, log) -> None:
+        """The MinHasher and the eval index of the eval files."""
+        t, c = time.time(), time.process_time()
+        self.hasher = MinHasher(num_perm=int(self.dcfg["num_perm"]), ngram=int(self.dcfg["ngram"]))
+        self.eval_index = EvalIndex(self.hasher, threshold=float(self.dcfg["decontam_threshold"]))
+        self.eval_index.add_files(self.eval_files, errors=self.eval_errors)
+        self.eval_seconds, self.eval_cpu_seconds = time.time() - t, time.process_time() - c
+        log(f"[ming data] eval index: {self.eval_index.n_items} items from {len(self.eval_files)} files "
+            f"({self.eval_seconds:.1f}s)")
 
     @property
     def stage(self) -> RecordStage:
@@ -107,8 +118,9 @@ class BuildSetup:
 
 
 def setup(recipe: Recipe, *, data_dir: str | Path | None = None, max_error_rate: float | None = None,
-          total: int | None = None, log=None) -> BuildSetup:
-    """Apply the overrides, resolve the data folder and index the eval files."""
+          total: int | None = None, log=None, index: bool = True) -> BuildSetup:
+    """Apply the overrides, resolve the data folder and (unless `index` is False: `BuildSetup.index_eval`
+    later) index the eval files."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if total is not None:
         recipe.total = total
@@ -117,16 +129,11 @@ def setup(recipe: Recipe, *, data_dir: str | Path | None = None, max_error_rate:
     ddir = resolve_data_dir(recipe, data_dir)
     dcfg = {"ngram": 5, "num_perm": 128, "threshold": 0.8, "decontam_threshold": 0.6, "capacity": 2_000_000,
             "backend": "auto", **recipe.dedup}
-    hasher = MinHasher(num_perm=int(dcfg["num_perm"]), ngram=int(dcfg["ngram"]))
-    eval_files = _eval_files(recipe, ddir)
-    eval_index = EvalIndex(hasher, threshold=float(dcfg["decontam_threshold"]))
-    eval_errors = ErrorLog()
-    t, c = time.time(), time.process_time()
-    eval_index.add_files(eval_files, errors=eval_errors)
-    secs, eval_cpu = time.time() - t, time.process_time() - c
-    log(f"[ming data] eval index: {eval_index.n_items} items from {len(eval_files)} files ({secs:.1f}s)")
-    return BuildSetup(recipe, ddir, dcfg, CleanConfig.from_dict(recipe.clean), hasher, eval_index, eval_files,
-                      eval_errors, secs, eval_cpu)
+    su = BuildSetup(recipe, ddir, dcfg, CleanConfig.from_dict(recipe.clean), None, None, _eval_files(recipe, ddir),
+                    ErrorLog())
+    if index:
+        su.index_eval(log)
+    return su
 
 
 def source_stats(subset: SubsetSpec, spec: SourceSpec, paths: list[Path], ctx: SourceContext, st: Counter,
@@ -173,11 +180,11 @@ def fresh_out(out_dir: str | Path) -> tuple[Path, Path]:
 
 
 def begin(recipe: Recipe, out_dir: str | Path, data_dir: str | Path | None, max_error_rate: float | None,
-          total: int | None, log, workers: int | None) -> tuple:
+          total: int | None, log, workers: int | None, index: bool = True) -> tuple:
     """(log, out folder, work folder, BuildSetup, worker count): the start every engine shares."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     out, work = fresh_out(out_dir)
-    su = setup(recipe, data_dir=data_dir, max_error_rate=max_error_rate, total=total, log=log)
+    su = setup(recipe, data_dir=data_dir, max_error_rate=max_error_rate, total=total, log=log, index=index)
     return log, out, work, su, workers or default_workers()
 
 
@@ -256,13 +263,9 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
     """Build the mix into out_dir (train.jsonl, dev.jsonl, stats.json, report.md, recipe.resolved.json).
     `workers`: processes for the per-record stages (default: every core this process may use; 1 = none)."""
     t0 = time.time()
-    log, out, work, su, n_workers = begin(recipe, out_dir, data_dir, max_error_rate, total, log, workers)
+    log, out, work, su, n_workers = begin(recipe, out_dir, data_dir, max_error_rate, total, log, workers,
+                                          index=False)
     dcfg = su.dcfg
-    exact = ExactDeduper(capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
-    near = su.near_deduper()
-    log(f"[ming data] recipe {recipe.name} ({recipe.path}); data folder {su.data_dir}; out {out}")
-    log(f"[ming data] dedup: exact={exact.backend}, near={near.backend} (threshold {near.threshold}); "
-        f"total={recipe.total}, seed={recipe.seed}, dev_fraction={recipe.dev_fraction}; workers {n_workers}")
 
     # ---- pass 1: read + convert + clean + hash + sign + eval check (shards, in the workers), dedup in order
     # (here, a batch at a time), spill
@@ -270,7 +273,6 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
     spills: dict[tuple[str, str], Path] = {}
     all_errors = ErrorLog()
     drops, pii = Counter(), Counter()
-    seconds: Counter = Counter({"eval_index": su.eval_cpu_seconds})  # CPU seconds per stage, summed over the processes
     contamination_examples: list[str] = []
     t_pass1 = time.time()
     specs = list(su.source_tasks())
@@ -280,10 +282,22 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
             yield from ((sh,) for sh in source_shards(i, subset, spec, task, resolve_paths(spec, su.data_dir),
                                                       su.data_dir))
 
-    stage = RecordStage(su.clean_cfg, su.hasher, su.eval_index, bands=(near.bands, near.rows))
+    # the workers start before the eval index exists: they read and convert their first shards while this
+    # process builds it, then take it (with the MinHasher and the bands) from `shared` (`RecordStage.share`)
+    stage = RecordStage(su.clean_cfg, None, None, shared=work / "stage.pickle")
     with Workers(stage, n_workers) as pool:
+        results = pool.map("convert_shard", shards())
+        su.index_eval(log)
+        seconds: Counter = Counter({"eval_index": su.eval_cpu_seconds})  # CPU seconds per stage, summed over
+        # the processes
+        exact = ExactDeduper(capacity=int(dcfg["capacity"]), backend=str(dcfg["backend"]))
+        near = su.near_deduper()
+        log(f"[ming data] recipe {recipe.name} ({recipe.path}); data folder {su.data_dir}; out {out}")
+        log(f"[ming data] dedup: exact={exact.backend}, near={near.backend} (threshold {near.threshold}); "
+            f"total={recipe.total}, seed={recipe.seed}, dev_fraction={recipe.dev_fraction}; workers {n_workers}")
+        stage.share(su.hasher, su.eval_index, (near.bands, near.rows), to_file=pool.n > 1)
         cur = None
-        for fr in pool.map("convert_shard", shards()):
+        for fr in results:
             if cur is None or cur.index != fr.source:
                 subset, spec, _ = specs[fr.source]
                 cur = _Source(fr.source, subset, spec, su, work, progress)
@@ -312,9 +326,9 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
            all_errors: ErrorLog, drops: Counter, pii: Counter, contamination_examples: list[str], *,
            pool: Workers, audit: bool, progress: bool, log, seconds: Counter, sample=None) -> dict:
     """Plan, pass 2 (select, split, shuffle, write) and pass 3 (audit) from the spill files of pass 1; the result
-    dict that becomes stats.json. `sample([(subset, source, n, k), ...])`, when given, returns per (subset,
-    source) the (repeat, line) pairs chosen, in place of streaming the spill files here (the distributed build
-    samples its strata in the engine, seeded the same way)."""
+    dict that becomes stats.json. The strata (one per source) are drawn by `select_stratum` in the pool's
+    workers, or by `sample(jobs)` when given (the distributed build draws them in the engine): it gets the
+    argument tuples of `select_stratum` and returns the files written, in order."""
     recipe = su.recipe
     available: dict[str, dict[str, int]] = defaultdict(dict)
     for subset in recipe.subsets:
@@ -326,52 +340,73 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
                         "per-source lines above")
     log(f"[ming data] plan: total {plan.total} ({'auto, limited by ' + plan.binding if plan.auto else 'fixed'})")
 
-    # ---- pass 2: select, split, shuffle, write
+    # ---- pass 2: select (one task per stratum, where the stage runs), split, shuffle, write; pass 3, the audit of
+    # the written lines, runs in the workers while the parent writes
     t_pass2, c_pass2 = time.time(), time.process_time()
     n_buckets = max(1, -(-plan.total // BUCKET_RECORDS))
     rng = random.Random(f"{recipe.seed}|shuffle")
     sh_train = BucketShuffler(work / "train", n_buckets, rng)
     sh_dev = BucketShuffler(work / "dev", max(1, n_buckets // 10), random.Random(f"{recipe.seed}|dev"))
-    picks = sample([(s.name, src.name, available[s.name][src.name], plan.subsets[s.name].sources.get(src.name, 0))
-                    for s in recipe.subsets for src in s.sources]) if sample is not None else None
+    strata = [(s.name, src.name) for s in recipe.subsets for src in s.sources]
+    jobs = [(str(spills[(sub, src)]), available[sub][src], plan.subsets[sub].sources.get(src, 0),
+             f"{recipe.seed}|{sub}|{src}", recipe.seed, recipe.dev_fraction, str(work / f"select-{i}.bin"))
+            for i, (sub, src) in enumerate(strata)]
+    if sample is not None:
+        selected = sample(jobs)
+    else:
+        drawn = list(pool.map("select", jobs))
+        selected = [path for path, _ in drawn]
+        if pool.n > 1:  # the workers' share of the selection
+            seconds["mix_write.select"] += sum(cpu for _, cpu in drawn)
+            seconds["mix_write"] += sum(cpu for _, cpu in drawn)
     bar = _bar(total=plan.total, desc="select", disable=not progress)
-    for subset in recipe.subsets:
-        for spec in subset.sources:
-            k = plan.subsets[subset.name].sources.get(spec.name, 0)
-            n = available[subset.name][spec.name]
-            srng = random.Random(f"{recipe.seed}|{subset.name}|{spec.name}")
-            chosen = (picks[(subset.name, spec.name)] if picks is not None
-                      else select_file(spills[(subset.name, spec.name)], n, k, srng))
-            for rep, line in chosen:
+    for path in selected:
+        with open(path, "rb") as fh:
+            for line in fh:  # b"1" (dev) or b"0" (train), then the spill line
                 bar.update()
-                rec_id = orjson.loads(line)["id"] if rep or recipe.dev_fraction else None
-                if rep:
-                    rec = orjson.loads(line)
-                    rec["meta"]["repeat"] = rep
-                    rec["id"] = f"{rec['id']}#r{rep}"
-                    line = dumps(rec)
-                is_dev = (recipe.dev_fraction > 0 and
-                          int(stable_id("dev", recipe.seed, rec_id, n=8), 16) / 16**8 < recipe.dev_fraction)
-                (sh_dev if is_dev else sh_train).add(line)
+                (sh_dev if line[:1] == b"1" else sh_train).add(line[1:])
+        Path(path).unlink()
     bar.close()
     stats = MixStats()
     seconds["mix_write.select"] += time.process_time() - c_pass2  # plan, selection, split, shuffle buckets
+    write_cpu = [0.0]
+
+    def written() -> Iterator[tuple]:
+        """Write train/dev.jsonl (the JSON lines of the shuffled spill lines) and yield them as audit tasks."""
+        c = time.process_time()
+        for split, sh in (("train", sh_train), ("dev", sh_dev)):
+            with open(out / f"{split}.jsonl", "wb") as fh:
+                lines, heads, first = [], [], 1
+                for sline in sh:
+                    line = sline[SPILL_HEAD:]
+                    fh.write(line)
+                    lines.append(line)
+                    heads.append(sline[:SPILL_HEAD])
+                    if len(lines) >= AUDIT_LINES:
+                        write_cpu[0] += time.process_time() - c
+                        yield lines, heads, f"{split}.jsonl", first, split
+                        c = time.process_time()
+                        first += len(lines)
+                        lines, heads = [], []
+                if lines:
+                    write_cpu[0] += time.process_time() - c
+                    yield lines, heads, f"{split}.jsonl", first, split
+                    c = time.process_time()
+        write_cpu[0] += time.process_time() - c
+
     c_write = time.process_time()
-    for split, sh in (("train", sh_train), ("dev", sh_dev)):
-        with open(out / f"{split}.jsonl", "wb") as fh:
-            for line in sh:
-                fh.write(line)
+    if audit:  # the audit tasks also count the mix statistics
+        audit_res = audit_lines(written(), pool, stats, progress=progress)
+    else:
+        audit_res = {}
+        for lines, _, _, _, split in written():
+            for line in lines:
                 stats.add(orjson.loads(line), split)
     t_pass2 = time.time() - t_pass2
-    seconds["mix_write.write"] += time.process_time() - c_write  # shuffled lines to train/dev.jsonl, mix stats
-    seconds["mix_write"] += time.process_time() - c_pass2
-
-    # ---- pass 3: audit
-    c_audit = time.process_time()
-    audit_res = audit_files([out / "train.jsonl", out / "dev.jsonl"], pool, with_eval=True, progress=progress) \
-        if audit else {}
     worker_cpu = audit_res.pop("_cpu_seconds", 0.0)
-    seconds["audit"] += time.process_time() - c_audit + (worker_cpu if pool.n > 1 else 0.0)
+    seconds["mix_write.write"] += write_cpu[0]  # shuffled lines to train/dev.jsonl, mix stats
+    seconds["mix_write"] += (c_write - c_pass2) + write_cpu[0]
+    seconds["audit"] += time.process_time() - c_write - write_cpu[0] + (worker_cpu if pool.n > 1 else 0.0)
     shutil.rmtree(work, ignore_errors=True)
     cleaner_seen = sum(s["converted"] for s in sources.values())
     cleaner_kept = cleaner_seen - sum(s["clean_dropped"] for s in sources.values())
@@ -421,16 +456,17 @@ def _recipe_dict(recipe: Recipe, ddir: Path | None) -> dict:
     return d
 
 
-def audit_files(paths: list[Path], pool: Workers, with_eval: bool = True, progress: bool = False) -> dict:
-    """Re-read written files: schema problems, exact duplicates (deliberate upsampling repeats counted apart),
-    eval contamination (when the pool's stage has an eval index). Memory: 8 bytes per record for the duplicate
-    count."""
+def audit_lines(jobs: Iterator[tuple], pool: Workers, stats: MixStats, with_eval: bool = True,
+                progress: bool = False) -> dict:
+    """Audit written lines, `AUDIT_LINES` at a time in the workers (`RecordStage.audit`): schema problems, exact
+    duplicates (deliberate upsampling repeats counted apart), eval contamination (when the pool's stage has an
+    eval index); their mix statistics are added to `stats` in order. `jobs`: (lines, spill heads, file name,
+    number of the first line, split). Memory: 8 bytes per record for the duplicate count."""
     n = invalid = contaminated = repeats = 0
     cpu = 0.0
     hashes = []
     examples: list[str] = []
     bar = _bar(desc="audit", disable=not progress)
-    jobs = ((lines, path.name, first) for path in paths if path.is_file() for lines, first in line_batches(path))
     for r in pool.map("audit", jobs):
         bar.update(r["records"])
         n += r["records"]
@@ -439,9 +475,11 @@ def audit_files(paths: list[Path], pool: Workers, with_eval: bool = True, progre
         contaminated += r["contaminated"]
         examples += r["examples"][:max(0, 10 - len(examples))]
         hashes.append(r["hashes"])
+        stats.merge(r["stats"])
         cpu += r["cpu_seconds"]
     bar.close()
     arr = np.concatenate(hashes) if hashes else np.zeros(0, dtype=np.uint64)
-    dups = int(len(arr) - len(np.unique(arr))) if len(arr) else 0
+    arr.sort()
+    dups = int(np.count_nonzero(arr[1:] == arr[:-1]))  # repeats of a hash (a sort: faster than np.unique)
     return {"records": n, "schema_errors": invalid, "exact_duplicates": dups, "upsampling_repeats": repeats,
             "eval_contaminated": contaminated if with_eval else None, "examples": examples, "_cpu_seconds": cpu}

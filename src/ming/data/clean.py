@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ming.data.dedup import composing_seconds
 from ming.data.records import validate_record
 from ming.errors import MingError
 
@@ -71,6 +72,73 @@ _SPACE_AT_LINE_END = re.compile(r"[^\S\n]\n|\n[^\S\n]")
 def _needs_work(t: str) -> bool:
     return (_CHANGED_CHARS.search(t) is not None or "  " in t or "\n\n\n" in t or t[:1].isspace()
             or t[-1:].isspace() or ("\n" in t and _SPACE_AT_LINE_END.search(t) is not None))
+
+
+_FLAGS: np.ndarray | None = None
+_F_ODD, _F_SPACE, _F_DIGIT = 1, 2, 4  # per character: changed by normalize_text / a PII cue / NFC-unsafe; a
+# space other than newline; a digit (what \\d matches)
+_CUE_CHARS = "@:.wWQqVv微"  # a character of every PII guard's cue: @, ://, www., .com..., QQ/qq, VX/vx, wx/WX, 微信
+
+
+def char_flags() -> np.ndarray:
+    """Per BMP code point, its `_F_*` bits (built once on first use). NFC-unsafe: a character that NFC changes,
+    or whose canonical decomposition holds a combining mark or a character that composes with the one before
+    it; a text of NFC-safe characters is NFC."""
+    global _FLAGS
+    if _FLAGS is None:
+        seconds = composing_seconds()
+        flags = np.zeros(0x10000, dtype=np.uint8)
+        for cp in range(0x10000):
+            c = chr(cp)
+            if 0xD800 <= cp <= 0xDFFF or (cp > 0x7F and (
+                    unicodedata.normalize("NFC", c) != c
+                    or any(unicodedata.combining(x) or ord(x) in seconds for x in unicodedata.normalize("NFD", c)))):
+                flags[cp] |= _F_ODD
+            if c.isspace() and c != "\n":
+                flags[cp] |= _F_SPACE
+            if c.isdecimal():
+                flags[cp] |= _F_DIGIT
+        for c in _CUE_CHARS:
+            flags[ord(c)] |= _F_ODD
+        for cp in list(_TRANSLATE) + [0x0D, 0x09, *range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F]:
+            flags[cp] |= _F_ODD
+        _FLAGS = flags
+    return _FLAGS
+
+
+def plain_texts(texts: list[str]) -> list[bool]:
+    """Per text, True when `normalize_text` and `scrub_pii` would return it unchanged, found for a whole batch
+    with a few numpy operations over its characters: no character either one changes or cues on (PII cues:
+    @, ://, www., a dot, QQ/VX/wx/微信 letters), no four digits in a row, no two spaces in a row, no three
+    newlines, no space next to a newline, no space at either end, and only NFC-safe characters. False means
+    "maybe not": such texts take the full path."""
+    if not texts:
+        return []
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    cp = np.frombuffer("".join(texts).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    n = len(cp)
+    if not n:
+        return [True] * len(texts)
+    f = char_flags()[np.minimum(cp, 0xFFFF)]
+    odd = (f & _F_ODD) != 0
+    odd |= cp > 0xFFFF
+    space = (f & _F_SPACE) != 0
+    nl = cp == 10
+    ws = space | nl
+    hit = odd.copy()  # a flag at the position where a problem starts (a pair across two texts flags the first)
+    hit[:-1] |= space[:-1] & ws[1:]
+    hit[:-1] |= nl[:-1] & space[1:]
+    if n > 2:
+        hit[:-2] |= nl[:-2] & nl[1:-1] & nl[2:]
+    if n > 3:
+        dig = (f & _F_DIGIT) != 0
+        hit[:-3] |= dig[:-3] & dig[1:-2] & dig[2:-1] & dig[3:]
+    nonempty = lens > 0
+    starts = np.cumsum(lens) - lens
+    bad = np.zeros(len(texts), dtype=bool)
+    first, last = starts[nonempty], (starts + lens - 1)[nonempty]
+    bad[nonempty] = (np.add.reduceat(hit, first) > 0) | ws[first] | ws[last]
+    return (~bad).tolist()
 
 
 def normalize_text(text: str) -> str:
@@ -163,6 +231,19 @@ class CleanConfig:
         return cls(**d)
 
 
+def _string_turns(rec: dict) -> list[str]:
+    """The contents of a record's turns up to the first that is not a string (where cleaning stops)."""
+    msgs = rec.get("messages")
+    out: list[str] = []
+    if isinstance(msgs, list):
+        for m in msgs:
+            content = m.get("content") if isinstance(m, dict) else None
+            if not isinstance(content, str):
+                break
+            out.append(content)
+    return out
+
+
 @dataclass
 class Cleaner:
     config: CleanConfig = field(default_factory=CleanConfig)
@@ -184,10 +265,14 @@ class Cleaner:
     def clean_many(self, recs: list[dict], *, languages: tuple[str, ...] | None = None) -> list[dict]:
         """The records that survive cleaning, in order (`clean` of each, with one language check for all)."""
         languages = languages or self.config.languages
+        contents = [_string_turns(rec) for rec in recs]
+        flat = plain_texts([c for turns in contents for c in turns])
+        pos = 0
         pending = []
-        for rec in recs:
+        for rec, turns in zip(recs, contents):
             self.seen += 1
-            reason, msgs = self._clean_turns(rec)
+            reason, msgs = self._clean_turns(rec, flat[pos:pos + len(turns)])
+            pos += len(turns)
             if reason:
                 self.drops[reason] += 1
             else:
@@ -221,8 +306,9 @@ class Cleaner:
             return "bad_structure"
         return None
 
-    def _clean_turns(self, rec: dict) -> tuple[str | None, list[dict]]:
-        """(drop reason, []) or (None, the cleaned messages): everything but the language check."""
+    def _clean_turns(self, rec: dict, plain: list[bool] | None = None) -> tuple[str | None, list[dict]]:
+        """(drop reason, []) or (None, the cleaned messages): everything but the language check. `plain`: per
+        string turn, in order, whether `plain_texts` found it needs no normalisation and no PII scrub."""
         cfg = self.config
         msgs = rec.get("messages")
         if not isinstance(msgs, list) or not msgs:
@@ -231,13 +317,14 @@ class Cleaner:
             return "too_many_turns", []
         total = 0
         out = []
-        for m in msgs:
+        for j, m in enumerate(msgs):
             content = m.get("content") if isinstance(m, dict) else None
             if not isinstance(content, str):
                 return "broken_turn", []
-            content = normalize_text(content)
-            if cfg.pii:
-                content = scrub_pii(content, self.pii)
+            if plain is None or not plain[j]:
+                content = normalize_text(content)
+                if cfg.pii:
+                    content = scrub_pii(content, self.pii)
             if not content:
                 return "empty_turn", []
             role = m.get("role")

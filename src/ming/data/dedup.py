@@ -38,6 +38,23 @@ def _drop_table() -> dict[int, None]:
 
 
 _CHAR_MAP: tuple[np.ndarray, np.ndarray] | None = None
+_SECONDS: frozenset[int] | None = None
+
+
+def composing_seconds() -> frozenset[int]:
+    """Code points that canonical composition can join to the character before them: the second character of
+    every two-character canonical decomposition, and the Hangul vowel and final jamo (built once on first use)."""
+    global _SECONDS
+    if _SECONDS is None:
+        seconds = {0x1161 + i for i in range(21)} | {0x11A8 + i for i in range(27)}  # Hangul V and T jamo
+        for cp in range(0x110000):
+            d = unicodedata.decomposition(chr(cp)) if not 0xD800 <= cp <= 0xDFFF else ""
+            if d and not d.startswith("<"):
+                parts = d.split()
+                if len(parts) == 2:
+                    seconds.add(int(parts[1], 16))
+        _SECONDS = frozenset(seconds)
+    return _SECONDS
 
 
 def _char_map() -> tuple[np.ndarray, np.ndarray]:
@@ -49,13 +66,7 @@ def _char_map() -> tuple[np.ndarray, np.ndarray]:
     NFKC of the text is the NFKC of its characters joined, and so are lower case and the drop."""
     global _CHAR_MAP
     if _CHAR_MAP is None:
-        seconds = {0x1161 + i for i in range(21)} | {0x11A8 + i for i in range(27)}  # Hangul V and T jamo
-        for cp in range(0x110000):
-            d = unicodedata.decomposition(chr(cp)) if not 0xD800 <= cp <= 0xDFFF else ""
-            if d and not d.startswith("<"):
-                parts = d.split()
-                if len(parts) == 2:
-                    seconds.add(int(parts[1], 16))
+        seconds = composing_seconds()
         drop = _drop_table()
         out = np.zeros(0x10000, dtype=np.uint32)
         ok = np.zeros(0x10000, dtype=bool)
@@ -74,6 +85,11 @@ def _char_map() -> tuple[np.ndarray, np.ndarray]:
             ok[cp] = True
         _CHAR_MAP = (out, ok)
     return _CHAR_MAP
+
+
+def prepare_tables() -> None:
+    """Build the normalisation tables now (before worker processes fork, so that they share them)."""
+    _char_map()
 
 
 def norm_for_hash(text: str) -> str:
@@ -140,11 +156,13 @@ def record_hashes(recs: Sequence[dict]) -> list[int]:
     return record_features(recs)[0]
 
 
-def record_features(recs: Sequence[dict]) -> tuple[list[int], list[str]]:
+def record_features(recs: Sequence[dict], turns: bool = False) -> tuple:
     """(`record_hashes(recs)`, `norm_many([record_text(r) for r in recs])`) from one normalisation of the turns:
     where every turn of a record was mapped character by character and the roles are system/user/assistant,
     the normalised record text is the roles' initials and the normalised turns joined (the ':' and newlines
-    that `record_text` adds are dropped by the normalisation); the other records are normalised whole."""
+    that `record_text` adds are dropped by the normalisation); the other records are normalised whole.
+    `turns`: also (every turn's normalisation, whether it was mapped character by character), for
+    `EvalIndex.match_batch`."""
     norms, simple = _norm_many([m["content"] for r in recs for m in r["messages"]])
     it = iter(zip(norms, simple))
     hashes: list[int] = []
@@ -163,7 +181,7 @@ def record_features(recs: Sequence[dict]) -> tuple[list[int], list[str]]:
             redo.append(i)
     for i, text in zip(redo, norm_many([record_text(recs[i]) for i in redo])):
         texts[i] = text
-    return hashes, texts  # type: ignore[return-value]
+    return (hashes, texts, (norms, simple)) if turns else (hashes, texts)
 
 
 _MERSENNE = np.uint64((1 << 61) - 1)
@@ -231,28 +249,44 @@ class MinHasher:
         a, b = proto.permutations
         self._a, self._b = a.astype(self.dtype)[:, None], b.astype(self.dtype)[:, None]
 
-    def _permute(self, hv: np.ndarray) -> np.ndarray:
-        """(num_perm, len(hv)) permuted hashes: one row per permutation, so that the per-text minimum runs over
-        contiguous memory."""
+    def _permute(self, hv: np.ndarray, perms: np.ndarray | None = None) -> np.ndarray:
+        """(permutations, len(hv)) permuted hashes: one row per permutation (all of them, or the rows `perms`),
+        so that the per-text minimum runs over contiguous memory."""
+        a, b = (self._a, self._b) if perms is None else (self._a[perms], self._b[perms])
         if self.scheme == "legacy":
-            return ((self._a * hv[None, :] + self._b) % _MERSENNE) & _MAX32
+            return ((a * hv[None, :] + b) % _MERSENNE) & _MAX32
         width = 32 if self.dtype == np.uint32 else 64
-        block = self._a * _fmix(hv.astype(self.dtype), width)[None, :]
-        block += self._b
+        block = a * _fmix(hv.astype(self.dtype), width)[None, :]
+        block += b
         return block
 
-    def signatures(self, texts: Sequence[str], normalized: bool = False) -> np.ndarray:
-        """(len(texts), num_perm) signatures; `normalized`: the texts already went through norm_for_hash."""
+    def signatures(self, texts: Sequence[str], normalized: bool = False, perms: np.ndarray | None = None
+                   ) -> np.ndarray:
+        """(len(texts), num_perm) signatures; `normalized`: the texts already went through norm_for_hash.
+        `perms`: only these permutations (columns), each value the same as in the full signature."""
         norms = list(texts) if normalized else norm_many(texts)
         hv, counts = batch_shingles(norms, self.ngram)
-        out = np.empty((len(norms), self.num_perm), dtype=self.dtype)
+        width = self.num_perm if perms is None else len(perms)
+        out = np.empty((len(norms), width), dtype=self.dtype)
         ends = np.cumsum(counts)
+        chunk = _CHUNK * self.num_perm // max(1, width)  # the same block size in bytes
+        affine = self.scheme != "legacy"
+        if affine:  # the hash finalizer once for the batch; the blocks in one buffer (no allocation per block)
+            a, b = (self._a, self._b) if perms is None else (self._a[perms], self._b[perms])
+            fm = _fmix(hv.astype(self.dtype), 32 if self.dtype == np.uint32 else 64)
+            buf = np.empty((width, chunk), dtype=self.dtype)
         i = 0
         while i < len(norms):
             start = ends[i] - counts[i]
-            j = int(np.searchsorted(ends, start + _CHUNK, side="right"))
+            j = int(np.searchsorted(ends, start + chunk, side="right"))
             j = max(j, i + 1)
-            block = self._permute(hv[start:ends[j - 1]])
+            if affine:
+                m = int(ends[j - 1] - start)
+                block = buf[:, :m] if m <= chunk else np.empty((width, m), dtype=self.dtype)
+                np.multiply(a, fm[None, start:start + m], out=block)
+                block += b
+            else:
+                block = self._permute(hv[start:ends[j - 1]], perms)
             out[i:j] = np.minimum.reduceat(block, (ends[i:j] - counts[i:j]) - start, axis=1).T
             i = j
         return out
@@ -343,7 +377,13 @@ class BloomFilter:
 
     def add(self, keys: np.ndarray) -> None:
         pos = self._positions(keys).ravel()
-        np.bitwise_or.at(self._bits, pos >> np.uint64(6), np.left_shift(np.uint64(1), pos & np.uint64(63)))
+        words, bits = pos >> np.uint64(6), np.left_shift(np.uint64(1), pos & np.uint64(63))
+        # `np.bitwise_or.at` without its cost: a fancy-indexed |= keeps one write per repeated word, so repeat it for
+        # the bits that did not land (rare: positions seldom share a 64-bit word); no bit is ever cleared
+        while len(words):
+            self._bits[words] |= bits
+            lost = (self._bits[words] & bits) == 0
+            words, bits = words[lost], bits[lost]
 
 
 class _KeySet:
@@ -490,23 +530,33 @@ class EvalIndex:
     record near-duplicates, or returns None; `match_batch(recs)` does it for many records with one signature
     computation. Where several eval items match, the first added is named."""
 
+    PREFILTER_ROWS = 2  # rows per band of the partial signatures that rule most texts out (see `match_texts`)
+    PREFILTER_BITS = 22  # a bit table of 4M entries in front of the sorted partial keys
+
     def __init__(self, hasher: MinHasher, threshold: float = 0.6, min_chars: int = 8):
         self.hasher, self.threshold, self.min_chars = hasher, threshold, min_chars
         self.bands, self.rows = lsh_params(threshold, hasher.num_perm)
-        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
+        self._order = np.zeros((self.bands, 0), dtype=np.int64)  # per band, the items by band sum
         self._keys: list[str] = []
         self._sigs = np.zeros((0, hasher.num_perm), dtype=hasher.dtype)
         self._sums = np.zeros((self.bands, 0), dtype=np.uint64)
         self._pending: list[tuple[str, str]] = []
-        self._exact: dict[int, str] = {}
+        self._exact: dict[str, str] = {}  # normalised text -> first eval item with it
+        # prefilter: the first PREFILTER_ROWS rows of each band, summed and tagged with the band, of every eval
+        # item (sorted): a text whose band equals an item's has the same partial sum for that band
+        self._pre_perms = np.array([b * self.rows + k for b in range(self.bands)
+                                    for k in range(min(self.PREFILTER_ROWS, self.rows))], dtype=np.int64)
+        self._pre_keys = np.zeros(0, dtype=np.uint64)
         self.n_items = 0
         self.files: list[str] = []
 
     def add(self, key: str, text: str) -> None:
-        norm = norm_for_hash(text)
+        self._add_norm(key, norm_for_hash(text))
+
+    def _add_norm(self, key: str, norm: str) -> None:
         if not norm:
             return
-        self._exact.setdefault(hash64(norm), key)
+        self._exact.setdefault(norm, key)
         if len(norm) < self.min_chars:
             return  # too short for a meaningful n-gram similarity: exact match only
         self._pending.append((key, norm))
@@ -515,25 +565,43 @@ class EvalIndex:
         if not self._pending:
             return
         sigs = self.hasher.signatures([n for _, n in self._pending], normalized=True)
-        base = len(self._keys)
-        for i, row in enumerate(band_keys(sigs, self.bands, self.rows, hashed=False)):
-            for k, bucket in zip(row, self._buckets):
-                bucket.setdefault(k, []).append(base + i)
         self._keys += [k for k, _ in self._pending]
         self._sigs = np.concatenate([self._sigs, sigs])
-        self._sums = np.sort(band_sums(self._sigs, self.bands, self.rows), axis=0).T.copy()  # per band, sorted
+        # the buckets: per band, the items ordered by their band sum (equal bands have equal sums; an equal sum
+        # is checked against the band's values)
+        sums = band_sums(self._sigs, self.bands, self.rows)
+        self._order = np.argsort(sums, axis=0, kind="stable").T.copy()
+        self._sums = np.take_along_axis(sums, self._order.T, axis=0).T.copy()  # per band, sorted
+        keys = np.sort(self._partial_keys(self._sigs[:, self._pre_perms]), axis=None)
+        self._pre_keys = keys[np.concatenate(([True], keys[1:] != keys[:-1]))]  # np.unique, by a sort (faster)
+        self._pre_bits = np.zeros(1 << self.PREFILTER_BITS, dtype=bool)  # a first, cheaper test of the same keys
+        self._pre_bits[self._bit_of(self._pre_keys)] = True
         self._pending = []
+
+    def _bit_of(self, keys: np.ndarray) -> np.ndarray:
+        return (keys * _GOLDEN) >> np.uint64(64 - self.PREFILTER_BITS)
+
+    def _partial_keys(self, part: np.ndarray) -> np.ndarray:
+        """(texts, bands) keys of the partial signatures `part` (columns `_pre_perms`): each band's partial sum,
+        tagged with the band."""
+        k = len(self._pre_perms) // self.bands
+        sums = part.astype(np.uint64).reshape(len(part), self.bands, k).sum(axis=2)
+        shift = np.uint64(max(8, int(self.bands).bit_length()))
+        return (sums << shift) | np.arange(self.bands, dtype=np.uint64)[None, :]
 
     def add_files(self, paths: Iterable[str | Path], errors: ErrorLog | None = None) -> None:
         errors = errors if errors is not None else ErrorLog()
         for path in paths:
             self.files.append(str(path))
+            keys, texts = [], []
             for line_no, row in iter_rows(path, errors=errors):
                 key = str(row.get("id") or f"{Path(path).name}:{line_no}")
-                texts = eval_texts(row)
-                for t in texts:
-                    self.add(key, t)
-                self.n_items += 1 if texts else 0
+                item = eval_texts(row)
+                keys += [key] * len(item)
+                texts += item
+                self.n_items += 1 if item else 0
+            for key, norm in zip(keys, norm_many(texts)):
+                self._add_norm(key, norm)
         self._flush()
 
     def __getstate__(self):
@@ -542,21 +610,40 @@ class EvalIndex:
 
     def match_texts(self, texts: Sequence[str]) -> list[str | None]:
         """The eval item each text matches (exact after normalisation, or estimated Jaccard >= threshold)."""
+        return self.match_norms(norm_many(texts))
+
+    def match_norms(self, normalized: Sequence[str]) -> list[str | None]:
+        """`match_texts` of texts already normalised (`norm_many`)."""
         self._flush()
-        out: list[str | None] = [None] * len(texts)
+        out: list[str | None] = [None] * len(normalized)
         longs, norms = [], []
-        for j, norm in enumerate(norm_many(texts)):
+        exact, min_chars = self._exact, self.min_chars
+        for j, norm in enumerate(normalized):
             if not norm:
                 continue
-            hit = self._exact.get(hash64(norm))
+            hit = exact.get(norm)
             if hit is not None:
                 out[j] = hit
-            elif len(norm) >= self.min_chars:
+            elif len(norm) >= min_chars:
                 longs.append(j)
                 norms.append(norm)
         if not longs or not self._keys:
             return out
-        sigs = self.hasher.signatures(norms, normalized=True)
+        # exact prefilter: a band equal to an eval item's has its first rows equal too, so only the texts with
+        # a partial band sum among the eval items' (~5%) need their whole signature
+        part = self.hasher.signatures(norms, normalized=True, perms=self._pre_perms)
+        keys = self._partial_keys(part)
+        may = self._pre_bits[self._bit_of(keys)]  # no false negatives: every eval key has its bit set
+        rows, cols = np.nonzero(may)
+        cand = keys[rows, cols]
+        at = np.minimum(np.searchsorted(self._pre_keys, cand), len(self._pre_keys) - 1)
+        maybe = np.zeros(len(keys), dtype=bool)
+        maybe[rows[self._pre_keys[at] == cand]] = True
+        if not maybe.any():
+            return out
+        pick = np.flatnonzero(maybe).tolist()
+        longs = [longs[i] for i in pick]
+        sigs = self.hasher.signatures([norms[i] for i in pick], normalized=True)
         # prefilter: a text can share a bucket only if one of its band sums is an eval item's (no false negatives)
         sums = band_sums(sigs, self.bands, self.rows)
         maybe = np.zeros(len(sigs), dtype=bool)
@@ -567,14 +654,18 @@ class EvalIndex:
         hit = np.flatnonzero(maybe)
         if not len(hit):
             return out
-        sigs = sigs[hit]
+        sigs, sums = sigs[hit], sums[hit]
         longs = [longs[i] for i in hit.tolist()]
-        for j, sig, row in zip(longs, sigs, band_keys(sigs, self.bands, self.rows, hashed=False)):
-            cands: set[int] = set()
-            for k, bucket in zip(row, self._buckets):
-                got = bucket.get(k)
-                if got:
-                    cands.update(got)
+        r = self.rows
+        for j, sig, row in zip(longs, sigs, sums):
+            cands: set[int] = set()  # the items that share a band with the text
+            for b in range(self.bands):
+                table = self._sums[b]
+                lo, hi = np.searchsorted(table, row[b], "left"), np.searchsorted(table, row[b], "right")
+                if lo < hi:
+                    items = self._order[b, lo:hi]
+                    same = (self._sigs[items, b * r:(b + 1) * r] == sig[b * r:(b + 1) * r]).all(axis=1)
+                    cands.update(items[same].tolist())
             if not cands:
                 continue
             order = sorted(cands)
@@ -588,19 +679,64 @@ class EvalIndex:
     def match_text(self, text: str) -> str | None:
         return self.match_texts([text])[0]
 
-    def match_batch(self, recs: Sequence[dict]) -> list[str | None]:
+    def match_batch(self, recs: Sequence[dict], turns: tuple[list[str], list[bool]] | None = None
+                    ) -> list[str | None]:
         """Per record: the eval item that its first matching query text (user turns, their lines, all user
-        turns joined) matches, or None."""
-        texts, owner = [], []
-        for i, rec in enumerate(recs):
-            for t in _query_texts(rec, self.min_chars):
-                texts.append(t)
-                owner.append(i)
+        turns joined) matches, or None. `turns`: the normalised turns of `record_features(recs, turns=True)`,
+        reused for the user turns and, where they were mapped character by character, their join."""
+        owner: list[int] = []
+        if turns is None:
+            texts = []
+            for i, rec in enumerate(recs):
+                for t in _query_texts(rec, self.min_chars):
+                    texts.append(t)
+                    owner.append(i)
+            hits = self.match_texts(texts)
+        else:
+            hits = self.match_norms(self._query_norms(recs, *turns, owner))
         out: list[str | None] = [None] * len(recs)
-        for i, hit in zip(owner, self.match_texts(texts)):
+        for i, hit in zip(owner, hits):
             if hit is not None and out[i] is None:
                 out[i] = hit
         return out
+
+    def _query_norms(self, recs: Sequence[dict], norms: list[str], simple: list[bool], owner: list[int]
+                     ) -> list[str]:
+        """The normalised query texts of `_query_texts`, in its order (their records appended to `owner`), from
+        the normalised turns; the lines, and the joined user turns when a turn was not mapped character by
+        character, are normalised here."""
+        out: list[str | None] = []
+        raw: list[str] = []
+        raw_at: list[int] = []
+
+        def later(i: int, text: str) -> None:
+            raw_at.append(len(out))
+            raw.append(text)
+            out.append(None)
+            owner.append(i)
+
+        pos, min_chars = 0, self.min_chars
+        for i, rec in enumerate(recs):
+            msgs = rec["messages"]
+            users = [(m["content"], pos + k) for k, m in enumerate(msgs) if m["role"] == "user"]
+            pos += len(msgs)
+            for _, k in users:
+                out.append(norms[k])
+                owner.append(i)
+            for u, _ in users:
+                if "\n" in u:
+                    for ln in u.split("\n"):
+                        if len(ln) >= min_chars and ln != u:
+                            later(i, ln)
+            if len(users) > 1:
+                if all(simple[k] for _, k in users):  # "\n" is dropped: the join of the normalisations
+                    out.append("".join(norms[k] for _, k in users))
+                    owner.append(i)
+                else:
+                    later(i, "\n".join(u for u, _ in users))
+        for j, norm in zip(raw_at, norm_many(raw)):
+            out[j] = norm
+        return out  # type: ignore[return-value]
 
     def match(self, rec: dict) -> str | None:
         return self.match_batch([rec])[0]

@@ -36,7 +36,7 @@ import numpy as np
 from ming.data.build import begin, check_bad_input, close_source, finish, make_context, write_result
 from ming.data.dedup import band_keys, bloom_available, lsh_params
 from ming.data.errorlog import ErrorLog
-from ming.data.mix import select_file
+from ming.data.mix import select_stratum
 from ming.data.pipeline import RecordStage, SourceTask, Workers
 from ming.data.recipe import Recipe, SourceSpec, SubsetSpec
 from ming.data.sources import get_converter
@@ -145,24 +145,6 @@ def _resolve_near(buckets: list[list[tuple[int, int]]]) -> set:
             for b in bs:
                 has_kept[b] = True
     return dups
-
-
-def _select(spill: str, n: int, k: int, seed: str, out: str) -> str:
-    """One stratum of the mix: k of the n lines of a source's spill (seeded as in the local build)."""
-    import random
-
-    rng = random.Random(seed)
-    with open(out, "wb") as fh:
-        for rep, line in select_file(Path(spill), n, k, rng):
-            fh.write(b"%d\t" % rep + line)
-    return out
-
-
-def _read_selected(path: str):
-    with open(path, "rb") as fh:
-        for line in fh:
-            rep, _, rest = line.partition(b"\t")
-            yield int(rep), rest
 
 
 def _client(scheduler: str | None, workers: int):
@@ -287,12 +269,9 @@ def _run(dask, db, cfg, su, recipe, out, work, shards, specs, bands, rows, hashe
         close_source(subset, spec, paths, ctx, st, src_drops, sources, drops, all_errors, work,
                      recipe.max_error_rate, log)
 
-    def sample_strata(strata: list[tuple[str, str, int, int]]) -> dict:
-        jobs = [(str(spills[(s, src)]), n, k, f"{recipe.seed}|{s}|{src}", str(work / f"sel-{i}.tsv"))
-                for i, (s, src, n, k) in enumerate(strata)]
+    def sample_strata(jobs: list[tuple]) -> list[str]:
         with dask.config.set(cfg):
-            paths = db.from_sequence(jobs, npartitions=max(1, len(jobs))).starmap(_select).compute()
-        return {(s, src): _read_selected(p) for (s, src, _, _), p in zip(strata, paths)}
+            return db.from_sequence(jobs, npartitions=max(1, len(jobs))).starmap(select_stratum).compute()
 
     with Workers(su.stage, n_workers) as pool:
         result = finish(su, out, work, sources, spills, all_errors, drops, pii, examples, pool=pool, audit=audit,

@@ -10,17 +10,26 @@ Selection (`select_stream`) is Knuth's selection sampling (Algorithm S): it stre
 k of n records, uniformly, seeded, in O(1) memory; k > n repeats whole passes (upsampling).
 Shuffling (`BucketShuffler`) spreads records over temporary bucket files and shuffles one bucket at a time, so
 memory is bounded by the bucket size, not the mix size.
+
+A spill line (`spill_line`) is a kept record's JSON line after a fixed-size head that carries what pass 1 found
+for it: its exact hash and the CRC-32 of the JSON line, so that the audit can tell a line that reached the output
+unchanged (and reuse pass 1's hash and eval check) from one that did not. Each source's spill is one stratum of
+the mix: `select_stratum` draws from it with the stratum's own seeded generator, decides the train/dev split
+and rewrites upsampling repeats, so strata can be drawn in parallel.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import orjson
+
+from ming.data.records import stable_id
 
 
 def water_fill(total: int, weights: dict[str, float], limits: dict[str, float]) -> dict[str, int]:
@@ -172,6 +181,42 @@ class BucketShuffler:
             self.rng.shuffle(lines)
             yield from lines
             p.unlink()
+
+
+SPILL_HEAD = 25  # bytes before the JSON line of a spill line: 16 hex digits of exact hash, 8 of CRC-32, a tab
+
+
+def spill_line(exact: int, line: bytes) -> bytes:
+    """A kept record's spill line: the head (`SPILL_HEAD`) and its JSON line."""
+    return b"%016x%08x\t" % (exact, zlib.crc32(line)) + line
+
+
+def spill_head(head: bytes, line: bytes) -> int | None:
+    """The exact hash a spill head carries when `line` is still the JSON line it was made for, else None."""
+    if len(head) == SPILL_HEAD and int(head[16:24], 16) == zlib.crc32(line):
+        return int(head[:16], 16)
+    return None
+
+
+def select_stratum(spill: str, n: int, k: int, seed: str, dev_seed: int, dev_fraction: float, out: str) -> str:
+    """One stratum of the mix: k of the n lines of a source's spill (generator seeded with `seed`), written to
+    `out` as b"1" (dev) or b"0" (train) + the spill line; an upsampling repeat gets `meta.repeat` and an id
+    ending in #r<repeat> (its head then no longer matches its line). The split is a hash of the original id."""
+    rng = random.Random(seed)
+    with open(out, "wb") as fh:
+        for rep, sline in select_file(Path(spill), n, k, rng):
+            head, line = sline[:SPILL_HEAD], sline[SPILL_HEAD:]
+            rec_id = None
+            if rep or dev_fraction:
+                rec = orjson.loads(line)
+                rec_id = rec["id"]
+                if rep:
+                    rec["meta"]["repeat"] = rep
+                    rec["id"] = f"{rec_id}#r{rep}"
+                    line = dumps(rec)
+            is_dev = dev_fraction > 0 and int(stable_id("dev", dev_seed, rec_id, n=8), 16) / 16**8 < dev_fraction
+            fh.write((b"1" if is_dev else b"0") + head + line)
+    return out
 
 
 def dumps(rec: dict) -> bytes:

@@ -7,14 +7,16 @@ system prompt, cleaning, the exact hash of the normalised conversation, its MinH
 eval-contamination check. None of that depends on other records, so shards run in worker processes; what does
 depend on order — exact and near dedup, first come first kept — stays in the caller, which gets the results back
 in submission order (`Workers.map`) and decides a whole batch with a few numpy operations. What crosses the
-process boundary is small: the shard's description going out, and per kept record its JSON line, 8 bytes of
-exact hash and 8 bytes per band coming back.
+process boundary is small: the shard's description going out, and per kept record its spill line (`spill_line`:
+exact hash and CRC-32 ahead of the JSON line), 8 bytes of exact hash and 8 bytes per band coming back. The same
+workers draw the strata of the mix (`RecordStage.select`) and audit the written lines (`RecordStage.audit`).
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import pickle
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -24,14 +26,17 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import orjson
 
-from ming.data.clean import CleanConfig, Cleaner
-from ming.data.dedup import EvalIndex, MinHasher, band_sums, record_features, record_hashes
+from ming.data.clean import CleanConfig, Cleaner, char_flags
+from ming.data.dedup import EvalIndex, MinHasher, band_sums, prepare_tables, record_features, record_hashes
 from ming.data.errorlog import ErrorLog
+from ming.data.mix import select_stratum, spill_head, spill_line
 from ming.data.rawio import jsonl_spans, splittable
 from ming.data.recipe import SourceSpec, SubsetSpec
 from ming.data.records import validate_record
+from ming.data.report import MixStats
 from ming.data.sources import get_converter
 from ming.data.sources._common import SourceContext
+from ming.errors import MingError
 
 BATCH = 512  # records per batch of the per-record stages (numpy operations over a whole batch)
 SPAN_BYTES = 2 << 20  # a JSONL input is read in pieces of this size, one per task
@@ -126,10 +131,38 @@ def source_shards(source: int, subset: SubsetSpec, spec: SourceSpec, task: Sourc
 class RecordStage:
     """Clean, hash, sign and eval-check batches of records (stateless between batches)."""
 
-    def __init__(self, clean: CleanConfig, hasher: MinHasher, eval_index: EvalIndex | None,
-                 bands: tuple[int, int] | None = None):
-        """`bands`: (bands, rows) of the near-dedup index: results carry band keys instead of signatures."""
+    def __init__(self, clean: CleanConfig, hasher: MinHasher | None, eval_index: EvalIndex | None,
+                 bands: tuple[int, int] | None = None, shared: Path | None = None):
+        """`bands`: (bands, rows) of the near-dedup index: results carry band keys instead of signatures.
+        `shared`: a file that `share` writes later: a copy of this stage made before that (a worker) takes the
+        hasher, eval index and bands from it when it first needs them."""
         self.clean_cfg, self.hasher, self.eval_index, self.bands = clean, hasher, eval_index, bands
+        self.shared = shared
+        self._owner = os.getpid()  # the process that will write `shared`
+
+    def share(self, hasher: MinHasher, eval_index: EvalIndex | None, bands: tuple[int, int] | None,
+              to_file: bool) -> None:
+        """Set the hasher, eval index and bands here and, with `to_file`, for the copies of this stage in the
+        workers (written to `shared` at once: a worker never reads half a file)."""
+        path, self.shared = self.shared, None
+        self.hasher, self.eval_index, self.bands = hasher, eval_index, bands
+        if to_file and path is not None:
+            tmp = path.with_suffix(".tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump((hasher, eval_index, bands), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+
+    def _ready(self) -> None:
+        """In a worker started before `share`: wait for the shared file and take what it holds."""
+        if self.shared is None:
+            return
+        while not self.shared.exists():
+            if os.getppid() != self._owner:  # the build that would write it is gone: do not wait for ever
+                raise MingError(f"the build process ended before it wrote {self.shared}; run the build again")
+            time.sleep(0.005)
+        with open(self.shared, "rb") as fh:
+            self.hasher, self.eval_index, self.bands = pickle.load(fh)
+        self.shared = None
 
     def run(self, task: SourceTask, payload: bytes) -> BatchResult:
         t = time.process_time()
@@ -139,6 +172,7 @@ class RecordStage:
         return res
 
     def run_records(self, task: SourceTask, recs: list[dict]) -> BatchResult:
+        self._ready()
         secs: Counter = Counter()
         t1 = time.process_time()
         cleaner = Cleaner(self.clean_cfg)
@@ -149,7 +183,7 @@ class RecordStage:
         kept = cleaner.clean_many(recs, languages=task.languages)
         t2 = time.process_time()
         secs["clean"] += t2 - t1
-        hashes, texts = record_features(kept)
+        hashes, texts, turns = record_features(kept, turns=True)
         exact = np.array(hashes, dtype=np.uint64)
         t3 = time.process_time()
         secs["exact_hash"] += t3 - t2  # the normalisation that exact hash and MinHash share
@@ -159,10 +193,11 @@ class RecordStage:
             keys, sigs = band_sums(sigs, *self.bands), None
         t4 = time.process_time()
         secs["minhash"] += t4 - t3
-        hits = self.eval_index.match_batch(kept) if self.eval_index is not None else [None] * len(kept)
+        hits = (self.eval_index.match_batch(kept, turns) if self.eval_index is not None
+                else [None] * len(kept))
         t5 = time.process_time()
         secs["decontaminate"] += t5 - t4
-        lines = [orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in kept]
+        lines = [spill_line(h, orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE)) for h, r in zip(hashes, kept)]
         secs["serialise"] += time.process_time() - t5
         return BatchResult(task.source, len(recs), [r["id"] for r in kept], lines, exact, sigs, hits,
                            cleaner.drops, cleaner.pii, secs, keys)
@@ -178,16 +213,23 @@ class RecordStage:
         results = [self.run_records(sh.task, recs[i:i + BATCH]) for i in range(0, len(recs), BATCH)]
         return FileResult(results, ctx.errors, dict(ctx.skips), secs, sh.source, sh.last)
 
-    def audit(self, lines: list[bytes], name: str, first_line: int) -> dict:
+    def audit(self, lines: list[bytes], heads: list[bytes], name: str, first_line: int, split: str) -> dict:
         """Re-check written lines: schema, exact hashes (for the caller's duplicate count), eval contamination;
-        deliberate upsampling repeats are counted apart."""
+        deliberate upsampling repeats are counted apart. A line whose spill head (`heads`, b"" for none) still
+        matches it is the very line pass 1 hashed and eval-checked: its hash is the head's and it is clean (pass
+        1 kept it); every other line is hashed and eval-checked again here. Also the mix statistics of the
+        lines (`MixStats`, as records of `split`)."""
+        self._ready()
         t = time.process_time()
         n = invalid = repeats = 0
         examples: list[str] = []
+        carried: list[int] = []
         fresh = []
-        for line_no, line in enumerate(lines, first_line):
+        stats = MixStats()
+        for line_no, (line, head) in enumerate(zip(lines, heads), first_line):
             n += 1
             rec = orjson.loads(line)
+            stats.add(rec, split)
             problems = validate_record(rec, training=True, require_category=True)
             if problems:
                 invalid += 1
@@ -196,12 +238,21 @@ class RecordStage:
             if rec.get("meta", {}).get("repeat"):
                 repeats += 1
                 continue
-            fresh.append(rec)
-        hashes = np.array(record_hashes(fresh), dtype=np.uint64)
+            h = spill_head(head, line) if head else None
+            if h is None:
+                fresh.append(rec)
+            else:
+                carried.append(h)
+        hashes = np.array(carried + record_hashes(fresh), dtype=np.uint64)
         contaminated = (sum(1 for h in self.eval_index.match_batch(fresh) if h) if self.eval_index is not None
                         else 0)
         return {"records": n, "invalid": invalid, "repeats": repeats, "examples": examples, "hashes": hashes,
-                "contaminated": contaminated, "cpu_seconds": time.process_time() - t}
+                "contaminated": contaminated, "stats": stats, "cpu_seconds": time.process_time() - t}
+
+    def select(self, *args) -> tuple[str, float]:
+        """One stratum of the mix (`select_stratum`), where the stage runs: (its file, CPU seconds)."""
+        t = time.process_time()
+        return select_stratum(*args), time.process_time() - t
 
 
 _STAGE: RecordStage | None = None
@@ -232,16 +283,27 @@ class Workers:
         self.stage, self.n = stage, max(1, int(n))
         self._pool = None
         if self.n > 1:
+            char_flags()  # the cleaner's and the normalisation's tables, built once here rather than in every
+            prepare_tables()  # worker
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context("spawn")
             self._pool = ctx.Pool(self.n, initializer=_init, initargs=(stage,))
 
     def map(self, method: str, args: Iterable[tuple]) -> Iterator:
+        """The results of `method` on each argument tuple, in order. With worker processes the first tasks are
+        submitted at once (they run while the caller does other work before taking the results); in this
+        process each runs when its result is taken."""
         if self._pool is None:
             fn: Callable = getattr(self.stage, method)
-            for a in args:
-                yield fn(*a)
-            return
+            return (fn(*a) for a in args)
+        args = iter(args)
         pending: deque = deque()
+        for a in args:
+            pending.append(self._pool.apply_async(_call, (method, a)))
+            if len(pending) >= 2 * self.n + 1:
+                break
+        return self._results(method, args, pending)
+
+    def _results(self, method: str, args: Iterator[tuple], pending: deque) -> Iterator:
         for a in args:
             pending.append(self._pool.apply_async(_call, (method, a)))
             if len(pending) >= 2 * self.n + 2:
@@ -260,17 +322,3 @@ class Workers:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def line_batches(path, size: int = 2048) -> Iterator[tuple[list[bytes], int]]:
-    """(lines, number of the first line) of a file, `size` lines at a time."""
-    with open(path, "rb") as fh:
-        buf: list[bytes] = []
-        first = 1
-        for line_no, line in enumerate(fh, 1):
-            buf.append(line)
-            if len(buf) >= size:
-                yield buf, first
-                buf, first = [], line_no + 1
-        if buf:
-            yield buf, first

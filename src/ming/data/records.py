@@ -46,8 +46,11 @@ class Record(TypedDict):
 
 def stable_id(*parts: Any, n: int = 12) -> str:
     """Hex digest of the parts: the same input gives the same id on every machine."""
-    h = hashlib.blake2b("\x1f".join(str(p) for p in parts).encode("utf-8"), digest_size=16)
-    return h.hexdigest()[:n]
+    try:
+        text = "\x1f".join(parts)  # all strings: the common case
+    except TypeError:
+        text = "\x1f".join(map(str, parts))
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()[:n]
 
 
 def make_record(*, source: str, category: str = "", subset: str = "", messages: list[Message],
@@ -131,9 +134,39 @@ def to_record(obj: Any) -> dict:
                      "Alpaca 'instruction'+'output'")
 
 
+def _plainly_valid(obj: Any, training: bool, require_category: bool) -> bool:
+    """A quick test that holds only for records `validate_record` finds nothing wrong with (the common case:
+    string id and source, a known category, user/assistant turns alternating after an optional system turn,
+    no empty content); a record it does not pass gets the full check."""
+    if type(obj) is not dict:
+        return False
+    i, s, cat, msgs = obj.get("id"), obj.get("source"), obj.get("category"), obj.get("messages")
+    if type(i) is not str or not i or type(s) is not str or not s or type(msgs) is not list or not msgs:
+        return False
+    if (require_category or cat) and cat not in CATEGORIES:
+        return False
+    if "meta" in obj and type(obj["meta"]) is not dict:
+        return False
+    roles = []
+    for m in msgs:
+        if type(m) is not dict or type(m.get("content")) is not str or not m["content"].strip():
+            return False
+        roles.append(m.get("role"))
+    k = 1 if roles[0] == "system" else 0
+    n = len(roles) - k
+    if n < 1 or (training and n % 2):
+        return False
+    users, assistants = roles[k::2], roles[k + 1::2]
+    return users.count("user") == len(users) and assistants.count("assistant") == len(assistants)
+
+
 def validate_record(obj: Any, *, training: bool = True, require_category: bool = False) -> list[str]:
     """Problems with one record (empty list = valid). With `training`, the conversation must end with an
     assistant turn. Roles must alternate user/assistant after an optional leading system message."""
+    return [] if _plainly_valid(obj, training, require_category) else _problems(obj, training, require_category)
+
+
+def _problems(obj: Any, training: bool, require_category: bool) -> list[str]:
     problems: list[str] = []
     if not isinstance(obj, dict):
         return [f"record is a {type(obj).__name__}, not an object"]

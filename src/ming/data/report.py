@@ -41,6 +41,17 @@ class MixStats:
         ex = sum(1 for m in rec["messages"] if m["role"] == "assistant")
         self.exchanges[cat][str(ex) if ex < 6 else "6+"] += 1
 
+    def merge(self, other: "MixStats") -> None:
+        """Add the counts of `other` (the stats of the lines that follow): the same as adding its records here,
+        keys in the same order."""
+        self.total += other.total
+        for name in ("splits", "category", "subset", "source", "char_sum"):
+            getattr(self, name).update(getattr(other, name))
+        for name in ("chars", "exchanges"):
+            mine = getattr(self, name)
+            for k, v in getattr(other, name).items():
+                mine[k].update(v)
+
     def to_dict(self) -> dict:
         return {"total": self.total, "splits": dict(self.splits), "category": dict(self.category),
                 "subset": dict(self.subset), "source": dict(self.source),

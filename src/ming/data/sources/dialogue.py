@@ -71,8 +71,13 @@ _BLANK_LINES = re.compile(r"\n{2,}")
 
 
 def _patient_text(text: str) -> str:
-    text = _DATE_STAMP.sub("", _FORM_DROP.sub("", text))
-    return _BLANK_LINES.sub("\n", text).strip()
+    if "医院" in text:  # every _FORM_DROP line holds 医院, every _DATE_STAMP 填写
+        text = _FORM_DROP.sub("", text)
+    if "填写" in text:
+        text = _DATE_STAMP.sub("", text)
+    if "\n\n" in text:
+        text = _BLANK_LINES.sub("\n", text)
+    return text.strip()
 
 
 _FIRST_KEYS = ("疾病", "病情描述", "希望获得的帮助", "主诉")

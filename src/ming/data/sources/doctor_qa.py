@@ -22,36 +22,55 @@ _SIGNOFF = re.compile(
     r"(?:请|记得)?(?:点击|关注|采纳|好评|点赞)|(?:以上|此|本)(?:回答|建议|意见|解答)(?:仅供参考|仅作参考)|仅供参考|"
     r"(?:扫码|加我|私信)|我是[^，。,]{0,12}(?:助手|智能|AI|机器人|模型)|很高兴(?:能)?(?:帮到|为)(?:你|您)|本人(?:是|为).{0,20}医(?:生|师)|(?:主治|副主任|主任)医师[^。]{0,10}(?:回复|解答)")
 _CLAUSE = re.compile(r"[^，,。！？!?；;\n]+[，,。！？!?；;\n]*")
-# every alternative of _SIGNOFF holds one of these characters: a text without any cannot hold a sign-off
-_SIGNOFF_CUE = re.compile("[祝希有欢点关采好仅扫加私我很本医]")
+# every alternative of _SIGNOFF holds one of these words (祝…, …帮助, …疑问/问题…, 欢迎…, 点击/关注/采纳/好评/点赞,
+# …参考, 扫码/加我/私信, 我是…, 很高兴…, 本人…, …医师…): a text without any cannot hold a sign-off
+_SIGNOFF_CUE = re.compile("祝|帮助|疑问|问题|欢迎|点击|关注|采纳|好评|点赞|参考|扫码|加我|私信|我是|很高兴|本人|医师")
 _LABEL = re.compile(r"\s*(病情分析|指导意见|意见建议)\s*[：:]?\s*")
 _EMPTY_LABEL = re.compile(r"\n?(?:病情分析|指导意见|意见建议)：$")
 _LINE_LABEL = re.compile(r"^(病情分析|指导意见|意见建议)：")
 _EDGE_PUNCT = re.compile(r"^[，,。！!：:；;、\s]+|[，,、：:；;\s]+$")
 
 
+# cheap tests implied by the patterns above (a text that fails one cannot match the pattern):
+_GREETING_FIRST = frozenset("你您hH亲感谢很")  # the first character of every _GREETING alternative (re.I: h/H only)
+_CLAUSE_DELIMS = frozenset("，,。！？!?；;\n")  # _CLAUSE's delimiters: the clauses of a text that starts with
+# none of them, joined, are the text
+_LABELS = ("病情分析", "指导意见", "意见建议")
+_EDGE_FIRST = frozenset("，,。！!：:；;、")
+_EDGE_LAST = frozenset("，,、：:；;")
+
+
+def _greeting_sub(text: str) -> str:
+    return _GREETING.sub("", text) if text[:1] in _GREETING_FIRST else text
+
+
 def clean_answer(text: str) -> str:
-    text = _GREETING.sub("", text.strip()).strip()
-    kept = []
-    clauses = _CLAUSE.findall(text)
+    text = _greeting_sub(text.strip()).strip()
     if _SIGNOFF_CUE.search(text) is None or _SIGNOFF.search(text) is None:  # no sign-off anywhere (no anchors:
         # a clause's match is the text's)
-        clauses, kept = [], clauses
-    for clause in clauses:
-        m = _SIGNOFF.search(clause)
-        if m is None:
-            kept.append(clause)
-        elif m.start() >= 4:  # content, then a sign-off glued on without punctuation
-            kept.append(clause[:m.start()])
+        kept = [text] if text[:1] not in _CLAUSE_DELIMS else _CLAUSE.findall(text)
+    else:
+        kept = []
+        for clause in _CLAUSE.findall(text):
+            m = _SIGNOFF.search(clause)
+            if m is None:
+                kept.append(clause)
+            elif m.start() >= 4:  # content, then a sign-off glued on without punctuation
+                kept.append(clause[:m.start()])
     text = "".join(kept).strip()
-    text = _LABEL.sub(lambda m: f"\n{m.group(1)}：", text).strip()
-    text = _EMPTY_LABEL.sub("", text)  # a label left with nothing after it
-    lines = []
-    for line in text.split("\n"):
-        m = _LINE_LABEL.match(line)
-        lines.append(m.group(0) + _GREETING.sub("", line[m.end():]).lstrip("，,！!。") if m else _GREETING.sub("", line))
+    if any(lab in text for lab in _LABELS):
+        text = _LABEL.sub(lambda m: f"\n{m.group(1)}：", text).strip()
+        text = _EMPTY_LABEL.sub("", text)  # a label left with nothing after it
+        lines = []
+        for line in text.split("\n"):
+            m = _LINE_LABEL.match(line)
+            lines.append(m.group(0) + _greeting_sub(line[m.end():]).lstrip("，,！!。") if m else _greeting_sub(line))
+    else:  # no label: _LABEL, _EMPTY_LABEL and _LINE_LABEL cannot match
+        lines = [_greeting_sub(line) for line in text.split("\n")]
     text = "\n".join(lines).strip()
-    return _EDGE_PUNCT.sub("", text)
+    if text and (text[0] in _EDGE_FIRST or text[-1] in _EDGE_LAST or text[0].isspace() or text[-1].isspace()):
+        text = _EDGE_PUNCT.sub("", text)
+    return text
 
 
 def finish(text: str, min_chars: int) -> str:
