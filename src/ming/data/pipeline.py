@@ -275,6 +275,9 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+WORKER_TIMEOUT = 900  # seconds one task may take before the build gives up on its worker
+
+
 class Workers:
     """Runs RecordStage methods in `n` processes (or in this one when n == 1), results in submission order,
     at most a few batches in flight so that memory does not grow with the input."""
@@ -307,9 +310,17 @@ class Workers:
         for a in args:
             pending.append(self._pool.apply_async(_call, (method, a)))
             if len(pending) >= 2 * self.n + 2:
-                yield pending.popleft().get()
+                yield self._get(method, pending.popleft())
         while pending:
-            yield pending.popleft().get()
+            yield self._get(method, pending.popleft())
+
+    def _get(self, method: str, res):
+        """A task's result; a worker silent for WORKER_TIMEOUT seconds is an error, not a build that hangs."""
+        try:
+            return res.get(WORKER_TIMEOUT)
+        except mp.TimeoutError:
+            raise MingError(f"a data worker gave no {method} result for {WORKER_TIMEOUT} s (a shard takes seconds); "
+                            "the build stopped. Run it again with --workers 1, and report this with the recipe") from None
 
     def close(self) -> None:
         if self._pool is not None:
