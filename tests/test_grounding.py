@@ -432,6 +432,10 @@ HEPB = "乙肝五项：乙肝表面抗原 阳性；乙肝表面抗体 阴性；�
     (HEPB, "乙肝e抗体阴性，正常。", ["正常高值：正常高值正常水平：正常水平合适水平：合适水平。", "定期复查，避免饮酒，以防止病情加重。"],
      "避免饮酒", "正常水平"),
     (HEPB, "乙肝e抗体阴性，正常。", ["2.3.4.", "定期复查。"], "定期复查", "2.3.4"),
+    # a sentence that opens by pointing back speaks of the held one before it (round 4: "这表明你的体重超重" after a
+    # held "BMI 略高于正常范围", BMI 23.7 normal)
+    ((REPORTS / "01_ming_showcase.txt").read_text(encoding="utf-8"), "你的体重指数（BMI）为23.7，略高于正常范围。",
+     ["这表明你的体重偏重，但还可以。", "建议保持规律作息，适量运动。"], "规律作息", "这表明"),
 ])
 def test_a_held_pointer_sentence_is_never_advice(report, claim, held, kept, dropped):
     """After a fallback, held sentences that name no test may follow as general advice, but not "这些都是正常的"
@@ -512,4 +516,44 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
     """Forms a hand reading of the round-3 run (seed 31) found shown: a verdict after a list of values, a bare
     "因此，没有问题", 理想范围, a heading without a colon, a bracketed "参考范围为…" that silenced its sentence, and
     "各项指标都偏低"."""
+    _reads(report, wrong, fine)
+
+
+@pytest.mark.parametrize("report,wrong,fine", [
+    # a subject the table grades (心率) is judged when the report has it; one it does not grade is still only a subject
+    ((REPORTS / "11_bp_stage2.txt").read_text(encoding="utf-8"),
+     ["血压 165/102 mmHg，心率 88 次/分属于偏高异常。", "心率偏高，需要注意。"],
+     ["血压 165/102 mmHg偏高，心率 88 次/分正常。", "血压 165/102 mmHg，心率 88 次/分属于正常高值范围。",
+      "血压偏高，体温正常。"]),
+    # body-weight words are judged by the BMI; "超重或肥胖的人…" is about people in general
+    ((REPORTS / "01_ming_showcase.txt").read_text(encoding="utf-8"),
+     ["这表明你的体重超重，但没有达到肥胖的范围。"], ["你的体重指数23.7，没有超重。", "超重或肥胖的人应控制饮食。"]),
+    ((REPORTS / "13_isolated_systolic.txt").read_text(encoding="utf-8"),
+     ["你没有超重。"], ["你的体重超重，但没有达到肥胖的范围。"]),
+    # a direction that opens a line as a label is said of each test after it without a direction of its own
+    ((REPORTS / "18_cardiac_markers.txt").read_text(encoding="utf-8"),
+     ["心肌酶：CK 520 U/L，CK-MB 45 U/L，LDH 310 U/L，hs-cTnT 58 ng/L\n正常高值：CK 520 U/L，CK-MB 45 U/L，LDH 310 U/L，hs-cTnT 58 ng",
+      "- **正常**：CK、CK-MB\n"],
+     ["偏高：CK 520 U/L，CK-MB 45 U/L，LDH 310 U/L，hs-cTnT 58 ng/L\n", "正常范围：CK <200 U/L，CK-MB <25 U/L\n",
+      "正常：CK 520 U/L偏高，CK-MB 45 U/L升高\n"]),
+    ((REPORTS / "06_glucose_mgdl_nounit.txt").read_text(encoding="utf-8"),
+     ["正常：空腹血糖 126，糖化血红蛋白 6.8%\n"],
+     ["正常高值：空腹血糖超过 3.9 mmol/L，糖化血红蛋白超过 4 mmol/L。\n"]),  # a category defined, not this value
+    # a count of abnormal results the report does not have
+    ((REPORTS / "16_sex_specific_female_creatinine.txt").read_text(encoding="utf-8"),
+     ["根据你提供的检验结果，以下是三个异常项目的解释和下一步建议：", "共有3项指标异常。"],
+     ["以下是两个异常项目的解释：", "第三项正常。", "有2项偏高。"]),
+    # a normal range stated as the patient's own value calls that value normal
+    ((REPORTS / "29_thyroid_antibodies.txt").read_text(encoding="utf-8"),
+     ["甲功（TSH）的正常范围是 0.02 mIU/L。", "FT3（FT3）和 FT4（FT4）的正常范围是 9.8 pmol/L 和 35 pmol/L。"],
+     ["TSH的正常范围是0.27-4.2 mIU/L，你的0.02偏低。", "FT4 的正常值为 12-22 pmol/L，你的 FT4 为 35 pmol/L，偏高。",
+      "TGAb 的正常范围是 80 IU/mL以下。"]),
+    # a sentence of a few verdict words only is said of the report, or of the tests of the sentence before
+    ("男，血糖：空腹血糖 5.2，糖化血红蛋白 7.1。请解读一下。",
+     ["正常高值，适合水平。", "糖化血红蛋白7.1。正常，合适水平。"], ["空腹血糖5.2。正常，合适水平。", "异常，需复查。"]),
+])
+def test_graded_subjects_weight_labels_counts_and_own_values(report, wrong, fine):
+    """Forms a hand reading of the round-4 run (seed 41) found shown: 心率 said to be high, "体重超重" with a normal
+    BMI, "正常高值：CK 520 U/L，…", "以下是三个异常项目" with two, the patient's own values given as the normal range,
+    and "正常高值，适合水平。" as a whole answer."""
     _reads(report, wrong, fine)

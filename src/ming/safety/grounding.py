@@ -41,7 +41,7 @@ from ming.safety.report import (
 # ---- direction words -------------------------------------------------------------------------------
 _DIR_WORDS = [
     ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情运工生饮作现])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|(?:符合|处于|位于)参考(?:范围|区间)|阴性"
-               r"|符合(?:正常|参考)?标准|(?:理想|合适|适宜|合理|健康)(?:的)?(?:范围|区间|水平)"),
+               r"|符合(?:正常|参考)?标准|(?:理想|合适|适合|适宜|合理|健康)(?:的)?(?:范围|区间|水平)"),
     ("abnormal", r"不正常|异常|阳性"),
     ("high", r"偏高|升高|增高|增多|增加|超标|(?:超出|超过|高于|高出)了?(?:正常|参考)(?:范围|区间|值|上限)?|超出|过高|高于|较高"
              r"|偏多|上升|高出|高浓度|浓度(?:很|较|偏|过)?高|(?<![正常最])高值|↑"),
@@ -96,6 +96,7 @@ class Claim:
     condition: bool = False  # a condition name ("高血脂") or the whole report ("这些数值都正常", kind "report")
     overall: str = ""        # the key that grades the whole group when reported ("血压" -> BP)
     every: bool = False      # said of every member ("各项指标都偏低", "转氨酶都偏高"), not of one of them
+    count: int = 0           # "以下是三个异常项目": this many results are so (kind "report")
 
     @property
     def text(self) -> str:
@@ -133,6 +134,7 @@ class _Aliases:
     overall: dict = field(default_factory=dict)      # alias or condition name -> key grading the whole group
     subject_re: re.Pattern | None = None             # subjects that are not judged (心率, 体重 …)
     short_re: re.Pattern | None = None               # short names read only right before a direction ("钾偏高")
+    graded_subjects: frozenset = frozenset()         # subjects that are also tests of the table (心率 -> HR): judged
 
 
 @lru_cache(maxsize=1)
@@ -158,6 +160,10 @@ def _aliases() -> _Aliases:
              for t, c in (spec.get("conditions") or {}).items()}
     overall.update({_norm_alias(t): c["overall"] for t, c in (spec.get("conditions") or {}).items() if c.get("overall")})
     subjects = sorted({_norm_alias(s) for s in spec.get("subjects") or []}, key=len, reverse=True)
+    # a subject the reference table grades (心率 -> HR) is judged when the report has it: "心率 88 次/分属于偏高"
+    graded = {s: table.alias_to_key[s] for s in subjects if s in table.alias_to_key}
+    for a, k in graded.items():
+        resolve.setdefault(a, ((k,), "single"))
     short = {_norm_alias(a): k for a, k in (spec.get("short_names") or {}).items()}
     regex = re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])")
     for a, k in short.items():
@@ -165,7 +171,7 @@ def _aliases() -> _Aliases:
     short_re = re.compile(r"(?:" + _trie_regex(sorted(short)) + r")(?=(?:离子)?(?:的)?(?:含量|水平|浓度|值)?" + _SHORT_LEAD
                           + r"(?:偏高|偏低|升高|降低|增高|减低|过高|过低|较高|较低|正常|异常|高|低))") if short else None
     return _Aliases(regex, resolve, conds, re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None,
-                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re)
+                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re, frozenset(graded))
 
 
 def _table_text(name: str) -> str:
@@ -198,12 +204,17 @@ def extract_claims(sentence: str) -> list[Claim]:
         names = sorted(names + [(m.start(), m.end(), m.group(0)) for m in al.short_re.finditer(low)
                                 if not any(a <= m.start() < b for a, b, _ in names)
                                 and not any(a <= m.start() < b for a, b in taken)])
-    claims: list[Claim] = _condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence, names)
-    if not names:
-        return claims
-    claims += _pointer_claims(s, low, sentence, names)
     subjects = [(m.start(), m.end()) for m in al.subject_re.finditer(low)
                 if not any(a <= m.start() < b for a, b, _ in names)] if al.subject_re else []
+    # "血压 165/102 mmHg，心率 88 次/分属于偏高": a subject the table grades (心率) is a test name here; one that is
+    # not (体温, 年龄) still takes the direction away from the test named before it, unjudged
+    names = sorted(names + [(a, b, low[a:b]) for a, b in subjects if low[a:b] in al.graded_subjects])
+    subjects = [(a, b) for a, b in subjects if low[a:b] not in al.graded_subjects]
+    claims: list[Claim] = (_condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence, names)
+                           + _count_claims(s, low, sentence))
+    if not names:
+        return claims
+    claims += _pointer_claims(s, low, sentence, names) + _direction_label_claims(low, sentence, names)
     counted = _counted_prefix(low)
     brackets = [(m.start(), m.end()) for m in _BRACKET.finditer(low)]
     pending: list[tuple[int, int, str]] = []
@@ -407,6 +418,32 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
     return out  # "符合高血压的诊断标准": a condition, judged by its own name
 
 
+# "以下是三个异常项目", "出现了5项异常", "两项指标偏高": a count of results in a direction
+_COUNT = re.compile(r"(?<![第\d.])(?P<n>\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:个|项|处)(?:检查|检验|化验)?(?:指标|项目|数值|结果|数据)?"
+                    r"(?:存在|出现了?|有|都|均|是|为)?(?:的)?\s*(?P<d>异常|不正常|超出(?:正常|参考)?(?:范围|区间)|超标|偏高|升高|偏低|降低)")
+_ZH_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+
+
+def _zh_number(t: str) -> int:
+    if t.isdigit():
+        return int(t)
+    if "十" in t:
+        a, _, b = t.partition("十")
+        return _ZH_DIGITS.get(a, 1) * 10 + _ZH_DIGITS.get(b, 0)
+    return _ZH_DIGITS.get(t, 0)
+
+
+def _count_claims(s: str, low: str, sentence: str) -> list[Claim]:
+    out = []
+    for m in _COUNT.finditer(low):
+        n, d = _zh_number(m.group("n")), m.group("d")
+        d = "high" if d in ("偏高", "升高") else "low" if d in ("偏低", "降低") else "abnormal"
+        if n:
+            out.append(Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
+                             direction=d, sentence=sentence.strip(), condition=True, count=n))
+    return out
+
+
 # "血压130/85，空腹血糖6.5，总胆固醇5.0，这些都是正常的": a clause that points back at the tests named before it
 # ("这些", "以上", "这") and calls them normal / abnormal says so of each of them (high / low words after a
 # demonstrative are usually consequences: "这些都会增加风险", not read)
@@ -430,6 +467,11 @@ def _states_a_direction(text: str) -> bool:
     if _NO_CLAIM.search(low.strip()):
         return False
     return bool(_DIR_RE.search(_blank_no_claim_clauses(low, low)[1]))
+
+
+# a sentence that opens by pointing back ("这表明你的体重超重", "这说明…", "以上…") is about what was said before it:
+# after a held contradiction its antecedent is gone, so it is never general advice
+_ANTECEDENT = re.compile(r"^[\s*_#>-]*(?:\d+\s*[.、]\s*)?(?:这|那|此|该|其|它|以上|上述|前者|后者)")
 
 
 def _points_back(text: str) -> bool:
@@ -463,7 +505,38 @@ def _pointer_claims(s: str, low: str, sentence: str, names: list) -> list[Claim]
     return out
 
 
-_GENERAL = re.compile(r"^(?:的)?(?:患者|病人|人群|的人|者|病友|人士)")
+# "高血压患者", "超重或肥胖的人": about people with the condition (and another named with it), not this report
+# "正常高值：CK 520 U/L，CK-MB 45 U/L…", "- **偏高**：肌酐、尿酸": a direction that opens the sentence as a label ("正常范围：",
+# a range, is none)
+_DIRECTION_LABEL = re.compile(r"^[\s>#*_\-•·+]*(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?[*_\s]*"
+                              r"(?P<w>正常高值|正常低值|正常|偏高|偏低|升高|降低|增高|减低|过高|过低|异常|阳性|阴性|↑|↓)[*_\s]*[:：]")
+
+
+_COMPARES = re.compile(r"超过|大于|小于|不到|[<>≤≥]")  # "空腹血糖超过 3.9 mmol/L": the clause compares for itself
+
+
+def _direction_label_claims(low: str, sentence: str, names: list) -> list[Claim]:
+    """A direction label opening the sentence is said of each test after it whose clause gives it no direction or
+    comparison of its own ("正常高值：空腹血糖超过 3.9 mmol/L" defines a category: not read)."""
+    m = _DIRECTION_LABEL.match(low)
+    if not m:
+        return []
+    d = "normal" if m.group("w").startswith("正常") else _DIR_RE.fullmatch(m.group("w")).lastgroup
+    out = []
+    for st, en, a in names:
+        if st < m.end():
+            continue
+        cut = max(m.end(), max(low.rfind(c, 0, st) for c in "，,；;。") + 1)
+        ends = [i for i in (low.find(c, en) for c in "，,；;。") if i >= 0]
+        clause = low[cut:min(ends) if ends else len(low)]
+        for _a, _b, other in names:  # names are no direction words ("高密度脂蛋白"): blank them
+            clause = clause.replace(other, " ")
+        if not _DIR_RE.search(clause) and not _COMPARES.search(clause) and not _SHORT_DIR.match(low[en:]):
+            out += _claims_for([(st, en, a)], d, low, st, sentence)
+    return out
+
+
+_GENERAL = re.compile(r"^(?:(?:或|和|及|与|、|或者)[\u4e00-\u9fff]{1,4}?)?(?:的)?(?:患者|病人|人群|的人|者|病友|人士)")
 _COND_NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|不算|排除|不是|不属于|不考虑)(?:达到|到|患有|是|属于|考虑|诊断为?|发现|存在|提示)?$")
 
 
@@ -517,6 +590,11 @@ def check_claim(claim: Claim, by_key: dict[str, Finding]) -> Violation | None:
     graded = [f for f in found if f.status != "ungraded"]
     if not graded:
         return None
+    if claim.count:  # "以下是三个异常项目" with two abnormal results (ungraded ones might be so too)
+        so = [f for f in graded if f.status == claim.direction or (claim.direction == "abnormal" and is_abnormal(f))]
+        if claim.count <= len(so) + len(found) - len(graded):
+            return None
+        return Violation(claim, "contradiction", [f for f in graded if f not in so])
     ok = [claim.direction in CONSISTENT[f.status] for f in graded]
     if claim.kind in ("panel", "report"):
         if claim.direction in ("normal", "not_high", "not_low") or claim.every:
@@ -528,11 +606,34 @@ def check_claim(claim: Claim, by_key: dict[str, Finding]) -> Violation | None:
     return Violation(claim, "contradiction", [f for f, good in zip(graded, ok) if not good]) if bad else None
 
 
+# "甲功（TSH）的正常范围是 0.02 mIU/L": a normal range stated as the patient's own value calls that value normal
+_RANGE_IS = re.compile(r"(?:正常|参考)(?:范围|值|水平|区间)(?:是|为|在)[\s:：]*")
+_SINGLE_NUMBER = re.compile(r"(?<![\d.<>≤≥~～\-–])\d+(?:\.\d+)?(?![\d.])(?!\s*[-–~～]\s*\d)")
+
+
+def _own_value_as_range_claims(sentence: str, findings: list[Finding]) -> list[Claim]:
+    low = unicodedata.normalize("NFKC", sentence).lower()
+    al = _aliases()
+    out = []
+    for m in _RANGE_IS.finditer(low):
+        start = max(low.rfind(c, 0, m.start()) for c in "，,；;。") + 1
+        ends = [i for i in (low.find(c, m.end()) for c in "，,；;。") if i >= 0]
+        numbers = {float(x.group(0)) for x in _SINGLE_NUMBER.finditer(low, m.end(), min(ends) if ends else len(low))}
+        for n in al.regex.finditer(low, start, m.start()):
+            keys = al.resolve[n.group(0)][0]
+            for f in findings:
+                said = sentence[n.start():n.end()] if len(sentence) == len(low) else n.group(0)
+                if f.key in keys and isinstance(f.value, (int, float)) and float(f.value) in numbers \
+                        and not any(c.keys == (f.key,) for c in out):
+                    out.append(Claim(alias=said, keys=(f.key,), kind="single", direction="normal", sentence=sentence.strip()))
+    return out
+
+
 def check_sentence(sentence: str, findings: list[Finding], *, block_unreported: bool = False) -> list[Violation]:
     """Violations in one sentence: contradictions, plus claims about unreported tests if `block_unreported`."""
     by_key = {f.key: f for f in findings}
     out = []
-    for c in extract_claims(sentence):
+    for c in extract_claims(sentence) + _own_value_as_range_claims(sentence, findings):
         v = check_claim(c, by_key)
         if v and (v.kind == "contradiction" or block_unreported):
             out.append(v)
@@ -560,8 +661,11 @@ _VALUE_LINE = re.compile(r"^\s*(?:[-•·+]\s*|\*(?!\*)\s*)?[*_]*(?P<d>[^*_:：�
 
 
 # a sentence that is only a verdict ("正常高值。", "一切正常。", "异常。"): of the tests named just before, else of the report
+_VERDICT_WORD = (r"正常(?:高值|范围内?|水平)?(?:的)?|没有(?:明显|什么)?(?:问题|异常)|没问题|无异常|未见异常|异常"
+                 r"|(?:理想|合适|适合|适宜|合理|健康)(?:的)?(?:范围|区间|水平)")
+# … or a few of them ("正常高值，适合水平。")
 _BARE_VERDICT = re.compile(r"^[\s*_#>-]*(?:所以|因此|因而|总之|总的来说|综上所述?)?[，,\s]*(?:都|均|一切|全部|基本上?)?(?:是|属于)?"
-                           r"(?P<d>正常(?:高值|范围内?|水平)?(?:的)?|没有(?:明显|什么)?(?:问题|异常)|没问题|无异常|未见异常|异常)"
+                           r"(?P<d>" + _VERDICT_WORD + r")(?:[，,、\s]*(?:是|属于)?(?:" + _VERDICT_WORD + r"))*"
                            r"[*_\s]*[。！!]?\s*$")
 
 
@@ -742,7 +846,7 @@ class ReportPostCheck:
         if self.failed:
             self.held.append(text)
             if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text) \
-                    and not _points_back(text) and not _states_a_direction(text) \
+                    and not _points_back(text) and not _states_a_direction(text) and not _ANTECEDENT.match(text) \
                     and len(re.findall(r"[\u4e00-\u9fff]", text)) >= 2:  # not a stray "2.3.4." either
                 self.advice.append(text.strip())  # general advice: names no test and says nothing of the report
             return ""
