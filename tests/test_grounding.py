@@ -548,6 +548,26 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
      ["甲功（TSH）的正常范围是 0.02 mIU/L。", "FT3（FT3）和 FT4（FT4）的正常范围是 9.8 pmol/L 和 35 pmol/L。"],
      ["TSH的正常范围是0.27-4.2 mIU/L，你的0.02偏低。", "FT4 的正常值为 12-22 pmol/L，你的 FT4 为 35 pmol/L，偏高。",
       "TGAb 的正常范围是 80 IU/mL以下。"]),
+    # a value said to lie in a range it is outside of is called normal
+    ((REPORTS / "02_liver_table.txt").read_text(encoding="utf-8"),
+     ["根据参考范围，丙氨酸氨基转移酶在 9-50 U/L 的范围内，而 γ-谷氨酰转移酶在 10-60 U/L 的范围内。"],
+     ["丙氨酸氨基转移酶不在 9-50 U/L 的范围内。", "碱性磷酸酶在 45-125 U/L 的范围内。", "ALT 86 U/L，在 60-100 U/L 的范围内。"]),
+    # primary thyroid disease names TSH's direction (甲减: high, 甲亢: low)
+    ((REPORTS / "29_thyroid_antibodies.txt").read_text(encoding="utf-8"),
+     ["TSH值偏低，说明甲状腺功能低下。"], ["TSH偏低，FT3、FT4偏高，提示甲状腺功能亢进。", "甲亢患者应避免高碘饮食。"]),
+    ((REPORTS / "10_thyroid.txt").read_text(encoding="utf-8"),
+     ["可能是甲亢。"], ["TSH偏高，FT4偏低，提示甲状腺功能减退（甲减）。", "需要排除甲亢。"]),
+    # "异常项目解释：" and "…异常的解释：" label the list below; a short name (氯) heading an item is its test
+    ("男，肝功能：谷丙转氨酶：25U/L，谷草转氨酶：5U/L，γ-谷氨酰转移酶：30U/L，总胆红素：38μmol/L，白蛋白：58g/L。",
+     ["### 异常项目解释：\n\n1. **谷丙转氨酶 (ALT)**：25 U/L，参考范围 7–50 U/L。\n"],
+     ["### 异常项目解释：\n\n1. **总胆红素**：38 μmol/L，偏高。\n2. **谷草转氨酶**：5 U/L，偏低。\n"]),
+    ((REPORTS / "27_electrolytes_mgdl.txt").read_text(encoding="utf-8"),
+     ["**异常项目：**\n- 氯：10"], ["**异常项目：**\n- 钾：3.2 mmol/L\n- 肌酐：1.5 mg/dL\n", "**异常项目：**\n- 富含钾的食物：香蕉\n"]),
+    # the whole report called normal or healthy
+    ((REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8"),
+     ["血红蛋白的数值是偏低。因此，你的健康状况是正常的。"], ["血红蛋白偏低，其他身体状况正常。", "身体正常运作需要铁。"]),
+    ((REPORTS / "25_iron_deficiency.txt").read_text(encoding="utf-8"),
+     ["这个病例看起来非常健康，没有明显的异常。"], ["这些指标对健康很重要。", "铁蛋白偏低，其他没有明显的异常。"]),
     # a sentence of a few verdict words only is said of the report, or of the tests of the sentence before
     ("男，血糖：空腹血糖 5.2，糖化血红蛋白 7.1。请解读一下。",
      ["正常高值，适合水平。", "糖化血红蛋白7.1。正常，合适水平。"], ["空腹血糖5.2。正常，合适水平。", "异常，需复查。"]),

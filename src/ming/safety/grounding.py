@@ -364,9 +364,11 @@ def _counted_prefix(low: str) -> list[int]:
 
 # "这些数值都符合正常范围", "检查结果均正常", "这个情况是正常的": the whole report called normal (no test named)
 _WHOLE_REPORT_NORMAL = re.compile(
-    r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|这个|您的|你的)?(?:数值|数据|指标|结果|项目|检查|化验|检验|报告|情况)"
+    r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|这个|您的|你的)?(?:数值|数据|指标|结果|项目|检查|化验|检验|报告|情况"
+    r"|(?:健康|身体)状况|身体状态|病例)"  # "因此，你的健康状况是正常的", "这个病例看起来非常健康，没有明显的异常"
     r"[^，,。；;、]{0,6}?(?:都|均|全部|全都|基本)?(?:是|在|属于|符合|处于)?"
-    r"(?:正常范围|正常值范围|正常的|正常|没有(?:明显)?异常|无(?:明显)?异常|未见(?:明显)?异常)")
+    r"(?:正常范围|正常值范围|正常的|正常(?![运工生饮作现人情])|没有(?:明显)?(?:的)?异常|无(?:明显)?(?:的)?异常|未见(?:明显)?(?:的)?异常"
+    r"|(?:非常|很|比较|十分)?健康(?:的)?(?=[，,。；;！!]|$))")
 # "这些数据符合标准", "这些数据符合你的铁代谢标准": normal, for the whole report or the panel named before 标准
 _WHOLE_REPORT_STANDARD = re.compile(
     r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|您的|你的)?(?:数值|数据|指标|结果|项目)[^，,。；;、]{0,4}?"
@@ -629,11 +631,35 @@ def _own_value_as_range_claims(sentence: str, findings: list[Finding]) -> list[C
     return out
 
 
+# "丙氨酸氨基转移酶在 9-50 U/L 的范围内" with ALT 86: a value said to lie in a range it is outside of is called normal
+# (a true "在 60-100 的范围内" says nothing of its grade; "不在…范围内" is a negation, read elsewhere)
+_IN_RANGE = re.compile(r"(?<!不)(?:在|处于|位于)\s*(?P<a>\d+(?:\.\d+)?)\s*(?:[-–~～至到])\s*(?P<b>\d+(?:\.\d+)?)\s*"
+                       r"(?:[a-zμµ%/^·\d.]+|次/分)?\s*(?:的)?(?:正常|参考)?(?:值)?(?:范围|区间)(?:内|之内|以内)")
+
+
+def _stated_range_claims(sentence: str, findings: list[Finding]) -> list[Claim]:
+    low = unicodedata.normalize("NFKC", sentence).lower()
+    al = _aliases()
+    out = []
+    for m in _IN_RANGE.finditer(low):
+        start = max(low.rfind(c, 0, m.start()) for c in "，,；;。") + 1
+        named = [n for n in al.regex.finditer(low, start, m.start()) if not _unit_like(low, n)]
+        if not named:
+            continue
+        n = named[-1]  # the nearest test before it in the clause
+        a, b = sorted((float(m.group("a")), float(m.group("b"))))
+        for f in findings:
+            if f.key in al.resolve[n.group(0)][0] and isinstance(f.value, (int, float)) and not a <= float(f.value) <= b:
+                said = sentence[n.start():n.end()] if len(sentence) == len(low) else n.group(0)
+                out.append(Claim(alias=said, keys=(f.key,), kind="single", direction="normal", sentence=sentence.strip()))
+    return out
+
+
 def check_sentence(sentence: str, findings: list[Finding], *, block_unreported: bool = False) -> list[Violation]:
     """Violations in one sentence: contradictions, plus claims about unreported tests if `block_unreported`."""
     by_key = {f.key: f for f in findings}
     out = []
-    for c in extract_claims(sentence) + _own_value_as_range_claims(sentence, findings):
+    for c in extract_claims(sentence) + _own_value_as_range_claims(sentence, findings) + _stated_range_claims(sentence, findings):
         v = check_claim(c, by_key)
         if v and (v.kind == "contradiction" or block_unreported):
             out.append(v)
@@ -670,7 +696,9 @@ _BARE_VERDICT = re.compile(r"^[\s*_#>-]*(?:所以|因此|因而|总之|总的来
 
 
 # a line that labels the list below it ("**异常项目：**", "你有几个异常的项目：", "以下是三个异常项目及其解释：")
-_LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?(?:及其解释|及解释|如下|有|包括|是|为)?[*_\s]*[:：][*_\s]*$")
+_LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?(?:(?:及其|及|的)?(?:解释|说明|分析|解读)|如下|有|包括|是|为)?"
+                         r"[*_\s]*[:：][*_\s]*$")
+_ITEM_NAME = re.compile(r"^\s*(?:[-•·+]|\*(?!\*)|\d+\s*[.、)）])?\s*[*_]*(?P<n>[^*_:：，,。\s\d()（）]{1,12}?)(?:离子)?[*_]*\s*[:：(（]")
 _LIST_NUMBER = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、]\s*$")  # "1." cut off as a sentence of its own
 
 
@@ -715,10 +743,14 @@ class AnswerReader:
         if not self.label:
             return []
         first = _aliases().regex.search(norm.lower())
-        if not first or _unit_like(norm.lower(), first):
+        name = first.group(0) if first and not _unit_like(norm.lower(), first) else ""
+        lead = _ITEM_NAME.match(norm.lower())
+        if lead and (not name or lead.start("n") < first.start()) and _norm_alias(lead.group("n")) in _aliases().resolve:
+            name = _norm_alias(lead.group("n"))  # "- 氯：10": a short name that heads the item is the test
+        if not name:
             return []
         word = "异常" if self.label == "abnormal" else "正常"
-        return check_sentence(first.group(0) + word, self.findings, block_unreported=self.block_unreported) \
+        return check_sentence(name + word, self.findings, block_unreported=self.block_unreported) \
             if item or top else []
 
     def _value_subject(self, sentence: str) -> str:
