@@ -561,6 +561,15 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
     ("男，肝功能：谷丙转氨酶：25U/L，谷草转氨酶：5U/L，γ-谷氨酰转移酶：30U/L，总胆红素：38μmol/L，白蛋白：58g/L。",
      ["### 异常项目解释：\n\n1. **谷丙转氨酶 (ALT)**：25 U/L，参考范围 7–50 U/L。\n"],
      ["### 异常项目解释：\n\n1. **总胆红素**：38 μmol/L，偏高。\n2. **谷草转氨酶**：5 U/L，偏低。\n"]),
+    # the item's own later sentences do not end the labelled list; a plain line does
+    ((REPORTS / "08_urine_plus.txt").read_text(encoding="utf-8"),
+     ["有以下几个异常项目：\n\n1. **尿蛋白 2+**：这个数值表示尿中存在蛋白质。在医学上，尿蛋白的正常范围是0-2个。这个异常提示肾脏疾病。\n\n2. **尿糖"],
+     ["有以下几个异常项目：\n\n1. **尿蛋白 2+**：提示肾脏问题。需要复查。\n\n2. **亚硝酸盐**：阳性。\n\n总的来说，尿糖正常。\n",
+      "有以下几个异常项目：\n\n1. **尿蛋白 2+**：提示肾脏问题。\n\n建议多喝水。\n- 尿糖：阴性，正常。\n"]),
+    # a test named in a locative ("在肝功能中") is where, not the subject
+    ("男，肝功能：谷丙转氨酶：25U/L，谷草转氨酶：5U/L，γ-谷氨酰转移酶：30U/L，总胆红素：38μmol/L，白蛋白：58g/L。",
+     ["这个情况可能是肝功能异常，因为谷丙转氨酶和谷草转氨酶在肝功能中处于较低水平。"],
+     ["谷草转氨酶在肝功能中处于较低水平。", "在肝功能中，总胆红素偏高。"]),
     ((REPORTS / "27_electrolytes_mgdl.txt").read_text(encoding="utf-8"),
      ["**异常项目：**\n- 氯：10"], ["**异常项目：**\n- 钾：3.2 mmol/L\n- 肌酐：1.5 mg/dL\n", "**异常项目：**\n- 富含钾的食物：香蕉\n"]),
     # the whole report called normal or healthy

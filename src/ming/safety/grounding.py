@@ -240,6 +240,9 @@ def extract_claims(sentence: str) -> list[Claim]:
             continue
         if kind == "name":
             st, en, a = obj
+            if pending and low[max(0, st - 1):st] == "在" and _LOCATIVE_END.match(low, en):
+                pos = en  # "谷丙转氨酶和谷草转氨酶在肝功能中处于较低水平": 肝功能 is where, the subject stays
+                continue
             unclaimed.append(obj)
             listed.append(obj)
             said = None
@@ -333,6 +336,7 @@ def _negated_verb(low: str, start: int, end: int) -> bool:
     return last is not None and not re.search(r"[，,；;：:]", low[last.end():end])
 
 
+_LOCATIVE_END = re.compile(r"(?:的)?(?:中|里|当中|之中|方面|内)")
 _LIST_GAP = re.compile(r"^[\s,，、;；:：=*_]*(?:是|为)?[\s:：]*$")
 _VERDICT_OPENS = re.compile(r"[，,；;][\s*_]*(?:都|均|全|全部|全都|基本|基本上|也)?(?:是|在|属于|处于|符合|位于)?(?:医学上?的?)?$")
 
@@ -714,12 +718,14 @@ class AnswerReader:
         self.previous: list[str] = []  # the tests the last sentence named (what "这些都正常" points at)
         self.label = ""      # "你有几个异常的项目：" over the list items below it: "abnormal" / "normal"
         self.item = False    # the last sentence was a bare list number ("1."): this one is the item's text
+        self.line_start = True  # this sentence begins a line (the one before ended with a newline)
 
     def state(self) -> tuple:
-        return self.subject, list(self.previous), self.label, self.item
+        return self.subject, list(self.previous), self.label, self.item, self.line_start
 
     def restore(self, state: tuple) -> None:
         self.subject, self.previous, self.label, self.item = state[0], list(state[1]), state[2], state[3]
+        self.line_start = state[4]
 
     def _labelled(self, sentence: str) -> list[Violation]:
         """Under a label line ("异常项目：", "你有几个异常的项目：") each top-level list item is said to be so of the
@@ -737,8 +743,8 @@ class AnswerReader:
         top = self.item or bool(re.match(r"(?:[-•·+]|\*(?!\*)|\d+\s*[.、)）])", norm))
         item, self.item = self.item, False
         if not top:
-            if not re.match(r"\s", norm):
-                self.label = ""  # a plain line ends the list
+            if not re.match(r"\s", norm) and self.line_start:
+                self.label = ""  # a plain line ends the list (not the item's own later sentences)
             return []
         if not self.label:
             return []
@@ -765,6 +771,7 @@ class AnswerReader:
 
     def check(self, sentence: str) -> list[Violation]:
         if not sentence.strip():
+            self.line_start = self.line_start or "\n" in sentence
             return []
         text = sentence
         head = _HEADING.match(unicodedata.normalize("NFKC", sentence))
@@ -789,6 +796,7 @@ class AnswerReader:
             verdict = None
         self.previous = named
         out = check_sentence(text, self.findings, block_unreported=self.block_unreported) + self._labelled(sentence)
+        self.line_start = sentence.endswith("\n")
         if verdict:  # an answer that opens with "正常高值。": the report called normal
             d = "abnormal" if verdict.group("d") == "异常" else "normal"
             v = check_claim(Claim(alias=sentence.strip(), keys=("*",), kind="report", direction=d,
