@@ -556,7 +556,11 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
     ((REPORTS / "29_thyroid_antibodies.txt").read_text(encoding="utf-8"),
      ["TSH值偏低，说明甲状腺功能低下。"], ["TSH偏低，FT3、FT4偏高，提示甲状腺功能亢进。", "甲亢患者应避免高碘饮食。"]),
     ((REPORTS / "10_thyroid.txt").read_text(encoding="utf-8"),
-     ["可能是甲亢。"], ["TSH偏高，FT4偏低，提示甲状腺功能减退（甲减）。", "需要排除甲亢。"]),
+     ["可能是甲亢。"], ["TSH偏高，FT4偏低，提示甲状腺功能减退（甲减）。", "需要排除甲亢。",
+                    "甲功三项是甲亢症的三个重要指标，它通常与促甲状腺激素有关。"]),  # the condition in general
+    # a count names results; "乙肝五项" names the panel
+    ((REPORTS / "09_hepb.txt").read_text(encoding="utf-8"),
+     ["乙肝五项中有五项异常。"], ["根据你提供的检验结果，以下是乙肝五项的异常项目和解释："]),
     # "异常项目解释：" and "…异常的解释：" label the list below; a short name (氯) heading an item is its test
     ("男，肝功能：谷丙转氨酶：25U/L，谷草转氨酶：5U/L，γ-谷氨酰转移酶：30U/L，总胆红素：38μmol/L，白蛋白：58g/L。",
      ["### 异常项目解释：\n\n1. **谷丙转氨酶 (ALT)**：25 U/L，参考范围 7–50 U/L。\n"],
