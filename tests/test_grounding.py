@@ -522,7 +522,7 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
 @pytest.mark.parametrize("report,wrong,fine", [
     # a subject the table grades (心率) is judged when the report has it; one it does not grade is still only a subject
     ((REPORTS / "11_bp_stage2.txt").read_text(encoding="utf-8"),
-     ["血压 165/102 mmHg，心率 88 次/分属于偏高异常。", "心率偏高，需要注意。"],
+     ["血压 165/102 mmHg，心率 88 次/分属于偏高异常。", "心率偏高，需要注意。", "您的血压和心率都处于偏高的范围。"],
      ["血压 165/102 mmHg偏高，心率 88 次/分正常。", "血压 165/102 mmHg，心率 88 次/分属于正常高值范围。",
       "血压偏高，体温正常。"]),
     # body-weight words are judged by the BMI; "超重或肥胖的人…" is about people in general
@@ -565,6 +565,10 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
     ("男，肝功能：谷丙转氨酶：25U/L，谷草转氨酶：5U/L，γ-谷氨酰转移酶：30U/L，总胆红素：38μmol/L，白蛋白：58g/L。",
      ["### 异常项目解释：\n\n1. **谷丙转氨酶 (ALT)**：25 U/L，参考范围 7–50 U/L。\n"],
      ["### 异常项目解释：\n\n1. **总胆红素**：38 μmol/L，偏高。\n2. **谷草转氨酶**：5 U/L，偏低。\n"]),
+    # a numbered heading with its value and reference range heads the bullets under it
+    ((REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8"),
+     ["1. **肌酐（Cr）**：85 umol/L，参考范围 57–97 umol/L。\n   - **异常**：偏高\n"],
+     ["1. **血红蛋白**：118 g/L，参考范围 130–175 g/L。\n   - **异常**：偏低\n"]),
     # the item's own later sentences do not end the labelled list; a plain line does
     ((REPORTS / "08_urine_plus.txt").read_text(encoding="utf-8"),
      ["有以下几个异常项目：\n\n1. **尿蛋白 2+**：这个数值表示尿中存在蛋白质。在医学上，尿蛋白的正常范围是0-2个。这个异常提示肾脏疾病。\n\n2. **尿糖"],

@@ -683,6 +683,8 @@ def check_text(text: str, findings: list[Finding], *, block_unreported: bool = F
 # "### 1. 空腹血糖" (a line of its own, no colon) and "1. **空腹血糖：6.5 mmol/L**" (the value only) head them too
 _HEADING = re.compile(r"^\s*(?:#+\s*)?(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?(?:[-*•·+]\s+)?[*_]*"
                       r"(?P<name>[^*_:：，,。；;\n]{1,24}?)[*_]*\s*(?:[:：](?P<value>[^\n]*)|(?P<line>\n))\s*$")
+# what a heading's value part may hold besides values: a reference label and punctuation ("85 umol/L，参考范围 57–97 umol/L。")
+_HEAD_VALUE_REST = re.compile(r"[\s*_，,。；;]|(?:参考|正常)(?:范围|值|区间)?(?:为|是)?[:：]?")
 _BULLET = re.compile(r"^\s*(?:[-•·+]|\*(?!\*))\s*")  # "- …", "* …" (not "**bold**")
 _NUMBERED = re.compile(r"^\s*(?:\d+\s*[.、)）]|[（(]\d+[）)])")
 
@@ -778,7 +780,7 @@ class AnswerReader:
         text = sentence
         head = _HEADING.match(unicodedata.normalize("NFKC", sentence))
         if head and _norm_alias(_BRACKET.sub("", head.group("name"))) in _aliases().resolve and (
-                not head.group("value") or not re.sub(r"[\s*_]", "", _VALUE.sub("", head.group("value").lower()))):
+                not head.group("value") or not _HEAD_VALUE_REST.sub("", _VALUE.sub("", head.group("value").lower()))):
             self.subject = head.group("name").strip()
         elif _BULLET.match(sentence) and not _NUMBERED.match(sentence):
             if self.subject and not _names_a_test(sentence):
