@@ -565,6 +565,10 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
     ("男，肝功能：谷丙转氨酶：25U/L，谷草转氨酶：5U/L，γ-谷氨酰转移酶：30U/L，总胆红素：38μmol/L，白蛋白：58g/L。",
      ["### 异常项目解释：\n\n1. **谷丙转氨酶 (ALT)**：25 U/L，参考范围 7–50 U/L。\n"],
      ["### 异常项目解释：\n\n1. **总胆红素**：38 μmol/L，偏高。\n2. **谷草转氨酶**：5 U/L，偏低。\n"]),
+    # "这个数值偏高" points at the test named in the sentence before
+    ((REPORTS / "28_tumour_markers_unknown.txt").read_text(encoding="utf-8"),
+     ["1. **CEA（癌胚抗原）**：2.1 ng/mL，参考 <5 ng/mL。正常值是低于5 ng/mL，所以这个数值偏高。"],
+     ["3. **CA125**：58 U/mL，参考 <35 U/mL。这个数值偏高。", "CEA 2.1 ng/mL。如果这个数值偏高，需要复查。"]),
     # a numbered heading with its value and reference range heads the bullets under it
     ((REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8"),
      ["1. **肌酐（Cr）**：85 umol/L，参考范围 57–97 umol/L。\n   - **异常**：偏高\n"],

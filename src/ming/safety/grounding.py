@@ -703,6 +703,9 @@ _BARE_VERDICT = re.compile(r"^[\s*_#>-]*(?:所以|因此|因而|总之|总的来
                            r"[*_\s]*[。！!]?\s*$")
 
 
+# "所以这个数值偏高", "该值偏低": high / low said of one value pointed at (the last test named, in the sentence before)
+_POINTER_DIR = re.compile(r"(?:这个|这一|该|此)(?:数值|值|指标|结果|水平|项目?)(?:也|都|明显|稍|略|有些|有点)?(?:是|为|属于|处于)?"
+                          r"(?P<d>偏高|偏低|升高|降低|过高|过低|增高|减低|超标)")
 # a line that labels the list below it ("**异常项目：**", "你有几个异常的项目：", "以下是三个异常项目及其解释：")
 _LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?(?:(?:及其|及|的)?(?:解释|说明|分析|解读)|如下|有|包括|是|为)?"
                          r"[*_\s]*[:：][*_\s]*$")
@@ -794,6 +797,9 @@ class AnswerReader:
         if not named and self.previous and _DEMONSTRATIVE.match(low):
             text = "、".join(self.previous) + "，" + text  # "…总胆固醇5.0。这些都是正常的。"
             named = self.previous
+        pointed = None if named or not self.previous or _NO_CLAIM.search(low.strip()) else _POINTER_DIR.search(low)
+        if pointed:  # "CEA：2.1 ng/mL，参考 <5 ng/mL。正常值是低于5 ng/mL，所以这个数值偏高。": the last test named before
+            text, named = self.previous[-1] + pointed.group("d") + "。" + text, self.previous[-1:]
         verdict = None if named else _BARE_VERDICT.match(low)
         if verdict and self.previous:  # "空腹血糖6.5。正常。": said of the tests named just before
             text, named = "、".join(self.previous) + "，" + text, self.previous
