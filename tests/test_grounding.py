@@ -563,7 +563,8 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
      ["乙肝五项中有五项异常。"], ["根据你提供的检验结果，以下是乙肝五项的异常项目和解释："]),
     # "异常项目解释：" and "…异常的解释：" label the list below; a short name (氯) heading an item is its test
     ("男，肝功能：谷丙转氨酶：25U/L，谷草转氨酶：5U/L，γ-谷氨酰转移酶：30U/L，总胆红素：38μmol/L，白蛋白：58g/L。",
-     ["### 异常项目解释：\n\n1. **谷丙转氨酶 (ALT)**：25 U/L，参考范围 7–50 U/L。\n"],
+     ["### 异常项目解释：\n\n1. **谷丙转氨酶 (ALT)**：25 U/L，参考范围 7–50 U/L。\n",
+      "以下是对每个异常项目的解释和下一步建议：\n\n1. **谷丙转氨酶（ALT）**：25 U/L\n"],
      ["### 异常项目解释：\n\n1. **总胆红素**：38 μmol/L，偏高。\n2. **谷草转氨酶**：5 U/L，偏低。\n"]),
     # "这个数值偏高" points at the test named in the sentence before
     ((REPORTS / "28_tumour_markers_unknown.txt").read_text(encoding="utf-8"),
