@@ -592,7 +592,9 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
      ["这个病例看起来非常健康，没有明显的异常。"], ["这些指标对健康很重要。", "铁蛋白偏低，其他没有明显的异常。"]),
     # a sentence of a few verdict words only is said of the report, or of the tests of the sentence before
     ("男，血糖：空腹血糖 5.2，糖化血红蛋白 7.1。请解读一下。",
-     ["正常高值，适合水平。", "糖化血红蛋白7.1。正常，合适水平。"], ["空腹血糖5.2。正常，合适水平。", "异常，需复查。"]),
+     ["正常高值，适合水平。", "糖化血红蛋白7.1。正常，合适水平。", "1. **糖化血红蛋白（7.1%）**：\n   - 结果：正常\n"],
+     ["空腹血糖5.2。正常，合适水平。", "异常，需复查。",
+      "1. **空腹血糖（5.2 mmol/L）**：\n   - 结果：正常\n"]),  # the heading's test, not the whole report
 ])
 def test_graded_subjects_weight_labels_counts_and_own_values(report, wrong, fine):
     """Forms a hand reading of the round-4 run (seed 41) found shown: 心率 said to be high, "体重超重" with a normal

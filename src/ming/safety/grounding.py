@@ -390,8 +390,9 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
         return []
     al = _aliases()
 
-    def about_a_test(m: re.Match) -> bool:  # "血脂指标正常" is about 血脂, read as a claim on it
-        return any(m.start() <= a < m.end() or b in (m.start(), m.start() - 1) for a, b, _ in names)
+    def about_a_test(m: re.Match) -> bool:  # "血脂指标正常", "空腹血糖（5.2 mmol/L）：结果：正常": about the test named
+        return any(m.start() <= a < m.end() or b in (m.start(), m.start() - 1)
+                   or (b < m.start() and re.fullmatch(r"[\s*_:：]*", _VALUE.sub("", low[b:m.start()]))) for a, b, _ in names)
 
     out = []
     m = _WHOLE_REPORT_DIR.search(low)
