@@ -5,7 +5,8 @@
 
 A *claim* is a test name (report aliases, tables/analyte_aliases.yaml) followed in the same clause by a
 direction word (偏高/升高/降低/正常/异常/阳性 …, with negation "不高"/"没有升高"); values, ranges and brackets
-in between do not count, another subject (心率 …) takes the direction. Conditional or general sentences
+in between do not count, another subject takes the direction (心率 and the other subjects the reference table grades
+are judged themselves; 体温 … are not). Conditional or general sentences
 ("如果血糖升高…", "以防止…") and causes listed after 见于 / 原因是 make no claim. `AnswerReader` reads an answer
 sentence by sentence for both the streaming and the whole-answer check (a heading line naming a test is the
 subject of the bullets under it). A claim contradicts a finding when the direction
@@ -533,9 +534,8 @@ def _direction_label_claims(low: str, sentence: str, names: list) -> list[Claim]
     for st, en, a in names:
         if st < m.end():
             continue
-        cut = max(m.end(), max(low.rfind(c, 0, st) for c in "，,；;。") + 1)
-        ends = [i for i in (low.find(c, en) for c in "，,；;。") if i >= 0]
-        clause = low[cut:min(ends) if ends else len(low)]
+        cut, end = _clause_around(low, st, en)
+        clause = low[max(cut, m.end()):end]
         for _a, _b, other in names:  # names are no direction words ("高密度脂蛋白"): blank them
             clause = clause.replace(other, " ")
         if not _DIR_RE.search(clause) and not _COMPARES.search(clause) and not _SHORT_DIR.match(low[en:]):
@@ -615,6 +615,12 @@ def check_claim(claim: Claim, by_key: dict[str, Finding]) -> Violation | None:
     return Violation(claim, "contradiction", [f for f, good in zip(graded, ok) if not good]) if bad else None
 
 
+def _clause_around(low: str, start: int, end: int) -> tuple[int, int]:
+    """The clause (between ，；。 marks) that holds low[start:end]."""
+    ends = [i for i in (low.find(c, end) for c in "，,；;。") if i >= 0]
+    return max(low.rfind(c, 0, start) for c in "，,；;。") + 1, min(ends) if ends else len(low)
+
+
 # "甲功（TSH）的正常范围是 0.02 mIU/L": a normal range stated as the patient's own value calls that value normal
 _RANGE_IS = re.compile(r"(?:正常|参考)(?:范围|值|水平|区间)(?:是|为|在)[\s:：]*")
 _SINGLE_NUMBER = re.compile(r"(?<![\d.<>≤≥~～\-–])\d+(?:\.\d+)?(?![\d.])(?!\s*[-–~～]\s*\d)")
@@ -625,9 +631,8 @@ def _own_value_as_range_claims(sentence: str, findings: list[Finding]) -> list[C
     al = _aliases()
     out = []
     for m in _RANGE_IS.finditer(low):
-        start = max(low.rfind(c, 0, m.start()) for c in "，,；;。") + 1
-        ends = [i for i in (low.find(c, m.end()) for c in "，,；;。") if i >= 0]
-        numbers = {float(x.group(0)) for x in _SINGLE_NUMBER.finditer(low, m.end(), min(ends) if ends else len(low))}
+        start, end = _clause_around(low, m.start(), m.end())
+        numbers = {float(x.group(0)) for x in _SINGLE_NUMBER.finditer(low, m.end(), end)}
         for n in al.regex.finditer(low, start, m.start()):
             keys = al.resolve[n.group(0)][0]
             for f in findings:
@@ -649,7 +654,7 @@ def _stated_range_claims(sentence: str, findings: list[Finding]) -> list[Claim]:
     al = _aliases()
     out = []
     for m in _IN_RANGE.finditer(low):
-        start = max(low.rfind(c, 0, m.start()) for c in "，,；;。") + 1
+        start = _clause_around(low, m.start(), m.end())[0]
         named = [n for n in al.regex.finditer(low, start, m.start()) if not _unit_like(low, n)]
         if not named:
             continue
