@@ -432,6 +432,10 @@ HEPB = "乙肝五项：乙肝表面抗原 阳性；乙肝表面抗体 阴性；�
     (HEPB, "乙肝e抗体阴性，正常。", ["正常高值：正常高值正常水平：正常水平合适水平：合适水平。", "定期复查，避免饮酒，以防止病情加重。"],
      "避免饮酒", "正常水平"),
     (HEPB, "乙肝e抗体阴性，正常。", ["2.3.4.", "定期复查。"], "定期复查", "2.3.4"),
+    # a sentence that opens by pointing back speaks of the held one before it (round 4: "这表明你的体重超重" after a
+    # held "BMI 略高于正常范围", BMI 23.7 normal)
+    ((REPORTS / "01_ming_showcase.txt").read_text(encoding="utf-8"), "你的体重指数（BMI）为23.7，略高于正常范围。",
+     ["这表明你的体重偏重，但还可以。", "建议保持规律作息，适量运动。"], "规律作息", "这表明"),
 ])
 def test_a_held_pointer_sentence_is_never_advice(report, claim, held, kept, dropped):
     """After a fallback, held sentences that name no test may follow as general advice, but not "这些都是正常的"
@@ -512,4 +516,88 @@ def test_list_verdicts_conclusions_headings_and_every_value(report, wrong, fine)
     """Forms a hand reading of the round-3 run (seed 31) found shown: a verdict after a list of values, a bare
     "因此，没有问题", 理想范围, a heading without a colon, a bracketed "参考范围为…" that silenced its sentence, and
     "各项指标都偏低"."""
+    _reads(report, wrong, fine)
+
+
+@pytest.mark.parametrize("report,wrong,fine", [
+    # a subject the table grades (心率) is judged when the report has it; one it does not grade is still only a subject
+    ((REPORTS / "11_bp_stage2.txt").read_text(encoding="utf-8"),
+     ["血压 165/102 mmHg，心率 88 次/分属于偏高异常。", "心率偏高，需要注意。", "您的血压和心率都处于偏高的范围。"],
+     ["血压 165/102 mmHg偏高，心率 88 次/分正常。", "血压 165/102 mmHg，心率 88 次/分属于正常高值范围。",
+      "血压偏高，体温正常。"]),
+    # body-weight words are judged by the BMI; "超重或肥胖的人…" is about people in general
+    ((REPORTS / "01_ming_showcase.txt").read_text(encoding="utf-8"),
+     ["这表明你的体重超重，但没有达到肥胖的范围。"], ["你的体重指数23.7，没有超重。", "超重或肥胖的人应控制饮食。"]),
+    ((REPORTS / "13_isolated_systolic.txt").read_text(encoding="utf-8"),
+     ["你没有超重。"], ["你的体重超重，但没有达到肥胖的范围。"]),
+    # a direction that opens a line as a label is said of each test after it without a direction of its own
+    ((REPORTS / "18_cardiac_markers.txt").read_text(encoding="utf-8"),
+     ["心肌酶：CK 520 U/L，CK-MB 45 U/L，LDH 310 U/L，hs-cTnT 58 ng/L\n正常高值：CK 520 U/L，CK-MB 45 U/L，LDH 310 U/L，hs-cTnT 58 ng",
+      "- **正常**：CK、CK-MB\n"],
+     ["偏高：CK 520 U/L，CK-MB 45 U/L，LDH 310 U/L，hs-cTnT 58 ng/L\n", "正常范围：CK <200 U/L，CK-MB <25 U/L\n",
+      "正常：CK 520 U/L偏高，CK-MB 45 U/L升高\n"]),
+    ((REPORTS / "06_glucose_mgdl_nounit.txt").read_text(encoding="utf-8"),
+     ["正常：空腹血糖 126，糖化血红蛋白 6.8%\n"],
+     ["正常高值：空腹血糖超过 3.9 mmol/L，糖化血红蛋白超过 4 mmol/L。\n"]),  # a category defined, not this value
+    # a count of abnormal results the report does not have
+    ((REPORTS / "16_sex_specific_female_creatinine.txt").read_text(encoding="utf-8"),
+     ["根据你提供的检验结果，以下是三个异常项目的解释和下一步建议：", "共有3项指标异常。"],
+     ["以下是两个异常项目的解释：", "第三项正常。", "有2项偏高。"]),
+    # a normal range stated as the patient's own value calls that value normal
+    ((REPORTS / "29_thyroid_antibodies.txt").read_text(encoding="utf-8"),
+     ["甲功（TSH）的正常范围是 0.02 mIU/L。", "FT3（FT3）和 FT4（FT4）的正常范围是 9.8 pmol/L 和 35 pmol/L。"],
+     ["TSH的正常范围是0.27-4.2 mIU/L，你的0.02偏低。", "FT4 的正常值为 12-22 pmol/L，你的 FT4 为 35 pmol/L，偏高。",
+      "TGAb 的正常范围是 80 IU/mL以下。"]),
+    # a value said to lie in a range it is outside of is called normal
+    ((REPORTS / "02_liver_table.txt").read_text(encoding="utf-8"),
+     ["根据参考范围，丙氨酸氨基转移酶在 9-50 U/L 的范围内，而 γ-谷氨酰转移酶在 10-60 U/L 的范围内。"],
+     ["丙氨酸氨基转移酶不在 9-50 U/L 的范围内。", "碱性磷酸酶在 45-125 U/L 的范围内。", "ALT 86 U/L，在 60-100 U/L 的范围内。"]),
+    # primary thyroid disease names TSH's direction (甲减: high, 甲亢: low)
+    ((REPORTS / "29_thyroid_antibodies.txt").read_text(encoding="utf-8"),
+     ["TSH值偏低，说明甲状腺功能低下。"], ["TSH偏低，FT3、FT4偏高，提示甲状腺功能亢进。", "甲亢患者应避免高碘饮食。"]),
+    ((REPORTS / "10_thyroid.txt").read_text(encoding="utf-8"),
+     ["可能是甲亢。"], ["TSH偏高，FT4偏低，提示甲状腺功能减退（甲减）。", "需要排除甲亢。",
+                    "甲功三项是甲亢症的三个重要指标，它通常与促甲状腺激素有关。"]),  # the condition in general
+    # a count names results; "乙肝五项" names the panel
+    ((REPORTS / "09_hepb.txt").read_text(encoding="utf-8"),
+     ["乙肝五项中有五项异常。"], ["根据你提供的检验结果，以下是乙肝五项的异常项目和解释："]),
+    # "异常项目解释：" and "…异常的解释：" label the list below; a short name (氯) heading an item is its test
+    ("男，肝功能：谷丙转氨酶：25U/L，谷草转氨酶：5U/L，γ-谷氨酰转移酶：30U/L，总胆红素：38μmol/L，白蛋白：58g/L。",
+     ["### 异常项目解释：\n\n1. **谷丙转氨酶 (ALT)**：25 U/L，参考范围 7–50 U/L。\n",
+      "以下是对每个异常项目的解释和下一步建议：\n\n1. **谷丙转氨酶（ALT）**：25 U/L\n"],
+     ["### 异常项目解释：\n\n1. **总胆红素**：38 μmol/L，偏高。\n2. **谷草转氨酶**：5 U/L，偏低。\n"]),
+    # "这个数值偏高" points at the test named in the sentence before
+    ((REPORTS / "28_tumour_markers_unknown.txt").read_text(encoding="utf-8"),
+     ["1. **CEA（癌胚抗原）**：2.1 ng/mL，参考 <5 ng/mL。正常值是低于5 ng/mL，所以这个数值偏高。"],
+     ["3. **CA125**：58 U/mL，参考 <35 U/mL。这个数值偏高。", "CEA 2.1 ng/mL。如果这个数值偏高，需要复查。"]),
+    # a numbered heading with its value and reference range heads the bullets under it
+    ((REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8"),
+     ["1. **肌酐（Cr）**：85 umol/L，参考范围 57–97 umol/L。\n   - **异常**：偏高\n"],
+     ["1. **血红蛋白**：118 g/L，参考范围 130–175 g/L。\n   - **异常**：偏低\n"]),
+    # the item's own later sentences do not end the labelled list; a plain line does
+    ((REPORTS / "08_urine_plus.txt").read_text(encoding="utf-8"),
+     ["有以下几个异常项目：\n\n1. **尿蛋白 2+**：这个数值表示尿中存在蛋白质。在医学上，尿蛋白的正常范围是0-2个。这个异常提示肾脏疾病。\n\n2. **尿糖"],
+     ["有以下几个异常项目：\n\n1. **尿蛋白 2+**：提示肾脏问题。需要复查。\n\n2. **亚硝酸盐**：阳性。\n\n总的来说，尿糖正常。\n",
+      "有以下几个异常项目：\n\n1. **尿蛋白 2+**：提示肾脏问题。\n\n建议多喝水。\n- 尿糖：阴性，正常。\n"]),
+    # a test named in a locative ("在肝功能中") is where, not the subject
+    ("男，肝功能：谷丙转氨酶：25U/L，谷草转氨酶：5U/L，γ-谷氨酰转移酶：30U/L，总胆红素：38μmol/L，白蛋白：58g/L。",
+     ["这个情况可能是肝功能异常，因为谷丙转氨酶和谷草转氨酶在肝功能中处于较低水平。"],
+     ["谷草转氨酶在肝功能中处于较低水平。", "在肝功能中，总胆红素偏高。"]),
+    ((REPORTS / "27_electrolytes_mgdl.txt").read_text(encoding="utf-8"),
+     ["**异常项目：**\n- 氯：10"], ["**异常项目：**\n- 钾：3.2 mmol/L\n- 肌酐：1.5 mg/dL\n", "**异常项目：**\n- 富含钾的食物：香蕉\n"]),
+    # the whole report called normal or healthy
+    ((REPORTS / "17_sex_specific_male_same_values.txt").read_text(encoding="utf-8"),
+     ["血红蛋白的数值是偏低。因此，你的健康状况是正常的。"], ["血红蛋白偏低，其他身体状况正常。", "身体正常运作需要铁。"]),
+    ((REPORTS / "25_iron_deficiency.txt").read_text(encoding="utf-8"),
+     ["这个病例看起来非常健康，没有明显的异常。"], ["这些指标对健康很重要。", "铁蛋白偏低，其他没有明显的异常。"]),
+    # a sentence of a few verdict words only is said of the report, or of the tests of the sentence before
+    ("男，血糖：空腹血糖 5.2，糖化血红蛋白 7.1。请解读一下。",
+     ["正常高值，适合水平。", "糖化血红蛋白7.1。正常，合适水平。", "1. **糖化血红蛋白（7.1%）**：\n   - 结果：正常\n"],
+     ["空腹血糖5.2。正常，合适水平。", "异常，需复查。",
+      "1. **空腹血糖（5.2 mmol/L）**：\n   - 结果：正常\n"]),  # the heading's test, not the whole report
+])
+def test_graded_subjects_weight_labels_counts_and_own_values(report, wrong, fine):
+    """Forms a hand reading of the round-4 run (seed 41) found shown: 心率 said to be high, "体重超重" with a normal
+    BMI, "正常高值：CK 520 U/L，…", "以下是三个异常项目" with two, the patient's own values given as the normal range,
+    and "正常高值，适合水平。" as a whole answer."""
     _reads(report, wrong, fine)

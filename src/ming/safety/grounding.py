@@ -5,7 +5,8 @@
 
 A *claim* is a test name (report aliases, tables/analyte_aliases.yaml) followed in the same clause by a
 direction word (偏高/升高/降低/正常/异常/阳性 …, with negation "不高"/"没有升高"); values, ranges and brackets
-in between do not count, another subject (心率 …) takes the direction. Conditional or general sentences
+in between do not count, another subject takes the direction (心率 and the other subjects the reference table grades
+are judged themselves; 体温 … are not). Conditional or general sentences
 ("如果血糖升高…", "以防止…") and causes listed after 见于 / 原因是 make no claim. `AnswerReader` reads an answer
 sentence by sentence for both the streaming and the whole-answer check (a heading line naming a test is the
 subject of the bullets under it). A claim contradicts a finding when the direction
@@ -41,7 +42,7 @@ from ming.safety.report import (
 # ---- direction words -------------------------------------------------------------------------------
 _DIR_WORDS = [
     ("normal", r"正常高值|正常范围内?|正常水平|正常值?(?![值范参人情运工生饮作现])|未见(?:明显)?异常|无(?:明显)?异常|没有(?:明显)?异常|在参考(?:范围|区间)内|(?:符合|处于|位于)参考(?:范围|区间)|阴性"
-               r"|符合(?:正常|参考)?标准|(?:理想|合适|适宜|合理|健康)(?:的)?(?:范围|区间|水平)"),
+               r"|符合(?:正常|参考)?标准|(?:理想|合适|适合|适宜|合理|健康)(?:的)?(?:范围|区间|水平)"),
     ("abnormal", r"不正常|异常|阳性"),
     ("high", r"偏高|升高|增高|增多|增加|超标|(?:超出|超过|高于|高出)了?(?:正常|参考)(?:范围|区间|值|上限)?|超出|过高|高于|较高"
              r"|偏多|上升|高出|高浓度|浓度(?:很|较|偏|过)?高|(?<![正常最])高值|↑"),
@@ -96,6 +97,7 @@ class Claim:
     condition: bool = False  # a condition name ("高血脂") or the whole report ("这些数值都正常", kind "report")
     overall: str = ""        # the key that grades the whole group when reported ("血压" -> BP)
     every: bool = False      # said of every member ("各项指标都偏低", "转氨酶都偏高"), not of one of them
+    count: int = 0           # "以下是三个异常项目": this many results are so (kind "report")
 
     @property
     def text(self) -> str:
@@ -133,6 +135,7 @@ class _Aliases:
     overall: dict = field(default_factory=dict)      # alias or condition name -> key grading the whole group
     subject_re: re.Pattern | None = None             # subjects that are not judged (心率, 体重 …)
     short_re: re.Pattern | None = None               # short names read only right before a direction ("钾偏高")
+    graded_subjects: frozenset = frozenset()         # subjects that are also tests of the table (心率 -> HR): judged
 
 
 @lru_cache(maxsize=1)
@@ -158,6 +161,10 @@ def _aliases() -> _Aliases:
              for t, c in (spec.get("conditions") or {}).items()}
     overall.update({_norm_alias(t): c["overall"] for t, c in (spec.get("conditions") or {}).items() if c.get("overall")})
     subjects = sorted({_norm_alias(s) for s in spec.get("subjects") or []}, key=len, reverse=True)
+    # a subject the reference table grades (心率 -> HR) is judged when the report has it: "心率 88 次/分属于偏高"
+    graded = {s: table.alias_to_key[s] for s in subjects if s in table.alias_to_key}
+    for a, k in graded.items():
+        resolve.setdefault(a, ((k,), "single"))
     short = {_norm_alias(a): k for a, k in (spec.get("short_names") or {}).items()}
     regex = re.compile(r"(?<![a-z])(?:" + _trie_regex(words) + r")(?![a-z])")
     for a, k in short.items():
@@ -165,7 +172,7 @@ def _aliases() -> _Aliases:
     short_re = re.compile(r"(?:" + _trie_regex(sorted(short)) + r")(?=(?:离子)?(?:的)?(?:含量|水平|浓度|值)?" + _SHORT_LEAD
                           + r"(?:偏高|偏低|升高|降低|增高|减低|过高|过低|较高|较低|正常|异常|高|低))") if short else None
     return _Aliases(regex, resolve, conds, re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None,
-                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re)
+                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re, frozenset(graded))
 
 
 def _table_text(name: str) -> str:
@@ -198,12 +205,17 @@ def extract_claims(sentence: str) -> list[Claim]:
         names = sorted(names + [(m.start(), m.end(), m.group(0)) for m in al.short_re.finditer(low)
                                 if not any(a <= m.start() < b for a, b, _ in names)
                                 and not any(a <= m.start() < b for a, b in taken)])
-    claims: list[Claim] = _condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence, names)
-    if not names:
-        return claims
-    claims += _pointer_claims(s, low, sentence, names)
     subjects = [(m.start(), m.end()) for m in al.subject_re.finditer(low)
                 if not any(a <= m.start() < b for a, b, _ in names)] if al.subject_re else []
+    # "血压 165/102 mmHg，心率 88 次/分属于偏高": a subject the table grades (心率) is a test name here; one that is
+    # not (体温, 年龄) still takes the direction away from the test named before it, unjudged
+    names = sorted(names + [(a, b, low[a:b]) for a, b in subjects if low[a:b] in al.graded_subjects])
+    subjects = [(a, b) for a, b in subjects if low[a:b] not in al.graded_subjects]
+    claims: list[Claim] = (_condition_claims(s, low, sentence) + _whole_report_claims(s, low, sentence, names)
+                           + _count_claims(s, low, sentence))
+    if not names:
+        return claims
+    claims += _pointer_claims(s, low, sentence, names) + _direction_label_claims(low, sentence, names)
     counted = _counted_prefix(low)
     brackets = [(m.start(), m.end()) for m in _BRACKET.finditer(low)]
     pending: list[tuple[int, int, str]] = []
@@ -229,6 +241,9 @@ def extract_claims(sentence: str) -> list[Claim]:
             continue
         if kind == "name":
             st, en, a = obj
+            if pending and low[max(0, st - 1):st] == "在" and _LOCATIVE_END.match(low, en):
+                pos = en  # "谷丙转氨酶和谷草转氨酶在肝功能中处于较低水平": 肝功能 is where, the subject stays
+                continue
             unclaimed.append(obj)
             listed.append(obj)
             said = None
@@ -322,6 +337,7 @@ def _negated_verb(low: str, start: int, end: int) -> bool:
     return last is not None and not re.search(r"[，,；;：:]", low[last.end():end])
 
 
+_LOCATIVE_END = re.compile(r"(?:的)?(?:中|里|当中|之中|方面|内)")
 _LIST_GAP = re.compile(r"^[\s,，、;；:：=*_]*(?:是|为)?[\s:：]*$")
 _VERDICT_OPENS = re.compile(r"[，,；;][\s*_]*(?:都|均|全|全部|全都|基本|基本上|也)?(?:是|在|属于|处于|符合|位于)?(?:医学上?的?)?$")
 
@@ -353,9 +369,11 @@ def _counted_prefix(low: str) -> list[int]:
 
 # "这些数值都符合正常范围", "检查结果均正常", "这个情况是正常的": the whole report called normal (no test named)
 _WHOLE_REPORT_NORMAL = re.compile(
-    r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|这个|您的|你的)?(?:数值|数据|指标|结果|项目|检查|化验|检验|报告|情况)"
+    r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|这个|您的|你的)?(?:数值|数据|指标|结果|项目|检查|化验|检验|报告|情况"
+    r"|(?:健康|身体)状况|身体状态|病例)"  # "因此，你的健康状况是正常的", "这个病例看起来非常健康，没有明显的异常"
     r"[^，,。；;、]{0,6}?(?:都|均|全部|全都|基本)?(?:是|在|属于|符合|处于)?"
-    r"(?:正常范围|正常值范围|正常的|正常|没有(?:明显)?异常|无(?:明显)?异常|未见(?:明显)?异常)")
+    r"(?:正常范围|正常值范围|正常的|正常(?![运工生饮作现人情])|没有(?:明显)?(?:的)?异常|无(?:明显)?(?:的)?异常|未见(?:明显)?(?:的)?异常"
+    r"|(?:非常|很|比较|十分)?健康(?:的)?(?=[，,。；;！!]|$))")
 # "这些数据符合标准", "这些数据符合你的铁代谢标准": normal, for the whole report or the panel named before 标准
 _WHOLE_REPORT_STANDARD = re.compile(
     r"(?<![其余它他除])(?:这些|以上|上述|所有|各项|全部|整体|总体|您的|你的)?(?:数值|数据|指标|结果|项目)[^，,。；;、]{0,4}?"
@@ -373,8 +391,9 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
         return []
     al = _aliases()
 
-    def about_a_test(m: re.Match) -> bool:  # "血脂指标正常" is about 血脂, read as a claim on it
-        return any(m.start() <= a < m.end() or b in (m.start(), m.start() - 1) for a, b, _ in names)
+    def about_a_test(m: re.Match) -> bool:  # "血脂指标正常", "空腹血糖（5.2 mmol/L）：结果：正常": about the test named
+        return any(m.start() <= a < m.end() or b in (m.start(), m.start() - 1)
+                   or (b < m.start() and re.fullmatch(r"[\s*_:：]*", _VALUE.sub("", low[b:m.start()]))) for a, b, _ in names)
 
     out = []
     m = _WHOLE_REPORT_DIR.search(low)
@@ -407,6 +426,32 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
     return out  # "符合高血压的诊断标准": a condition, judged by its own name
 
 
+# "以下是三个异常项目", "出现了5项异常", "两项指标偏高": a count of results in a direction
+_COUNT = re.compile(r"(?:^|(?<=[\s，,。：:；;（(有了是共中现示下这括为出]))(?P<n>\d{1,2}|[一二两三四五六七八九十]{1,3})\s*(?:个|项|处)(?:检查|检验|化验)?(?:指标|项目|数值|结果|数据)?"
+                    r"(?:存在|出现了?|有|都|均|是|为)?(?:的)?\s*(?P<d>异常|不正常|超出(?:正常|参考)?(?:范围|区间)|超标|偏高|升高|偏低|降低)")
+_ZH_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+
+
+def _zh_number(t: str) -> int:
+    if t.isdigit():
+        return int(t)
+    if "十" in t:
+        a, _, b = t.partition("十")
+        return _ZH_DIGITS.get(a, 1) * 10 + _ZH_DIGITS.get(b, 0)
+    return _ZH_DIGITS.get(t, 0)
+
+
+def _count_claims(s: str, low: str, sentence: str) -> list[Claim]:
+    out = []
+    for m in _COUNT.finditer(low):
+        n, d = _zh_number(m.group("n")), m.group("d")
+        d = "high" if d in ("偏高", "升高") else "low" if d in ("偏低", "降低") else "abnormal"
+        if n:
+            out.append(Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
+                             direction=d, sentence=sentence.strip(), condition=True, count=n))
+    return out
+
+
 # "血压130/85，空腹血糖6.5，总胆固醇5.0，这些都是正常的": a clause that points back at the tests named before it
 # ("这些", "以上", "这") and calls them normal / abnormal says so of each of them (high / low words after a
 # demonstrative are usually consequences: "这些都会增加风险", not read)
@@ -430,6 +475,11 @@ def _states_a_direction(text: str) -> bool:
     if _NO_CLAIM.search(low.strip()):
         return False
     return bool(_DIR_RE.search(_blank_no_claim_clauses(low, low)[1]))
+
+
+# a sentence that opens by pointing back ("这表明你的体重超重", "这说明…", "以上…") is about what was said before it:
+# after a held contradiction its antecedent is gone, so it is never general advice
+_ANTECEDENT = re.compile(r"^[\s*_#>-]*(?:\d+\s*[.、]\s*)?(?:这|那|此|该|其|它|以上|上述|前者|后者)")
 
 
 def _points_back(text: str) -> bool:
@@ -463,7 +513,39 @@ def _pointer_claims(s: str, low: str, sentence: str, names: list) -> list[Claim]
     return out
 
 
-_GENERAL = re.compile(r"^(?:的)?(?:患者|病人|人群|的人|者|病友|人士)")
+# "高血压患者", "超重或肥胖的人": about people with the condition (and another named with it), not this report
+# "正常高值：CK 520 U/L，CK-MB 45 U/L…", "- **偏高**：肌酐、尿酸": a direction that opens the sentence as a label ("正常范围：",
+# a range, is none)
+_DIRECTION_LABEL = re.compile(r"^[\s>#*_\-•·+]*(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?[*_\s]*"
+                              r"(?P<w>正常高值|正常低值|正常|偏高|偏低|升高|降低|增高|减低|过高|过低|异常|阳性|阴性|↑|↓)[*_\s]*[:：]")
+
+
+_COMPARES = re.compile(r"超过|大于|小于|不到|[<>≤≥]")  # "空腹血糖超过 3.9 mmol/L": the clause compares for itself
+
+
+def _direction_label_claims(low: str, sentence: str, names: list) -> list[Claim]:
+    """A direction label opening the sentence is said of each test after it whose clause gives it no direction or
+    comparison of its own ("正常高值：空腹血糖超过 3.9 mmol/L" defines a category: not read)."""
+    m = _DIRECTION_LABEL.match(low)
+    if not m:
+        return []
+    d = "normal" if m.group("w").startswith("正常") else _DIR_RE.fullmatch(m.group("w")).lastgroup
+    out = []
+    for st, en, a in names:
+        if st < m.end():
+            continue
+        cut, end = _clause_around(low, st, en)
+        clause = low[max(cut, m.end()):end]
+        for _a, _b, other in names:  # names are no direction words ("高密度脂蛋白"): blank them
+            clause = clause.replace(other, " ")
+        if not _DIR_RE.search(clause) and not _COMPARES.search(clause) and not _SHORT_DIR.match(low[en:]):
+            out += _claims_for([(st, en, a)], d, low, st, sentence)
+    return out
+
+
+_GENERAL = re.compile(r"^(?:(?:或|和|及|与|、|或者)[\u4e00-\u9fff]{1,4}?)?(?:的)?(?:患者|病人|人群|的人|者|病友|人士)"
+                      # "甲功三项是甲亢症的三个重要指标", "…与甲亢症的诊断和治疗": the condition in general
+                      r"|^症?的(?:[\u4e00-\u9fff]{0,4}?)(?:指标|诊断和治疗|诊治|治疗|筛查|危险因素|症状|表现|预防)")
 _COND_NEG = re.compile(r"(?:不|没有?|未|无|并非|并不|不算|排除|不是|不属于|不考虑)(?:达到|到|患有|是|属于|考虑|诊断为?|发现|存在|提示)?$")
 
 
@@ -517,6 +599,11 @@ def check_claim(claim: Claim, by_key: dict[str, Finding]) -> Violation | None:
     graded = [f for f in found if f.status != "ungraded"]
     if not graded:
         return None
+    if claim.count:  # "以下是三个异常项目" with two abnormal results (ungraded ones might be so too)
+        so = [f for f in graded if f.status == claim.direction or (claim.direction == "abnormal" and is_abnormal(f))]
+        if claim.count <= len(so) + len(found) - len(graded):
+            return None
+        return Violation(claim, "contradiction", [f for f in graded if f not in so])
     ok = [claim.direction in CONSISTENT[f.status] for f in graded]
     if claim.kind in ("panel", "report"):
         if claim.direction in ("normal", "not_high", "not_low") or claim.every:
@@ -528,11 +615,63 @@ def check_claim(claim: Claim, by_key: dict[str, Finding]) -> Violation | None:
     return Violation(claim, "contradiction", [f for f, good in zip(graded, ok) if not good]) if bad else None
 
 
+def _clause_around(low: str, start: int, end: int) -> tuple[int, int]:
+    """The clause (between ，；。 marks) that holds low[start:end]."""
+    ends = [i for i in (low.find(c, end) for c in "，,；;。") if i >= 0]
+    return max(low.rfind(c, 0, start) for c in "，,；;。") + 1, min(ends) if ends else len(low)
+
+
+# "甲功（TSH）的正常范围是 0.02 mIU/L": a normal range stated as the patient's own value calls that value normal
+_RANGE_IS = re.compile(r"(?:正常|参考)(?:范围|值|水平|区间)(?:是|为|在)[\s:：]*")
+_SINGLE_NUMBER = re.compile(r"(?<![\d.<>≤≥~～\-–])\d+(?:\.\d+)?(?![\d.])(?!\s*[-–~～]\s*\d)")
+
+
+def _own_value_as_range_claims(sentence: str, findings: list[Finding]) -> list[Claim]:
+    low = unicodedata.normalize("NFKC", sentence).lower()
+    al = _aliases()
+    out = []
+    for m in _RANGE_IS.finditer(low):
+        start, end = _clause_around(low, m.start(), m.end())
+        numbers = {float(x.group(0)) for x in _SINGLE_NUMBER.finditer(low, m.end(), end)}
+        for n in al.regex.finditer(low, start, m.start()):
+            keys = al.resolve[n.group(0)][0]
+            for f in findings:
+                said = sentence[n.start():n.end()] if len(sentence) == len(low) else n.group(0)
+                if f.key in keys and isinstance(f.value, (int, float)) and float(f.value) in numbers \
+                        and not any(c.keys == (f.key,) for c in out):
+                    out.append(Claim(alias=said, keys=(f.key,), kind="single", direction="normal", sentence=sentence.strip()))
+    return out
+
+
+# "丙氨酸氨基转移酶在 9-50 U/L 的范围内" with ALT 86: a value said to lie in a range it is outside of is called normal
+# (a true "在 60-100 的范围内" says nothing of its grade; "不在…范围内" is a negation, read elsewhere)
+_IN_RANGE = re.compile(r"(?<!不)(?:在|处于|位于)\s*(?P<a>\d+(?:\.\d+)?)\s*(?:[-–~～至到])\s*(?P<b>\d+(?:\.\d+)?)\s*"
+                       r"(?:[a-zμµ%/^·\d.]+|次/分)?\s*(?:的)?(?:正常|参考)?(?:值)?(?:范围|区间)(?:内|之内|以内)")
+
+
+def _stated_range_claims(sentence: str, findings: list[Finding]) -> list[Claim]:
+    low = unicodedata.normalize("NFKC", sentence).lower()
+    al = _aliases()
+    out = []
+    for m in _IN_RANGE.finditer(low):
+        start = _clause_around(low, m.start(), m.end())[0]
+        named = [n for n in al.regex.finditer(low, start, m.start()) if not _unit_like(low, n)]
+        if not named:
+            continue
+        n = named[-1]  # the nearest test before it in the clause
+        a, b = sorted((float(m.group("a")), float(m.group("b"))))
+        for f in findings:
+            if f.key in al.resolve[n.group(0)][0] and isinstance(f.value, (int, float)) and not a <= float(f.value) <= b:
+                said = sentence[n.start():n.end()] if len(sentence) == len(low) else n.group(0)
+                out.append(Claim(alias=said, keys=(f.key,), kind="single", direction="normal", sentence=sentence.strip()))
+    return out
+
+
 def check_sentence(sentence: str, findings: list[Finding], *, block_unreported: bool = False) -> list[Violation]:
     """Violations in one sentence: contradictions, plus claims about unreported tests if `block_unreported`."""
     by_key = {f.key: f for f in findings}
     out = []
-    for c in extract_claims(sentence):
+    for c in extract_claims(sentence) + _own_value_as_range_claims(sentence, findings) + _stated_range_claims(sentence, findings):
         v = check_claim(c, by_key)
         if v and (v.kind == "contradiction" or block_unreported):
             out.append(v)
@@ -550,6 +689,8 @@ def check_text(text: str, findings: list[Finding], *, block_unreported: bool = F
 # "### 1. 空腹血糖" (a line of its own, no colon) and "1. **空腹血糖：6.5 mmol/L**" (the value only) head them too
 _HEADING = re.compile(r"^\s*(?:#+\s*)?(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?(?:[-*•·+]\s+)?[*_]*"
                       r"(?P<name>[^*_:：，,。；;\n]{1,24}?)[*_]*\s*(?:[:：](?P<value>[^\n]*)|(?P<line>\n))\s*$")
+# what a heading's value part may hold besides values: a reference label and punctuation ("85 umol/L，参考范围 57–97 umol/L。")
+_HEAD_VALUE_REST = re.compile(r"[\s*_，,。；;]|(?:参考|正常)(?:范围|值|区间)?(?:为|是)?[:：]?")
 _BULLET = re.compile(r"^\s*(?:[-•·+]|\*(?!\*))\s*")  # "- …", "* …" (not "**bold**")
 _NUMBERED = re.compile(r"^\s*(?:\d+\s*[.、)）]|[（(]\d+[）)])")
 
@@ -560,13 +701,22 @@ _VALUE_LINE = re.compile(r"^\s*(?:[-•·+]\s*|\*(?!\*)\s*)?[*_]*(?P<d>[^*_:：�
 
 
 # a sentence that is only a verdict ("正常高值。", "一切正常。", "异常。"): of the tests named just before, else of the report
+_VERDICT_WORD = (r"正常(?:高值|范围内?|水平)?(?:的)?|没有(?:明显|什么)?(?:问题|异常)|没问题|无异常|未见异常|异常"
+                 r"|(?:理想|合适|适合|适宜|合理|健康)(?:的)?(?:范围|区间|水平)")
+# … or a few of them ("正常高值，适合水平。")
 _BARE_VERDICT = re.compile(r"^[\s*_#>-]*(?:所以|因此|因而|总之|总的来说|综上所述?)?[，,\s]*(?:都|均|一切|全部|基本上?)?(?:是|属于)?"
-                           r"(?P<d>正常(?:高值|范围内?|水平)?(?:的)?|没有(?:明显|什么)?(?:问题|异常)|没问题|无异常|未见异常|异常)"
+                           r"(?P<d>" + _VERDICT_WORD + r")(?:[，,、\s]*(?:是|属于)?(?:" + _VERDICT_WORD + r"))*"
                            r"[*_\s]*[。！!]?\s*$")
 
 
+# "所以这个数值偏高", "该值偏低": high / low said of one value pointed at (the last test named, in the sentence before)
+_POINTER_DIR = re.compile(r"(?:这个|这一|该|此)(?:数值|值|指标|结果|水平|项目?)(?:也|都|明显|稍|略|有些|有点)?(?:是|为|属于|处于)?"
+                          r"(?P<d>偏高|偏低|升高|降低|过高|过低|增高|减低|超标)")
 # a line that labels the list below it ("**异常项目：**", "你有几个异常的项目：", "以下是三个异常项目及其解释：")
-_LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?(?:及其解释|及解释|如下|有|包括|是|为)?[*_\s]*[:：][*_\s]*$")
+_LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?(?:(?:及其|及|的)?(?:解释|说明|分析|解读|原因)"
+                         r"(?:(?:和|及|与|、)(?:下一步|进一步)?(?:的)?(?:建议|处理|措施))?|如下|有|包括|是|为)?"
+                         r"[*_\s]*[:：][*_\s]*$")
+_ITEM_NAME = re.compile(r"^\s*(?:[-•·+]|\*(?!\*)|\d+\s*[.、)）])?\s*[*_]*(?P<n>[^*_:：，,。\s\d()（）]{1,12}?)(?:离子)?[*_]*\s*[:：(（]")
 _LIST_NUMBER = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、]\s*$")  # "1." cut off as a sentence of its own
 
 
@@ -582,12 +732,14 @@ class AnswerReader:
         self.previous: list[str] = []  # the tests the last sentence named (what "这些都正常" points at)
         self.label = ""      # "你有几个异常的项目：" over the list items below it: "abnormal" / "normal"
         self.item = False    # the last sentence was a bare list number ("1."): this one is the item's text
+        self.line_start = True  # this sentence begins a line (the one before ended with a newline)
 
     def state(self) -> tuple:
-        return self.subject, list(self.previous), self.label, self.item
+        return self.subject, list(self.previous), self.label, self.item, self.line_start
 
     def restore(self, state: tuple) -> None:
         self.subject, self.previous, self.label, self.item = state[0], list(state[1]), state[2], state[3]
+        self.line_start = state[4]
 
     def _labelled(self, sentence: str) -> list[Violation]:
         """Under a label line ("异常项目：", "你有几个异常的项目：") each top-level list item is said to be so of the
@@ -605,16 +757,20 @@ class AnswerReader:
         top = self.item or bool(re.match(r"(?:[-•·+]|\*(?!\*)|\d+\s*[.、)）])", norm))
         item, self.item = self.item, False
         if not top:
-            if not re.match(r"\s", norm):
-                self.label = ""  # a plain line ends the list
+            if not re.match(r"\s", norm) and self.line_start:
+                self.label = ""  # a plain line ends the list (not the item's own later sentences)
             return []
         if not self.label:
             return []
         first = _aliases().regex.search(norm.lower())
-        if not first or _unit_like(norm.lower(), first):
+        name = first.group(0) if first and not _unit_like(norm.lower(), first) else ""
+        lead = _ITEM_NAME.match(norm.lower())
+        if lead and (not name or lead.start("n") < first.start()) and _norm_alias(lead.group("n")) in _aliases().resolve:
+            name = _norm_alias(lead.group("n"))  # "- 氯：10": a short name that heads the item is the test
+        if not name:
             return []
         word = "异常" if self.label == "abnormal" else "正常"
-        return check_sentence(first.group(0) + word, self.findings, block_unreported=self.block_unreported) \
+        return check_sentence(name + word, self.findings, block_unreported=self.block_unreported) \
             if item or top else []
 
     def _value_subject(self, sentence: str) -> str:
@@ -629,11 +785,12 @@ class AnswerReader:
 
     def check(self, sentence: str) -> list[Violation]:
         if not sentence.strip():
+            self.line_start = self.line_start or "\n" in sentence
             return []
         text = sentence
         head = _HEADING.match(unicodedata.normalize("NFKC", sentence))
         if head and _norm_alias(_BRACKET.sub("", head.group("name"))) in _aliases().resolve and (
-                not head.group("value") or not re.sub(r"[\s*_]", "", _VALUE.sub("", head.group("value").lower()))):
+                not head.group("value") or not _HEAD_VALUE_REST.sub("", _VALUE.sub("", head.group("value").lower()))):
             self.subject = head.group("name").strip()
         elif _BULLET.match(sentence) and not _NUMBERED.match(sentence):
             if self.subject and not _names_a_test(sentence):
@@ -647,12 +804,16 @@ class AnswerReader:
         if not named and self.previous and _DEMONSTRATIVE.match(low):
             text = "、".join(self.previous) + "，" + text  # "…总胆固醇5.0。这些都是正常的。"
             named = self.previous
+        pointed = None if named or not self.previous or _NO_CLAIM.search(low.strip()) else _POINTER_DIR.search(low)
+        if pointed:  # "CEA：2.1 ng/mL，参考 <5 ng/mL。正常值是低于5 ng/mL，所以这个数值偏高。": the last test named before
+            text, named = self.previous[-1] + pointed.group("d") + "。" + text, self.previous[-1:]
         verdict = None if named else _BARE_VERDICT.match(low)
         if verdict and self.previous:  # "空腹血糖6.5。正常。": said of the tests named just before
             text, named = "、".join(self.previous) + "，" + text, self.previous
             verdict = None
         self.previous = named
         out = check_sentence(text, self.findings, block_unreported=self.block_unreported) + self._labelled(sentence)
+        self.line_start = sentence.endswith("\n")
         if verdict:  # an answer that opens with "正常高值。": the report called normal
             d = "abnormal" if verdict.group("d") == "异常" else "normal"
             v = check_claim(Claim(alias=sentence.strip(), keys=("*",), kind="report", direction=d,
@@ -742,7 +903,7 @@ class ReportPostCheck:
         if self.failed:
             self.held.append(text)
             if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text) \
-                    and not _points_back(text) and not _states_a_direction(text) \
+                    and not _points_back(text) and not _states_a_direction(text) and not _ANTECEDENT.match(text) \
                     and len(re.findall(r"[\u4e00-\u9fff]", text)) >= 2:  # not a stray "2.3.4." either
                 self.advice.append(text.strip())  # general advice: names no test and says nothing of the report
             return ""
