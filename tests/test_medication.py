@@ -78,3 +78,11 @@ def test_medication_post_check_adds_notes_at_the_end():
     assert tail.startswith("\n\n〔用药提示〕") and RX_NOTE in tail and VIRAL_NOTE in tail
     assert pc.to_dict()["rx_drugs"] == ["阿莫西林"]
     assert MedicationPostCheck(["头疼"]).finish("多休息。") == ""
+
+
+def test_the_bodys_hormone_is_not_the_prescription_drug():
+    """"胰岛素抵抗" / "胰岛素水平" name the hormone, not the medicine: no Rx caution for them."""
+    from ming.safety.medication import find_drugs
+
+    assert find_drugs("这可能与胰岛素抵抗有关，胰岛素水平偏高") == []
+    assert [d.name for d in find_drugs("需要打胰岛素控制血糖")] == ["胰岛素"]

@@ -44,7 +44,7 @@ def test_report_arrow_wins_over_range_and_printed_range_wins_over_table():
 
 def test_units_are_converted():
     glu = parse_report("血糖 126 mg/dL")[0]
-    assert glu.status == "high" and "换算为 6.99 mmol/L" in glu.note
+    assert glu.status == "high" and "换算为 7.0 mmol/L" in glu.note
     assert parse_report("肌酐 1.0 mg/dL")[0].status == "normal"  # 88.4 umol/L
     assert parse_report("肌酐 2.0 mg/dL")[0].status == "high"
 
@@ -189,3 +189,14 @@ def test_censored_values_and_tests_the_table_does_not_know_are_graded_by_the_pri
     assert got["维生素B12"].status == "low" and got["维生素B12"].ref_text.startswith("180–900")
     assert got["叶酸"].status == "normal" and got["叶酸"].ref_source == "报告所印参考范围"
     assert got["幽门螺杆菌抗体"].status == "ungraded" and "参考表中没有这一项" in got["幽门螺杆菌抗体"].note
+
+
+def test_converted_values_are_graded_at_printed_precision_and_a_missing_unit_is_said():
+    """126 mg/dL is the diabetes cut-off 7.0 mmol/L (not 6.99: 空腹血糖受损); a bare 126 read as mg/dL is not shown
+    as 126 mmol/L."""
+    from ming.safety.report import parse_report
+
+    (f,) = parse_report("空腹血糖 126 mg/dL\n")
+    assert f.status == "high" and "糖尿病诊断切点" in f.category and "换算为 7.0 mmol/L" in f.note
+    (bare,) = parse_report("空腹血糖 126\n")
+    assert "mmol" not in bare.value_text and "未写单位" in bare.value_text and "糖尿病诊断切点" in bare.category

@@ -69,6 +69,9 @@ class _Table:
     regex: re.Pattern
 
 
+_NOT_THE_DRUG = re.compile(r"抵抗|敏感|分泌|水平|释放|瘤|自身抗体|抗体|受体|样生长因子|原|c肽")
+
+
 @lru_cache(maxsize=1)
 def load_rx_table() -> _Table:
     import yaml
@@ -88,6 +91,8 @@ def find_drugs(answer: str) -> list[DrugMention]:
     tab = load_rx_table()
     out = []
     for m in tab.regex.finditer(t):
+        if _NOT_THE_DRUG.match(t, m.end()):  # 胰岛素抵抗, 胰岛素水平: the body's hormone, not the medicine
+            continue
         start = max((c.end() for c in _CLAUSE.finditer(t, 0, m.start())), default=0)
         before = t[start:m.start()]
         out.append(DrugMention(name=answer[m.start():m.end()] if len(answer) == len(t) else m.group(0),

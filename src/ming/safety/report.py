@@ -245,10 +245,15 @@ def _grade_numeric(key: str, t: dict, raw: str, value: float, rest: str, sex: st
             for alt_u, fac in alts.items():
                 if value * fac <= 3 * hi:
                     factor, f.note = fac, f"未写单位，按 {alt_u} 理解并换算"
+                    f.unit = "（未写单位）"  # not the table's unit: the value was read as alt_u
                     break
         v_cmp = value * factor
         if factor != 1.0:
-            f.note = (f.note + "；" if f.note else "") + f"换算为 {v_cmp:.2f} {t.get('unit', '')}"
+            # graded at the precision labs print the converted unit in (126 mg/dL is the 7.0 mmol/L cut-off,
+            # not 6.99), two significant decimals for small values
+            nd = 1 if v_cmp >= 1 else 2
+            v_cmp = round(v_cmp, nd)
+            f.note = (f.note + "；" if f.note else "") + f"换算为 {v_cmp:.{nd}f} {t.get('unit', '')}"
         f.ref_low, f.ref_high = lo, hi
         if f.ref_source != "报告标记":
             f.ref_text = _fmt_range(lo, hi) + (f" {t.get('unit', '')}" if t.get("unit") else "")
