@@ -33,6 +33,7 @@ _VALUE = re.compile(
 _FLAG = re.compile(r"(↑+|↓+|(?<![^\s(\[])(?:HH|LL|H|L)(?![^\s)\]])|偏高|偏低|升高|降低|增高|减低|(?<![\u4e00-\u9fff])[高低](?![\u4e00-\u9fff]))")
 _RANGE = re.compile(r"(?P<lo>\d+(?:\.\d+)?)\s*(?:-{1,2}|~|～|—|–|至|到)\s*(?P<hi>\d+(?:\.\d+)?)"
                     r"|(?P<lt>[<≤]|小于|低于)\s*(?P<ltv>\d+(?:\.\d+)?)|(?P<gt>[>≥]|大于|高于)\s*(?P<gtv>\d+(?:\.\d+)?)")
+_ITEM_END = re.compile(r"[、;；，,\n]")  # where one item's value, unit and printed range end
 _UNIT = re.compile(r"(?:[x×*]?\s*10\s*(?:\^|\*|e)?\s*(?:9|12)\s*/\s*l|[μuµ]mol/l|mmol/l|pmol/l|nmol/l|mg/dl|[μuµ]g/dl|g/dl|mg/l|g/l|"
                    r"ng/ml|ng/l|[μuµ]g/ml|[μuµ]g/l|pg/ml|[μuµ]iu/ml|miu/l|miu/ml|iu/ml|iu/l|ku/l|mu/l|u/ml|u/l|mg/mmol|mg/g|mmhg|"
                    r"ml/min(?:/1\.73m2)?|mm/h|fl|pg|kg/m2|kg|cm|次/分|bpm|个?/\s*hp|个?/\s*[μuµ]l|(?<![a-z])(?:s|sec)(?![a-z/])|秒|%)",
@@ -250,7 +251,7 @@ def _grade_numeric(key: str, t: dict, raw: str, value: float, rest: str, sex: st
         v_cmp = value * factor
         if factor != 1.0:
             # graded at the precision labs print the converted unit in (126 mg/dL is the 7.0 mmol/L cut-off,
-            # not 6.99), two significant decimals for small values
+            # not 6.99): one decimal, two below 1
             nd = 1 if v_cmp >= 1 else 2
             v_cmp = round(v_cmp, nd)
             f.note = (f.note + "；" if f.note else "") + f"换算为 {v_cmp:.{nd}f} {t.get('unit', '')}"
@@ -357,7 +358,7 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
         if not vm:
             continue
         rest = seg[vm.end():]
-        cut = re.search(r"[、;；，,\n]", rest)
+        cut = _ITEM_END.search(rest)
         rest = rest[: cut.start()] if cut else rest
         key = table.alias_to_key[alias]
         raw = t[s:e]
@@ -447,7 +448,7 @@ def _unknown_items(t: str, spans: list[tuple[int, int]]) -> list[Finding]:
                                note="同一项目在报告中再次出现，只判断了第一次的结果；请以报告所印参考范围为准",
                                comparator=m.group("cmp") or ""))
             continue
-        rest = re.split(r"[、;；，,\n]", t[m.start("unit"):], maxsplit=1)[0]
+        rest = _ITEM_END.split(t[m.start("unit"):], maxsplit=1)[0]
         f = _censored(_grade_numeric(key, {"name": name, "unit": unit, "info": True}, name, num, rest, None),
                       m.group("cmp") or "")
         if f.status == "ungraded":
