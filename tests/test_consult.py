@@ -283,3 +283,15 @@ def test_a_late_period_asks_about_pregnancy_first_and_answers_are_read(kb):
     _, dizzy = talk(kb, "最近老是头晕", "站起来的时候明显")
     assert "可能我没问清楚" not in dizzy.text and "站起来" in dizzy.state.triggers
     assert "血尿" in talk(kb, "腰疼，尿有点红")[0].state.present()
+
+
+def test_a_child_without_an_age_is_ranked_as_a_child(kb):
+    """"孩子拉肚子" says the patient is a child even without an age: children's illnesses get the child's weight,
+    not the unknown-age penalty (an adult pneumonia was ranked first for a child's diarrhoea)."""
+    from ming.consult import rank
+
+    st = build_state([{"role": "user", "content": "孩子拉肚子两天了"}], kb.lexicon)
+    adult = build_state([{"role": "user", "content": "拉肚子两天了"}], kb.lexicon)
+    assert st.child and not adult.child
+    assert rank.group_fit(st, ("child",)) > 0 > rank.group_fit(adult, ("child",))
+    assert rank.group_fit(st, ("elderly",)) < rank.group_fit(adult, ("elderly",))

@@ -52,11 +52,13 @@ def group_fit(state: ConsultState, groups) -> float:
     pen = 0.0
     fits = math.log(GROUP_FIT_BONUS)
     age, sex, preg = state.age, state.sex, state.pregnant()
+    child = (age is not None and age < 14) or (age is None and state.child)  # "孩子…" without an age is a child
+    known = age is not None or state.child
     for g in groups:
         if g == "child":
-            pen += fits if age is not None and age < 14 else math.log(0.01 if age is not None else 0.3)
+            pen += fits if child else math.log(0.01 if known else 0.3)
         elif g == "elderly":
-            pen += fits if age is not None and age >= 60 else math.log(0.01 if age is not None else 0.2)
+            pen += fits if age is not None and age >= 60 else math.log(0.01 if known else 0.2)
         elif g == "pregnancy":
             pen += fits if preg else math.log(0.001 if preg is False or sex == "男" else 0.1)
         elif g == "female":
