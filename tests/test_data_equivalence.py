@@ -117,3 +117,33 @@ def test_bad_input_contract_holds_when_files_are_read_in_pieces(synth, tmp_path,
     assert "source qa: 2 of 1002 input rows are bad" in str(e.value) and "qa.jsonl:401: malformed JSON" in str(e.value)
     assert "qa.jsonl:802: malformed JSON" in str(e.value)
     assert not (tmp_path / "out" / "train.jsonl").exists() and not (tmp_path / "out" / ".work").exists()
+
+
+def test_a_source_of_several_graphs_and_small_read_blocks_give_the_same_build(tmp_path, monkeypatch):
+    """A knowledge-graph source with two folders converts each folder as one task (each graph is loaded in one
+    process only); with one worker or two, and with JSONL read in tiny blocks, the build is the same."""
+    from ming.data import rawio
+
+    kg2 = tmp_path / "kg2"
+    kg2.mkdir()
+    for f in ("entities.jsonl", "triples.jsonl"):  # a second, different graph: every disease renamed
+        (kg2 / f).write_text((RAW / "kg" / f).read_text(encoding="utf-8").replace("炎", "症"), encoding="utf-8")
+    text = _with_kg_sources(tmp_path).read_text(encoding="utf-8")
+    assert "paths: [kg], options: {mode: kg_tasks}" in text
+    recipe = tmp_path / "two-graphs.yaml"
+    recipe.write_text(text.replace("paths: [kg], options: {mode: kg_tasks}",
+                                   f"paths: [kg, '{kg2}'], options: {{mode: kg_tasks}}"), encoding="utf-8")
+    res = {}
+    for name, workers, block in (("one", 1, None), ("two", 2, None), ("blocks", 2, 97)):
+        if block:
+            monkeypatch.setattr(rawio, "READ_BLOCK", block)
+        res[name] = build(load_recipe(str(recipe)), tmp_path / name, data_dir=RAW, progress=False, workers=workers,
+                          log=lambda m: None)
+    for name in ("two", "blocks"):
+        for split in ("train.jsonl", "dev.jsonl"):
+            assert (tmp_path / "one" / split).read_bytes() == (tmp_path / name / split).read_bytes()
+        assert res[name]["sources"] == res["one"]["sources"]
+        assert res[name]["input_problems"] == res["one"]["input_problems"]
+    train = (tmp_path / "one" / "train.jsonl").read_text(encoding="utf-8")
+    assert '"origin":"kg2:' in train and '"origin":"kg:' in train  # both graphs reached the mix
+    assert res["one"]["input_problems"]["examples"]  # the fixtures' bad lines, still named by file:line

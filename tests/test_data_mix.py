@@ -2,7 +2,10 @@
 
 import random
 
-from ming.data.mix import BucketShuffler, plan_mix, select_file, water_fill
+import orjson
+
+from ming.data.mix import BucketShuffler, dumps, line_id, plan_mix, select_file, water_fill
+from ming.data.records import make_record
 from ming.data.recipe import parse_recipe
 
 
@@ -58,3 +61,15 @@ def test_bucket_shuffler_keeps_every_line(tmp_path):
     out = list(sh)
     want = [f"{i}\n".encode() for i in range(1000)]
     assert sorted(out, key=int) == want and out != want
+
+
+def test_line_id_reads_the_id_of_any_record_line():
+    """The dev split reads a record's id straight from its line when it can; every id, plain or not, comes out as
+    parsing the line gives it."""
+    ids = ["gen-0123abcd", 'quote"d', "back\\slash", "tail\\", "中文-id", "tab\tid", "#r1"]
+    for rid in ids:
+        line = dumps(make_record(source="s", messages=[{"role": "user", "content": "x"}], id=rid))
+        assert line_id(line) == orjson.loads(line)["id"] == rid
+        assert line_id(b"0123456789abcdef01234567\t" + line, 25) == rid  # after a spill head
+    other = orjson.dumps({"source": "s", "id": "later"})  # not written by dumps(make_record): parsed
+    assert line_id(other) == "later"

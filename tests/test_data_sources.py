@@ -201,3 +201,15 @@ def test_sign_off_cue_holds_wherever_the_sign_off_pattern_matches():
             matched += 1
             assert _SIGNOFF_CUE.search(text), text
     assert matched > 1000
+
+
+def test_an_assessment_is_a_sentence_with_an_assessment_word_that_is_not_a_question():
+    from ming.data.sources.dialogue import gives_assessment
+
+    yes = ["考虑是感冒。", "建议多喝水", "多休息。可能是病毒感染，不用担心。", "You should rest.", "It may be a cold.\n好的",
+           "这可能是感冒吗？不，建议复查。", "咳嗽多久了？考虑支气管炎", "Consider an X-ray!",
+           "建议复查\n吗"]  # a line end ends a sentence
+    no = ["", "咳嗽多久了？", "考虑感冒吗？", "可能是什么引起的呢", "Should I? ", "xshould be fine", "maybee",
+          "请问有发热吗？有没有咳痰？", "是不是可能过敏呢？\n"]
+    assert [t for t in yes if not gives_assessment(t)] == []
+    assert [t for t in no if gives_assessment(t)] == []

@@ -24,12 +24,11 @@ import math
 import random
 import zlib
 from dataclasses import dataclass, field
+from hashlib import blake2b
 from pathlib import Path
 from typing import Iterator
 
 import orjson
-
-from ming.data.records import stable_id
 
 
 def water_fill(total: int, weights: dict[str, float], limits: dict[str, float]) -> dict[str, int]:
@@ -203,20 +202,43 @@ def select_stratum(spill: str, n: int, k: int, seed: str, dev_seed: int, dev_fra
     `out` as b"1" (dev) or b"0" (train) + the spill line; an upsampling repeat gets `meta.repeat` and an id
     ending in #r<repeat> (its head then no longer matches its line). The split is a hash of the original id."""
     rng = random.Random(seed)
+    dev_key = f"dev\x1f{dev_seed}\x1f"  # stable_id("dev", dev_seed, id)'s text, before the id
+    buf: list[bytes] = []
     with open(out, "wb") as fh:
         for rep, sline in select_file(Path(spill), n, k, rng):
-            head, line = sline[:SPILL_HEAD], sline[SPILL_HEAD:]
             rec_id = None
-            if rep or dev_fraction:
+            if rep:
+                head, line = sline[:SPILL_HEAD], sline[SPILL_HEAD:]
                 rec = orjson.loads(line)
                 rec_id = rec["id"]
-                if rep:
-                    rec["meta"]["repeat"] = rep
-                    rec["id"] = f"{rec_id}#r{rep}"
-                    line = dumps(rec)
-            is_dev = dev_fraction > 0 and int(stable_id("dev", dev_seed, rec_id, n=8), 16) / 16**8 < dev_fraction
-            fh.write((b"1" if is_dev else b"0") + head + line)
+                rec["meta"]["repeat"] = rep
+                rec["id"] = f"{rec_id}#r{rep}"
+                sline = head + dumps(rec)
+            elif dev_fraction:
+                rec_id = line_id(sline, SPILL_HEAD)
+            is_dev = dev_fraction > 0 and int.from_bytes(
+                blake2b((dev_key + rec_id).encode("utf-8"), digest_size=16).digest()[:4], "big") / 16**8 < dev_fraction
+            buf.append(b"1" if is_dev else b"0")
+            buf.append(sline)
+            if len(buf) >= 8192:
+                fh.writelines(buf)
+                buf.clear()
+        fh.writelines(buf)
     return out
+
+
+_ID_AT = b'{"id":"'
+
+
+def line_id(line: bytes, start: int = 0) -> str:
+    """The id of a record's JSON line: read straight from the line when it opens with a plain id, as `dumps`
+    writes it (make_record puts the id first), else parsed."""
+    if line.startswith(_ID_AT, start):
+        begin = start + len(_ID_AT)
+        end = line.find(b'"', begin)
+        if end > 0 and line.find(b"\\", begin, end) < 0:  # no backslash: the id has no escapes
+            return line[begin:end].decode("utf-8")
+    return orjson.loads(line[start:])["id"]
 
 
 def dumps(rec: dict) -> bytes:

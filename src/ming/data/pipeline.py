@@ -20,6 +20,7 @@ import pickle
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -115,8 +116,12 @@ def source_shards(source: int, subset: SubsetSpec, spec: SourceSpec, task: Sourc
     span_bytes = span_bytes or SPAN_BYTES
     kg_parts = kg_parts or KG_PARTS
     pieces: list[tuple] = []
+    kg_split = getattr(get_converter(spec.kind), "KG_PARTS", False)
+    graphs = sum(1 for p in paths if p.is_dir()) if kg_split else 0
     for p in paths:
-        if p.is_dir() and getattr(get_converter(spec.kind), "KG_PARTS", False):
+        if p.is_dir() and kg_split and graphs > 1:
+            pieces.append((p, None, None))  # several graphs: one task each, so each is loaded in one process only
+        elif p.is_dir() and kg_split:
             pieces += [(p, None, (k, kg_parts)) for k in range(kg_parts)]
         elif splittable(p) and p.stat().st_size > span_bytes:
             pieces += [(p, sp, None) for sp in jsonl_spans(p, span_bytes)]
@@ -208,9 +213,16 @@ class RecordStage:
         t = time.process_time()
         ctx = make_context(sh.subset, sh.spec, sh.data_dir)
         ctx.span, ctx.part = sh.span, sh.part
-        recs = list(get_converter(sh.spec.kind).iter_records([sh.path], ctx)) if sh.path is not None else []
-        secs = time.process_time() - t
-        results = [self.run_records(sh.task, recs[i:i + BATCH]) for i in range(0, len(recs), BATCH)]
+        recs = iter(get_converter(sh.spec.kind).iter_records([sh.path], ctx) if sh.path is not None else ())
+        secs = 0.0
+        results = []
+        while True:  # a batch at a time: a whole graph's records are never held at once
+            batch = list(islice(recs, BATCH))
+            secs += time.process_time() - t
+            if not batch:
+                break
+            results.append(self.run_records(sh.task, batch))
+            t = time.process_time()
         return FileResult(results, ctx.errors, dict(ctx.skips), secs, sh.source, sh.last)
 
     def audit(self, lines: list[bytes], heads: list[bytes], name: str, first_line: int, split: str) -> dict:

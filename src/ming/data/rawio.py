@@ -66,45 +66,79 @@ def jsonl_spans(path: str | Path, size: int) -> list[tuple[int, int, int]]:
     return out or [(0, 0, 1)]
 
 
+READ_BLOCK = 4 << 20  # bytes read at a time (whole lines) by `iter_jsonl`
+
+
+def _line_blocks(fh, first: int, end: int | None) -> Iterator[tuple[int, bytes]]:
+    """(number of the first line, bytes) of consecutive blocks of whole lines, up to byte `end` (None: the
+    end of the file), from the current position of `fh`."""
+    left = None if end is None else end - fh.tell()
+    while left is None or left > 0:
+        block = fh.read(READ_BLOCK if left is None else min(READ_BLOCK, left))
+        if not block:
+            return
+        if not block.endswith(b"\n") and (left is None or len(block) < left):
+            block += fh.readline() if left is None else fh.readline(left - len(block))
+        if left is not None:
+            left -= len(block)
+        yield first, block
+        first += block.count(b"\n")
+
+
 def iter_jsonl(path: str | Path, *, errors: ErrorLog, encoding: str = "auto",
                span: tuple[int, int, int] | None = None) -> Iterator[tuple[int, dict]]:
     """Rows of a JSONL file, or of the piece `span` (see `jsonl_spans`) of it, with their line numbers."""
     path = Path(path)
+    key = str(path)
+    fast = encoding in ("auto", "utf-8")
     with open(path, "rb") as fh:
         first = 1
         if span is not None:
             fh.seek(span[0])
-            fh, first = io.BytesIO(fh.read(span[1] - span[0])), span[2]
-        for line_no, raw in enumerate(fh, first):
-            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            if not raw.strip():
-                continue
-            errors.rows[str(path)] += 1
-            if encoding in ("auto", "utf-8"):
-                try:  # the fast path: valid UTF-8 JSON; anything else takes the path below (same messages)
-                    obj = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    pass
-                else:
-                    if isinstance(obj, dict):
-                        yield line_no, obj
-                        continue
-            text, problem = _decode(raw, encoding)
-            if text is None:
-                errors.error(path, line_no, problem or "decode error")
-                continue
-            if problem:
-                errors.warn(path, line_no, problem)
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                errors.error(path, line_no, json_problem(exc, text))
-                continue
-            if not isinstance(obj, dict):
-                errors.error(path, line_no, f"line is a JSON {type(obj).__name__}, expected an object")
-                continue
-            yield line_no, obj
+            first = span[2]
+        for line0, block in _line_blocks(fh, first, None if span is None else span[1]):
+            lines = block.split(b"\n")
+            if lines[-1] == b"":
+                lines.pop()
+            if line0 == 1 and lines and lines[0].startswith(b"\xef\xbb\xbf"):
+                lines[0] = lines[0][3:]
+            blank = [i for i, raw in enumerate(lines) if not raw or raw.isspace()]
+            errors.rows[key] += len(lines) - len(blank)
+            if blank:
+                gone = set(blank)
+                numbered = [(line0 + i, raw) for i, raw in enumerate(lines) if i not in gone]
+            else:
+                numbered = list(enumerate(lines, line0))
+            for line_no, raw in numbered:
+                if fast:
+                    try:  # the fast path: valid UTF-8 JSON; anything else takes the path below (same messages)
+                        obj = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        pass
+                    else:
+                        if type(obj) is dict:
+                            yield line_no, obj
+                            continue
+                yield from _slow_row(path, line_no, raw, encoding, errors)
+
+
+def _slow_row(path: Path, line_no: int, raw: bytes, encoding: str, errors: ErrorLog) -> Iterator[tuple[int, dict]]:
+    """A line the fast path did not take: decoded as `encoding` says, parsed, or reported with its problem."""
+    text, problem = _decode(raw, encoding)
+    if text is None:
+        errors.error(path, line_no, problem or "decode error")
+        return
+    if problem:
+        errors.warn(path, line_no, problem)
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        errors.error(path, line_no, json_problem(exc, text))
+        return
+    if not isinstance(obj, dict):
+        errors.error(path, line_no, f"line is a JSON {type(obj).__name__}, expected an object")
+        return
+    yield line_no, obj
 
 
 def iter_json_array(path: str | Path, *, errors: ErrorLog, encoding: str = "auto") -> Iterator[tuple[int, dict]]:

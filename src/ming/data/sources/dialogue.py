@@ -25,18 +25,28 @@ OPTIONS = {"min_exchanges": 2, "max_exchanges": 12, "closing": True, "expand_sin
 ASSESSMENT = re.compile(r"考虑|可能|诊断|判断|印象|属于|应该是|提示|怀疑|建议|排除|不像|符合|"
                         r"\b(?:consider|likely|probabl|possib|diagnos|suggest|recommend|advise|should|rule out|may be|could be|"
                         r"depends)", re.I)
+# the two halves of ASSESSMENT, searched apart: the Chinese words are literals (a fast scan), and the English ones
+# need only be looked for in a text with Latin letters
+_ASSESS_ZH = re.compile(ASSESSMENT.pattern.split("|\\b", 1)[0])
+_ASSESS_EN = re.compile(r"\b" + ASSESSMENT.pattern.split("|\\b", 1)[1], re.I)
+_LATIN = re.compile(r"[A-Za-z]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _QUESTION = re.compile(r"[？?]\s*$|[吗呢么][？?。]?\s*$")
-
-
-_SENTENCE = re.compile(r"[^。！!？?\n]+[。！!？?]?")
+_STOP = re.compile(r"[。！!？?\n]")
 
 
 def gives_assessment(text: str) -> bool:
-    """Does a doctor turn state an assessment or advice (not only ask questions)?"""
-    if ASSESSMENT.search(text) is None:  # no sentence can then hold one (a sentence starts after a delimiter)
-        return False
-    return any(ASSESSMENT.search(s) and not _QUESTION.search(s) for s in _SENTENCE.findall(text))
+    """Does a doctor turn state an assessment or advice (not only ask questions)? True when a sentence (text up to
+    and with 。！？, or up to a line end) holds an ASSESSMENT word and is not a question."""
+    pats = (_ASSESS_ZH, _ASSESS_EN) if _LATIN.search(text) else (_ASSESS_ZH,)
+    for pat in pats:
+        for m in pat.finditer(text):
+            start = max(text.rfind(c, 0, m.start()) for c in "。！!？?\n") + 1
+            stop = _STOP.search(text, m.end())
+            end = len(text) if stop is None else stop.start() if stop.group() == "\n" else stop.end()
+            if not _QUESTION.search(text, start, end):
+                return True
+    return False
 
 
 _FORM_DROP = re.compile(r"^(?:已就诊医院及科室|就诊医院|医院)[：:].*$", re.M)
