@@ -213,3 +213,14 @@ def test_an_assessment_is_a_sentence_with_an_assessment_word_that_is_not_a_quest
           "请问有发热吗？有没有咳痰？", "是不是可能过敏呢？\n"]
     assert [t for t in yes if not gives_assessment(t)] == []
     assert [t for t in no if gives_assessment(t)] == []
+
+
+def test_the_answer_cleaner_cuts_sign_offs_clause_by_clause():
+    from ming.data.sources.doctor_qa import clean_answer
+
+    cases = {"考虑感冒，多喝水。祝您早日康复！": "考虑感冒，多喝水。",
+             "考虑感冒，有问题，可以再问。": "考虑感冒，有问题，可以再问。",  # cue words without a sign-off: kept
+             "注意多喝水希望对您有帮助": "注意多喝水",  # a sign-off glued on without punctuation
+             "您好，考虑感冒。如有疑问请随时咨询我。": "考虑感冒。",
+             "病情分析：你好，考虑感冒。指导意见：多休息，祝早日康复": "病情分析：考虑感冒。\n指导意见：多休息"}
+    assert {t: clean_answer(t) for t in cases} == cases

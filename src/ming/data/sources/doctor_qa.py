@@ -46,13 +46,12 @@ def _greeting_sub(text: str) -> str:
 
 def clean_answer(text: str) -> str:
     text = _greeting_sub(text.strip()).strip()
-    if _SIGNOFF_CUE.search(text) is None or _SIGNOFF.search(text) is None:  # no sign-off anywhere (no anchors:
-        # a clause's match is the text's)
+    if _SIGNOFF_CUE.search(text) is None:  # no sign-off anywhere: every clause is kept
         kept = [text] if text[:1] not in _CLAUSE_DELIMS else _CLAUSE.findall(text)
     else:
         kept = []
         for clause in _CLAUSE.findall(text):
-            m = _SIGNOFF.search(clause)
+            m = _SIGNOFF.search(clause) if _SIGNOFF_CUE.search(clause) else None
             if m is None:
                 kept.append(clause)
             elif m.start() >= 4:  # content, then a sign-off glued on without punctuation
