@@ -96,10 +96,19 @@ def _cn_measure_sub(m: re.Match) -> str:
     return m.group(1) + str(n) + ("." + frac if frac else "")
 
 
+# a count of ten or more pills, bottles or packs (吃了一百片 -> 吃了100片); smaller counts stay as words
+_CN_COUNT = re.compile("(" + _CN_RUN + r")(?=(?:多|来)?(?:片|粒|颗|丸|瓶|盒|板|袋))")
+
+
+def _cn_count_sub(m: re.Match) -> str:
+    n = _cn_number(m.group(1))
+    return str(n) if n is not None and ("十" in m.group(1) or "百" in m.group(1)) else m.group(0)
+
+
 def cn_numerals_to_digits(text: str) -> str:
-    """Rewrite Chinese numerals that are measurements as digits 
-    (三十九度八 -> 39.8度, 高压一百九 -> 高压190)."""
-    return _CN_MEASURE.sub(_cn_measure_sub, _CN_DEGREE.sub(_cn_degree_sub, text))
+    """Rewrite Chinese numerals that are measurements, or counts of ten or more pills / packs, as digits
+    (三十九度八 -> 39.8度, 高压一百九 -> 高压190, 一百片 -> 100片)."""
+    return _CN_COUNT.sub(_cn_count_sub, _CN_MEASURE.sub(_cn_measure_sub, _CN_DEGREE.sub(_cn_degree_sub, text)))
 
 
 def _cn_int(s: str) -> float | None:
