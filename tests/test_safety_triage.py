@@ -422,6 +422,15 @@ def test_overdose_forms_stockpiled_means_and_command_hallucinations(text, rule):
     ("给家人写了封信报平安", None),
     # blood pressure unmeasurable
     ("护士说我爸血压测不出来了", "GEN-SHOCK-03"),
+    # at a height with suicidal talk, postpartum or psychosis (part D)
+    ("产后两周，我老婆抱着孩子站在阳台边，说孩子被调包了", "GEN-HARM-07"),
+    ("我站在阳台边晒衣服，心情挺好", None),
+    # an infant's boggy scalp swelling after a fall (NICE NG232)
+    ("十个月的宝宝从床上摔下来，后脑勺起了个软软的包", "GEN-HEAD-03"),
+    ("孩子磕到额头，起了个硬包，一会儿就去玩了", None),
+    # breathing trouble after submersion (STP Near Drowning)
+    ("孩子在游泳池里呛了好几口水，现在一直咳，呼吸很快", "GEN-DROWN-02"),
+    ("游泳的时候呛了一口水，咳了两下就没事了", None),
 ])
 def test_round8_discriminator_families(text, rule):
     r = default_triage().check(text)
@@ -438,6 +447,13 @@ def test_round8_discriminator_families(text, rule):
     ("他吞了一百片安眠药", True),                             # a count of pills written in characters
     ("这个药一天吃两片", False),
     ("我想知道百草枯中毒为什么没有解药", False),             # a question about a poisoning
+    ("孩子把一小瓶烟油舔了", True),                           # nicotine liquid is a hazardous substance
+    ("我妈把剩下的安眠药全吃了", True),                       # 把 + all the remaining pills
+    ("他吃了三十多片布洛芬", True),
+    ("布洛芬吃了十几天了，胃不舒服", False),                  # a course of days, not an overdose
+    ("孩子误吃了一片钙片", False),                            # one vitamin / calcium tablet
+    ("戒酒第二天，浑身一直发抖，说有人要抓他", True),         # withdrawal with tremor and hallucinations
+    ("晾衣绳子挂好了", False),
 ])
 def test_round8_lexicon_and_scope(text, emergency):
     r = default_triage().check(text)
@@ -459,6 +475,6 @@ def test_probe8_set_is_well_formed_and_apart_from_the_other_sets():
             if x.strip()]
     assert sum(r["label"] for r in rows) >= 150 and sum(1 - r["label"] for r in rows) >= 100
     assert {r["presentation"] for r in rows} <= cov and len({r["id"] for r in rows}) == len(rows)
-    assert all(r["id"].startswith(("R8-", "R8B-", "R8C-")) for r in rows)
+    assert all(r["id"].startswith(("R8-", "R8B-", "R8C-", "R8D-")) for r in rows)
     pred = [default_triage().check(r["text"], r["context"]).emergency for r in rows]
     assert all(p for r, p in zip(rows, pred) if r["label"]) and not any(p for r, p in zip(rows, pred) if not r["label"])
