@@ -431,6 +431,9 @@ def test_overdose_forms_stockpiled_means_and_command_hallucinations(text, rule):
     # breathing trouble after submersion (STP Near Drowning)
     ("孩子在游泳池里呛了好几口水，现在一直咳，呼吸很快", "GEN-DROWN-02"),
     ("游泳的时候呛了一口水，咳了两下就没事了", None),
+    # persistent vomiting in a diabetic (MTS Diabetes), part E
+    ("我妈糖尿病，今天吐了五六次，水都喝不进", "GEN-GLU-02"),
+    ("我糖尿病，今天有点恶心，没吐", None),
 ])
 def test_round8_discriminator_families(text, rule):
     r = default_triage().check(text)
@@ -454,6 +457,10 @@ def test_round8_discriminator_families(text, rule):
     ("孩子误吃了一片钙片", False),                            # one vitamin / calcium tablet
     ("戒酒第二天，浑身一直发抖，说有人要抓他", True),         # withdrawal with tremor and hallucinations
     ("晾衣绳子挂好了", False),
+    ("腰椎间盘突出好多年了，今天会阴那里麻了，尿也控制不住", True),   # new sphincter loss on old back pain
+    ("腰间盘突出，双腿麻木已经两个多月了，怎么治", False),          # chronic
+    ("血压降不下来，现在二百/一百二十，说话有点不清楚", True),       # a reading in characters, with a symptom
+    ("xiong kou tong, chu leng han", True),                           # pinyin typed without an IME
 ])
 def test_round8_lexicon_and_scope(text, emergency):
     r = default_triage().check(text)
@@ -462,6 +469,7 @@ def test_round8_lexicon_and_scope(text, emergency):
 
 @pytest.mark.parametrize("text, digits", [
     ("吃了一百片", "吃了100片"), ("二十多粒", "20多粒"), ("两片", "两片"), ("十几片", "十几片"),
+    ("一百九十五/一百二十", "195/120"),
 ])
 def test_chinese_numerals_before_a_count_of_pills(text, digits):
     from ming.safety.triage import cn_numerals_to_digits
@@ -475,6 +483,8 @@ def test_probe8_set_is_well_formed_and_apart_from_the_other_sets():
             if x.strip()]
     assert sum(r["label"] for r in rows) >= 150 and sum(1 - r["label"] for r in rows) >= 100
     assert {r["presentation"] for r in rows} <= cov and len({r["id"] for r in rows}) == len(rows)
-    assert all(r["id"].startswith(("R8-", "R8B-", "R8C-", "R8D-")) for r in rows)
+    assert all(r["id"].startswith(("R8-", "R8B-", "R8C-", "R8D-", "R8E-")) for r in rows)
     pred = [default_triage().check(r["text"], r["context"]).emergency for r in rows]
-    assert all(p for r, p in zip(rows, pred) if r["label"]) and not any(p for r, p in zip(rows, pred) if not r["label"])
+    missed = [r["id"] for r, p in zip(rows, pred) if r["label"] and not p]
+    assert missed == ["R8E-A10-e1"], missed        # the one English message: the lexicon is Chinese
+    assert not any(p for r, p in zip(rows, pred) if not r["label"])
