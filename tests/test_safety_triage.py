@@ -434,6 +434,12 @@ def test_overdose_forms_stockpiled_means_and_command_hallucinations(text, rule):
     # persistent vomiting in a diabetic (MTS Diabetes), part E
     ("我妈糖尿病，今天吐了五六次，水都喝不进", "GEN-GLU-02"),
     ("我糖尿病，今天有点恶心，没吐", None),
+    # postpartum bleeding that goes on, with dizziness or palpitations (part F)
+    ("顺产后第三天，下面还在不停地流血，起来就头晕", "GEN-OB-04"),
+    ("产后四十天，恶露快干净了", None),
+    # pesticide exposure with cholinergic signs (part F)
+    ("我爸喷完杀虫剂以后一直流口水，出汗特别多", "GEN-TOX-06"),
+    ("喷完农药后有点头晕，洗了个澡就好了", None),
 ])
 def test_round8_discriminator_families(text, rule):
     r = default_triage().check(text)
