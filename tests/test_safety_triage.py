@@ -440,6 +440,11 @@ def test_overdose_forms_stockpiled_means_and_command_hallucinations(text, rule):
     # pesticide exposure with cholinergic signs (part F)
     ("我爸喷完杀虫剂以后一直流口水，出汗特别多", "GEN-TOX-06"),
     ("喷完农药后有点头晕，洗了个澡就好了", None),
+    # heat exposure with anhidrosis (part G)
+    ("大热天在工地干活，现在不出汗了，头晕得站不住", "GEN-HEAT-01"),
+    ("大热天在外面走了一圈，出了一身汗，喝水就好了", None),
+    # charcoal prepared behind a locked door (part G)
+    ("门窗都关好了，木炭也点上了", "SUICIDE-02"),
 ])
 def test_round8_discriminator_families(text, rule):
     r = default_triage().check(text)
