@@ -385,3 +385,117 @@ def test_overdose_forms_stockpiled_means_and_command_hallucinations(text, rule):
     gathered for a suicide plan (C-SSRS preparatory behaviour) and command hallucinations to harm (AMHTS 2)."""
     r = default_triage().check(text)
     assert (rule in r.rule_ids) if rule else not r.emergency, (text, r.rule_ids)
+
+
+# Round 8 (docs/triage.md "Round 8 probe"): symptom x discriminator classes. Phrasings written for this test, not
+# copied from bench/data/triage/probe8_set.jsonl; each family has messages that must fire it and ones that must not.
+@pytest.mark.parametrize("text, rule", [
+    # new focal neurological deficit, sudden or in an older person (MTS, BE-FAST)
+    ("我爸刚才突然嘴角往一边耷拉，笑起来脸是歪的", "GEN-NEURO-01"),
+    ("外公今天早上起来舌头发僵，讲话讲不清楚", "GEN-NEURO-01"),
+    ("我妈突然看东西一个变两个", "GEN-NEURO-01"),
+    ("我妈以前中过风，现在说话还有点不清楚", None),
+    ("老爸嘴角有点歪，是前几年面瘫留下的", None),
+    # head injury while anticoagulated (NICE NG232)
+    ("我奶奶吃着华法林，刚才额头磕在门框上了", "GEN-HEAD-02"),
+    ("我爸吃利伐沙班，想问能不能喝酒", None),
+    # acute urinary retention with pain or fever
+    ("老爷子一滴尿都尿不出来，小肚子胀得难受", "GEN-URO-01"),
+    ("前列腺增生，晚上起夜好几次，尿等待", None),
+    # vomiting / diarrhoea with hypovolaemia in an adult
+    ("我老公拉肚子拉了一天一夜，现在站不起来", "GEN-DEHYD-01"),
+    ("昨天拉肚子三次，今天好多了", None),
+    # ischaemic pain at an atypical site with a cardiac history
+    ("我妈有冠心病，心窝那里闷得难受，一直出冷汗", "GEN-CARD-01"),
+    ("我爸有冠心病，想问他能不能吃海鲜", None),
+    # fever when immunosuppressed (neutropenic sepsis)
+    ("我爸化疗第十天，现在烧到三十八度五", "GEN-INF-02"),
+    ("化疗结束两年了，最近复查都正常", None),
+    # scrotal pain in a boy, or severe / with vomiting
+    ("十三岁的儿子说睾丸疼，走路都别扭", "GEN-URO-02"),
+    ("儿子睾丸一边大一边小，不疼", None),
+    # severe headache after 20 weeks of pregnancy
+    ("怀孕三十三周，头痛得厉害", "GEN-OB-03"),
+    ("怀孕三十三周，偶尔有点头痛，睡一觉就好", None),
+    # a farewell letter with a time or place (C-SSRS preparatory behaviour)
+    ("遗言都写好了，明天就走", "GEN-HARM-06"),
+    ("给家人写了封信报平安", None),
+    # blood pressure unmeasurable
+    ("护士说我爸血压测不出来了", "GEN-SHOCK-03"),
+    # at a height with suicidal talk, postpartum or psychosis (part D)
+    ("产后两周，我老婆抱着孩子站在阳台边，说孩子被调包了", "GEN-HARM-07"),
+    ("我站在阳台边晒衣服，心情挺好", None),
+    # an infant's boggy scalp swelling after a fall (NICE NG232)
+    ("十个月的宝宝从床上摔下来，后脑勺起了个软软的包", "GEN-HEAD-03"),
+    ("孩子磕到额头，起了个硬包，一会儿就去玩了", None),
+    # breathing trouble after submersion (STP Near Drowning)
+    ("孩子在游泳池里呛了好几口水，现在一直咳，呼吸很快", "GEN-DROWN-02"),
+    ("游泳的时候呛了一口水，咳了两下就没事了", None),
+    # persistent vomiting in a diabetic (MTS Diabetes), part E
+    ("我妈糖尿病，今天吐了五六次，水都喝不进", "GEN-GLU-02"),
+    ("我糖尿病，今天有点恶心，没吐", None),
+    # postpartum bleeding that goes on, with dizziness or palpitations (part F)
+    ("顺产后第三天，下面还在不停地流血，起来就头晕", "GEN-OB-04"),
+    ("产后四十天，恶露快干净了", None),
+    # pesticide exposure with cholinergic signs (part F)
+    ("我爸喷完杀虫剂以后一直流口水，出汗特别多", "GEN-TOX-06"),
+    ("喷完农药后有点头晕，洗了个澡就好了", None),
+    # heat exposure with anhidrosis (part G)
+    ("大热天在工地干活，现在不出汗了，头晕得站不住", "GEN-HEAT-01"),
+    ("大热天在外面走了一圈，出了一身汗，喝水就好了", None),
+    # charcoal prepared behind a locked door (part G)
+    ("门窗都关好了，木炭也点上了", "SUICIDE-02"),
+])
+def test_round8_discriminator_families(text, rule):
+    r = default_triage().check(text)
+    assert (rule in r.rule_ids) if rule else not r.emergency, (text, r.rule_ids)
+
+
+@pytest.mark.parametrize("text, emergency", [
+    ("刚吃完海鲜，嘴唇肿起来了，嗓子眼发紧", True),          # angioedema of the lips with a tight throat
+    ("我眼睛过敏肿了好几天，抹了药膏", False),                 # swollen eyelids are not airway swelling
+    ("抽血的时候差点晕过去，躺一下就好了", False),             # a near-miss is not a faint
+    ("后脑勺突然像被锤子砸了一下，从没这么疼过", True),       # thunderclap headache
+    ("孩子发烧，腿上的小点按下去不会褪", True),               # non-blanching rash with fever
+    ("孩子发烧，身上有红疹子，按下去会褪色", False),
+    ("他吞了一百片安眠药", True),                             # a count of pills written in characters
+    ("这个药一天吃两片", False),
+    ("我想知道百草枯中毒为什么没有解药", False),             # a question about a poisoning
+    ("孩子把一小瓶烟油舔了", True),                           # nicotine liquid is a hazardous substance
+    ("我妈把剩下的安眠药全吃了", True),                       # 把 + all the remaining pills
+    ("他吃了三十多片布洛芬", True),
+    ("布洛芬吃了十几天了，胃不舒服", False),                  # a course of days, not an overdose
+    ("孩子误吃了一片钙片", False),                            # one vitamin / calcium tablet
+    ("戒酒第二天，浑身一直发抖，说有人要抓他", True),         # withdrawal with tremor and hallucinations
+    ("晾衣绳子挂好了", False),
+    ("腰椎间盘突出好多年了，今天会阴那里麻了，尿也控制不住", True),   # new sphincter loss on old back pain
+    ("腰间盘突出，双腿麻木已经两个多月了，怎么治", False),          # chronic
+    ("血压降不下来，现在二百/一百二十，说话有点不清楚", True),       # a reading in characters, with a symptom
+    ("xiong kou tong, chu leng han", True),                           # pinyin typed without an IME
+])
+def test_round8_lexicon_and_scope(text, emergency):
+    r = default_triage().check(text)
+    assert r.emergency is emergency, (text, r.rule_ids)
+
+
+@pytest.mark.parametrize("text, digits", [
+    ("吃了一百片", "吃了100片"), ("二十多粒", "20多粒"), ("两片", "两片"), ("十几片", "十几片"),
+    ("一百九十五/一百二十", "195/120"),
+])
+def test_chinese_numerals_before_a_count_of_pills(text, digits):
+    from ming.safety.triage import cn_numerals_to_digits
+
+    assert cn_numerals_to_digits(text) == digits
+
+
+def test_probe8_set_is_well_formed_and_apart_from_the_other_sets():
+    cov = {p["id"] for p in _coverage()}
+    rows = [json.loads(x) for x in (SET.parent / "probe8_set.jsonl").read_text(encoding="utf-8").splitlines()
+            if x.strip()]
+    assert sum(r["label"] for r in rows) >= 150 and sum(1 - r["label"] for r in rows) >= 100
+    assert {r["presentation"] for r in rows} <= cov and len({r["id"] for r in rows}) == len(rows)
+    assert all(r["id"].startswith(("R8-", "R8B-", "R8C-", "R8D-", "R8E-", "R8F-", "R8G-")) for r in rows)
+    pred = [default_triage().check(r["text"], r["context"]).emergency for r in rows]
+    missed = [r["id"] for r, p in zip(rows, pred) if r["label"] and not p]
+    assert missed == ["R8E-A10-e1"], missed        # the one English message: the lexicon is Chinese
+    assert not any(p for r, p in zip(rows, pred) if not r["label"])

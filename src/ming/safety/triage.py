@@ -96,10 +96,24 @@ def _cn_measure_sub(m: re.Match) -> str:
     return m.group(1) + str(n) + ("." + frac if frac else "")
 
 
+# a count of ten or more pills, bottles or packs (吃了一百片 -> 吃了100片); smaller counts stay as words
+_CN_COUNT = re.compile("(" + _CN_RUN + r")(?=(?:多|来)?(?:片|粒|颗|丸|瓶|盒|板|袋))")
+
+
+def _cn_count_sub(m: re.Match) -> str:
+    n = _cn_number(m.group(1))
+    return str(n) if n is not None and ("十" in m.group(1) or "百" in m.group(1)) else m.group(0)
+
+
+# a reading written as two numerals around a slash (一百九十五/一百二十 -> 195/120)
+_CN_SLASH = re.compile("(" + _CN_RUN + r")(?=\s*/\s*[零〇一二两三四五六七八九十百])")
+
+
 def cn_numerals_to_digits(text: str) -> str:
-    """Rewrite Chinese numerals that are measurements as digits 
-    (三十九度八 -> 39.8度, 高压一百九 -> 高压190)."""
-    return _CN_MEASURE.sub(_cn_measure_sub, _CN_DEGREE.sub(_cn_degree_sub, text))
+    """Rewrite Chinese numerals that are measurements, or counts of ten or more pills / packs, as digits
+    (三十九度八 -> 39.8度, 高压一百九 -> 高压190, 一百片 -> 100片)."""
+    text = _CN_SLASH.sub(_cn_count_sub, text)
+    return _CN_COUNT.sub(_cn_count_sub, _CN_MEASURE.sub(_cn_measure_sub, _CN_DEGREE.sub(_cn_degree_sub, text)))
 
 
 def _cn_int(s: str) -> float | None:
@@ -173,12 +187,12 @@ _AGE = re.compile(
     _BABY + r"(?:才|刚|现在|今年|已经|刚满|满|出生|快|不到|还不到|有|是|的|,)*(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?!前|之前|以前|后|以后)"
     r"|(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?:大|的" + _BABY + r"|龄|宝宝|婴儿|新生儿)"
     r"|出生(?:才)?(\d+|[一二两三四五六七八九十]+)\s*(天|周)|(新生儿|刚出生|未满月|没满月|还没满月|不满月|满月)")
-_BP = re.compile(r"(?:血压|bp|量了一下|测了一下)[^\d,。]{0,6}(\d{2,3})\s*/\s*(\d{2,3})|高压[^\d]{0,3}(\d{2,3})[^\d]{0,4}低压[^\d]{0,3}(\d{2,3})"
+_BP = re.compile(r"(?:血压|bp|量了一下|测了一下)[^\d。]{0,12}?(\d{2,3})\s*/\s*(\d{2,3})|高压[^\d]{0,3}(\d{2,3})[^\d]{0,4}低压[^\d]{0,3}(\d{2,3})"
                  r"|(?:收缩压|高压|血压[^\d,。]{0,6})(?<!\d)(\d{2,3})(?!\s*/|\d)")
 _GLU = re.compile(r"(?:血糖|葡萄糖|glu)[^\d,。]{0,8}?(\d{1,3}(?:\.\d+)?)\s*(mg)?|(?:血糖|血糖仪)[^,。]{0,6}(?:hi|high|爆表|测不出来|显示最高)")
 _SPO2 = re.compile(r"(?:血氧饱和度|血氧|氧饱和度|指脉氧|spo2|氧饱)[^\d,。]{0,5}(\d{2,3})")
 _HR = re.compile(r"(?:心率|心跳|脉搏|脉率|hr)[^\d,。]{0,5}(\d{2,3})")
-_BP_SYMPTOMS = re.compile(r"(?:胸口|心口|模糊|发麻|麻了|头痛|头疼|头晕|眼花|视物模糊|看不清|恶心|呕吐|吐了|胸闷|胸痛|胸口疼|喘|气短|说话不清|嘴歪|麻木|无力|意识|抽搐)")
+_BP_SYMPTOMS = re.compile(r"(?:说话[^,。]{0,3}(?:不清|含糊)|胸口|心口|模糊|发麻|麻了|头痛|头疼|头晕|眼花|视物模糊|看不清|恶心|呕吐|吐了|胸闷|胸痛|胸口疼|喘|气短|说话不清|嘴歪|麻木|无力|意识|抽搐)")
 _LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前发黑|黑蒙|心慌|胸闷|发抖|手抖|意识|昏|叫不醒|抽搐|面色苍白|脸色苍白)")
 _DKA = re.compile(r"(?:呕吐|吐了|恶心|腹痛|肚子疼|呼吸深|呼吸很快|烂苹果|酮|意识|昏|嗜睡|叫不醒|口渴得厉害|尿很多)")
 
