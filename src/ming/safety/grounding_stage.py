@@ -42,8 +42,8 @@ class _Recorded:
 class GroundingStage:
     name = "grounding"
 
-    def __init__(self, block_unreported: bool = False, fallback: bool = True):
-        self.block_unreported, self.fallback = block_unreported, fallback
+    def __init__(self, block_unreported: bool = False, fallback: bool = True, strict: bool = True):
+        self.block_unreported, self.fallback, self.strict = block_unreported, fallback, strict
 
     def prepare(self, turn) -> None:
         pass
@@ -55,7 +55,8 @@ class GroundingStage:
         findings = getattr(turn.safety, "findings", None) or []
         if not findings or turn.canned is not None:
             return None
-        check = ReportPostCheck(findings, block_unreported=self.block_unreported, fallback=self.fallback)
+        check = ReportPostCheck(findings, block_unreported=self.block_unreported, fallback=self.fallback,
+                                strict=self.strict)
         return _Recorded(check, turn.meta, self.name)
 
 
