@@ -409,6 +409,8 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
             out.append(Claim(alias=m.group(0), keys=("*",), kind="report", direction=d, sentence=sentence.strip(),
                              condition=True, every=True, spans=(m.span(),)))
     m = _WHOLE_REPORT_NORMAL.search(low)
+    if m and m.group(0).startswith("这个") and names:
+        m = None  # "这个结果是正常的，说明你的白细胞数量在正常范围内" (or the test named before, put in front by the reader)
     if m and not about_a_test(m):
         return out + [Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
                             direction="normal", sentence=sentence.strip(), condition=True, spans=(m.span(),))]
@@ -683,10 +685,10 @@ def check_sentence(sentence: str, findings: list[Finding], *, block_unreported: 
 
 
 # ---- precision first: a sentence about the results is shown only when it is verified ----------------------------
-# besides the direction words: reassurance, "健康" said of a person or a result, "在…范围内"
+# besides the direction words: reassurance, "健康" said of a person or a result, "在…范围内", 理想/良好/临界 …
 _REASSURE = re.compile(r"(?:没有?|无)(?:什么|太大的?|大的?|明显的?)?(?:问题|大碍)|没问题|(?:不用|无需|不必|不需要|别)(?:太)?担心|放心")
 _HEALTHY = re.compile(r"健康(?!的?(?:生活|饮食|习惯|方式|作息|体重|管理|教育|体检|检查|知识|人群|成年|食物|饮品))")
-_WITHIN = re.compile(r"范围(?:内|之内|以内)|区间内")
+_WITHIN = re.compile(r"范围(?:内|之内|以内)|区间内|理想|良好|不错|欠佳|不佳|达标|临界|边缘|偏快|偏慢|过快|过慢")
 # what may stand between a test's name and its value when the answer restates it ("谷丙转氨酶（ALT）：25 U/L")
 _RESTATE_LEAD = re.compile(r"[）)]?(?:\s*[（(][^（）()]{0,24}[）)])?[\s*_]*(?:的)?(?:数值|检测值|测定值|值|水平|结果|浓度|含量|计数)?"
                            r"[\s*_]*(?:[:：=]|为|是|约|达到?|有)?[\s*_:：=\[【]*")
@@ -761,6 +763,9 @@ def verify_sentence(text: str, findings: list[Finding], *, start: int = 0, cover
     if al.short_re:
         names += [(m.start(), m.end(), m.group(0)) for m in al.short_re.finditer(blank)
                   if m.start() >= start and not any(a <= m.start() < b for a, b, _ in names)]
+    if al.subject_re:  # 心率, 腰围: subjects the table grades are tests here
+        names += [(m.start(), m.end(), m.group(0)) for m in al.subject_re.finditer(blank) if m.group(0) in al.graded_subjects
+                  and m.start() >= start and not any(a <= m.start() < b for a, b, _ in names)]
     inside = lambda i: any(a <= i < b for a, b, _ in names)  # noqa: E731
     words = [(m.start(), m.group(0)) for m in _DIR_RE.finditer(blank) if m.start() >= start and not inside(m.start())
              and not (m.lastgroup == "normal" and _RANGE_LABEL.match(blank, m.end()))]
@@ -789,6 +794,7 @@ def verify_sentence(text: str, findings: list[Finding], *, start: int = 0, cover
             if fs and all(f.status == "normal" and isinstance(f.value, (int, float)) and lo_ <= f.value <= hi_ for f in fs):
                 cover += [before[-1][:2], m.span()]
     hit = lambda i: any(a <= i < b for a, b in cover)  # noqa: E731
+    cover += [m.span() for m in _DIR_RE.finditer(blank) if hit(m.start())]  # the whole direction word ("理想范围内")
     missing = [w for i, w in words if not hit(i)]
     missing += [a for st, en, a in singles if not hit(st) and not _restates_value(blank, en, al.resolve[a][0], findings)]
     return Verified(True, missing)
@@ -1043,6 +1049,8 @@ class ReportPostCheck:
                     and not (self.strict and verify_sentence(text, self.findings).about):  # not a stray "2.3.4." either
                 self.advice.append(text.strip())  # general advice: names no test and says nothing of the report
             return ""
+        if self.strict and not text.strip() and (not shown.strip() or shown.endswith("\n\n")):
+            return ""  # no blank lines before the answer, nor where dropped lines leave a run of them
         bad = self.reader.check(text)
         if not bad and self.strict and not self.reader.verified.ok:
             self.dropped.append(text)  # precision first: not verified, not shown; read on from what was shown
