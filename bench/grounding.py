@@ -309,6 +309,9 @@ def shown_table(rows: list[dict], errors: bool = False) -> None:
             for r, x in zip(mine, live):
                 for u in x[2]:
                     print(f"  shown, unverified: {r['report']} {r['seed']}: {u}")
+        raw = [len((r["raw"][0] if r["raw"] else "").strip()) for r in mine]
+        print(f"| {model} | {len(mine)} | raw first answer (nothing held) | {sum(c > 0 for c in raw) / n:.0%} | | "
+              f"{statistics.mean(raw):.0f} | | |")
         for name, strict in (("replay, round-4 policy", False), ("replay, precision first", True)):
             rep = [replay(r["raw"][0] if r["raw"] else "", fs, strict) for r, fs in zip(mine, fss)]
             print(f"| {model} | {len(mine)} | {name} | {sum(x['any'] for x in rep) / n:.0%} | "
