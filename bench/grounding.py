@@ -191,13 +191,29 @@ def checker_scores(errors: bool = False, file: str = "labelled_sentences.jsonl",
     from ming.safety.report import parse_report
 
     rows = [r for r in load_jsonl(LABELLED / file) if phase in (None, r.get("phase"))]
-    preds = []
+    preds, untouched = [], []
     for r in rows:
-        p = bool(check_text(r["sentence"], parse_report(r["report"])))
+        fs = parse_report(r["report"])
+        p = bool(check_text(r["sentence"], fs))
         preds.append(p)
+        untouched.append(passes_untouched(r["sentence"], fs))
         if errors and p != bool(r["contradiction"]):
             print(f"  {'FP' if p else 'FN'}: {r['sentence']}  [{r['report'][:40]}…]")
-    return _pr([r["contradiction"] for r in rows], preds)
+    out = _pr([r["contradiction"] for r in rows], preds)
+    # precision first: an item is shown as written only if no sentence of it is held or dropped
+    out["leaked"] = sum(u for u, r in zip(untouched, rows) if r["contradiction"])
+    out["kept"] = sum(u for u, r in zip(untouched, rows) if not r["contradiction"])
+    return out
+
+
+def passes_untouched(text: str, findings) -> bool:
+    """The text goes through the grounding post-check (precision first, no regeneration) with nothing held back."""
+    from ming.respond import split_sentences
+    from ming.safety.grounding import ReportPostCheck
+
+    pc = ReportPostCheck(findings, retry=False, strict=True)
+    sents, rest = split_sentences(text)
+    return all(pc.sentence(s, "") == s for s in sents + [rest] if s.strip())
 
 
 def cmd_report(args) -> int:
@@ -207,13 +223,15 @@ def cmd_report(args) -> int:
     print("checker on hand-labelled sentences (written: by hand for this project; model: sentences of the embedded "
           "model's sampled answers that name a test, labelled by hand — dev = seen while the checker was developed, "
           "test = labelled after it was frozen)")
-    print("| set | sentences | contradictions | precision | recall | tp | fp | fn |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| set | sentences | contradictions | precision | recall | tp | fp | fn | precision first: contradictions shown | "
+          "non-contradictions shown |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, file, phase in (("written", "labelled_sentences.jsonl", None), ("model dev", "model_sentences.jsonl", "dev"),
                               ("model test", "model_sentences.jsonl", "test")):
         s = checker_scores(args.errors, file, phase)
         if s["n"]:
-            print(f"| {name} | {s['n']} | {s['pos']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['tp']} | {s['fp']} | {s['fn']} |")
+            print(f"| {name} | {s['n']} | {s['pos']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['tp']} | {s['fp']} | "
+                  f"{s['fn']} | {s['leaked']} / {s['pos']} | {s['kept']} / {s['n'] - s['pos']} |")
     files = [Path(a) for a in args.answers if Path(a).is_file()]
     if not files:
         print(f"no sampled answers ({', '.join(args.answers)}); run `bench/grounding.py sample` first")

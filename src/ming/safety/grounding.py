@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -137,6 +137,7 @@ class _Aliases:
     subject_re: re.Pattern | None = None             # subjects that are not judged (心率, 体重 …)
     short_re: re.Pattern | None = None               # short names read only right before a direction ("钾偏高")
     graded_subjects: frozenset = frozenset()         # subjects that are also tests of the table (心率 -> HR): judged
+    short_head: re.Pattern | None = None             # a short name heading a line or item ("**钾（K）**：3.2 mmol/L")
 
 
 @lru_cache(maxsize=1)
@@ -172,8 +173,10 @@ def _aliases() -> _Aliases:
         resolve.setdefault(a, ((k,), "single"))
     short_re = re.compile(r"(?:" + _trie_regex(sorted(short)) + r")(?=(?:离子)?(?:的)?(?:含量|水平|浓度|值)?" + _SHORT_LEAD
                           + r"(?:偏高|偏低|升高|降低|增高|减低|过高|过低|较高|较低|正常|异常|高|低))") if short else None
+    short_head = re.compile(r"^[\s>#*_\-•·+]*(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?[*_]*(?P<n>" + _trie_regex(sorted(short))
+                            + r")(?:离子)?[*_]*\s*(?=[（(:：，,]|\s+\d)") if short else None
     return _Aliases(regex, resolve, conds, re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None,
-                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re, frozenset(graded))
+                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re, frozenset(graded), short_head)
 
 
 def _table_text(name: str) -> str:
@@ -206,6 +209,9 @@ def extract_claims(sentence: str) -> list[Claim]:
         names = sorted(names + [(m.start(), m.end(), m.group(0)) for m in al.short_re.finditer(low)
                                 if not any(a <= m.start() < b for a, b, _ in names)
                                 and not any(a <= m.start() < b for a, b in taken)])
+    head = al.short_head.match(low) if al.short_head else None
+    if head and not any(a <= head.start("n") < b for a, b, _ in names):  # "**钾（K）**：3.2 mmol/L，…，偏低 ↓"
+        names = sorted(names + [(head.start("n"), head.end("n"), head.group("n"))])
     subjects = [(m.start(), m.end()) for m in al.subject_re.finditer(low)
                 if not any(a <= m.start() < b for a, b, _ in names)] if al.subject_re else []
     # "血压 165/102 mmHg，心率 88 次/分属于偏高": a subject the table grades (心率) is a test name here; one that is
@@ -736,6 +742,21 @@ def _restates_value(low: str, end: int, keys: tuple, findings: list[Finding]) ->
     return False
 
 
+_RANGE_AFTER = re.compile(r"(?P<a>\d+(?:\.\d+)?)\s*(?:[-–~～至到])\s*(?P<b>\d+(?:\.\d+)?)|(?P<lt>[<＜≤]|小于|低于)\s*(?P<c>\d+(?:\.\d+)?)")
+
+
+def _states_its_range(low: str, end: int, keys: tuple, findings: list[Finding]) -> bool:
+    """"肌酐的正常值范围是41-73 umol/L", "正常值是3.5-9.5": the first range after the name, in its sentence, is the
+    range the table graded the value by (the printed one or the curated one)."""
+    m = _RANGE_AFTER.search(low, end, min(len(low), end + 40))
+    if not m or re.search(r"[。；;\n]", low[end:m.start()]) or _aliases().regex.search(low, end, m.start()):
+        return False
+    a, b = (float(m.group("a")), float(m.group("b"))) if m.group("a") else (None, float(m.group("c")))
+    return any(f.key in keys and f.ref_high is not None and abs(f.ref_high - b) < 1e-9
+               and (a is None and not f.ref_low or a is not None and f.ref_low is not None and abs(f.ref_low - a) < 1e-9)
+               for f in findings)
+
+
 def verify_sentence(text: str, findings: list[Finding], *, start: int = 0, covered: tuple = ()) -> Verified:
     """Precision first: every test the sentence names (a single test: panels only set the context) and every word
     that evaluates a result (偏高/正常/异常 …, a condition, a count, 健康, 范围内, 没问题/不用担心) must be covered by a
@@ -763,6 +784,9 @@ def verify_sentence(text: str, findings: list[Finding], *, start: int = 0, cover
     if al.short_re:
         names += [(m.start(), m.end(), m.group(0)) for m in al.short_re.finditer(blank)
                   if m.start() >= start and not any(a <= m.start() < b for a, b, _ in names)]
+    head = al.short_head.match(blank) if al.short_head else None
+    if head and head.start("n") >= start and not any(a <= head.start("n") < b for a, b, _ in names):
+        names.append((head.start("n"), head.end("n"), head.group("n")))
     if al.subject_re:  # 心率, 腰围: subjects the table grades are tests here
         names += [(m.start(), m.end(), m.group(0)) for m in al.subject_re.finditer(blank) if m.group(0) in al.graded_subjects
                   and m.start() >= start and not any(a <= m.start() < b for a, b, _ in names)]
@@ -782,7 +806,8 @@ def verify_sentence(text: str, findings: list[Finding], *, start: int = 0, cover
         singles = []  # "1. **总胆固醇**：": a heading states nothing of its own
     by_key = {f.key: f for f in findings}
     claims = extract_claims(text) + _own_value_as_range_claims(text, findings) + _stated_range_claims(text, findings)
-    cover = [sp for c in claims if _agrees(c, by_key) for sp in c.spans] + list(covered)
+    agreeing = [c for c in claims if _agrees(c, by_key)]
+    cover = [sp for c in agreeing for sp in c.spans] + list(covered)
     graded = [f for f in findings if f.status != "ungraded"]
     if graded and all(f.status == "normal" for f in graded):  # "没问题", "不用担心": true only of an all-normal report
         cover += [m.span() for m in _REASSURE.finditer(blank)]
@@ -795,8 +820,21 @@ def verify_sentence(text: str, findings: list[Finding], *, start: int = 0, cover
                 cover += [before[-1][:2], m.span()]
     hit = lambda i: any(a <= i < b for a, b in cover)  # noqa: E731
     cover += [m.span() for m in _DIR_RE.finditer(blank) if hit(m.start())]  # the whole direction word ("理想范围内")
+    every_name = [(m.start(), m.end()) for m in al.regex.finditer(low)]
+    for m in _DIR_RE.finditer(blank):  # "偏高 ↑", "高于正常范围，所以可以判定为偏高": said again of the same test
+        if hit(m.start()) or inside(m.start()) or m.start() < start:
+            continue
+        before = [c for c in agreeing if len(c.spans) == 2 and c.spans[1][0] < m.start()
+                  and not any(c.spans[1][0] < a < m.start() for a, _b in every_name)]
+        if not before:
+            continue
+        at = max(c.spans[1][0] for c in before)
+        d = _NEGATED[m.lastgroup] if _NEG.search(blank[max(0, m.start() - 5):m.start()]) else m.lastgroup
+        if all(_agrees(replace(c, direction=d), by_key) for c in before if c.spans[1][0] == at):
+            cover.append(m.span())
     missing = [w for i, w in words if not hit(i)]
-    missing += [a for st, en, a in singles if not hit(st) and not _restates_value(blank, en, al.resolve[a][0], findings)]
+    missing += [a for st, en, a in singles if not hit(st) and not _restates_value(blank, en, al.resolve[a][0], findings)
+                and not _states_its_range(low, en, al.resolve[a][0], findings)]
     return Verified(True, missing)
 
 
@@ -927,6 +965,8 @@ class AnswerReader:
             text = prefix + text
         low = unicodedata.normalize("NFKC", text).lower()
         named = list(dict.fromkeys(m.group(0) for m in _aliases().regex.finditer(low)))
+        head = _aliases().short_head.match(low) if _aliases().short_head and not named else None
+        named = named or ([head.group("n")] if head else [])  # "1. **钾**：3.2 mmol/L。这个值偏低。"
         if not named and self.previous and _DEMONSTRATIVE.match(low):
             prefix = "、".join(self.previous) + "，"  # "…总胆固醇5.0。这些都是正常的。"
             text, named = prefix + text, self.previous
