@@ -625,8 +625,17 @@ def test_graded_subjects_weight_labels_counts_and_own_values(report, wrong, fine
      ["1. **丙氨酸氨基转移酶 (ALT)**: 86 U/L，参考 9-50 U/L。"],
      ["根据参考范围，丙氨酸氨基转移酶在 9-50 U/L 的范围内。", "以下是对这些项目异常的解释："]),
     ((REPORTS / "11_bp_stage2.txt").read_text(encoding="utf-8"),
-     ["血压 165/102 mmHg，偏高。"],
+     ["血压 165/102 mmHg，偏高。", "**血压**：收缩压165 mmHg，舒张压102 mmHg。"],
      ["心率偏快，需要注意。", "您的血压和心率都处于偏高的范围。"]),
+    # round 5: a direction said again of the same test, the test's own range, a short name heading its item
+    ((REPORTS / "16_sex_specific_female_creatinine.txt").read_text(encoding="utf-8"),
+     ["你的肌酐值85 umol/L高于正常范围，所以可以判定为**偏高**。", "肌酐的正常值范围是41-73 umol/L。",
+      "**肌酐（Cr）**：85 umol/L，参考范围 41–73 umol/L，偏高 ↑"],
+     ["肌酐的正常值范围是41-97 umol/L。",  # not the range it was graded by
+      "肌酐：**异常**：偏低 ↓"]),
+    ((REPORTS / "27_electrolytes_mgdl.txt").read_text(encoding="utf-8"),
+     ["**钾（K）**：3.2 mmol/L，参考 3.5–5.3 mmol/L（WS/T 404.3-2012） → 偏低 ↓", "多吃含钾的食物。"],
+     ["- 氯：101 mmol/L，偏高"]),
 ])
 def test_precision_first_shows_only_what_it_verifies(report, shown, dropped):
     fs = parse_report(report)
@@ -691,3 +700,13 @@ def test_precision_first_keeps_streaming_by_sentence(tiny_qwen_engine, script):
         ("chunk", "蛋白是运送氧气的"), ("chunk", "蛋白。C反应蛋白"),  # the unverifiable sentence: never released
         ("chunk", "也升高。"), ("text", "C反应蛋白也升高。")]
     assert res.meta["grounding"]["dropped"] == ["血红蛋白是运送氧气的蛋白。"]
+
+
+def test_a_short_name_heading_an_item_is_what_this_value_points_at():
+    fs = parse_report((REPORTS / "14_hl_flags.txt").read_text(encoding="utf-8"))
+    pc = ReportPostCheck(fs)
+    assert pc.sentence("1. **钾**：3.2 mmol/L，参考范围 3.5–5.3 mmol/L。") != ""
+    assert pc.sentence("这个值偏低，通常是摄入不足。") == "这个值偏低，通常是摄入不足。"
+    pc = ReportPostCheck(fs)
+    pc.sentence("1. **钾**：3.2 mmol/L，参考范围 3.5–5.3 mmol/L。")
+    assert pc.sentence("这个值偏高。").__class__.__name__ == "Regenerate"
