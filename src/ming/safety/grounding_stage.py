@@ -8,7 +8,9 @@
   the model's explanation is checked against the findings; a contradicting one is never shown: the model
   answers once more after the text already shown with the contradiction named in its prompt
   (`ming.respond.Regenerate`), and if that contradicts too, the explanation ming composes from the findings
-  (with sources) follows, then the model's general advice if it names no test;
+  (with sources) follows, then the model's general advice if it names no test; precision first (`strict`, the
+  default): a sentence about the results that the check cannot verify is dropped (no regeneration), and the
+  composed explanation follows if nothing the model said about the results was shown;
 - medication: after the answer, "需医生面诊后开具" for each prescription-only drug it suggests, and the
   antibiotic note when the user describes a cold.
 `turn.meta["grounding"]` / `turn.meta["medication"]` (serve: `ming_grounding` / `ming_medication`) say what
