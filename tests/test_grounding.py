@@ -619,7 +619,8 @@ def test_graded_subjects_weight_labels_counts_and_own_values(report, wrong, fine
       "如果白细胞升高，需要复查。",  # a conditional names a test
       "血红蛋白 128 g/L，",  # a value that is not the patient's (118)
       "2. **尿糖",  # cut at the token limit: a test the report does not have
-      "血红蛋白的情况不太理想。", "有些指标偏高，建议复查。"]),
+      "血红蛋白的情况不太理想。", "有些指标偏高，建议复查。",
+      "这个报告确实严重。", "该患者的情况属于中等危急状态，需要立即就医。"]),  # severity: nothing verifies it
     # round 4's forms on their reports
     ((REPORTS / "02_liver_table.txt").read_text(encoding="utf-8"),
      ["1. **丙氨酸氨基转移酶 (ALT)**: 86 U/L，参考 9-50 U/L。"],
@@ -648,7 +649,8 @@ def test_precision_first_shows_only_what_it_verifies(report, shown, dropped):
 
 def test_general_advice_is_not_about_the_results():
     fs = parse_report(ISSUE)
-    for s in ("建议多喝水，注意休息。", "如果症状加重，请及时就医。", "请带报告找医生面诊。", "保持健康的饮食习惯。"):
+    for s in ("建议多喝水，注意休息。", "如果症状加重，请及时就医。", "请带报告找医生面诊。", "保持健康的饮食习惯。",
+              "如有严重不适，请及时就医。"):
         assert verify_sentence(s, fs) == Verified(False), s
 
 

@@ -694,6 +694,9 @@ def check_sentence(sentence: str, findings: list[Finding], *, block_unreported: 
 # besides the direction words: reassurance, "健康" said of a person or a result, "在…范围内", 理想/良好/临界 …
 _REASSURE = re.compile(r"(?:没有?|无)(?:什么|太大的?|大的?|明显的?)?(?:问题|大碍)|没问题|(?:不用|无需|不必|不需要|别)(?:太)?担心|放心")
 _HEALTHY = re.compile(r"健康(?!的?(?:生活|饮食|习惯|方式|作息|体重|管理|教育|体检|检查|知识|人群|成年|食物|饮品|(?:重要)?指标|状况的))")
+# how serious the results are ("这个报告确实严重", "属于中等危急状态"): nothing in the table verifies it (not read in a
+# conditional: "如有严重不适，请及时就医" is advice)
+_SEVERE = re.compile(r"严重|危急|危重|危险")
 _WITHIN = re.compile(r"范围(?:内|之内|以内)|区间内|理想|良好|不错|欠佳|不佳|达标|临界|边缘|偏快|偏慢|过快|过慢")
 # what may stand between a test's name and its value when the answer restates it ("谷丙转氨酶（ALT）：25 U/L")
 _RESTATE_LEAD = re.compile(r"[）)]?(?:\s*[（(][^（）()]{0,24}[）)])?[\s*_]*(?:的)?(?:数值|检测值|测定值|值|水平|结果|浓度|含量|计数|分级)?"
@@ -796,11 +799,13 @@ def verify_sentence(text: str, findings: list[Finding], *, start: int = 0, cover
     words += [(a, blank[a:b]) for a, b in taken if a >= start]
     words += [(m.start(), m.group(0)) for rx in (_REASSURE, _HEALTHY, _WITHIN, _COUNT) for m in rx.finditer(blank)
               if m.start() >= start and not inside(m.start())]
+    severe = [(m.start(), m.group(0)) for m in _SEVERE.finditer(blank) if m.start() >= start and not inside(m.start())]
     singles = [n for n in names if al.resolve[n[2]][1] != "panel" and n[2] not in al.overall]  # 血压 is a group too
+    if _NO_CLAIM.search(low.strip()):  # "如果白细胞升高…", a question: states nothing that can be verified
+        return Verified(True, [w for _i, w in words] + [n[2] for n in singles]) if singles or words else Verified(False)
+    words += severe
     if not singles and not words:
         return Verified(False)
-    if _NO_CLAIM.search(low.strip()):  # "如果白细胞升高…", a question: states nothing that can be verified
-        return Verified(True, [w for _i, w in words] + [n[2] for n in singles])
     head = _HEADING.match(s)
     if head and not (head.group("value") or "").strip() and _norm_alias(_BRACKET.sub("", head.group("name"))) in al.resolve:
         singles = []  # "1. **总胆固醇**：": a heading states nothing of its own
