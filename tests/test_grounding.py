@@ -712,3 +712,14 @@ def test_a_short_name_heading_an_item_is_what_this_value_points_at():
     pc = ReportPostCheck(fs)
     pc.sentence("1. **钾**：3.2 mmol/L，参考范围 3.5–5.3 mmol/L。")
     assert pc.sentence("这个值偏高。").__class__.__name__ == "Regenerate"
+
+
+def test_a_list_number_is_shown_only_with_an_item_that_is(findings):
+    """A bare "1." waits for the text it numbers: dropped with it, and a cut "3. **" at the end is never shown."""
+    pc, shown = ReportPostCheck(findings), ""
+    raw = "以下是解释：\n1. 血红蛋白是携带氧气的蛋白。\n2. 白细胞升高，提示感染。\n3. **"
+    sents, rest = split_sentences(raw)
+    for s in sents + [rest]:
+        out = pc.sentence(s, shown)
+        shown += out
+    assert shown == "以下是解释：\n\n2. 白细胞升高，提示感染。\n" and pc.finish(shown) == ""

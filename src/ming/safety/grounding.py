@@ -883,6 +883,7 @@ _LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?
                          r"[*_\s]*[:：][*_\s]*$")
 _ITEM_NAME = re.compile(r"^\s*(?:[-•·+]|\*(?!\*)|\d+\s*[.、)）])?\s*[*_]*(?P<n>[^*_:：，,。\s\d()（）]{1,12}?)(?:离子)?[*_]*\s*[:：(（]")
 _LIST_NUMBER = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、]\s*$")  # "1." cut off as a sentence of its own
+_BARE_ITEM = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、][\s*_#]*$")  # … or with its opening markup ("2. **")
 
 
 class AnswerReader:
@@ -1084,8 +1085,27 @@ class ReportPostCheck:
         self.failed = False  # a contradiction this attempt: hold everything that follows
         self.regenerated = False
         self.attempts = 1
+        self.number = ""  # strict: a bare list number ("1.", "2. **") waits for the item text it numbers
 
     def sentence(self, text: str, shown: str = "") -> "str | Regenerate":
+        if not self.strict or self.failed:
+            return self._sentence(text, shown)
+        if _BARE_ITEM.match(unicodedata.normalize("NFKC", text)):
+            out = self._sentence(text, shown)
+            if isinstance(out, str) and out:
+                self.number = out  # an earlier number whose item was dropped goes with it
+                return ""
+            return out
+        if self.number and re.fullmatch(r"[\s*_#]*", text):  # "3." then " **" (cut at the token limit)
+            self.number += text
+            return ""
+        out = self._sentence(text, shown)
+        if isinstance(out, str) and out.strip() and self.number:
+            out = self.number + out
+        self.number = ""
+        return out
+
+    def _sentence(self, text: str, shown: str = "") -> "str | Regenerate":
         if self.failed:
             self.held.append(text)
             if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text) \
@@ -1114,7 +1134,7 @@ class ReportPostCheck:
         return Regenerate(retry_hint(bad)) if self.retry and not self.regenerated else ""
 
     def regenerating(self, hint: str) -> None:
-        self.failed, self.regenerated = False, True
+        self.failed, self.regenerated, self.number = False, True, ""
         self.reader.restore(self._shown)
         self.advice.clear()
         self.attempts += 1
