@@ -191,13 +191,33 @@ def checker_scores(errors: bool = False, file: str = "labelled_sentences.jsonl",
     from ming.safety.report import parse_report
 
     rows = [r for r in load_jsonl(LABELLED / file) if phase in (None, r.get("phase"))]
-    preds = []
+    preds, untouched = [], []
     for r in rows:
-        p = bool(check_text(r["sentence"], parse_report(r["report"])))
+        fs = parse_report(r["report"])
+        p = bool(check_text(r["sentence"], fs))
         preds.append(p)
+        untouched.append(passes_untouched(r["sentence"], fs))
         if errors and p != bool(r["contradiction"]):
             print(f"  {'FP' if p else 'FN'}: {r['sentence']}  [{r['report'][:40]}…]")
-    return _pr([r["contradiction"] for r in rows], preds)
+    out = _pr([r["contradiction"] for r in rows], preds)
+    # precision first: an item is shown as written only if no sentence of it is held or dropped
+    out["leaked"] = sum(u for u, r in zip(untouched, rows) if r["contradiction"])
+    out["kept"] = sum(u for u, r in zip(untouched, rows) if not r["contradiction"])
+    return out
+
+
+def passes_untouched(text: str, findings) -> bool:
+    """The text goes through the grounding post-check (precision first, no regeneration) with nothing held back."""
+    from ming.respond import split_sentences
+    from ming.safety.grounding import ReportPostCheck
+
+    pc = ReportPostCheck(findings, retry=False, strict=True)
+    sents, rest = split_sentences(text)
+    shown = ""
+    for s in sents + [rest]:
+        out = pc.sentence(s, shown)
+        shown += out if isinstance(out, str) else ""
+    return shown.strip() == text.strip()  # a list number is held until its item, then shown with it
 
 
 def cmd_report(args) -> int:
@@ -207,13 +227,15 @@ def cmd_report(args) -> int:
     print("checker on hand-labelled sentences (written: by hand for this project; model: sentences of the embedded "
           "model's sampled answers that name a test, labelled by hand — dev = seen while the checker was developed, "
           "test = labelled after it was frozen)")
-    print("| set | sentences | contradictions | precision | recall | tp | fp | fn |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| set | sentences | contradictions | precision | recall | tp | fp | fn | precision first: contradictions shown | "
+          "non-contradictions shown |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, file, phase in (("written", "labelled_sentences.jsonl", None), ("model dev", "model_sentences.jsonl", "dev"),
                               ("model test", "model_sentences.jsonl", "test")):
         s = checker_scores(args.errors, file, phase)
         if s["n"]:
-            print(f"| {name} | {s['n']} | {s['pos']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['tp']} | {s['fp']} | {s['fn']} |")
+            print(f"| {name} | {s['n']} | {s['pos']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['tp']} | {s['fp']} | "
+                  f"{s['fn']} | {s['leaked']} / {s['pos']} | {s['kept']} / {s['n'] - s['pos']} |")
     files = [Path(a) for a in args.answers if Path(a).is_file()]
     if not files:
         print(f"no sampled answers ({', '.join(args.answers)}); run `bench/grounding.py sample` first")
@@ -249,7 +271,74 @@ def cmd_report(args) -> int:
         print(f"| {model} | {len({r['report'] for r in mine})} (x{samples:g}) | {n} | {len(mine) - n} | "
               f"{before} | {before / max(1, n):.3f} | {regen_ok} | {fallback} | {after} | {after / max(1, n):.3f} | "
               f"{statistics.median(r['seconds'] for r in mine):.0f} |")
+    shown_table(rows, args.errors)
     return 0
+
+
+def replay(raw: str, findings, strict: bool) -> dict:
+    """One raw model text through the grounding post-check as the pipeline feeds it (sentence by sentence), with no
+    regeneration: what of the model's text would be shown under the policy (strict = precision first)."""
+    from ming.respond import split_sentences
+    from ming.safety.grounding import ReportPostCheck
+
+    pc = ReportPostCheck(findings, retry=False, strict=strict)
+    sents, rest = split_sentences(raw)
+    shown = ""
+    for s in sents + [rest]:
+        out = pc.sentence(s, shown)
+        shown += out if isinstance(out, str) else ""
+    return {"chars": len(shown.strip()), "any": bool(shown.strip()), "about": pc.explained,
+            "composed": bool(pc.finish(shown))}
+
+
+def shown_about(text: str, findings) -> tuple[bool, list[str]]:
+    """Read the shown model text again as a whole: does some sentence say something about the results, and which
+    sentences the precision-first check cannot verify (0 when the run was strict, unless the re-reading differs)."""
+    from ming.respond import split_sentences
+    from ming.safety.grounding import AnswerReader
+
+    reader = AnswerReader(findings)
+    sents, rest = split_sentences(text)
+    found, unverified = False, []
+    for s in sents + [rest]:
+        reader.check(s)
+        found = found or reader.verified.about
+        if not reader.verified.ok:
+            unverified.append(s.strip())
+    return found, unverified
+
+
+def shown_table(rows: list[dict], errors: bool = False) -> None:
+    """How much of the model's own text is shown: live (as the run showed it) and replayed from each answer's first
+    raw text under the round-4 policy (strict off: only contradictions held) and precision first (strict on)."""
+    from ming.safety.report import parse_report
+
+    print("model text shown (live: what the run showed; replay: the first raw answer through the post-check, no "
+          "regeneration, round-4 policy = only contradictions held, precision first = unverified sentences dropped too)")
+    print("| model | answers | policy | some model text shown | some model text about the results shown | "
+          "mean shown model chars | composed explanation added | shown with an unverified sentence |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    for model in sorted({r["model"] for r in rows}):
+        mine = [r for r in rows if r["model"] == model and not r["canned"]]
+        n = max(1, len(mine))
+        fss = [parse_report(r["text"]) for r in mine]
+        live = [(len(r["shown_model"].strip()), *shown_about(r["shown_model"], fs), bool(r["shown_grounding"]))
+                for r, fs in zip(mine, fss)]
+        print(f"| {model} | {len(mine)} | live (as run) | {sum(x[0] > 0 for x in live) / n:.0%} | "
+              f"{sum(x[1] for x in live) / n:.0%} | {statistics.mean(x[0] for x in live):.0f} | "
+              f"{sum(x[3] for x in live) / n:.0%} | {sum(bool(x[2]) for x in live)} |")
+        if errors:
+            for r, x in zip(mine, live):
+                for u in x[2]:
+                    print(f"  shown, unverified: {r['report']} {r['seed']}: {u}")
+        raw = [len((r["raw"][0] if r["raw"] else "").strip()) for r in mine]
+        print(f"| {model} | {len(mine)} | raw first answer (nothing held) | {sum(c > 0 for c in raw) / n:.0%} | | "
+              f"{statistics.mean(raw):.0f} | | |")
+        for name, strict in (("replay, round-4 policy", False), ("replay, precision first", True)):
+            rep = [replay(r["raw"][0] if r["raw"] else "", fs, strict) for r, fs in zip(mine, fss)]
+            print(f"| {model} | {len(mine)} | {name} | {sum(x['any'] for x in rep) / n:.0%} | "
+                  f"{sum(x['about'] for x in rep) / n:.0%} | {statistics.mean(x['chars'] for x in rep):.0f} | "
+                  f"{sum(x['composed'] for x in rep) / n:.0%} | |")
 
 
 def medication_scores(errors: bool = False, split: str | None = None) -> tuple[dict, dict]:

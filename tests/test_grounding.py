@@ -14,12 +14,14 @@ from ming.safety.grounding import (
     ADVICE_HEADER,
     FALLBACK_HEADER,
     ReportPostCheck,
+    Verified,
     check_sentence,
     check_text,
     compose_explanation,
     extract_claims,
     retry_hint,
     split_sentences,
+    verify_sentence,
 )
 from ming.safety.grounding_stage import GroundingStage, MedicationStage
 from ming.safety.report import parse_report
@@ -601,3 +603,123 @@ def test_graded_subjects_weight_labels_counts_and_own_values(report, wrong, fine
     BMI, "正常高值：CK 520 U/L，…", "以下是三个异常项目" with two, the patient's own values given as the normal range,
     and "正常高值，适合水平。" as a whole answer."""
     _reads(report, wrong, fine)
+
+
+# ---- precision first: a sentence about the results is shown only when the checker verifies it ------------------
+@pytest.mark.parametrize("report, shown, dropped", [
+    # the issue's report: WBC, NEUT%, CRP high, Hb normal
+    (ISSUE,
+     ["白细胞升高，提示感染。", "血红蛋白正常，多喝水。", "1. **白细胞计数（WBC）**：13.5×10^9/L，参考范围 3.5-9.5。",
+      "白细胞、中性粒细胞和C反应蛋白均升高，提示细菌感染。", "C反应蛋白偏高：常见于细菌感染、肾功能下降。",
+      "血红蛋白在理想范围内。", "以下是三个异常项目的解释：", "1. **血红蛋白**：\n", "根据您的血常规报告，",
+      "建议多喝水，注意休息，必要时复查。", "保持健康的生活方式。"],
+     ["血红蛋白是携带氧气的蛋白。",  # a test named, nothing verifiable said of it
+      "异常项目：\n",  # a label over a list not yet seen
+      "这个病例看起来非常健康。", "您的检查结果没有问题，不用担心。",  # global claims (also contradictions)
+      "如果白细胞升高，需要复查。",  # a conditional names a test
+      "血红蛋白 128 g/L，",  # a value that is not the patient's (118)
+      "2. **尿糖",  # cut at the token limit: a test the report does not have
+      "血红蛋白的情况不太理想。", "有些指标偏高，建议复查。",
+      "这个报告确实严重。", "该患者的情况属于中等危急状态，需要立即就医。"]),  # severity: nothing verifies it
+    # round 4's forms on their reports
+    ((REPORTS / "02_liver_table.txt").read_text(encoding="utf-8"),
+     ["1. **丙氨酸氨基转移酶 (ALT)**: 86 U/L，参考 9-50 U/L。"],
+     ["根据参考范围，丙氨酸氨基转移酶在 9-50 U/L 的范围内。", "以下是对这些项目异常的解释："]),
+    ((REPORTS / "11_bp_stage2.txt").read_text(encoding="utf-8"),
+     ["血压 165/102 mmHg，偏高。", "**血压**：收缩压165 mmHg，舒张压102 mmHg。"],
+     ["心率偏快，需要注意。", "您的血压和心率都处于偏高的范围。"]),
+    # round 5: a direction said again of the same test, the test's own range, a short name heading its item
+    ((REPORTS / "16_sex_specific_female_creatinine.txt").read_text(encoding="utf-8"),
+     ["你的肌酐值85 umol/L高于正常范围，所以可以判定为**偏高**。", "肌酐的正常值范围是41-73 umol/L。",
+      "**肌酐（Cr）**：85 umol/L，参考范围 41–73 umol/L，偏高 ↑"],
+     ["肌酐的正常值范围是41-97 umol/L。",  # not the range it was graded by
+      "肌酐：**异常**：偏低 ↓"]),
+    ((REPORTS / "27_electrolytes_mgdl.txt").read_text(encoding="utf-8"),
+     ["**钾（K）**：3.2 mmol/L，参考 3.5–5.3 mmol/L（WS/T 404.3-2012） → 偏低 ↓", "多吃含钾的食物。"],
+     ["- 氯：101 mmol/L，偏高"]),
+])
+def test_precision_first_shows_only_what_it_verifies(report, shown, dropped):
+    fs = parse_report(report)
+    for s in shown:
+        assert verify_sentence(s, fs).ok, s
+    for s in dropped:
+        v = verify_sentence(s, fs)
+        assert v.about and v.missing, s
+
+
+def test_general_advice_is_not_about_the_results():
+    fs = parse_report(ISSUE)
+    for s in ("建议多喝水，注意休息。", "如果症状加重，请及时就医。", "请带报告找医生面诊。", "保持健康的饮食习惯。",
+              "如有严重不适，请及时就医。"):
+        assert verify_sentence(s, fs) == Verified(False), s
+
+
+def test_unverified_sentences_are_dropped_and_the_answer_goes_on(findings):
+    pc = ReportPostCheck(findings)
+    assert pc.sentence("异常项目：\n") == ""  # dropped: a label over what is not yet said
+    # under the shown text there is no label: the normal Hb item is a plain restatement, not "血红蛋白异常"
+    assert pc.sentence("- 血红蛋白：118 g/L\n") == "- 血红蛋白：118 g/L\n"
+    assert pc.sentence("血红蛋白是运送氧气的蛋白。", "- 血红蛋白：118 g/L\n") == ""
+    assert pc.sentence("白细胞升高，提示感染。") == "白细胞升高，提示感染。"
+    assert pc.sentence("多喝水。") == "多喝水。"
+    assert pc.finish("- 血红蛋白：118 g/L\n白细胞升高，提示感染。多喝水。") == ""  # the model's explanation stands
+    d = pc.to_dict()
+    assert d["strict"] and d["dropped_sentences"] == 2 and d["violations"] == [] and not d["fallback"]
+    assert d["attempts"] == 1 and not d["composed"]
+    # the round-4 policy (strict off) reads the label and regenerates on the item
+    old = ReportPostCheck(findings, strict=False)
+    assert old.sentence("异常项目：\n") == "异常项目：\n"
+    assert old.sentence("- 血红蛋白：118 g/L\n").__class__.__name__ == "Regenerate"
+
+
+def test_a_pointer_after_a_dropped_sentence_is_read_against_what_was_shown(findings):
+    pc = ReportPostCheck(findings)
+    assert pc.sentence("C反应蛋白 42 mg/L。") == "C反应蛋白 42 mg/L。"
+    assert pc.sentence("血红蛋白是运送氧气的蛋白。") == ""
+    # "这个数值偏高" now points at C反应蛋白 (the last test shown), which is high: shown
+    assert pc.sentence("所以这个数值偏高。") == "所以这个数值偏高。"
+    pc = ReportPostCheck(findings)
+    pc.sentence("血红蛋白 118 g/L。")
+    assert pc.sentence("所以这个数值偏高。").__class__.__name__ == "Regenerate"  # still a contradiction
+
+
+def test_when_nothing_about_the_results_survives_the_composed_explanation_follows(tiny_qwen_engine, script):
+    shown, added, res = answer(tiny_qwen_engine, script,
+                               ["异常项目：\n", "血红蛋白是运送", "氧气的蛋白。", "多喝水，", "注意休息。"])
+    assert shown == "多喝水，注意休息。" and len(script.prompts) == 1  # dropped without a second run
+    g = res.meta["grounding"]
+    assert g["dropped_sentences"] == 2 and g["composed"] and not g["fallback"] and g["violations"] == []
+    text = added["grounding"]
+    assert text.startswith(FALLBACK_HEADER) and "C反应蛋白 42 mg/L，偏高" in text
+    assert check_text(shown + text, parse_report(ISSUE)) == []
+
+
+def test_precision_first_keeps_streaming_by_sentence(tiny_qwen_engine, script):
+    shown, added, res = answer(tiny_qwen_engine, script, ["白细胞升高。血红", "蛋白是运送氧气的", "蛋白。C反应蛋白", "也升高。"])
+    assert shown == "白细胞升高。C反应蛋白也升高。" and "grounding" not in added
+    assert [x for x in script.log if x[0] != "added"] == [
+        ("chunk", "白细胞升高。血红"), ("text", "白细胞升高。"),  # released as soon as the sentence ended
+        ("chunk", "蛋白是运送氧气的"), ("chunk", "蛋白。C反应蛋白"),  # the unverifiable sentence: never released
+        ("chunk", "也升高。"), ("text", "C反应蛋白也升高。")]
+    assert res.meta["grounding"]["dropped"] == ["血红蛋白是运送氧气的蛋白。"]
+
+
+def test_a_short_name_heading_an_item_is_what_this_value_points_at():
+    fs = parse_report((REPORTS / "14_hl_flags.txt").read_text(encoding="utf-8"))
+    pc = ReportPostCheck(fs)
+    assert pc.sentence("1. **钾**：3.2 mmol/L，参考范围 3.5–5.3 mmol/L。") != ""
+    assert pc.sentence("这个值偏低，通常是摄入不足。") == "这个值偏低，通常是摄入不足。"
+    pc = ReportPostCheck(fs)
+    pc.sentence("1. **钾**：3.2 mmol/L，参考范围 3.5–5.3 mmol/L。")
+    assert pc.sentence("这个值偏高。").__class__.__name__ == "Regenerate"
+
+
+def test_a_list_number_is_shown_only_with_an_item_that_is(findings):
+    """A bare "1." waits for the text it numbers: dropped with it, and a cut "3. **" at the end is never shown."""
+    pc, shown = ReportPostCheck(findings), ""
+    raw = "以下是解释：\n1. 血红蛋白是携带氧气的蛋白。\n2. 白细胞升高，提示感染。\n3. **"
+    sents, rest = split_sentences(raw)
+    for s in sents + [rest]:
+        out = pc.sentence(s, shown)
+        shown += out
+    assert shown == "以下是解释：\n\n2. 白细胞升高，提示感染。\n" and pc.finish(shown) == ""

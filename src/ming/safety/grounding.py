@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 
@@ -98,6 +98,7 @@ class Claim:
     overall: str = ""        # the key that grades the whole group when reported ("血压" -> BP)
     every: bool = False      # said of every member ("各项指标都偏低", "转氨酶都偏高"), not of one of them
     count: int = 0           # "以下是三个异常项目": this many results are so (kind "report")
+    spans: tuple = field(default=(), compare=False)  # (start, end) in the normalised sentence of the words it rests on
 
     @property
     def text(self) -> str:
@@ -136,6 +137,7 @@ class _Aliases:
     subject_re: re.Pattern | None = None             # subjects that are not judged (心率, 体重 …)
     short_re: re.Pattern | None = None               # short names read only right before a direction ("钾偏高")
     graded_subjects: frozenset = frozenset()         # subjects that are also tests of the table (心率 -> HR): judged
+    short_head: re.Pattern | None = None             # a short name heading a line or item ("**钾（K）**：3.2 mmol/L")
 
 
 @lru_cache(maxsize=1)
@@ -171,8 +173,10 @@ def _aliases() -> _Aliases:
         resolve.setdefault(a, ((k,), "single"))
     short_re = re.compile(r"(?:" + _trie_regex(sorted(short)) + r")(?=(?:离子)?(?:的)?(?:含量|水平|浓度|值)?" + _SHORT_LEAD
                           + r"(?:偏高|偏低|升高|降低|增高|减低|过高|过低|较高|较低|正常|异常|高|低))") if short else None
+    short_head = re.compile(r"^[\s>#*_\-•·+]*(?:(?:\d+|[一二三四五六七八九十]+)\s*[.、)）]\s*)?[*_]*(?P<n>" + _trie_regex(sorted(short))
+                            + r")(?:离子)?[*_]*\s*(?=[（(:：，,]|\s+\d)") if short else None
     return _Aliases(regex, resolve, conds, re.compile(_trie_regex(sorted(conds, key=len, reverse=True))) if conds else None,
-                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re, frozenset(graded))
+                    overall, re.compile(_trie_regex(subjects)) if subjects else None, short_re, frozenset(graded), short_head)
 
 
 def _table_text(name: str) -> str:
@@ -205,6 +209,9 @@ def extract_claims(sentence: str) -> list[Claim]:
         names = sorted(names + [(m.start(), m.end(), m.group(0)) for m in al.short_re.finditer(low)
                                 if not any(a <= m.start() < b for a, b, _ in names)
                                 and not any(a <= m.start() < b for a, b in taken)])
+    head = al.short_head.match(low) if al.short_head else None
+    if head and not any(a <= head.start("n") < b for a, b, _ in names):  # "**钾（K）**：3.2 mmol/L，…，偏低 ↓"
+        names = sorted(names + [(head.start("n"), head.end("n"), head.group("n"))])
     subjects = [(m.start(), m.end()) for m in al.subject_re.finditer(low)
                 if not any(a <= m.start() < b for a, b, _ in names)] if al.subject_re else []
     # "血压 165/102 mmHg，心率 88 次/分属于偏高": a subject the table grades (心率) is a test name here; one that is
@@ -256,7 +263,7 @@ def extract_claims(sentence: str) -> list[Claim]:
                 d = "high" if short.group("d") == "高" else "low"
                 if short.group("neg"):
                     d = _NEGATED[d]
-                claims += _claims_for(pending, d, low, st, sentence)
+                claims += _claims_for(pending, d, low, en, sentence)
                 unclaimed, listed = [], []
                 pending, pos = [], en + short.end()
             continue
@@ -403,26 +410,28 @@ def _whole_report_claims(s: str, low: str, sentence: str, names: list) -> list[C
         if head:  # "Lipid panel中的各项指标都处于偏低范围内": every member of that panel
             keys, kind = al.resolve[head[2]]
             out.append(Claim(alias=head[2], keys=keys, kind="panel" if kind == "panel" else kind, direction=d,
-                             sentence=sentence.strip(), every=kind == "panel"))
+                             sentence=sentence.strip(), every=kind == "panel", spans=(head[:2], m.span())))
         else:
             out.append(Claim(alias=m.group(0), keys=("*",), kind="report", direction=d, sentence=sentence.strip(),
-                             condition=True, every=True))
+                             condition=True, every=True, spans=(m.span(),)))
     m = _WHOLE_REPORT_NORMAL.search(low)
+    if m and m.group(0).startswith("这个") and names:
+        m = None  # "这个结果是正常的，说明你的白细胞数量在正常范围内" (or the test named before, put in front by the reader)
     if m and not about_a_test(m):
         return out + [Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
-                            direction="normal", sentence=sentence.strip(), condition=True)]
+                            direction="normal", sentence=sentence.strip(), condition=True, spans=(m.span(),))]
     m = _WHOLE_REPORT_STANDARD.search(low)
     if not m or any(b in (m.start(), m.start() - 1) for a, b, _ in names):
         return out
     inner = _norm_alias(m.group("inner"))
     if not inner:
         return out + [Claim(alias=m.group(0), keys=("*",), kind="report", direction="normal",
-                            sentence=sentence.strip(), condition=True)]
+                            sentence=sentence.strip(), condition=True, spans=(m.span(),))]
     if inner in al.resolve:  # "符合你的铁代谢标准": the panel is called normal
         keys, kind = al.resolve[inner]
         said = s[m.start("inner"):m.end("inner")] if len(s) == len(low) else m.group("inner")
         return out + [Claim(alias=said, keys=keys, kind=kind, direction="normal", sentence=sentence.strip(),
-                            overall=al.overall.get(inner, ""))]
+                            overall=al.overall.get(inner, ""), spans=(m.span(),))]
     return out  # "符合高血压的诊断标准": a condition, judged by its own name
 
 
@@ -448,7 +457,7 @@ def _count_claims(s: str, low: str, sentence: str) -> list[Claim]:
         d = "high" if d in ("偏高", "升高") else "low" if d in ("偏低", "降低") else "abnormal"
         if n:
             out.append(Claim(alias=s[m.start():m.end()] if len(s) == len(low) else m.group(0), keys=("*",), kind="report",
-                             direction=d, sentence=sentence.strip(), condition=True, count=n))
+                             direction=d, sentence=sentence.strip(), condition=True, count=n, spans=(m.span(),)))
     return out
 
 
@@ -503,7 +512,7 @@ def _pointer_claims(s: str, low: str, sentence: str, names: list) -> list[Claim]
         d = "normal" if dm.group("d") != "异常" else "abnormal"
         neg = _NEG.search(low[max(0, m.end() + dm.start("d") - 5):m.end() + dm.start("d")]) or \
             _NEG_VERB.search(low[m.end():m.end() + dm.start("d")])
-        out += _claims_for(before, _NEGATED[d] if neg else d, low, m.start(), sentence)
+        out += _claims_for(before, _NEGATED[d] if neg else d, low, m.end() + dm.start("d"), sentence)
     labels = list(_LABEL_LIST.finditer(low))
     for i, m in enumerate(labels):
         end = labels[i + 1].start() if i + 1 < len(labels) else len(low)
@@ -539,7 +548,7 @@ def _direction_label_claims(low: str, sentence: str, names: list) -> list[Claim]
         for _a, _b, other in names:  # names are no direction words ("高密度脂蛋白"): blank them
             clause = clause.replace(other, " ")
         if not _DIR_RE.search(clause) and not _COMPARES.search(clause) and not _SHORT_DIR.match(low[en:]):
-            out += _claims_for([(st, en, a)], d, low, st, sentence)
+            out += _claims_for([(st, en, a)], d, low, m.start("w"), sentence)
     return out
 
 
@@ -565,7 +574,8 @@ def _condition_claims(s: str, low: str, sentence: str) -> list[Claim]:
         if _COND_NEG.search(low[max(0, a - 6):a]):
             d = _NEGATED[d]
         out.append(Claim(alias=s[a:b] if len(s) == len(low) else low[a:b], keys=keys, kind=kind, direction=d,
-                         sentence=sentence.strip(), condition=True, overall=al.overall.get(low[a:b], "")))
+                         sentence=sentence.strip(), condition=True, overall=al.overall.get(low[a:b], ""),
+                         spans=((max(0, a - 6), b),)))
     return out
 
 
@@ -583,7 +593,7 @@ def _claims_for(names, direction, low, at, sentence, every: bool = False) -> lis
         said = sentence[st:en]
         out.append(Claim(alias=said if unicodedata.normalize("NFKC", said).lower() == a else a, keys=keys, kind=kind,
                          direction=d, sentence=sentence.strip(), overall=al.overall.get(a, ""),
-                         every=every and kind == "panel"))
+                         every=every and kind == "panel", spans=((st, en), (at, at + 1))))
     return out
 
 
@@ -639,7 +649,8 @@ def _own_value_as_range_claims(sentence: str, findings: list[Finding]) -> list[C
                 said = sentence[n.start():n.end()] if len(sentence) == len(low) else n.group(0)
                 if f.key in keys and isinstance(f.value, (int, float)) and float(f.value) in numbers \
                         and not any(c.keys == (f.key,) for c in out):
-                    out.append(Claim(alias=said, keys=(f.key,), kind="single", direction="normal", sentence=sentence.strip()))
+                    out.append(Claim(alias=said, keys=(f.key,), kind="single", direction="normal", sentence=sentence.strip(),
+                                     spans=(n.span(), m.span())))
     return out
 
 
@@ -663,7 +674,8 @@ def _stated_range_claims(sentence: str, findings: list[Finding]) -> list[Claim]:
         for f in findings:
             if f.key in al.resolve[n.group(0)][0] and isinstance(f.value, (int, float)) and not a <= float(f.value) <= b:
                 said = sentence[n.start():n.end()] if len(sentence) == len(low) else n.group(0)
-                out.append(Claim(alias=said, keys=(f.key,), kind="single", direction="normal", sentence=sentence.strip()))
+                out.append(Claim(alias=said, keys=(f.key,), kind="single", direction="normal", sentence=sentence.strip(),
+                                 spans=(n.span(), m.span())))
     return out
 
 
@@ -676,6 +688,159 @@ def check_sentence(sentence: str, findings: list[Finding], *, block_unreported: 
         if v and (v.kind == "contradiction" or block_unreported):
             out.append(v)
     return out
+
+
+# ---- precision first: a sentence about the results is shown only when it is verified ----------------------------
+# besides the direction words: reassurance, "健康" said of a person or a result, "在…范围内", 理想/良好/临界 …
+_REASSURE = re.compile(r"(?:没有?|无)(?:什么|太大的?|大的?|明显的?)?(?:问题|大碍)|没问题|(?:不用|无需|不必|不需要|别)(?:太)?担心|放心")
+_HEALTHY = re.compile(r"健康(?!的?(?:生活|饮食|习惯|方式|作息|体重|管理|教育|体检|检查|知识|人群|成年|食物|饮品|(?:重要)?指标|状况的))")
+# how serious the results are ("这个报告确实严重", "属于中等危急状态"): nothing in the table verifies it (not read in a
+# conditional: "如有严重不适，请及时就医" is advice)
+_SEVERE = re.compile(r"严重|危急|危重|危险")
+_WITHIN = re.compile(r"范围(?:内|之内|以内)|区间内|理想|良好|不错|欠佳|不佳|达标|临界|边缘|偏快|偏慢|过快|过慢")
+# what may stand between a test's name and its value when the answer restates it ("谷丙转氨酶（ALT）：25 U/L")
+_RESTATE_LEAD = re.compile(r"[）)]?(?:\s*[（(][^（）()]{0,24}[）)])?[\s*_]*(?:的)?(?:数值|检测值|测定值|值|水平|结果|浓度|含量|计数|分级)?"
+                           r"[\s*_]*(?:[:：=]|为|是|约|达到?|有)?[\s*_:：=\[【]*")
+_CONVERTED = re.compile(r"换算为\s*(\d+(?:\.\d+)?)")
+
+
+@dataclass
+class Verified:
+    """What one sentence says about the results, and what of it the checker could not verify."""
+
+    about: bool                                 # it names a test or evaluates a result (not general advice)
+    missing: list = field(default_factory=list)  # the words no agreeing claim or restated value covers
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing
+
+
+def _agrees(claim: Claim, by_key: dict[str, Finding]) -> bool:
+    """The claim holds for the graded findings it is about (an ungraded or unreported test cannot be verified)."""
+    if check_claim(claim, by_key) is not None:
+        return False
+    if claim.kind == "report":
+        found = list(by_key.values())
+    elif claim.overall in by_key:
+        found = [by_key[claim.overall]]
+    else:
+        found = [by_key[k] for k in claim.keys if k in by_key]
+    return any(f.status != "ungraded" for f in found)
+
+
+def _restates_value(low: str, end: int, keys: tuple, findings: list[Finding]) -> bool:
+    """"谷丙转氨酶（ALT）：25 U/L": the name followed by the patient's own value (or its converted value)."""
+    rest = low[_RESTATE_LEAD.match(low, end).end():]
+    num = re.match(r"[<>≤≥]?\s*(\d+(?:\.\d+)?)", rest)
+    for f in findings:
+        if f.key not in keys:
+            continue
+        if isinstance(f.value, (int, float)):
+            values = [float(f.value)] + [float(x) for x in _CONVERTED.findall(f.note)]
+            if num and any(abs(float(num.group(1)) - v) < 1e-9 for v in values):
+                return True
+        elif str(f.value).strip() and rest.startswith(_norm_alias(f.value)):
+            return True
+    return False
+
+
+_RANGE_AFTER = re.compile(r"(?P<a>\d+(?:\.\d+)?)\s*(?:[-–~～至到])\s*(?P<b>\d+(?:\.\d+)?)|(?P<lt>[<＜≤]|小于|低于)\s*(?P<c>\d+(?:\.\d+)?)")
+
+
+def _states_its_range(low: str, end: int, keys: tuple, findings: list[Finding]) -> bool:
+    """"肌酐的正常值范围是41-73 umol/L", "正常值是3.5-9.5": the first range after the name, in its sentence, is the
+    range the table graded the value by (the printed one or the curated one)."""
+    m = _RANGE_AFTER.search(low, end, min(len(low), end + 40))
+    if not m or re.search(r"[。；;\n]", low[end:m.start()]) or _aliases().regex.search(low, end, m.start()):
+        return False
+    a, b = (float(m.group("a")), float(m.group("b"))) if m.group("a") else (None, float(m.group("c")))
+    return any(f.key in keys and f.ref_high is not None and abs(f.ref_high - b) < 1e-9
+               and (a is None and not f.ref_low or a is not None and f.ref_low is not None and abs(f.ref_low - a) < 1e-9)
+               for f in findings)
+
+
+def verify_sentence(text: str, findings: list[Finding], *, start: int = 0, covered: tuple = ()) -> Verified:
+    """Precision first: every test the sentence names (a single test: panels only set the context) and every word
+    that evaluates a result (偏高/正常/异常 …, a condition, a count, 健康, 范围内, 没问题/不用担心) must be covered by a
+    claim that agrees with the table or, for a name, by the patient's own value restated ("ALT：25 U/L"); a line
+    that only names a test (a heading) states nothing. Conditional sentences, unreported or ungraded tests, a name
+    with nothing said of it ("谷丙转氨酶是肝脏的重要指标") cannot be verified. Clauses that state nothing about this
+    patient (prevention, whether, a range given as a range, causes after 见于) are not read, as in `extract_claims`.
+    `start`: the words before it were put there by the reader (a heading's test, the tests pointed at) and only
+    the words from `start` on need covering; `covered`: spans the caller verified (a pointer's direction)."""
+    s = unicodedata.normalize("NFKC", text)
+    low = s.lower()
+    if not low.strip():
+        return Verified(False)
+    al = _aliases()
+    _s, blank = _blank_no_claim_clauses(s, low)
+    if len(blank) != len(low):  # a sentence NFKC changed the length of: nothing can be placed, nothing verified
+        return Verified(bool(al.regex.search(low) or _DIR_RE.search(low)), ["unplaced"])
+    cause = _CAUSES.search(blank)
+    if cause:
+        blank = blank[:cause.start()] + " " * (len(blank) - cause.start())
+    taken = [(a, b) for a, b in _condition_spans(blank) if not _GENERAL.match(blank[b:])]
+    all_taken = _condition_spans(blank)
+    names = [(m.start(), m.end(), m.group(0)) for m in al.regex.finditer(blank)
+             if m.start() >= start and not _unit_like(blank, m) and not any(a <= m.start() < b for a, b in all_taken)]
+    if al.short_re:
+        names += [(m.start(), m.end(), m.group(0)) for m in al.short_re.finditer(blank)
+                  if m.start() >= start and not any(a <= m.start() < b for a, b, _ in names)]
+    head = al.short_head.match(blank) if al.short_head else None
+    if head and head.start("n") >= start and not any(a <= head.start("n") < b for a, b, _ in names):
+        names.append((head.start("n"), head.end("n"), head.group("n")))
+    if al.subject_re:  # 心率, 腰围: subjects the table grades are tests here
+        names += [(m.start(), m.end(), m.group(0)) for m in al.subject_re.finditer(blank) if m.group(0) in al.graded_subjects
+                  and m.start() >= start and not any(a <= m.start() < b for a, b, _ in names)]
+    inside = lambda i: any(a <= i < b for a, b, _ in names)  # noqa: E731
+    words = [(m.start(), m.group(0)) for m in _DIR_RE.finditer(blank) if m.start() >= start and not inside(m.start())
+             and not (m.lastgroup == "normal" and _RANGE_LABEL.match(blank, m.end()))]
+    words += [(a, blank[a:b]) for a, b in taken if a >= start]
+    words += [(m.start(), m.group(0)) for rx in (_REASSURE, _HEALTHY, _WITHIN, _COUNT) for m in rx.finditer(blank)
+              if m.start() >= start and not inside(m.start())]
+    severe = [(m.start(), m.group(0)) for m in _SEVERE.finditer(blank) if m.start() >= start and not inside(m.start())]
+    singles = [n for n in names if al.resolve[n[2]][1] != "panel" and n[2] not in al.overall]  # 血压 is a group too
+    if _NO_CLAIM.search(low.strip()):  # "如果白细胞升高…", a question: states nothing that can be verified
+        return Verified(True, [w for _i, w in words] + [n[2] for n in singles]) if singles or words else Verified(False)
+    words += severe
+    if not singles and not words:
+        return Verified(False)
+    head = _HEADING.match(s)
+    if head and not (head.group("value") or "").strip() and _norm_alias(_BRACKET.sub("", head.group("name"))) in al.resolve:
+        singles = []  # "1. **总胆固醇**：": a heading states nothing of its own
+    by_key = {f.key: f for f in findings}
+    claims = extract_claims(text) + _own_value_as_range_claims(text, findings) + _stated_range_claims(text, findings)
+    agreeing = [c for c in claims if _agrees(c, by_key)]
+    cover = [sp for c in agreeing for sp in c.spans] + list(covered)
+    graded = [f for f in findings if f.status != "ungraded"]
+    if graded and all(f.status == "normal" for f in graded):  # "没问题", "不用担心": true only of an all-normal report
+        cover += [m.span() for m in _REASSURE.finditer(blank)]
+    for m in _IN_RANGE.finditer(blank):  # "心率 88 次/分，在 60-100 的范围内", true and graded normal
+        lo_, hi_ = sorted((float(m.group("a")), float(m.group("b"))))
+        before = [n for n in names if n[1] <= m.start() and not re.search(r"[，,；;。]", blank[n[1]:m.start()])]
+        if before:
+            fs = [by_key[k] for k in al.resolve[before[-1][2]][0] if k in by_key]
+            if fs and all(f.status == "normal" and isinstance(f.value, (int, float)) and lo_ <= f.value <= hi_ for f in fs):
+                cover += [before[-1][:2], m.span()]
+    hit = lambda i: any(a <= i < b for a, b in cover)  # noqa: E731
+    cover += [m.span() for m in _DIR_RE.finditer(blank) if hit(m.start())]  # the whole direction word ("理想范围内")
+    every_name = [(m.start(), m.end()) for m in al.regex.finditer(low)]
+    for m in _DIR_RE.finditer(blank):  # "偏高 ↑", "高于正常范围，所以可以判定为偏高": said again of the same test
+        if hit(m.start()) or inside(m.start()) or m.start() < start:
+            continue
+        before = [c for c in agreeing if len(c.spans) == 2 and c.spans[1][0] < m.start()
+                  and not any(c.spans[1][0] < a < m.start() for a, _b in every_name)]
+        if not before:
+            continue
+        at = max(c.spans[1][0] for c in before)
+        d = _NEGATED[m.lastgroup] if _NEG.search(blank[max(0, m.start() - 5):m.start()]) else m.lastgroup
+        if all(_agrees(replace(c, direction=d), by_key) for c in before if c.spans[1][0] == at):
+            cover.append(m.span())
+    missing = [w for i, w in words if not hit(i)]
+    missing += [a for st, en, a in singles if not hit(st) and not _restates_value(blank, en, al.resolve[a][0], findings)
+                and not _states_its_range(low, en, al.resolve[a][0], findings)]
+    return Verified(True, missing)
 
 
 def check_text(text: str, findings: list[Finding], *, block_unreported: bool = False) -> list[Violation]:
@@ -718,6 +883,7 @@ _LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?
                          r"[*_\s]*[:：][*_\s]*$")
 _ITEM_NAME = re.compile(r"^\s*(?:[-•·+]|\*(?!\*)|\d+\s*[.、)）])?\s*[*_]*(?P<n>[^*_:：，,。\s\d()（）]{1,12}?)(?:离子)?[*_]*\s*[:：(（]")
 _LIST_NUMBER = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、]\s*$")  # "1." cut off as a sentence of its own
+_BARE_ITEM = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、][\s*_#]*$")  # … or with its opening markup ("2. **")
 
 
 class AnswerReader:
@@ -733,6 +899,7 @@ class AnswerReader:
         self.label = ""      # "你有几个异常的项目：" over the list items below it: "abnormal" / "normal"
         self.item = False    # the last sentence was a bare list number ("1."): this one is the item's text
         self.line_start = True  # this sentence begins a line (the one before ended with a newline)
+        self.verified = Verified(False)  # the last sentence, precision first (`verify_sentence`)
 
     def state(self) -> tuple:
         return self.subject, list(self.previous), self.label, self.item, self.line_start
@@ -784,32 +951,40 @@ class AnswerReader:
         return keys.pop() + "：" if len(keys) == 1 else ""
 
     def check(self, sentence: str) -> list[Violation]:
+        self.verified = Verified(False)
         if not sentence.strip():
             self.line_start = self.line_start or "\n" in sentence
             return []
-        text = sentence
+        text, prefix, covered = sentence, "", ()  # prefix: what the reader put before the sentence's own words
         head = _HEADING.match(unicodedata.normalize("NFKC", sentence))
         if head and _norm_alias(_BRACKET.sub("", head.group("name"))) in _aliases().resolve and (
                 not head.group("value") or not _HEAD_VALUE_REST.sub("", _VALUE.sub("", head.group("value").lower()))):
             self.subject = head.group("name").strip()
         elif _BULLET.match(sentence) and not _NUMBERED.match(sentence):
             if self.subject and not _names_a_test(sentence):
-                text = self.subject + "：" + _BULLET.sub("", sentence, count=1)
+                prefix = self.subject + "："
+                text = prefix + _BULLET.sub("", sentence, count=1)
         else:
             self.subject = ""
         if text is sentence and not self.subject and not _names_a_test(sentence):
-            text = self._value_subject(sentence) + text  # "正常高值：85 umol/L": the test with that value
+            prefix = self._value_subject(sentence)  # "正常高值：85 umol/L": the test with that value
+            text = prefix + text
         low = unicodedata.normalize("NFKC", text).lower()
         named = list(dict.fromkeys(m.group(0) for m in _aliases().regex.finditer(low)))
+        head = _aliases().short_head.match(low) if _aliases().short_head and not named else None
+        named = named or ([head.group("n")] if head else [])  # "1. **钾**：3.2 mmol/L。这个值偏低。"
         if not named and self.previous and _DEMONSTRATIVE.match(low):
-            text = "、".join(self.previous) + "，" + text  # "…总胆固醇5.0。这些都是正常的。"
-            named = self.previous
+            prefix = "、".join(self.previous) + "，"  # "…总胆固醇5.0。这些都是正常的。"
+            text, named = prefix + text, self.previous
         pointed = None if named or not self.previous or _NO_CLAIM.search(low.strip()) else _POINTER_DIR.search(low)
         if pointed:  # "CEA：2.1 ng/mL，参考 <5 ng/mL。正常值是低于5 ng/mL，所以这个数值偏高。": the last test named before
-            text, named = self.previous[-1] + pointed.group("d") + "。" + text, self.previous[-1:]
+            prefix = self.previous[-1] + pointed.group("d") + "。"
+            text, named = prefix + text, self.previous[-1:]
+            covered = ((len(prefix) + pointed.start(), len(prefix) + pointed.end()),)  # verified with the claim before
         verdict = None if named else _BARE_VERDICT.match(low)
         if verdict and self.previous:  # "空腹血糖6.5。正常。": said of the tests named just before
-            text, named = "、".join(self.previous) + "，" + text, self.previous
+            prefix = "、".join(self.previous) + "，"
+            text, named = prefix + text, self.previous
             verdict = None
         self.previous = named
         out = check_sentence(text, self.findings, block_unreported=self.block_unreported) + self._labelled(sentence)
@@ -819,6 +994,11 @@ class AnswerReader:
             v = check_claim(Claim(alias=sentence.strip(), keys=("*",), kind="report", direction=d,
                                   sentence=sentence.strip(), condition=True), {f.key: f for f in self.findings})
             out += [v] if v and v.kind == "contradiction" else []
+            covered = ((0, len(text)),) if v is None and any(f.status != "ungraded" for f in self.findings) else ()
+        start = len(unicodedata.normalize("NFKC", prefix))
+        if pointed and not any(_agrees(c, {f.key: f for f in self.findings}) for c in extract_claims(prefix)):
+            covered = ()
+        self.verified = verify_sentence(text, self.findings, start=start, covered=covered)
         return out
 
 
@@ -882,14 +1062,21 @@ class ReportPostCheck:
     (`ming.respond.Regenerate` with `retry_hint`: the model starts again after the text already shown, the
     contradiction named in its system text); if that is not possible or the new text contradicts too, the
     sentence and every later one are held back and `finish` returns the explanation composed from the
-    findings, followed by up to `max_advice` held sentences that name no test (the model's general advice)."""
+    findings, followed by up to `max_advice` held sentences that name no test (the model's general advice).
+
+    `strict` (precision first, the default): a sentence that names a test or evaluates a result and that the
+    checker cannot verify (`verify_sentence`) is dropped too, without a regeneration, and the answer goes on;
+    the reader forgets it (what follows is read against what was shown). If nothing the model said about the
+    results was shown, `finish` adds the composed explanation after the model's text."""
 
     stage = "grounding"
 
     def __init__(self, findings: list[Finding], *, block_unreported: bool = False, fallback: bool = True,
-                 retry: bool = True, max_advice: int = 4):
+                 retry: bool = True, max_advice: int = 4, strict: bool = True):
         self.findings, self.block_unreported, self.fallback = findings, block_unreported, fallback
-        self.retry, self.max_advice = retry, max_advice
+        self.retry, self.max_advice, self.strict = retry, max_advice, strict
+        self.dropped: list[str] = []  # sentences about the results that could not be verified (strict)
+        self.explained = False  # a sentence about the results was shown
         self.reader = AnswerReader(findings, block_unreported=block_unreported)
         self._shown = self.reader.state()  # the reader's state after the last sentence shown (a regeneration goes on from there)
         self.violations: list[Violation] = []
@@ -898,17 +1085,47 @@ class ReportPostCheck:
         self.failed = False  # a contradiction this attempt: hold everything that follows
         self.regenerated = False
         self.attempts = 1
+        self.number = ""  # strict: a bare list number ("1.", "2. **") waits for the item text it numbers
 
     def sentence(self, text: str, shown: str = "") -> "str | Regenerate":
+        if not self.strict or self.failed:
+            return self._sentence(text, shown)
+        if _BARE_ITEM.match(unicodedata.normalize("NFKC", text)):
+            out = self._sentence(text, shown)
+            if isinstance(out, str) and out:
+                self.number = out  # an earlier number whose item was dropped goes with it
+                return ""
+            return out
+        if self.number and re.fullmatch(r"[\s*_#]*", text):  # "3." then " **" (cut at the token limit)
+            self.number += text
+            return ""
+        out = self._sentence(text, shown)
+        if isinstance(out, str) and out.strip() and self.number:
+            out = self.number + out
+        self.number = ""
+        return out
+
+    def _sentence(self, text: str, shown: str = "") -> "str | Regenerate":
         if self.failed:
             self.held.append(text)
             if text.strip() and len(self.advice) < self.max_advice and not _names_a_test(text) and not extract_claims(text) \
                     and not _points_back(text) and not _states_a_direction(text) and not _ANTECEDENT.match(text) \
-                    and len(re.findall(r"[\u4e00-\u9fff]", text)) >= 2:  # not a stray "2.3.4." either
+                    and len(re.findall(r"[\u4e00-\u9fff]", text)) >= 2 \
+                    and not (self.strict and verify_sentence(text, self.findings).about):  # not a stray "2.3.4." either
                 self.advice.append(text.strip())  # general advice: names no test and says nothing of the report
             return ""
+        if self.strict and not text.strip() and (not shown.strip() or shown.endswith("\n\n")):
+            return ""  # no blank lines before the answer, nor where dropped lines leave a run of them
         bad = self.reader.check(text)
+        if not bad and self.strict and not self.reader.verified.ok:
+            self.dropped.append(text)  # precision first: not verified, not shown; read on from what was shown
+            self.reader.restore(self._shown)
+            newline = text.endswith("\n") and shown.strip() != "" and not shown.endswith("\n")
+            self.reader.line_start = self.reader.line_start or text.endswith("\n")
+            self._shown = self.reader.state()
+            return "\n" if newline else ""
         if not bad:
+            self.explained = self.explained or self.reader.verified.about
             self._shown = self.reader.state()
             return text
         self.violations += bad
@@ -917,12 +1134,15 @@ class ReportPostCheck:
         return Regenerate(retry_hint(bad)) if self.retry and not self.regenerated else ""
 
     def regenerating(self, hint: str) -> None:
-        self.failed, self.regenerated = False, True
+        self.failed, self.regenerated, self.number = False, True, ""
         self.reader.restore(self._shown)
         self.advice.clear()
         self.attempts += 1
 
     def finish(self, shown: str = "") -> str:
+        if self.strict and self.fallback and self.dropped and not self.failed and not self.explained:
+            # nothing the model said about the results could be shown: ming's explanation after its advice
+            return (FALLBACK_HEADER if shown.strip() else FALLBACK_HEADER.lstrip("\n")) + compose_explanation(self.findings)
         if not (self.failed and self.fallback):
             return ""
         text = (FALLBACK_HEADER if shown.strip() else FALLBACK_HEADER.lstrip("\n")) + compose_explanation(self.findings)
@@ -933,4 +1153,6 @@ class ReportPostCheck:
     def to_dict(self) -> dict:
         return {"checked": True, "attempts": self.attempts, "regenerated": self.regenerated,
                 "held_sentences": len(self.held), "fallback": bool(self.failed and self.fallback),
-                "violations": [v.to_dict() for v in self.violations]}
+                "violations": [v.to_dict() for v in self.violations], "strict": self.strict,
+                "dropped_sentences": len(self.dropped), "dropped": [t.strip() for t in self.dropped[:12]],
+                "composed": bool(self.fallback and ((self.failed) or (self.strict and self.dropped and not self.explained)))}

@@ -8,7 +8,9 @@
   the model's explanation is checked against the findings; a contradicting one is never shown: the model
   answers once more after the text already shown with the contradiction named in its prompt
   (`ming.respond.Regenerate`), and if that contradicts too, the explanation ming composes from the findings
-  (with sources) follows, then the model's general advice if it names no test;
+  (with sources) follows, then the model's general advice if it names no test; precision first (`strict`, the
+  default): a sentence about the results that the check cannot verify is dropped (no regeneration), and the
+  composed explanation follows if nothing the model said about the results was shown;
 - medication: after the answer, "需医生面诊后开具" for each prescription-only drug it suggests, and the
   antibiotic note when the user describes a cold.
 `turn.meta["grounding"]` / `turn.meta["medication"]` (serve: `ming_grounding` / `ming_medication`) say what
@@ -42,8 +44,8 @@ class _Recorded:
 class GroundingStage:
     name = "grounding"
 
-    def __init__(self, block_unreported: bool = False, fallback: bool = True):
-        self.block_unreported, self.fallback = block_unreported, fallback
+    def __init__(self, block_unreported: bool = False, fallback: bool = True, strict: bool = True):
+        self.block_unreported, self.fallback, self.strict = block_unreported, fallback, strict
 
     def prepare(self, turn) -> None:
         pass
@@ -55,7 +57,8 @@ class GroundingStage:
         findings = getattr(turn.safety, "findings", None) or []
         if not findings or turn.canned is not None:
             return None
-        check = ReportPostCheck(findings, block_unreported=self.block_unreported, fallback=self.fallback)
+        check = ReportPostCheck(findings, block_unreported=self.block_unreported, fallback=self.fallback,
+                                strict=self.strict)
         return _Recorded(check, turn.meta, self.name)
 
 

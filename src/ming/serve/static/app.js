@@ -271,6 +271,7 @@ async function ask(question) {
   const parts = [];
   if (grounding && grounding.regenerated && !grounding.fallback) parts.push("解释与检验结果不符，已重新生成 (regenerated)");
   if (grounding && grounding.fallback) parts.push("模型解释与检验结果不符，改用按结果整理的说明 (fallback)");
+  if (grounding && grounding.dropped_sentences) parts.push(`略去 ${grounding.dropped_sentences} 句无法与检验结果核对的解释 (precision first)`);
   if (finish === "length") parts.push("回答达到长度上限 (max tokens)");
   if (finish === "stopped") parts.push("已停止 (stopped)");
   if (usage) parts.push(`${usage.completion_tokens} tokens`);
