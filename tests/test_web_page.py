@@ -212,3 +212,33 @@ def test_stage_text_is_shown_apart_and_kept_out_of_the_history(browser, tiny_qwe
         assert [m["role"] for m in history] == ["user", "assistant", "user"]
         assert "参考：" not in history[1]["content"]  # the model's words only
         ctx.close()
+
+
+def test_a_report_answer_says_how_many_unverified_sentences_were_left_out(browser, tiny_qwen_engine, monkeypatch):
+    """Precision first on the page: the model's sentence about the report that cannot be checked against the
+    findings is not shown, and the answer's footer says how many were left out. The real tiny engine runs; only
+    the text of its first chunk is scripted (a random tiny model says nothing about blood tests)."""
+    from ming.engine.base import Chunk, GenerationConfig
+
+    real = tiny_qwen_engine.stream
+    said = "血红蛋白是运送氧气的蛋白。白细胞升高，提示感染。多喝水。"
+
+    def scripted(prompt_ids, gen, cancel=None):
+        first = True
+        for ch in real(prompt_ids, gen, cancel):
+            yield Chunk(text=said if first else "", finish_reason=ch.finish_reason, prompt_tokens=ch.prompt_tokens,
+                        completion_tokens=ch.completion_tokens, cached_tokens=ch.cached_tokens)
+            first = False
+
+    monkeypatch.setattr(tiny_qwen_engine, "stream", scripted)
+    with LiveServer(tiny_qwen_engine, safety="on", generation=GenerationConfig(max_new_tokens=8)) as srv:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+        page = ctx.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(srv.url + "/")
+        answer = _ask(page, "血常规：白细胞 13.5×10^9/L，中性粒细胞 85%，血红蛋白 118 g/L（女），C反应蛋白 42 mg/L。这是什么情况？")
+        text = answer.inner_text()
+        assert "白细胞升高，提示感染。" in text and "多喝水。" in text
+        assert "运送氧气" not in text  # about a test, not checkable against the table: left out
+        assert "略去 1 句无法与检验结果核对的解释" in answer.locator(".meta").inner_text()
+        ctx.close()
