@@ -206,17 +206,24 @@ def checker_scores(errors: bool = False, file: str = "labelled_sentences.jsonl",
     return out
 
 
-def passes_untouched(text: str, findings) -> bool:
-    """The text goes through the grounding post-check (precision first, no regeneration) with nothing held back."""
+def post_check(text: str, findings, strict: bool):
+    """(what is shown, the check): the text through the grounding post-check as the pipeline feeds it (sentence by
+    sentence), with no regeneration (strict = precision first)."""
     from ming.respond import split_sentences
     from ming.safety.grounding import ReportPostCheck
 
-    pc = ReportPostCheck(findings, retry=False, strict=True)
+    pc = ReportPostCheck(findings, retry=False, strict=strict)
     sents, rest = split_sentences(text)
     shown = ""
     for s in sents + [rest]:
         out = pc.sentence(s, shown)
         shown += out if isinstance(out, str) else ""
+    return shown, pc
+
+
+def passes_untouched(text: str, findings) -> bool:
+    """The text goes through the grounding post-check (precision first, no regeneration) with nothing held back."""
+    shown, _ = post_check(text, findings, strict=True)
     return shown.strip() == text.strip()  # a list number is held until its item, then shown with it
 
 
@@ -278,15 +285,7 @@ def cmd_report(args) -> int:
 def replay(raw: str, findings, strict: bool) -> dict:
     """One raw model text through the grounding post-check as the pipeline feeds it (sentence by sentence), with no
     regeneration: what of the model's text would be shown under the policy (strict = precision first)."""
-    from ming.respond import split_sentences
-    from ming.safety.grounding import ReportPostCheck
-
-    pc = ReportPostCheck(findings, retry=False, strict=strict)
-    sents, rest = split_sentences(raw)
-    shown = ""
-    for s in sents + [rest]:
-        out = pc.sentence(s, shown)
-        shown += out if isinstance(out, str) else ""
+    shown, pc = post_check(raw, findings, strict)
     return {"chars": len(shown.strip()), "any": bool(shown.strip()), "about": pc.explained,
             "composed": bool(pc.finish(shown))}
 

@@ -52,29 +52,24 @@ def jsonl_spans(path: str | Path, size: int) -> list[tuple[int, int, int]]:
     """A JSONL file cut into consecutive pieces of about `size` bytes that end at a line end: (first byte,
     end byte, number of the first line) each, for `iter_jsonl(span=...)`."""
     out: list[tuple[int, int, int]] = []
-    start, line = 0, 1
+    start = 0
     with open(path, "rb") as fh:
-        while True:
-            block = fh.read(size)
-            if not block:
-                break
-            if not block.endswith(b"\n"):
-                block += fh.readline()
+        for line, block in _line_blocks(fh, 1, None, size):
             out.append((start, start + len(block), line))
             start += len(block)
-            line += block.count(b"\n")
     return out or [(0, 0, 1)]
 
 
 READ_BLOCK = 4 << 20  # bytes read at a time (whole lines) by `iter_jsonl`
 
 
-def _line_blocks(fh, first: int, end: int | None) -> Iterator[tuple[int, bytes]]:
-    """(number of the first line, bytes) of consecutive blocks of whole lines, up to byte `end` (None: the
-    end of the file), from the current position of `fh`."""
+def _line_blocks(fh, first: int, end: int | None, size: int | None = None) -> Iterator[tuple[int, bytes]]:
+    """(number of the first line, bytes) of consecutive blocks of about `size` bytes (default `READ_BLOCK`) of
+    whole lines, up to byte `end` (None: the end of the file), from the current position of `fh`."""
+    size = size or READ_BLOCK
     left = None if end is None else end - fh.tell()
     while left is None or left > 0:
-        block = fh.read(READ_BLOCK if left is None else min(READ_BLOCK, left))
+        block = fh.read(size if left is None else min(size, left))
         if not block:
             return
         if not block.endswith(b"\n") and (left is None or len(block) < left):

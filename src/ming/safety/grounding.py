@@ -780,8 +780,8 @@ def verify_sentence(text: str, findings: list[Finding], *, start: int = 0, cover
     cause = _CAUSES.search(blank)
     if cause:
         blank = blank[:cause.start()] + " " * (len(blank) - cause.start())
-    taken = [(a, b) for a, b in _condition_spans(blank) if not _GENERAL.match(blank[b:])]
     all_taken = _condition_spans(blank)
+    taken = [(a, b) for a, b in all_taken if not _GENERAL.match(blank[b:])]
     names = [(m.start(), m.end(), m.group(0)) for m in al.regex.finditer(blank)
              if m.start() >= start and not _unit_like(blank, m) and not any(a <= m.start() < b for a, b in all_taken)]
     if al.short_re:
@@ -1139,14 +1139,17 @@ class ReportPostCheck:
         self.advice.clear()
         self.attempts += 1
 
+    @property
+    def composes(self) -> bool:
+        """`finish` adds the explanation composed from the findings: after a contradiction that held the rest back,
+        or (strict) when nothing the model said about the results could be shown."""
+        return self.fallback and (self.failed or (self.strict and bool(self.dropped) and not self.explained))
+
     def finish(self, shown: str = "") -> str:
-        if self.strict and self.fallback and self.dropped and not self.failed and not self.explained:
-            # nothing the model said about the results could be shown: ming's explanation after its advice
-            return (FALLBACK_HEADER if shown.strip() else FALLBACK_HEADER.lstrip("\n")) + compose_explanation(self.findings)
-        if not (self.failed and self.fallback):
+        if not self.composes:
             return ""
         text = (FALLBACK_HEADER if shown.strip() else FALLBACK_HEADER.lstrip("\n")) + compose_explanation(self.findings)
-        if self.advice:
+        if self.failed and self.advice:  # the model's general advice that was held back with the rest
             text += ADVICE_HEADER + "".join(self.advice)
         return text
 
@@ -1155,4 +1158,4 @@ class ReportPostCheck:
                 "held_sentences": len(self.held), "fallback": bool(self.failed and self.fallback),
                 "violations": [v.to_dict() for v in self.violations], "strict": self.strict,
                 "dropped_sentences": len(self.dropped), "dropped": [t.strip() for t in self.dropped[:12]],
-                "composed": bool(self.fallback and ((self.failed) or (self.strict and self.dropped and not self.explained)))}
+                "composed": self.composes}

@@ -22,13 +22,11 @@ OPTIONS = {"min_exchanges": 2, "max_exchanges": 12, "closing": True, "expand_sin
            "ending": "plain",        # plain | structured: 【初步判断】/【建议】/【何时就医】 closing (MING-lite format)
            "max_questions": None}    # drop dialogues whose doctor asks more than N questions in one turn
 
-ASSESSMENT = re.compile(r"考虑|可能|诊断|判断|印象|属于|应该是|提示|怀疑|建议|排除|不像|符合|"
-                        r"\b(?:consider|likely|probabl|possib|diagnos|suggest|recommend|advise|should|rule out|may be|could be|"
-                        r"depends)", re.I)
-# the two halves of ASSESSMENT, searched apart: the Chinese words are literals (a fast scan), and the English ones
-# need only be looked for in a text with Latin letters
-_ASSESS_ZH = re.compile(ASSESSMENT.pattern.split("|\\b", 1)[0])
-_ASSESS_EN = re.compile(r"\b" + ASSESSMENT.pattern.split("|\\b", 1)[1], re.I)
+# words that state an assessment or advice: the Chinese ones are literals (a fast scan); the English ones are looked
+# for only in a text with Latin letters
+_ASSESS_ZH = re.compile(r"考虑|可能|诊断|判断|印象|属于|应该是|提示|怀疑|建议|排除|不像|符合")
+_ASSESS_EN = re.compile(r"\b(?:consider|likely|probabl|possib|diagnos|suggest|recommend|advise|should|rule out|may be|"
+                        r"could be|depends)", re.I)
 _ASSESS_EN_LOWER = re.compile(_ASSESS_EN.pattern)  # on the lower-cased text (3x faster than re.I)
 _LATIN = re.compile(r"[A-Za-z]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -38,7 +36,7 @@ _STOP = re.compile(r"[。！!？?\n]")
 
 def gives_assessment(text: str) -> bool:
     """Does a doctor turn state an assessment or advice (not only ask questions)? True when a sentence (text up to
-    and with 。！？, or up to a line end) holds an ASSESSMENT word and is not a question."""
+    and with 。！？, or up to a line end) holds an assessment word and is not a question."""
     scans = [_ASSESS_ZH.finditer(text)]
     if _LATIN.search(text):
         low = text.lower()  # same length: the same positions (else the case-blind pattern on the text itself)
