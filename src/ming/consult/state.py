@@ -123,6 +123,12 @@ def asked_slots(text: str, lexicon: Lexicon) -> list[str]:
     return slots
 
 
+def _with_broader(lexicon: Lexicon, canonical: str) -> list[str]:
+    """The symptom, then its broader forms in a fixed order (`expand` is a set: the findings would be listed in a
+    different order from one run to the next)."""
+    return [canonical] + sorted(lexicon.expand(canonical) - {canonical})
+
+
 def _add(lst: list[str], items: Sequence[str]):
     for x in items:
         if x and x not in lst:
@@ -169,7 +175,7 @@ def _absorb(st: ConsultState, f: MessageFacts, pending: list[str], turn: int, le
         st.chief_complaint = "，".join(with_symptom[:2])[:60]
         st.chief_symptoms = list(dict.fromkeys(m.canonical for m in f.mentions if m.polarity == "present"))
     for m in f.mentions:
-        for c in lexicon.expand(m.canonical) if m.polarity == "present" else (m.canonical,):
+        for c in _with_broader(lexicon, m.canonical) if m.polarity == "present" else (m.canonical,):
             _set_symptom(st, c, m.polarity, turn, m.surface)
     _add(st.sites, f.sites)
     _add(st.character, f.character)
@@ -199,7 +205,7 @@ def _absorb(st: ConsultState, f: MessageFacts, pending: list[str], turn: int, le
                 answered_any = True
             elif f.yes or f.no or f.unknown:
                 pol = "present" if f.yes else "absent" if f.no else "uncertain"
-                for c in lexicon.expand(canonical) if pol == "present" else (canonical,):
+                for c in _with_broader(lexicon, canonical) if pol == "present" else (canonical,):
                     _set_symptom(st, c, pol, turn, "有" if f.yes else "没有" if f.no else "不知道")
                 answered_any = True
         else:
@@ -243,7 +249,7 @@ def _site_symptoms(st: ConsultState, lexicon: Lexicon):
             for form in forms:
                 c = lexicon.normalise(form.format(site))
                 if c and c not in st.symptoms:
-                    for x in lexicon.expand(c):
+                    for x in _with_broader(lexicon, c):
                         if x not in st.symptoms:
                             st.symptoms[x] = SymptomFact("present", st.patient_turns, site)
                     break
