@@ -151,6 +151,9 @@ def run(args: argparse.Namespace) -> int:
                     io.end_answer()
                     if ev.result.finish == "cancelled":
                         io.info("[ming] answer stopped (Ctrl-C); the conversation continues")
+                    elif ev.result.finish == "length":
+                        io.info(f"[ming] the answer was cut at the length limit ({session.gen.max_new_tokens} new "
+                                "tokens, or the context window); --max-new-tokens N allows longer answers")
         finally:
             answering.clear()
         for kind, text in session.notices():
