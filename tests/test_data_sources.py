@@ -224,3 +224,50 @@ def test_the_answer_cleaner_cuts_sign_offs_clause_by_clause():
              "您好，考虑感冒。如有疑问请随时咨询我。": "考虑感冒。",
              "病情分析：你好，考虑感冒。指导意见：多休息，祝早日康复": "病情分析：考虑感冒。\n指导意见：多休息"}
     assert {t: clean_answer(t) for t in cases} == cases
+
+
+def _write_graph(folder: Path, diseases: dict[str, list[str]], bad_line: bool = False) -> Path:
+    import json
+
+    folder.mkdir(parents=True)
+    ents = [{"name": d, "type": "Disease", "attrs": {"desc": f"{d}的简介"}} for d in diseases]
+    tris = [{"head": d, "relation": "has_symptom", "tail": s} for d, syms in diseases.items() for s in syms]
+    lines = [json.dumps(t, ensure_ascii=False) for t in tris] + (["{not json"] if bad_line else [])
+    (folder / "entities.jsonl").write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in ents) + "\n",
+                                           encoding="utf-8")
+    (folder / "triples.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_a_parsed_graph_is_kept_on_disk_for_the_other_sources_and_processes_of_a_build(tmp_path, monkeypatch):
+    from ming.data.errorlog import ErrorLog
+    from ming.data.sources import _kg
+
+    a = _write_graph(tmp_path / "a", {"感冒": ["发热", "咳嗽"], "胃炎": ["腹痛"]})
+    b = _write_graph(tmp_path / "b", {"肺炎": ["发热", "气促"]})
+    bad = _write_graph(tmp_path / "bad", {"肠炎": ["腹泻"]}, bad_line=True)
+    parsed = []
+    real = _kg.load_kg
+    monkeypatch.setattr(_kg, "load_kg", lambda *a_, **k: parsed.append(a_[0]) or real(*a_, **k))
+    monkeypatch.setattr(_kg, "_CACHE", {})
+    cache = tmp_path / "work" / "kg"
+    _kg.use_disk_cache(cache)
+    try:
+        logs = [ErrorLog() for _ in range(5)]
+        first = _kg.load_kg_cached(a, logs[0])
+        _kg.load_kg_cached(b, logs[1])  # the in-memory cache keeps only the latest graph
+        again = _kg.load_kg_cached(a, logs[2])  # ... so this one comes from the disk, not a second parse
+        assert [Path(p) for p in parsed] == [a, b]
+        assert again == first and again.diseases["感冒"].rel["has_symptom"] == ["发热", "咳嗽"]
+        assert logs[2].rows == logs[0].rows and sum(logs[2].rows.values()) == 2 + 3  # rows reported on a hit too
+        assert len(list(cache.glob("kg-*.pickle"))) == 2
+        _kg.load_kg_cached(bad, logs[3])
+        _kg.load_kg_cached(a, logs[4])
+        _kg.load_kg_cached(bad, logs[3])  # a graph with a bad line is not stored: parsed again, named again
+        assert [Path(p) for p in parsed] == [a, b, bad, bad]
+        assert len(list(cache.glob("kg-*.pickle"))) == 2 and logs[3].n_errors == 2
+    finally:
+        _kg.use_disk_cache(None)
+    monkeypatch.setattr(_kg, "_CACHE", {})
+    _kg.load_kg_cached(a, ErrorLog())  # no build folder set: nothing is written or read from disk
+    assert [Path(p) for p in parsed][-1] == a and len(list(cache.glob("kg-*.pickle"))) == 2

@@ -284,7 +284,7 @@ def build(recipe: Recipe, out_dir: str | Path, *, data_dir: str | Path | None = 
 
     # the workers start before the eval index exists: they read and convert their first shards while this
     # process builds it, then take it (with the MinHasher and the bands) from `shared` (`RecordStage.share`)
-    stage = RecordStage(su.clean_cfg, None, None, shared=work / "stage.pickle")
+    stage = RecordStage(su.clean_cfg, None, None, shared=work / "stage.pickle", kg_cache=work / "kg")
     with Workers(stage, n_workers) as pool:
         results = pool.map("convert_shard", shards())
         su.index_eval(log)

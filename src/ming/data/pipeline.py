@@ -37,6 +37,7 @@ from ming.data.records import validate_record
 from ming.data.report import MixStats
 from ming.data.sources import get_converter
 from ming.data.sources._common import SourceContext
+from ming.data.sources._kg import use_disk_cache
 from ming.errors import MingError
 
 BATCH = 512  # records per batch of the per-record stages (numpy operations over a whole batch)
@@ -137,12 +138,13 @@ class RecordStage:
     """Clean, hash, sign and eval-check batches of records (stateless between batches)."""
 
     def __init__(self, clean: CleanConfig, hasher: MinHasher | None, eval_index: EvalIndex | None,
-                 bands: tuple[int, int] | None = None, shared: Path | None = None):
+                 bands: tuple[int, int] | None = None, shared: Path | None = None, kg_cache: Path | None = None):
         """`bands`: (bands, rows) of the near-dedup index: results carry band keys instead of signatures.
         `shared`: a file that `share` writes later: a copy of this stage made before that (a worker) takes the
-        hasher, eval index and bands from it when it first needs them."""
+        hasher, eval index and bands from it when it first needs them. `kg_cache`: a folder where the
+        knowledge graphs parsed by `convert_shard` are kept for the build's other processes (`use_disk_cache`)."""
         self.clean_cfg, self.hasher, self.eval_index, self.bands = clean, hasher, eval_index, bands
-        self.shared = shared
+        self.shared, self.kg_cache = shared, kg_cache
         self._owner = os.getpid()  # the process that will write `shared`
 
     def share(self, hasher: MinHasher, eval_index: EvalIndex | None, bands: tuple[int, int] | None,
@@ -211,18 +213,22 @@ class RecordStage:
         """Read and convert one shard (with a fresh context: the caller merges its problems in order) and run
         its records through `run_records`, `BATCH` at a time."""
         t = time.process_time()
-        ctx = make_context(sh.subset, sh.spec, sh.data_dir)
-        ctx.span, ctx.part = sh.span, sh.part
-        recs = iter(get_converter(sh.spec.kind).iter_records([sh.path], ctx) if sh.path is not None else ())
-        secs = 0.0
-        results = []
-        while True:  # a batch at a time: a whole graph's records are never held at once
-            batch = list(islice(recs, BATCH))
-            secs += time.process_time() - t
-            if not batch:
-                break
-            results.append(self.run_records(sh.task, batch))
-            t = time.process_time()
+        use_disk_cache(self.kg_cache)
+        try:
+            ctx = make_context(sh.subset, sh.spec, sh.data_dir)
+            ctx.span, ctx.part = sh.span, sh.part
+            recs = iter(get_converter(sh.spec.kind).iter_records([sh.path], ctx) if sh.path is not None else ())
+            secs = 0.0
+            results = []
+            while True:  # a batch at a time: a whole graph's records are never held at once
+                batch = list(islice(recs, BATCH))
+                secs += time.process_time() - t
+                if not batch:
+                    break
+                results.append(self.run_records(sh.task, batch))
+                t = time.process_time()
+        finally:
+            use_disk_cache(None)  # the folder goes with the build
         return FileResult(results, ctx.errors, dict(ctx.skips), secs, sh.source, sh.last)
 
     def audit(self, lines: list[bytes], heads: list[bytes], name: str, first_line: int, split: str) -> dict:
