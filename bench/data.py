@@ -4,6 +4,7 @@ sources, each built three ways — one process, every core, and Dask in local mo
     .venv/bin/python bench/data.py                                  # 100,000 and 1,120,000 records, 3 modes each
     .venv/bin/python bench/data.py --records 100000                 # quicker
     .venv/bin/python bench/data.py --records 100000 --modes single,both
+    .venv/bin/python bench/data.py --records 1120000 --modes both --against /tmp/base/src   # paired A/B (below)
 
 1. Measures how many records each source of the default recipe yields from ../shared/data.
 2. Writes replicas of every input file (or knowledge-graph folder) until each subset has ~1.3x what MING's share
@@ -17,6 +18,9 @@ sources, each built three ways — one process, every core, and Dask in local mo
    jobs on the machine), peak RSS, the load average during the run and whether the output is the same as the
    single-process build's (SHA-256 of train.jsonl + dev.jsonl); then the CPU seconds per stage of the local
    builds (the profile by stage).
+4. With `--against SRC` (the `src` folder of another checkout, e.g. `git worktree add /tmp/base main`), each mode is
+   built `--pairs` times by that code and by this checkout's, alternately on the same replicas, and the ratios are
+   printed pair by pair: on a machine whose speed drifts between runs, only such paired figures compare two versions.
 """
 
 from __future__ import annotations
@@ -177,7 +181,9 @@ def make_bench_data(records: int, data_dir: Path, work: Path, yields: dict[str, 
     return path
 
 
-def run_build(recipe: Path, work: Path, out: Path, total: int, mode: str, workers: int) -> dict:
+def run_build(recipe: Path, work: Path, out: Path, total: int, mode: str, workers: int, src: str | None = None
+              ) -> dict:
+    """One build in a child process (`src`: run another checkout's `ming` package instead of this one)."""
     res_file = out.with_suffix(".result.json")
     child = work / "child.py"
     child.write_text(CHILD, encoding="utf-8")
@@ -186,7 +192,10 @@ def run_build(recipe: Path, work: Path, out: Path, total: int, mode: str, worker
            "--data-dir", str(work), "--total", str(total), "--no-progress", *extra]
     loads = [os.getloadavg()[0]]
     t = time.time()
-    proc = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if src:
+        env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    proc = subprocess.Popen(cmd, env=env)
     while proc.poll() is None:  # the 1-minute load average every 2 s while the build runs (the machine is shared)
         time.sleep(2)
         loads.append(os.getloadavg()[0])
@@ -267,6 +276,31 @@ def print_table(rows: list[dict], workers: int) -> None:
             print(f"{r['total']}: reading and parsing the {n} input rows alone (one process): {secs:.2f} CPU-s")
 
 
+def paired(recipe: Path, data: Path, work: Path, n: int, modes: list[str], workers: int, against: str, pairs: int,
+           keep: bool) -> None:
+    """Before (`against`) and after (this checkout) builds, alternately, `pairs` times per mode; one line a build
+    and the after/before ratios of each pair."""
+    print(f"\npaired: before = {against}, after = this checkout ({Path(__file__).resolve().parents[1] / 'src'}); "
+          f"{n} records; seconds = the build's own (stats.json)")
+    print(f"{'mode':>6} {'pair':>4} {'code':>6} {'seconds':>8} {'input rec/s':>11} {'CPU s':>7} {'RSS MB':>7} "
+          f"{'worker MB':>9} {'output sha':>12}")
+    for mode in modes:
+        for k in range(1, pairs + 1):
+            got = {}
+            for label, src in (("before", against), ("after", None)):
+                print(f"building {n} records, mode {mode}, pair {k}, {label} ...", file=sys.stderr)
+                out = work / f"out-{n}-{mode}-{label}"
+                r = got[label] = run_build(recipe, data, out, n, mode, workers, src=src)
+                print(f"{mode:>6} {k:>4} {label:>6} {r['build_seconds']:>8} {r['input_per_s']:>11} {r['cpu_seconds']:>7} "
+                      f"{r['peak_rss_mb']:>7} {r['worker_peak_rss_mb']:>9} {r['sha']:>12}", flush=True)
+                if not keep:
+                    shutil.rmtree(out, ignore_errors=True)
+            b, a = got["before"], got["after"]
+            print(f"{mode:>6} {k:>4}  after/before: {a['input_per_s'] / b['input_per_s']:.2f}x the rate, "
+                  f"{a['cpu_seconds'] / b['cpu_seconds']:.2f}x the CPU, same output: "
+                  f"{'yes' if a['sha'] == b['sha'] else 'NO'}", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", default="100000,1120000", help="mix sizes, comma-separated (MING: 1.12M)")
@@ -275,7 +309,12 @@ def main() -> int:
     ap.add_argument("--data-dir", default=None, help="real data folder (default: ../shared/data)")
     ap.add_argument("--work", default="/tmp/ming-bench-data", help="where replicas and outputs go (deleted after)")
     ap.add_argument("--keep", action="store_true", help="keep the replicas and outputs")
+    ap.add_argument("--against", default=None, help="another checkout's src folder: paired before/after builds")
+    ap.add_argument("--pairs", type=int, default=2, help="with --against: before/after pairs per mode")
     args = ap.parse_args()
+    if args.against and not (Path(args.against) / "ming" / "__init__.py").is_file():
+        print(f"--against {args.against}: no ming package there; give a checkout's src folder", file=sys.stderr)
+        return 2
     ddir = Path(args.data_dir) if args.data_dir else env_data_dir()
     if ddir is None:
         print("no data folder: pass --data-dir or set MING_DATA_DIR", file=sys.stderr)
@@ -296,6 +335,9 @@ def main() -> int:
         data = work / f"data-{n}"
         recipe = make_bench_data(n, ddir, data, yields)
         reading = reading_seconds(recipe, data)
+        if args.against:
+            paired(recipe, data, work, n, modes, workers, args.against, args.pairs, args.keep)
+            continue
         for mode in modes:
             print(f"building {n} records, mode {mode} ...", file=sys.stderr)
             r = run_build(recipe, data, work / f"out-{n}-{mode}", n, mode, workers)
@@ -306,7 +348,8 @@ def main() -> int:
                 shutil.rmtree(work / f"out-{n}-{mode}", ignore_errors=True)
         if not args.keep:
             shutil.rmtree(data, ignore_errors=True)
-    print_table(rows, workers)
+    if rows:
+        print_table(rows, workers)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
