@@ -47,7 +47,8 @@ SITE_BY_AREA = (
 PAIN_LIKE = re.compile(r"(?:腹|胸|头|腰|背|胃|关节|肩|颈)[^，]{0,3}痛")
 # KB names a patient cannot answer about (lab values, signs, diagnoses)
 _NOT_ASKABLE = re.compile(r"^(?:小儿|婴儿|新生儿|婴幼儿|老年|妊娠|产后)|过速|过缓|心动|细胞|蛋白|增高|升高|降低|减少|异常|综合征|炎|癌|瘤|症$|病$|杂音|阻滞|衰竭|障碍|肿大|积液|失常|"
-                          r"休克|昏迷|抽搐|坏死|充血|感染|损害|亢进|低下|缺氧|缺血|梗死|栓塞|罗音|啰音|[A-Za-z]")
+                          r"休克|昏迷|抽搐|坏死|充血|感染|损害|亢进|低下|缺氧|缺血|梗死|栓塞|罗音|啰音|[A-Za-z]|"
+                          r"硬化|钙化|增生|萎缩|狭窄|扩张|粘连|囊肿|结节|息肉|积液|肥厚|变性|退化|退变|阳性|阴性|试验|征$|体征")
 SYMPTOM_QUESTIONS_MAX = 4
 # a complaint whose differential depends on sex (and, in a woman of 12–55, on a possible pregnancy): lower-abdominal
 # or pelvic pain, vaginal bleeding — ectopic pregnancy, ovarian torsion, PID belong in a woman's list

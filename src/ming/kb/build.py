@@ -60,7 +60,8 @@ KINDS = {
     "congenital": re.compile(r"先天|遗传|家族性|畸形|发育不良|发育不全|缺如"),
     "tumour": re.compile(r"癌|瘤|白血病|恶性|肉芽肿|转移"),
     "injury": re.compile(r"伤(?!寒|风|食|暑|湿|阴|阳|津|精|乳)|骨折|脱位|撕裂|断裂|破裂|异物|震荡"),
-    "exposure": re.compile(r"中毒|吸入|误服|过量|放射病|高原|减压病|潜水|电击|溺水|中暑"),
+    "exposure": re.compile(r"中毒|吸入|误服|过量|放射病|高原|减压病|潜水|电击|溺水|中暑|禽|鼠疫|炭疽|狂犬|鹦鹉|猫抓|兔热|"
+                           r"地方性|输入性|热带"),
     "treatment": re.compile(r"术后|手术后|移植|透析|放射性|放疗|化疗|药物性|药源性|医源性|注射|输血|疫苗"),
     "hospital": re.compile(r"院内|医院获得|呼吸机|导管相关|监护"),
     "critical": re.compile(r"休克|昏迷|猝死|危象|脑疝|窘迫|衰竭|多器官|暴发"),
@@ -79,7 +80,7 @@ def people_groups(people: str) -> list[str]:
     if _PEOPLE_ELDERLY.search(t) and not _PEOPLE_NOT_ELDERLY.search(t):
         out.append("elderly")
     female, male = bool(_PEOPLE_FEMALE.search(t)), bool(_PEOPLE_MALE.search(t))
-    if female != male and not re.search(r"多于|略多|居多", t):
+    if female != male and not re.search(r"多于|略多|居多", t) and not _PEOPLE_CHILD.search(t):  # "女性和儿童": not one sex
         out.append("female" if female else "male")
     if _PEOPLE_PREGNANCY.search(t):
         out.append("pregnancy")
