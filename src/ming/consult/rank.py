@@ -85,6 +85,8 @@ def site_fit(name: str, sites) -> float:
     if belly and belly <= UPPER_SITES and LOWER_ORGANS.search(name):
         return SITE_MISS
     return 0.0
+
+
 _ORGAN_RULES: dict[str, tuple[int, ...]] = {}
 
 
