@@ -295,3 +295,37 @@ def test_a_child_without_an_age_is_ranked_as_a_child(kb):
     assert st.child and not adult.child
     assert rank.group_fit(st, ("child",)) > 0 > rank.group_fit(adult, ("child",))
     assert rank.group_fit(st, ("elderly",)) < rank.group_fit(adult, ("elderly",))
+
+
+def test_lower_abdominal_pain_asks_sex_then_pregnancy_first(kb):
+    """A lower-abdominal pain's differential depends on sex (ectopic pregnancy, ovarian torsion, PID in a woman):
+    sex is asked right after the site, then — a woman of 12–55 — a possible pregnancy, before the symptoms."""
+    a = talk(kb, "小肚子疼两天了", "女，28岁")
+    assert a[0].question.slot == "profile" and "性别" in a[0].text
+    assert a[1].question.slot == "pregnancy" and "怀孕" in a[1].text
+    man = talk(kb, "小肚子疼两天了", "男，28岁")
+    assert man[1].question.slot != "pregnancy"
+    older = talk(kb, "小肚子疼两天了", "女，70岁")
+    assert older[1].question.slot != "pregnancy"
+    # not a pelvic complaint: the profile keeps its place after the symptoms
+    assert talk(kb, "咳嗽两天了")[0].question.slot != "profile"
+
+
+def test_profile_question_asks_what_is_missing(kb):
+    from ming.consult.questions import profile_question
+
+    def st(text):
+        return build_state([{"role": "user", "content": text}], kb.lexicon)
+
+    assert "年龄和性别" in profile_question(st("小肚子疼"))
+    assert "性别" in profile_question(st("我30岁，小肚子疼")) and "年龄" not in profile_question(st("我30岁，小肚子疼"))
+    assert "年龄" in profile_question(st("女，小肚子疼"))
+    # a vaginal bleeding or 白带 says the patient is a woman; 前列腺 a man
+    assert st("白带多，小肚子疼").sex == "女" and st("前列腺不舒服").sex == "男"
+
+
+def test_lower_abdominal_pain_in_a_woman_warns_about_ectopic_pregnancy_in_the_assessment(kb):
+    *_, a = talk(kb, "小肚子疼两天了", "女，28岁", "我这是什么病？")
+    assert a.kind == "assess" and "宫外孕" in a.text
+    *_, m = talk(kb, "小肚子疼两天了", "男，28岁", "我这是什么病？")
+    assert "宫外孕" not in m.text

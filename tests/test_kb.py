@@ -148,3 +148,30 @@ def test_real_kb_knows_the_canonical_names_of_the_colloquial_table(tmp_path, mon
     assert len(kb.diseases) > 8000 and "请勿商用" in kb.licence
     for surface, canonical in COLLOQUIAL:
         assert kb.diseases_with(canonical), f"{surface} → {canonical}: no disease in the KB lists it"
+
+
+@pytest.mark.parametrize("people,groups", [
+    ("好发于婴幼儿", ["child"]), ("常见于15岁以下的儿童", ["child"]), ("儿童", ["child"]), ("好发于儿童及青少年", ["child"]),
+    ("多见于老年人", ["elderly"]), ("女性", ["female"]), ("好发于中老年男性", ["elderly", "male"]), ("男性多于女性", []),
+    ("妊娠期女性", ["female", "pregnancy"]), ("无特定人群", []), ("多见于女性和儿童 老年人", []), ("", []),
+])
+def test_who_a_disease_mostly_affects_is_read_from_its_people_text(people, groups):
+    from ming.kb.build import people_groups
+
+    assert people_groups(people) == groups
+
+
+def test_name_kinds_and_the_common_table(tmp_path):
+    from ming.kb.build import name_kinds
+    from ming.kb.store import common_tiers
+
+    assert name_kinds("不动杆菌肺炎", ["内科"]) == ["pathogen"]
+    assert set(name_kinds("Brenneman综合征", ["内科"])) == {"eponym", "syndrome"}
+    assert name_kinds("伤食泄泻", ["中医科", "中医综合"]) == ["tcm"] and name_kinds("感冒", ["内科"]) == []
+    assert name_kinds("外伤后头痛", ["外科"]) == ["injury"] and name_kinds("伤风", ["中医科"]) == ["tcm"]
+    tiers = common_tiers()
+    assert tiers["感冒"] == 1 and tiers["阑尾炎"] == 2 and set(tiers.values()) == {1, 2, 3}
+    bad = tmp_path / "c.tsv"
+    bad.write_text("# name\ttier\n感冒\t1\n阑尾炎\tcommon\n", encoding="utf-8")
+    with pytest.raises(MingError, match="line 3"):
+        common_tiers(bad)

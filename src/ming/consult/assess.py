@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from ming.consult.questions import pelvic_complaint
 from ming.consult.rank import Candidate
 from ming.consult.redflags import RedFlag
 from ming.consult.state import ConsultState
@@ -60,6 +61,11 @@ def build(state: ConsultState, kb: KB, cands: list[Candidate], flags: list[RedFl
             cautions.append(f"{items[0]['name']}（知识库）：{note[:80]}。")
     if state.allergy and not any("否认" in a for a in state.allergy):
         cautions.append(f"您提到过敏（{state.allergy[0]}），就诊时请告诉医生，避免使用相关药物。")
+    if pelvic_complaint(state):  # a woman's lower-abdominal pain: ectopic pregnancy first (and torsion, PID)
+        if state.sex is None:
+            cautions.append("如为育龄女性，下腹痛还需排除宫外孕（异位妊娠）、卵巢囊肿蒂扭转、盆腔炎等，就诊时请告诉医生末次月经。")
+        elif state.reproductive_female() and state.pregnant() is not False:
+            cautions.append("育龄女性下腹痛需先排除宫外孕（异位妊娠）：请告诉医生末次月经，必要时查尿或血妊娠试验。")
     if state.pregnancy and not any("否认" in p for p in state.pregnancy):
         cautions.append("如有怀孕可能，用药和影像检查前请先告诉医生。")
     cautions.append("不要自行使用抗生素或止痛药掩盖症状；用药请遵医嘱。")

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 from ming.kb.symptoms import Lexicon, Mention, normalize_text
 
-SITES = ("右下腹", "左下腹", "右上腹", "左上腹", "上腹", "下腹", "小腹", "脐周", "肚脐", "胃部", "心口", "胸口", "胸部",
+SITES = ("右下腹", "左下腹", "右上腹", "左上腹", "上腹", "下腹", "小腹", "小肚子", "脐周", "肚脐", "胃部", "心口", "胸口", "胸部",
          "胸骨后", "后背", "背部", "腰部", "腰", "头部", "额头", "后脑", "太阳穴", "咽喉", "嗓子", "喉咙", "膝盖", "膝关节",
          "关节", "小腿", "大腿", "脚踝", "手腕", "肩膀", "颈部", "脖子", "眼睛", "耳朵", "牙", "皮肤", "全身", "浑身")
-SITE_CANON = {"小腹": "下腹", "肚脐": "脐周", "心口": "上腹", "胃部": "上腹", "胸口": "胸", "胸部": "胸", "后背": "背",
+SITE_CANON = {"小腹": "下腹", "小肚子": "下腹", "肚脐": "脐周", "心口": "上腹", "胃部": "上腹", "胸口": "胸", "胸部": "胸", "后背": "背",
               "背部": "背", "腰部": "腰", "头部": "头", "嗓子": "咽", "喉咙": "咽", "咽喉": "咽", "膝盖": "膝关节",
               "脖子": "颈部", "浑身": "全身"}
 _SITE_RE = re.compile("|".join(sorted(SITES, key=len, reverse=True)))
@@ -31,8 +31,8 @@ LONG_TRAVEL = re.compile(r"长途飞行|坐了?[^，。；,]{0,6}飞机|长途(?
                          r"(?:的)?(?:车|飞机|火车)|久坐|长时间坐|卧床")
 TEMPERATURE = re.compile(r"(?<![\d.])(3[5-9]|4[0-2])(?:\.(\d))?\s*(?:度|℃|°C?)")
 AGE = re.compile(r"(\d{1,3})\s*(?:岁|周岁)|(\d{1,2})\s*个月大?")
-SEX_F = re.compile(r"女性|女孩|女儿|女生|女士|妈妈|母亲|老婆|妻子|怀孕|月经|例假|孕|(?:^|[，,。\s])女(?:[，,。\s]|$)|性别[:：]?\s*女")
-SEX_M = re.compile(r"男性|男孩|儿子|男生|先生|爸爸|父亲|老公|丈夫|(?:^|[，,。\s])男(?:[，,。\s]|$)|性别[:：]?\s*男")
+SEX_F = re.compile(r"女性|女孩|女儿|女生|女士|妈妈|母亲|老婆|妻子|怀孕|月经|例假|孕|白带|阴道|痛经|乳房|乳腺|子宫|卵巢|宫颈|外阴|(?:^|[，,。\s])女(?:[，,。\s]|$)|性别[:：]?\s*女")
+SEX_M = re.compile(r"男性|男孩|儿子|男生|先生|爸爸|父亲|老公|丈夫|前列腺|睾丸|阴茎|阴囊|包皮|龟头|早泄|阳痿|勃起|遗精|(?:^|[，,。\s])男(?:[，,。\s]|$)|性别[:：]?\s*男")
 HISTORY = re.compile(r"既往|以前(?:得过|有过|患过)|病史|高血压|糖尿病|心脏病|冠心病|哮喘|慢性[\u4e00-\u9fff]{1,6}|"
                      r"做过[^，。；,]{0,6}手术|手术史|[\u4e00-\u9fff]{1,6}术后")
 MEDICATION = re.compile(r"吃了?[^，。；,]{0,10}药|服用|用了?[^，。；,]{0,8}(?:药|膏|片|胶囊|颗粒)|输液|打针|吊瓶|"
@@ -50,7 +50,7 @@ UNKNOWN = re.compile(r"不知道|不清楚|不太清楚|不确定|说不上来|�
 NOTHING_MORE = re.compile(r"没别的|没有别的|没其他|没有其他|就这些|就这样|其他(?:都)?(?:还)?(?:好|没有|正常)|别的(?:都)?没有|没什么了")
 VERDICT = re.compile(r"(?:最可能|到底|究竟)?是什么病|什么问题|(?:直接|请)?告诉我(?:诊断|结果|是什么)|诊断(?:是什么|一下)?[？?]?$|"
                      r"请以“诊断|给个(?:诊断|判断)")
-CHILD = re.compile(r"孩子|宝宝|宝贝|小孩|娃|儿子|女儿|闺女|婴儿|新生儿|幼儿")
+CHILD = re.compile(r"孩子|宝宝|宝贝|小孩|娃|儿子|女儿|闺女|婴儿|新生儿|幼儿|患儿|小朋友|小儿|男宝|女宝|孙子|孙女|外孙|幼儿园|吃奶|喂奶|奶粉")
 # what a parent says about a child's fluids (the hydration question's answer) and the signs that mean dehydration
 # (WHO IMCI: lethargic, sunken eyes, drinks poorly; NICE CG84: reduced urine output, no tears, dry mouth)
 HYDRATION = re.compile(r"尿|小便|尿布|眼泪|喝水|喝奶|吃奶|精神|嘴唇|口干")
@@ -58,6 +58,19 @@ DEHYDRATION = re.compile(r"(?:尿|小便|尿布)[^，,。；;]{0,6}(?:少|没|�
                          r"(?:哭|哭的时候)[^，,。；;]{0,3}没(?:有)?眼泪|没(?:有)?眼泪|眼窝[^，,。；;]{0,3}(?:凹|陷)|"
                          r"嘴唇[^，,。；;]{0,3}(?:干|裂)|精神(?:很|特别|非常)?(?:差|不好|萎靡)|(?<!不)蔫|没精神|叫不醒|"
                          r"(?:不|不肯|不愿意|喝不进|吃不进)(?:喝水|喝奶|吃奶)")
+# what the patient's story says happened, which some diagnoses need (an injury, a poisoning or exposure, an
+# operation or treatment, a stay in hospital): without it the ranking holds such diagnoses back
+CONTEXT = {
+    "injury": re.compile(r"摔|跌倒|跌伤|撞|碰到|碰伤|砸|扭到|扭了|崴|外伤|受伤|伤到|伤口|车祸|打架|被[^，,。；;]{0,4}(?:咬|蜇|叮|烫|烧|划|割|刺|打)|"
+                         r"烫伤|烧伤|割伤|划伤|异物|卡住|卡在|吞了|运动后|打球|跑步|拉伤|骨折|扭伤|挫伤"),
+    "exposure": re.compile(r"中毒|误服|误食|吃错|吸入|煤气|一氧化碳|化学|农药|油漆|装修|甲醛|粉尘|高温|暴晒|晒了|中暑|潜水|高原|"
+                           r"喝了[^，,。；;]{0,4}酒|喝多了|醉|过量|吃了[^，,。；;]{0,8}(?:药|蘑菇|河豚|变质|坏了|隔夜)|有(?:点)?味道|不新鲜|"
+                           r"接触[^，,。；;]{0,6}(?:鸡|鸭|鸽|鸟|禽|猫|狗|宠物|动物|老鼠|牲畜)|养[^，,。；;]{0,3}(?:鸡|鸭|鸽|鸟|猫|狗)|"
+                           r"出国|国外|旅游|旅行回来|从[^，,。；;]{1,6}回来|疫区|热带"),
+    "treatment": re.compile(r"手术|术后|开刀|移植|透析|放疗|化疗|输血|疫苗|打针|输液|吃了[^，,。；;]{0,8}药|服用|用药"),
+    "hospital": re.compile(r"住院|ICU|icu|监护室|重症|呼吸机|插管"),
+    "menses": re.compile(r"月经|例假|大姨妈|经期|痛经|来事"),
+}
 OWN_QUESTION = re.compile(r"[？?]|吗[。！!\s]*$|呢[。！!\s]*$|怎么办|能不能|可不可以|要不要|需不需要|该不该|"
                           r"是不是|会不会|严重吗|吃什么药|用什么药|怎么治|能吃|可以吃|要紧")
 
@@ -81,6 +94,7 @@ class Findings:
     child: bool = False  # the patient is a child (孩子, 宝宝 … or an age under 14)
     dehydration: list[str] = field(default_factory=list)  # signs of dehydration said (尿少, 哭没眼泪, 蔫 …)
     hydration: list[str] = field(default_factory=list)  # what was said about urine, tears, drinking
+    context: list[str] = field(default_factory=list)  # CONTEXT keys the story tells (injury, exposure, treatment, hospital)
 
 
 @dataclass
@@ -134,6 +148,7 @@ def read_message(text: str, lexicon: Lexicon) -> MessageFacts:
     elif SEX_M.search(t):
         f.sex = "男"
     f.history = _clauses_matching(t, HISTORY)
+    f.context = [k for k, rx in CONTEXT.items() if rx.search(t)]
     f.medication = _clauses_matching(t, MEDICATION)
     f.allergy = _clauses_matching(t, ALLERGY)
     f.pregnancy = _clauses_matching(t, PREGNANCY)

@@ -21,6 +21,8 @@ TEMPLATES = {
     "character": "是什么样的疼，比如胀痛、绞痛、刺痛，是一阵一阵的还是一直疼？",
     "trigger": "在什么情况下会加重或缓解，比如吃饭、活动、休息或按压之后？",
     "profile": "请问患者的年龄和性别？",
+    "profile_sex": "请问患者的性别是男还是女？",
+    "profile_age": "请问患者今年多大年龄？",
     "pregnancy": "方便问一下，目前有没有怀孕的可能，末次月经是什么时候？",
     "medication": "这次有没有吃过什么药或做过什么处理，效果怎么样？",
     "history": "以前有没有高血压、糖尿病等慢性病，或者做过手术？",
@@ -45,8 +47,13 @@ SITE_BY_AREA = (
 PAIN_LIKE = re.compile(r"(?:腹|胸|头|腰|背|胃|关节|肩|颈)[^，]{0,3}痛")
 # KB names a patient cannot answer about (lab values, signs, diagnoses)
 _NOT_ASKABLE = re.compile(r"^(?:小儿|婴儿|新生儿|婴幼儿|老年|妊娠|产后)|过速|过缓|心动|细胞|蛋白|增高|升高|降低|减少|异常|综合征|炎|癌|瘤|症$|病$|杂音|阻滞|衰竭|障碍|肿大|积液|失常|"
-                          r"休克|昏迷|抽搐|坏死|充血|感染|损害|亢进|低下|缺氧|缺血|梗死|栓塞|罗音|啰音|[A-Za-z]")
+                          r"休克|昏迷|抽搐|坏死|充血|感染|损害|亢进|低下|缺氧|缺血|梗死|栓塞|罗音|啰音|[A-Za-z]|"
+                          r"硬化|钙化|增生|萎缩|狭窄|扩张|粘连|囊肿|结节|息肉|积液|肥厚|变性|退化|退变|阳性|阴性|试验|征$|体征")
 SYMPTOM_QUESTIONS_MAX = 4
+# a complaint whose differential depends on sex (and, in a woman of 12–55, on a possible pregnancy): lower-abdominal
+# or pelvic pain, vaginal bleeding — ectopic pregnancy, ovarian torsion, PID belong in a woman's list
+PELVIC = re.compile(r"下腹|小腹|盆腔|盆腔|阴道[^，,。]{0,2}(?:出血|流血)|会阴|腹股沟|痛经|经期")
+PELVIC_SITES = {"下腹", "右下腹", "左下腹"}
 MIN_GAIN = 0.01
 
 
@@ -75,11 +82,51 @@ def site_question(state: ConsultState) -> str:
     return TEMPLATES["site"]
 
 
+def pelvic_complaint(state: ConsultState) -> bool:
+    """Lower-abdominal or pelvic pain, or vaginal bleeding, among the present findings or the sites said."""
+    return bool(PELVIC_SITES & set(state.sites)) or any(PELVIC.search(s) for s in state.present())
+
+
+def _sexed(kb: KB, name: str) -> bool:
+    d = kb.disease(name) or {}
+    return bool({"female", "male"} & set(d.get("groups", ())) | {"female", "male"} & set(d.get("mostly", ())))
+
+
+def _aged(kb: KB, name: str) -> bool:
+    d = kb.disease(name) or {}
+    return bool({"child", "elderly"} & (set(d.get("groups", ())) | set(d.get("mostly", ()))))
+
+
+def profile_matters(state: ConsultState, kb: KB, cands: list[Candidate], k: int = 3) -> bool:
+    """The leading candidates depend on who the patient is: one of the top k is a disease of one sex (sex
+    unknown) or of children or the elderly (age unknown)."""
+    top = cands[:k]
+    return ((state.sex is None and any(_sexed(kb, c.name) for c in top))
+            or (state.age is None and any(_aged(kb, c.name) for c in top)))
+
+
+def profile_question(state: ConsultState) -> str:
+    """Age and sex, or the one of them still unknown."""
+    if state.age is not None and state.sex is None:
+        return TEMPLATES["profile_sex"]
+    if state.sex is not None and state.age is None:
+        return TEMPLATES["profile_age"]
+    return TEMPLATES["profile"]
+
+
 def askable(kb: KB, concept: str) -> bool:
     table = kb.lexicon.table_surfaces
     if concept in kb.lexicon.broader or concept in PLAIN or concept in table:
         return True
     return 2 <= len(concept) <= 4 and not _NOT_ASKABLE.search(concept)
+
+
+def _another_form_of_present_pain(kb: KB, concept: str, present: set[str]) -> bool:
+    """下腹坠痛 when the patient said 右下腹痛 (both 下腹痛): a pain the patient already described, in other words —
+    not worth a question of its own (tenderness, 压痛 / 反跳痛, still is)."""
+    if not concept.endswith("痛") or "压痛" in concept or "反跳痛" in concept:
+        return False
+    return bool((kb.lexicon.expand(concept) - {concept}) & present)
 
 
 def _entropy(ps) -> float:
@@ -96,11 +143,14 @@ def best_symptom(state: ConsultState, kb: KB, cands: list[Candidate], k: int = 1
     h0 = _entropy(probs)
     sets = [kb.concepts(c.name) for c in top]
     seen = set(state.symptoms)
+    present = set(state.present())
     asked = {s.split(":", 1)[1] for s in state.asked if s.startswith("symptom:")}
     pool = sorted({x for s in sets for x in s} - seen - asked)
     best, best_gain = None, MIN_GAIN
     for s in pool:
         if not askable(kb, s):
+            continue
+        if _another_form_of_present_pain(kb, s, present):
             continue
         pm = p_miss(kb, s)
         like = [P_HIT if s in cs else pm for cs in sets]
@@ -150,10 +200,21 @@ def next_question(state: ConsultState, kb: KB, cands: list[Candidate]) -> Questi
         plan.append("hydration")
     if pain:
         plan.append("site")
-    plan += ["symptom", "symptom"]
+    # lower-abdominal / pelvic pain or vaginal bleeding: sex first, then (a woman of 12–55) a possible pregnancy;
+    # otherwise age and sex once the leading candidates turn on them (after the first symptom question)
+    pelvic = pelvic_complaint(state)
+    if pelvic and state.sex is None:
+        plan.append("profile")
+    early_pregnancy = pelvic and state.reproductive_female()
+    if early_pregnancy:
+        plan.append("pregnancy")
+    plan.append("symptom")
+    if not pelvic and profile_matters(state, kb, cands):
+        plan.append("profile")
+    plan.append("symptom")
     if pain:
         plan.append("character")
-    if state.reproductive_female():
+    if state.reproductive_female() and not early_pregnancy:
         plan.append("pregnancy")
     plan += ["medication", "symptom", "history", "allergy", "profile", "exams", "symptom", "more"]
     sym_budget = 0
@@ -169,5 +230,13 @@ def next_question(state: ConsultState, kb: KB, cands: list[Candidate]) -> Questi
             continue
         if state.asked.get(slot, 0) or state.known(slot):
             continue
-        return Question(slot, site_question(state) if slot == "site" else TEMPLATES[slot], f"{slot} not yet known")
+        text = site_question(state) if slot == "site" else profile_question(state) if slot == "profile" else TEMPLATES[slot]
+        why = f"{slot} not yet known"
+        if slot == "profile" and pelvic:
+            why = "lower-abdominal or pelvic complaint: the differential depends on sex (and a possible pregnancy)"
+        elif slot == "pregnancy" and early_pregnancy:
+            why = "a woman of 12–55 with a lower-abdominal or pelvic complaint: a pregnancy (ectopic) first"
+        elif slot == "profile" and profile_matters(state, kb, cands):
+            why = "the leading candidates depend on age or sex"
+        return Question(slot, text, why)
     return None

@@ -192,6 +192,7 @@ def _absorb(st: ConsultState, f: MessageFacts, pending: list[str], turn: int, le
     if f.sex:
         st.sex = f.sex
     _add(st.history, f.history)
+    _add(st.context, f.context)
     _add(st.medication, f.medication)
     _add(st.allergy, f.allergy)
     _add(st.pregnancy, f.pregnancy)

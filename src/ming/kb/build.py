@@ -21,7 +21,7 @@ from ming import envs
 from ming.errors import MingError
 from ming.kb.symptoms import Lexicon, read_table
 
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 SOURCE_FILES = ("entities.jsonl", "triples.jsonl")
 RELATIONS = {"has_symptom": "symptoms", "need_check": "checks", "belongs_to_department": "departments",
              "common_drug": "drugs", "has_complication": "complications"}
@@ -36,6 +36,62 @@ GROUPS = {
     "male": (re.compile(r"前列腺|睾丸|阴茎|精索|阴囊|附睾|包皮|精液|阳痿|早泄"), {"男科"}),
 }
 TEXT_LIMITS = {"desc": 300, "nursing": 160, "prevent": 160, "susceptible_people": 60}
+# who a disease mostly affects, from its page's 易感人群 ("好发于婴幼儿", "多见于老年人", "女性"): a softer
+# signal than GROUPS (a predominance, not a rule), read only when the text names no other group
+_PEOPLE_CHILD = re.compile(r"儿童|小儿|婴|幼儿|新生儿|早产儿|患儿|\d+岁以下")
+_PEOPLE_ADULT = re.compile(r"成人|成年|青年|中年|老年|老人|妇女|女性|男性|孕|产妇|各年龄|普遍|人群|患者")
+_PEOPLE_ELDERLY = re.compile(r"老年|老人|(?<!\d)[5-9]0岁以上")
+_PEOPLE_NOT_ELDERLY = re.compile(r"儿童|小儿|婴|幼儿|青年|青少年|青壮年|各年龄")
+_PEOPLE_FEMALE = re.compile(r"女性|妇女|^女$|女性多见|多发女性")
+_PEOPLE_MALE = re.compile(r"男性|^男$")
+_PEOPLE_PREGNANCY = re.compile(r"^(?:好发于|多见于|多发于|见于)?(?:孕妇|妊娠期|孕产|孕期|产妇|产后|哺乳期)")
+_PEOPLE_NONE = re.compile(r"^无特|^无多发|^普遍易感")
+# what kind of diagnosis a name is (the ranking asks for more evidence before offering such a one):
+# named after the pathogen a culture finds, after a person (Latin letters, 氏), a syndrome, congenital or
+# hereditary, a tumour, a critical state (shock, coma, failure: not a patient typing), TCM-only (中医科), or one
+# that needs a history the patient must tell: an injury, a poisoning or exposure, an operation or treatment, a
+# stay in hospital
+KINDS = {
+    "pathogen": re.compile(r"杆菌|球菌|单胞菌|弧菌|螺旋体|螺菌|支原体|衣原体|立克次|真菌|霉菌|念珠菌|隐球菌|曲霉|曲菌|放线菌|"
+                           r"诺卡|孢子|原虫|阿米巴|吸虫|绦虫|线虫|钩虫|蛔虫|蛲虫|鞭虫|丝虫|疟|病毒|菌病|菌感染|菌性|军团菌|"
+                           r"李斯特|布鲁|耶尔森|沙门|志贺|弯曲菌|梭菌|嗜血|克雷|巴斯德|钩端|结核|麻风|梅毒|艾滋|狼疮"),
+    "eponym": re.compile(r"[A-Za-z]|氏"),
+    "syndrome": re.compile(r"综合征|综合症|症候群"),
+    "congenital": re.compile(r"先天|遗传|家族性|畸形|发育不良|发育不全|缺如"),
+    "tumour": re.compile(r"癌|瘤|白血病|恶性|肉芽肿|转移"),
+    "injury": re.compile(r"伤(?!寒|风|食|暑|湿|阴|阳|津|精|乳)|骨折|脱位|撕裂|断裂|破裂|异物|震荡"),
+    "exposure": re.compile(r"中毒|吸入|误服|过量|放射病|高原|减压病|潜水|电击|溺水|中暑|禽|鼠疫|炭疽|狂犬|鹦鹉|猫抓|兔热|"
+                           r"地方性|输入性|热带"),
+    "treatment": re.compile(r"术后|手术后|移植|透析|放射性|放疗|化疗|药物性|药源性|医源性|注射|输血|疫苗"),
+    "hospital": re.compile(r"院内|医院获得|呼吸机|导管相关|监护"),
+    "critical": re.compile(r"休克|昏迷|猝死|危象|脑疝|窘迫|衰竭|多器官|暴发"),
+}
+TCM_DEPTS = {"中医科", "中医综合"}
+
+
+def people_groups(people: str) -> list[str]:
+    """The groups a disease mostly affects, read from its 易感人群 text (empty when it names none)."""
+    t = re.sub(r"\s", "", people or "").strip("。.")
+    if not t or _PEOPLE_NONE.search(t):
+        return []
+    out = []
+    if _PEOPLE_CHILD.search(t) and not _PEOPLE_ADULT.search(re.sub(r"儿童和青少年|儿童及青少年|学龄前儿童", "", t)):
+        out.append("child")
+    if _PEOPLE_ELDERLY.search(t) and not _PEOPLE_NOT_ELDERLY.search(t):
+        out.append("elderly")
+    female, male = bool(_PEOPLE_FEMALE.search(t)), bool(_PEOPLE_MALE.search(t))
+    if female != male and not re.search(r"多于|略多|居多", t) and not _PEOPLE_CHILD.search(t):  # "女性和儿童": not one sex
+        out.append("female" if female else "male")
+    if _PEOPLE_PREGNANCY.search(t):
+        out.append("pregnancy")
+    return out
+
+
+def name_kinds(name: str, departments) -> list[str]:
+    out = [k for k, rx in KINDS.items() if rx.search(name)]
+    if departments and set(departments) <= TCM_DEPTS:
+        out.append("tcm")
+    return out
 
 
 @dataclass
@@ -168,6 +224,8 @@ def build_data(source: Path) -> dict:
     for name, d in diseases.items():
         d["checks"].sort(key=lambda c: -check_freq[c])
         d["groups"] = [g for g, (rx, depts) in GROUPS.items() if rx.search(name) or depts & set(d["departments"])]
+        d["mostly"] = [g for g in people_groups(d.get("people", "")) if g not in d["groups"]]
+        d["kinds"] = name_kinds(name, d["departments"])
     lex = Lexicon.build(sorted(symptom_names))
     by_concept: dict[str, list[str]] = {}
     for name, d in diseases.items():

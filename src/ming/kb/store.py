@@ -16,6 +16,29 @@ from ming.kb.build import INDEX_VERSION, build_index, index_path, kb_source, sta
 from ming.kb.symptoms import Lexicon, longest_matches, normalize_text
 
 DEFAULT_RATIO = 1e-4  # commonness of a disease whose page states none
+RATIO_CAP = 1e-3  # the KB's own 发病率 counts up to this (above it the figures are noise: 不动杆菌肺炎 60 %)
+TIER_RATIO = {1: 0.05, 2: 0.01, 3: 0.003}  # tables/common.tsv: the hand-listed common diseases
+COMMON_TABLE = Path(__file__).parent / "tables" / "common.tsv"
+_TIERS: dict[str, int] | None = None
+
+
+def common_tiers(path: Path | None = None) -> dict[str, int]:
+    """Disease name -> commonness tier (1–3) from tables/common.tsv (a malformed row is an error naming its line)."""
+    global _TIERS
+    if _TIERS is not None and path is None:
+        return _TIERS
+    p = path or COMMON_TABLE
+    out: dict[str, int] = {}
+    for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        cols = line.split("\t")
+        if len(cols) != 2 or not cols[0].strip() or cols[1].strip() not in ("1", "2", "3"):
+            raise MingError(f"common-disease table {p}: line {n} is not 'name<TAB>tier (1-3)': {line!r}")
+        out[cols[0].strip()] = int(cols[1])
+    if path is None:
+        _TIERS = out
+    return out
 _DX_PREFIX = re.compile(r"^(初步诊断|疾病诊断|诊断|考虑为|考虑|疑似|可能为|可能是|可能)")
 _DX_SUFFIX = re.compile(r"(可能性大|可能|待排|待查|待除外|有关)$")
 
@@ -84,8 +107,16 @@ class KB:
         return got
 
     def prior(self, name: str) -> float:
+        """How common the disease is: its tier in tables/common.tsv, else the KB's 发病率 capped at RATIO_CAP."""
+        tier = common_tiers().get(name)
+        if tier:
+            return TIER_RATIO[tier]
         r = (self.diseases.get(name) or {}).get("ratio")
-        return min(0.3, max(1e-6, r)) if r else DEFAULT_RATIO
+        return min(RATIO_CAP, max(1e-6, r)) if r else DEFAULT_RATIO
+
+    def common(self, name: str) -> bool:
+        """Listed in tables/common.tsv (a disease of everyday practice)."""
+        return name in common_tiers()
 
     # -- disease names ----------------------------------------------------------------------------
     def _name_table(self) -> dict[str, str]:
