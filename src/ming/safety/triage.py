@@ -195,7 +195,8 @@ _GLU = re.compile(r"(?:血糖|葡萄糖|glu)[^\d,。]{0,8}?(\d{1,3}(?:\.\d+)?)\s
 _SPO2 = re.compile(r"(?:血氧饱和度|血氧|氧饱和度|指脉氧|spo2|氧饱)[^\d,。]{0,5}(\d{2,3})")
 _HR = re.compile(r"(?:心率|心跳|脉搏|脉率|hr)[^\d,。]{0,5}(\d{2,3})")
 _BP_SYMPTOMS = re.compile(r"(?:说话[^,。]{0,3}(?:不清|含糊)|胸口|心口|模糊|发麻|麻了|头痛|头疼|头晕|眼花|视物模糊|看不清|恶心|呕吐|吐了|胸闷|胸痛|胸口疼|喘|气短|说话不清|嘴歪|麻木|无力|意识|抽搐)")
-_LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前发黑|黑蒙|心慌|胸闷|发抖|手抖|意识|昏|叫不醒|抽搐|面色苍白|脸色苍白)")
+_LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前发黑|黑蒙|心慌|胸闷|发抖|手抖|意识|昏|叫不醒|抽搐|面色苍白|脸色苍白"
+                           r"|湿冷|冰凉|反应(?:很|特别)?慢|脸(?:色)?(?:发)?白|没(?:有)?尿|尿(?:也)?没有)")
 _DKA = re.compile(r"(?:呕吐|吐了|恶心|腹痛|肚子疼|呼吸深|呼吸很快|烂苹果|酮|意识|昏|嗜睡|叫不醒|口渴得厉害|尿很多)")
 
 
@@ -674,7 +675,8 @@ class Triage:
         return False
 
     def _b_bp_low(self, f: _Facts, text: str) -> bool:
-        return any(0 < s <= 80 and _LOW_SYMPTOMS.search(text) for s, _ in f.bp)
+        # CN level 1: systolic < 70 whatever else is said; up to 80 with a symptom of poor perfusion
+        return any(0 < s < 70 or (0 < s <= 80 and _LOW_SYMPTOMS.search(text)) for s, _ in f.bp)
 
     def _b_glucose_extreme(self, f: _Facts, text: str) -> bool:
         if f.glucose_hi:
