@@ -43,6 +43,7 @@ _CN_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
 
 _SPACES = re.compile(r"([^ \t\u3000]*)([ \t\u3000]+|$)")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_NEG_END = re.compile(r"(?:没有|没|不|无|未|别|非|否认)$")
 _MAX_HITS = 48          # candidate matches examined per concept / numeric pattern per message
 _CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
              "九": 9}
@@ -184,7 +185,7 @@ class _Facts:
 # numeric extractors (on normalised text)
 _TEMP = re.compile(r"(\d{2}(?:\.\d+)?)\s*(?:度|°c|°|℃)(\d)?|(?:体温|烧到|烧了|发烧|发热|高烧|低烧|量了|量|测了|测)[^\d,。血压糖氧心率]{0,3}?(\d{2}(?:\.\d+)?)(?![\d/])"
                    r"|(三十[五六七八九]|四十[一二]?)度([一二三四五六七八九半])?")
-_BABY = r"(?:宝宝|宝贝|婴儿|孩子|娃|小孩|儿子|女儿|闺女|小宝|男宝|女宝|baby|新生儿)"
+_BABY = r"(?:宝宝|宝贝|婴儿|孩子|娃儿|娃娃|娃|小孩|儿子|女儿|闺女|小宝|男宝|女宝|baby|新生儿)"
 _AGE = re.compile(
     _BABY + r"(?:才|刚|现在|今年|已经|刚满|满|出生|快|不到|还不到|有|是|的|,)*(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?!前|之前|以前|后|以后)"
     r"|(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?:大|的" + _BABY + r"|龄|宝宝|婴儿|新生儿)"
@@ -484,7 +485,7 @@ class Triage:
             piece = m.group(1)
             out.append(piece)
             n += len(piece)
-            if m.group(2) and piece and n < len(t) and _CJK.match(piece[-1]) and piece[-1] not in "没不无未别非" \
+            if m.group(2) and piece and _CJK.match(piece[-1]) and not _NEG_END.search(piece) \
                     and m.end() < len(t) and _CJK.match(t[m.end()]):
                 gaps.append(n)
         return "".join(out), gaps
@@ -676,7 +677,7 @@ class Triage:
 
     def _b_bp_low(self, f: _Facts, text: str) -> bool:
         # CN level 1: systolic < 70 whatever else is said; up to 80 with a symptom of poor perfusion
-        return any(0 < s < 70 or (0 < s <= 80 and _LOW_SYMPTOMS.search(text)) for s, _ in f.bp)
+        return any(40 <= s < 70 or (0 < s <= 80 and _LOW_SYMPTOMS.search(text)) for s, _ in f.bp)
 
     def _b_glucose_extreme(self, f: _Facts, text: str) -> bool:
         if f.glucose_hi:
