@@ -574,6 +574,10 @@ def test_round9_concept_class_rules(text, rule):
     ("我爸天天喝一斤白酒，住院三天没酒喝，现在说墙上有虫子在爬，浑身哆嗦", True),
     ("娃儿三个月，烧到三十八度五", True),
     ("八十年代村里有人喝假酒喝瞎了，现在还有吗", False),
+    ("网上刷到有人说农药中毒，蔬菜上的农药残留怎么洗", False),       # hearsay about someone
+    ("我爸刚才吃着饭 脑壳突然疼得要炸开", True),                     # 脑壳 = 头
+    ("她说活着没意义，今天把猫送人了，还把存款转给了我妈", True),     # despair x giving things away
+    ("我老婆说了句对不起孩子，现在蹲在十八楼窗户外面", True),         # outside a window at a height
 ])
 def test_round9_figurative_layer_spaces_and_lexicon(text, emergency):
     r = default_triage().check(text)
