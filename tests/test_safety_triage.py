@@ -541,6 +541,12 @@ def test_probe8_set_is_well_formed_and_apart_from_the_other_sets():
     ("小时候有疝气，现在站久了会鼓个包，躺下就回去了", None),
     # a penetrating eye injury
     ("打磨的时候铁屑扎进眼睛里了，看东西模糊", "GEN-EYE-01"),
+    # worthlessness x farewell, going unreachable or veiled intent
+    ("我妹总说自己是多余的，今天把头像换成了遗照一样的黑白照，现在不回消息", "GEN-HARM-13"),
+    ("老觉得自己是多余的，在公司没存在感，怎么调整心态", None),
+    # a child's fall (head not named) x vomiting or drowsiness (NICE NG232)
+    ("孩子从沙发上摔下来，吐了两次，现在一直想睡", "GEN-HEAD-04"),
+    ("孩子从沙发上摔下来，哭了两声就去玩了", None),
 ])
 def test_round9_concept_class_rules(text, rule):
     r = default_triage().check(text)
@@ -578,6 +584,9 @@ def test_round9_concept_class_rules(text, rule):
     ("我爸刚才吃着饭 脑壳突然疼得要炸开", True),                     # 脑壳 = 头
     ("她说活着没意义，今天把猫送人了，还把存款转给了我妈", True),     # despair x giving things away
     ("我老婆说了句对不起孩子，现在蹲在十八楼窗户外面", True),         # outside a window at a height
+    ("儿子把自己锁在房间里，刚发微信说谢谢爸妈养我这么大", True),     # a thank-you farewell, locked in
+    ("我爸说邻居在往我家饭里下毒，拿着斧头要去找他们", True),         # persecutory delusion x a weapon
+    ("奶奶说她这辈子活够了，要去旅游，坐飞机要注意什么", False),      # 活够了 alone is not intent
 ])
 def test_round9_figurative_layer_spaces_and_lexicon(text, emergency):
     r = default_triage().check(text)
