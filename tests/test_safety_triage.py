@@ -499,3 +499,113 @@ def test_probe8_set_is_well_formed_and_apart_from_the_other_sets():
     missed = [r["id"] for r, p in zip(rows, pred) if r["label"] and not p]
     assert missed == ["R8E-A10-e1"], missed        # the one English message: the lexicon is Chinese
     assert not any(p for r, p in zip(rows, pred) if not r["label"])
+
+
+# Round 9 (docs/triage.md "Round 9"): concept class x concept class for indirect suicide talk, self-harm and harm to
+# others, and the figurative layer. Phrasings written for this test, not copied from bench/data/triage/probe9a_set.jsonl.
+@pytest.mark.parametrize("text, rule", [
+    # a stockpile of means x intent, farewell or despair (C-SSRS preparatory behaviour)
+    ("我偷偷攒了两个月的安眠药，这次是真的，不想再拖累家里了", "GEN-HARM-08"),
+    ("药店限购，我攒了几盒感冒药备着过冬", None),
+    # veiled intent x time, place, means or going unreachable
+    ("我哥一直说不想拖累大家了，今晚就去江边", "GEN-HARM-09"),
+    ("不想拖累大家，项目我今晚加班做完", None),
+    # farewell behaviour x going unreachable or intent
+    ("我闺女把耳机和书都送给室友了，还发朋友圈说谢谢大家，现在手机关机", "GEN-HARM-06"),
+    ("她留了张纸条说对不起大家，现在电话打不通", "GEN-HARM-06"),
+    ("毕业了，把书都送给学弟了，发朋友圈说谢谢大家四年的照顾", None),
+    # self-harm in progress
+    ("我刚用刀片划了手腕，血一直往外冒", "GEN-HARM-10"),
+    ("初中的时候划过手腕，现在留了疤，能祛疤吗", None),
+    # a threat to kill while violence is under way
+    ("他说要掐死我，刚才已经动手了，在屋里乱砸", "GEN-HARM-11"),
+    ("弟弟打游戏喊着要杀了对面", None),
+    # a weapon x lying in wait for someone
+    ("他骗光了我的钱，刀我已经买好了，明天就去他公司门口堵他", "GEN-HARM-12"),
+    ("明天在公司门口等他一起吃饭", None),
+    # a small object inhaled, then cough or noisy breathing (STP choking / aspiration)
+    ("孩子吃瓜子呛到了，到现在一直咳，喘气有声音", "GEN-AIRWAY-04"),
+    ("吃瓜子的时候呛了一下，咳两声就好了", None),
+    # postpartum fever with bleeding, foul lochia or abdominal pain (puerperal sepsis)
+    ("剖腹产后十天，发烧三十八度八，恶露有臭味", "GEN-OB-05"),
+    ("产后一个月，有点低烧，乳房胀", None),
+    # no intrauterine sac on ultrasound, with pain or dizziness (pregnancy of unknown location)
+    ("验孕阳性，b超没看到宫内孕囊，现在右边肚子疼", "GEN-OB-06"),
+    # contractions a minute or two apart with an urge to push (second stage)
+    ("宫缩越来越密，说想大便憋不住", "GEN-OB-07"),
+    ("怀孕三十九周，肚子一阵接一阵地疼，两分钟一次，说想大便憋不住", "GEN-OB-08"),
+    ("拉肚子，肚子一阵接一阵地疼，想大便憋不住", None),
+    ("怀孕三十周，偶尔肚子发紧，一会儿就好", None),
+    # an irreducible hernia with pain or vomiting
+    ("大腿根那里的疝气鼓出来推不回去了，肚子疼，还吐", "GEN-ABD-01"),
+    ("小时候有疝气，现在站久了会鼓个包，躺下就回去了", None),
+    # a penetrating eye injury
+    ("打磨的时候铁屑扎进眼睛里了，看东西模糊", "GEN-EYE-01"),
+    # worthlessness x farewell, going unreachable or veiled intent
+    ("我妹总说自己是多余的，今天把头像换成了遗照一样的黑白照，现在不回消息", "GEN-HARM-13"),
+    ("老觉得自己是多余的，在公司没存在感，怎么调整心态", None),
+    # a child's fall (head not named) x vomiting or drowsiness (NICE NG232)
+    ("孩子从沙发上摔下来，吐了两次，现在一直想睡", "GEN-HEAD-04"),
+    ("孩子从沙发上摔下来，哭了两声就去玩了", None),
+])
+def test_round9_concept_class_rules(text, rule):
+    r = default_triage().check(text)
+    assert (rule in r.rule_ids) if rule else not r.emergency, (text, r.rule_ids)
+
+
+@pytest.mark.parametrize("text, emergency", [
+    # figurative uses of 死 / 疯 / 血 / 毒 / 窒息, and explicit joke tags, are not read
+    ("累死了，加班到十一点，熬夜伤肝吗", False),
+    ("想死你们了！放假回家吃火锅，吃完有点拉肚子", False),
+    ("气得我想死，老公又把袜子扔地上，最近老是头痛是什么原因", False),
+    ("期末考试快被逼疯了，需要吃点什么补脑吗", False),
+    ("这个价格简直钱包大出血，买了个血压计怎么看高压低压", False),
+    ("熬夜追剧中毒太深，早上起来眼睛好红", False),
+    ("部门气氛让人窒息，下班就好了，是焦虑吗", False),
+    ("周末站在天台上看烟花，有点着凉流鼻涕", False),
+    ("我表姐说她活不下去了哈哈，因为又胖了五斤", False),
+    ("我娃一写作业就叫也不应，软趴趴的（狗头）", False),
+    # ... but a real red flag next to an idiom still is, and so is 想死 on its own
+    ("疼死了，胸口压得喘不过气，出了一身冷汗", True),
+    ("我想死", True),
+    ("我不想活了 哈哈 药都攒够了 今晚就吃", True),
+    ("站在楼顶看着下面，想跳下去", True),
+    # a chat-style space ends the reach of a negation
+    ("他两天没睡觉 说有人要害他 拿着菜刀在门口转", True),
+    ("孩子哭着哭着没声了 嘴唇乌紫 身子发软", True),
+    ("没有 发烧", False),
+    # lexicon of round 9: cyanosis as 乌, a systolic below 70, withdrawal when the drink runs out
+    ("宝宝喘得锁骨下面一凹一凹的，嘴巴周围有点乌", True),
+    ("护士说血压六十/四十", True),
+    ("我爸天天喝一斤白酒，住院三天没酒喝，现在说墙上有虫子在爬，浑身哆嗦", True),
+    ("娃儿三个月，烧到三十八度五", True),
+    ("八十年代村里有人喝假酒喝瞎了，现在还有吗", False),
+    ("网上刷到有人说农药中毒，蔬菜上的农药残留怎么洗", False),       # hearsay about someone
+    ("我爸刚才吃着饭 脑壳突然疼得要炸开", True),                     # 脑壳 = 头
+    ("她说活着没意义，今天把猫送人了，还把存款转给了我妈", True),     # despair x giving things away
+    ("我老婆说了句对不起孩子，现在蹲在十八楼窗户外面", True),         # outside a window at a height
+    ("儿子把自己锁在房间里，刚发微信说谢谢爸妈养我这么大", True),     # a thank-you farewell, locked in
+    ("我爸说邻居在往我家饭里下毒，拿着斧头要去找他们", True),         # persecutory delusion x a weapon
+    ("奶奶说她这辈子活够了，要去旅游，坐飞机要注意什么", False),      # 活够了 alone is not intent
+])
+def test_round9_figurative_layer_spaces_and_lexicon(text, emergency):
+    r = default_triage().check(text)
+    assert r.emergency is emergency, (text, r.rule_ids)
+
+
+def test_chat_spaces_are_gaps_for_negation_only():
+    t = default_triage()
+    text, gaps = t._normalize_gaps("他三天没睡觉 说自己是神  没有 发烧")
+    assert text == t.normalize("他三天没睡觉 说自己是神  没有 发烧") == "他三天没睡觉说自己是神没有发烧"
+    assert gaps == [len("他三天没睡觉"), len("他三天没睡觉说自己是神")]    # none after the negation "没有"
+
+
+def test_probe9a_set_is_well_formed_and_kept():
+    cov = {p["id"] for p in _coverage()}
+    rows = [json.loads(x) for x in (SET.parent / "probe9a_set.jsonl").read_text(encoding="utf-8").splitlines()
+            if x.strip()]
+    assert sum(r["label"] for r in rows) == 168 and sum(1 - r["label"] for r in rows) == 83
+    assert {r["presentation"] for r in rows} <= cov and len({r["id"] for r in rows}) == len(rows)
+    assert all(r["id"].startswith("R9-") for r in rows)
+    pred = [default_triage().check(r["text"], r["context"]).emergency for r in rows]
+    assert [r["id"] for r, p in zip(rows, pred) if bool(r["label"]) != p] == []

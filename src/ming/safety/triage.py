@@ -41,6 +41,9 @@ _CONTRAST = re.compile(r"(?:但是|但|可是|不过|却|而是|反而|而且|�
 _CN_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
 
 
+_SPACES = re.compile(r"([^ \t\u3000]*)([ \t\u3000]+|$)")
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_NEG_END = re.compile(r"(?:没有|没|不|无|未|别|非|否认)$")
 _MAX_HITS = 48          # candidate matches examined per concept / numeric pattern per message
 _CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
              "九": 9}
@@ -182,7 +185,7 @@ class _Facts:
 # numeric extractors (on normalised text)
 _TEMP = re.compile(r"(\d{2}(?:\.\d+)?)\s*(?:度|°c|°|℃)(\d)?|(?:体温|烧到|烧了|发烧|发热|高烧|低烧|量了|量|测了|测)[^\d,。血压糖氧心率]{0,3}?(\d{2}(?:\.\d+)?)(?![\d/])"
                    r"|(三十[五六七八九]|四十[一二]?)度([一二三四五六七八九半])?")
-_BABY = r"(?:宝宝|宝贝|婴儿|孩子|娃|小孩|儿子|女儿|闺女|小宝|男宝|女宝|baby|新生儿)"
+_BABY = r"(?:宝宝|宝贝|婴儿|孩子|娃儿|娃娃|娃|小孩|儿子|女儿|闺女|小宝|男宝|女宝|baby|新生儿)"
 _AGE = re.compile(
     _BABY + r"(?:才|刚|现在|今年|已经|刚满|满|出生|快|不到|还不到|有|是|的|,)*(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?!前|之前|以前|后|以后)"
     r"|(\d+|[一二两三四五六七八九十]+)\s*(?:个)?(多|半)?\s*(月|周|天)(?:大|的" + _BABY + r"|龄|宝宝|婴儿|新生儿)"
@@ -193,7 +196,8 @@ _GLU = re.compile(r"(?:血糖|葡萄糖|glu)[^\d,。]{0,8}?(\d{1,3}(?:\.\d+)?)\s
 _SPO2 = re.compile(r"(?:血氧饱和度|血氧|氧饱和度|指脉氧|spo2|氧饱)[^\d,。]{0,5}(\d{2,3})")
 _HR = re.compile(r"(?:心率|心跳|脉搏|脉率|hr)[^\d,。]{0,5}(\d{2,3})")
 _BP_SYMPTOMS = re.compile(r"(?:说话[^,。]{0,3}(?:不清|含糊)|胸口|心口|模糊|发麻|麻了|头痛|头疼|头晕|眼花|视物模糊|看不清|恶心|呕吐|吐了|胸闷|胸痛|胸口疼|喘|气短|说话不清|嘴歪|麻木|无力|意识|抽搐)")
-_LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前发黑|黑蒙|心慌|胸闷|发抖|手抖|意识|昏|叫不醒|抽搐|面色苍白|脸色苍白)")
+_LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前发黑|黑蒙|心慌|胸闷|发抖|手抖|意识|昏|叫不醒|抽搐|面色苍白|脸色苍白"
+                           r"|湿冷|冰凉|反应(?:很|特别)?慢|脸(?:色)?(?:发)?白|没(?:有)?尿|尿(?:也)?没有)")
 _DKA = re.compile(r"(?:呕吐|吐了|恶心|腹痛|肚子疼|呼吸深|呼吸很快|烂苹果|酮|意识|昏|嗜睡|叫不醒|口渴得厉害|尿很多)")
 
 
@@ -314,7 +318,7 @@ def _first(it, n: int = _MAX_HITS):
 
 _CUE_FIELDS = {"negation_cues", "negation_false", "negation_post", "past_cues", "hypothetical_cues", "chronic_cues",
                "present_cues", "knowledge_cues", "personal_cues", "worsening_cues", "education_cues", "question_cues",
-               "affirmative_answer"}
+               "affirmative_answer", "figurative_cues", "joke_cues"}
 
 
 class Triage:
@@ -362,6 +366,9 @@ class Triage:
             self._education = c("education_cues", "(?!)")
             self._question = c("question_cues", "(?!)")
             self._affirm = c("affirmative_answer", "(?!)")
+            self._figurative = c("figurative_cues", "(?!)")
+            self._joke = c("joke_cues", "(?!)")
+            self._figurative_exempt = self._names(spec.get("figurative_exempt", []))
             self._chronic_exempt = self._names(spec.get("chronic_exempt", []))
             self._past_exempt = self._names(spec.get("past_exempt", []))
             self._negation_exempt = self._names(spec.get("negation_exempt", []))
@@ -460,15 +467,33 @@ class Triage:
 
     # ---- text analysis -------------------------------------------------------------------
     def normalize(self, text: str) -> str:
+        return self._normalize_gaps(text)[0]
+
+    def _normalize_gaps(self, text: str) -> tuple[str, list[int]]:
+        """The normalised text, and the positions in it where a space stood between two Chinese characters
+        ("胸口痛 出冷汗"): messages typed in chat style use a space as a comma, so a negation does not reach
+        across one ("三天没睡觉 说自己是神"). A space right after a negation word ("没有 发烧") is not a gap."""
         t = unicodedata.normalize("NFKC", text).lower()
         t = t.replace("℃", "°c").replace("～", "~")
         t = cn_numerals_to_digits(t)
         if self._typo_re is not None:
             t = self._typo_re.sub(lambda m: self._typos[m.group(0)], t)
-        return re.sub(r"[ \t\u3000]+", "", t)
+        out: list[str] = []
+        gaps: list[int] = []
+        n = 0
+        for m in _SPACES.finditer(t):
+            piece = m.group(1)
+            out.append(piece)
+            n += len(piece)
+            if m.group(2) and piece and _CJK.match(piece[-1]) and not _NEG_END.search(piece) \
+                    and m.end() < len(t) and _CJK.match(t[m.end()]):
+                gaps.append(n)
+        return "".join(out), gaps
 
-    def _negated(self, t: str, start: int, end: int, cstart: int, cend: int) -> bool:
-        prefix = t[max(cstart, start - 24):start]
+    def _negated(self, t: str, start: int, end: int, cstart: int, cend: int, gap: int = 0) -> bool:
+        """A negation cue shortly before the match in its clause (not across a chat-style space: `gap`), or
+        the clause ends with a negation right after it."""
+        prefix = t[max(cstart, gap, start - 24):start]
         cut = None
         for m in _CONTRAST.finditer(prefix):
             cut = m.end()
@@ -482,7 +507,7 @@ class Triage:
         return bool(self._neg_post.match(t[end:cend + 1]))
 
     def _analyse_uncached(self, raw: str) -> _Facts:
-        t = self.normalize(raw)
+        t, gaps = self._normalize_gaps(raw)
         clauses = self._spans(_CLAUSE_SEP, t)
         sentences = self._spans(_SENT_SEP, t)
         c_starts = [a for a, _ in clauses]
@@ -527,6 +552,18 @@ class Triage:
                     return True
             return False
 
+        def after_gap(pos: int) -> int:            # the last gap at or before pos (0: none)
+            i = bisect.bisect_right(gaps, pos)
+            return gaps[i - 1] if i else 0
+
+        # figurative spans (累死了, 想死你了, 钱包大出血, 看烟花 on a roof; docs/triage.md "Round 9"): a concept
+        # match overlapping one is not read, except the concepts in figurative_exempt (means, overdose, ...)
+        fig = [] if knowledge else [(0, len(t))] if self._joke.search(t) else \
+            [(m.start(), m.end()) for m in _first(self._figurative.finditer(t))]
+
+        def any_over(spans, a, b):
+            return any(x < b and a < y for x, y in spans)
+
         concepts: dict[str, int] = {}
         chars = set(t)
         pairs = {t[i:i + 2] for i in range(len(t) - 1)}
@@ -540,7 +577,10 @@ class Triage:
                     if k >= _MAX_HITS:
                         break
                     cs, ce = span_of(clauses, c_starts, m.start())
-                    if name not in self._negation_exempt and self._negated(t, m.start(), m.end(), cs, ce):
+                    if fig and name not in self._figurative_exempt and any_over(fig, m.start(), m.end()):
+                        continue
+                    if name not in self._negation_exempt and self._negated(t, m.start(), m.end(), cs, ce,
+                                                                           after_gap(m.start())):
                         continue
                     if scoped(m.start(), name):
                         continue
@@ -636,7 +676,8 @@ class Triage:
         return False
 
     def _b_bp_low(self, f: _Facts, text: str) -> bool:
-        return any(0 < s <= 80 and _LOW_SYMPTOMS.search(text) for s, _ in f.bp)
+        # CN level 1: systolic < 70 whatever else is said; up to 80 with a symptom of poor perfusion
+        return any(40 <= s < 70 or (0 < s <= 80 and _LOW_SYMPTOMS.search(text)) for s, _ in f.bp)
 
     def _b_glucose_extreme(self, f: _Facts, text: str) -> bool:
         if f.glucose_hi:
