@@ -563,11 +563,15 @@ def test_round9_concept_class_rules(text, rule):
     ("熬夜追剧中毒太深，早上起来眼睛好红", False),
     ("部门气氛让人窒息，下班就好了，是焦虑吗", False),
     ("周末站在天台上看烟花，有点着凉流鼻涕", False),
-    ("我表姐说她活不下去了哈哈，因为又胖了五斤", False),
+    ("笑死我了哈哈，体检报告说我胖了五斤", False),
     ("我娃一写作业就叫也不应，软趴趴的（狗头）", False),
-    # ... but a real red flag next to an idiom still is, and so is 想死 on its own
+    # ... but a real red flag next to an idiom still is, and so is 想死 on its own; a laugh or a joke tag does not
+    # explain away intent to die (people in crisis write 不想活了哈哈: the crisis line is shown)
     ("疼死了，胸口压得喘不过气，出了一身冷汗", True),
     ("我想死", True),
+    ("我表姐说她活不下去了哈哈，因为又胖了五斤", True),
+    ("真的不想活了哈哈哈", True),
+    ("我不想活了（狗头）", True),
     ("我不想活了 哈哈 药都攒够了 今晚就吃", True),
     ("站在楼顶看着下面，想跳下去", True),
     # a chat-style space ends the reach of a negation
@@ -608,4 +612,6 @@ def test_probe9a_set_is_well_formed_and_kept():
     assert {r["presentation"] for r in rows} <= cov and len({r["id"] for r in rows}) == len(rows)
     assert all(r["id"].startswith("R9-") for r in rows)
     pred = [default_triage().check(r["text"], r["context"]).emergency for r in rows]
-    assert [r["id"] for r, p in zip(rows, pred) if bool(r["label"]) != p] == []
+    # the writer's two "joking" suicide hyperboles (活不下去了哈哈哈, 不想活了（开玩笑）) get the crisis line by
+    # policy: talk of wanting to die is taken seriously however it is said (laugh_exempt, docs/triage.md Round 9)
+    assert [r["id"] for r, p in zip(rows, pred) if bool(r["label"]) != p] == ["R9-S01-n6", "R9-S01-n7"]

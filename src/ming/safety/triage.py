@@ -318,7 +318,7 @@ def _first(it, n: int = _MAX_HITS):
 
 _CUE_FIELDS = {"negation_cues", "negation_false", "negation_post", "past_cues", "hypothetical_cues", "chronic_cues",
                "present_cues", "knowledge_cues", "personal_cues", "worsening_cues", "education_cues", "question_cues",
-               "affirmative_answer", "figurative_cues", "joke_cues"}
+               "affirmative_answer", "figurative_cues", "joke_cues", "laugh_cues"}
 
 
 class Triage:
@@ -368,7 +368,9 @@ class Triage:
             self._affirm = c("affirmative_answer", "(?!)")
             self._figurative = c("figurative_cues", "(?!)")
             self._joke = c("joke_cues", "(?!)")
+            self._laugh = c("laugh_cues", "(?!)")
             self._figurative_exempt = self._names(spec.get("figurative_exempt", []))
+            self._laugh_exempt = self._figurative_exempt | self._names(spec.get("laugh_exempt", []))
             self._chronic_exempt = self._names(spec.get("chronic_exempt", []))
             self._past_exempt = self._names(spec.get("past_exempt", []))
             self._negation_exempt = self._names(spec.get("negation_exempt", []))
@@ -558,8 +560,10 @@ class Triage:
 
         # figurative spans (累死了, 想死你了, 钱包大出血, 看烟花 on a roof; docs/triage.md "Round 9"): a concept
         # match overlapping one is not read, except the concepts in figurative_exempt (means, overdose, ...)
-        fig = [] if knowledge else [(0, len(t))] if self._joke.search(t) else \
-            [(m.start(), m.end()) for m in _first(self._figurative.finditer(t))]
+        # (laugh spans: 哈哈 / 开玩笑 after the words, or a joke tag for the whole message, mask fewer concepts)
+        fig = [] if knowledge else [(m.start(), m.end()) for m in _first(self._figurative.finditer(t))]
+        laugh = [] if knowledge else [(0, len(t))] if self._joke.search(t) else \
+            [(m.start(), m.end()) for m in _first(self._laugh.finditer(t))]
 
         def any_over(spans, a, b):
             return any(x < b and a < y for x, y in spans)
@@ -578,6 +582,8 @@ class Triage:
                         break
                     cs, ce = span_of(clauses, c_starts, m.start())
                     if fig and name not in self._figurative_exempt and any_over(fig, m.start(), m.end()):
+                        continue
+                    if laugh and name not in self._laugh_exempt and any_over(laugh, m.start(), m.end()):
                         continue
                     if name not in self._negation_exempt and self._negated(t, m.start(), m.end(), cs, ce,
                                                                            after_gap(m.start())):
