@@ -279,7 +279,8 @@ def main() -> int:
     ap.add_argument("--model", default="base", help="the weights of the engine rows (default: base)")
     ap.add_argument("--also", default=",".join(embedded.MODELS),
                     help="embedded models measured on llama.cpp next to --model (default: %(default)s)")
-    ap.add_argument("--variants", default="", help="re-quantized copies to compare, e.g. q4_0,q8_0")
+    ap.add_argument("--variants", default="", help="re-quantized copies to compare, e.g. q4_0,q8_0 (q4_k_s:q4_k: "
+                                               "with the output layer in Q4_K)")
     ap.add_argument("--ppl-texts", type=int, default=40, help="medical answers for the perplexity check")
     ap.add_argument("--out", default="runs/bench-engine.json")
     args = ap.parse_args()
@@ -324,11 +325,12 @@ def main() -> int:
         from ming.models.convert import convert
 
         requant = embedded.get(main_key or "0.5b")
-        for v in variants:
-            f = envs.ming_home() / "models" / f"{requant.name}-requant-{v}.gguf"
+        for v in variants:  # OUTTYPE or OUTTYPE:OUTPUT_TYPE (e.g. q4_k_s:q4_k, the output layer in Q4_K)
+            outtype, _, output_type = v.partition(":")
+            f = envs.ming_home() / "models" / f"{requant.name}-requant-{v.replace(':', '-output-')}.gguf"
             if not f.exists():
                 print(f"[bench] re-quantizing {requant.title} to {v} -> {f}", file=sys.stderr)
-                convert(requant.key, f, v)
+                convert(requant.key, f, outtype, output_type=output_type or None)
             variant_files[v] = str(f)
             specs[f"llama.cpp {v} (re-quantized)"] = {"backend": "llamacpp", "model": str(f)}
 

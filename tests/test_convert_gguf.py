@@ -112,3 +112,59 @@ def test_unsupported_architecture(tiny_bloom_dir, tmp_path):
     with pytest.raises(MingError, match="model_type 'bloom'"):
         convert(str(tiny_bloom_dir), tmp_path / "b.gguf", "f16")
     assert not (tmp_path / "b.gguf").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny256(tmp_path_factory, qwen_tokenizer):
+    """A tiny Qwen2 whose rows are 256 wide, so llama.cpp's k-quants apply (the 64-wide one falls back)."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(qwen_tokenizer), hidden_size=256, intermediate_size=256, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True, initializer_range=0.3,
+                      eos_token_id=qwen_tokenizer.convert_tokens_to_ids("<|im_end|>"))
+    d = tmp_path_factory.mktemp("tiny-qwen2-256")
+    Qwen2ForCausalLM(cfg).save_pretrained(d)
+    qwen_tokenizer.save_pretrained(d)
+    return d
+
+
+def _types(path) -> dict:
+    import gguf
+
+    return {t.name: t.tensor_type.name for t in gguf.GGUFReader(str(path)).tensors}
+
+
+def test_output_type_q4_k(tiny256, tmp_path, capsys):
+    """`--outtype q4_k_s --output-type q4_k`: the output layer (here the tied token embedding) in Q4_K instead of
+    the mixture's Q6_K, also when re-quantizing a GGUF; the file runs and tracks the f32 model's logits."""
+    import numpy as np
+
+    from ming.cli.main import main
+    from ming.errors import MingError
+    from ming.models.convert import convert
+
+    f32 = tmp_path / "f32.gguf"
+    convert(str(tiny256), f32, "f32")
+    plain, q4k, again = tmp_path / "s.gguf", tmp_path / "s-q4k.gguf", tmp_path / "re.gguf"
+    convert(str(tiny256), plain, "q4_k_s")
+    assert main(["models", "convert", str(tiny256), "--out", str(q4k), "--outtype", "q4_k_s",
+                 "--output-type", "q4_k"]) == 0
+    assert "output layer q4_k" in capsys.readouterr().out
+    convert(str(plain), again, "q4_k_s", output_type="q4_k")  # a GGUF source, re-quantized
+    assert _types(plain)["token_embd.weight"] == "Q6_K"
+    for p in (q4k, again):
+        t = _types(p)
+        assert t["token_embd.weight"] == "Q4_K" and t["blk.0.ffn_gate.weight"] == "Q4_K"
+    ids = _llama(f32).render(MSGS).ids
+    want = _first_logits(_llama(f32), ids)
+    r_q4k = np.corrcoef(_first_logits(_llama(q4k), ids), want)[0, 1]
+    r_q6k = np.corrcoef(_first_logits(_llama(plain), ids), want)[0, 1]
+    # random weights quantize badly at 4 bits (measured r = 0.82 with the Q4_K output layer); a broken file gives ~0
+    assert r_q4k > 0.75 and r_q4k > r_q6k - 0.1
+    with pytest.raises(MingError, match="output-type"):
+        convert(str(tiny256), tmp_path / "x.gguf", "f16", output_type="q4_k")
+    with pytest.raises(MingError, match="unknown --output-type"):
+        convert(str(tiny256), tmp_path / "x.gguf", "q4_k_s", output_type="q2_k")

@@ -23,7 +23,10 @@ from ming.errors import MingError
 
 # outtype -> llama_ftype (llama.h); f32/f16 are written directly, the others quantized by llama.cpp
 OUTTYPES: dict[str, int] = {"f32": 0, "f16": 1, "q8_0": 7, "q4_0": 2, "q5_0": 8, "q5_k_m": 17, "q4_k_m": 15,
-                            "q6_k": 18}
+                            "q4_k_s": 14, "q6_k": 18}
+# --output-type -> ggml_type (ggml.h): the output layer's type (the token embedding when it is tied), which the
+# k-quant mixtures otherwise keep at Q6_K. Q4_K is repacked by llama.cpp's CPU kernels, Q6_K is not (docs/serve.md)
+OUTPUT_TYPES: dict[str, int] = {"q4_k": 12, "q5_k": 13, "q6_k": 14, "q8_0": 8}
 SUPPORTED_ARCHS = {"qwen2": "QWEN2", "qwen3": "QWEN3"}
 
 
@@ -172,13 +175,17 @@ def write_gguf(model_dir: Path, out: Path, outtype: str = "f16") -> dict:
     return {"arch": mtype, "tensors": n_tensors, "params": n_params}
 
 
-def quantize(src: Path, out: Path, outtype: str, threads: int | None = None, allow_requantize: bool = False) -> None:
-    """Quantize a GGUF with llama.cpp's quantizer (k-quant mixtures included)."""
+def quantize(src: Path, out: Path, outtype: str, threads: int | None = None, allow_requantize: bool = False,
+             output_type: str | None = None) -> None:
+    """Quantize a GGUF with llama.cpp's quantizer (k-quant mixtures included); `output_type` sets the output
+    layer's type instead of the mixture's."""
 
     L = llamacpp._llama()
     llamacpp._init_backend(L)
     params = L.llama_model_quantize_default_params()
     params.ftype = OUTTYPES[outtype]
+    if output_type is not None:
+        params.output_tensor_type = OUTPUT_TYPES[output_type]
     params.nthread = thread_policy.resolve(threads)
     params.allow_requantize = allow_requantize
     rc = L.llama_model_quantize(str(src).encode(), str(out).encode(), params)
@@ -195,11 +202,17 @@ def _merged_checkpoint(ref, tmp: Path) -> Path:
 
 
 def convert(src: str, out: str | Path, outtype: str = "q4_k_m", threads: int | None = None,
-            progress: Callable[[str], None] = _say) -> dict:
-    """Convert `src` (HF folder, LoRA adapter folder, or GGUF to re-quantize) to a GGUF file `out`."""
+            progress: Callable[[str], None] = _say, output_type: str | None = None) -> dict:
+    """Convert `src` (HF folder, LoRA adapter folder, or GGUF to re-quantize) to a GGUF file `out`;
+    `output_type` (q4_k, q5_k, q6_k, q8_0) overrides the type the mixture gives the output layer."""
 
     if outtype not in OUTTYPES:
         raise MingError(f"unknown --outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
+    if output_type is not None:
+        if output_type not in OUTPUT_TYPES:
+            raise MingError(f"unknown --output-type {output_type!r}; choose one of {', '.join(OUTPUT_TYPES)}")
+        if outtype in ("f32", "f16"):
+            raise MingError(f"--output-type applies to a quantized --outtype; {outtype} is written as it is")
     out = Path(out).expanduser()
     if out.suffix != ".gguf":
         raise MingError(f"--out must end in .gguf, got {out}")
@@ -215,7 +228,7 @@ def convert(src: str, out: str | Path, outtype: str = "q4_k_m", threads: int | N
                                     f"dequantize it. Pick a quantized --outtype (q8_0, q4_0, q4_k_m …)")
                 progress(f"re-quantizing {ref.path.name} to {outtype} (from already quantized weights: "
                          f"check quality, e.g. perplexity in bench/engine.py)")
-                quantize(ref.path, partial, outtype, threads, allow_requantize=True)
+                quantize(ref.path, partial, outtype, threads, allow_requantize=True, output_type=output_type)
                 info = {"arch": models.model_type(ref), "source": "gguf"}
             else:
                 model_dir = _merged_checkpoint(ref, tmp / "merged") if ref.kind == "lora" else ref.path
@@ -227,10 +240,10 @@ def convert(src: str, out: str | Path, outtype: str = "q4_k_m", threads: int | N
                     progress(f"writing f16 GGUF from {model_dir} …")
                     info = write_gguf(model_dir, f16, "f16")
                     progress(f"quantizing to {outtype} with llama.cpp …")
-                    quantize(f16, partial, outtype, threads)
+                    quantize(f16, partial, outtype, threads, output_type=output_type)
             os.replace(partial, out)
         finally:
             if partial.exists():
                 partial.unlink()
-    info.update(out=str(out), outtype=outtype, size=out.stat().st_size)
+    info.update(out=str(out), outtype=outtype, output_type=output_type, size=out.stat().st_size)
     return info
