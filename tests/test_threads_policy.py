@@ -127,6 +127,25 @@ def test_adaptive_checks_at_start_every_n_tokens_and_on_a_slow_token():
     assert threads.AdaptiveThreads(1, applied.append).enabled is False  # one thread has nothing to adapt
 
 
+def test_a_batch_step_that_reads_a_prompt_is_not_a_stolen_core():
+    """A batching engine's steps differ in size: 8 next tokens take ~100 ms, 8 plus a 128-token prompt chunk
+    ~400 ms. Each step is compared with earlier steps of as many tokens, so the prompt steps trigger nothing;
+    an 8-token step that suddenly takes 1 s still does."""
+    applied, free = [], {"n": 2}
+    clock = _Clock()
+    g = threads.AdaptiveThreads(2, applied.append, every=32, clock=clock, free=lambda m: min(m, free["n"]))
+    g.start()
+    g.step(8)
+    for i in range(20):  # a new request's prompt every 4th step
+        clock.t += 0.400 if i % 4 == 3 else 0.100
+        g.step(136 if i % 4 == 3 else 8)
+    assert g.checks == 1 and applied == []
+    free["n"] = 1
+    clock.t += 1.0
+    g.step(8)
+    assert g.checks == 2 and g.now == 1 and applied == [1]
+
+
 def _hog(seconds: float = 30.0) -> subprocess.Popen:
     code = f"import time\nend = time.time() + {seconds}\nwhile time.time() < end: pass\n"
     return subprocess.Popen([sys.executable, "-c", code])

@@ -82,7 +82,7 @@ class BatchRunner:
     def __init__(self, backend: Any, *, max_batch: int, kv_cells: int, n_batch: int, prefill_chunk: int,
                  stop_ids, prefix_cache: bool = True, first_seq_id: int = 1, shared_cells: bool = False,
                  other_cells: Callable[[], int] = lambda: 0, on_start: Callable[[], Any] = lambda: None,
-                 on_step: Callable[[], Any] = lambda: None):
+                 on_step: Callable[[int], Any] = lambda tokens: None):
         if max_batch < 1 or prefill_chunk < 1:
             raise MingError(f"max_batch and prefill_chunk must be >= 1, got {max_batch} and {prefill_chunk}")
         self.backend = backend
@@ -216,7 +216,7 @@ class BatchRunner:
                 a.out.put(token)
                 if seq.take(token, self.stop_ids):
                     self._finish(a)
-        self._on_step()
+        self._on_step(len(entries))  # the thread governor compares steps of as many tokens
 
     # -- admission ----------------------------------------------------------------------------------------
     def _free_cells(self) -> int:

@@ -136,7 +136,10 @@ class AdaptiveThreads:
     A check reads /proc (~2 ms) and happens at `start()`, every `every` tokens (a quarter of that while running
     on fewer threads than the maximum), and whenever a token took `slow_factor` times longer than the fastest
     since the last change (a core was just taken: with two spinning threads the next tokens would take ~100x
-    longer, so one slow token is enough to react)."""
+    longer, so one slow token is enough to react). A batching engine's step decodes several tokens at once
+    (`step(tokens)`): a step is compared only with earlier steps of as many tokens, so a step that also reads a
+    new prompt is not mistaken for a stolen core (it was: 27 checks per 64 steps at 8 clients, and a needless
+    drop to one thread, 10-20% of the batch's throughput; docs/serve.md)."""
 
     def __init__(self, max_threads: int, apply, enabled: bool = True, every: int = ADAPT_EVERY,
                  slow_factor: float = SLOW_FACTOR, min_slow_s: float = 0.02, clock=None, free=None):
@@ -148,7 +151,8 @@ class AdaptiveThreads:
         self.apply = apply
         self.every, self.slow_factor, self.min_slow_s = every, slow_factor, min_slow_s
         self.checks = 0
-        self._since, self._best, self._t = 0, None, None  # tokens since the last check
+        self._since, self._t = 0, None  # steps since the last check
+        self._best: dict[int, float] = {}  # the fastest step per number of tokens in it, since the last change
 
     def check(self) -> int:
         if self.enabled:
@@ -161,7 +165,7 @@ class AdaptiveThreads:
             if n != self.now:
                 self.now = n
                 self.apply(n)
-                self._best = None  # the per-token time changes with the thread count
+                self._best = {}  # the per-token time changes with the thread count
         return self.now
 
     def start(self) -> int:
@@ -170,8 +174,9 @@ class AdaptiveThreads:
         self._since, self._t = 0, None
         return n
 
-    def step(self) -> None:
-        """One more token decoded."""
+    def step(self, tokens: int = 1) -> None:
+        """One more decode step done: one token, or `tokens` at once (a batch: its sequences' next tokens and
+        any prompt chunk read with them)."""
         if not self.enabled:
             return
         t = self._clock()
@@ -180,8 +185,12 @@ class AdaptiveThreads:
             return
         dt, self._t = t - self._t, t
         self._since += 1
-        slow = self._best is not None and dt > max(self.slow_factor * self._best, self.min_slow_s)
-        self._best = dt if self._best is None else min(self._best, dt)
+        best = self._best.get(tokens)
+        slow = best is not None and dt > max(self.slow_factor * best, self.min_slow_s)
+        if best is None or dt < best:
+            if len(self._best) >= 64 and best is None:  # prompt chunks of many sizes: keep the table small
+                self._best.clear()
+            self._best[tokens] = dt
         # below the maximum, look again sooner: the core may be free again (a process that was exiting)
         every = self.every if self.now >= self.max_threads else max(1, self.every // 4)
         if slow or self._since >= every:
