@@ -130,3 +130,16 @@ def test_no_pregnancy_disease_past_55_or_for_a_man(kb):
         top = ranked(kb, text)[:5]
         assert not any("pregnancy" in kb.disease(c.name)["groups"] + kb.disease(c.name).get("mostly", [])
                        and c.prob > 0.01 for c in top), [(c.name, c.prob) for c in top]
+
+
+def test_bacteriology_bench_methods_are_not_advised_as_checks(kb):
+    """The crawled KB lists steps of a stool culture (明胶液化试验, 碳源利用试验 …) among 急性胃肠炎's checks; what is
+    advised are tests a patient can ask for, and real tests named 试验 stay (葡萄糖耐量试验, 高铁血红蛋白还原试验)."""
+    assert "明胶液化试验" in kb.diseases["急性胃肠炎"]["checks"]  # still in the index, as crawled
+    advised = kb.common_checks("急性胃肠炎", 10)
+    assert advised[:2] == ["血常规", "便常规"] and not any(c.endswith(("利用试验", "液化试验", "水解试验",
+                                                                       "中介试验")) for c in advised)
+    real = ("葡萄糖耐量试验", "高铁血红蛋白还原试验")
+    kept = [c for d in kb.diseases.values() for c in d.get("checks", []) if c in real]
+    assert kept and all(c in kb.common_checks(d, 50) for d, v in kb.diseases.items()
+                        for c in v.get("checks", []) if c in kept)

@@ -19,6 +19,9 @@ DEFAULT_RATIO = 1e-4  # commonness of a disease whose page states none
 RATIO_CAP = 1e-3  # the KB's own 发病率 counts up to this (above it the figures are noise: 不动杆菌肺炎 60 %)
 TIER_RATIO = {1: 0.05, 2: 0.01, 3: 0.003}  # tables/common.tsv: the hand-listed common diseases
 COMMON_TABLE = Path(__file__).parent / "tables" / "common.tsv"
+# the crawled KB lists bacteriology bench methods among a disease's checks (急性胃肠炎: 明胶液化试验, 碳源利用试验 …):
+# steps inside a stool or blood culture, never a test a patient asks for; they are left out of what is advised
+LAB_METHOD = re.compile(r"(?:利用|液化|水解|发酵|分解|中介|吲哚|甲基红|氧化酶|硝酸盐还原|胆汁溶菌|CAMP)试验$")
 _TIERS: dict[str, int] | None = None
 
 
@@ -89,8 +92,9 @@ class KB:
         return got
 
     def common_checks(self, name: str, k: int = 3) -> list[str]:
-        """A disease's first k checks (the index orders them: the ones most diseases list first)."""
-        return (self.diseases.get(name) or {}).get("checks", [])[:k]
+        """A disease's first k checks (the index orders them: the ones most diseases list first), bench methods of
+        bacteriology (LAB_METHOD) left out."""
+        return [c for c in (self.diseases.get(name) or {}).get("checks", []) if not LAB_METHOD.search(c)][:k]
 
     def diseases_with(self, concept: str) -> list[str]:
         return self.by_concept.get(concept, [])
