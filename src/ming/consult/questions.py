@@ -48,11 +48,11 @@ PAIN_LIKE = re.compile(r"(?:腹|胸|头|腰|背|胃|关节|肩|颈)[^，]{0,3}�
 # KB names a patient cannot answer about (lab values, signs, diagnoses)
 _NOT_ASKABLE = re.compile(r"^(?:小儿|婴儿|新生儿|婴幼儿|老年|妊娠|产后)|过速|过缓|心动|细胞|蛋白|增高|升高|降低|减少|异常|综合征|炎|癌|瘤|症$|病$|杂音|阻滞|衰竭|障碍|肿大|积液|失常|"
                           r"休克|昏迷|抽搐|坏死|充血|感染|损害|亢进|低下|缺氧|缺血|梗死|栓塞|罗音|啰音|[A-Za-z]|"
-                          r"硬化|钙化|增生|萎缩|狭窄|扩张|粘连|囊肿|结节|息肉|积液|肥厚|变性|退化|退变|阳性|阴性|试验|征$|体征")
+                          r"硬化|钙化|增生|萎缩|狭窄|扩张|粘连|囊肿|结节|息肉|肥厚|变性|退化|退变|阳性|阴性|试验|征$|体征")
 SYMPTOM_QUESTIONS_MAX = 4
 # a complaint whose differential depends on sex (and, in a woman of 12–55, on a possible pregnancy): lower-abdominal
 # or pelvic pain, vaginal bleeding — ectopic pregnancy, ovarian torsion, PID belong in a woman's list
-PELVIC = re.compile(r"下腹|小腹|盆腔|盆腔|阴道[^，,。]{0,2}(?:出血|流血)|会阴|腹股沟|痛经|经期")
+PELVIC = re.compile(r"下腹|小腹|盆腔|阴道[^，,。]{0,2}(?:出血|流血)|会阴|腹股沟|痛经|经期")
 PELVIC_SITES = {"下腹", "右下腹", "左下腹"}
 MIN_GAIN = 0.01
 
@@ -87,22 +87,18 @@ def pelvic_complaint(state: ConsultState) -> bool:
     return bool(PELVIC_SITES & set(state.sites)) or any(PELVIC.search(s) for s in state.present())
 
 
-def _sexed(kb: KB, name: str) -> bool:
+def _who(kb: KB, name: str) -> set[str]:
+    """The groups a disease is of or mostly affects (children, the elderly, pregnancy, one sex)."""
     d = kb.disease(name) or {}
-    return bool({"female", "male"} & set(d.get("groups", ())) | {"female", "male"} & set(d.get("mostly", ())))
-
-
-def _aged(kb: KB, name: str) -> bool:
-    d = kb.disease(name) or {}
-    return bool({"child", "elderly"} & (set(d.get("groups", ())) | set(d.get("mostly", ()))))
+    return set(d.get("groups", ())) | set(d.get("mostly", ()))
 
 
 def profile_matters(state: ConsultState, kb: KB, cands: list[Candidate], k: int = 3) -> bool:
     """The leading candidates depend on who the patient is: one of the top k is a disease of one sex (sex
     unknown) or of children or the elderly (age unknown)."""
-    top = cands[:k]
-    return ((state.sex is None and any(_sexed(kb, c.name) for c in top))
-            or (state.age is None and any(_aged(kb, c.name) for c in top)))
+    who = [_who(kb, c.name) for c in cands[:k]]
+    return ((state.sex is None and any({"female", "male"} & w for w in who))
+            or (state.age is None and any({"child", "elderly"} & w for w in who)))
 
 
 def profile_question(state: ConsultState) -> str:

@@ -130,6 +130,12 @@ def p_miss(kb: KB, concept: str) -> float:
     return min(P_MISS_CAP, max(P_MISS_FLOOR, P_MISS_SCALE * len(kb.diseases_with(concept)) / kb.n))
 
 
+def _child(state: ConsultState) -> tuple[bool, bool]:
+    """(a child, whether the age group is known): under 14, or "孩子…" without an age."""
+    age = state.age
+    return (age is not None and age < 14) or (age is None and state.child), age is not None or state.child
+
+
 def group_fit(state: ConsultState, groups) -> float:
     """Log-weight of a disease of a group (children, the elderly, pregnancy, one sex): a penalty when the
     patient is not in it (strong) or not known to be in it (mild), a small bonus when they are. With no age
@@ -137,8 +143,7 @@ def group_fit(state: ConsultState, groups) -> float:
     pen = 0.0
     fits = math.log(GROUP_FIT_BONUS)
     age, sex, preg = state.age, state.sex, state.pregnant()
-    child = (age is not None and age < 14) or (age is None and state.child)  # "孩子…" without an age is a child
-    known = age is not None or state.child
+    child, known = _child(state)
     for g in groups:
         if g == "child":
             pen += fits if child else math.log(0.01 if known else 0.03)
@@ -165,8 +170,7 @@ def mostly_fit(state: ConsultState, groups) -> float:
     "女性"): the softer version of `group_fit` — a predominance, not a rule."""
     pen = 0.0
     age, sex, preg = state.age, state.sex, state.pregnant()
-    child = (age is not None and age < 14) or (age is None and state.child)
-    known = age is not None or state.child
+    child, known = _child(state)
     for g in groups:
         if g == "child":
             pen += math.log(1.5 if child else 0.1 if known else 0.2)
