@@ -23,10 +23,9 @@ import sys
 import threading
 import time
 
+from serve import QUESTIONS  # bench/serve.py: the same eight questions as the server benchmark
+
 PROMPT = "请详细介绍高血压的病因、常见症状、诊断标准、治疗方法和日常生活中的预防措施，分点说明。"
-QUESTIONS = ["我最近总是头痛，晚上睡不好，应该怎么办？", "高血压患者平时饮食要注意什么？", "孩子咳嗽一周了，有痰，需要去医院吗？",
-             "体检发现总胆固醇偏高，该怎么调整生活方式？", "经常胃胀反酸，可能是什么原因？", "糖尿病人可以吃水果吗？",
-             "膝盖爬楼梯时疼，是关节炎吗？", "感冒后一直流鼻涕怎么办？"]
 
 
 def raw_steps(model: str, kernels: str, args) -> dict:

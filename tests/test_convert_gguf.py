@@ -117,18 +117,9 @@ def test_unsupported_architecture(tiny_bloom_dir, tmp_path):
 @pytest.fixture(scope="module")
 def tiny256(tmp_path_factory, qwen_tokenizer):
     """A tiny Qwen2 whose rows are 256 wide, so llama.cpp's k-quants apply (the 64-wide one falls back)."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from test_prefix_cache_llamacpp import tiny_qwen2
 
-    torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(qwen_tokenizer), hidden_size=256, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, initializer_range=0.3,
-                      eos_token_id=qwen_tokenizer.convert_tokens_to_ids("<|im_end|>"))
-    d = tmp_path_factory.mktemp("tiny-qwen2-256")
-    Qwen2ForCausalLM(cfg).save_pretrained(d)
-    qwen_tokenizer.save_pretrained(d)
-    return d
+    return tiny_qwen2(tmp_path_factory, qwen_tokenizer, hidden=256, intermediate=256)
 
 
 def _types(path) -> dict:

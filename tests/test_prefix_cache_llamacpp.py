@@ -18,20 +18,26 @@ from test_prefix_cache_hf import SCRIPT, SYSTEM, check_reuse, check_usage, run_s
 from ming.engine import GenerationConfig  # noqa: E402
 
 
-def tiny_gguf(tmp_path_factory, qwen_tokenizer, outtype="f32"):
+def tiny_qwen2(tmp_path_factory, qwen_tokenizer, hidden=64, intermediate=128):
+    """A tiny random Qwen2 checkpoint folder `hidden` wide (256 or more for llama.cpp's k-quants to apply)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from ming.models.convert import convert
-
     torch.manual_seed(0)
-    cfg = Qwen2Config(vocab_size=len(qwen_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+    cfg = Qwen2Config(vocab_size=len(qwen_tokenizer), hidden_size=hidden, intermediate_size=intermediate,
+                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                       tie_word_embeddings=True, initializer_range=0.3,
                       eos_token_id=qwen_tokenizer.convert_tokens_to_ids("<|im_end|>"))
-    d = tmp_path_factory.mktemp("tiny-qwen2-64")
+    d = tmp_path_factory.mktemp(f"tiny-qwen2-{hidden}")
     Qwen2ForCausalLM(cfg).save_pretrained(d)
     qwen_tokenizer.save_pretrained(d)
+    return d
+
+
+def tiny_gguf(tmp_path_factory, qwen_tokenizer, outtype="f32"):
+    from ming.models.convert import convert
+
+    d = tiny_qwen2(tmp_path_factory, qwen_tokenizer)
     out = d / f"tiny-{outtype}.gguf"
     convert(str(d), out, outtype)
     return d, out

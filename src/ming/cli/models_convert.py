@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from ming.models.convert import convert
+from ming.models.convert import OUTPUT_TYPES, convert
 
 OUTTYPES = ("f32", "f16", "q8_0", "q6_k", "q5_k_m", "q5_0", "q4_k_m", "q4_k_s", "q4_0")
-OUTPUT_TYPES = ("q4_k", "q5_k", "q6_k", "q8_0")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -22,7 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--outtype", default="q4_k_m", choices=OUTTYPES,
                    help="weight type: f16 (exact, 2 bytes/weight), q8_0 (~1.06 bytes/weight, near lossless), "
                         "q4_k_m (~0.6 bytes/weight, llama.cpp's usual choice) (default %(default)s)")
-    p.add_argument("--output-type", default=None, choices=OUTPUT_TYPES,
+    p.add_argument("--output-type", default=None, choices=tuple(OUTPUT_TYPES),
                    help="type of the output layer (the token embedding when tied) instead of the mixture's (Q6_K "
                         "for the k-quants); q4_k with --outtype q4_k_s gives the 1.5B that serves 8 clients fastest "
                         "on CPU (docs/serve.md)")
