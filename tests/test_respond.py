@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ming.engine.base import GenerationConfig
+from ming.engine.base import Chunk, GenerationConfig
 from ming.errors import MingError
 from ming.prompts import QA
-from ming.respond import Added, ContextTooLong, Pipeline, PostCheck, Regenerate, Stage, finish_reason
+from ming.respond import (Added, ContextTooLong, Pipeline, PostCheck, Regenerate, Stage, finish_reason,
+                          is_acknowledgement)
 from ming.safety.report import parse_report, shorten_report
 from ming.stages import REGISTRY, StageOptions, build
 
@@ -334,3 +335,56 @@ def test_answers_without_a_flag_run_the_model_once(tiny_qwen_engine, runs):
     b = pipe.answer(pipe.prepare(q, gen))
     assert len(runs) == 2 and b.attempts == a.attempts == 1  # one run each
     assert (b.model_text, b.completion_tokens, b.finish) == (a.model_text, a.completion_tokens, a.finish)
+
+
+@pytest.mark.parametrize("text, ack", [
+    ("好的，我明白了。", True), ("明白了。", True), ("我明白了！", True), ("收到。", True), ("嗯。", True),
+    ("抱歉，我之前说错了。", True), ("不好意思，刚才的说法有误。", True), ("对不起，我会重新回答。", True),
+    ("好的，下面分析您的报告：", False), ("好的，您的血红蛋白偏低。", False), ("是的。", False),
+    ("我会按时吃药。", False), ("血红蛋白 98 g/L，偏低。", False)])
+def test_what_counts_as_an_acknowledgement(text, ack):
+    assert is_acknowledgement(text) is ack
+
+
+def _opening(engine, monkeypatch, opening, runs_with_it):
+    """The real tiny engine's runs, the ones numbered in `runs_with_it` starting with `opening` (what a
+    chat model writes on seeing new system text)."""
+    real, n = engine.stream, [0]
+
+    def stream(prompt_ids, gen, cancel=None):
+        n[0] += 1
+        if n[0] in runs_with_it:
+            yield Chunk(text=opening)
+        yield from real(prompt_ids, gen, cancel)
+
+    monkeypatch.setattr(engine, "stream", stream)
+
+
+def test_a_regenerated_run_does_not_open_by_acknowledging_the_hint(tiny_qwen_engine, monkeypatch):
+    q = [{"role": "user", "content": "头痛怎么办"}]
+    gen = GenerationConfig(max_new_tokens=16, temperature=1.0, seed=3)
+    pipe = Pipeline(tiny_qwen_engine, [Flag(bad_runs=1)])
+    plain = pipe.answer(pipe.prepare(q, gen))
+    _opening(tiny_qwen_engine, monkeypatch, "好的，我明白了。\n", {2})
+    flag = Flag(bad_runs=1)
+    pipe = Pipeline(tiny_qwen_engine, [flag])
+    r = pipe.answer(pipe.prepare(q, gen))
+    assert r.attempts == 2 and "明白" not in r.text
+    assert r.text == plain.text  # the same answer as without the opening line
+    assert all("明白" not in t for _, t in flag.seen)  # the checks never saw it either
+
+
+def test_an_acknowledgement_that_is_the_whole_answer_is_still_shown(tiny_qwen_engine, monkeypatch):
+    real = tiny_qwen_engine.stream
+
+    def only_ack(prompt_ids, gen, cancel=None):
+        last = None
+        for ch in real(prompt_ids, gen, cancel):
+            last = ch
+        yield Chunk(text="好的。")
+        yield Chunk(finish_reason="stop", prompt_tokens=last.prompt_tokens, completion_tokens=2)
+
+    monkeypatch.setattr(tiny_qwen_engine, "stream", only_ack)
+    pipe = Pipeline(tiny_qwen_engine, [Flag(bad_runs=0)])
+    r = pipe.answer(pipe.prepare([{"role": "user", "content": "谢谢医生"}], GREEDY))
+    assert r.text == "好的。" and r.model_text == "好的。"

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator, Sequence
 
@@ -309,7 +310,8 @@ class Pipeline:
         Usage (prompt, completion and cached tokens) is summed over the model runs of a regeneration."""
         shown: list[str] = []
         model: list[str] = []
-        state = {"answered": False, "last": Chunk(finish_reason="stop"), "again": None, "attempts": 0}
+        state = {"answered": False, "last": Chunk(finish_reason="stop"), "again": None, "attempts": 0,
+                 "lead_in": False, "ack": []}
         usage = [0, 0, 0]
 
         def added(a: Added) -> ReplyEvent:
@@ -318,6 +320,11 @@ class Pipeline:
 
         def show(sentences: list[str], checks: list[PostCheck], may_retry: bool) -> Iterator[ReplyEvent]:
             for text in sentences:
+                if state["lead_in"]:  # a run's opening "好的，我明白了。" answers the instructions, not the patient
+                    if not text.strip() or is_acknowledgement(text):
+                        state["ack"].append(text)
+                        continue
+                    state["lead_in"] = False
                 text = _checked(checks, text, "".join(model))
                 if isinstance(text, Regenerate):
                     plan = self._regeneration(turn, text.hint, "".join(model)) if may_retry else None
@@ -342,6 +349,7 @@ class Pipeline:
             prompt_ids, gen = turn.prompt_ids, turn.gen
             while True:
                 state["attempts"] += 1
+                state["lead_in"], state["ack"] = by_sentence, []  # whole sentences only (with a check reading them)
                 may_retry = state["attempts"] <= self.max_regenerations
                 halt = threading.Event()  # this run is abandoned for a regeneration
                 held = _Sentences() if by_sentence else None
@@ -364,6 +372,9 @@ class Pipeline:
                         usage[i] += n or 0
                 if state["again"] is None and held is not None:
                     yield from show([held.rest()], checks, may_retry)
+                if state["again"] is None and state["lead_in"] and not model and "".join(state["ack"]).strip():
+                    state["lead_in"] = False  # the acknowledgement was all the model said: better than nothing
+                    yield from show(state["ack"], checks, may_retry)
                 if state["again"] is None:
                     state["last"] = run_last or state["last"]
                     break
@@ -434,6 +445,23 @@ def split_sentences(text: str) -> tuple[list[str], str]:
         out.append(text[start:m.end()])
         start = m.end()
     return out, text[start:]
+
+
+_ACK = re.compile(
+    r"(?:好的?|嗯|明白了?|了解了?|理解了?|收到|抱歉|对不起|不好意思|非常抱歉|(?=我))"
+    r"(?:[，,、。！!～~\s]*(?:我|您说得对)?(?:已经)?(?:明白|理解|了解|知道)了?"
+    r"|[，,、\s]*(?:我|下面|接下来)?(?:会|将|来)?(?:重新|更正|修改|纠正)[^。！!？?\n]{0,16}"
+    r"|[，,、\s]*(?:我)?(?:之前|刚才|上面)的?[^。！!？?\n]{0,16}(?:有误|错了|不对|不准确|有错误))?"
+    r"[，,。！!～~…\s]*")
+
+
+def is_acknowledgement(sentence: str) -> bool:
+    """A sentence that only acknowledges the instructions ("好的，我明白了。", "抱歉，我之前说错了。", "收到。"):
+    at the start of a model run (above all the run after a regeneration, whose hint is new system text) it
+    speaks to the prompt, not to the patient, so the pipeline leaves it out. A sentence with content of its
+    own ("好的，下面分析您的报告：") is not one."""
+    text = unicodedata.normalize("NFKC", sentence).strip().strip("*#>- ")
+    return bool(text) and _ACK.fullmatch(text) is not None
 
 
 class _Sentences:
