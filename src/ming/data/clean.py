@@ -318,7 +318,8 @@ class Cleaner:
             return "too_many_turns", []
         total = 0
         out = []
-        pii, min_user, min_assistant, max_turn = cfg.pii, cfg.min_user_chars, cfg.min_assistant_chars, cfg.max_turn_chars
+        pii, max_turn = cfg.pii, cfg.max_turn_chars
+        min_user, min_assistant = cfg.min_user_chars, cfg.min_assistant_chars
         for j, m in enumerate(msgs):
             content = m.get("content") if isinstance(m, dict) else None
             if not isinstance(content, str):
