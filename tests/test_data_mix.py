@@ -73,3 +73,24 @@ def test_line_id_reads_the_id_of_any_record_line():
         assert line_id(b"0123456789abcdef01234567\t" + line, 25) == rid  # after a spill head
     other = orjson.dumps({"source": "s", "id": "later"})  # not written by dumps(make_record): parsed
     assert line_id(other) == "later"
+
+
+def test_randbelow_many_draws_what_randrange_draws_and_leaves_the_same_state():
+    from ming.data.mix import randbelow_many
+
+    for n in (1, 2, 3, 23, 24, 32, 33, 1000, 2**31 - 1, 2**32 - 1, 2**32):
+        for count in (0, 1, 7, 5000):
+            a, b = random.Random(f"s{n}"), random.Random(f"s{n}")
+            want = [a.randrange(n) for _ in range(count)]
+            assert randbelow_many(b, n, count).tolist() == want, (n, count)
+            assert a.getstate() == b.getstate() and a.random() == b.random(), (n, count)
+
+
+def test_bucket_shuffler_add_many_is_add_of_each(tmp_path):
+    lines = [dumps({"id": str(i), "x": "y" * (i % 7)}) for i in range(3000)]
+    one, many = BucketShuffler(tmp_path / "a", 5, random.Random(9)), BucketShuffler(tmp_path / "b", 5, random.Random(9))
+    for line in lines:
+        one.add(line)
+    many.add_many(lines[:1000])
+    many.add_many(lines[1000:])
+    assert list(one) == [line for bucket in many.buckets() for line in bucket]

@@ -38,6 +38,7 @@ from ming.errors import MingError
 
 BUCKET_RECORDS = 50_000  # records per shuffle bucket: bounds memory of the shuffle
 AUDIT_LINES = 2048  # written lines per audit task
+SPREAD_BYTES = 4 << 20  # drawn lines are spread over the shuffle buckets this many bytes at a time
 
 
 def _bar(total=None, desc="", disable=False, unit="rec"):
@@ -351,20 +352,24 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
     jobs = [(str(spills[(sub, src)]), available[sub][src], plan.subsets[sub].sources.get(src, 0),
              f"{recipe.seed}|{sub}|{src}", recipe.seed, recipe.dev_fraction, str(work / f"select-{i}.bin"))
             for i, (sub, src) in enumerate(strata)]
-    if sample is not None:
-        selected = sample(jobs)
-    else:
-        drawn = list(pool.map("select", jobs))
-        selected = [path for path, _ in drawn]
-        if pool.n > 1:  # the workers' share of the selection
-            seconds["mix_write.select"] += sum(cpu for _, cpu in drawn)
-            seconds["mix_write"] += sum(cpu for _, cpu in drawn)
+    def drawn() -> Iterator[str]:
+        """The strata's files in order, each as soon as it is drawn (the next ones are drawn meanwhile)."""
+        for path, cpu in pool.map("select", jobs):
+            if pool.n > 1:  # the workers' share of the selection
+                seconds["mix_write.select"] += cpu
+                seconds["mix_write"] += cpu
+            yield path
+
     bar = _bar(total=plan.total, desc="select", disable=not progress)
-    for path in selected:
+    for path in (sample(jobs) if sample is not None else drawn()):
         with open(path, "rb") as fh:
-            for line in fh:  # b"1" (dev) or b"0" (train), then the spill line
-                bar.update()
-                (sh_dev if line[:1] == b"1" else sh_train).add(line[1:])
+            while True:  # lines of b"1" (dev) or b"0" (train), then the spill line; train and dev lines are
+                block = fh.readlines(SPREAD_BYTES)  # shuffled with generators of their own, so each
+                if not block:  # kind can be spread apart
+                    break
+                bar.update(len(block))
+                sh_train.add_many([line[1:] for line in block if line[:1] != b"1"])
+                sh_dev.add_many([line[1:] for line in block if line[:1] == b"1"])
         Path(path).unlink()
     bar.close()
     stats = MixStats()
@@ -376,21 +381,25 @@ def finish(su: BuildSetup, out: Path, work: Path, sources: dict[str, dict], spil
         c = time.process_time()
         for split, sh in (("train", sh_train), ("dev", sh_dev)):
             with open(out / f"{split}.jsonl", "wb") as fh:
-                lines, heads, first = [], [], 1
-                for sline in sh:
-                    line = sline[SPILL_HEAD:]
-                    fh.write(line)
-                    lines.append(line)
-                    heads.append(sline[:SPILL_HEAD])
-                    if len(lines) >= AUDIT_LINES:
+                rest: list[bytes] = []  # spill lines not yet in a task: tasks of AUDIT_LINES across buckets
+                first = 1
+                for bucket in sh.buckets():
+                    rest += bucket
+                    full = len(rest) - len(rest) % AUDIT_LINES
+                    for i in range(0, full, AUDIT_LINES):
+                        part = rest[i:i + AUDIT_LINES]
+                        lines = [sline[SPILL_HEAD:] for sline in part]
+                        fh.write(b"".join(lines))
                         write_cpu[0] += time.process_time() - c
-                        yield lines, heads, f"{split}.jsonl", first, split
+                        yield lines, [sline[:SPILL_HEAD] for sline in part], f"{split}.jsonl", first, split
                         c = time.process_time()
                         first += len(lines)
-                        lines, heads = [], []
-                if lines:
+                    rest = rest[full:]
+                if rest:
+                    lines = [sline[SPILL_HEAD:] for sline in rest]
+                    fh.write(b"".join(lines))
                     write_cpu[0] += time.process_time() - c
-                    yield lines, heads, f"{split}.jsonl", first, split
+                    yield lines, [sline[:SPILL_HEAD] for sline in rest], f"{split}.jsonl", first, split
                     c = time.process_time()
         write_cpu[0] += time.process_time() - c
 

@@ -52,13 +52,14 @@ _ASCII_DIGIT = re.compile(r"[0-9]")  # every ID-card and phone pattern starts wi
 _DIGITS4 = re.compile(r"\d{4}")  # ... and holds four digits in a row
 _TLD = re.compile(r"\.(?:com|cn|net|org|gov|edu|info|io)")  # a URL without a scheme or www. ends in one of these
 _IM_CUES = ("QQ", "qq", "微信", "VX", "vx", "wx", "WX")
+_IM_CUE = re.compile("|".join(_IM_CUES))  # any of them, in one search
 
 
 def _pii_guards(t: str) -> tuple[bool, ...]:
     """Per PII pattern (in PII_PATTERNS order): whether it can match `t` at all."""
     digits = _ASCII_DIGIT.search(t) is not None and _DIGITS4.search(t) is not None
     return ("@" in t, "://" in t or "www." in t or ("." in t and _TLD.search(t) is not None), digits, digits,
-            any(k in t for k in _IM_CUES))
+            _IM_CUE.search(t) is not None)
 
 
 # Whatever `normalize_text` would change after NFC: a character it translates or removes (\r, tab and control
@@ -317,24 +318,28 @@ class Cleaner:
             return "too_many_turns", []
         total = 0
         out = []
+        pii, max_turn = cfg.pii, cfg.max_turn_chars
+        min_user, min_assistant = cfg.min_user_chars, cfg.min_assistant_chars
         for j, m in enumerate(msgs):
             content = m.get("content") if isinstance(m, dict) else None
             if not isinstance(content, str):
                 return "broken_turn", []
             if plain is None or not plain[j]:
                 content = normalize_text(content)
-                if cfg.pii:
+                if pii:
                     content = scrub_pii(content, self.pii)
             if not content:
                 return "empty_turn", []
             role = m.get("role")
-            if role == "user" and len(content) < cfg.min_user_chars:
+            n = len(content)
+            if role == "user":
+                if n < min_user:
+                    return "too_short", []
+            elif role == "assistant" and n < min_assistant:
                 return "too_short", []
-            if role == "assistant" and len(content) < cfg.min_assistant_chars:
-                return "too_short", []
-            if len(content) > cfg.max_turn_chars:
+            if n > max_turn:
                 return "too_long", []
-            total += len(content)
+            total += n
             out.append({"role": role, "content": content})
         if total > cfg.max_chars:
             return "too_long", []

@@ -28,6 +28,7 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import orjson
 
 
@@ -170,7 +171,14 @@ class BucketShuffler:
             line = line.encode("utf-8")
         self._fhs[self.rng.randrange(self.n)].write(line if line.endswith(b"\n") else line + b"\n")
 
-    def __iter__(self) -> Iterator[bytes]:
+    def add_many(self, lines: list[bytes]) -> None:
+        """`add` of each line (bytes) in turn, the buckets drawn for all of them at once (`randbelow_many`)."""
+        fhs = self._fhs
+        for line, b in zip(lines, randbelow_many(self.rng, self.n, len(lines)).tolist()):
+            fhs[b].write(line if line.endswith(b"\n") else line + b"\n")
+
+    def buckets(self) -> Iterator[list[bytes]]:
+        """The lines, bucket by bucket, each bucket shuffled (what iterating yields, a bucket at a time)."""
         for fh in self._fhs:
             fh.close()
         for i in range(self.n):
@@ -178,8 +186,40 @@ class BucketShuffler:
             with open(p, "rb") as fh:
                 lines = fh.readlines()
             self.rng.shuffle(lines)
-            yield from lines
+            yield lines
             p.unlink()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for lines in self.buckets():
+            yield from lines
+
+
+def randbelow_many(rng: random.Random, n: int, count: int) -> np.ndarray:
+    """`[rng.randrange(n) for _ in range(count)]` as an array, drawn with numpy, and `rng` left in the state those
+    calls leave it in. Python's `randrange(n)` takes a 32-bit output of its Mersenne Twister shifted down to
+    n.bit_length() bits and draws again while the value is >= n; numpy's MT19937 started from the same state gives
+    the same outputs (tests/test_data_mix.py compares both)."""
+    k = n.bit_length()
+    if count <= 0 or k > 32 or type(rng) is not random.Random:
+        return np.array([rng.randrange(n) for _ in range(count)], dtype=np.int64)
+    version, internal, gauss = rng.getstate()
+    bg = np.random.MT19937()
+    bg.state = {"bit_generator": "MT19937", "state": {"key": np.array(internal[:-1], dtype=np.uint32),
+                                                      "pos": internal[-1]}}
+    parts, need = [], count
+    while need:
+        saved = bg.state
+        r = bg.random_raw(need + need * ((1 << k) - n) // n + 64) >> np.uint64(32 - k)
+        ok = np.flatnonzero(r < n)
+        if len(ok) >= need:  # one draw too many: draw again from the saved state exactly as many as are used
+            bg.state = saved
+            bg.random_raw(int(ok[need - 1]) + 1)
+            ok = ok[:need]
+        parts.append(r[ok])
+        need -= len(ok)
+    st = bg.state["state"]
+    rng.setstate((version, tuple(st["key"].tolist()) + (int(st["pos"]),), gauss))
+    return np.concatenate(parts).astype(np.int64)
 
 
 SPILL_HEAD = 25  # bytes before the JSON line of a spill line: 16 hex digits of exact hash, 8 of CRC-32, a tab

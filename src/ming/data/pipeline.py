@@ -134,6 +134,10 @@ def source_shards(source: int, subset: SubsetSpec, spec: SourceSpec, task: Sourc
         yield Shard(source, i == len(pieces) - 1, subset, spec, task, p, data_dir, sp, part)
 
 
+def _first_perms(n: int) -> np.ndarray:
+    return np.arange(n, dtype=np.int64)
+
+
 class RecordStage:
     """Clean, hash, sign and eval-check batches of records (stateless between batches)."""
 
@@ -194,10 +198,13 @@ class RecordStage:
         exact = np.array(hashes, dtype=np.uint64)
         t3 = time.process_time()
         secs["exact_hash"] += t3 - t2  # the normalisation that exact hash and MinHash share
-        sigs = self.hasher.signatures(texts, normalized=True)
         keys = None
-        if self.bands is not None:
-            keys, sigs = band_sums(sigs, *self.bands), None
+        if self.bands is not None:  # only the permutations the bands use (120 of 128 at the defaults)
+            bands, rows = self.bands
+            sigs = self.hasher.signatures(texts, normalized=True, perms=_first_perms(bands * rows))
+            keys, sigs = band_sums(sigs, bands, rows), None
+        else:
+            sigs = self.hasher.signatures(texts, normalized=True)
         t4 = time.process_time()
         secs["minhash"] += t4 - t3
         hits = (self.eval_index.match_batch(kept, turns) if self.eval_index is not None

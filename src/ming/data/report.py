@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
 CHAR_BINS = (0, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+_EXCHANGES = tuple(str(i) for i in range(6))
+
+
+_BIN_LABELS = tuple(f"{lo}-{hi - 1}" for lo, hi in zip(CHAR_BINS, CHAR_BINS[1:])) + (f">={CHAR_BINS[-1]}",)
 
 
 def char_bin(n: int) -> str:
-    for lo, hi in zip(CHAR_BINS, CHAR_BINS[1:]):
-        if n < hi:
-            return f"{lo}-{hi - 1}"
-    return f">={CHAR_BINS[-1]}"
+    """The label of the CHAR_BINS bin of n characters."""
+    return _BIN_LABELS[bisect_right(CHAR_BINS, n, 1) - 1]
 
 
 @dataclass
@@ -35,11 +38,14 @@ class MixStats:
         self.category[cat] += 1
         self.subset[rec.get("subset", "")] += 1
         self.source[rec.get("source", "")] += 1
-        n = sum(len(m["content"]) for m in rec["messages"])
+        n = ex = 0
+        for m in rec["messages"]:
+            n += len(m["content"])
+            if m["role"] == "assistant":
+                ex += 1
         self.chars[cat][char_bin(n)] += 1
         self.char_sum[cat] += n
-        ex = sum(1 for m in rec["messages"] if m["role"] == "assistant")
-        self.exchanges[cat][str(ex) if ex < 6 else "6+"] += 1
+        self.exchanges[cat][_EXCHANGES[ex] if ex < 6 else "6+"] += 1
 
     def merge(self, other: "MixStats") -> None:
         """Add the counts of `other` (the stats of the lines that follow): the same as adding its records here,
