@@ -151,8 +151,11 @@ def match(row: dict, findings: list, table) -> tuple[dict, list]:
 
 
 def run(path: Path, with_sex: bool, errors: bool) -> dict:
-    sys.path.insert(0, str(HERE.parent / "src"))
-    from ming.safety.report import load_table, parse_report
+    try:  # the ming on PYTHONPATH (another checkout: PYTHONPATH=<main>/src), else this checkout's
+        from ming.safety.report import load_table, parse_report
+    except ImportError:
+        sys.path.insert(0, str(HERE.parent / "src"))
+        from ming.safety.report import load_table, parse_report
 
     table = load_table()
     rows = [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]

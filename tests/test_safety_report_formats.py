@@ -109,6 +109,10 @@ def test_critical_values(text, key):
 def test_not_critical():
     for text in ("钾 5.6 mmol/L", "血红蛋白 72 g/L", "血小板 45", "INR 2.6", "肌钙蛋白T 0.02 ng/mL", "血糖 15.2"):
         assert not any(f.critical for f in parse_report(text)), text
+    # expected in a known chronic state: a creatinine of 900 on dialysis is not news, a potassium of 6.5 still is
+    fs = {f.key: f for f in parse_report("透析两年了，肌酐 905 umol/L，钾 6.5 mmol/L")}
+    assert not fs["CREA"].critical and fs["K"].critical
+    assert one("肌酐 905 umol/L", "CREA").critical
     # a lab's own critical mark is kept even inside the table's limits
     assert one("钾 2.9 mmol/L ↓ 3.5-5.3 危急值", "K").critical == "报告标注危急值"
 

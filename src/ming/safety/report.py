@@ -6,9 +6,11 @@ Reads reports as people paste them:
   - free text                 `血压130/85，空腹血糖6.5，总胆固醇5.2`
 
 Test names are normalised with the alias table (tables/reference_ranges.yaml), values are graded
-against the range printed in the report if there is one, else the curated adult range (sex-aware,
-mg/dL -> mmol/L etc. converted); arrows / H / L printed in the report win over both. Blood pressure
-is classified per 中国高血压防治指南 (2018/2024).
+against the range printed in the report if there is one, else the curated adult range (sex-aware, pregnancy-aware
+for WBC / Hb, mg/dL -> mmol/L etc. converted); an arrow / H / L printed in the report wins over the curated range,
+not over printed numbers it contradicts. Values past the table's critical limits (危急值) carry `critical`, which
+the safety policy escalates. Blood pressure is classified per 中国高血压防治指南 (2018/2024). The text is cleaned
+first (`clean_text`: full-width forms, OCR'd O/l inside numbers, characters spaced out by an OCR).
 """
 
 from __future__ import annotations
@@ -46,9 +48,10 @@ _UNIT = re.compile(r"(?:[x×*]?\s*10\s*(?:\^|\*|e)?\s*(?:9|12)\s*/\s*l|m?g/24\s*
                    re.I)
 _SEX = re.compile(r"性别\s*[:：]?\s*(男|女)|[（(](男|女)[）)]|(?:^|[\s,，。;；(（])(男|女)(?:性)?\s*[,，、\s]?\s*\d{1,3}\s*岁|(男|女)性|(?:先生|男士)|(?:女士|小姐)")
 _SECTION = re.compile(r"(尿常规|尿液分析|尿液|尿检|大便常规|大便|粪便|粪常规|血气|血常规|血细胞分析|肝功能|肾功能|血脂|血糖|乙肝|"
-                      r"甲功|甲状腺|一般检查|电解质|心肌酶|性激素)")
+                      r"甲功|甲状腺|一般检查|电解质|心肌酶|性激素|OGTT|糖耐量|葡萄糖耐量)")
 # which names change meaning inside a section (reference_ranges.yaml `sections`): the section word's first character
-_SECTION_KIND = {"尿": "urine", "大": "stool", "粪": "stool", "血气": "blood_gas", "性": "hormone"}
+_SECTION_KIND = {"尿": "urine", "大": "stool", "粪": "stool", "血气": "blood_gas", "性": "hormone", "OG": "ogtt", "糖耐": "ogtt",
+                 "葡萄": "ogtt"}
 
 
 def _section_kind(name: str) -> str:
@@ -154,7 +157,7 @@ def load_table() -> ReportTable:
                        by_unit, {_norm_alias(k): v for k, v in (spec.get("urine_numeric") or {}).items()}, sections)
 
 
-_NEGATIVE = ("阴性", "-", "neg", "negative", "阴",  "未见异常", "正常", "未见", "未找到", "未检出", "normal", "nonreactive",
+_NEGATIVE = ("阴性", "-", "neg", "negative", "未见异常", "正常", "未见", "未找到", "未检出", "normal", "nonreactive",
              "non-reactive")
 
 
@@ -400,10 +403,13 @@ def _canonical(t: dict, value: float, rest: str) -> float | None:
     return value * alt[1] if alt else value
 
 
-def _critical(f: Finding, t: dict, v: float | None) -> Finding:
-    """Mark a critical value (危急值: the lab phones these to the doctor at once) from the table's `critical` limits."""
+def _critical(f: Finding, t: dict, v: float | None, text: str = "") -> Finding:
+    """Mark a critical value (危急值: the lab phones these to the doctor at once) from the table's `critical` limits;
+    `unless` names a known chronic state in which the value is expected (肌酐 892 in a patient on 透析)."""
     c = t.get("critical")
     if not c or v is None or f.status == "normal":  # normal by the range the lab printed: not its critical value
+        return f
+    if c.get("unless") and re.search(c["unless"], text):
         return f
     unit = t.get("unit", "")
     if c.get("low") is not None and (v < c["low"] or f.comparator in ("<", "≤") and v <= c["low"]):
@@ -564,7 +570,7 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
         f = _censored(_grade_numeric(key, tdef, raw, value, rest, sex, pregnant), comparator)
         if vm.group("num2"):
             f.value_low = float(num)
-        findings.append(_critical(f, tdef, _canonical(tdef, value, rest)))
+        findings.append(_critical(f, tdef, _canonical(tdef, value, rest), t))
         if _MARKED_CRITICAL.search(rest) and not f.critical:  # the lab printed it as critical itself
             f.critical = "报告标注危急值"
     if "SBP" in seen and "DBP" in seen and "BP" not in seen:
