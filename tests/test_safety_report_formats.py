@@ -52,6 +52,16 @@ def test_names_given_twice_and_unknown_abbreviations():
     assert one("尿糖 GLU ++ ", "U_GLU").status == "abnormal"  # the first name decides: urine, not blood glucose
 
 
+def test_one_line_lists_and_english_urinalysis():
+    keys = {f.key: f.value for f in parse_report("血常规 WBC 6.8 RBC 4.9 HGB 151 PLT 233 正常吗")}
+    assert keys == {"WBC": 6.8, "RBC": 4.9, "HGB": 151, "PLT": 233}  # a name after a value is no unit
+    ua = {f.key: f.status for f in parse_report("Urinalysis: protein 1+, glucose negative, nitrite positive, ketones negative")}
+    assert ua == {"U_PRO": "abnormal", "U_GLU": "normal", "U_NIT": "abnormal", "U_KET": "normal"}
+    urine = {f.key: f for f in parse_report("尿常规 WBC 320/uL RBC 18/uL")}
+    assert set(urine) == {"U_WBC", "U_RBC"} and not any(f.critical for f in urine.values())  # not a blood count of 0.32
+    assert parse_report("血糖 阴性") == []  # a word is no value for a blood glucose
+
+
 def test_sentence_typed_values():
     keys = {f.key: f for f in parse_report("空腹6.9，餐后两小时12.3，糖化7.1，空腹8小时后抽的血")}
     assert keys["GLU"].value == 6.9 and keys["PBG"].value == 12.3 and keys["HBA1C"].value == 7.1
@@ -90,6 +100,13 @@ def test_pregnancy_ranges_apply_only_when_no_range_is_printed():
     assert one("备孕中，白细胞 13.2", "WBC").status == "high"
     assert one("孕28周，白细胞 13.2 ×10^9/L 3.5-9.5", "WBC").status == "high"
     assert one("怀孕7个月，血红蛋白 108 g/L", "HGB").status == "low"
+
+
+def test_sex_from_the_person_the_report_is_about():
+    assert one("我爸的血常规：血红蛋白 124 g/L", "HGB").status == "low"  # men from 130
+    assert one("我妈的血常规：血红蛋白 124 g/L", "HGB").status == "normal"  # women from 115
+    assert one("血红蛋白 124 g/L", "HGB").status == "normal"  # unknown: the combined range
+    assert one("孕30周 肌酐 80 umol/L", "CREA").status == "high"  # women up to 73
 
 
 def test_units_guessed_when_none_is_written():

@@ -35,7 +35,7 @@ _VALUE = re.compile(
     r"(?:\s+[A-Z][A-Za-z]{1,5}(?=\s))?"  # an abbreviation the table does not know: 胆红素 BIL 阴性
     r"\s*(?:(?:报告|化验单|单子|结果)?上?(?:写着?|显示|提示)(?:的是|是|为)?|[=:]|结果|为|是|测得|检测值|有|达到?|只有|才)?\s*"
     r"\[?\s*(?:(?P<bp>\d{2,3})\s*/\s*(?P<bp2>\d{2,3})|(?P<qual>" + _QUAL + r")|(?P<num>" + _NUM + r")"
-    r"(?:\s*[-~]\s*(?P<num2>\d+(?:\.\d+)?)(?=\s*(?:个\s*)?/\s*[HL]P)|(?![\d/+:]))"
+    r"(?:\s*[-~]\s*(?P<num2>\d+(?:\.\d+)?)(?=\s*(?:个\s*)?/\s*[HL]P)|(?![\d+:]|\s*/\s*\d))"
     r"(?!\s*(?:小时|分钟|天|周|岁|年|个月|斤|公斤)))\s*\]?",  # 空腹8小时: a duration, not a value
     re.I)
 _FLAG = re.compile(r"(↑+|↓+|(?<![^\s(\[])(?:HH|LL|H|L|High|HIGH|Low|LOW)(?![^\s)\]])|偏高|偏低|升高|降低|增高|减低|(?<![\u4e00-\u9fff])[高低](?![\u4e00-\u9fff]))")
@@ -48,9 +48,9 @@ _UNIT = re.compile(r"(?:[x×*]?\s*10\s*(?:\^|\*|e)?\s*(?:9|12)\s*/\s*l|m?g/24\s*
                    re.I)
 _SEX = re.compile(r"性别\s*[:：]?\s*(男|女)|[（(](男|女)[）)]|(?:^|[\s,，。;；(（])(男|女)(?:性)?\s*[,，、\s]?\s*\d{1,3}\s*岁|(男|女)性|(?:先生|男士)|(?:女士|小姐)")
 _SECTION = re.compile(r"(尿常规|尿液分析|尿液|尿检|大便常规|大便|粪便|粪常规|血气|血常规|血细胞分析|肝功能|肾功能|血脂|血糖|乙肝|"
-                      r"甲功|甲状腺|一般检查|电解质|心肌酶|性激素|OGTT|糖耐量|葡萄糖耐量)")
+                      r"甲功|甲状腺|一般检查|电解质|心肌酶|性激素|OGTT|糖耐量|葡萄糖耐量|[Uu]rinalysis|[Uu]rine)")
 # which names change meaning inside a section (reference_ranges.yaml `sections`): the section word's first character
-_SECTION_KIND = {"尿": "urine", "大": "stool", "粪": "stool", "血气": "blood_gas", "性": "hormone", "OG": "ogtt", "糖耐": "ogtt",
+_SECTION_KIND = {"尿": "urine", "Ur": "urine", "ur": "urine", "大": "stool", "粪": "stool", "血气": "blood_gas", "性": "hormone", "OG": "ogtt", "糖耐": "ogtt",
                  "葡萄": "ogtt"}
 
 
@@ -173,10 +173,17 @@ def _qual_norm(q: str) -> str:
 _QUAL_ZH = {"negative": "阴性", "weak": "弱阳性", "positive": "阳性"}
 
 
+_KIN = re.compile(r"我(?:爸|爸爸|父亲|老爸|老公|丈夫|爷爷|外公|姥爷|儿子|哥|弟)|我(?:妈|妈妈|母亲|老妈|老婆|妻子|媳妇|奶奶|外婆|姥姥|女儿|姐|妹)"
+                  r"|(?<![备想没未])(?:怀孕|孕\d{1,2}周|妊娠|孕期|产后|月经)")
+_KIN_MALE = ("爸", "父", "老公", "丈夫", "爷", "外公", "姥爷", "儿子", "哥", "弟")
+
+
 def detect_sex(text: str) -> str | None:
+    """The sex the report states (性别：女, 男 45岁, 女士 …), else the one its subject implies (我爸, 我妈, 孕24周, 月经)."""
     m = _SEX.search(text)
     if not m:
-        return None
+        k = _KIN.search(text)
+        return None if not k else "male" if any(w in k.group(0) for w in _KIN_MALE) else "female"
     g = next((x for x in m.groups() if x), None)
     if g:
         return "male" if g == "男" else "female"
@@ -452,12 +459,17 @@ def classify_bp(s: int, d: int, raw: str = "血压") -> Finding:
                    ref_source="中国高血压防治指南（2018/2024）", status=st, category=cat, note=note)
 
 
+_UNIT_WORDS = frozenset({"mg", "g", "l", "u", "s", "iu", "pg", "ml", "mm", "cm", "kg", "t", "p"})
+
+
 def _unit_like(low: str, m: re.Match) -> bool:
     """An ASCII alias standing where a unit stands ('240 mg/dL': Mg is not magnesium here)."""
     if not m.group(0).isascii():
         return False
     if low[m.end():m.end() + 1] == "/":
         return True
+    if m.group(0) not in _UNIT_WORDS:  # "WBC 7.5 RBC 4.6 HGB 140": a test after a value, not its unit
+        return False
     before = low[:m.start()]
     stripped = before.rstrip(" \t")
     if stripped == before or not re.search(r"(?<![A-Za-z\u4e00-\u9fff])\d+(?:\.\d+)?$", stripped):
@@ -586,8 +598,8 @@ def _key_for(table: ReportTable, alias: str, kind: str, vm: re.Match, seg: str) 
     """The test a name means here: its section's meaning (尿常规: 红细胞 is the dipstick blood, or the microscopy
     count when a number follows), the unit after its value (中性粒细胞 85% / 6.2×10^9/L), else the alias table."""
     key = table.alias_to_key.get(alias, "")
-    if kind == "urine" and alias in table.urine_section:
-        key = table.urine_section[alias]
+    if kind == "urine" and (alias in table.urine_section or alias in table.urine_numeric):
+        key = table.urine_section.get(alias, key)
         if vm.group("num") is not None and alias in table.urine_numeric:
             key = table.urine_numeric[alias]
     elif kind and alias in table.sections.get(kind, {}):
@@ -600,8 +612,7 @@ def _key_for(table: ReportTable, alias: str, kind: str, vm: re.Match, seg: str) 
 def _count_word(q: str, key: str, table: ReportTable) -> bool:
     """A word read as a count on a numeric test: 未见 / 阴性 (none seen) or 满视野 (too many to count)."""
     t = table.tests.get(key, {})
-    return t.get("kind") != "qualitative" and t.get("high") is not None and (
-        q.lower().strip("()") in _NEGATIVE or q == "满视野")
+    return t.get("unit") in ("/HP", "/LP") and (q.lower().strip("()") in _NEGATIVE or q == "满视野")
 
 
 def _censored(f: Finding, comparator: str) -> Finding:
