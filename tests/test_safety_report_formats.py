@@ -60,6 +60,7 @@ def test_one_line_lists_and_english_urinalysis():
     urine = {f.key: f for f in parse_report("尿常规 WBC 320/uL RBC 18/uL")}
     assert set(urine) == {"U_WBC", "U_RBC"} and not any(f.critical for f in urine.values())  # not a blood count of 0.32
     assert parse_report("血糖 阴性") == []  # a word is no value for a blood glucose
+    assert one("24小时尿蛋白1.8g", "U_PRO24").status == "high"  # no unit: grams, not read as milligrams
 
 
 def test_sentence_typed_values():

@@ -289,7 +289,7 @@ def _grade_numeric(key: str, t: dict, raw: str, value: float, rest: str, sex: st
                 return f
             f.ref_source = "报告标记"
             lo = hi = None
-        elif not ukey and alts and _unitless(alts, value, lo, hi):
+        elif not ukey and alts and t.get("guess_unit", True) and _unitless(alts, value, lo, hi):
             # no unit and implausible in the canonical unit: the alternative it fits (mg/dL, g/dL are the usual)
             alt_u, factor = _unitless(alts, value, lo, hi)
             f.note = f"未写单位，按 {alt_u} 理解并换算"
@@ -406,7 +406,7 @@ def _canonical(t: dict, value: float, rest: str) -> float | None:
         ukey, canon = _unit_key(um.group(0)), _unit_key(t.get("unit", ""))
         return value if ukey == canon else value * alts[ukey] if ukey in alts else None
     lo, hi, _ = _range_for(t, None)
-    alt = _unitless(alts, value, lo, hi) if alts else None  # no unit: read as _grade_numeric reads it
+    alt = _unitless(alts, value, lo, hi) if alts and t.get("guess_unit", True) else None  # as _grade_numeric reads it
     return value * alt[1] if alt else value
 
 
