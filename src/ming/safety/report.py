@@ -536,7 +536,7 @@ def parse_report(text: str, sex: str | None = None) -> list[Finding]:
         cut = _ITEM_END.search(rest)
         rest = rest[: cut.start()] if cut else rest
         s = group[0][0]
-        raw = t[s:e]
+        raw = t[s:e] + (")" if t.count("(", s, e) > t.count(")", s, e) else "")  # 白细胞计数(WBC)
         section = next((name for pos, name in reversed(sections) if pos <= s), "")
         kind = _section_kind(section) if section else ""
         qual = vm.group("qual")
