@@ -35,8 +35,16 @@ def test_showcase_abnormal_items_exactly():
     assert tc.status == "normal" and tc.category == "合适水平"
 
 
-def test_report_arrow_wins_over_range_and_printed_range_wins_over_table():
-    assert parse_report("谷丙转氨酶 30 ↑ U/L 9-50")[0].status == "high"
+def test_report_arrow_and_printed_range_and_table():
+    # an arrow with no printed range wins over the table (the lab's own range may be tighter) ...
+    assert parse_report("谷丙转氨酶 45 ↑ U/L")[0].status == "high"
+    # ... but not over the printed numbers it contradicts (an arrow typed by hand or shifted a row by an OCR)
+    f = parse_report("谷丙转氨酶 30 ↑ U/L 9-50")[0]
+    assert f.status == "normal" and "与所印参考范围不符" in f.note and f.flag == "↑"
+    assert parse_report("谷丙转氨酶 50 ↑ U/L 9-50")[0].status == "high"  # on the limit: the lab's mark stands
+    # nor over a table that says the opposite direction ("↑" next to a potassium of 2.9)
+    k = parse_report("钾 2.9 ↑ mmol/L")[0]
+    assert k.status == "low" and "方向相反" in k.note
     f = parse_report("谷丙转氨酶 45 U/L (0-40)")[0]
     assert f.status == "high" and f.ref_source == "报告所印参考范围"
     assert parse_report("谷丙转氨酶 45 U/L")[0].status == "normal"  # table 9-50 (men) / 7-40 (women) -> combined

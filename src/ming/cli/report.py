@@ -8,7 +8,7 @@ import re
 import sys
 
 from ming.errors import MingError
-from ming.safety.report import findings_table, is_abnormal, parse_report
+from ming.safety.report import critical_notice, findings_table, is_abnormal, parse_report
 
 
 CONTROL = re.compile(r"[\x00-\x08\x0e-\x1a\x1c-\x1f]")  # never in a text report (tabs, newlines, ESC are)
@@ -73,6 +73,8 @@ def run(args) -> int:
         for f in findings:
             print(json.dumps(f.to_dict(), ensure_ascii=False))
         return 0
+    if critical_notice(findings):
+        print(critical_notice(findings) + "\n")
     print(findings_table(findings, markdown=args.markdown))
     ab = [f for f in findings if is_abnormal(f)]
     ungraded = [f for f in findings if f.status == "ungraded"]

@@ -147,7 +147,7 @@ def _aliases() -> _Aliases:
     spec = yaml.safe_load(_table_text("analyte_aliases.yaml"))
     table = load_table()
     skip = {_norm_alias(a) for a in spec.get("skip", [])}
-    resolve: dict[str, tuple] = {a: ((k,), "single") for a, k in table.alias_to_key.items() if a not in skip}
+    resolve: dict[str, tuple] = {a: ((k,), "single") for a, k in table.alias_to_key.items() if a not in skip and k}
     for a, k in (spec.get("extra") or {}).items():
         resolve[_norm_alias(a)] = ((k,), "single")
     overall = {}
@@ -1027,6 +1027,8 @@ def compose_explanation(findings: list[Finding]) -> str:
     spec = _meanings()
     ab = [f for f in findings if is_abnormal(f) and f.key not in ("SBP", "DBP")]
     ungraded = [f for f in findings if f.status == "ungraded"]
+    crit = [f for f in findings if f.critical]
+    head = [f"⚠️ 危急值：{'、'.join(f'{f.name} {f.value_text}' for f in crit)}，可能危及生命，请立即联系医生或去急诊。"] if crit else []
     if not ab:
         lines = [f"按参考范围，这次识别到的 {len(findings) - len(ungraded)} 项结果都在正常范围内。"]
     else:
@@ -1042,7 +1044,7 @@ def compose_explanation(findings: list[Finding]) -> str:
     if ungraded:
         lines.append(f"另有 {len(ungraded)} 项未能按参考表判断（{'、'.join(f.name for f in ungraded)}），请以报告所印范围为准。")
     lines.append("以上是按常见原因的一般说明，不是诊断；请带报告找医生结合症状解读，必要时复查。")
-    return "\n".join(lines)
+    return "\n".join(head + lines)
 
 
 def retry_hint(violations: list[Violation]) -> str:

@@ -6,7 +6,8 @@
     else: system += d.system_addendum; reply = d.prefix + model_answer + d.suffix
 
 Layers (each reported in d.triggered with its rule id): triage (red flags -> escalation first),
-report (lab values -> findings table + grounding for the model), policy (refusals; dose notes).
+report (lab values -> findings table + grounding for the model; a critical value -> a notice first, escalated),
+policy (refusals; dose notes).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from importlib import resources
 from ming import DISCLAIMER
 from ming.config import SAFETY
 from ming.errors import MingError
-from ming.safety.report import Finding, findings_table, grounding_text, is_abnormal, parse_report
+from ming.safety.report import Finding, critical_notice, findings_table, grounding_text, is_abnormal, parse_report
 from ming.safety.triage import Triage, bounded_text, default_triage
 
 MODES = SAFETY  # the one list of safety modes (ming.config)
@@ -55,7 +56,8 @@ class SafetyDecision:
 
     def to_dict(self) -> dict:
         return {"mode": self.mode, "action": self.action, "call_model": self.call_model,
-                "emergency": any(t["layer"] == "triage" for t in self.triggered), "triage_step": self.triage_step,
+                "emergency": any(t["layer"] == "triage" or t["rule_id"] == CRITICAL_RULE_ID for t in self.triggered),
+                "triage_step": self.triage_step,
                 **({"triage_model": self.model_triage} if self.model_triage is not None else {}),
                 "prefix": self.prefix, "refusal": self.refusal, "suffix": self.suffix,
                 "system_addendum": self.system_addendum, "triggered": list(self.triggered),
@@ -101,6 +103,7 @@ _REPORT_HINT = re.compile(r"(?:报告|体检|化验|检查结果|检验|指标|�
 
 
 MODEL_RULE_ID = "MODEL-TRIAGE"  # the id an escalation found by the model's yes/no carries
+CRITICAL_RULE_ID = "REPORT-CRITICAL"  # a pasted report with a critical value (危急值: K 6.8, 血红蛋白 52 …)
 EDUCATION_TURNS = 4  # the model step is skipped when these newest user turns are all health-education questions
 # (the judge reads the newest message and 3 earlier ones: ming.safety.model_triage.CONTEXT_TURNS)
 
@@ -184,13 +187,18 @@ class SafetyPolicy:
         # one value is a report when it says so, is a common self-measurement, or comes with its printed range /
         # flag ("谷丙转氨酶 45 U/L (0-40)": the model's explanation is held to it like any report's)
         if findings and (len(findings) >= 2 or _REPORT_HINT.search(last) or findings[0].key in ("BP", "SBP", "GLU", "HBA1C")
-                         or findings[0].ref_source in ("报告所印参考范围", "报告标记") or findings[0].flag):
+                         or findings[0].ref_source in ("报告所印参考范围", "报告标记") or findings[0].flag
+                         or findings[0].critical):
             d.findings = findings
             d.findings_table = findings_table(findings)
             addenda.append(grounding_text(findings))
             n_ab = sum(is_abnormal(f) for f in findings)
             d.triggered.append({"layer": "report", "rule_id": "REPORT-FINDINGS",
                                 "rationale": f"解析到 {len(findings)} 项检验/体检结果（{n_ab} 项异常），已按参考范围比对并提供给模型"})
+            crit = [f for f in findings if f.critical]
+            if crit:  # a critical value is escalated like an emergency: its notice is shown first, before the table
+                d.triggered.insert(sum(t["layer"] == "triage" for t in d.triggered), {"layer": "report", "rule_id": CRITICAL_RULE_ID, "rationale": "检验危急值："
+                                       + "、".join(f"{f.name} {f.value_text}（{f.critical}）" for f in crit)})
 
         # 4. dose questions
         dose = bool(rules.dose_re.search(norm) and _DRUG_HINT.search(norm)) and refusal is None
@@ -206,6 +214,7 @@ class SafetyPolicy:
             d.refusal = lead + refusal.reply + "\n" + d.notice
             d.system_addendum = ""
             return d
+        critical = critical_notice(d.findings)
         if tri.emergency:
             d.action = "escalate"
             d.prefix = tri.escalation if self.mode == "strict" else conv.escalation
@@ -220,8 +229,13 @@ class SafetyPolicy:
             addenda.insert(0, rules.emergency_system.format(categories="急症（模型判断）"))
             if self.mode == "strict":
                 d.call_model = False
+        if critical:  # after any escalation, before the findings table; every time (a new report, new values)
+            d.action = "escalate"
+            d.prefix = (d.prefix + "\n\n" if d.prefix else "") + critical
+            if self.mode == "strict":
+                d.call_model = False
         d.triage_step = "rules" if tri.emergency else "model" if by_model else ""
         d.system_addendum = "\n\n".join(addenda)
-        if d.triggered and d.call_model and not (tri.emergency or by_model):
+        if d.triggered and d.call_model and not (tri.emergency or by_model or critical):
             d.suffix = (d.suffix + "\n" if d.suffix else "") + d.notice
         return d
