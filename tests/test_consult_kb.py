@@ -176,3 +176,12 @@ def test_the_history_question_also_asks_the_regular_medicines(kb):
     acts = talk(kb, "咳嗽两个月了，干咳", "没有", "没有")
     slots = [a.question.slot for a in acts if a.question]
     assert "history" in slots
+
+
+def test_a_chronic_condition_is_history_and_a_high_reading_is_a_finding(kb):
+    st = build_state([{"role": "user", "content": "胸口闷，有高血压十来年"}], kb.lexicon)
+    assert "高血压" not in st.present() and any("高血压" in h for h in st.history)
+    st = build_state([{"role": "user", "content": "后脑勺发胀，自己量了几次都在160/100左右"}], kb.lexicon)
+    assert "血压高" in st.present()
+    st = build_state([{"role": "user", "content": "头晕，量了血压120/80"}], kb.lexicon)
+    assert "血压高" not in st.present()

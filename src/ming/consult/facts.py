@@ -132,10 +132,27 @@ def own_question(text: str) -> str:
     return "".join(p for p in parts if OWN_QUESTION.search(p.strip())).strip()
 
 
+# chronic conditions the KB also lists as symptoms: said by a patient they are history ("有高血压十来年"), not a
+# complaint, and stay out of the symptoms (the history keeps them, and the ranking reads a known disease from it)
+CONDITION_NAMES = {"高血压", "糖尿", "糖尿病", "冠心病", "高血脂", "高脂血症", "血脂高"}
+# a blood-pressure reading ("150/98", "血压160/100"): high when systolic ≥ 140 or diastolic ≥ 90 (a measured finding)
+BP = re.compile(r"(?<![\d/])(\d{2,3})\s*/\s*(\d{2,3})(?![\d/])")
+
+
+def _bp_mentions(t: str) -> list[Mention]:
+    out = []
+    for m in BP.finditer(t):
+        sys_, dia = int(m.group(1)), int(m.group(2))
+        if 60 <= sys_ <= 260 and 30 <= dia <= 160 and sys_ > dia and (sys_ >= 140 or dia >= 90):
+            out.append(Mention("血压高", m.group(0), m.start(), m.end(), "present"))
+    return out
+
+
 def read_message(text: str, lexicon: Lexicon) -> MessageFacts:
     t = normalize_text(text).strip()
     f = MessageFacts(text=t)
-    f.mentions = lexicon.mentions(t)
+    f.mentions = [m for m in lexicon.mentions(t) if m.canonical not in CONDITION_NAMES]
+    f.mentions += _bp_mentions(t)
     f.sites = list(dict.fromkeys(SITE_CANON.get(s, s) for s in _SITE_RE.findall(t)))
     f.pain_sites = list(dict.fromkeys(SITE_CANON.get(s, s) for c in re.split(r"[，,。；;！!？?\n]", t)
                                       if _PAIN_WORD.search(c) for s in _SITE_RE.findall(c)))

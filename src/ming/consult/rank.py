@@ -80,7 +80,7 @@ SITE_MISS = math.log(0.3)
 # a disease the patient says they already have (their history: "老慢支好多年了", "有高血压") is the likeliest cause of a
 # flare of what it causes — a doctor reads a known diagnosis first
 KNOWN_BOOST = math.log(4.0)
-_DENIED = re.compile(r"没有|没|无|否认|不是")
+_DENIED = re.compile(r"没有|没|无|否认|不是|爸|妈|父|母|家里|家族|兄|姐|弟|妹|爷爷|奶奶|外公|外婆")  # denied, or a relative's
 # a complaint that has lasted four weeks or more is not an acute infection (a cold, "急性…"): a cough of two months
 # is asthma, reflux, TB or a chronic bronchitis before it is a cold
 ACUTE = re.compile(r"^急性|^感冒$|流行性感冒|^上呼吸道感染$|^急性上呼吸道感染$")
