@@ -52,7 +52,7 @@ def build(state: ConsultState, kb: KB, cands: list[Candidate], flags: list[RedFl
     depts = [it["department"] for it in items if it["department"]]
     level, when = urgency(state, flags)
     cautions = []
-    if items:
+    if items and not flags:  # the top disease's nursing text is routine care: no place in an emergency's advice
         d = kb.disease(items[0]["name"]) or {}
         note = next((x.strip() for x in re.split(r"[\n。]", (d.get("nursing") or "") + "\n" + (d.get("prevent") or ""))
                      if len(x.strip()) >= 12 and not x.strip().endswith("…")), "")
