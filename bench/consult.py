@@ -9,6 +9,9 @@ plain model, paired on the same cases, plus the controller's cost per turn.
     nice -n 10 .venv/bin/python bench/consult.py run --arm phrased --model-path base --out runs/consult_bench
     .venv/bin/python bench/consult.py table runs/consult_bench/plain.jsonl runs/consult_bench/controller.jsonl
     .venv/bin/python bench/consult.py overhead
+    # written outpatient cases instead of the dialogue datasets (any arm)
+    .venv/bin/python bench/consult.py run --arm controller --cases tests/fixtures/consult_cases.jsonl --out runs/cw
+    .venv/bin/python bench/consult.py table runs/cw/controller.jsonl
 
 Cases: per task, the first --limit cases of the evaluator's seeded order (`Runner.prepare`, so
 `ming eval TASK --limit N --seed S` scores the same ones) plus every case of the task whose whole
@@ -18,12 +21,22 @@ the rule-based simulator; each consultation runs `ming.eval.simpatient.consult` 
 Metrics per arm (table): share of non-final doctor turns that ask a question (the simulator's own
 test, `questions_in`), coverage of hidden findings, diagnosis by the evaluator's lexical match and by
 the KB (top-1 / top-3: the first KB diseases named in the final answer's diagnosis sentence, matched
-synonym-aware through the KB), doctor turns, escalation on red-flag cases. Wilson 95% CIs for rates, bootstrap for means."""
+synonym-aware through the KB), doctor turns, escalation on red-flag cases. Wilson 95% CIs for rates, bootstrap for means.
+
+A case file (`--cases FILE`, JSONL rows `{id, chief_complaint, findings: [{id, category, text}], diagnosis,
+differential: [...], department, red_flag, sex, age}`) replaces the dataset sampling: every row is one
+consultation, its `red_flag` label says which cases should be escalated. The rule-based patient answers age and sex
+only from a finding of category "profile", so the row's sex and age become one more hidden finding ("女，22岁")
+that does not count towards coverage (coverage is over the row's own findings). For case files `table` adds: the
+diagnosis or one of its listed differentials among the KB top-3, department match (a department the row lists, by
+name, in the final answer's 就诊科室 line or, without one, anywhere in it), and false escalation on the cases not
+labelled red-flag."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -34,7 +47,7 @@ from ming.eval.clients import Reply
 from ming.eval.dxkb import kb_hits
 from ming.eval.metrics import bootstrap_ci, mcnemar, paired_bootstrap, wilson_ci
 from ming.eval.runner import EvalOptions, Runner
-from ming.eval.simpatient import RulePatient, consult, diagnosis_hit, questions_in
+from ming.eval.simpatient import Case, Finding, RulePatient, consult, diagnosis_hit, questions_in
 from ming.kb import load_kb
 from ming.prompts import system_prompt
 from ming.safety.triage import default_triage
@@ -104,6 +117,56 @@ def cases_for(runner: Runner, name: str, limit: int):
     return prep, chosen
 
 
+CASE_TASK = "cases"  # the task name of a case-file row in the results
+
+
+def profile_text(sex: str | None, age) -> str:
+    """How the patient tells sex and age (a profile finding the rule-based patient can give)."""
+    parts = [p for p in (sex, f"{age:g}岁" if isinstance(age, (int, float)) else None) if p]
+    return "，".join(parts)
+
+
+def load_case_file(path: str | Path) -> list[tuple[Case, dict]]:
+    """(simpatient Case, the row) per line of a written case file; a malformed row is an error naming its line."""
+    out = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            findings = [Finding(int(f["id"]), f["category"], f["text"]) for f in row["findings"]]
+            chief = row["chief_complaint"]
+            cid = str(row["id"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise SystemExit(f"{path}: line {n} is not a case row (id, chief_complaint, findings[id, category, text]): {e}")
+        prof = profile_text(row.get("sex"), row.get("age"))
+        if prof:
+            findings.append(Finding(max((f.id for f in findings), default=0) + 1, "profile", prof))
+        out.append((Case(id=cid, chief_complaint=chief, findings=findings, diagnosis=row.get("diagnosis"),
+                         department=row.get("department"), source=str(path)), row))
+    return out
+
+
+def case_coverage(res, row: dict) -> float | None:
+    """Coverage over the row's own findings (the added profile finding does not count)."""
+    own = {int(f["id"]) for f in row["findings"]}
+    return len(own & set(res.revealed)) / len(own) if own else None
+
+
+def _jobs(args, runner):
+    """(task, item id, Case, red-flag, row or None) per consultation to run."""
+    if args.cases:
+        for case, row in load_case_file(args.cases):
+            yield CASE_TASK, case.id, case, bool(row.get("red_flag")), row
+        return
+    for name in args.tasks.split(","):
+        prep, chosen = cases_for(runner, name, args.limit)
+        n_flag = sum(1 for _, f in chosen if f)
+        print(f"[bench] {name}: {len(chosen)} cases ({n_flag} red-flag)", file=sys.stderr)
+        for item, flagged in chosen:
+            yield name, item["id"], prep.cases[item["id"]], flagged, None
+
+
 def cmd_run(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,29 +192,27 @@ def cmd_run(args) -> int:
     runner = Runner(client, opts)
     print(f"[bench] arm={args.arm} model={getattr(engine, 'name', None)} kb={kb.source} → {path}", file=sys.stderr)
     with path.open("a", encoding="utf-8") as fh:
-        for name in opts.tasks:
-            prep, chosen = cases_for(runner, name, args.limit)
-            n_flag = sum(1 for _, f in chosen if f)
-            print(f"[bench] {name}: {len(chosen)} cases ({n_flag} red-flag)", file=sys.stderr)
-            for item, flagged in chosen:
-                if (name, item["id"]) in done:
-                    continue
-                case = prep.cases[item["id"]]
-                gen = runner.gen_for("consult", item["id"])
-                t0 = time.time()
-                n_steps = len(getattr(client, "step_ms", []))
-                res = consult(client, RulePatient(case), case, gen, max_turns=args.max_turns, system=system)
-                row = {"task": name, "id": item["id"], "arm": args.arm, "red_flag_case": flagged,
-                       "transcript": res.transcript, "turns": res.turns, "revealed": res.revealed,
-                       "n_findings": len(case.findings), "coverage": res.coverage, "final_text": res.final_text,
-                       "gold": case.diagnosis, "lexical_hit": res.diagnosis_hit,
-                       "escalated": bool(res.safety_events), "concluded_early": res.concluded_early,
-                       "seconds": round(time.time() - t0, 2),
-                       "step_ms": getattr(client, "step_ms", [])[n_steps:]}
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                fh.flush()
-                print(f"[bench] {name} {item['id']}: {row['seconds']} s, coverage {res.coverage}, "
-                      f"dx {res.diagnosis_hit}", file=sys.stderr)
+        for name, cid, case, flagged, crow in _jobs(args, runner):
+            if (name, cid) in done:
+                continue
+            gen = runner.gen_for("consult", cid)
+            t0 = time.time()
+            n_steps = len(getattr(client, "step_ms", []))
+            res = consult(client, RulePatient(case), case, gen, max_turns=args.max_turns, system=system)
+            row = {"task": name, "id": cid, "arm": args.arm, "red_flag_case": flagged,
+                   "transcript": res.transcript, "turns": res.turns, "revealed": res.revealed,
+                   "n_findings": len(case.findings), "coverage": res.coverage, "final_text": res.final_text,
+                   "gold": case.diagnosis, "lexical_hit": res.diagnosis_hit,
+                   "escalated": bool(res.safety_events), "concluded_early": res.concluded_early,
+                   "seconds": round(time.time() - t0, 2),
+                   "step_ms": getattr(client, "step_ms", [])[n_steps:]}
+            if crow is not None:
+                row.update(n_findings=len(crow["findings"]), coverage=case_coverage(res, crow),
+                           differential=list(crow.get("differential") or []), department=crow.get("department"))
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            print(f"[bench] {name} {cid}: {row['seconds']} s, coverage {row['coverage']}, "
+                  f"dx {res.diagnosis_hit}", file=sys.stderr)
     if isinstance(client, ControllerDoctor) and engine is not None:
         print(f"[bench] phrased {client.phrased} questions, template fallback {client.fallbacks}", file=sys.stderr)
     return 0
@@ -166,9 +227,14 @@ def score(rows: list[dict], kb) -> dict:
     top3 = [x for x in per_case(dx_rows, kb, "top3")]
     lex = [bool(diagnosis_hit(r["final_text"], r["gold"])[0]) for r in dx_rows]
     flagged = [r for r in rows if r["red_flag_case"]]
+    calm = [r for r in rows if not r["red_flag_case"]]
+    ddx = [x for x in per_case(dx_rows, kb, "top3_ddx") if x is not None]
+    dept = [x for x in per_case(rows, kb, "department") if x is not None]
     return {"cases": len(rows), "asked": (sum(asked), len(asked)), "coverage": cov,
             "lexical": (sum(lex), len(lex)), "top1": (sum(top1), len(top1)), "top3": (sum(top3), len(top3)),
-            "turns": [r["turns"] for r in rows], "escalated": (sum(r["escalated"] for r in flagged), len(flagged))}
+            "top3_ddx": (sum(ddx), len(ddx)), "department": (sum(dept), len(dept)),
+            "turns": [r["turns"] for r in rows], "escalated": (sum(r["escalated"] for r in flagged), len(flagged)),
+            "false_escalation": (sum(r["escalated"] for r in calm), len(calm))}
 
 
 def _rate(kn) -> str:
@@ -195,6 +261,8 @@ def cmd_table(args) -> int:
         arms.append((Path(p).stem, {(r["task"], r["id"]): r for r in rows}))
     common = set.intersection(*(set(r) for _, r in arms))
     tasks = sorted({t for t, _ in common}, key=lambda t: TASKS.split(",").index(t) if t in TASKS else 99)
+    if tasks == [CASE_TASK]:
+        return _case_table(arms, common, kb, args)
     print("| task | arm | cases | asks a question (non-final turns) % | coverage % | diagnosis (lexical) % "
           "| KB top-1 % | KB top-3 % | doctor turns | escalated on red-flag cases |")
     print("|---|---|---:|---|---|---|---|---|---:|---|")
@@ -205,18 +273,50 @@ def cmd_table(args) -> int:
             print(f"| {task} | {arm} | {s['cases']} | {_rate(s['asked'])} | {_mean(s['coverage'], pct=True)} | "
                   f"{_rate(s['lexical'])} | {_rate(s['top1'])} | {_rate(s['top3'])} | {_mean(s['turns'])} | "
                   f"{_rate(s['escalated'])} |")
+    _paired(arms, common, kb)
+    return 0
+
+
+def _case_table(arms, common, kb, args) -> int:
+    """The table for a case file: diagnosis (top-1, top-3, or a listed differential in the top 3), coverage,
+    asking, department, escalation recall on red-flag rows and false escalation on the others; --detail
+    adds one line per case (the KB diseases named, the gold, what was revealed)."""
+    print("| arm | cases | KB top-1 % | KB top-3 % | dx or differential in top-3 % | coverage % | asks (non-final turns) % "
+          "| department % | escalated (red-flag cases) % | false escalation (others) % |")
+    print("|---|---:|---|---|---|---|---|---|---|---|")
+    keys = sorted(common)
+    for arm, rows in arms:
+        s = score([rows[k] for k in keys], kb)
+        print(f"| {arm} | {s['cases']} | {_rate(s['top1'])} | {_rate(s['top3'])} | {_rate(s['top3_ddx'])} | "
+              f"{_mean(s['coverage'], pct=True)} | {_rate(s['asked'])} | {_rate(s['department'])} | "
+              f"{_rate(s['escalated'])} | {_rate(s['false_escalation'])} |")
+    _paired(arms, common, kb)
+    if getattr(args, "detail", False):
+        from ming.eval.dxkb import diagnosis_span
+
+        for arm, rows in arms:
+            print(f"\n## {arm}")
+            for k in keys:
+                r = rows[k]
+                named = kb.diseases_in(diagnosis_span(r["final_text"]))[:3]
+                t1, t3 = kb_hits(r["final_text"], r["gold"], kb)
+                print(f"{r['id']} {'OK ' if t1 else 'ok3' if t3 else '-- '} gold={r['gold']} named={named} "
+                      f"cov={r['coverage']:.2f} esc={int(r['escalated'])}/{int(r['red_flag_case'])}")
+    return 0
+
+
+def _paired(arms, common, kb):
     if len(arms) == 2:  # paired tests, second arm against the first, over all common cases
         (na, a), (nb, b) = arms
         keys = sorted(k for k in common if a[k]["coverage"] is not None and b[k]["coverage"] is not None)
         pb = paired_bootstrap([a[k]["coverage"] for k in keys], [b[k]["coverage"] for k in keys])
         print(f"\ncoverage {nb} − {na}: {100 * pb['delta']:+.1f} points [{100 * pb['ci95'][0]:.1f}, "
               f"{100 * pb['ci95'][1]:.1f}], paired bootstrap p = {pb['p']:.3g} ({len(keys)} cases)")
-        for metric in ("asked", "top1", "top3"):
+        for metric in ("asked", "top1", "top3") + (("top3_ddx",) if {t for t, _ in common} == {CASE_TASK} else ()):
             pa, pbv = per_case(list(a[k] for k in sorted(common)), kb, metric), per_case(list(b[k] for k in sorted(common)), kb, metric)
             pairs = [(x, y) for x, y in zip(pa, pbv) if x is not None and y is not None]
             m = mcnemar([x for x, _ in pairs], [y for _, y in pairs])
             print(f"{metric} {nb} vs {na}: only {na} {m['only_a']}, only {nb} {m['only_b']}, exact McNemar p = {m['p']:.3g}")
-    return 0
 
 
 def per_case(rows: list[dict], kb, metric: str) -> list[bool | None]:
@@ -227,9 +327,49 @@ def per_case(rows: list[dict], kb, metric: str) -> list[bool | None]:
             turns = [x for x in r["transcript"] if x["role"] == "doctor"][:-1]
             out.append(all(questions_in(t["text"]) for t in turns) if turns else None)
             continue
+        if metric == "department":
+            out.append(department_hit(r["final_text"], r.get("department")))
+            continue
+        if metric == "top3_ddx":
+            out.append(ddx_top3(r["final_text"], r["gold"], r.get("differential") or [], kb))
+            continue
         top1, top3 = kb_hits(r["final_text"], r["gold"], kb)
         out.append(top1 if metric == "top1" else top3)
     return out
+
+
+def ddx_top3(text: str, gold: str | None, differential: list[str], kb) -> bool | None:
+    """The diagnosis or one of the listed differentials among the first three KB diseases named."""
+    if not gold:
+        return None
+    return any(kb_hits(text, g, kb)[1] for g in [gold] + list(differential))
+
+
+# the writer's department names against the KB's (寻医问药网: 心内科, 消化内科 …)
+_DEPT_SYNONYMS = {"心血管内科": "心内科", "神经内科": "神经内科", "精神心理科": "精神科", "耳鼻喉科": "耳鼻喉科",
+                  "风湿免疫科": "风湿免疫科", "急诊科": "急诊科", "妇产科": "妇科", "肝胆外科": "肝胆外科"}
+
+
+def department_hit(text: str, gold: str | None) -> bool | None:
+    """A department the row lists ("呼吸内科/结核病门诊") in the final answer's 就诊科室 line (anywhere in the
+    answer when it has no such line); 心血管内科 = 心内科, 精神心理科 = 精神科 / 心理科, 妇产科 = 妇科 / 产科."""
+    if not gold:
+        return None
+    text = text or ""
+    m = re.search(r"就诊科室[:：]([^\n]*)", text)
+    where = m.group(1) if m else text
+    for d in re.split(r"[/、,，]", gold):
+        d = d.strip()
+        if not d:
+            continue
+        forms = {d, _DEPT_SYNONYMS.get(d, d), d.replace("科", "")}
+        if d == "精神心理科":
+            forms |= {"心理科", "精神科"}
+        if d == "妇产科":
+            forms |= {"产科"}
+        if any(f and f in where for f in forms):
+            return True
+    return False
 
 
 def cmd_overhead(args) -> int:
@@ -278,6 +418,7 @@ def main(argv=None) -> int:
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--max-new-tokens", type=int, default=128, help="plain arm: tokens per doctor turn")
     r.add_argument("--out", default="runs/consult_bench")
+    r.add_argument("--cases", default=None, help="a written case file (JSONL, see the module doc) instead of --tasks")
     for sp in (r, sub.add_parser("overhead", help="KB load time and controller time per turn")):
         sp.add_argument("--tasks", default=TASKS)
         sp.add_argument("--limit", type=int, default=20, help="cases per task from the seeded order (plus red-flag cases)")
@@ -289,6 +430,7 @@ def main(argv=None) -> int:
     r.set_defaults(func=cmd_run)
     t = sub.add_parser("table", help="paired table of two or more arms' results")
     t.add_argument("files", nargs="+")
+    t.add_argument("--detail", action="store_true", help="case files: one line per case (KB diseases named, gold)")
     t.set_defaults(func=cmd_table)
     args = p.parse_args(argv)
     return args.func(args)

@@ -143,3 +143,45 @@ def test_bacteriology_bench_methods_are_not_advised_as_checks(kb):
     kept = [c for d in kb.diseases.values() for c in d.get("checks", []) if c in real]
     assert kept and all(c in kb.common_checks(d, 50) for d, v in kb.diseases.items()
                         for c in v.get("checks", []) if c in kept)
+
+
+# Session 10: colloquial and dialect wording read as the KB's symptoms (phrasings written for this test)
+@pytest.mark.parametrize("text,canonical", [
+    ("这几天喘不上来", "呼吸困难"), ("痰也多了", "咳痰"), ("上楼梯胸口就闷", "胸闷"), ("拉的大便是黑的", "黑便"),
+    ("脑壳痛了好几天", "头痛"), ("心脏跳得特别快", "心悸"), ("尿尿的时候疼", "尿痛"), ("晚上要起夜三回", "夜尿增多"),
+    ("尿不干净", "排尿不畅"), ("手指头发木", "麻木"), ("咽口水都疼", "吞咽痛"), ("眼睛痒", "眼痒"),
+    ("胃涨得慌", "腹胀"), ("按下去的时候更疼", "压痛"), ("松开的时候特别疼", "反跳痛"),
+])
+def test_colloquial_symptoms_are_read(kb, text, canonical):
+    st = build_state([{"role": "user", "content": text}], kb.lexicon)
+    assert canonical in st.present(), (text, st.present())
+
+
+def test_a_site_said_with_a_bare_pain_word_gives_the_sited_pain(kb):
+    st = build_state([{"role": "user", "content": "右边肋骨下面一阵阵疼，还发烧"}], kb.lexicon)
+    assert "右上腹痛" in st.present()
+    assert R.rank(st, kb)[0].name in ("胆囊炎", "急性胆囊炎", "胆结石", "胆囊结石")
+
+
+def test_black_stool_and_hives_with_a_tight_throat_escalate(kb):
+    a = talk(kb, "大便黑乎乎的像柏油，有点头晕")[0]
+    assert a.kind == "escalate" and "上消化道出血" in a.text.split("初步判断")[1].split("。")[0]
+    b = talk(kb, "吃了虾以后全身起风疙瘩，喉咙发紧")[0]
+    assert b.kind == "escalate" and any(f.id == "anaphylaxis" for f in b.red_flags)
+    c = talk(kb, "身上起了些红疹子，有点痒，两天了")[0]
+    assert c.kind != "escalate"
+
+
+def test_the_history_question_also_asks_the_regular_medicines(kb):
+    acts = talk(kb, "咳嗽两个月了，干咳", "没有", "没有")
+    slots = [a.question.slot for a in acts if a.question]
+    assert "history" in slots
+
+
+def test_a_chronic_condition_is_history_and_a_high_reading_is_a_finding(kb):
+    st = build_state([{"role": "user", "content": "胸口闷，有高血压十来年"}], kb.lexicon)
+    assert "高血压" not in st.present() and any("高血压" in h for h in st.history)
+    st = build_state([{"role": "user", "content": "后脑勺发胀，自己量了几次都在160/100左右"}], kb.lexicon)
+    assert "血压高" in st.present()
+    st = build_state([{"role": "user", "content": "头晕，量了血压120/80"}], kb.lexicon)
+    assert "血压高" not in st.present()

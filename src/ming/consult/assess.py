@@ -52,7 +52,7 @@ def build(state: ConsultState, kb: KB, cands: list[Candidate], flags: list[RedFl
     depts = [it["department"] for it in items if it["department"]]
     level, when = urgency(state, flags)
     cautions = []
-    if items:
+    if items and not flags:  # the top disease's nursing text is routine care: no place in an emergency's advice
         d = kb.disease(items[0]["name"]) or {}
         note = next((x.strip() for x in re.split(r"[\n。]", (d.get("nursing") or "") + "\n" + (d.get("prevent") or ""))
                      if len(x.strip()) >= 12 and not x.strip().endswith("…")), "")
@@ -97,7 +97,14 @@ def render(state: ConsultState, a: dict) -> str:
     known = _findings_line(state)
     if known:
         lines.append(f"根据您目前提供的情况（{known}）：")
-    if a["candidates"]:
+    # an emergency names what the red flag suspects first (a doctor escalating a black stool says "上消化道出血"
+    # before whatever the symptom ranking has on top), then the ranked candidates
+    flagged = list(dict.fromkeys(re.sub(r"[（(].*$", "", f["suspicion"]) for f in a["red_flags"]))
+    if a["candidates"] and flagged:
+        names = [c["name"] for c in a["candidates"] if not any(c["name"] in f for f in flagged)]
+        rest = f"，其次考虑{'、'.join(names)}" if names else ""
+        lines.append(f"初步判断：最可能是{'、'.join(flagged)}（需急诊排除）{rest}。")
+    elif a["candidates"]:
         names = [c["name"] for c in a["candidates"]]
         rest = f"，其次考虑{'、'.join(names[1:])}" if len(names) > 1 else ""
         lines.append(f"初步判断：最可能是{names[0]}{rest}。")

@@ -33,7 +33,7 @@ KINDS = ("escalate", "ask", "answer_then_ask", "assess", "answer")
 @dataclass
 class ConsultConfig:
     max_questions: int = 6  # questions before the assessment at the latest
-    min_questions: int = 2  # questions before candidates may count as separated
+    min_questions: int = 3  # questions before candidates may count as separated (onset, a symptom, the history)
     separated_prob: float = 0.5  # top candidate's probability …
     separated_ratio: float = 3.0  # … and its lead over the second
     top: int = 10  # candidates ranked and shown

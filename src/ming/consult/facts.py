@@ -11,13 +11,17 @@ from dataclasses import dataclass, field
 
 from ming.kb.symptoms import Lexicon, Mention, normalize_text
 
-SITES = ("右下腹", "左下腹", "右上腹", "左上腹", "上腹", "下腹", "小腹", "小肚子", "脐周", "肚脐", "胃部", "心口", "胸口", "胸部",
-         "胸骨后", "后背", "背部", "腰部", "腰", "头部", "额头", "后脑", "太阳穴", "咽喉", "嗓子", "喉咙", "膝盖", "膝关节",
+SITES = ("右下边", "右下方", "右边下面", "右下面", "左下边", "左下方", "左边下面", "右边肋骨下面", "右肋骨下面", "右肋下", "右胁",
+         "肚脐周围", "肚脐眼", "心口窝", "后脑勺", "会阴", "裤裆", "右下腹", "左下腹", "右上腹", "左上腹", "上腹", "下腹", "小腹", "小肚子", "脐周", "肚脐", "胃部", "心口", "胸口", "胸部",
+         "胸骨后", "后背", "背部", "腰部", "腰", "头部", "额头", "后脑", "太阳穴", "咽喉", "嗓子", "喉咙", "膝盖", "膝关节", "脚踝", "崴", "脚",
          "关节", "小腿", "大腿", "脚踝", "手腕", "肩膀", "颈部", "脖子", "眼睛", "耳朵", "牙", "皮肤", "全身", "浑身")
-SITE_CANON = {"小腹": "下腹", "小肚子": "下腹", "肚脐": "脐周", "心口": "上腹", "胃部": "上腹", "胸口": "胸", "胸部": "胸", "后背": "背",
+SITE_CANON = {"右下边": "右下腹", "右下方": "右下腹", "右边下面": "右下腹", "右下面": "右下腹", "左下边": "左下腹", "左下方": "左下腹",
+              "左边下面": "左下腹", "右边肋骨下面": "右上腹", "右肋骨下面": "右上腹", "右肋下": "右上腹", "右胁": "右上腹",
+              "肚脐周围": "脐周", "肚脐眼": "脐周", "心口窝": "上腹", "后脑勺": "后脑", "裤裆": "会阴", "小腹": "下腹", "小肚子": "下腹", "肚脐": "脐周", "心口": "上腹", "胃部": "上腹", "胸口": "胸", "胸部": "胸", "后背": "背",
               "背部": "背", "腰部": "腰", "头部": "头", "嗓子": "咽", "喉咙": "咽", "咽喉": "咽", "膝盖": "膝关节",
-              "脖子": "颈部", "浑身": "全身"}
+              "脖子": "颈部", "浑身": "全身", "崴": "脚踝"}
 _SITE_RE = re.compile("|".join(sorted(SITES, key=len, reverse=True)))
+_PAIN_WORD = re.compile(r"(?<![不没])(?:疼|痛)")
 CHARACTER = re.compile(r"隐痛|胀痛|绞痛|刺痛|钝痛|酸痛|灼痛|烧灼|剧痛|针扎|刀割|压榨|撕裂|跳痛|闷痛|一阵一阵|阵发|"
                        r"持续性?(?:疼|痛)|一直(?:疼|痛)|时好时坏|放射|牵扯|越来越(?:疼|痛|重|厉害)|疼得厉害|特别疼|很疼")
 _NUM = r"(?:\d+(?:\.\d+)?|[一二两三四五六七八九十半几百]+)"
@@ -33,7 +37,7 @@ TEMPERATURE = re.compile(r"(?<![\d.])(3[5-9]|4[0-2])(?:\.(\d))?\s*(?:度|℃|°C
 AGE = re.compile(r"(\d{1,3})\s*(?:岁|周岁)|(\d{1,2})\s*个月大?")
 SEX_F = re.compile(r"女性|女孩|女儿|女生|女士|妈妈|母亲|老婆|妻子|怀孕|月经|例假|孕|白带|阴道|痛经|乳房|乳腺|子宫|卵巢|宫颈|外阴|(?:^|[，,。\s])女(?:[，,。\s]|$)|性别[:：]?\s*女")
 SEX_M = re.compile(r"男性|男孩|儿子|男生|先生|爸爸|父亲|老公|丈夫|前列腺|睾丸|阴茎|阴囊|包皮|龟头|早泄|阳痿|勃起|遗精|(?:^|[，,。\s])男(?:[，,。\s]|$)|性别[:：]?\s*男")
-HISTORY = re.compile(r"既往|以前(?:得过|有过|患过)|病史|高血压|糖尿病|心脏病|冠心病|哮喘|慢性[\u4e00-\u9fff]{1,6}|"
+HISTORY = re.compile(r"既往|以前(?:得过|有过|患过)|病史|医生说是|诊断(?:为|是|过)|确诊|老毛病|得过|患有|高血压|糖尿病|心脏病|冠心病|哮喘|慢性[\u4e00-\u9fff]{1,6}|"
                      r"做过[^，。；,]{0,6}手术|手术史|[\u4e00-\u9fff]{1,6}术后")
 MEDICATION = re.compile(r"吃了?[^，。；,]{0,10}药|服用|用了?[^，。；,]{0,8}(?:药|膏|片|胶囊|颗粒)|输液|打针|吊瓶|"
                         r"[\u4e00-\u9fff]{2,8}(?:片|胶囊|颗粒|口服液|软膏|乳膏|注射液)|布洛芬|对乙酰氨基酚|阿莫西林|头孢|"
@@ -63,7 +67,7 @@ DEHYDRATION = re.compile(r"(?:尿|小便|尿布)[^，,。；;]{0,6}(?:少|没|�
 CONTEXT = {
     "injury": re.compile(r"摔|跌倒|跌伤|撞|碰到|碰伤|砸|扭到|扭了|崴|外伤|受伤|伤到|伤口|车祸|打架|被[^，,。；;]{0,4}(?:咬|蜇|叮|烫|烧|划|割|刺|打)|"
                          r"烫伤|烧伤|割伤|划伤|异物|卡住|卡在|吞了|运动后|打球|跑步|拉伤|骨折|扭伤|挫伤"),
-    "exposure": re.compile(r"中毒|误服|误食|吃错|吸入|煤气|一氧化碳|化学|农药|油漆|装修|甲醛|粉尘|高温|暴晒|晒了|中暑|潜水|高原|"
+    "exposure": re.compile(r"中毒|误服|误食|吃错|吸入|煤气|一氧化碳|化学|农药|油漆|装修|甲醛|粉尘|高温|暴晒|晒了|中暑|天热|天气热|太阳底下|大太阳|日头|闷热|热天|大热天|潜水|高原|"
                            r"喝了[^，,。；;]{0,4}酒|喝多了|醉|过量|吃了[^，,。；;]{0,8}(?:药|蘑菇|河豚|变质|坏了|隔夜)|有(?:点)?味道|不新鲜|"
                            r"接触[^，,。；;]{0,6}(?:鸡|鸭|鸽|鸟|禽|猫|狗|宠物|动物|老鼠|牲畜)|养[^，,。；;]{0,3}(?:鸡|鸭|鸽|鸟|猫|狗)|"
                            r"出国|国外|旅游|旅行回来|从[^，,。；;]{1,6}回来|疫区|热带"),
@@ -95,6 +99,9 @@ class Findings:
     dehydration: list[str] = field(default_factory=list)  # signs of dehydration said (尿少, 哭没眼泪, 蔫 …)
     hydration: list[str] = field(default_factory=list)  # what was said about urine, tears, drinking
     context: list[str] = field(default_factory=list)  # CONTEXT keys the story tells (injury, exposure, treatment, hospital)
+    pain_sites: list[str] = field(default_factory=list)  # sites said in a clause that says it hurts ("右边肋骨下面疼")
+    spans: list[str] = field(default_factory=list)  # how long the complaint has lasted: durations said beside a symptom,
+    # or a short answer ("两个多月了"); not the dates of the history ("2017年做过手术", "术后半年内")
 
 
 @dataclass
@@ -125,13 +132,35 @@ def own_question(text: str) -> str:
     return "".join(p for p in parts if OWN_QUESTION.search(p.strip())).strip()
 
 
+# chronic conditions the KB also lists as symptoms: said by a patient they are history ("有高血压十来年"), not a
+# complaint, and stay out of the symptoms (the history keeps them, and the ranking reads a known disease from it)
+CONDITION_NAMES = {"高血压", "糖尿", "糖尿病", "冠心病", "高血脂", "高脂血症", "血脂高"}
+# a blood-pressure reading ("150/98", "血压160/100"): high when systolic ≥ 140 or diastolic ≥ 90 (a measured finding)
+BP = re.compile(r"(?<![\d/])(\d{2,3})\s*/\s*(\d{2,3})(?![\d/])")
+
+
+def _bp_mentions(t: str) -> list[Mention]:
+    out = []
+    for m in BP.finditer(t):
+        sys_, dia = int(m.group(1)), int(m.group(2))
+        if 60 <= sys_ <= 260 and 30 <= dia <= 160 and sys_ > dia and (sys_ >= 140 or dia >= 90):
+            out.append(Mention("血压高", m.group(0), m.start(), m.end(), "present"))
+    return out
+
+
 def read_message(text: str, lexicon: Lexicon) -> MessageFacts:
     t = normalize_text(text).strip()
     f = MessageFacts(text=t)
-    f.mentions = lexicon.mentions(t)
+    f.mentions = [m for m in lexicon.mentions(t) if m.canonical not in CONDITION_NAMES]
+    f.mentions += _bp_mentions(t)
     f.sites = list(dict.fromkeys(SITE_CANON.get(s, s) for s in _SITE_RE.findall(t)))
+    f.pain_sites = list(dict.fromkeys(SITE_CANON.get(s, s) for c in re.split(r"[，,。；;！!？?\n]", t)
+                                      if _PAIN_WORD.search(c) for s in _SITE_RE.findall(c)))
     f.character = list(dict.fromkeys(CHARACTER.findall(t)))
     f.duration = list(dict.fromkeys(m.group(0) for m in DURATION.finditer(t)))
+    brief = len(t) <= 20
+    f.spans = [m.group(0) for c in re.split(r"[，,。；;！!？?\n]", t) if brief or lexicon.mentions(c)
+               for m in DURATION.finditer(c)]
     f.triggers = list(dict.fromkeys(TRIGGER.findall(t)))
     f.long_travel = bool(LONG_TRAVEL.search(t))
     temps = [float(f"{a}.{b or 0}") for a, b in TEMPERATURE.findall(t)]

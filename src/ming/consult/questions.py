@@ -25,7 +25,7 @@ TEMPLATES = {
     "profile_age": "请问患者今年多大年龄？",
     "pregnancy": "方便问一下，目前有没有怀孕的可能，末次月经是什么时候？",
     "medication": "这次有没有吃过什么药或做过什么处理，效果怎么样？",
-    "history": "以前有没有高血压、糖尿病等慢性病，或者做过手术？",
+    "history": "以前有没有高血压、糖尿病等慢性病或做过手术，平时在吃什么药？",
     "allergy": "有没有对什么药物或食物过敏？",
     "exams": "之前去医院看过吗，做过什么检查，结果怎么样？",
     "late_period": "月经推迟首先要排除怀孕：最近有没有同房，用早孕试纸测过吗？",
@@ -46,9 +46,10 @@ SITE_BY_AREA = (
 )
 PAIN_LIKE = re.compile(r"(?:腹|胸|头|腰|背|胃|关节|肩|颈)[^，]{0,3}痛")
 # KB names a patient cannot answer about (lab values, signs, diagnoses)
-_NOT_ASKABLE = re.compile(r"^(?:小儿|婴儿|新生儿|婴幼儿|老年|妊娠|产后)|过速|过缓|心动|细胞|蛋白|增高|升高|降低|减少|异常|综合征|炎|癌|瘤|症$|病$|杂音|阻滞|衰竭|障碍|肿大|积液|失常|"
+_NOT_ASKABLE = re.compile(r"^(?:小儿|婴儿|新生儿|婴幼儿|老年|妊娠|产后|女性|男性|孕妇|儿童)|过速|过缓|心动|细胞|蛋白|增高|升高|降低|减少|异常|综合征|炎|癌|瘤|症$|病$|杂音|阻滞|衰竭|障碍|肿大|积液|失常|"
                           r"休克|昏迷|抽搐|坏死|充血|感染|损害|亢进|低下|缺氧|缺血|梗死|栓塞|罗音|啰音|[A-Za-z]|"
-                          r"硬化|钙化|增生|萎缩|狭窄|扩张|粘连|囊肿|结节|息肉|肥厚|变性|退化|退变|阳性|阴性|试验|征$|体征")
+                          r"硬化|钙化|增生|萎缩|狭窄|扩张|粘连|囊肿|结节|息肉|肥厚|变性|退化|退变|阳性|阴性|试验|征$|体征|"
+                          r"火$|上火|湿|瘀|血虚|气虚|阴虚|阳虚|气滞|痰饮|寒证|热证|^肺热|^胃热")  # TCM patterns are not symptoms
 SYMPTOM_QUESTIONS_MAX = 4
 # a complaint whose differential depends on sex (and, in a woman of 12–55, on a possible pregnancy): lower-abdominal
 # or pelvic pain, vaginal bleeding — ectopic pregnancy, ovarian torsion, PID belong in a woman's list
@@ -207,6 +208,9 @@ def next_question(state: ConsultState, kb: KB, cands: list[Candidate]) -> Questi
     plan.append("symptom")
     if not pelvic and profile_matters(state, kb, cands):
         plan.append("profile")
+    # the past history (chronic illness, operations) and regular medicines, asked together as a GP does, before the
+    # second symptom question: a chronic lung, heart or metabolic disease changes the differential more than one symptom
+    plan.append("history")
     plan.append("symptom")
     if pain:
         plan.append("character")

@@ -22,6 +22,7 @@ from ming.kb.store import KB
 P_HIT = 0.6  # P(patient has symptom | disease lists it)
 PRIOR_WEIGHT = 0.5  # the commonness prior (hand-tiered common diseases; the KB's own figures capped)
 GROUP_FIT_BONUS = 2.0  # a child's illness for a child, …
+PREGNANCY_FIT = 6.0  # a disease of pregnancy when the patient says a period is late or she is pregnant
 PRUNE_MARGIN = 2
 CHIEF_MISS = math.log(0.1)  # a disease that does not explain the chief complaint at all (a doctor rules it out first)
 GROUPS = ("child", "elderly", "pregnancy", "female", "male")
@@ -61,6 +62,8 @@ ORGANS = tuple((re.compile(a), re.compile(b)) for a, b in (
     (r"月经|痛经|经期|闭经|经前|经间|经量|经行", r"经|例假|阴道出血|阴道流血"),
     (r"子宫|卵巢|阴道|宫颈|盆腔|附件|输卵管|外阴|带下|妊娠|孕|产后|流产|胎", r"经|例假|阴道|白带|下腹|盆|孕|性交|同房|出血|外阴|妊娠|流产|胎|产"),
     (r"乳腺|乳房|乳头", r"乳|胸|腋"),
+    (r"腰", r"腰|背|臀|腿"),
+    (r"踝|足(?!癣)", r"踝|脚|足|崴"),
     (r"甲状腺", r"颈|甲状腺|悸|慌|怕热|多汗|消瘦|手抖|突眼|乏力|怕冷|畏寒|水肿|肿块|声音|嘶哑"),
     (r"焦虑|抑郁|精神|心理|神经症|神经官能|癔|强迫|恐惧|躁", r"焦虑|紧张|情绪|抑郁|失眠|心情|害怕|担心|恐|烦|睡|悸|慌|"
                                                           r"多梦|易醒|乏力|疲|压力|胸闷|晕|头痛|易激"),
@@ -74,6 +77,47 @@ UPPER_ORGANS = re.compile(r"^(?!.*肠).*(?:胆|肝|胰|胃|十二指肠|食管|�
 LOWER_ORGANS = re.compile(r"阑尾|盆腔|附件|卵巢|输卵管|子宫|宫外孕|膀胱|前列腺|痛经")
 LOWER_SITES, UPPER_SITES = {"下腹", "右下腹", "左下腹"}, {"上腹", "右上腹", "左上腹"}
 SITE_MISS = math.log(0.3)
+# a disease the patient says they already have (their history: "老慢支好多年了", "有高血压") is the likeliest cause of a
+# flare of what it causes — a doctor reads a known diagnosis first
+KNOWN_BOOST = math.log(4.0)
+_DENIED = re.compile(r"没有|没|无|否认|不是|爸|妈|父|母|家里|家族|兄|姐|弟|妹|爷爷|奶奶|外公|外婆")  # denied, or a relative's
+# a complaint that has lasted four weeks or more is not an acute infection (a cold, "急性…"): a cough of two months
+# is asthma, reflux, TB or a chronic bronchitis before it is a cold
+ACUTE = re.compile(r"^急性|^感冒$|流行性感冒|^上呼吸道感染$|^急性上呼吸道感染$")
+CHRONIC_DAYS = 28
+ACUTE_MISS = math.log(0.3)
+_NUMS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10, "半": 0.5, "几": 3}
+_UNIT_DAYS = {"小时": 1 / 24, "钟头": 1 / 24, "天": 1, "日": 1, "周": 7, "星期": 7, "礼拜": 7, "月": 30, "年": 365}
+_SPAN = re.compile(r"(\d+(?:\.\d+)?|[一二两三四五六七八九十半几]+)\s*(?:多|来)?\s*(个)?\s*(?:多|来)?\s*(小时|钟头|天|日|周|星期|礼拜|月|年)")
+
+
+def _cn_number(t: str) -> float:
+    if re.fullmatch(r"\d+(?:\.\d+)?", t):
+        return float(t)
+    if "十" in t:  # 十, 十五, 二十, 二十五
+        a, _, b = t.partition("十")
+        return (_NUMS.get(a, 1) if a else 1) * 10 + (_NUMS.get(b, 0) if b else 0)
+    return _NUMS.get(t[-1], 1)
+
+
+def duration_days(durations) -> float | None:
+    """The longest span the patient gave, in days ("两个多月" 60, "半年" 180, "好多年" 365), or None."""
+    best = None
+    for d in durations:
+        days = None
+        if re.search(r"多年|好多年|很多年|从小", d):
+            days = 365.0
+        elif "半年" in d:
+            days = 180.0
+        else:
+            m = _SPAN.search(d)
+            n = _cn_number(m.group(1)) if m else 0
+            # "一月22号" is January and "2017年" a year, not spans: a month needs 个 ("两个多月"), a year a small number
+            if m and not (m.group(3) == "月" and not m.group(2)) and not (m.group(3) == "年" and n >= 100):
+                days = n * _UNIT_DAYS[m.group(3)]
+        if days is not None and (best is None or days > best):
+            best = days
+    return best
 
 
 def site_fit(name: str, sites) -> float:
@@ -150,7 +194,9 @@ def group_fit(state: ConsultState, groups) -> float:
         elif g == "elderly":
             pen += fits if age is not None and age >= 60 else math.log(0.01 if known else 0.2)
         elif g == "pregnancy":  # must-not-miss in a woman of 12–55 (ectopic): milder while it is not ruled out
-            pen += fits if preg else math.log(0.001 if preg is False or not could_be_pregnant(state)
+            # a late period or a pregnancy said: a disease of pregnancy is the first thought (early pregnancy before
+            # gastritis for a late period with nausea), a stronger fit than the other groups'
+            pen += math.log(PREGNANCY_FIT) if preg else math.log(0.001 if preg is False or not could_be_pregnant(state)
                                               else 0.3 if state.reproductive_female() else 0.1)
         elif g == "female":
             pen += 0.0 if sex == "女" else math.log(0.001 if sex == "男" else 0.5)
@@ -270,6 +316,10 @@ def rank(state: ConsultState, kb: KB, top: int = 10) -> list[Candidate]:
     # a disease explaining two findings fewer than the best-explaining one cannot reach the lead (each
     # finding is worth more than the spread of priors): skip scoring it
     need = max(len(got) for got in best.values()) - PRUNE_MARGIN
+    said = "；".join(c for c in state.history if not _DENIED.search(c))
+    known = set(kb.diseases_in(said)) if said else set()
+    days = duration_days(state.spans)
+    chronic = days is not None and days >= CHRONIC_DAYS
     scores = []
     for name, got in best.items():
         if len(got) < need:
@@ -285,6 +335,10 @@ def rank(state: ConsultState, kb: KB, top: int = 10) -> list[Candidate]:
         s += organ_fit(name, findings_text)
         if state.sites:
             s += site_fit(name, state.sites)
+        if name in known:
+            s += KNOWN_BOOST
+        if chronic and ACUTE.search(name):
+            s += ACUTE_MISS
         if state.long_travel and THROMBOSIS.search(name):
             s += TRAVEL_BOOST
         if d.get("kinds"):

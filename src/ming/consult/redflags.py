@@ -55,6 +55,22 @@ def check(state: ConsultState) -> list[RedFlag]:
         out.append(RedFlag("child_dehydration", (losing, state.dehydration[0]), "儿童脱水",
                            f"孩子{losing}并出现脱水表现（{state.dehydration[0]}），请今天尽快带孩子到医院儿科或急诊就诊；"
                            "路上少量多次喂口服补液盐；如果叫不醒、不喝水或几个小时没有小便，请立即拨打120。"))
+    # black, tarry stool or vomited blood: an upper gastrointestinal bleed until shown otherwise (NICE CG141: assess
+    # the same day; dizziness, fainting, palpitations or pallor mean blood loss that is already large)
+    bleed = _any(present, "黑便", "呕血")
+    if bleed:
+        shock = _any(present, "头晕", "晕厥", "心悸", "面色苍白", "乏力", "冷汗")
+        out.append(RedFlag("gi_bleeding", (bleed,) + ((shock,) if shock else ()), "上消化道出血",
+                           f"{bleed}{'伴' + shock if shock else ''}需警惕上消化道出血，请今天尽快到医院急诊就诊，暂时不要进食；"
+                           "如果出现呕血、头晕加重、心慌、出冷汗或晕倒，请立即拨打120。"))
+    # skin (hives, itch, swelling) with the airway or circulation (throat tightness, breathlessness, wheeze, fainting):
+    # anaphylaxis (WAO 2020 criteria), emergency care now
+    skin = _any(present, "风团", "丘疹", "皮疹", "瘙痒")
+    airway = _any(present, "喉头发紧", "呼吸困难", "晕厥", "声音嘶哑")
+    if skin and airway:
+        out.append(RedFlag("anaphylaxis", (skin, airway), "严重过敏反应（过敏性休克风险）",
+                           f"{skin}同时出现{airway}，需警惕严重过敏反应，这是急症：请立即拨打120或马上去最近医院的急诊；"
+                           "有医生开的肾上腺素自动注射笔请立即使用，停止接触可疑的食物或药物。"))
     chest = _any(present, "胸痛", "呼吸困难", "气短", "咯血")
     leg = _any(present, "下肢水肿", "水肿") if ("下肢水肿" in present or state.long_travel) else None
     if chest and leg:

@@ -82,7 +82,7 @@ class ConsultState(Findings):
         said = "；".join(self.pregnancy)
         if not said or "不清楚" in said:
             return None
-        if re.search(r"否认|没有?怀孕|未孕|不可能|没可能|不会|没有可能|月经正常|刚来(?:过)?月经", said):
+        if re.search(r"否认|(?:没有?|未|不是|没)怀孕|未孕|没怀上|不可能|没可能|不会|没有可能|月经正常|刚来(?:过)?月经", said):
             return False
         return bool(re.search(r"怀孕|孕\d|孕期|妊娠|停经|月经(?:没来|推迟)|例假(?:没来|推迟)", said)) or None
 
@@ -178,8 +178,10 @@ def _absorb(st: ConsultState, f: MessageFacts, pending: list[str], turn: int, le
         for c in _with_broader(lexicon, m.canonical) if m.polarity == "present" else (m.canonical,):
             _set_symptom(st, c, m.polarity, turn, m.surface)
     _add(st.sites, f.sites)
+    _add(st.pain_sites, f.pain_sites)
     _add(st.character, f.character)
     _add(st.duration, f.duration)
+    _add(st.spans, f.spans)
     _add(st.triggers, f.triggers)
     st.long_travel = st.long_travel or f.long_travel
     if f.temperature is not None:
@@ -245,7 +247,7 @@ def _site_symptoms(st: ConsultState, lexicon: Lexicon):
     pain = any("痛" in s for s in present)
     for site in st.sites:
         for kind, forms in _SITE_FORMS.items():
-            if (kind == "痛" and not pain) or (kind != "痛" and kind not in present):
+            if (kind == "痛" and not pain and site not in st.pain_sites) or (kind != "痛" and kind not in present):
                 continue
             for form in forms:
                 c = lexicon.normalise(form.format(site))

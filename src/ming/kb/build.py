@@ -21,7 +21,7 @@ from ming import envs
 from ming.errors import MingError
 from ming.kb.symptoms import Lexicon, read_table
 
-INDEX_VERSION = 4
+INDEX_VERSION = 5
 SOURCE_FILES = ("entities.jsonl", "triples.jsonl")
 RELATIONS = {"has_symptom": "symptoms", "need_check": "checks", "belongs_to_department": "departments",
              "common_drug": "drugs", "has_complication": "complications"}
@@ -67,6 +67,9 @@ KINDS = {
     "critical": re.compile(r"休克|昏迷|猝死|危象|脑疝|窘迫|衰竭|多器官|暴发"),
 }
 TCM_DEPTS = {"中医科", "中医综合"}
+# a TCM pattern filed under a Western department (肺热 under 呼吸内科, 胃热, 肝火): an organ with a heat / cold / deficiency
+TCM_NAME = re.compile(r"^(?:肺|胃|肝|心|脾|肾|胆|大肠|小肠|膀胱)(?:热|火|寒|虚|实|燥|湿热|阴虚|阳虚|气虚|血虚|气滞|血瘀)$|"
+                      r"气滞血瘀|肝郁|湿热下注|痰湿|阴虚火旺")
 
 
 def people_groups(people: str) -> list[str]:
@@ -89,7 +92,7 @@ def people_groups(people: str) -> list[str]:
 
 def name_kinds(name: str, departments) -> list[str]:
     out = [k for k, rx in KINDS.items() if rx.search(name)]
-    if departments and set(departments) <= TCM_DEPTS:
+    if (departments and set(departments) <= TCM_DEPTS) or TCM_NAME.search(name):
         out.append("tcm")
     return out
 

@@ -27,12 +27,15 @@ _UNCERTAIN = re.compile(r"不知道|不清楚|不确定|说不清|不太清楚|�
 _NEGATION = re.compile(r"没有|没|不|无|未|否认|并无")
 _NEG_WINDOW = 10
 # "腿也肿了", "肚子一直疼": a body part and its complaint split by an adverb, joined before matching
-_SPLIT_FORM = re.compile(r"(肚子|头|嗓子|喉咙|胸口|腰|背|胃|腿|脚|小腿|关节|膝盖|眼睛|耳朵|牙|肩|颈|手腕|脚踝|呼吸|下面|下身)"
-                         r"(?:也|都|还|又|有点儿?|有些|一直|老是|总是|特别|很|非常|挺|比较|会|就|突然|经常|时常|偶尔|反复|似乎|好像|感觉|"
-                         r"隐隐作|隐隐地?|一阵阵地?)+"
-                         r"(疼痛|疼|痛|肿|胀|痒|麻|不畅|不顺|困难|出血|流血)")
+_SPLIT_FORM = re.compile(r"(肚子|后脑勺|脑壳|脑袋|头|嗓子|喉咙|胸口|腰|背|胃|腿|脚趾头|脚趾|脚|小腿|关节|膝盖|眼睛|耳朵|牙|肩|脖子|颈|手腕|"
+                         r"脚踝|呼吸|下面|下身|尿尿|小便|痰)"
+                         r"(?:也|都|还|又|有点儿?|有些|一直|老是|老|总是|特别|很|非常|挺|比较|会|就|突然|经常|时常|偶尔|反复|似乎|好像|感觉|"
+                         r"隐隐作|隐隐地?|一阵阵地?|一跳一跳地?|半夜|夜里|晚上|的时候|炸开一样|像要?炸开?了?一样)+"
+                         r"发?(疼痛|疼|痛|肿|胀|痒|麻|闷|晕|多|不畅|不顺|困难|出血|流血)")
 
 
+# "松手的时候特别疼", "按下去的时候更疼": release and pressure pain said with words between, joined before matching
+_PRESS_FORM = re.compile(r"(松手|松开手?|按着|按下去|按)(?:的时候|时|那一下|一下)?(?:特别|更加|更|很|就|非常)?(疼|痛)")
 # symptom words that name a place or service, not a complaint ("去发热门诊")
 _NOT_COMPLAINT = re.compile(r"发热门诊|发烧门诊|发热病房|发热科|腹泻门诊|肠道门诊|咳嗽药|止咳|退烧药|退热|止泻|止痛|止吐|"
                             r"头痛药|感冒药")
@@ -170,6 +173,7 @@ class Lexicon:
     def mentions(self, text: str) -> list[Mention]:
         """Symptoms named in patient text, each with its polarity in that clause."""
         text = _SPLIT_FORM.sub(_join_split, normalize_text(text))
+        text = _PRESS_FORM.sub(lambda m: ("松手" if m.group(1).startswith("松") else "按着") + "更疼", text)
         text = _NOT_COMPLAINT.sub(lambda m: "□" * len(m.group(0)), text)
         found = self._scan(text, self.maxlen)
         masked = list(text)
