@@ -689,6 +689,19 @@ def test_round10_concept_class_rules(text, rule):
     ("我妈说有声音叫她从楼上跳下去，她现在在窗边站着", True),
     ("我哥说楼上有人在监视他，刚才把煤气打开了", True),
     ("那人坑了我，我刀都买好了，就去他单位门口等他", True),
+    # a second batch written after the first fixes (scored once: 22 of 31 emergencies, 1 of 15 false alarms)
+    ("我对象月经晚了十来天，刚才上厕所晕在里面，扶起来脸煞白说下腹疼", True),
+    ("三十五周了，今天一上午都没觉得孩子踢我", True),
+    ("羊水刚破，感觉有个软软的东西从下面滑出来", True),
+    ("一岁宝宝吞了个小螺丝，一直咳，喘气呼呼响", True),
+    ("新生儿第二天全身发黄，老是睡，喂奶不醒", True),
+    ("以后你们不用再为我操心了，谢谢这些年，永别了", True),
+    ("他说脑子里有人控制他，刚把燃气灶的阀门全拧开了", True),
+    ("我哥说我们全家都是假扮的，手里攥着菜刀不让人靠近", True),
+    ("他刚在电话里说要杀了我们全家，现在正往我家赶", True),
+    ("看到这个月的信用卡账单我直接晕厥", False),
+    ("刷到个新闻，有人在河里溺水，夏天怎么防溺水", False),
+    ("产后三个月，爬楼梯有点喘，休息一下就好", False),
 ])
 def test_round10_scopes_figurative_and_lexicon(text, emergency):
     r = default_triage().check(text)
