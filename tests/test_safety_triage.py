@@ -720,3 +720,18 @@ def test_probe10a_set_is_well_formed_and_kept():
     # as "后来吐的是鲜血" is left to the model step (后来 reads as the past)
     assert [r["id"] for r, p in zip(rows, pred) if bool(r["label"]) != p] == ["R10-A20-e3", "R10-S01-n2",
                                                                               "R10-S01-n3"]
+
+
+@pytest.mark.parametrize("turns, asked", [
+    (["看到工资条我当场休克了"], False),                       # an idiom read as one, nothing else: not asked
+    (["我舅舅前天中风，救护车已经拉走了，现在在医院"], False),   # already handled
+    (["心梗有哪些早期症状"], False),                           # education (session 6)
+    (["累死了，胸口有点闷"], True),                            # an idiom next to a real complaint: still asked
+    (["我妈今天下午一直心慌，手在抖"], True),
+    (["我爸刚才说胸口闷", "看到账单休克了哈哈"], True),         # an earlier complaint keeps the model step
+])
+def test_model_step_is_not_asked_about_idioms_jokes_or_handled_messages(turns, asked):
+    from ming.safety.policy import asks_model
+
+    t = default_triage()
+    assert asks_model(t, turns) is asked, (turns, t.is_figurative(turns), t.is_education(turns))

@@ -180,6 +180,7 @@ class _Facts:
     spo2: list[float]
     hr: list[float]
     knowledge: bool
+    figurative: bool = False                      # a concept match was read as an idiom, a joke or already handled
 
 
 # numeric extractors (on normalised text)
@@ -551,6 +552,7 @@ class Triage:
                 return True
             # already handled (救护车已经拉走了, 人已经在医院, 虚惊一场): the whole sentence, before or after the cue
             if name not in self._handled_exempt and not worsening and any_in(handled, ss, se + 1):
+                masked.append(name)
                 return True
             cs, ce = span_of(clauses, c_starts, pos)
             present_in_clause = any_in(present, cs, ce + 1)
@@ -582,6 +584,7 @@ class Triage:
             return any(x < b and a < y for x, y in spans)
 
         concepts: dict[str, int] = {}
+        masked: list[str] = []                     # concepts dropped as figurative, a joke, announced or handled
         chars = set(t)
         pairs = {t[i:i + 2] for i in range(len(t) - 1)}
         if not knowledge:
@@ -594,11 +597,10 @@ class Triage:
                     if k >= _MAX_HITS:
                         break
                     cs, ce = span_of(clauses, c_starts, m.start())
-                    if fig and name not in self._figurative_exempt and any_over(fig, m.start(), m.end()):
-                        continue
-                    if laugh and name not in self._laugh_exempt and any_over(laugh, m.start(), m.end()):
-                        continue
-                    if announce and name not in self._intent and any_over(announce, m.start(), m.end()):
+                    if (fig and name not in self._figurative_exempt and any_over(fig, m.start(), m.end())) \
+                            or (laugh and name not in self._laugh_exempt and any_over(laugh, m.start(), m.end())) \
+                            or (announce and name not in self._intent and any_over(announce, m.start(), m.end())):
+                        masked.append(name)
                         continue
                     if name not in self._negation_exempt and self._negated(t, m.start(), m.end(), cs, ce,
                                                                            after_gap(m.start())):
@@ -666,7 +668,7 @@ class Triage:
         spo2 = [float(m.group(1)) for m in _first(_SPO2.finditer(t)) if ok(m.start()) and 40 <= float(m.group(1)) <= 100]
         hr = [float(m.group(1) or m.group(2)) for m in _first(_HR.finditer(t))
               if ok(m.start()) and 15 <= float(m.group(1) or m.group(2)) <= 260]
-        return _Facts(concepts, temps, fever_word, months, bp, glucose, glu_hi, spo2, hr, knowledge)
+        return _Facts(concepts, temps, fever_word, months, bp, glucose, glu_hi, spo2, hr, knowledge, bool(masked))
 
     @staticmethod
     def _spans(sep: re.Pattern, t: str) -> list[tuple[int, int]]:
@@ -769,6 +771,17 @@ class Triage:
         personal marker, a knowledge cue), as the rules read them. The model yes/no step is not asked then: such
         questions were most of its false alarms (docs/triage.md)."""
         return bool(texts) and all(self._analyse(bounded_text(t)).knowledge for t in texts)
+
+    def is_figurative(self, texts: Sequence[str]) -> bool:
+        """Whether the newest of these user messages used its red-flag words only as an idiom, a joke, an announced
+        reaction or about someone already handled ("看到账单 休克了", "救护车已经拉走了") — a word was read that way and
+        no concept is left in it or in the earlier messages of the triage window. The model yes/no step is not asked then (round 10: such messages were most of its false
+        alarms once the rules read them)."""
+        if not texts:
+            return False
+        f = self._analyse(bounded_text(texts[-1]))
+        return f.figurative and not f.concepts and not f.knowledge \
+            and not any(self._analyse(bounded_text(t)).concepts for t in texts[-self.context_window:-1])
 
     def check_messages(self, messages: Iterable[dict]) -> TriageResult:
         """Triage a chat history: [{'role': 'user'|'assistant'|'system', 'content': str}, ...]."""
