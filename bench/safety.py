@@ -193,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         print(coverage_markdown(yaml.safe_load(cov_path.read_text(encoding="utf-8"))["presentations"], prow, lpo,
                                 [x.rule_ids for x in plain_res]))
         return 0
-    n_tuned = sum(1 for r in tri.rules if r.tuned_on) + sum(len(v) for v in (spec.get("tuned") or {}).values()) \
+    n_tuned = sum(1 for r in tri.rules if r.tuned_on) + sum(1 for v in (spec.get("tuned") or {}).values() for e in v
+                                                            if isinstance(e, dict) and e.get("tuned_on")) \
         + len(spec.get("vetoes") or [])
     print(f"triage on {' + '.join(Path(f).name for f in args.set)} ({len(prow)} items: {sum(r['label'] for r in prow)} emergency over "
           f"{len({r['presentation'] for r in prow if r['label']})} presentations, "

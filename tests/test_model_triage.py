@@ -62,6 +62,16 @@ def test_every_prompt_variant_renders_and_hashes_apart(tiny_qwen_engine):
         assert 0.0 <= v.p_yes <= 1.0
 
 
+def test_worked_examples_come_before_the_message_as_earlier_turns(tiny_qwen_engine):
+    j = ModelTriage(tiny_qwen_engine, "v3")
+    shots = model_triage.EXAMPLES["v3"]
+    msgs = j.messages("现在喘不上气")
+    assert [m["role"] for m in msgs] == ["system"] + ["user", "assistant"] * len(shots) + ["user"]
+    assert [m["content"] for m in msgs[2:-1:2]] == [a for _, a in shots] and set(a for _, a in shots) == {"是", "否"}
+    assert msgs[-1]["content"] == j.wrapper.format(message="现在喘不上气")
+    assert "v2" not in model_triage.EXAMPLES and len(ModelTriage(tiny_qwen_engine, "v2").messages("头疼")) == 2
+
+
 def test_a_huge_message_is_clipped(judge):
     long = "我头疼" * 5000
     ids = judge.render(long)

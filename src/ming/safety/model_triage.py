@@ -51,10 +51,34 @@ _SYSTEM_V2 = (
     "拿不准但可能危及生命时回答“是”。只回答一个字：是 或 否。"
 )
 
+_SYSTEM_V3 = (
+    "你是医院急诊预检分诊台的护士，按急诊预检分诊标准（一级濒危、二级危重）判断来信。\n"
+    "问题：发消息的人或其身边的人，此刻是否正处于需要马上拨打120或立即去急诊的危急状况？\n"
+    "以下情况一律回答“否”：只是询问医学知识或科普；说的是过去的事且现在已经好了；明确说没有某症状；"
+    "假设或预防性的提问；新闻、视频、小说里的情节，或已经被救护车接走、已经在医院的人；"
+    "口头夸张和玩笑（如“累死了”“看到账单要晕倒了”“笑得肚子疼”）；轻症或慢性不适，可以预约门诊。\n"
+    "以下情况回答“是”：隐晦的轻生信号（交代后事、告别、攒药、说再也不用醒来）；精神异常的人有危险举动"
+    "（拿刀、开煤气、站在阳台边）；扬言伤人并有准备；婴幼儿精神差、吐绿水、不尿、呼吸费力；"
+    "孕产妇出血、剧烈腹痛、胎动减少；误服药物或毒物。\n"
+    "拿不准但可能危及生命时回答“是”。只回答一个字：是 或 否。"
+)
+
 # name -> (system instruction, user-turn wrapper with {message})
 PROMPTS: dict[str, tuple[str, str]] = {
     "v1": (_SYSTEM_V1, "{message}"),
     "v2": (_SYSTEM_V2, "来信：{message}\n是否需要立即急救？"),
+    "v3": (_SYSTEM_V3, "来信：{message}\n是否需要立即急救？"),
+}
+# name -> worked examples shown as earlier turns (message, answer); written for ming, not taken from any set
+EXAMPLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "v3": (
+        ("我奶奶刚才吃饭时突然说话含糊，右手拿不住筷子", "是"),
+        ("今天开会开到窒息，老板的话听得我血压飙升哈哈", "否"),
+        ("我哥这两天把自己的东西都送人了，还说以后爸妈就拜托我了", "是"),
+        ("中风有什么早期表现？家里老人需要注意什么", "否"),
+        ("邻居家老人前天心梗，已经做完手术转到普通病房了", "否"),
+        ("孩子八个月，从昨晚到现在一直吐，精神很差，尿布是干的", "是"),
+    ),
 }
 DEFAULT_PROMPT = "v2"  # chosen over v1 on a 100-message sample of triage_set.jsonl (docs/triage.md)
 # p(是) at or above which the safety stage escalates: the median leave-out threshold of rules OR model (docs/triage.md)
@@ -93,7 +117,8 @@ class Verdict:
 def prompt_hash(name: str = DEFAULT_PROMPT) -> str:
     """A short hash of a prompt variant's exact text (cache keys)."""
     system, wrapper = _prompt(name)
-    return hashlib.sha256(f"{system}\x00{wrapper}\x00{ANSWERS}".encode("utf-8")).hexdigest()[:10]
+    shots = f"\x00{EXAMPLES[name]}" if EXAMPLES.get(name) else ""
+    return hashlib.sha256(f"{system}\x00{wrapper}\x00{ANSWERS}{shots}".encode("utf-8")).hexdigest()[:10]
 
 
 def _prompt(name: str) -> tuple[str, str]:
@@ -143,7 +168,11 @@ class ModelTriage:
             raise MingError("model triage got an empty message; there is nothing to judge")
         earlier = [c.strip() for c in context if c.strip()]
         body = "\n".join(earlier + [text.strip()]) if earlier else text.strip()
-        return [{"role": "system", "content": self.system},
+        shots = []
+        for example, answer in EXAMPLES.get(self.prompt, ()):
+            shots += [{"role": "user", "content": self.wrapper.format(message=example)},
+                      {"role": "assistant", "content": answer}]
+        return [{"role": "system", "content": self.system}, *shots,
                 {"role": "user", "content": self.wrapper.format(message=_clip(body, MAX_MESSAGE_CHARS))}]
 
     def render(self, text: str, context: Sequence[str] = ()) -> list[int]:

@@ -110,8 +110,11 @@ EDUCATION_TURNS = 4  # the model step is skipped when these newest user turns ar
 
 def asks_model(triage: Triage, user_turns: Sequence[str]) -> bool:
     """Whether the model's yes/no is asked about a conversation whose rules are silent: not when its newest user
-    turns are all health-education questions ("心梗有哪些症状"). Chat, serve, `ming triage` and bench/safety.py."""
-    return bool(user_turns) and not triage.is_education(list(user_turns)[-EDUCATION_TURNS:])
+    turns are all health-education questions ("心梗有哪些症状"), nor when the newest one used its red-flag words only as
+    an idiom, a joke or about someone already handled ("看到账单 休克了", round 10). Chat, serve, `ming triage` and
+    bench/safety.py."""
+    turns = list(user_turns)
+    return bool(turns) and not triage.is_education(turns[-EDUCATION_TURNS:]) and not triage.is_figurative(turns)
 
 
 class SafetyPolicy:

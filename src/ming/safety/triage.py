@@ -180,6 +180,7 @@ class _Facts:
     spo2: list[float]
     hr: list[float]
     knowledge: bool
+    figurative: bool = False                      # a concept match was read as an idiom, a joke or already handled
 
 
 # numeric extractors (on normalised text)
@@ -194,7 +195,8 @@ _BP = re.compile(r"(?:血压|bp|量了一下|测了一下)[^\d。]{0,12}?(\d{2,3
                  r"|(?:收缩压|高压|血压[^\d,。]{0,6})(?<!\d)(\d{2,3})(?!\s*/|\d)")
 _GLU = re.compile(r"(?:血糖|葡萄糖|glu)[^\d,。]{0,8}?(\d{1,3}(?:\.\d+)?)\s*(mg)?|(?:血糖|血糖仪)[^,。]{0,6}(?:hi|high|爆表|测不出来|显示最高)")
 _SPO2 = re.compile(r"(?:血氧饱和度|血氧|氧饱和度|指脉氧|spo2|氧饱)[^\d,。]{0,5}(\d{2,3})")
-_HR = re.compile(r"(?:心率|心跳|脉搏|脉率|hr)[^\d,。]{0,5}(\d{2,3})")
+_HR = re.compile(r"(?:心率|心跳|脉搏|脉率|hr)[^\d,。]{0,5}(\d{2,3})"
+                 r"|(?:心率|心跳|脉搏)[^\d,。血体糖氧压]{0,10}(?:测了|量了|测出来|一测)[^\d,。]{0,2}(\d{2,3})")   # r10
 _BP_SYMPTOMS = re.compile(r"(?:说话[^,。]{0,3}(?:不清|含糊)|胸口|心口|模糊|发麻|麻了|头痛|头疼|头晕|眼花|视物模糊|看不清|恶心|呕吐|吐了|胸闷|胸痛|胸口疼|喘|气短|说话不清|嘴歪|麻木|无力|意识|抽搐)")
 _LOW_SYMPTOMS = re.compile(r"(?:头晕|晕|冷汗|虚汗|乏力|没力气|眼前发黑|黑蒙|心慌|胸闷|发抖|手抖|意识|昏|叫不醒|抽搐|面色苍白|脸色苍白"
                            r"|湿冷|冰凉|反应(?:很|特别)?慢|脸(?:色)?(?:发)?白|没(?:有)?尿|尿(?:也)?没有)")
@@ -318,7 +320,8 @@ def _first(it, n: int = _MAX_HITS):
 
 _CUE_FIELDS = {"negation_cues", "negation_false", "negation_post", "past_cues", "hypothetical_cues", "chronic_cues",
                "present_cues", "knowledge_cues", "personal_cues", "worsening_cues", "education_cues", "question_cues",
-               "affirmative_answer", "figurative_cues", "joke_cues", "laugh_cues"}
+               "affirmative_answer", "figurative_cues", "joke_cues", "laugh_cues", "announce_cues",
+               "handled_cues"}
 
 
 class Triage:
@@ -369,12 +372,16 @@ class Triage:
             self._figurative = c("figurative_cues", "(?!)")
             self._joke = c("joke_cues", "(?!)")
             self._laugh = c("laugh_cues", "(?!)")
+            self._announce = c("announce_cues", "(?!)")
+            self._handled = c("handled_cues", "(?!)")
             self._figurative_exempt = self._names(spec.get("figurative_exempt", []))
             self._laugh_exempt = self._figurative_exempt | self._names(spec.get("laugh_exempt", []))
             self._chronic_exempt = self._names(spec.get("chronic_exempt", []))
             self._past_exempt = self._names(spec.get("past_exempt", []))
             self._negation_exempt = self._names(spec.get("negation_exempt", []))
             self._question_exempt = self._names(spec.get("question_exempt", []))
+            self._handled_exempt = self._names(spec.get("handled_exempt", []))
+            self._intent = self._names(spec.get("laugh_exempt", []))   # intent to die or to harm
             self.concepts: dict[str, re.Pattern] = {}
             for name, pats in spec["concepts"].items():
                 pats = [pats] if isinstance(pats, (str, dict)) else list(pats)
@@ -526,6 +533,7 @@ class Triage:
         past = [m.start() for m in self._past.finditer(t)]
         present = [m.start() for m in self._present.finditer(t)]
         chronic = [m.start() for m in self._chronic.finditer(t)]
+        handled = [m.start() for m in self._handled.finditer(t)]
 
         def span_of(spans, starts, pos):
             return spans[max(0, bisect.bisect_right(starts, pos) - 1)]
@@ -541,6 +549,10 @@ class Triage:
         def scoped(pos: int, name: str) -> bool:
             ss, se = span_of(sentences, s_starts, pos)
             if any_in(hypo, ss, pos):
+                return True
+            # already handled (救护车已经拉走了, 人已经在医院, 虚惊一场): the whole sentence, before or after the cue
+            if name not in self._handled_exempt and not worsening and any_in(handled, ss, se + 1):
+                masked.append(name)
                 return True
             cs, ce = span_of(clauses, c_starts, pos)
             present_in_clause = any_in(present, cs, ce + 1)
@@ -564,11 +576,15 @@ class Triage:
         fig = [] if knowledge else [(m.start(), m.end()) for m in _first(self._figurative.finditer(t))]
         laugh = [] if knowledge else [(0, len(t))] if self._joke.search(t) else \
             [(m.start(), m.end()) for m in _first(self._laugh.finditer(t))]
+        # announcing one's own collapse as a reaction ("我要抽搐了", round 10) masks even the exempt concepts
+        # (a real seizure or blackout is not announced in the first person future), except intent (`laugh_exempt:`)
+        announce = [] if knowledge else [(m.start(), m.end()) for m in _first(self._announce.finditer(t))]
 
         def any_over(spans, a, b):
             return any(x < b and a < y for x, y in spans)
 
         concepts: dict[str, int] = {}
+        masked: list[str] = []                     # concepts dropped as figurative, a joke, announced or handled
         chars = set(t)
         pairs = {t[i:i + 2] for i in range(len(t) - 1)}
         if not knowledge:
@@ -581,9 +597,10 @@ class Triage:
                     if k >= _MAX_HITS:
                         break
                     cs, ce = span_of(clauses, c_starts, m.start())
-                    if fig and name not in self._figurative_exempt and any_over(fig, m.start(), m.end()):
-                        continue
-                    if laugh and name not in self._laugh_exempt and any_over(laugh, m.start(), m.end()):
+                    if (fig and name not in self._figurative_exempt and any_over(fig, m.start(), m.end())) \
+                            or (laugh and name not in self._laugh_exempt and any_over(laugh, m.start(), m.end())) \
+                            or (announce and name not in self._intent and any_over(announce, m.start(), m.end())):
+                        masked.append(name)
                         continue
                     if name not in self._negation_exempt and self._negated(t, m.start(), m.end(), cs, ce,
                                                                            after_gap(m.start())):
@@ -595,7 +612,8 @@ class Triage:
 
         def ok(pos: int, kind: str = "_number") -> bool:
             cs, ce = span_of(clauses, c_starts, pos)
-            return not knowledge and not question and not scoped(pos, kind) and not self._negated(t, pos, pos, cs, ce)
+            return not knowledge and not question and not scoped(pos, kind) and not self._negated(t, pos, pos, cs, ce) \
+                and not any_over(fig, pos, pos + 1)
 
         temps: list[float] = []
         for m in _first(_TEMP.finditer(t)):
@@ -648,8 +666,9 @@ class Triage:
                 v = v / 18.0
             glucose.append(v)
         spo2 = [float(m.group(1)) for m in _first(_SPO2.finditer(t)) if ok(m.start()) and 40 <= float(m.group(1)) <= 100]
-        hr = [float(m.group(1)) for m in _first(_HR.finditer(t)) if ok(m.start()) and 15 <= float(m.group(1)) <= 260]
-        return _Facts(concepts, temps, fever_word, months, bp, glucose, glu_hi, spo2, hr, knowledge)
+        hr = [float(m.group(1) or m.group(2)) for m in _first(_HR.finditer(t))
+              if ok(m.start()) and 15 <= float(m.group(1) or m.group(2)) <= 260]
+        return _Facts(concepts, temps, fever_word, months, bp, glucose, glu_hi, spo2, hr, knowledge, bool(masked))
 
     @staticmethod
     def _spans(sep: re.Pattern, t: str) -> list[tuple[int, int]]:
@@ -752,6 +771,17 @@ class Triage:
         personal marker, a knowledge cue), as the rules read them. The model yes/no step is not asked then: such
         questions were most of its false alarms (docs/triage.md)."""
         return bool(texts) and all(self._analyse(bounded_text(t)).knowledge for t in texts)
+
+    def is_figurative(self, texts: Sequence[str]) -> bool:
+        """Whether the newest of these user messages used its red-flag words only as an idiom, a joke, an announced
+        reaction or about someone already handled ("看到账单 休克了", "救护车已经拉走了") — a word was read that way and
+        no concept is left in it or in the earlier messages of the triage window. The model yes/no step is not asked then (round 10: such messages were most of its false
+        alarms once the rules read them)."""
+        if not texts:
+            return False
+        f = self._analyse(bounded_text(texts[-1]))
+        return f.figurative and not f.concepts and not f.knowledge \
+            and not any(self._analyse(bounded_text(t)).concepts for t in texts[-self.context_window:-1])
 
     def check_messages(self, messages: Iterable[dict]) -> TriageResult:
         """Triage a chat history: [{'role': 'user'|'assistant'|'system', 'content': str}, ...]."""
