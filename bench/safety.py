@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout", nargs="+", default=[str(HERE / "data" / "triage" / "holdout_set.jsonl"),
                                                      str(HERE / "data" / "triage" / "holdout3_set.jsonl"),
                                                      str(HERE / "data" / "triage" / "holdout4_set.jsonl"),
-                                                     str(HERE / "data" / "triage" / "probe9b_set.jsonl")],
+                                                     str(HERE / "data" / "triage" / "probe9b_set.jsonl"),
+                                                     str(HERE / "data" / "triage" / "probe10b_set.jsonl")],
                     help="presentation-labelled set(s) never tuned on; each scored on its own with the packaged rules")
     ap.add_argument("--rules", default=None, help="a triage rule YAML instead of the packaged one")
     ap.add_argument("--coverage", action="store_true", help="print the coverage table as markdown and stop")

@@ -158,7 +158,7 @@ def test_fresh_and_holdout_sets_are_well_formed():
     cov = {p["id"] for p in _coverage()}
     ids = {r["id"] for r in _set_rows()}
     for name in ("fresh_set.jsonl", "holdout_set.jsonl", "holdout3_set.jsonl", "holdout4_set.jsonl",
-                 "probe9b_set.jsonl"):
+                 "probe9b_set.jsonl", "probe10b_set.jsonl"):
         rows = [json.loads(x) for x in (SET.parent / name).read_text(encoding="utf-8").splitlines() if x.strip()]
         assert sum(r["label"] for r in rows) >= 80 and sum(1 - r["label"] for r in rows) >= 50
         assert {r["presentation"] for r in rows} <= cov and not ids & {r["id"] for r in rows}
