@@ -3,9 +3,9 @@
     .venv/bin/python bench/batch_step.py 1.5b /path/to/q8_0.gguf --kernels repacked,invariant
 
 For each model (a name or a .gguf) and kernel choice, in its own process (clean peak RSS):
-  * raw steps: a llama.cpp context of 8 sequences (as `ming serve --max-batch 8` builds it), each holding a
-    --prompt token prompt; the median time of one `llama_decode` in which B sequences each add one token
-    (B = 1 and 8), --steps steps per round, --rounds rounds;
+  * raw steps: a llama.cpp context of max(--batches) sequences (8 as `ming serve --max-batch 8` builds it),
+    each holding a --prompt token prompt; the median time of one `llama_decode` in which B sequences each add
+    one token (B in --batches, default 1 and 8), --steps steps per round, --rounds rounds;
   * with --runner also the batch runner (ming.engine.batch, sampling and detokenizing included, no HTTP), in a
     process of its own: 1 stream, then 8 concurrent streams of 64 tokens at temperature 0.7, prompts cached
     from the warm-up; with --threads unset the engine follows the free cores as `ming serve` does.
@@ -36,17 +36,20 @@ def raw_steps(model: str, kernels: str, args) -> dict:
 
     ref = models.resolve(model)
     tok = models.load_tokenizer(ref)
+    batches = [int(b) for b in args.batches.split(",")]
+    n_seq = max(8, *batches)  # at least the 8 of `ming serve --max-batch 8`
     eng = llamacpp.LlamaCppEngine(str(ref.path), tok, Template("qwen", tok),
                                   threads=thread_policy.resolve(args.threads),
-                                  context_length=1024, max_batch=8, batch_invariant=kernels == "invariant")
+                                  context_length=1024, max_batch=n_seq, batch_invariant=kernels == "invariant")
     prompt = tok.encode(PROMPT * 10)[:args.prompt]
-    for s in range(1, 9):  # sequences 1..8 (0 is the one-sequence path), prompts read 64 tokens a step
+    for s in range(1, n_seq + 1):  # sequences 1..n (0 is the one-sequence path), prompts read 64 tokens a step
         for st in range(0, len(prompt), 64):
             part = prompt[st:st + 64]
             eng.decode([(t, st + i, s, i == len(part) - 1) for i, t in enumerate(part)])
-    res = {"model": ref.display, "kernels": kernels, "repacked_weights": eng.use_extra_bufts}
+    res = {"model": ref.display, "kernels": kernels, "repacked_weights": eng.use_extra_bufts,
+           "amx": llamacpp.build_has_amx()}
     for r in range(args.rounds):
-        for b in (1, 8):
+        for b in batches:
             pos, ts = len(prompt), []
             for _ in range(args.steps):
                 t = time.perf_counter()
@@ -56,7 +59,7 @@ def raw_steps(model: str, kernels: str, args) -> dict:
             ms = statistics.median(ts) * 1000
             res.setdefault(f"step_ms_b{b}", []).append(round(ms, 1))
             res.setdefault(f"tok_s_b{b}", []).append(round(b * 1000 / ms, 1))
-            for s in range(1, 9):
+            for s in range(1, n_seq + 1):
                 eng.seq_rm(s, len(prompt))
     res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
     eng.close()
@@ -109,6 +112,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--prompt", type=int, default=100, help="prompt tokens per sequence before the steps")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--batches", default="1,8", help="raw steps: sequences per step, comma-separated (e.g. 1,2,4,8,16)")
     ap.add_argument("--runner", action="store_true", help="also time the batch runner's streams (no HTTP)")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -117,7 +121,8 @@ def main() -> int:
         res = raw_steps(model, kernels, args) if part == "raw" else runner_streams(model, kernels, args)
         print(json.dumps(res, ensure_ascii=False), flush=True)
         return 0
-    child = ["--steps", str(args.steps), "--rounds", str(args.rounds), "--prompt", str(args.prompt)]
+    child = ["--steps", str(args.steps), "--rounds", str(args.rounds), "--prompt", str(args.prompt),
+             "--batches", args.batches]
     child += ["--threads", str(args.threads)] if args.threads else []
     for p in range(args.passes):
         for kernels in filter(None, args.kernels.split(",")):

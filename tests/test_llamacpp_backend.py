@@ -4,6 +4,7 @@ samples with the same rules, stops, cancels, streams UTF-8 safely, scores log-li
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -50,10 +51,25 @@ def test_amx_path_cannot_be_used(emb):
     from ming.engine.llamacpp import build_has_amx, system_info
 
     assert "REPACK" in system_info() or "AVX" in system_info()
-    if build_has_amx():
+    if build_has_amx() and os.environ.get("MING_LLAMACPP_AMX") != "1":
         assert emb.use_extra_bufts is False  # a build with AMX code is loaded without the AMX buffer type
     else:
         assert "AMX" not in system_info()
+
+
+def test_amx_buffers_only_when_asked(monkeypatch):
+    from ming.engine import llamacpp
+
+    monkeypatch.setattr(llamacpp, "build_has_amx", lambda: True)
+    monkeypatch.delenv("MING_LLAMACPP_AMX", raising=False)
+    assert llamacpp.default_extra_bufts(1, True) is False  # an AMX build: no AMX buffer type by default
+    monkeypatch.setenv("MING_LLAMACPP_AMX", "1")
+    assert llamacpp.default_extra_bufts(1, True) is True
+    assert llamacpp.default_extra_bufts(8, False) is True
+    assert llamacpp.default_extra_bufts(8, True) is False  # batch-invariant batching: never repacked
+    monkeypatch.setattr(llamacpp, "build_has_amx", lambda: False)
+    monkeypatch.delenv("MING_LLAMACPP_AMX")
+    assert llamacpp.default_extra_bufts(1, True) is True
 
 
 def test_prompt_ids_identical_across_backends(emb, qwen_tokenizer):

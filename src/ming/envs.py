@@ -17,6 +17,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "MING_THREADS": ("auto (see ming.engine.threads)", "CPU threads for generation and training"),
     "MING_LOG_LEVEL": ("WARNING", "log level of the ming logger (DEBUG, INFO, WARNING, ERROR)"),
     "MING_LLAMACPP_VERSION": ("0.3.36", "llama-cpp-python version scripts/install_llamacpp.sh builds"),
+    "MING_LLAMACPP_AMX": ("0", "1: scripts/install_llamacpp.sh builds llama.cpp with its AMX int8 kernels (CPUs with "
+                          "amx_int8; the tile-config fix applied) and ming loads models into the AMX buffer type"),
     "MING_LLAMACPP_REBUILD": ("0", "1 makes scripts/install_llamacpp.sh rebuild instead of reusing its kept wheel"),
     "MING_API_KEY": ("unset", "API key `ming serve` requires when --api-key is not given (keeps it out of `ps`)"),
     "MING_TRIAGE_MODEL": ("auto", "the model `ming triage` asks where no rule fires, when --model is not given: auto "
@@ -64,3 +66,7 @@ def triage_model() -> str:
 
 def api_key() -> str | None:
     return os.environ.get("MING_API_KEY") or None
+
+
+def llamacpp_amx() -> bool:
+    return os.environ.get("MING_LLAMACPP_AMX", "0") in ("1", "true", "yes")

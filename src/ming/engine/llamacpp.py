@@ -17,9 +17,10 @@ stream of one more context window): `score_continuations` runs there with its ow
 (in a stream of its own, so its logits are those of a one-sequence engine) and the next turn reads only its new
 tokens.
 
-The AMX crash: llama.cpp's default build runs an AMX matmul path that dies with "Illegal
-instruction" on this kind of Xeon. scripts/install_llamacpp.sh builds without AMX code; if a build
-with AMX is loaded anyway, the model is loaded with `use_extra_bufts=False` (no AMX buffer type).
+The AMX crash: llama.cpp's AMX matmul path, built by GCC 12, faults on its first batched matmul (its tile
+configuration is lost to dead-store elimination; docs/serve.md). scripts/install_llamacpp.sh builds without AMX
+code unless MING_LLAMACPP_AMX=1 (then with AMX and the fix); a build with AMX is loaded with
+`use_extra_bufts=False` (no AMX buffer type) unless MING_LLAMACPP_AMX=1 is set at run time too.
 
 Batch invariance (`batch_invariant`, the engine's default and `ming eval`'s): a batching engine loads without
 the repacked ("extra") weight buffers. Their matmul kernels switch between a one-row and a several-row kernel by
@@ -38,7 +39,7 @@ import sys
 import threading
 from typing import Any, Iterator, Mapping, Sequence
 
-from ming import models
+from ming import envs, models
 from ming.engine import threads as thread_policy
 from ming.engine.base import DEFAULT_MAX_CONTEXT, Chunk, GenerationConfig, K
 from ming.engine.batch import BatchRunner
@@ -91,6 +92,14 @@ def build_has_amx() -> bool:
     return "AMX" in system_info()
 
 
+def default_extra_bufts(max_batch: int, batch_invariant: bool) -> bool:
+    """Whether to load the repacked ("extra") weight buffers, AMX's among them: not for a batch-invariant batching
+    engine (their kernels sum differently per batch), and on a build with AMX kernels only with
+    MING_LLAMACPP_AMX=1 (a build made by `MING_LLAMACPP_AMX=1 scripts/install_llamacpp.sh`, with the fix)."""
+    amx_ok = not build_has_amx() or envs.llamacpp_amx()
+    return amx_ok and (max_batch == 1 or not batch_invariant)
+
+
 class LlamaCppEngine(LoopEngine):
     backend = "llamacpp"
 
@@ -121,8 +130,8 @@ class LlamaCppEngine(LoopEngine):
         self.prefix_cache = prefix_cache
         self.stop_ids = template.stop_token_ids()
         self.features = frozenset({"seed", "top_k", "repetition_penalty", "prefix_cache", "loglik"})
-        if use_extra_bufts is None:  # batch_invariant: no repacked weights, whose kernels sum differently per batch
-            use_extra_bufts = not build_has_amx() and (max_batch == 1 or not batch_invariant)
+        if use_extra_bufts is None:
+            use_extra_bufts = default_extra_bufts(max_batch, batch_invariant)
         self.batch_invariant = max_batch == 1 or not use_extra_bufts
         self.use_extra_bufts = use_extra_bufts
 
