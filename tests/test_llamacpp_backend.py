@@ -4,7 +4,6 @@ samples with the same rules, stops, cancels, streams UTF-8 safely, scores log-li
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -13,6 +12,7 @@ import pytest
 
 pytest.importorskip("llama_cpp")
 
+from ming import envs  # noqa: E402
 from ming.engine import GenerationConfig  # noqa: E402
 
 MSGS = [{"role": "system", "content": "你是一名医生。"}, {"role": "user", "content": "我最近总是头痛，怎么办？"}]
@@ -51,10 +51,10 @@ def test_amx_path_cannot_be_used(emb):
     from ming.engine.llamacpp import build_has_amx, system_info
 
     assert "REPACK" in system_info() or "AVX" in system_info()
-    if build_has_amx() and os.environ.get("MING_LLAMACPP_AMX") != "1":
-        assert emb.use_extra_bufts is False  # a build with AMX code is loaded without the AMX buffer type
-    else:
+    if not build_has_amx():
         assert "AMX" not in system_info()
+    elif not envs.llamacpp_amx():
+        assert emb.use_extra_bufts is False  # a build with AMX code is loaded without the AMX buffer type
 
 
 def test_amx_buffers_only_when_asked(monkeypatch):
