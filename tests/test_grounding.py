@@ -722,4 +722,26 @@ def test_a_list_number_is_shown_only_with_an_item_that_is(findings):
     for s in sents + [rest]:
         out = pc.sentence(s, shown)
         shown += out
-    assert shown == "以下是解释：\n\n2. 白细胞升高，提示感染。\n" and pc.finish(shown) == ""
+    assert shown == "以下是解释：\n2. 白细胞升高，提示感染。\n" and pc.finish(shown) == ""
+
+
+def test_a_line_announcing_a_list_is_dropped_with_the_list():
+    """"有几个项目异常：" is shown with the first item of its list that is, and never alone above the composed
+    explanation when every item is dropped (the CBC transcript of session 11)."""
+    fs = parse_report((REPORTS / "03_cbc_female_anemia.txt").read_text(encoding="utf-8"))
+    intro = "根据你的血常规结果，有几个项目异常：\n"
+    assert verify_sentence(intro, fs).ok
+    pc, shown = ReportPostCheck(fs), ""
+    for s in [intro, "\n", "1. 血红蛋白是携带氧气的蛋白。\n", "\n", "2. 红细胞是一种细胞。\n"]:
+        out = pc.sentence(s, shown)
+        assert isinstance(out, str)
+        shown += out
+    assert shown == ""
+    text = pc.finish(shown)
+    assert text.startswith(FALLBACK_HEADER.lstrip("\n")) and "血红蛋白 98 g/L，偏低" in text
+    d = pc.to_dict()
+    assert d["composed"] and d["dropped"][-1] == intro.strip()
+    pc, shown = ReportPostCheck(fs), ""
+    for s in [intro, "\n", "1. 血红蛋白是携带氧气的蛋白。\n", "\n", "2. 血红蛋白 98 g/L，偏低。\n"]:
+        shown += pc.sentence(s, shown)
+    assert shown == intro + "\n2. 血红蛋白 98 g/L，偏低。\n" and pc.finish(shown) == ""

@@ -68,6 +68,7 @@ class PostCheck:
     False: the check only reads the whole answer in `finish`, so the text is not held back for it."""
 
     per_sentence = True
+    pending = ""  # text the check holds back for now but means to show with what follows (a regeneration goes on after it)
 
     def sentence(self, text: str, shown: str) -> "str | Regenerate":
         """A finished sentence of model text, before anyone sees it; `shown` is the text shown so far.
@@ -327,7 +328,8 @@ class Pipeline:
                     state["lead_in"] = False
                 text = _checked(checks, text, "".join(model))
                 if isinstance(text, Regenerate):
-                    plan = self._regeneration(turn, text.hint, "".join(model)) if may_retry else None
+                    prefix = "".join(model) + "".join(getattr(c, "pending", "") for c in checks)
+                    plan = self._regeneration(turn, text.hint, prefix) if may_retry else None
                     if plan is not None:
                         state["again"] = plan
                         return

@@ -883,6 +883,7 @@ _LABEL_HEAD = re.compile(r"(?P<d>正常|异常)(?:的)?(?:项目|指标|结果)?
                          r"[*_\s]*[:：][*_\s]*$")
 _ITEM_NAME = re.compile(r"^\s*(?:[-•·+]|\*(?!\*)|\d+\s*[.、)）])?\s*[*_]*(?P<n>[^*_:：，,。\s\d()（）]{1,12}?)(?:离子)?[*_]*\s*[:：(（]")
 _LIST_NUMBER = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、]\s*$")  # "1." cut off as a sentence of its own
+_INTRO = re.compile(r"[:：][\s*_#]*$")  # a line that ends announcing what follows (a list, an explanation)
 _BARE_ITEM = re.compile(r"^\s*(?:\d+|[一二三四五六七八九十]+)\s*[.、][\s*_#]*$")  # … or with its opening markup ("2. **")
 
 
@@ -1088,10 +1089,34 @@ class ReportPostCheck:
         self.regenerated = False
         self.attempts = 1
         self.number = ""  # strict: a bare list number ("1.", "2. **") waits for the item text it numbers
+        # strict: a line that announces what follows ("有几个项目异常：") waits for it, and goes if nothing follows
+        self.intro, self._explained_before_intro, self._dropped_at_intro = "", False, 0
 
     def sentence(self, text: str, shown: str = "") -> "str | Regenerate":
         if not self.strict or self.failed:
             return self._sentence(text, shown)
+        if self.intro and not text.strip():
+            if len(self.dropped) == self._dropped_at_intro:
+                self.intro += text  # its blank lines go with it; not the end of a line dropped under it
+            return ""
+        explained = self.explained
+        out = self._item(text, shown)
+        if not isinstance(out, str) or not out.strip():
+            return out
+        if _INTRO.search(out):  # "根据结果，有几个项目异常：" shown alone would dangle when its list is dropped
+            if not self.intro:
+                self._explained_before_intro = explained
+            self.intro += out
+            self._dropped_at_intro = len(self.dropped)
+            return ""
+        out, self.intro = self.intro + out, ""
+        return out
+
+    @property
+    def pending(self) -> str:
+        return self.intro
+
+    def _item(self, text: str, shown: str) -> "str | Regenerate":
         if _BARE_ITEM.match(unicodedata.normalize("NFKC", text)):
             out = self._sentence(text, shown)
             if isinstance(out, str) and out:
@@ -1136,7 +1161,7 @@ class ReportPostCheck:
         return Regenerate(retry_hint(bad)) if self.retry and not self.regenerated else ""
 
     def regenerating(self, hint: str) -> None:
-        self.failed, self.regenerated, self.number = False, True, ""
+        self.failed, self.regenerated, self.number = False, True, ""  # a held intro stays: the model goes on after it
         self.reader.restore(self._shown)
         self.advice.clear()
         self.attempts += 1
@@ -1148,6 +1173,9 @@ class ReportPostCheck:
         return self.fallback and (self.failed or (self.strict and bool(self.dropped) and not self.explained))
 
     def finish(self, shown: str = "") -> str:
+        if self.intro:  # nothing it announced was shown: it goes too
+            self.dropped.append(self.intro)
+            self.explained, self.intro = self._explained_before_intro, ""
         if not self.composes:
             return ""
         text = (FALLBACK_HEADER if shown.strip() else FALLBACK_HEADER.lstrip("\n")) + compose_explanation(self.findings)

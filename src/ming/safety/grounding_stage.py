@@ -32,6 +32,10 @@ class _Recorded:
     def sentence(self, text: str, shown: str):
         return self.inner.sentence(text, shown)
 
+    @property
+    def pending(self) -> str:
+        return getattr(self.inner, "pending", "")
+
     def regenerating(self, hint: str) -> None:
         getattr(self.inner, "regenerating", lambda h: None)(hint)
 
