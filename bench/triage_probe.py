@@ -30,14 +30,14 @@ Figures (no threshold is ever chosen on the data it is tested on):
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from safety import load, wilson  # bench/safety.py and bench/triage_model.py, next to this script
+from triage_model import auc, lowest_threshold as threshold
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ROOT / "bench" / "data" / "triage"
@@ -45,11 +45,9 @@ SETS = ROOT / "bench" / "data" / "triage"
 
 def load_rows() -> list[dict]:
     rows = []
-    for f in sorted(glob.glob(str(SETS / "*_set.jsonl"))):
-        name = Path(f).name.removesuffix("_set.jsonl")
-        for n, line in enumerate(open(f, encoding="utf-8"), 1):
-            r = json.loads(line)
-            r["set"] = name
+    for f in sorted(SETS.glob("*_set.jsonl")):
+        for r in load(f):  # bench/safety.py's reader: a bad row stops with its file:line
+            r["set"] = f.name.removesuffix("_set.jsonl")
             rows.append(r)
     return rows
 
@@ -104,28 +102,6 @@ def fit(X: np.ndarray, y: np.ndarray, lam: float):
 def predict(m, X: np.ndarray) -> np.ndarray:
     mu, sd, w = m
     return 1 / (1 + np.exp(-np.clip(((X - mu) / sd) @ w[:-1] + w[-1], -40, 40)))
-
-
-def auc(y: np.ndarray, s: np.ndarray) -> float:
-    r = np.empty(len(s))
-    r[np.argsort(s, kind="stable")] = np.arange(1, len(s) + 1)
-    n1 = int((y == 1).sum())
-    return float((r[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1)))
-
-
-def threshold(y: np.ndarray, s: np.ndarray, base: np.ndarray, max_fpr: float) -> float:
-    """The lowest threshold t with FPR(base OR s >= t) <= max_fpr on these rows."""
-    allowed = int(np.floor(max_fpr * (y == 0).sum())) - int((base & (y == 0)).sum())
-    if allowed < 0:
-        return np.inf
-    cand = np.sort(s[~base & (y == 0)])[::-1]
-    return float(cand[allowed]) + 1e-12 if allowed < len(cand) else 0.0
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    p, den = k / n, 1 + z * z / n
-    c, h = (p + z * z / (2 * n)) / den, z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return c - h, c + h
 
 
 def line(name: str, y: np.ndarray, pred: np.ndarray) -> str:
