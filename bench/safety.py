@@ -7,6 +7,8 @@ per message of triage and of the whole SafetyPolicy.check (uncached, pure Python
     .venv/bin/python bench/safety.py --real 500      # + flag rate on real patient questions (shared data)
     .venv/bin/python bench/safety.py --coverage      # print the coverage table (markdown) for docs/triage.md
     nice -n 19 .venv/bin/python bench/safety.py --model 1.5b   # + the model's yes/no judge alone and OR the rules
+    .venv/bin/python bench/safety.py --probe                  # + the triage probe over all ten sets (features
+                                                              #   cached by bench/triage_probe.py; 42 min without)
 
 Presentation-labelled set: bench/data/triage/triage_set.jsonl (see its README). "plain" runs the packaged
 rules; "leave-presentation-out" tests each presentation's messages on rules compiled without every entry
@@ -132,6 +134,44 @@ def education_gate(scores: dict, rows: list, tri) -> dict:
     return out
 
 
+def probe_report(tri, rules_path: Path, errors: bool) -> None:
+    """The triage probe's lines over all ten labelled sets, next to the rules' (bench/triage_probe.py)."""
+    import numpy as np
+    import triage_model
+    import triage_probe as tp
+
+    from ming.safety.probe_triage import Probe, predict
+
+    probe = Probe.load()
+    rows = tp.load_rows()
+    X = tp.features(rows)
+    y = np.array([r["label"] for r in rows])
+    pres = np.array([r["presentation"] for r in rows])
+    gate = tp.asked(rows, tri)
+    rules = np.array([tri.check(r["text"], r.get("context") or []).emergency for r in rows])
+    r_lpo = tp.rules_lpo(rows, rules_path)
+    max_fpr = float(probe.provenance.get("max_fpr", 0.04))
+    p_ship = predict((probe.weights, probe.bias), X) * gate
+    p_lpo = tp.lpo_scores(X, y, pres, probe.lam) * gate
+    none = [False] * len(rows)
+    alone = triage_model.lpo_predictions(rows, p_lpo.tolist(), none, max_fpr)[0]
+    both = triage_model.lpo_predictions(rows, p_lpo.tolist(), r_lpo.tolist(), max_fpr)[0]
+    print(f"\ntriage probe on all {len(set(r['set'] for r in rows))} labelled sets ({len(rows)} messages: {int(y.sum())} "
+          f"emergency over {len(set(pres))} presentations, {int((1 - y).sum())} hard negatives); packaged threshold "
+          f"{probe.threshold:.3f}; leave-out thresholds for FPR <= {max_fpr} on the other presentations; probe AUC "
+          f"leave-presentation-out {triage_model.auc(y.tolist(), p_lpo.tolist()):.3f}")
+    presentation_report(rows, {"rules, plain": rules.tolist(),
+                               "as shipped (fit on these)": (rules | (p_ship >= probe.threshold)).tolist(),
+                               "rules, leave-out": r_lpo.tolist(), "probe alone, leave-out": alone,
+                               "rules OR probe, lpo": both}, errors)
+    print("leave-one-set-out (a probe trained on the other nine sets, thresholds chosen on them as for the packaged "
+          "probe; the rules as packaged):")
+    preds = tp.leave_one_set_out(rows, X, y, gate, rules, probe.lam, max_fpr, base=r_lpo)
+    print("all sets, each held out once:")
+    for name, pred in (("rules", rules), ("probe", preds["probe"]), ("rules OR probe", preds["rules OR probe"])):
+        print(tp.line(name, y, pred))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(HERE / "data" / "safety_eval.jsonl"), help="the older 350-message set")
@@ -158,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt", default=None, help="the judge's prompt variant (ming.safety.model_triage.PROMPTS)")
     ap.add_argument("--model-limit", type=int, default=None,
                     help="score only the first N messages of the seeded order (a random subsample)")
+    ap.add_argument("--probe", action="store_true",
+                    help="also the triage probe (ming.safety.probe_triage) over every labelled set in "
+                         "bench/data/triage/: as shipped (trained on them: an upper bound), leave-presentation-out "
+                         "(a probe trained without the presentation, its threshold chosen on the others) and "
+                         "leave-one-set-out (a probe trained without the set: the cross-writer figure)")
     ap.add_argument("--model-holdout", action="store_true",
                     help="also score the held-out set with the judge at the thresholds chosen on the labelled set "
                          "(for whoever scores held-out sets; never used to choose a prompt or threshold)")
@@ -217,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         presentation_report(sub, mpreds, args.errors)
         for n in notes:
             print(n)
+    if args.probe:
+        probe_report(tri, rules_path, args.errors)
     pooled: list[tuple[int, bool, bool]] = []  # (label, rules, as shipped) over every held-out set
     for holdout in args.holdout:
         hold = load(Path(holdout)) if Path(holdout).is_file() else []

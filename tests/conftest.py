@@ -39,6 +39,9 @@ os.environ["MING_KB"] = str(Path(__file__).parent / "fixtures" / "kb_tiny")
 # `ming triage` asks the embedded 1.5B where no rule fires by default; tests of the rules run them alone (the
 # tests of the model step pass --model, and test_triage_cli_default_asks_the_embedded_model sets it back to auto)
 os.environ["MING_TRIAGE_MODEL"] = "none"
+# chat, serve and `ming triage` run the triage probe (the embedded 0.5B) by default where it can run; the tests
+# that are not about it leave it off (tests/test_probe_triage.py turns it on)
+os.environ["MING_TRIAGE_PROBE"] = "none"
 
 import pytest  # noqa: E402
 

@@ -28,7 +28,7 @@ def test_probability_is_the_softmax_of_the_two_answers(judge, tiny_qwen_engine):
     assert v.p_yes + 1 / (1 + math.exp(v.logp_yes - v.logp_no)) == pytest.approx(1.0, abs=1e-9)
     assert v.seconds > 0 and v.prompt_tokens == len(ids)
     assert v.emergency(0.0) and not v.emergency(1.01)
-    assert set(v.to_dict()) == {"p_yes", "threshold", "fired", "seconds", "prompt_tokens"} and not v.fired
+    assert set(v.to_dict()) == {"step", "p_yes", "threshold", "fired", "seconds", "prompt_tokens"} and not v.fired
 
 
 def test_answers_are_the_two_characters(judge, qwen_tokenizer):

@@ -40,6 +40,7 @@ def test_recall_and_fpr_targets_on_each_half(split):
     ("心口疼，疼得厉害，后背也疼", None),
     ("我爸说话不利索了，刚刚开始的", "NEURO-STROKE-03"),
     ("我妈突然口齿不清", "NEURO-STROKE-03"),
+    ("奶奶早上起来说话舌头大，但现在好一些了", "NEURO-STROKE-03"),  # colloquial dysarthria; a TIA is still urgent
     ("奶奶嘴歪了", "NEURO-STROKE-02"),
     ("喘不上气", "RESP-DYSPNEA-01"),
     ("最近总是想不开", "SUICIDE-01"),

@@ -64,6 +64,13 @@ def triage_model() -> str:
     return os.environ.get("MING_TRIAGE_MODEL", "").strip() or "auto"
 
 
+def triage_probe() -> str:
+    """MING_TRIAGE_PROBE: auto (default: the probe step where llama.cpp and the embedded 0.5B are installed),
+    on, or none / off."""
+    v = os.environ.get("MING_TRIAGE_PROBE", "").strip().lower() or "auto"
+    return {"off": "none", "0": "none", "false": "none", "1": "on", "true": "on"}.get(v, v)
+
+
 def api_key() -> str | None:
     return os.environ.get("MING_API_KEY") or None
 

@@ -69,6 +69,10 @@ def _batching(engine) -> str:
     return f"{engine.max_concurrency} requests batched" + (", a KV window each" if hasattr(engine, "kv_cells") else "")
 
 
+def _probe_on(stages) -> bool:
+    return any(getattr(s, "probe", False) for s in stages)
+
+
 def run(args: argparse.Namespace) -> int:
     _setup_logging()
     gen = generation_config(args)
@@ -90,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"[ming] {DISCLAIMER}", file=sys.stderr)
     print(f"[ming] serving {app.state.service.model_name} ({engine.backend}, context {engine.context_length} tokens, "
           f"{_batching(engine)}, safety {settings.safety}"
-          f"{f' + model triage at p(是) >= {settings.triage_threshold}' if settings.triage_model else ''}, "
+          f"{f' + model triage at p(是) >= {settings.triage_threshold}' if settings.triage_model else ''}"
+          f"{' + triage probe' if _probe_on(stages) else ''}, "
           f"queue {settings.max_queue}"
           f"{', API key required' if settings.api_key else ''})\n"
           f"[ming] web page: {url}/   ·   OpenAI API: {url}/v1   ·   Ctrl-C stops", file=sys.stderr, flush=True)

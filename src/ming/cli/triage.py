@@ -12,7 +12,9 @@ from ming.engine import create_engine
 from ming.engine.select import llamacpp_available
 from ming.errors import MingError
 from ming.models import embedded
+from ming.safety import probe_triage
 from ming.safety.model_triage import DEFAULT_THRESHOLD, ON_BY_DEFAULT, ModelTriage
+from ming.safety.probe_triage import FirstOf
 from ming.safety.policy import MODEL_RULE_ID, SafetyPolicy, asks_model
 from ming.safety.triage import Triage, default_triage
 
@@ -24,9 +26,10 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
         name, help=help_text,
         description="Read messages (one per line, or JSONL with a 'text' field and optional 'context' list of "
                     "earlier user messages and 'id') and print one JSON line per message: "
-                    "{emergency, rule_ids, categories, escalation}. Where no rule fires, the embedded 1.5B model (when "
-                    "installed, on llama.cpp) is asked a constrained 是/否 (about 0.6 s a message on 2 CPU cores); "
-                    "--model none keeps to the rules (< 1 ms a message).")
+                    "{emergency, rule_ids, categories, escalation}. Where no rule fires, the triage probe (a linear "
+                    "probe on the embedded 0.5B's hidden state, when it and llama.cpp are installed) scores the "
+                    "message (about 0.7 s a message on 2 CPU cores); without it, the embedded 1.5B is asked a "
+                    "constrained 是/否. --probe none --model none keeps to the rules (< 1 ms a message).")
     p.add_argument("file", nargs="?", default="-", help="input file; '-' (default) reads stdin")
     p.add_argument("--conversation", action="store_true",
                    help="treat the lines as ONE conversation: each message is triaged with up to 11 earlier ones "
@@ -38,10 +41,18 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     p.add_argument("--no-escalation", action="store_true", help="leave the escalation text out of the output")
     p.add_argument("--model", default=None,
                    help="the model asked a constrained 是/否 where no rule fires: auto (default, or $MING_TRIAGE_MODEL: "
-                        "the embedded 1.5B when installed and llama.cpp is, else the rules alone), none (the rules "
-                        "alone), or 1.5b, 0.5b, a .gguf or a model folder. A line it was asked about gets "
-                        "\"model\": {p_yes, threshold, fired, seconds, prompt_tokens} and emergency = rules OR model "
+                        "the embedded 1.5B when installed and llama.cpp is and the probe is off, else "
+                        "none), none (no yes/no), or 1.5b, 0.5b, a .gguf or a model folder. A line it was asked about gets "
+                        "\"model\": {step, p_yes, threshold, fired, seconds, prompt_tokens} and emergency = rules OR model "
                         "(rule id MODEL-TRIAGE); health-education questions are not asked")
+    p.add_argument("--probe", default=None, choices=("auto", "on", "none"),
+                   help="the triage probe where no rule fires: auto (default, or $MING_TRIAGE_PROBE: where llama.cpp "
+                        "and the embedded 0.5B are installed), on, or none. A line it scored gets \"model\": {step: "
+                        "probe, p_yes, threshold, fired, ...}; when it is on, --model auto asks no yes/no (name a "
+                        "model to ask both: the probe first)")
+    p.add_argument("--probe-threshold", type=float, default=None,
+                   help="p at or above which the probe flags a message, in [0, 1] (default: the packaged probe's, "
+                        "chosen leave-presentation-out in bench/triage_probe.py)")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"p(是) at or above which --model flags a message, in [0, 1] (default {DEFAULT_THRESHOLD})")
     p.set_defaults(func=run)
@@ -84,10 +95,32 @@ def auto_model() -> tuple[str | None, str]:
     return key, f"the embedded {key}"
 
 
-def _judge(args):
-    """The model's yes/no (None for the rules alone), loaded after the input was read."""
+def _probe(args):
+    """The triage probe (None when off or not installed under auto), loaded after the input was read."""
+    choice = args.probe or envs.triage_probe()
+    if choice not in ("auto", "on", "none"):
+        raise MingError(f"MING_TRIAGE_PROBE={choice!r}: use auto, on or none")
+    if choice == "none":
+        return None
+    if args.probe_threshold is not None and not 0.0 <= args.probe_threshold <= 1.0:
+        raise MingError(f"--probe-threshold is a probability in [0, 1], got {args.probe_threshold}")
+    ok, why = probe_triage.available()
+    if not ok:
+        if choice == "on":
+            raise MingError(f"--probe on: the triage probe cannot run: {why}")
+        print(f"ming triage: no triage probe: {why}", file=sys.stderr)
+        return None
+    judge = probe_triage.ProbeTriage(threshold=args.probe_threshold)
+    print(f"ming triage: rules, then the triage probe on {why} where no rule fires (p >= {judge.threshold:.3f}); "
+          "--probe none for the rules alone", file=sys.stderr)
+    return judge
+
+
+def _judge(args, probe_on: bool = False):
+    """The model's yes/no (None for the rules alone), loaded after the input was read; `--model auto` asks none
+    when the probe is on."""
     choice = (args.model or envs.triage_model()).strip()
-    if choice.lower() == "none":
+    if choice.lower() == "none" or (choice.lower() == "auto" and probe_on):
         return None
     if not 0.0 <= args.threshold <= 1.0:
         raise MingError(f"--threshold is a probability in [0, 1], got {args.threshold}")
@@ -105,7 +138,9 @@ def _judge(args):
 def run(args) -> int:
     tri = Triage.from_file(args.rules) if args.rules else default_triage()
     name, lines = _read(args.file)
-    judge = _judge(args)
+    probe = _probe(args)
+    judge = _judge(args, probe is not None)
+    judge = FirstOf([probe, judge]) if probe and judge else probe or judge
     model_text, model_shown = "", False
     if judge is not None:
         model_text = SafetyPolicy(triage=tri).model_escalation()

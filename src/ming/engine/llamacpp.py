@@ -70,7 +70,8 @@ def _init_backend(L) -> None:
 
     @L.llama_log_callback
     def _cb(level, text, user_data):  # warnings (level 3) and up unless debugging, less two expected notes
-        if verbose or (level in (3, 4) and b"control-looking token" not in text and b"cannot use buft" not in text):  # a known harmless vocab note
+        if verbose or (level in (3, 4) and b"control-looking token" not in text and b"cannot use buft" not in text
+                                           and b"default pooling_type" not in text):  # known harmless notes
             try:
                 sys.stderr.write(text.decode("utf-8", "replace"))
             except Exception:  # noqa: BLE001 - never raise into C

@@ -101,6 +101,7 @@ class Verdict:
     seconds: float
     prompt_tokens: int
     threshold: float | None = None  # the judge's threshold when it made the call (ModelTriage.assess)
+    step: str = "yesno"  # which model step: "yesno" (this module) or "probe" (ming.safety.probe_triage)
 
     def emergency(self, threshold: float) -> bool:
         return self.p_yes >= threshold
@@ -110,7 +111,7 @@ class Verdict:
         return self.threshold is not None and self.p_yes >= self.threshold
 
     def to_dict(self) -> dict:
-        return {"p_yes": round(self.p_yes, 4), "threshold": self.threshold, "fired": self.fired,
+        return {"step": self.step, "p_yes": round(self.p_yes, 4), "threshold": self.threshold, "fired": self.fired,
                 "seconds": round(self.seconds, 3), "prompt_tokens": self.prompt_tokens}
 
 
@@ -133,6 +134,8 @@ def _clip(text: str, limit: int) -> str:
 
 class ModelTriage:
     """Ask a loaded engine the emergency question about one message (plus earlier user messages)."""
+
+    step = "yesno"
 
     def __init__(self, engine: Any, prompt: str = DEFAULT_PROMPT, threshold: float = DEFAULT_THRESHOLD,
                  lock: Any = None):
@@ -198,7 +201,7 @@ class ModelTriage:
         if not turns:
             raise MingError("model triage got a conversation without a user message")
         v = self.score(turns[-1], turns[-1 - CONTEXT_TURNS:-1])
-        return Verdict(v.p_yes, v.logp_yes, v.logp_no, v.seconds, v.prompt_tokens, self.threshold)
+        return Verdict(v.p_yes, v.logp_yes, v.logp_no, v.seconds, v.prompt_tokens, self.threshold, self.step)
 
 
 def on_by_default(model_path: str | None, model_base: str | None = None, backend: str = "auto") -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ming.errors import MingError
 from ming.respond import Added, Stage, Turn
 from ming.safety.model_triage import DEFAULT_PROMPT, ModelTriage
+from ming.safety.probe_triage import FirstOf, ProbeTriage
 from ming.safety.policy import SafetyPolicy
 from ming.safety.report import grounding_text
 
@@ -18,24 +19,29 @@ class SafetyStage(Stage):
     constrained 是/否 of ming.safety.model_triage (`bind` hands it the engine); p(是) at or above the threshold
     escalates. The metadata says which step fired (`triage_step`) and the model's p (`triage_model`).
     `hold_engine`: the judge takes `engine.lock` while it scores (ming serve prepares a turn while other
-    requests generate; a batching llama.cpp engine scores on its own sequence 0 beside them)."""
+    requests generate; a batching llama.cpp engine scores on its own sequence 0 beside them).
+    `probe`: the linear probe on the embedded 0.5B's hidden state (ming.safety.probe_triage; its own llama.cpp
+    context, loaded at `bind`) is asked first where no rule fires, then the yes/no when that is on too."""
 
     name = "safety"
 
     def __init__(self, policy: SafetyPolicy, model_threshold: float | None = None, prompt: str = DEFAULT_PROMPT,
-                 hold_engine: bool = False):
+                 hold_engine: bool = False, probe: bool = False):
         if model_threshold is not None and not 0.0 <= model_threshold <= 1.0:
             raise MingError(f"--triage-threshold is a probability in [0, 1], got {model_threshold}")
         self.policy = policy
         self.model_threshold = model_threshold
         self.prompt = prompt
         self.hold_engine = hold_engine
-        self.judge: ModelTriage | None = None
+        self.probe = probe
+        self.judge: ModelTriage | ProbeTriage | FirstOf | None = None
 
     def bind(self, engine) -> None:
+        judges: list = [ProbeTriage()] if self.probe else []
         if self.model_threshold is not None:
-            self.judge = ModelTriage(engine, self.prompt, self.model_threshold,
-                                     lock=engine.lock if self.hold_engine else None)
+            judges.append(ModelTriage(engine, self.prompt, self.model_threshold,
+                                      lock=engine.lock if self.hold_engine else None))
+        self.judge = judges[0] if len(judges) == 1 else FirstOf(judges) if judges else None
 
     def prepare(self, turn: Turn) -> None:
         d = self.policy.check(turn.conversation, judge=self.judge)

@@ -67,12 +67,16 @@ def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
 
 
 def serve_stages(settings: ServeSettings) -> list:
-    """The turn's stages for the server's settings (safety, retrieval, stages_off, --triage-model): each request's
+    """The turn's stages for the server's settings (safety, retrieval, stages_off, --triage-model, --triage-probe
+    (default: where it can run, ming.safety.probe_triage.resolve)): each request's
     turn is prepared in its own thread while others generate, so the model triage step holds the engine."""
+    from ming.safety import probe_triage
+
+    probe, _ = probe_triage.resolve(settings.triage_probe, settings.safety)
     return build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
                                stages_off=settings.stages_off,
                                triage_model=settings.triage_threshold if settings.triage_model else None,
-                               concurrent=True))
+                               triage_probe=probe, concurrent=True))
 
 
 DOC_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")  # behind the API key when there is one
