@@ -4,7 +4,8 @@ per message of triage and of the whole SafetyPolicy.check (uncached, pure Python
 
     .venv/bin/python bench/safety.py                 # all figures
     .venv/bin/python bench/safety.py --errors        # also list every miss and false alarm
-    .venv/bin/python bench/safety.py --real 500      # + flag rate on real patient questions (shared data)
+    .venv/bin/python bench/safety.py --real 500      # + flag rate on real patient questions (shared data;
+                                                     #   with --probe: the probe's too)
     .venv/bin/python bench/safety.py --coverage      # print the coverage table (markdown) for docs/triage.md
     nice -n 19 .venv/bin/python bench/safety.py --model 1.5b   # + the model's yes/no judge alone and OR the rules
     .venv/bin/python bench/safety.py --probe                  # + the triage probe over all ten sets (features
@@ -390,6 +391,22 @@ def main(argv: list[str] | None = None) -> int:
             if args.errors:
                 for q, res in flagged:
                     print(f"  FLAG {res.rule_ids}: {q[:100]}")
+            if args.probe:  # the probe as chat runs it: where no rule fired and the question is not education
+                from ming.safety.policy import asks_model
+                from ming.safety.probe_triage import ProbeTriage
+
+                judge = ProbeTriage()
+                hit = {q for q, _ in flagged}
+                asked = [q for q in qs if q not in hit and asks_model(tri, [q])]
+                verdicts = [(q, judge.assess([q])) for q in asked]
+                fired = [(q, v) for q, v in verdicts if v.fired]
+                print(f"  + the triage probe (asked about {len(asked)} the rules left, the rest education): "
+                      f"{len(fired)} more flagged; rules OR probe {len(flagged) + len(fired)}/{len(qs)} "
+                      f"({(len(flagged) + len(fired)) / max(1, len(qs)):.1%}); median "
+                      f"{statistics.median(v.seconds for _, v in verdicts) if verdicts else 0:.2f} s a question")
+                if args.errors:
+                    for q, v in fired:
+                        print(f"  PROBE p={v.p_yes:.3f}: {q[:100]}")
     return 0
 
 

@@ -29,12 +29,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ming.errors import MingError
 from ming.safety.model_triage import CONTEXT_TURNS, Verdict
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where used: `ming chat --help` stays free of numpy
 
 PROBE_FILE = Path(__file__).parent / "tables" / "triage_probe.json"
 FORMAT = "ming-triage-probe/1"
@@ -53,6 +54,8 @@ def wrap(text: str, context: Sequence[str] = ()) -> str:
 def fit(X: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, float]:
     """L2-regularised logistic regression on standardised features (Newton's method), returned as raw-feature
     weights and bias: p = sigmoid(X @ w + b). The penalty is on the standardised weights, not the bias."""
+    import numpy as np
+
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if X.ndim != 2 or len(X) != len(y) or len(set(y.tolist())) != 2:
@@ -74,6 +77,8 @@ def fit(X: np.ndarray, y: np.ndarray, lam: float) -> tuple[np.ndarray, float]:
 
 
 def predict(model: tuple[np.ndarray, float], X: np.ndarray) -> np.ndarray:
+    import numpy as np
+
     w, b = model
     return 1 / (1 + np.exp(-np.clip(np.asarray(X, dtype=np.float64) @ w + b, -40, 40)))
 
@@ -95,10 +100,14 @@ class Probe:
         return int(self.weights.shape[0])
 
     def p(self, x: np.ndarray) -> float:
+        import numpy as np
+
         return float(predict((self.weights, self.bias), np.asarray(x).reshape(1, -1))[0])
 
     @classmethod
     def load(cls, path: str | Path = PROBE_FILE) -> "Probe":
+        import numpy as np
+
         path = Path(path)
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
@@ -197,6 +206,8 @@ class Embedder:
         return len(self.llm.tokenize(text.encode("utf-8")))
 
     def embed(self, text: str) -> np.ndarray:
+        import numpy as np
+
         with self.lock:
             return np.asarray(self.llm.embed(text), dtype=np.float64).reshape(-1)
 
