@@ -50,7 +50,8 @@ def start_server(args, max_batch: int, invariant: bool = False, extra: tuple[str
     """`ming serve` with the bench's settings (and `extra` flags), once /health answers."""
     port = free_port()
     cmd = [sys.executable, "-m", "ming", "serve", "--port", str(port), "--max-queue", "64",
-           "--safety", args.safety, "--max-batch", str(max_batch), *extra]
+           "--safety", args.safety, "--max-batch", str(max_batch),
+           "--triage-probe" if args.triage_probe else "--no-triage-probe", *extra]
     if invariant:
         cmd += ["--batch-invariant"]
     if args.kv_unified:
@@ -215,6 +216,10 @@ def main() -> int:
     ap.add_argument("--prefill-chunk", type=int, default=None, help="start the servers with this --prefill-chunk")
     ap.add_argument("--context-length", type=int, default=None, help="start the servers with this --context-length")
     ap.add_argument("--safety", default="on", choices=["on", "off", "strict"])
+    ap.add_argument("--triage-probe", action="store_true",
+                    help="start the servers with the triage probe (on by default in `ming serve`; off here so that "
+                         "the figures measure the engine as in earlier rounds: the probe adds ~0.5 s of CPU per request "
+                         "whose rules are silent, one request at a time; docs/triage.md)")
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--concurrency", default="1,2,4,8,16", help="comma-separated client counts (default 1,2,4,8,16)")
     ap.add_argument("--requests", type=int, default=8, help="requests per level (at least the client count)")

@@ -143,7 +143,7 @@ class Probe:
         return path
 
 
-def model_path(probe: Probe | None = None) -> Path:
+def model_path() -> Path:
     """The GGUF the packaged probe reads (the embedded 0.5B, assembled from its installed parts if needed)."""
     from ming.models import embedded
 
@@ -236,7 +236,7 @@ class ProbeTriage:
         if not 0.0 <= self.threshold <= 1.0:
             raise MingError(f"the probe's threshold is a probability in [0, 1], got {self.threshold}")
         if embedder is None:
-            path = model_path(self.probe)
+            path = model_path()
             if path.name != self.probe.model_file or path.stat().st_size != self.probe.model_bytes:
                 raise MingError(f"the triage probe was trained on {self.probe.model_file} ({self.probe.model_bytes:,} "
                                 f"bytes), not {path.name} ({path.stat().st_size:,}); retrain it with bench/triage_probe.py")
