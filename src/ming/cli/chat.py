@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                                  triage_model=args.triage_threshold if judge else None, triage_probe=probe))
     # the model triage step scores on a second KV sequence (llama.cpp), so the conversation's cache stays
     engine = create_engine(opts, need_beam=gen.num_beams > 1, scoring_sequence=judge)
-    if probe:
+    if any(getattr(s, "probe", False) for s in stages):  # not with --stages-off safety
         io.info("[ming] triage probe on: where no red-flag rule fires, the embedded 0.5B's reading of the message is "
                 "scored (escalates at the packaged threshold; --no-triage-probe turns it off)")
     if judge:
