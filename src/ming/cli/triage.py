@@ -9,9 +9,8 @@ import sys
 from ming import envs
 from ming.config import ModelOptions
 from ming.engine import create_engine
-from ming.engine.select import llamacpp_available
+from ming.engine.select import embedded_runnable
 from ming.errors import MingError
-from ming.models import embedded
 from ming.safety import probe_triage
 from ming.safety.model_triage import DEFAULT_THRESHOLD, ON_BY_DEFAULT, ModelTriage
 from ming.safety.probe_triage import FirstOf
@@ -87,19 +86,13 @@ def auto_model() -> tuple[str | None, str]:
     """The model `--model auto` asks: the embedded one measured for it (ON_BY_DEFAULT) when its GGUF is assembled
     or its parts are installed, and llama.cpp is installed; else None. The second value says which, or why not."""
     key = ON_BY_DEFAULT[0]
-    model = embedded.get(key)
-    if not llamacpp_available():
-        return None, "llama.cpp is not installed (bash scripts/install_llamacpp.sh)"
-    if not (embedded.is_ready(model) or all(p.path is not None for p in embedded.parts(model))):
-        return None, f"the embedded {key} is not installed (`ming models` shows how to install it)"
-    return key, f"the embedded {key}"
+    ok, why = embedded_runnable(key)
+    return (key if ok else None), why
 
 
 def _probe(args):
     """The triage probe (None when off or not installed under auto), loaded after the input was read."""
-    choice = args.probe or envs.triage_probe()
-    if choice not in ("auto", "on", "none"):
-        raise MingError(f"MING_TRIAGE_PROBE={choice!r}: use auto, on or none")
+    choice = args.probe or probe_triage.env_setting()
     if choice == "none":
         return None
     if args.probe_threshold is not None and not 0.0 <= args.probe_threshold <= 1.0:

@@ -18,6 +18,19 @@ def llamacpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None and importlib.util.find_spec("ming.engine.llamacpp") is not None
 
 
+def embedded_runnable(key: str) -> tuple[bool, str]:
+    """Whether the embedded model `key` can run on llama.cpp here (llama.cpp installed; its GGUF assembled or its
+    parts installed), and a phrase naming it or saying why not (the model steps of the safety layer)."""
+    from ming.models import embedded
+
+    if not llamacpp_available():
+        return False, "llama.cpp is not installed (bash scripts/install_llamacpp.sh)"
+    m = embedded.get(key)
+    if not (embedded.is_ready(m) or all(p.path is not None for p in embedded.parts(m))):
+        return False, f"the embedded {key} is not installed (`ming models` shows how to install it)"
+    return True, f"the embedded {key}"
+
+
 def _cpu(device: str) -> bool:
     """device auto means CPU unless torch sees a GPU (asked without importing torch when it can be)."""
     if device == "cpu":

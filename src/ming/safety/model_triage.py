@@ -19,6 +19,7 @@ Quality is measured in bench/safety.py --model (docs/triage.md); a tiny test mod
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import math
 import time
@@ -128,7 +129,8 @@ def _prompt(name: str) -> tuple[str, str]:
     return PROMPTS[name]
 
 
-def _clip(text: str, limit: int) -> str:
+def clip(text: str, limit: int) -> str:
+    """The newest `limit` characters of a text (its tail), marked as cut when it is."""
     return text if len(text) <= limit else "……" + text[-limit:]
 
 
@@ -176,7 +178,7 @@ class ModelTriage:
             shots += [{"role": "user", "content": self.wrapper.format(message=example)},
                       {"role": "assistant", "content": answer}]
         return [{"role": "system", "content": self.system}, *shots,
-                {"role": "user", "content": self.wrapper.format(message=_clip(body, MAX_MESSAGE_CHARS))}]
+                {"role": "user", "content": self.wrapper.format(message=clip(body, MAX_MESSAGE_CHARS))}]
 
     def render(self, text: str, context: Sequence[str] = ()) -> list[int]:
         return self.engine.render(self.messages(text, context), add_generation_prompt=True).ids
@@ -201,7 +203,7 @@ class ModelTriage:
         if not turns:
             raise MingError("model triage got a conversation without a user message")
         v = self.score(turns[-1], turns[-1 - CONTEXT_TURNS:-1])
-        return Verdict(v.p_yes, v.logp_yes, v.logp_no, v.seconds, v.prompt_tokens, self.threshold, self.step)
+        return dataclasses.replace(v, threshold=self.threshold)
 
 
 def on_by_default(model_path: str | None, model_base: str | None = None, backend: str = "auto") -> bool:

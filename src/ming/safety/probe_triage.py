@@ -16,13 +16,14 @@ threshold's rule are recorded in the file). Measured across writers in docs/tria
 rules OR probe recall 0.987 at FPR 0.039 over ten sets; leave-presentation-out 0.977 at 0.051.
 
 The 0.5B is loaded in a context of its own (+0.7-0.8 GB resident, 1 s to load; bench/triage_probe.py --latency);
-one message is one prefill, ~0.5 s on 2 CPU cores for a typical message (it reads at most the newest
+one message is one prefill, ~0.7 s on 2 CPU cores for a typical message (it reads at most the newest
 MAX_CHARS characters). The policy asks it only where no rule fired
 (ming.safety.policy.asks_model).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import threading
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ming.errors import MingError
-from ming.safety.model_triage import CONTEXT_TURNS, Verdict
+from ming.safety.model_triage import CONTEXT_TURNS, Verdict, clip
 
 if TYPE_CHECKING:
     import numpy as np  # imported where used: `ming chat --help` stays free of numpy
@@ -152,27 +153,27 @@ def model_path() -> Path:
 
 def available() -> tuple[bool, str]:
     """Whether the probe step can run here (llama.cpp and the embedded 0.5B installed), and why not."""
-    from ming.engine.select import llamacpp_available
-    from ming.models import embedded
+    from ming.engine.select import embedded_runnable
 
-    if not llamacpp_available():
-        return False, "llama.cpp is not installed (bash scripts/install_llamacpp.sh)"
-    m = embedded.get(MODEL)
-    if not (embedded.is_ready(m) or all(p.path is not None for p in embedded.parts(m))):
-        return False, f"the embedded {MODEL} is not installed (`ming models` shows how to install it)"
-    return True, f"the embedded {MODEL}"
+    return embedded_runnable(MODEL)
+
+
+def env_setting() -> str:
+    """MING_TRIAGE_PROBE, checked: auto (the default), on or none."""
+    from ming import envs
+
+    env = envs.triage_probe()
+    if env not in ("auto", "on", "none"):
+        raise MingError(f"MING_TRIAGE_PROBE={env!r}: use auto, on or none")
+    return env
 
 
 def resolve(flag: bool | None, safety: str = "on") -> tuple[bool, str]:
     """Whether chat / serve run the probe step: --triage-probe / --no-triage-probe, else MING_TRIAGE_PROBE
     (auto: where it can run). The second value says why (for the start-up line)."""
-    from ming import envs
-
     if safety == "off":
         return False, "--safety off"
-    env = envs.triage_probe()
-    if env not in ("auto", "on", "none"):
-        raise MingError(f"MING_TRIAGE_PROBE={env!r}: use auto, on or none")
+    env = env_setting()
     if flag is False or (flag is None and env == "none"):
         return False, "--no-triage-probe" if flag is False else "MING_TRIAGE_PROBE=none"
     ok, why = available()
@@ -214,14 +215,13 @@ class Embedder:
 
 def _fit_tokens(emb: Embedder, text: str, context: list[str]) -> tuple[str, int]:
     """The wrapped message, its oldest part dropped until it fits the context (the newest text is kept)."""
-    body = "\n".join(context + [text])
-    body = body if len(body) <= MAX_CHARS else "……" + body[-MAX_CHARS:]
+    body = clip("\n".join(context + [text]), MAX_CHARS)
     while True:
         s = wrap(body)
         n = emb.tokens(s)
         if n <= emb.n_ctx:
             return s, n
-        body = "……" + body[-max(1, len(body) * (emb.n_ctx - 32) // n - 8):]
+        body = clip(body, max(1, len(body) * (emb.n_ctx - 32) // n - 8))
 
 
 class ProbeTriage:
@@ -263,8 +263,7 @@ class ProbeTriage:
         turns = list(user_turns)
         if not turns:
             raise MingError("the triage probe got a conversation without a user message")
-        v = self.score(turns[-1], turns[-1 - CONTEXT_TURNS:-1])
-        return Verdict(v.p_yes, v.logp_yes, v.logp_no, v.seconds, v.prompt_tokens, self.threshold, step=self.step)
+        return dataclasses.replace(self.score(turns[-1], turns[-1 - CONTEXT_TURNS:-1]), threshold=self.threshold)
 
 
 class FirstOf:
