@@ -8,6 +8,9 @@ per message of triage and of the whole SafetyPolicy.check (uncached, pure Python
                                                      #   with --probe: the probe's too)
     .venv/bin/python bench/safety.py --coverage      # print the coverage table (markdown) for docs/triage.md
     nice -n 19 .venv/bin/python bench/safety.py --model 1.5b   # + the model's yes/no judge alone and OR the rules
+    .venv/bin/python bench/safety.py --ngram                  # + the n-gram step (the default model step) over
+                                                              #   all ten sets: leave-presentation-out and each
+                                                              #   set held out (bench/triage_ngram.py; ~4 min)
     .venv/bin/python bench/safety.py --probe                  # + the triage probe over all ten sets (features
                                                               #   cached by bench/triage_probe.py; 42 min without)
 
@@ -199,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prompt", default=None, help="the judge's prompt variant (ming.safety.model_triage.PROMPTS)")
     ap.add_argument("--model-limit", type=int, default=None,
                     help="score only the first N messages of the seeded order (a random subsample)")
+    ap.add_argument("--ngram", action="store_true",
+                    help="also the n-gram step (ming.safety.ngram_triage, on by default in chat / serve / ming triage) "
+                         "over every labelled set in bench/data/triage/: leave-presentation-out (vocabulary, weights "
+                         "and threshold fitted without the presentation) and each set held out in turn (the "
+                         "cross-writer figure); with --real N, its false alarms on real questions too")
     ap.add_argument("--probe", action="store_true",
                     help="also the triage probe (ming.safety.probe_triage) over every labelled set in "
                          "bench/data/triage/: as shipped (trained on them: an upper bound), leave-presentation-out "
@@ -263,6 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         presentation_report(sub, mpreds, args.errors)
         for n in notes:
             print(n)
+    if args.ngram:
+        import triage_ngram
+
+        print("\nthe n-gram step (bench/triage_ngram.py):")
+        triage_ngram.main(["--real", str(args.real)] if args.real else [])
     if args.probe:
         probe_report(tri, rules_path, args.errors)
     pooled: list[tuple[int, bool, bool]] = []  # (label, rules, as shipped) over every held-out set

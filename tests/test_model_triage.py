@@ -158,8 +158,12 @@ def test_model_escalation_is_shown_once_and_strict_mode_does_not_call_the_model(
 
 
 def test_model_step_is_off_by_default_and_checks_its_threshold(tiny_qwen_engine):
-    t = Pipeline(tiny_qwen_engine, build(stage_options("on"))).prepare([{"role": "user", "content": ROUTINE}], GEN)
+    t = Pipeline(tiny_qwen_engine, build(stage_options("on", triage_ngram=False))).prepare(
+        [{"role": "user", "content": ROUTINE}], GEN)
     assert "triage_model" not in t.meta["safety"] and t.meta["safety"]["triage_step"] == ""
+    # the default asks the n-gram step (ming.safety.ngram_triage), not the model
+    t = Pipeline(tiny_qwen_engine, build(stage_options("on"))).prepare([{"role": "user", "content": ROUTINE}], GEN)
+    assert t.meta["safety"]["triage_model"]["step"] == "ngram" and t.meta["safety"]["triage_step"] == ""
     with pytest.raises(MingError, match="triage-threshold is a probability"):
         build(stage_options("on", triage_model=1.5))
     assert all(s.name != "safety" for s in build(stage_options("off", triage_model=0.5)))
@@ -187,12 +191,13 @@ def test_cli_model_flag_asks_only_where_rules_are_silent(tmp_path, capsys, tiny_
     f = tmp_path / "m.jsonl"
     f.write_text('{"id": "a", "text": "' + RULE_EMERGENCY + '"}\n{"id": "b", "text": "' + ROUTINE + '"}\n',
                  encoding="utf-8")
-    rc, plain = _cli([str(f), "--no-escalation"], capsys)
+    rc, plain = _cli([str(f), "--no-escalation", "--ngram", "none"], capsys)
     assert rc == 0 and [set(r) for r in plain] == [{"id", "emergency", "rule_ids", "categories"}] * 2
-    rc, never = _cli([str(f), "--no-escalation", "--model", str(tiny_qwen_dir), "--threshold", "1"], capsys)
+    rc, never = _cli([str(f), "--no-escalation", "--ngram", "none", "--model", str(tiny_qwen_dir), "--threshold", "1"],
+                     capsys)
     assert rc == 0 and "model" not in never[0] and never[0] == plain[0]
     assert never[1]["model"]["fired"] is False and never[1]["emergency"] is False
-    rc, always = _cli([str(f), "--model", str(tiny_qwen_dir), "--threshold", "0"], capsys)
+    rc, always = _cli([str(f), "--ngram", "none", "--model", str(tiny_qwen_dir), "--threshold", "0"], capsys)
     assert rc == 0 and always[1]["emergency"] is True and always[1]["rule_ids"] == [MODEL_RULE_ID]
     assert MODEL_RULE_ID in always[1]["escalation"] and always[1]["model"]["p_yes"] == never[1]["model"]["p_yes"]
 
@@ -202,14 +207,16 @@ def test_cli_model_step_skips_health_education_questions(tmp_path, capsys, tiny_
     escalate it; the same words as a person's symptoms are asked."""
     f = tmp_path / "m.txt"
     f.write_text("心梗有哪些早期症状？\n" + ROUTINE + "\n", encoding="utf-8")
-    rc, out = _cli([str(f), "--no-escalation", "--model", str(tiny_qwen_dir), "--threshold", "0"], capsys)
+    rc, out = _cli([str(f), "--no-escalation", "--ngram", "none", "--model", str(tiny_qwen_dir), "--threshold", "0"],
+                   capsys)
     assert rc == 0 and out[0] == {"emergency": False, "rule_ids": [], "categories": []}
     assert out[1]["emergency"] is True and out[1]["model"]["fired"] is True
 
 
 def test_cli_default_asks_the_embedded_model(tmp_path, capfd, monkeypatch):
-    """`ming triage` without --model (auto) loads the embedded 1.5B on llama.cpp and asks it where no rule fires;
-    --model none (or MING_TRIAGE_MODEL=none, as the rest of the suite runs) keeps to the rules."""
+    """`ming triage` without --model (auto) and with the n-gram step off loads the embedded 1.5B on llama.cpp and
+    asks it where no rule fires; with the n-gram step on (the default) auto asks no model; --model none (or
+    MING_TRIAGE_MODEL=none, as the rest of the suite runs) keeps to the rules."""
     import json
 
     from ming.cli.main import main
@@ -223,6 +230,9 @@ def test_cli_default_asks_the_embedded_model(tmp_path, capfd, monkeypatch):
     f.write_text(RULE_EMERGENCY + "\n心梗有哪些早期症状？\n" + ROUTINE + "\n", encoding="utf-8")
     assert main(["triage", "--no-escalation", str(f)]) == 0
     cap = capfd.readouterr()
+    assert "asked 是/否" not in cap.err and json.loads(cap.out.splitlines()[2])["model"]["step"] == "ngram"
+    assert main(["triage", "--no-escalation", "--ngram", "none", str(f)]) == 0
+    cap = capfd.readouterr()
     out = [json.loads(x) for x in cap.out.splitlines()]
     assert "embedded 1.5b asked" in cap.err
     assert "model" not in out[0] and "CARD-ACS-01" in out[0]["rule_ids"]
@@ -230,7 +240,7 @@ def test_cli_default_asks_the_embedded_model(tmp_path, capfd, monkeypatch):
     m = out[2]["model"]
     assert 0.0 <= m["p_yes"] < m["threshold"] == model_triage.DEFAULT_THRESHOLD and m["prompt_tokens"] > 100
     assert out[2]["emergency"] is False  # a tired, poorly sleeping adult: the 1.5B says 否
-    assert main(["triage", "--no-escalation", "--model", "none", str(f)]) == 0
+    assert main(["triage", "--no-escalation", "--model", "none", "--ngram", "none", str(f)]) == 0
     plain = [json.loads(x) for x in capfd.readouterr().out.splitlines()]
     assert [set(r) for r in plain] == [{"emergency", "rule_ids", "categories"}] * 3
 

@@ -99,10 +99,11 @@ def test_serve_model_step_escalates_at_threshold_0_and_reports_it(served, alone)
 def test_serve_model_step_beside_other_requests_changes_no_answer(served, alone):
     """Threshold 1.0 never escalates: every request is judged (its own p) while others generate, and each gets
     exactly the answer it gets without the model step."""
-    with LiveServer(served, safety="on", generation=GEN) as srv:
+    with LiveServer(served, safety="on", generation=GEN, triage_ngram=False) as srv:
         without = [_ask(srv, q) for q in ROUTINE]
     assert all("triage_model" not in s and s["triage_step"] == "" for _, s in without)
-    with LiveServer(served, safety="on", triage_model=True, triage_threshold=1.0, generation=GEN, max_queue=8) as srv:
+    with LiveServer(served, safety="on", triage_model=True, triage_threshold=1.0, generation=GEN, max_queue=8,
+                    triage_ngram=False) as srv:
         out: list = [None] * len(ROUTINE)
         threads = [threading.Thread(target=lambda i=i: out.__setitem__(i, _ask(srv, ROUTINE[i], stream=i % 2 == 1)))
                    for i in range(len(ROUTINE))]

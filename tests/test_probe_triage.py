@@ -99,6 +99,8 @@ def test_resolve_follows_flag_then_environment(monkeypatch):
     monkeypatch.setenv("MING_TRIAGE_PROBE", "none")
     assert probe_triage.resolve(None) == (False, "MING_TRIAGE_PROBE=none")
     assert probe_triage.resolve(False)[0] is False and probe_triage.resolve(True, safety="off")[0] is False
+    monkeypatch.setenv("MING_TRIAGE_PROBE", "auto")  # the default: off (the n-gram step is the default model step)
+    assert probe_triage.resolve(None) == (False, "off by default")
     monkeypatch.setenv("MING_TRIAGE_PROBE", "sometimes")
     with pytest.raises(MingError, match="MING_TRIAGE_PROBE='sometimes': use auto, on or none"):
         probe_triage.resolve(None)
@@ -164,6 +166,7 @@ def test_policy_escalates_on_the_probe_where_the_rules_are_silent(judge, cut_rul
 
 
 def test_triage_cli_probe_on_none_and_default(tmp_path, capfd, monkeypatch, cut_rules):
+    """--probe on (with the n-gram step off, so that the probe is what is asked), none, and the default (off)."""
     from ming.cli.main import main
 
     if not _OK:
@@ -172,7 +175,10 @@ def test_triage_cli_probe_on_none_and_default(tmp_path, capfd, monkeypatch, cut_
     f.write_text("\n".join([json.dumps({"id": "s", "text": STROKE}, ensure_ascii=False), EDUCATION, ROUTINE]) + "\n",
                  encoding="utf-8")
     monkeypatch.setenv("MING_TRIAGE_PROBE", "auto")  # the default outside the tests
-    assert main(["triage", "--rules", str(cut_rules), "--no-escalation", str(f)]) == 0
+    assert main(["triage", "--rules", str(cut_rules), "--no-escalation", "--ngram", "none", str(f)]) == 0
+    assert "triage probe" not in capfd.readouterr().err  # off by default
+    assert main(["triage", "--rules", str(cut_rules), "--no-escalation", "--ngram", "none", "--probe", "on",
+                 str(f)]) == 0
     cap = capfd.readouterr()
     out = [json.loads(x) for x in cap.out.splitlines()]
     assert "the triage probe on the embedded 0.5b" in cap.err
@@ -180,15 +186,16 @@ def test_triage_cli_probe_on_none_and_default(tmp_path, capfd, monkeypatch, cut_
     assert out[0]["model"]["step"] == "probe" and out[0]["model"]["fired"]
     assert "model" not in out[1] and not out[1]["emergency"]
     assert out[2]["model"]["step"] == "probe" and not out[2]["emergency"]
-    assert main(["triage", "--rules", str(cut_rules), "--no-escalation", "--probe", "none", str(f)]) == 0
+    assert main(["triage", "--rules", str(cut_rules), "--no-escalation", "--probe", "none", "--ngram", "none",
+                 str(f)]) == 0
     plain = [json.loads(x) for x in capfd.readouterr().out.splitlines()]
     assert [r["emergency"] for r in plain] == [False, False, False] and all("model" not in r for r in plain)
     assert main(["triage", "--probe", "on", "--probe-threshold", "1.5", str(f)]) == 2
     assert "--probe-threshold is a probability in [0, 1], got 1.5" in capfd.readouterr().err
 
 
-def test_chat_runs_the_probe_by_default_and_says_so(tiny_qwen_dir):
-    """`ming chat` on any model: the probe is on where it can run (MING_TRIAGE_PROBE unset), off with the flag."""
+def test_chat_runs_the_probe_when_asked_and_says_so(tiny_qwen_dir):
+    """`ming chat` on any model: the probe is off by default (MING_TRIAGE_PROBE unset), on with the flag."""
     import os
     import subprocess
     import sys
@@ -198,7 +205,7 @@ def test_chat_runs_the_probe_by_default_and_says_so(tiny_qwen_dir):
     env = {k: v for k, v in os.environ.items() if k != "MING_TRIAGE_PROBE"}
     args = [sys.executable, "-m", "ming", "chat", "--model-path", str(tiny_qwen_dir), "--max-new-tokens", "4",
             "--once", ROUTINE]
-    for extra, on in (([], True), (["--no-triage-probe"], False)):
+    for extra, on in (([], False), (["--triage-probe"], True)):
         r = subprocess.run(args + extra, capture_output=True, text=True, timeout=600, env=env)
         assert r.returncode == 0, r.stderr[-2000:]
         assert ("triage probe on" in r.stdout + r.stderr) is on
@@ -207,7 +214,7 @@ def test_chat_runs_the_probe_by_default_and_says_so(tiny_qwen_dir):
 
 def test_a_turn_escalates_on_the_probe_and_serve_turns_it_on(judge, cut_rules, tiny_qwen_engine, monkeypatch):
     """The safety stage with the probe (as chat and serve build it): the escalation leads the answer and the
-    metadata names the step; `ming serve` runs it by default where it can and not with --no-triage-probe."""
+    metadata names the step; `ming serve` runs it with --triage-probe, not by default."""
     from ming.engine.base import GenerationConfig
     from ming.respond import Pipeline
     from ming.safety.policy import SafetyPolicy
@@ -216,7 +223,7 @@ def test_a_turn_escalates_on_the_probe_and_serve_turns_it_on(judge, cut_rules, t
     from ming.serve.app import serve_stages
     from ming.serve.settings import ServeSettings
 
-    stage = SafetyStage(SafetyPolicy(triage=Triage.from_file(cut_rules)), probe=True)
+    stage = SafetyStage(SafetyPolicy(triage=Triage.from_file(cut_rules)), probe=True, ngram=False)
     turn = Pipeline(tiny_qwen_engine, [stage]).prepare([{"role": "user", "content": STROKE}],
                                                       GenerationConfig(max_new_tokens=4, temperature=0))
     s = turn.meta["safety"]
@@ -225,6 +232,6 @@ def test_a_turn_escalates_on_the_probe_and_serve_turns_it_on(judge, cut_rules, t
     assert stage.judge.probe.threshold == judge.threshold
 
     monkeypatch.delenv("MING_TRIAGE_PROBE")
-    on = [st for st in serve_stages(ServeSettings()) if st.name == "safety"][0]
-    off = [st for st in serve_stages(ServeSettings(triage_probe=False)) if st.name == "safety"][0]
+    off = [st for st in serve_stages(ServeSettings()) if st.name == "safety"][0]
+    on = [st for st in serve_stages(ServeSettings(triage_probe=True)) if st.name == "safety"][0]
     assert on.probe is True and off.probe is False

@@ -38,13 +38,16 @@ STAGES_OFF_HELP = ("turn stages of the answer pipeline off, comma-separated (saf
 TRIAGE_MODEL_HELP = ("where no red-flag rule fires, also ask the loaded model a constrained 是/否 (an emergency now?) "
                      "and escalate at --triage-threshold; one extra prefill per message (~0.6 s on the 1.5B here; "
                      "measured in docs/triage.md)")
-CHAT_TRIAGE_MODEL_HELP = TRIAGE_MODEL_HELP + ("; default: on for the embedded 1.5B on llama.cpp (recall on independent "
-                                              "text 0.77 -> 0.92) when the triage probe is off, off for other models")
-TRIAGE_PROBE_HELP = ("where no red-flag rule fires, score the message with the triage probe (a linear probe on the "
-                     "embedded 0.5B's hidden state, its own llama.cpp context: +0.8 GB resident, ~0.7 s a message here) and "
-                     "escalate at its packaged threshold; recall on writers it never saw 0.93 -> 0.99 OR the rules "
-                     "(docs/triage.md). Default: on where llama.cpp and the embedded 0.5B are installed "
-                     "($MING_TRIAGE_PROBE=none turns the default off); when on, --triage-model is off unless asked for")
+CHAT_TRIAGE_MODEL_HELP = TRIAGE_MODEL_HELP + ("; default: on for the embedded 1.5B on llama.cpp only when the n-gram "
+                                              "step is off (--no-triage-ngram), off for other models")
+TRIAGE_NGRAM_HELP = ("where no red-flag rule fires, score the message with the character n-gram classifier "
+                     "(ming.safety.ngram_triage: package data, pure Python, ~0.1 ms a message) and escalate at its "
+                     "packaged threshold; leave-presentation-out recall 0.92 -> 0.99 OR the rules at FPR 0.045 "
+                     "(docs/triage.md). Default: on ($MING_TRIAGE_NGRAM=none turns the default off)")
+TRIAGE_PROBE_HELP = ("where no red-flag rule fires, also score the message with the triage probe (a linear probe on "
+                     "the embedded 0.5B's hidden state, its own llama.cpp context: +0.8 GB resident, ~0.7 s a message "
+                     "here) and escalate at its packaged threshold (docs/triage.md: it adds no recall to the n-gram "
+                     "step). Default: off ($MING_TRIAGE_PROBE=on turns it on where llama.cpp and the 0.5B are installed)")
 TRIAGE_THRESHOLD = 0.8  # the default of --triage-threshold (= ming.safety.model_triage.DEFAULT_THRESHOLD)
 TRIAGE_THRESHOLD_HELP = "p(是) at or above which --triage-model escalates, in [0, 1]"
 CHAT_MODE_HELP = ("qa = 医疗问答 (answer questions, analyse cases and reports); consult = 智能问诊 (ask one "
@@ -99,6 +102,7 @@ class ChatOptions:
     retrieval: bool = option(False, RETRIEVAL_HELP)
     stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
     triage_model: bool | None = option(None, CHAT_TRIAGE_MODEL_HELP)
+    triage_ngram: bool | None = option(None, TRIAGE_NGRAM_HELP)
     triage_probe: bool | None = option(None, TRIAGE_PROBE_HELP)
     triage_threshold: float = option(TRIAGE_THRESHOLD, TRIAGE_THRESHOLD_HELP)
 

@@ -64,11 +64,19 @@ def triage_model() -> str:
     return os.environ.get("MING_TRIAGE_MODEL", "").strip() or "auto"
 
 
-def triage_probe() -> str:
-    """MING_TRIAGE_PROBE: auto (default: the probe step where llama.cpp and the embedded 0.5B are installed),
-    on, or none / off."""
-    v = os.environ.get("MING_TRIAGE_PROBE", "").strip().lower() or "auto"
+def _switch(name: str, default: str) -> str:
+    v = os.environ.get(name, "").strip().lower() or default
     return {"off": "none", "0": "none", "false": "none", "1": "on", "true": "on"}.get(v, v)
+
+
+def triage_probe() -> str:
+    """MING_TRIAGE_PROBE: auto (the default: off; the n-gram step is the default model step), on, or none / off."""
+    return _switch("MING_TRIAGE_PROBE", "auto")
+
+
+def triage_ngram() -> str:
+    """MING_TRIAGE_NGRAM: on (the default: the n-gram step where no rule fires), or none / off."""
+    return _switch("MING_TRIAGE_NGRAM", "on")
 
 
 def api_key() -> str | None:

@@ -17,7 +17,7 @@ from ming.engine import create_engine
 from ming.engine.base import GenerationConfig
 from ming.errors import MingError
 from ming.respond import Pipeline
-from ming.safety import probe_triage
+from ming.safety import ngram_triage, probe_triage
 from ming.safety.model_triage import on_by_default
 from ming.session import HELP, Session, parse_command
 from ming.stages import build, stage_options
@@ -117,14 +117,20 @@ def run(args: argparse.Namespace) -> int:
                 "top-k are ignored")
     opts = model_options(args)
     probe, _ = probe_triage.resolve(args.triage_probe, args.safety)
+    ngram = ngram_triage.resolve(args.triage_ngram, args.safety)
     judge = args.triage_model
-    if judge is None:  # on by default where it was measured (model_triage.ON_BY_DEFAULT), unless the probe is on
-        judge = args.safety != "off" and not probe and on_by_default(opts.model_path, opts.model_base, opts.backend)
+    if judge is None:  # on by default where it was measured (model_triage.ON_BY_DEFAULT), unless a cheaper step is on
+        judge = (args.safety != "off" and not probe and not ngram
+                 and on_by_default(opts.model_path, opts.model_base, opts.backend))
     stages = build(stage_options(args.safety, args.mode, retrieval=args.retrieval, stages_off=args.stages_off,
-                                 triage_model=args.triage_threshold if judge else None, triage_probe=probe))
+                                 triage_model=args.triage_threshold if judge else None, triage_probe=probe,
+                                 triage_ngram=ngram))
     # the model triage step scores on a second KV sequence (llama.cpp), so the conversation's cache stays
     engine = create_engine(opts, need_beam=gen.num_beams > 1, scoring_sequence=judge)
-    if any(getattr(s, "probe", False) for s in stages):  # not with --stages-off safety
+    if any(getattr(s, "ngram", False) for s in stages):  # not with --stages-off safety
+        io.info("[ming] n-gram triage on: where no red-flag rule fires, a character n-gram classifier scores the "
+                "message (escalates at the packaged threshold; --no-triage-ngram turns it off)")
+    if any(getattr(s, "probe", False) for s in stages):
         io.info("[ming] triage probe on: where no red-flag rule fires, the embedded 0.5B's reading of the message is "
                 "scored (escalates at the packaged threshold; --no-triage-probe turns it off)")
     if judge:

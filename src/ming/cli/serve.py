@@ -73,6 +73,10 @@ def _probe_on(stages) -> bool:
     return any(getattr(s, "probe", False) for s in stages)
 
 
+def _ngram_on(stages) -> bool:
+    return any(getattr(s, "ngram", False) for s in stages)
+
+
 def run(args: argparse.Namespace) -> int:
     _setup_logging()
     gen = generation_config(args)
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[ming] serving {app.state.service.model_name} ({engine.backend}, context {engine.context_length} tokens, "
           f"{_batching(engine)}, safety {settings.safety}"
           f"{f' + model triage at p(是) >= {settings.triage_threshold}' if settings.triage_model else ''}"
+          f"{' + n-gram triage' if _ngram_on(stages) else ''}"
           f"{' + triage probe' if _probe_on(stages) else ''}, "
           f"queue {settings.max_queue}"
           f"{', API key required' if settings.api_key else ''})\n"

@@ -11,7 +11,7 @@ from ming.config import ModelOptions
 from ming.engine import create_engine
 from ming.engine.select import embedded_runnable
 from ming.errors import MingError
-from ming.safety import probe_triage
+from ming.safety import ngram_triage, probe_triage
 from ming.safety.model_triage import DEFAULT_THRESHOLD, ON_BY_DEFAULT, ModelTriage
 from ming.safety.probe_triage import FirstOf
 from ming.safety.policy import MODEL_RULE_ID, SafetyPolicy, asks_model
@@ -25,10 +25,10 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
         name, help=help_text,
         description="Read messages (one per line, or JSONL with a 'text' field and optional 'context' list of "
                     "earlier user messages and 'id') and print one JSON line per message: "
-                    "{emergency, rule_ids, categories, escalation}. Where no rule fires, the triage probe (a linear "
-                    "probe on the embedded 0.5B's hidden state, when it and llama.cpp are installed) scores the "
-                    "message (about 0.7 s a message on 2 CPU cores); without it, the embedded 1.5B is asked a "
-                    "constrained 是/否. --probe none --model none keeps to the rules (< 1 ms a message).")
+                    "{emergency, rule_ids, categories, escalation}. Where no rule fires, a character n-gram "
+                    "classifier (package data, ~0.1 ms a message) scores the message; the triage probe (a linear "
+                    "probe on the embedded 0.5B's hidden state) and the embedded 1.5B's constrained 是/否 are asked "
+                    "after it only when named. --ngram none keeps to the rules (< 1 ms a message).")
     p.add_argument("file", nargs="?", default="-", help="input file; '-' (default) reads stdin")
     p.add_argument("--conversation", action="store_true",
                    help="treat the lines as ONE conversation: each message is triaged with up to 11 earlier ones "
@@ -40,15 +40,21 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     p.add_argument("--no-escalation", action="store_true", help="leave the escalation text out of the output")
     p.add_argument("--model", default=None,
                    help="the model asked a constrained 是/否 where no rule fires: auto (default, or $MING_TRIAGE_MODEL: "
-                        "the embedded 1.5B when installed and llama.cpp is and the probe is off, else "
-                        "none), none (no yes/no), or 1.5b, 0.5b, a .gguf or a model folder. A line it was asked about gets "
+                        "the embedded 1.5B when installed and llama.cpp is and the n-gram step and the probe are off, "
+                        "else none), none (no yes/no), or 1.5b, 0.5b, a .gguf or a model folder. A line it was asked about gets "
                         "\"model\": {step, p_yes, threshold, fired, seconds, prompt_tokens} and emergency = rules OR model "
                         "(rule id MODEL-TRIAGE); health-education questions are not asked")
+    p.add_argument("--ngram", default=None, choices=("on", "none"),
+                   help="the character n-gram classifier where no rule fires: on (default, or $MING_TRIAGE_NGRAM) or "
+                        "none. A line it scored gets \"model\": {step: ngram, p_yes, threshold, fired, ...}")
+    p.add_argument("--ngram-threshold", type=float, default=None,
+                   help="p at or above which the n-gram step flags a message, in [0, 1] (default: the packaged one's, "
+                        "chosen leave-presentation-out in bench/triage_ngram.py)")
     p.add_argument("--probe", default=None, choices=("auto", "on", "none"),
-                   help="the triage probe where no rule fires: auto (default, or $MING_TRIAGE_PROBE: where llama.cpp "
-                        "and the embedded 0.5B are installed), on, or none. A line it scored gets \"model\": {step: "
-                        "probe, p_yes, threshold, fired, ...}; when it is on, --model auto asks no yes/no (name a "
-                        "model to ask both: the probe first)")
+                   help="the triage probe, asked after the n-gram step where it does not fire: auto (default, or "
+                        "$MING_TRIAGE_PROBE: off), on (needs llama.cpp and the embedded 0.5B), or none. A line it "
+                        "scored gets \"model\": {step: probe, p_yes, threshold, fired, ...}; when it or the n-gram "
+                        "step is on, --model auto asks no yes/no (name a model to ask it last)")
     p.add_argument("--probe-threshold", type=float, default=None,
                    help="p at or above which the probe flags a message, in [0, 1] (default: the packaged probe's, "
                         "chosen leave-presentation-out in bench/triage_probe.py)")
@@ -90,30 +96,39 @@ def auto_model() -> tuple[str | None, str]:
     return (key if ok else None), why
 
 
+def _ngram(args):
+    """The n-gram step (None when off)."""
+    if not ngram_triage.resolve(None if args.ngram is None else args.ngram == "on"):
+        return None
+    if args.ngram_threshold is not None and not 0.0 <= args.ngram_threshold <= 1.0:
+        raise MingError(f"--ngram-threshold is a probability in [0, 1], got {args.ngram_threshold}")
+    judge = ngram_triage.NgramTriage(threshold=args.ngram_threshold)
+    print(f"ming triage: rules, then the n-gram classifier where no rule fires (p >= {judge.threshold:.3f}); "
+          "--ngram none for the rules alone", file=sys.stderr)
+    return judge
+
+
 def _probe(args):
-    """The triage probe (None when off or not installed under auto), loaded after the input was read."""
+    """The triage probe (None when off: the default), loaded after the input was read."""
     choice = args.probe or probe_triage.env_setting()
-    if choice == "none":
+    if choice in ("none", "auto"):
         return None
     if args.probe_threshold is not None and not 0.0 <= args.probe_threshold <= 1.0:
         raise MingError(f"--probe-threshold is a probability in [0, 1], got {args.probe_threshold}")
     ok, why = probe_triage.available()
     if not ok:
-        if choice == "on":
-            raise MingError(f"--probe on: the triage probe cannot run: {why}")
-        print(f"ming triage: no triage probe: {why}", file=sys.stderr)
-        return None
+        raise MingError(f"--probe on: the triage probe cannot run: {why}")
     judge = probe_triage.ProbeTriage(threshold=args.probe_threshold)
-    print(f"ming triage: rules, then the triage probe on {why} where no rule fires (p >= {judge.threshold:.3f}); "
-          "--probe none for the rules alone", file=sys.stderr)
+    print(f"ming triage: then the triage probe on {why} where no earlier step fires (p >= {judge.threshold:.3f}); "
+          "--probe none leaves it out", file=sys.stderr)
     return judge
 
 
-def _judge(args, probe_on: bool = False):
+def _judge(args, step_on: bool = False):
     """The model's yes/no (None for the rules alone), loaded after the input was read; `--model auto` asks none
-    when the probe is on."""
+    when the n-gram step or the probe is on."""
     choice = (args.model or envs.triage_model()).strip()
-    if choice.lower() == "none" or (choice.lower() == "auto" and probe_on):
+    if choice.lower() == "none" or (choice.lower() == "auto" and step_on):
         return None
     if not 0.0 <= args.threshold <= 1.0:
         raise MingError(f"--threshold is a probability in [0, 1], got {args.threshold}")
@@ -131,9 +146,10 @@ def _judge(args, probe_on: bool = False):
 def run(args) -> int:
     tri = Triage.from_file(args.rules) if args.rules else default_triage()
     name, lines = _read(args.file)
-    probe = _probe(args)
-    judge = _judge(args, probe is not None)
-    judge = FirstOf([probe, judge]) if probe and judge else probe or judge
+    steps = [s for s in (_ngram(args), _probe(args)) if s is not None]
+    judge = _judge(args, bool(steps))
+    steps += [judge] if judge is not None else []
+    judge = FirstOf(steps) if len(steps) > 1 else steps[0] if steps else None
     model_text, model_shown = "", False
     if judge is not None:
         model_text = SafetyPolicy(triage=tri).model_escalation()

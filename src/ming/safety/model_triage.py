@@ -113,7 +113,7 @@ class Verdict:
 
     def to_dict(self) -> dict:
         return {"step": self.step, "p_yes": round(self.p_yes, 4), "threshold": self.threshold, "fired": self.fired,
-                "seconds": round(self.seconds, 3), "prompt_tokens": self.prompt_tokens}
+                "seconds": round(self.seconds, 4), "prompt_tokens": self.prompt_tokens}
 
 
 def prompt_hash(name: str = DEFAULT_PROMPT) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ming.errors import MingError
 from ming.respond import Added, Stage, Turn
 from ming.safety.model_triage import DEFAULT_PROMPT, ModelTriage
+from ming.safety.ngram_triage import NgramTriage
 from ming.safety.probe_triage import FirstOf, ProbeTriage
 from ming.safety.policy import SafetyPolicy
 from ming.safety.report import grounding_text
@@ -20,13 +21,14 @@ class SafetyStage(Stage):
     escalates. The metadata says which step fired (`triage_step`) and the model's p (`triage_model`).
     `hold_engine`: the judge takes `engine.lock` while it scores (ming serve prepares a turn while other
     requests generate; a batching llama.cpp engine scores on its own sequence 0 beside them).
-    `probe`: the linear probe on the embedded 0.5B's hidden state (ming.safety.probe_triage; its own llama.cpp
-    context, loaded at `bind`) is asked first where no rule fires, then the yes/no when that is on too."""
+    `ngram` (on by default): the character n-gram classifier (ming.safety.ngram_triage; package data, ~0.1 ms) is
+    asked first where no rule fires; then, when they are on, the linear probe on the embedded 0.5B's hidden state
+    (ming.safety.probe_triage; its own llama.cpp context, loaded at `bind`) and the yes/no, until one fires."""
 
     name = "safety"
 
     def __init__(self, policy: SafetyPolicy, model_threshold: float | None = None, prompt: str = DEFAULT_PROMPT,
-                 hold_engine: bool = False, probe: bool = False):
+                 hold_engine: bool = False, probe: bool = False, ngram: bool = True):
         if model_threshold is not None and not 0.0 <= model_threshold <= 1.0:
             raise MingError(f"--triage-threshold is a probability in [0, 1], got {model_threshold}")
         self.policy = policy
@@ -34,10 +36,13 @@ class SafetyStage(Stage):
         self.prompt = prompt
         self.hold_engine = hold_engine
         self.probe = probe
-        self.judge: ModelTriage | ProbeTriage | FirstOf | None = None
+        self.ngram = ngram
+        self.judge: NgramTriage | ModelTriage | ProbeTriage | FirstOf | None = None
 
     def bind(self, engine) -> None:
-        judges: list = [ProbeTriage()] if self.probe else []
+        judges: list = [NgramTriage()] if self.ngram else []
+        if self.probe:
+            judges.append(ProbeTriage())
         if self.model_threshold is not None:
             judges.append(ModelTriage(engine, self.prompt, self.model_threshold,
                                       lock=engine.lock if self.hold_engine else None))

@@ -68,15 +68,16 @@ def build_app(settings: ServeSettings | None = None, engine=None, stages=None):
 
 def serve_stages(settings: ServeSettings) -> list:
     """The turn's stages for the server's settings (safety, retrieval, stages_off, --triage-model, --triage-probe
-    (default: where it can run, ming.safety.probe_triage.resolve)): each request's
+    (default: off, ming.safety.probe_triage.resolve), --triage-ngram (default: on)): each request's
     turn is prepared in its own thread while others generate, so the model triage step holds the engine."""
-    from ming.safety import probe_triage
+    from ming.safety import ngram_triage, probe_triage
 
     probe, _ = probe_triage.resolve(settings.triage_probe, settings.safety)
     return build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
                                stages_off=settings.stages_off,
                                triage_model=settings.triage_threshold if settings.triage_model else None,
-                               triage_probe=probe, concurrent=True))
+                               triage_probe=probe, triage_ngram=ngram_triage.resolve(settings.triage_ngram, settings.safety),
+                               concurrent=True))
 
 
 DOC_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")  # behind the API key when there is one

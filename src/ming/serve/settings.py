@@ -15,6 +15,7 @@ from ming.config import (
     SAFETY_HELP,
     STAGES_OFF_HELP,
     TRIAGE_MODEL_HELP,
+    TRIAGE_NGRAM_HELP,
     TRIAGE_PROBE_HELP,
     TRIAGE_THRESHOLD,
     TRIAGE_THRESHOLD_HELP,
@@ -53,6 +54,7 @@ class ServeSettings:
     stages_off: str = option("", STAGES_OFF_HELP, metavar="NAME,...")
     triage_model: bool = option(False, TRIAGE_MODEL_HELP + "; per request, before its answer starts (llamacpp, hf)")
     triage_threshold: float = option(TRIAGE_THRESHOLD, TRIAGE_THRESHOLD_HELP)
+    triage_ngram: bool | None = option(None, TRIAGE_NGRAM_HELP)
     triage_probe: bool | None = option(None, TRIAGE_PROBE_HELP)
     mode: str = option("qa", "default mode when a request names none: qa = 医疗问答, consult = 智能问诊",
                      choices=CHAT_MODES)
