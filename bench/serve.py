@@ -217,9 +217,9 @@ def main() -> int:
     ap.add_argument("--context-length", type=int, default=None, help="start the servers with this --context-length")
     ap.add_argument("--safety", default="on", choices=["on", "off", "strict"])
     ap.add_argument("--triage-probe", action="store_true",
-                    help="start the servers with the triage probe (on by default in `ming serve`; off here so that "
-                         "the figures measure the engine as in earlier rounds: the probe adds ~0.5 s of CPU per request "
-                         "whose rules are silent, one request at a time; docs/triage.md)")
+                    help="start the servers with the triage probe (off by default in `ming serve` since session 14, "
+                         "and here: it adds ~0.5 s of CPU per request whose rules are silent, one request at a time; "
+                         "docs/triage.md). The n-gram step, on in `ming serve`, runs here too (~0.1 ms a request)")
     ap.add_argument("--api-key", default=None)
     ap.add_argument("--concurrency", default="1,2,4,8,16", help="comma-separated client counts (default 1,2,4,8,16)")
     ap.add_argument("--requests", type=int, default=8, help="requests per level (at least the client count)")

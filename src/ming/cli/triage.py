@@ -28,7 +28,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                     "{emergency, rule_ids, categories, escalation}. Where no rule fires, a character n-gram "
                     "classifier (package data, ~0.1 ms a message) scores the message; the triage probe (a linear "
                     "probe on the embedded 0.5B's hidden state) and the embedded 1.5B's constrained 是/否 are asked "
-                    "after it only when named. --ngram none keeps to the rules (< 1 ms a message).")
+                    "after it only when named. --ngram none --model none keeps to the rules (< 1 ms a message).")
     p.add_argument("file", nargs="?", default="-", help="input file; '-' (default) reads stdin")
     p.add_argument("--conversation", action="store_true",
                    help="treat the lines as ONE conversation: each message is triaged with up to 11 earlier ones "
@@ -104,7 +104,7 @@ def _ngram(args):
         raise MingError(f"--ngram-threshold is a probability in [0, 1], got {args.ngram_threshold}")
     judge = ngram_triage.NgramTriage(threshold=args.ngram_threshold)
     print(f"ming triage: rules, then the n-gram classifier where no rule fires (p >= {judge.threshold:.3f}); "
-          "--ngram none for the rules alone", file=sys.stderr)
+          "--ngram none --model none for the rules alone", file=sys.stderr)
     return judge
 
 
