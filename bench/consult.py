@@ -62,8 +62,9 @@ class ControllerDoctor:
 
     kind = "controller"
 
-    def __init__(self, kb, policy, engine=None, phrase_tokens: int = phrase.QUESTION_TOKENS):
+    def __init__(self, kb, policy, engine=None, phrase_tokens: int = phrase.QUESTION_TOKENS, judge=None):
         self.kb, self.policy, self.engine, self.phrase_tokens = rank.warm(kb), policy, engine, phrase_tokens
+        self.judge = judge  # the safety stage's model step (the n-gram step by default, as in the pipeline)
         self.step_ms: list[float] = []
         self.phrased = self.fallbacks = 0
 
@@ -87,7 +88,7 @@ class ControllerDoctor:
 
     def chat(self, messages, gen, until=None, mode=None) -> Reply:
         msgs = list(messages)
-        decision = self.policy.check(msgs) if self.policy is not None else None
+        decision = self.policy.check(msgs, judge=self.judge) if self.policy is not None else None
         t0 = time.perf_counter()
         action = step(msgs, self.kb)
         self.step_ms.append((time.perf_counter() - t0) * 1000)
@@ -188,7 +189,11 @@ def cmd_run(args) -> int:
 
         client, system = LocalClient(engine, safety="on"), system_prompt("consult")
     else:
-        client, system = ControllerDoctor(kb, load_safety("on"), engine if args.arm == "phrased" else None), None
+        from ming.safety.ngram_triage import NgramTriage
+
+        client = ControllerDoctor(kb, load_safety("on"), engine if args.arm == "phrased" else None,
+                                  judge=NgramTriage() if args.triage_ngram else None)
+        system = None
     runner = Runner(client, opts)
     print(f"[bench] arm={args.arm} model={getattr(engine, 'name', None)} kb={kb.source} → {path}", file=sys.stderr)
     with path.open("a", encoding="utf-8") as fh:
@@ -419,6 +424,9 @@ def main(argv=None) -> int:
     r.add_argument("--max-new-tokens", type=int, default=128, help="plain arm: tokens per doctor turn")
     r.add_argument("--out", default="runs/consult_bench")
     r.add_argument("--cases", default=None, help="a written case file (JSONL, see the module doc) instead of --tasks")
+    r.add_argument("--triage-ngram", action=argparse.BooleanOptionalAction, default=True,
+                   help="controller arms: the safety check asks the n-gram step where no rule fires, as the pipeline "
+                        "does by default (the plain arm runs the pipeline's own stages)")
     for sp in (r, sub.add_parser("overhead", help="KB load time and controller time per turn")):
         sp.add_argument("--tasks", default=TASKS)
         sp.add_argument("--limit", type=int, default=20, help="cases per task from the seeded order (plus red-flag cases)")

@@ -23,6 +23,13 @@ Figures (no vocabulary, weight or threshold is ever fitted on the messages it is
 * --save: trained on every set; its threshold is the lowest whose FPR of `rules (leave-presentation-out) OR n-gram`
   is <= --max-fpr on presentation-grouped 5-fold out-of-fold scores.
 
+Unlabelled negatives: the labelled hard negatives are short messages written for the project; real outpatients
+describe everyday complaints vividly (像刀割, 突然起了一片大包, 羊屎蛋), which a classifier trained on the labelled
+sets alone read as emergencies (written consultation cases: false escalation 11% -> 29% on cases_b). So --weak N
+(default 4,000; the vocabulary still comes from the labelled sets alone) real patient questions from the *train* splits of huatuo26m_qa and toyhom_qa in ../shared/data, the
+ones no rule flags, join every training fold as negatives (about 1-2% of such questions are emergencies: the label
+noise is small). They are never scored in the figures; the dev splits of those sets are what --real reads.
+
 --max-fpr defaults to 0.045: a threshold chosen on other presentations lands on new ones a little above the FPR
 it aimed at (0.0505 for an aim of 0.05, docs/triage.md), so the packaged one aims half a point under the 0.05
 target.
@@ -43,7 +50,7 @@ from safety import presentation_report  # bench/safety.py, next to this script
 from triage_model import auc, lowest_threshold, lpo_predictions
 from triage_probe import asked, line, load_rows, rules_lpo
 
-from ming.safety.ngram_triage import C, MIN_DF, NgramModel, long_enough, text_of
+from ming.safety.ngram_triage import C, MAX_CHARS, MIN_DF, NgramModel, long_enough, text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNED = {"triage", "fresh", "probe8", "probe9a", "probe10a"}  # the sets the rules were tuned on
@@ -53,32 +60,57 @@ def texts_of(rows: list[dict]) -> list[str]:
     return [text_of(r["text"], r.get("context") or []) for r in rows]
 
 
-def scorer(texts: list[str], y: np.ndarray, idx: np.ndarray, c: float):
-    m = NgramModel.train([texts[i] for i in idx], y[idx], c=c, min_df=MIN_DF)
+WEAK_SOURCES = ("huatuo26m_qa", "toyhom_qa")  # their train splits: real patient questions, unlabelled
+
+
+def weak_negatives(n: int, tri) -> tuple[list[str], dict]:
+    """Up to n real patient questions no rule flags (train splits of WEAK_SOURCES, shuffled with seed 0)."""
+    import random
+
+    from ming.envs import data_dir
+
+    if n <= 0:
+        return [], {}
+    d = data_dir()
+    paths = [d / s / "train.jsonl" for s in WEAK_SOURCES] if d else []
+    if not paths or not all(p.is_file() for p in paths):
+        raise SystemExit(f"--weak {n} reads the train splits of {', '.join(WEAK_SOURCES)} from the shared data folder, "
+                         "which is not here; set MING_DATA_DIR, or pass --weak 0 (the labelled sets alone)")
+    qs = [json.loads(x)["question"] for p in paths for x in p.read_text(encoding="utf-8").splitlines() if x.strip()]
+    qs = [q[-MAX_CHARS:] for q in qs if q and q.strip() and not tri.check(q).emergency]
+    random.Random(0).shuffle(qs)
+    return qs[:n], {"sources": [f"{s}/train.jsonl" for s in WEAK_SOURCES], "messages": min(n, len(qs)),
+                    "rule": "real patient questions no rule flags, label 0, shuffled with seed 0"}
+
+
+def scorer(texts: list[str], y: np.ndarray, idx: np.ndarray, c: float, weak: list[str] = ()):
+    labelled = [texts[i] for i in idx]
+    m = NgramModel.train(labelled + list(weak), list(y[idx]) + [0] * len(weak), c=c, min_df=MIN_DF, vocab_texts=labelled)
     return lambda j: np.array(m.p_many([texts[i] for i in j]))
 
 
-def lpo_scores(texts: list[str], y: np.ndarray, pres: np.ndarray, c: float) -> np.ndarray:
+def lpo_scores(texts: list[str], y: np.ndarray, pres: np.ndarray, c: float, weak: list[str] = ()) -> np.ndarray:
     """Each presentation's messages scored by a classifier (vocabulary and weights) fitted without them."""
     p = np.zeros(len(y))
     for pid in sorted(set(pres.tolist())):
         te = pres == pid
-        p[te] = scorer(texts, y, np.where(~te)[0], c)(np.where(te)[0])
+        p[te] = scorer(texts, y, np.where(~te)[0], c, weak)(np.where(te)[0])
     return p
 
 
-def grouped_oof(texts: list[str], y: np.ndarray, groups: np.ndarray, c: float, k: int = 5, seed: int = 0) -> np.ndarray:
+def grouped_oof(texts: list[str], y: np.ndarray, groups: np.ndarray, c: float, k: int = 5, seed: int = 0,
+                weak: list[str] = ()) -> np.ndarray:
     """Out-of-fold p with whole groups (presentations) per fold."""
     names = sorted(set(groups.tolist()))
     fold_of = dict(zip(names, np.random.default_rng(seed).permutation(len(names)) % k))
     folds = np.array([fold_of[g] for g in groups])
     oof = np.zeros(len(y))
     for f in range(k):
-        oof[folds == f] = scorer(texts, y, np.where(folds != f)[0], c)(np.where(folds == f)[0])
+        oof[folds == f] = scorer(texts, y, np.where(folds != f)[0], c, weak)(np.where(folds == f)[0])
     return oof
 
 
-def leave_one_set_out(rows, texts, y, gate, rules, base, c, max_fpr, out=print) -> np.ndarray:
+def leave_one_set_out(rows, texts, y, gate, rules, base, c, max_fpr, weak=(), out=print) -> np.ndarray:
     """Each set scored by a classifier trained on the nine others, its threshold chosen on their out-of-fold
     scores (the rules' leave-presentation-out predictions as the base, as for the packaged one)."""
     sets = np.array([r["set"] for r in rows])
@@ -90,9 +122,9 @@ def leave_one_set_out(rows, texts, y, gate, rules, base, c, max_fpr, out=print) 
         folds = rng.integers(0, 5, len(idx))
         oof = np.zeros(len(idx))
         for f in range(5):
-            oof[folds == f] = scorer(texts, y, idx[folds != f], c)(idx[folds == f])
+            oof[folds == f] = scorer(texts, y, idx[folds != f], c, weak)(idx[folds == f])
         t = lowest_threshold(y[idx], oof * gate[idx], base[idx], max_fpr)
-        p = scorer(texts, y, idx, c)(np.where(te)[0]) * gate[te]
+        p = scorer(texts, y, idx, c, weak)(np.where(te)[0]) * gate[te]
         pred[te] = rules[te] | (p >= t)
         out(f"{s} ({te.sum()} messages) held out: n-gram AUC {auc(y[te].tolist(), p.tolist()):.3f}, threshold {t:.3f}")
         out(line("rules", y[te], rules[te]))
@@ -100,9 +132,10 @@ def leave_one_set_out(rows, texts, y, gate, rules, base, c, max_fpr, out=print) 
     return pred
 
 
-def train(rows, texts, y, gate, base, c, max_fpr) -> NgramModel:
-    """The classifier on every row, its threshold from presentation-grouped out-of-fold scores."""
-    oof = grouped_oof(texts, y, np.array([r["presentation"] for r in rows]), c) * gate
+def train(rows, texts, y, gate, base, c, max_fpr, weak=(), weak_prov=None) -> NgramModel:
+    """The classifier on every row (and the unlabelled negatives), its threshold from presentation-grouped
+    out-of-fold scores."""
+    oof = grouped_oof(texts, y, np.array([r["presentation"] for r in rows]), c, weak=weak) * gate
     t = lowest_threshold(y.tolist(), oof.tolist(), base.tolist(), max_fpr)
     sets: dict[str, int] = {}
     for r in rows:
@@ -112,8 +145,10 @@ def train(rows, texts, y, gate, base, c, max_fpr) -> NgramModel:
             "presentations": len({r["presentation"] for r in rows}), "min_df": MIN_DF,
             "threshold_rule": f"lowest p with FPR of (rules, leave-presentation-out) OR n-gram <= {max_fpr} on "
                               "presentation-grouped 5-fold out-of-fold scores",
-            "max_fpr": max_fpr, "oof_auc": round(auc(y.tolist(), oof.tolist()), 4)}
-    return NgramModel.train(texts, y, c=c, threshold=float(min(t, 1.0)), provenance=prov)
+            "max_fpr": max_fpr, "oof_auc": round(auc(y.tolist(), oof.tolist()), 4),
+            "unlabelled_negatives": weak_prov or {}}
+    return NgramModel.train(list(texts) + list(weak), list(y) + [0] * len(weak), c=c, threshold=float(min(t, 1.0)),
+                            provenance=prov, vocab_texts=list(texts))
 
 
 REAL = ("huatuo26m_qa", "toyhom_qa", "cmtmedqa_dialogue", "meddialog_cn_100", "covid_dialogue_zh")  # dev splits
@@ -159,7 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=int, default=0, metavar="N", help="also its false alarms on N real questions")
     ap.add_argument("--errors", action="store_true", help="print the real questions it flags")
     ap.add_argument("--no-loso", action="store_true", help="skip the each-set-held-out figure")
-    ap.add_argument("--save-only", action="store_true", help="with --save: no figures, only the training (~30 s)")
+    ap.add_argument("--save-only", action="store_true", help="with --save: no figures, only the training (~1 min)")
+    ap.add_argument("--weak", type=int, default=4000, metavar="N",
+                    help="unlabelled negatives from the shared data's real patient questions in every training fold "
+                         "(default 4000; 0: the labelled sets alone)")
     args = ap.parse_args(argv)
 
     from ming.safety.triage import default_triage
@@ -172,11 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     gate = asked(rows, tri) & np.array([long_enough(t) for t in texts])  # where the runtime asks it
     rules = np.array([tri.check(r["text"], r.get("context") or []).emergency for r in rows])
     r_lpo = rules_lpo(rows)
+    weak, weak_prov = weak_negatives(args.weak, tri)
+    print(f"{len(weak)} unlabelled negatives (real questions, train splits) in every training fold")
     print(f"{len(rows)} messages ({int(y.sum())} emergency over {len(set(pres))} presentations, {int((1 - y).sum())} "
           f"hard negatives) from {len(set(r['set'] for r in rows))} sets; the n-gram step asked about {int(gate.sum())}")
     for c in [] if args.save_only else [float(x) for x in args.c.split(",")]:
         t0 = time.perf_counter()
-        p = lpo_scores(texts, y, pres, c) * gate
+        p = lpo_scores(texts, y, pres, c, weak) * gate
         both = lpo_predictions(rows, p.tolist(), r_lpo.tolist(), args.max_fpr)[0]
         alone = lpo_predictions(rows, p.tolist(), [False] * len(rows), args.max_fpr)[0]
         print(f"\nC={c:g}: leave-presentation-out n-gram AUC {auc(y.tolist(), p.tolist()):.4f} "
@@ -185,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "n-gram alone, leave-out": alone, "rules OR n-gram, lpo": both}, False)
         if not args.no_loso:
             print("each set held out in turn (trained on the other nine; the rules as packaged):")
-            pred = leave_one_set_out(rows, texts, y, gate, rules, r_lpo, c, args.max_fpr)
+            pred = leave_one_set_out(rows, texts, y, gate, rules, r_lpo, c, args.max_fpr, weak)
             untuned = np.array([r["set"] not in TUNED for r in rows])
             print("all sets, each held out once:")
             print(line("rules", y, rules))
@@ -196,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     model = None
     if args.save:
         c = float(args.c.split(",")[0])
-        model = train(rows, texts, y, gate, r_lpo, c, args.max_fpr)
+        model = train(rows, texts, y, gate, r_lpo, c, args.max_fpr, weak, weak_prov)
         path = model.save(args.save)
         print(f"\nsaved {path} ({path.stat().st_size:,} bytes): {len(model.vocab):,} grams, threshold "
               f"{model.threshold:.3f}, out-of-fold AUC {model.provenance['oof_auc']}")

@@ -223,10 +223,16 @@ def test_a_turn_escalates_on_it_and_serve_runs_it_by_default(cut_rules, tiny_qwe
 
 
 def test_the_bench_reproduces_the_packaged_classifier(tmp_path):
-    """bench/triage_ngram.py --save on the labelled sets gives the packaged file's vocabulary and threshold."""
+    """bench/triage_ngram.py --save on the labelled sets (and the shared data's unlabelled real questions) gives the
+    packaged file's vocabulary and threshold."""
+    from ming.envs import data_dir
+
     sets = Path(__file__).resolve().parents[1] / "bench" / "data" / "triage"
     if not any(sets.glob("*_set.jsonl")):
         pytest.skip("no labelled triage sets")
+    d = data_dir()
+    if not d or not all((d / s / "train.jsonl").is_file() for s in ("huatuo26m_qa", "toyhom_qa")):
+        pytest.skip("the packaged classifier's unlabelled negatives come from the shared data, which is not here")
     out = tmp_path / "n.json"
     r = subprocess.run([sys.executable, str(sets.parents[1] / "triage_ngram.py"), "--save", str(out), "--c", "30",
                         "--save-only"], capture_output=True, text=True, timeout=900)
@@ -234,6 +240,7 @@ def test_the_bench_reproduces_the_packaged_classifier(tmp_path):
     new, shipped = NgramModel.load(out), NgramModel.load(NGRAM_FILE)
     assert new.vocab == shipped.vocab and new.threshold == pytest.approx(shipped.threshold, abs=1e-4)
     assert max(abs(a - b) for a, b in zip(new.weights, shipped.weights)) < 1e-3
+    assert new.provenance["unlabelled_negatives"]["messages"] == shipped.provenance["unlabelled_negatives"]["messages"]
 
 
 def test_a_text_too_short_to_judge_is_left_to_the_rules(judge):

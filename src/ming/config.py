@@ -42,7 +42,7 @@ CHAT_TRIAGE_MODEL_HELP = TRIAGE_MODEL_HELP + ("; default: on for the embedded 1.
                                               "step is off (--no-triage-ngram), off for other models")
 TRIAGE_NGRAM_HELP = ("where no red-flag rule fires, score the message with the character n-gram classifier "
                      "(ming.safety.ngram_triage: package data, pure Python, ~0.1 ms a message) and escalate at its "
-                     "packaged threshold; leave-presentation-out recall 0.92 -> 0.99 OR the rules at FPR 0.045 "
+                     "packaged threshold; leave-presentation-out recall 0.92 -> 0.98 OR the rules at FPR 0.045 "
                      "(docs/triage.md). Default: on ($MING_TRIAGE_NGRAM=none turns the default off)")
 TRIAGE_PROBE_HELP = ("where no red-flag rule fires, also score the message with the triage probe (a linear probe on "
                      "the embedded 0.5B's hidden state, its own llama.cpp context: +0.8 GB resident, ~0.7 s a message "

@@ -11,7 +11,9 @@ idf; the vector L2-normalised) -- the features scikit-learn's `TfidfVectorizer(a
 ngram_range=(1, 3), sublinear_tf=True)` computes, written out here so that scoring needs no library. The
 classifier is an L2 logistic regression (`fit`: Newton-CG in numpy, the intercept unpenalised). Its vocabulary,
 idf, weights, bias and threshold are package data, trained by `python bench/triage_ngram.py --save` on the
-labelled sets in bench/data/triage/ (their sizes and the threshold's rule are recorded in the file).
+labelled sets in bench/data/triage/ plus 4,000 unlabelled real patient questions as negatives (the shared data's
+huatuo26m_qa and toyhom_qa train splits, those no rule flags: outpatients' vivid everyday complaints); their sizes and
+the threshold's rule are recorded in the file.
 
 Why n-grams: Chinese symptom words are 2-3 characters, and a linear model over them learns which combinations
 make an emergency (突然 + 说不出话, 胸口 + 压着 + 出汗) from every labelled message, where a rule needs a writer
@@ -211,8 +213,11 @@ class NgramModel:
 
     @classmethod
     def train(cls, texts: Sequence[str], y: Sequence[int], c: float = C, min_df: int = MIN_DF,
-              threshold: float = 0.5, provenance: dict | None = None) -> "NgramModel":
-        vocab, idf = vocabulary(texts, min_df)
+              threshold: float = 0.5, provenance: dict | None = None,
+              vocab_texts: Sequence[str] | None = None) -> "NgramModel":
+        """`vocab_texts` (default `texts`): the texts the vocabulary and idf come from (the labelled ones, so that
+        unlabelled negatives add weight, not grams)."""
+        vocab, idf = vocabulary(texts if vocab_texts is None else vocab_texts, min_df)
         w, b = fit(vectorize(texts, vocab, idf), y, len(vocab), c)
         return cls(vocab, idf, [float(x) for x in w], float(b), threshold, c, dict(provenance or {}))
 
