@@ -405,15 +405,12 @@ def main(argv: list[str] | None = None) -> int:
                 for q, res in flagged:
                     print(f"  FLAG {res.rule_ids}: {q[:100]}")
             if args.probe:  # the probe as chat runs it: where no rule fired and the question is not education
-                from ming.safety.policy import asks_model
+                from triage_model import beyond_rules
+
                 from ming.safety.probe_triage import ProbeTriage
 
-                judge = ProbeTriage()
-                hit = {q for q, _ in flagged}
-                asked = [q for q in qs if q not in hit and asks_model(tri, [q])]
-                verdicts = [(q, judge.assess([q])) for q in asked]
-                fired = [(q, v) for q, v in verdicts if v.fired]
-                print(f"  + the triage probe (asked about {len(asked)} the rules left, the rest education): "
+                verdicts, fired = beyond_rules(ProbeTriage(), tri, qs, {q for q, _ in flagged})
+                print(f"  + the triage probe (asked about {len(verdicts)} the rules left, the rest education): "
                       f"{len(fired)} more flagged; rules OR probe {len(flagged) + len(fired)}/{len(qs)} "
                       f"({(len(flagged) + len(fired)) / max(1, len(qs)):.1%}); median "
                       f"{statistics.median(v.seconds for _, v in verdicts) if verdicts else 0:.2f} s a question")

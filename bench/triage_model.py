@@ -148,6 +148,15 @@ def lpo_predictions(rows: Sequence[dict], p: Sequence[float], base: Sequence[boo
     return out, chosen
 
 
+def beyond_rules(judge, tri, qs: Sequence[str], by_rule) -> tuple[list, list]:
+    """A model step asked as chat asks it (where no rule fired and the question is not education, asks_model) on
+    unlabelled questions: the (question, verdict) pairs asked, and those that fired."""
+    from ming.safety.policy import asks_model
+
+    verdicts = [(q, judge.assess([q])) for q in qs if q not in by_rule and asks_model(tri, [q])]
+    return verdicts, [(q, v) for q, v in verdicts if v.fired]
+
+
 def auc(labels: Sequence[int], p: Sequence[float]) -> float:
     pos = [x for x, y in zip(p, labels) if y]
     neg = [x for x, y in zip(p, labels) if not y]

@@ -47,8 +47,8 @@ from pathlib import Path
 
 import numpy as np
 from safety import presentation_report  # bench/safety.py, next to this script
-from triage_model import auc, lowest_threshold, lpo_predictions
-from triage_probe import asked, line, load_rows, rules_lpo
+from triage_model import auc, beyond_rules, lowest_threshold, lpo_predictions
+from triage_probe import asked, group_folds, line, load_rows, out_of_fold, rules_lpo
 
 from ming.safety.ngram_triage import C, MAX_CHARS, MIN_DF, NgramModel, long_enough, text_of
 
@@ -101,13 +101,7 @@ def lpo_scores(texts: list[str], y: np.ndarray, pres: np.ndarray, c: float, weak
 def grouped_oof(texts: list[str], y: np.ndarray, groups: np.ndarray, c: float, k: int = 5, seed: int = 0,
                 weak: list[str] = ()) -> np.ndarray:
     """Out-of-fold p with whole groups (presentations) per fold."""
-    names = sorted(set(groups.tolist()))
-    fold_of = dict(zip(names, np.random.default_rng(seed).permutation(len(names)) % k))
-    folds = np.array([fold_of[g] for g in groups])
-    oof = np.zeros(len(y))
-    for f in range(k):
-        oof[folds == f] = scorer(texts, y, np.where(folds != f)[0], c, weak)(np.where(folds == f)[0])
-    return oof
+    return out_of_fold(lambda tr, te: scorer(texts, y, tr, c, weak)(te), np.arange(len(y)), group_folds(groups, k, seed))
 
 
 def leave_one_set_out(rows, texts, y, gate, rules, base, c, max_fpr, weak=(), out=print) -> np.ndarray:
@@ -119,10 +113,7 @@ def leave_one_set_out(rows, texts, y, gate, rules, base, c, max_fpr, weak=(), ou
     for s in sorted(set(sets)):
         te = sets == s
         idx = np.where(~te)[0]
-        folds = rng.integers(0, 5, len(idx))
-        oof = np.zeros(len(idx))
-        for f in range(5):
-            oof[folds == f] = scorer(texts, y, idx[folds != f], c, weak)(idx[folds == f])
+        oof = out_of_fold(lambda tr, te: scorer(texts, y, tr, c, weak)(te), idx, rng.integers(0, 5, len(idx)))
         t = lowest_threshold(y[idx], oof * gate[idx], base[idx], max_fpr)
         p = scorer(texts, y, idx, c, weak)(np.where(te)[0]) * gate[te]
         pred[te] = rules[te] | (p >= t)
@@ -159,7 +150,6 @@ def real_questions(n: int, tri, model: NgramModel, errors: bool) -> None:
     of three dialogue sets; dev splits): none is labelled, and a flagged one is read by hand."""
     from ming.envs import data_dir
     from ming.safety.ngram_triage import NgramTriage
-    from ming.safety.policy import asks_model
 
     d = data_dir()
     if not d:
@@ -174,12 +164,10 @@ def real_questions(n: int, tri, model: NgramModel, errors: bool) -> None:
         rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()[:n]]
         qs = [r["turns"][0]["text"] if "turns" in r else r["question"] for r in rows]
         by_rule = {q for q in qs if tri.check(q).emergency}
-        ask = [q for q in qs if q not in by_rule and asks_model(tri, [q])]
-        verdicts = [(q, judge.assess([q])) for q in ask]
-        fired = [(q, v) for q, v in verdicts if v.fired]
+        verdicts, fired = beyond_rules(judge, tri, qs, by_rule)
         print(f"real patients' words ({name}/dev, first {len(qs)}): rules flag {len(by_rule)}; the n-gram step, asked "
-              f"about {len(ask)} (the rest education or flagged), flags {len(fired)} more "
-              f"({len(fired) / max(1, len(ask)):.1%} of those asked); "
+              f"about {len(verdicts)} (the rest education or flagged), flags {len(fired)} more "
+              f"({len(fired) / max(1, len(verdicts)):.1%} of those asked); "
               f"{statistics.median(v.seconds for _, v in verdicts) * 1e3 if verdicts else 0:.2f} ms a message")
         if errors:
             for q, v in fired:

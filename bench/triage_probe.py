@@ -120,15 +120,25 @@ def rules_lpo(rows: list[dict], rules_path: Path | None = None) -> np.ndarray:
     return out
 
 
-def grouped_oof(X: np.ndarray, y: np.ndarray, groups: np.ndarray, lam: float, k: int = 5, seed: int = 0) -> np.ndarray:
-    """Out-of-fold p with whole groups (presentations) per fold."""
+def group_folds(groups: np.ndarray, k: int = 5, seed: int = 0) -> np.ndarray:
+    """A fold number per row, whole groups (presentations) per fold."""
     names = sorted(set(groups.tolist()))
     fold_of = dict(zip(names, np.random.default_rng(seed).permutation(len(names)) % k))
-    folds = np.array([fold_of[g] for g in groups])
-    oof = np.zeros(len(y))
-    for f in range(k):
-        oof[folds == f] = predict(fit(X[folds != f], y[folds != f], lam), X[folds == f])
+    return np.array([fold_of[g] for g in groups])
+
+
+def out_of_fold(score, idx: np.ndarray, folds: np.ndarray) -> np.ndarray:
+    """p for the rows `idx`, each fold scored by `score(train_rows, test_rows)` fitted on the other folds."""
+    oof = np.zeros(len(idx))
+    for f in sorted(set(folds.tolist())):
+        oof[folds == f] = score(idx[folds != f], idx[folds == f])
     return oof
+
+
+def grouped_oof(X: np.ndarray, y: np.ndarray, groups: np.ndarray, lam: float, k: int = 5, seed: int = 0) -> np.ndarray:
+    """Out-of-fold p with whole groups (presentations) per fold."""
+    return out_of_fold(lambda tr, te: predict(fit(X[tr], y[tr], lam), X[te]), np.arange(len(y)),
+                       group_folds(groups, k, seed))
 
 
 def lpo_scores(X: np.ndarray, y: np.ndarray, pres: np.ndarray, lam: float) -> np.ndarray:
@@ -182,11 +192,8 @@ def leave_one_set_out(rows, X, y, gate, rules, lam, max_fpr, base=None, out=prin
     for s in sorted(set(sets)):
         te = sets == s
         idx = np.where(~te)[0]
-        folds = rng.integers(0, 5, len(idx))
-        oof = np.zeros(len(idx))
-        for f in range(5):
-            oof[folds == f] = predict(fit(X[idx[folds != f]], y[idx[folds != f]], lam), X[idx[folds == f]])
-        oof *= gate[idx]
+        oof = out_of_fold(lambda tr, te: predict(fit(X[tr], y[tr], lam), X[te]), idx,
+                          rng.integers(0, 5, len(idx))) * gate[idx]
         t_p = threshold(y[idx], oof, np.zeros(len(idx), bool), max_fpr)
         t_or = threshold(y[idx], oof, base[idx], max_fpr)
         p = predict(fit(X[idx], y[idx], lam), X[te]) * gate[te]

@@ -132,3 +132,21 @@ def tiny_bloom_engine(tiny_bloom_dir):
     from ming.engine import create_engine
 
     return create_engine(ModelOptions(model_path=str(tiny_bloom_dir), backend="hf", device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def cut_rules(tmp_path_factory):
+    """The packaged triage rules with only the toxicology rules left: silent on a stroke told in plain words (the
+    model triage steps' tests: a step alone must catch it)."""
+    import yaml
+
+    from ming.safety import triage as tri_mod
+
+    src = Path(tri_mod.__file__).parent / "rules" / "triage.yaml"
+    spec = yaml.safe_load(src.read_text(encoding="utf-8"))
+    spec["rules"] = [r for r in spec["rules"] if r["id"].startswith("TOX")]
+    keep = {r["id"] for r in spec["rules"]}
+    spec["vetoes"] = [v for v in spec.get("vetoes", []) if set(v["rules"]) <= keep]
+    path = tmp_path_factory.mktemp("rules") / "tox_only.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
+    return path

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from ming.errors import MingError
 from ming.safety import ngram_triage
@@ -107,21 +106,6 @@ def test_resolve_follows_flag_then_environment(monkeypatch):
 @pytest.fixture(scope="module")
 def judge():
     return NgramTriage()
-
-
-@pytest.fixture(scope="module")
-def cut_rules(tmp_path_factory):
-    """The packaged triage rules with only the toxicology rules left: they are silent on STROKE."""
-    from ming.safety import triage as tri_mod
-
-    src = Path(tri_mod.__file__).parent / "rules" / "triage.yaml"
-    spec = yaml.safe_load(src.read_text(encoding="utf-8"))
-    spec["rules"] = [r for r in spec["rules"] if r["id"].startswith("TOX")]
-    keep = {r["id"] for r in spec["rules"]}
-    spec["vetoes"] = [v for v in spec.get("vetoes", []) if set(v["rules"]) <= keep]
-    path = tmp_path_factory.mktemp("rules") / "tox_only.yaml"
-    path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def test_the_packaged_classifier_says_what_it_was_trained_on(judge):

@@ -5,11 +5,9 @@ probe on the real embedded 0.5B (skipped where it or llama.cpp is not installed)
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from ming.errors import MingError
 from ming.safety import probe_triage
@@ -117,21 +115,6 @@ def judge():
     if not _OK:
         pytest.skip(f"the triage probe cannot run: {_WHY}")
     return ProbeTriage(threads=2)
-
-
-@pytest.fixture(scope="module")
-def cut_rules(tmp_path_factory):
-    """The packaged triage rules with only the toxicology rules left: they are silent on STROKE."""
-    from ming.safety import triage as tri_mod
-
-    src = Path(tri_mod.__file__).parent / "rules" / "triage.yaml"
-    spec = yaml.safe_load(src.read_text(encoding="utf-8"))
-    spec["rules"] = [r for r in spec["rules"] if r["id"].startswith("TOX")]
-    keep = {r["id"] for r in spec["rules"]}
-    spec["vetoes"] = [v for v in spec.get("vetoes", []) if set(v["rules"]) <= keep]
-    path = tmp_path_factory.mktemp("rules") / "tox_only.yaml"
-    path.write_text(yaml.safe_dump(spec, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def test_probe_scores_an_emergency_high_and_routine_text_low(judge):

@@ -129,6 +129,40 @@ def _prompt(name: str) -> tuple[str, str]:
     return PROMPTS[name]
 
 
+def read_step_file(path, fmt: str, what: str, bench: str) -> dict:
+    """A model step's packaged numbers (tables/*.json): the JSON object of format `fmt`, or a MingError that names
+    the file and how to remake it (`what`: "triage probe" …; `bench`: the script whose --save writes it)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MingError(f"no {what} at {path}; reinstall ming (`pip install -e .`) or train one with "
+                        f"`python {bench} --save PATH`") from None
+    except (OSError, ValueError) as exc:
+        raise MingError(f"cannot read the {what} {path} ({exc}); retrain it with `python {bench} --save PATH`") from None
+    if not isinstance(d, dict) or d.get("format") != fmt:
+        raise MingError(f"{path} is not a ming {what} (format {fmt!r} expected, got "
+                        f"{d.get('format') if isinstance(d, dict) else type(d).__name__!r})")
+    return d
+
+
+def write_step_file(path, d: dict, compact: bool = False):
+    """Write a model step's numbers atomically (a .tmp beside it, then renamed)."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    text = json.dumps(d, ensure_ascii=False, **({"separators": (",", ":")} if compact else {"indent": 1}))
+    tmp.write_text(text + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
 def clip(text: str, limit: int) -> str:
     """The newest `limit` characters of a text (its tail), marked as cut when it is."""
     return text if len(text) <= limit else "……" + text[-limit:]

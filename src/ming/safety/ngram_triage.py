@@ -29,7 +29,6 @@ no rule fired and the message is not a health-education question (ming.safety.po
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 import time
@@ -39,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from ming.errors import MingError
-from ming.safety.model_triage import CONTEXT_TURNS, Verdict, clip
+from ming.safety.model_triage import CONTEXT_TURNS, Verdict, clip, read_step_file, write_step_file
 
 if TYPE_CHECKING:
     import numpy as np  # imported where used: `ming chat --help` stays free of numpy
@@ -223,18 +222,7 @@ class NgramModel:
 
     @classmethod
     def load(cls, path: str | Path = NGRAM_FILE) -> "NgramModel":
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MingError(f"no n-gram triage classifier at {path}; reinstall ming (`pip install -e .`) or train "
-                            "one with `python bench/triage_ngram.py --save PATH`") from None
-        except (OSError, ValueError) as exc:
-            raise MingError(f"cannot read the n-gram triage classifier {path} ({exc}); retrain it with "
-                            "`python bench/triage_ngram.py --save PATH`") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise MingError(f"{path} is not a ming n-gram triage classifier (format {FORMAT!r} expected, got "
-                            f"{d.get('format') if isinstance(d, dict) else type(d).__name__!r})")
+        d = read_step_file(path, FORMAT, "n-gram triage classifier", "bench/triage_ngram.py")
         try:
             feats = d["features"]
             vocab = {g: i for i, g in enumerate(feats)}
@@ -250,15 +238,10 @@ class NgramModel:
         return m
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
         feats = {g: [float(f"{self.idf[i]:.6g}"), float(f"{self.weights[i]:.6g}")] for g, i in self.vocab.items()}
         d = {"format": FORMAT, "ngrams": list(NGRAMS), "C": self.c, "threshold": round(self.threshold, 6),
              "bias": float(f"{self.bias:.8g}"), "provenance": self.provenance, "features": feats}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(d, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_step_file(path, d, compact=True)
 
 
 class NgramTriage:

@@ -24,7 +24,6 @@ MAX_CHARS characters). The policy asks it only where no rule fired
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import threading
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ming.errors import MingError
-from ming.safety.model_triage import CONTEXT_TURNS, Verdict, clip
+from ming.safety.model_triage import CONTEXT_TURNS, Verdict, clip, read_step_file, write_step_file
 
 if TYPE_CHECKING:
     import numpy as np  # imported where used: `ming chat --help` stays free of numpy
@@ -109,18 +108,7 @@ class Probe:
     def load(cls, path: str | Path = PROBE_FILE) -> "Probe":
         import numpy as np
 
-        path = Path(path)
-        try:
-            d = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise MingError(f"no triage probe at {path}; reinstall ming (`pip install -e .`) or train one with "
-                            "`python bench/triage_probe.py --save PATH`") from None
-        except (OSError, ValueError) as exc:
-            raise MingError(f"cannot read the triage probe {path} ({exc}); retrain it with "
-                            "`python bench/triage_probe.py --save PATH`") from None
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise MingError(f"{path} is not a ming triage probe (format {FORMAT!r} expected, got "
-                            f"{d.get('format') if isinstance(d, dict) else type(d).__name__!r})")
+        d = read_step_file(path, FORMAT, "triage probe", "bench/triage_probe.py")
         try:
             w = np.asarray(d["weights"], dtype=np.float64)
             probe = cls(w, float(d["bias"]), float(d["threshold"]), str(d["model_file"]), int(d["model_bytes"]),
@@ -133,15 +121,10 @@ class Probe:
         return probe
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
         d = {"format": FORMAT, "model_file": self.model_file, "model_bytes": self.model_bytes, "dims": self.dims,
              "lam": self.lam, "threshold": round(self.threshold, 6), "bias": float(f"{self.bias:.8g}"),
              "provenance": self.provenance, "weights": [float(f"{x:.7g}") for x in self.weights]}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(d, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        tmp.replace(path)
-        return path
+        return write_step_file(path, d)
 
 
 def model_path() -> Path:
