@@ -50,7 +50,7 @@ from safety import presentation_report  # bench/safety.py, next to this script
 from triage_model import auc, beyond_rules, lowest_threshold, lpo_predictions
 from triage_probe import asked, group_folds, line, load_rows, out_of_fold, rules_lpo
 
-from ming.safety.ngram_triage import C, MAX_CHARS, MIN_DF, NgramModel, long_enough, text_of
+from ming.safety.ngram_triage import C, MAX_CHARS, MIN_DF, NgramModel, readable, text_of
 
 ROOT = Path(__file__).resolve().parents[1]
 TUNED = {"triage", "fresh", "probe8", "probe9a", "probe10a"}  # the sets the rules were tuned on
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = texts_of(rows)
     y = np.array([r["label"] for r in rows])
     pres = np.array([r["presentation"] for r in rows])
-    gate = asked(rows, tri) & np.array([long_enough(t) for t in texts])  # where the runtime asks it
+    gate = asked(rows, tri) & np.array([readable(t) for t in texts])  # where the runtime asks it
     rules = np.array([tri.check(r["text"], r.get("context") or []).emergency for r in rows])
     r_lpo = rules_lpo(rows)
     weak, weak_prov = weak_negatives(args.weak, tri)

@@ -238,3 +238,52 @@ def test_a_text_too_short_to_judge_is_left_to_the_rules(judge):
     assert judge.assess(["我发烧了", "三天了，最高39度"]).p_yes > 0  # with its context it is long enough
     tri = default_triage()
     assert all(tri.check(t).emergency for t in ("我喘不上气", "我呕血了", "他昏迷了", "孩子抽了"))
+
+
+# written for these tests: English messages, which the classifier (trained on Chinese) does not read
+ENGLISH_ROUTINE = "I have had a mild cough for three days, what should I take"
+ENGLISH_EMERGENCY = "my boyfriend took heroin and now he won't respond to me"
+
+
+def test_a_mostly_english_message_is_left_to_the_rules_and_the_model_step(judge):
+    """Before this gate the classifier scored English as noise: 0.9+ for a mild cough (17 of 20 routine English
+    messages escalated, docs/triage.md). A text with more Latin letters than Chinese characters is not scored;
+    `Unreadable` asks another step about exactly those texts and passes on the rest; FirstOf skips a pass."""
+    from ming.safety.probe_triage import FirstOf
+
+    for text in (ENGLISH_ROUTINE, ENGLISH_EMERGENCY, "xiong kou tong, chu leng han, tou yun"):
+        v = judge.assess([text])
+        assert v.p_yes == 0.0 and not v.fired
+    assert judge.assess([STROKE]).fired  # Chinese is read as before, mixed-in Latin letters too
+    assert judge.assess(["我爸血压180/110，头很痛，CT还没做"]).p_yes > 0
+    english_only = ngram_triage.Unreadable(judge)
+    assert english_only.assess([STROKE]) is None and english_only.assess(["ok"]) is None  # Chinese; too short
+    assert english_only.assess([ENGLISH_ROUTINE]) is not None
+    first = FirstOf([judge, english_only])
+    assert first.assess([STROKE]).fired and first.assess([ROUTINE]).step == "ngram"  # the pass is skipped
+
+
+def test_chat_and_serve_ask_the_model_about_english_only_on_the_measured_engine(tiny_qwen_engine):
+    """The English step goes in only for an engine the yes/no was measured on (the embedded 1.5B on llama.cpp); a
+    tiny test model keeps the n-gram step alone, and --triage-model (the yes/no on every message) replaces it."""
+    from types import SimpleNamespace
+
+    from ming.safety.model_triage import measured_engine
+    from ming.safety.policy import SafetyPolicy
+    from ming.safety.stage import SafetyStage
+    from ming.serve.app import serve_stages
+    from ming.serve.settings import ServeSettings
+
+    assert measured_engine(SimpleNamespace(name="embedded:qwen2.5-coder-1.5b-instruct-q4_k_m", backend="llamacpp",
+                                           lora_path=None))
+    assert not measured_engine(SimpleNamespace(name="embedded:qwen2.5-coder-0.5b-instruct-q4_k_m",
+                                               backend="llamacpp", lora_path=None))
+    assert not measured_engine(SimpleNamespace(name="1.5b", backend="hf", lora_path=None))
+    assert not measured_engine(tiny_qwen_engine)
+    stage = SafetyStage(SafetyPolicy(), english_model=True)
+    stage.bind(tiny_qwen_engine)
+    assert isinstance(stage.judge, NgramTriage)
+    (on,) = [st for st in serve_stages(ServeSettings()) if st.name == "safety"]
+    (named,) = [st for st in serve_stages(ServeSettings(triage_model=True)) if st.name == "safety"]
+    (off,) = [st for st in serve_stages(ServeSettings(triage_ngram=False)) if st.name == "safety"]
+    assert on.english_model and not named.english_model and not off.english_model

@@ -499,7 +499,7 @@ def test_probe8_set_is_well_formed_and_apart_from_the_other_sets():
     assert all(r["id"].startswith(("R8-", "R8B-", "R8C-", "R8D-", "R8E-", "R8F-", "R8G-")) for r in rows)
     pred = [default_triage().check(r["text"], r["context"]).emergency for r in rows]
     missed = [r["id"] for r, p in zip(rows, pred) if r["label"] and not p]
-    assert missed == ["R8E-A10-e1"], missed        # the one English message: the lexicon is Chinese
+    assert missed == [], missed  # R8E-A10-e1, the one English message, is read through the english table (session 15)
     assert not any(p for r, p in zip(rows, pred) if not r["label"])
 
 
@@ -736,3 +736,35 @@ def test_model_step_is_not_asked_about_idioms_jokes_or_handled_messages(turns, a
 
     t = default_triage()
     assert asks_model(t, turns) is asked, (turns, t.is_figurative(turns), t.is_education(turns))
+
+
+# written for these tests (a fresh English set, 25 + 25, is scored in docs/triage.md "English")
+@pytest.mark.parametrize("text,rule", [
+    ("I have crushing chest pain spreading to my left arm and I'm sweating", "CARD-ACS"),
+    ("my father suddenly can't speak and his face is drooping", "NEURO-STROKE"),
+    ("I took 40 sleeping pills an hour ago", "TOX-OVERDOSE"),
+    ("I want to kill myself tonight", "SUICIDE"),
+    ("my baby is 2 months old and has a fever of 39 degrees", "PED-FEVER"),
+    ("after eating peanuts my throat is swelling and I can't breathe", "ALLERGY-ANAPH"),
+])
+def test_english_red_flags_are_read_through_the_english_table(text, rule):
+    r = default_triage().check(text)
+    assert r.emergency and any(x.id.startswith(rule) for x in r.rules), (text, [x.id for x in r.rules])
+
+
+@pytest.mark.parametrize("text", [
+    "no chest pain, just a runny nose",
+    "what are the symptoms of a heart attack",
+    "I had chest pain last year but now I'm fine",
+    "my knee hurts when I climb stairs",
+    "what foods should people with high blood pressure avoid",
+])
+def test_english_routine_negated_and_knowledge_messages_do_not_trigger(text):
+    assert not default_triage().check(text).emergency
+
+
+def test_the_english_table_leaves_chinese_text_as_it_is():
+    tri = default_triage()
+    assert tri.normalize("我爸胸痛出汗 CT还没做") == tri.normalize("我爸胸痛出汗 CT还没做".replace("CT", "ct"))
+    assert "ct" in tri.normalize("我爸胸痛出汗 CT还没做")  # Latin words in a Chinese message stay
+    assert "胸痛" in tri.normalize("chest pain") and "pain" not in tri.normalize("chest pain")

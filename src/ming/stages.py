@@ -33,18 +33,19 @@ class StageOptions:
 
 def stage_options(safety: str = "on", mode: str = "qa", *, retrieval: bool = False,
                   stages_off: str | Sequence[str] = "", triage_model: float | None = None,
-                  triage_probe: bool = False, triage_ngram: bool = True,
+                  triage_probe: bool = False, triage_ngram: bool = True, triage_english: bool = False,
                   concurrent: bool = False) -> StageOptions:
     """The options of `--safety`, `--retrieval`, `--stages-off a,b` (chat, serve, eval), `--triage-model`
     (chat, serve: `triage_model` = its threshold, None = off), `--triage-probe` and `--triage-ngram` (on unless
-    False: the safety stage's default). `concurrent`: turns are
+    False: the safety stage's default), `triage_english` (the model's 是/否 on the messages the n-gram step does
+    not read: English; SafetyStage `english_model`). `concurrent`: turns are
     prepared while other threads generate (ming serve), so a stage that asks the model holds the engine
     (`engine.lock`) to do it."""
     names = stages_off.split(",") if isinstance(stages_off, str) else list(stages_off)
     settings: dict[str, Any] = {"retrieval": {"k": 2}} if retrieval else {}
-    if triage_model is not None or triage_probe or not triage_ngram:
+    if triage_model is not None or triage_probe or not triage_ngram or triage_english:
         settings["safety"] = {"model_threshold": triage_model, "hold_engine": concurrent, "probe": triage_probe,
-                              "ngram": triage_ngram}
+                              "ngram": triage_ngram, "english_model": triage_english}
     return StageOptions(safety=safety, mode=mode, off=frozenset(n.strip() for n in names if n.strip()),
                         settings=settings)
 

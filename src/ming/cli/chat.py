@@ -122,14 +122,19 @@ def run(args: argparse.Namespace) -> int:
     if judge is None:  # on by default where it was measured (model_triage.ON_BY_DEFAULT), unless a cheaper step is on
         judge = (args.safety != "off" and not probe and not ngram
                  and on_by_default(opts.model_path, opts.model_base, opts.backend))
+    # English messages, which the n-gram step does not read, go to the model's yes/no where it was measured
+    english = (ngram and not judge and args.triage_model is None and args.safety != "off"
+               and on_by_default(opts.model_path, opts.model_base, opts.backend))  # and the engine: at bind
     stages = build(stage_options(args.safety, args.mode, retrieval=args.retrieval, stages_off=args.stages_off,
                                  triage_model=args.triage_threshold if judge else None, triage_probe=probe,
-                                 triage_ngram=ngram))
+                                 triage_ngram=ngram, triage_english=english))
     # the model triage step scores on a second KV sequence (llama.cpp), so the conversation's cache stays
     engine = create_engine(opts, need_beam=gen.num_beams > 1, scoring_sequence=judge)
     if any(getattr(s, "ngram", False) for s in stages):  # not with --stages-off safety
         io.info("[ming] n-gram triage on: where no red-flag rule fires, a character n-gram classifier scores the "
-                "message (escalates at the packaged threshold; --no-triage-ngram turns it off)")
+                "message (escalates at the packaged threshold; --no-triage-ngram turns it off)"
+                + ("; a message mostly in English is read by the model's yes/no instead (--no-triage-model turns "
+                   "that off)" if english else ""))
     if any(getattr(s, "probe", False) for s in stages):
         io.info("[ming] triage probe on: where no red-flag rule fires, the embedded 0.5B's reading of the message is "
                 "scored (escalates at the packaged threshold; --no-triage-probe turns it off)")

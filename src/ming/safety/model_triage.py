@@ -240,6 +240,15 @@ class ModelTriage:
         return dataclasses.replace(v, threshold=self.threshold)
 
 
+def measured_engine(engine: Any) -> bool:
+    """Whether a loaded engine is one the step was measured on: an embedded model of ON_BY_DEFAULT on llama.cpp,
+    without an adapter (chat and serve then ask it about English messages: ming.safety.stage `english_model`)."""
+    from ming.models.resolve import embedded_key
+
+    return (getattr(engine, "backend", None) == "llamacpp" and not getattr(engine, "lora_path", None)
+            and embedded_key(str(getattr(engine, "name", "") or "")) in ON_BY_DEFAULT)
+
+
 def on_by_default(model_path: str | None, model_base: str | None = None, backend: str = "auto") -> bool:
     """Whether `ming chat` runs the model step without --triage-model / --no-triage-model: for an embedded model
     it was measured on (ON_BY_DEFAULT) on llama.cpp (where it scores on its own KV sequence), not an adapter."""

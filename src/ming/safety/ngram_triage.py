@@ -20,7 +20,8 @@ make an emergency (突然 + 说不出话, 胸口 + 压着 + 出汗) from every l
 to have thought of the phrase. Measured in docs/triage.md against the rules and the hidden-state probe
 (ming.safety.probe_triage): leave-presentation-out and each set held out in turn (the cross-writer figure).
 
-Scoring is pure Python: ~0.1 ms a message; a text shorter than MIN_CHARS is not scored (p 0: the rules read it); it
+Scoring is pure Python: ~0.1 ms a message; a text shorter than MIN_CHARS, or with more Latin letters than Chinese
+characters (English, pinyin), is not scored (p 0: the rules read it); it
 reads the newest MAX_CHARS characters, a text longer than WINDOW
 in half-overlapping windows (its p is the highest window's: a short emergency after a long preamble still counts). The policy asks it only where
 no rule fired and the message is not a health-education question (ming.safety.policy.asks_model).
@@ -35,7 +36,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ming.errors import MingError
 from ming.safety.model_triage import CONTEXT_TURNS, Verdict, clip, read_step_file, write_step_file
@@ -59,6 +60,8 @@ MIN_CHARS = 7  # a text with fewer letters / ideographs / digits is not scored (
 # 0.94, 我胸口疼 0.86, 我感冒了流鼻涕 0.02); the rules read them (喘不上气, 呕血, 想死, 晕倒 all fire there)
 _SPACE = re.compile(r"\s\s+")
 _NOT_CHAR = re.compile(r"[\W_]")
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[a-zA-Z]")
 
 
 def text_of(text: str, context: Sequence[str] = ()) -> str:
@@ -69,6 +72,19 @@ def text_of(text: str, context: Sequence[str] = ()) -> str:
 def long_enough(text: str) -> bool:
     """Whether a text has the MIN_CHARS letters / ideographs / digits the classifier is asked about."""
     return len(_NOT_CHAR.sub("", text)) >= MIN_CHARS
+
+
+def mostly_chinese(text: str) -> bool:
+    """Whether a text has at least as many Chinese characters as Latin letters. The classifier learned from Chinese
+    messages (3 of 3,286 labelled ones are mostly Latin letters): on English its p is noise (0.9 and above for "I
+    have had a mild cough for three days"), so such a text is left to the rules, which read English red flags
+    through their `english` table (ming.safety.triage)."""
+    return len(_HAN.findall(text)) >= len(_LATIN.findall(text))
+
+
+def readable(text: str) -> bool:
+    """Whether the classifier is asked about a text: long enough, and mostly Chinese."""
+    return long_enough(text) and mostly_chinese(text)
 
 
 def grams(text: str, n: tuple[int, int] = NGRAMS) -> Counter:
@@ -262,7 +278,7 @@ class NgramTriage:
             raise MingError("the n-gram triage step got an empty message; there is nothing to judge")
         t0 = time.perf_counter()
         s = clip(text_of(text.strip(), [c.strip() for c in context if c.strip()]), MAX_CHARS)
-        p = self.model.p(s) if long_enough(s) else 0.0
+        p = self.model.p(s) if readable(s) else 0.0
         return Verdict(p, math.log(max(p, 1e-300)), math.log(max(1.0 - p, 1e-300)), time.perf_counter() - t0,
                        len(s), step=self.step)
 
@@ -272,6 +288,26 @@ class NgramTriage:
         if not turns:
             raise MingError("the n-gram triage step got a conversation without a user message")
         return dataclasses.replace(self.score(turns[-1], turns[-1 - CONTEXT_TURNS:-1]), threshold=self.threshold)
+
+
+class Unreadable:
+    """Another step asked only about the messages the n-gram step does not read because they are mostly Latin
+    letters (English; `mostly_chinese`); on every other message it passes (None). Chat and serve put the model's
+    yes/no (ming.safety.model_triage) here by default, so that an English emergency the rules miss is still read
+    by a model that reads English, while Chinese messages keep the n-gram step alone."""
+
+    def __init__(self, judge: Any):
+        self.judge = judge
+        self.step = getattr(judge, "step", "model")
+
+    def assess(self, user_turns: Sequence[str]) -> Any:
+        turns = list(user_turns)
+        if not turns:
+            raise MingError("the triage step got a conversation without a user message")
+        s = clip(text_of(turns[-1].strip(), [c.strip() for c in turns[-1 - CONTEXT_TURNS:-1] if c.strip()]), MAX_CHARS)
+        if mostly_chinese(s) or not long_enough(s):
+            return None
+        return self.judge.assess(turns)
 
 
 def resolve(flag: bool | None, safety: str = "on") -> bool:

@@ -253,7 +253,8 @@ class ProbeTriage:
 
 class FirstOf:
     """Several model steps asked in order until one fires (the probe, then the yes/no when both are on): the
-    verdict returned is the first that fired, else the last one asked."""
+    verdict returned is the first that fired, else the last one given. A step may pass a message over (None:
+    `ngram_triage.Unreadable`)."""
 
     def __init__(self, judges: Sequence[Any]):
         if not judges:
@@ -263,7 +264,10 @@ class FirstOf:
     def assess(self, user_turns: Sequence[str]) -> Verdict:
         v = None
         for j in self.judges:
-            v = j.assess(user_turns)
+            w = j.assess(user_turns)
+            if w is None:
+                continue
+            v = w
             if v.fired:
                 break
         return v

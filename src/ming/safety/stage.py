@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from ming.errors import MingError
 from ming.respond import Added, Stage, Turn
-from ming.safety.model_triage import DEFAULT_PROMPT, ModelTriage
-from ming.safety.ngram_triage import NgramTriage
+from ming.safety.model_triage import DEFAULT_PROMPT, DEFAULT_THRESHOLD, ModelTriage, measured_engine
+from ming.safety.ngram_triage import NgramTriage, Unreadable
 from ming.safety.probe_triage import FirstOf, ProbeTriage
 from ming.safety.policy import SafetyPolicy
 from ming.safety.report import grounding_text
@@ -21,6 +21,10 @@ class SafetyStage(Stage):
     escalates. The metadata says which step fired (`triage_step`) and the model's p (`triage_model`).
     `hold_engine`: the judge takes `engine.lock` while it scores (ming serve prepares a turn while other
     requests generate; a batching llama.cpp engine scores on its own sequence 0 beside them).
+    `english_model` (on in chat and serve): without `model_threshold`, and when the engine is one the 是/否 was
+    measured on (model_triage.measured_engine: the embedded 1.5B on llama.cpp), its 是/否 at the default threshold
+    is asked about the messages the n-gram step does not read, which are mostly Latin letters
+    (English): ngram_triage.Unreadable.
     `ngram` (on by default): the character n-gram classifier (ming.safety.ngram_triage; package data, ~0.1 ms) is
     asked first where no rule fires; then, when they are on, the linear probe on the embedded 0.5B's hidden state
     (ming.safety.probe_triage; its own llama.cpp context, loaded at `bind`) and the yes/no, until one fires."""
@@ -28,7 +32,7 @@ class SafetyStage(Stage):
     name = "safety"
 
     def __init__(self, policy: SafetyPolicy, model_threshold: float | None = None, prompt: str = DEFAULT_PROMPT,
-                 hold_engine: bool = False, probe: bool = False, ngram: bool = True):
+                 hold_engine: bool = False, probe: bool = False, ngram: bool = True, english_model: bool = False):
         if model_threshold is not None and not 0.0 <= model_threshold <= 1.0:
             raise MingError(f"--triage-threshold is a probability in [0, 1], got {model_threshold}")
         self.policy = policy
@@ -37,6 +41,7 @@ class SafetyStage(Stage):
         self.hold_engine = hold_engine
         self.probe = probe
         self.ngram = ngram
+        self.english_model = english_model  # the model's yes/no on messages the n-gram step does not read (English)
         self.judge: NgramTriage | ModelTriage | ProbeTriage | FirstOf | None = None
 
     def bind(self, engine) -> None:
@@ -46,6 +51,9 @@ class SafetyStage(Stage):
         if self.model_threshold is not None:
             judges.append(ModelTriage(engine, self.prompt, self.model_threshold,
                                       lock=engine.lock if self.hold_engine else None))
+        elif self.english_model and self.ngram and measured_engine(engine):
+            judges.append(Unreadable(ModelTriage(engine, self.prompt, DEFAULT_THRESHOLD,
+                                                 lock=engine.lock if self.hold_engine else None)))
         self.judge = judges[0] if len(judges) == 1 else FirstOf(judges) if judges else None
 
     def prepare(self, turn: Turn) -> None:

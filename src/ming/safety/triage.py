@@ -43,6 +43,8 @@ _CN_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
 
 _SPACES = re.compile(r"([^ \t\u3000]*)([ \t\u3000]+|$)")
 _CJK = re.compile(r"[\u3400-\u9fff]")
+_LATIN = re.compile(r"[a-z]")
+_LATIN_WORD = re.compile(r"[a-z][a-z'-]*")
 _NEG_END = re.compile(r"(?:没有|没|不|无|未|别|非|否认)$")
 _MAX_HITS = 48          # candidate matches examined per concept / numeric pattern per message
 _CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8,
@@ -345,6 +347,11 @@ class Triage:
             self.conversation_window = int(spec.get("conversation_window", 12))
             self._typos = dict(spec.get("typos", {}))
             self._typo_re = re.compile("|".join(map(re.escape, sorted(self._typos, key=len, reverse=True)))) if self._typos else None
+            english = {" ".join(str(k).lower().split()): str(v) for k, v in dict(spec.get("english", {})).items()}
+            self._english = {k.replace(" ", ""): v for k, v in english.items()}  # looked up without spaces
+            self._english_re = re.compile(
+                r"(?<![a-z'])(?:" + "|".join(re.escape(k).replace(r"\ ", " ?") for k in sorted(english, key=len, reverse=True))
+                + r")(?![a-z'])") if english else None
             tuned = dict(spec.get("tuned", {}))    # name -> [{re, tuned_on}] added after the labelled set
             unknown = set(tuned) - set(spec["concepts"]) - _CUE_FIELDS
             if unknown:
@@ -485,8 +492,9 @@ class Triage:
         t = unicodedata.normalize("NFKC", text).lower()
         t = t.replace("℃", "°c").replace("～", "~")
         t = cn_numerals_to_digits(t)
-        if self._typo_re is not None:
+        if self._typo_re is not None:  # first: pinyin ("xiong kou tong") is a typo, not an English word
             t = self._typo_re.sub(lambda m: self._typos[m.group(0)], t)
+        t = self._from_english(t)
         out: list[str] = []
         gaps: list[int] = []
         n = 0
@@ -498,6 +506,18 @@ class Triage:
                     and m.end() < len(t) and _CJK.match(t[m.end()]):
                 gaps.append(n)
         return "".join(out), gaps
+
+    def _from_english(self, t: str) -> str:
+        """A message mostly in English (more Latin letters than Chinese characters) read through the `english` table:
+        its red-flag phrases, negations, people and times become the Chinese words the concepts match ("crushing chest
+        pain spreading to my left arm" -> "压榨样胸痛 放射到 我的 左臂"), and the words the table does not know are
+        dropped, so that they do not stand between two parts of a pattern. Chinese text is left as it is."""
+        if self._english_re is None or len(_LATIN.findall(t)) <= len(_CJK.findall(t)):
+            return t
+        t = re.sub(r"\s+", " ", t.replace("\u2019", "'"))
+        t = self._english_re.sub(lambda m: f" {self._english[m.group(0).replace(' ', '')]} ", t)
+        t = _LATIN_WORD.sub(" ", t)
+        return re.sub(r" {2,}", " ", t).strip()
 
     def _negated(self, t: str, start: int, end: int, cstart: int, cend: int, gap: int = 0) -> bool:
         """A negation cue shortly before the match in its clause (not across a chat-style space: `gap`), or

@@ -73,10 +73,14 @@ def serve_stages(settings: ServeSettings) -> list:
     from ming.safety import ngram_triage, probe_triage
 
     probe, _ = probe_triage.resolve(settings.triage_probe, settings.safety)
+    ngram = ngram_triage.resolve(settings.triage_ngram, settings.safety)
+    # English messages, which the n-gram step does not read, go to the model's yes/no where it was measured (the
+    # embedded 1.5B on llama.cpp: decided when the stage binds the engine)
+    english = ngram and not settings.triage_model and settings.safety != "off"
     return build(stage_options(settings.safety, settings.mode, retrieval=settings.retrieval,
                                stages_off=settings.stages_off,
                                triage_model=settings.triage_threshold if settings.triage_model else None,
-                               triage_probe=probe, triage_ngram=ngram_triage.resolve(settings.triage_ngram, settings.safety),
+                               triage_probe=probe, triage_ngram=ngram, triage_english=english,
                                concurrent=True))
 
 
