@@ -18,7 +18,7 @@ from ming.engine.base import GenerationConfig
 from ming.errors import MingError
 from ming.respond import Pipeline
 from ming.safety import ngram_triage, probe_triage
-from ming.safety.model_triage import on_by_default
+from ming.safety.model_triage import measured_engine, on_by_default
 from ming.session import HELP, Session, parse_command
 from ming.stages import build, stage_options
 
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
         io.info("[ming] n-gram triage on: where no red-flag rule fires, a character n-gram classifier scores the "
                 "message (escalates at the packaged threshold; --no-triage-ngram turns it off)"
                 + ("; a message mostly in English is read by the model's yes/no instead (--no-triage-model turns "
-                   "that off)" if english else ""))
+                   "that off)" if english and measured_engine(engine) else ""))
     if any(getattr(s, "probe", False) for s in stages):
         io.info("[ming] triage probe on: where no red-flag rule fires, the embedded 0.5B's reading of the message is "
                 "scored (escalates at the packaged threshold; --no-triage-probe turns it off)")

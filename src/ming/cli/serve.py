@@ -77,6 +77,13 @@ def _ngram_on(stages) -> bool:
     return any(getattr(s, "ngram", False) for s in stages)
 
 
+def _english_on(stages) -> bool:
+    """Whether a bound safety stage asks the model about English messages (ngram_triage.Unreadable)."""
+    from ming.safety.ngram_triage import Unreadable
+
+    return any(isinstance(j, Unreadable) for s in stages for j in getattr(getattr(s, "judge", None), "judges", ()))
+
+
 def run(args: argparse.Namespace) -> int:
     _setup_logging()
     gen = generation_config(args)
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
                                      "batch_invariant": settings.batch_invariant},
                            scoring_sequence=settings.triage_model)
     app = build_app(settings, engine, stages=stages)
+    english = " (English: the model's 是/否)" if _english_on(stages) else ""
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{settings.port}"
     print(f"[ming] {DISCLAIMER}", file=sys.stderr)
@@ -100,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
           f"{_batching(engine)}, safety {settings.safety}"
           f"{f' + model triage at p(是) >= {settings.triage_threshold}' if settings.triage_model else ''}"
           f"{' + n-gram triage' if _ngram_on(stages) else ''}"
+          f"{english}"
           f"{' + triage probe' if _probe_on(stages) else ''}, "
           f"queue {settings.max_queue}"
           f"{', API key required' if settings.api_key else ''})\n"
