@@ -69,6 +69,11 @@ def text_of(text: str, context: Sequence[str] = ()) -> str:
     return "\n".join(list(context) + [text])
 
 
+def read_text(text: str, context: Sequence[str] = ()) -> str:
+    """`text_of` the stripped messages (empty earlier ones left out), its newest MAX_CHARS characters."""
+    return clip(text_of(text.strip(), [c.strip() for c in context if c.strip()]), MAX_CHARS)
+
+
 def long_enough(text: str) -> bool:
     """Whether a text has the MIN_CHARS letters / ideographs / digits the classifier is asked about."""
     return len(_NOT_CHAR.sub("", text)) >= MIN_CHARS
@@ -76,7 +81,7 @@ def long_enough(text: str) -> bool:
 
 def mostly_chinese(text: str) -> bool:
     """Whether a text has at least as many Chinese characters as Latin letters. The classifier learned from Chinese
-    messages (3 of 3,286 labelled ones are mostly Latin letters): on English its p is noise (0.9 and above for "I
+    messages (2 of 3,286 labelled ones are mostly Latin letters): on English its p is noise (0.9 and above for "I
     have had a mild cough for three days"), so such a text is left to the rules, which read English red flags
     through their `english` table (ming.safety.triage)."""
     return len(_HAN.findall(text)) >= len(_LATIN.findall(text))
@@ -277,7 +282,7 @@ class NgramTriage:
         if not text.strip():
             raise MingError("the n-gram triage step got an empty message; there is nothing to judge")
         t0 = time.perf_counter()
-        s = clip(text_of(text.strip(), [c.strip() for c in context if c.strip()]), MAX_CHARS)
+        s = read_text(text, context)
         p = self.model.p(s) if readable(s) else 0.0
         return Verdict(p, math.log(max(p, 1e-300)), math.log(max(1.0 - p, 1e-300)), time.perf_counter() - t0,
                        len(s), step=self.step)
@@ -304,7 +309,7 @@ class Unreadable:
         turns = list(user_turns)
         if not turns:
             raise MingError("the triage step got a conversation without a user message")
-        s = clip(text_of(turns[-1].strip(), [c.strip() for c in turns[-1 - CONTEXT_TURNS:-1] if c.strip()]), MAX_CHARS)
+        s = read_text(turns[-1], turns[-1 - CONTEXT_TURNS:-1])
         if mostly_chinese(s) or not long_enough(s):
             return None
         return self.judge.assess(turns)
