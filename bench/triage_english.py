@@ -11,34 +11,14 @@ Session 15's figures are in docs/triage.md; `s15c` is the part written after the
 from __future__ import annotations
 
 import argparse
-import json
-from collections import defaultdict
 from pathlib import Path
 
-from ming.safety.ngram_triage import NgramTriage, Unreadable
+from safety import load, score  # bench/safety.py, next to this script
+
+from ming.safety.ngram_triage import NgramTriage
 from ming.safety.policy import SafetyPolicy
 
 SET = Path(__file__).resolve().parent / "data" / "triage_english" / "english_set.jsonl"
-
-
-def score(rows: list[dict], judge) -> dict:
-    policy = SafetyPolicy().load()
-    out: dict = defaultdict(lambda: {"tp": 0, "pos": 0, "fp": 0, "neg": 0, "missed": [], "false": []})
-    for r in rows:
-        d = policy.check([{"role": "user", "content": r["text"]}], judge=judge)
-        e = d.action == "escalate"
-        s = out[r["part"]]
-        if r["label"]:
-            s["pos"] += 1
-            s["tp"] += e
-            if not e:
-                s["missed"].append(r["id"])
-        else:
-            s["neg"] += 1
-            s["fp"] += e
-            if e:
-                s["false"].append(r["id"])
-    return out
 
 
 def main() -> None:
@@ -46,26 +26,36 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="also the rules + this embedded model's yes/no (e.g. 1.5b)")
     ap.add_argument("--set", default=str(SET))
     args = ap.parse_args()
-    rows = [json.loads(x) for x in Path(args.set).read_text(encoding="utf-8").splitlines() if x.strip()]
+    rows = load(Path(args.set))
+    policy = SafetyPolicy().load()
     arms = [("rules", None), ("rules + n-gram", NgramTriage())]
     if args.model:
         from ming.config import ModelOptions
         from ming.engine import create_engine
-        from ming.safety.model_triage import ModelTriage
+        from ming.safety.stage import SafetyStage
 
-        engine = create_engine(ModelOptions(model_path=args.model), scoring_sequence=True)
-        from ming.safety.probe_triage import FirstOf
-
-        # as chat and serve ask it: the n-gram step (which passes English over), then the yes/no on English
-        arms.append((f"rules + n-gram + {args.model} yes/no", FirstOf([NgramTriage(), Unreadable(ModelTriage(engine))])))
-    print(f"{'arm':36s} " + " ".join(f"{p:>22s}" for p in sorted({r['part'] for r in rows})))
+        # the safety stage as chat and serve bind it: the n-gram step, then the yes/no on what it passes over
+        stage = SafetyStage(policy, english_model=True)
+        stage.bind(create_engine(ModelOptions(model_path=args.model), scoring_sequence=True))
+        if not stage.reads_english:
+            raise SystemExit(f"{args.model} is not a model chat and serve ask about English (the embedded 1.5B)")
+        arms.append((f"rules + n-gram + {args.model} yes/no", stage.judge))
+    parts = sorted({r["part"] for r in rows})
+    print(f"{'arm':36s} " + " ".join(f"{p:>22s}" for p in parts))
     for name, judge in arms:
-        res = score(rows, judge)
-        cells = [f"{s['tp']}/{s['pos']} · FA {s['fp']}/{s['neg']}" for _, s in sorted(res.items())]
+        pred = [policy.check([{"role": "user", "content": r["text"]}], judge=judge).action == "escalate" for r in rows]
+        cells, notes = [], []
+        for part in parts:
+            sub = [(r, p) for r, p in zip(rows, pred) if r["part"] == part]
+            s = score([r for r, _ in sub], [p for _, p in sub])
+            cells.append(f"{s['tp']}/{s['pos']} · FA {s['fp']}/{s['neg']}")
+            missed = [r["id"] for r, p in sub if r["label"] and not p]
+            false = [r["id"] for r, p in sub if not r["label"] and p]
+            if missed or false:
+                notes.append(f"    {part}: missed {' '.join(missed) or '-'}; false alarms {' '.join(false) or '-'}")
         print(f"{name:36s} " + " ".join(f"{c:>22s}" for c in cells))
-        for part, s in sorted(res.items()):
-            if s["missed"] or s["false"]:
-                print(f"    {part}: missed {' '.join(s['missed']) or '-'}; false alarms {' '.join(s['false']) or '-'}")
+        for line in notes:
+            print(line)
 
 
 if __name__ == "__main__":

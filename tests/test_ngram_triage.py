@@ -282,15 +282,12 @@ def test_chat_and_serve_ask_the_model_about_english_only_on_the_measured_engine(
     assert not measured_engine(tiny_qwen_engine)
     stage = SafetyStage(SafetyPolicy(), english_model=True)
     stage.bind(tiny_qwen_engine)
-    assert isinstance(stage.judge, NgramTriage)
+    assert isinstance(stage.judge, NgramTriage) and not stage.reads_english
     (on,) = [st for st in serve_stages(ServeSettings()) if st.name == "safety"]
     (named,) = [st for st in serve_stages(ServeSettings(triage_model=True)) if st.name == "safety"]
     (off,) = [st for st in serve_stages(ServeSettings(triage_ngram=False)) if st.name == "safety"]
     assert on.english_model and not named.english_model and not off.english_model
-    from types import SimpleNamespace as NS
-
     from ming.cli.serve import _english_on
-    from ming.safety.probe_triage import FirstOf
 
-    assert not _english_on([stage]) and not _english_on([NS(judge=None)])
-    assert _english_on([NS(judge=FirstOf([stage.judge, ngram_triage.Unreadable(stage.judge)]))])  # the serve banner
+    assert not _english_on([stage]) and not _english_on([SimpleNamespace()])
+    assert _english_on([SimpleNamespace(reads_english=True)])  # the serve banner

@@ -122,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
     if judge is None:  # on by default where it was measured (model_triage.ON_BY_DEFAULT), unless a cheaper step is on
         judge = (args.safety != "off" and not probe and not ngram
                  and on_by_default(opts.model_path, opts.model_base, opts.backend))
-    # English messages, which the n-gram step does not read, go to the model's yes/no where it was measured
-    english = (ngram and not judge and args.triage_model is None and args.safety != "off"
-               and on_by_default(opts.model_path, opts.model_base, opts.backend))  # and the engine: at bind
+    # English messages, which the n-gram step does not read, go to the model's yes/no where it was measured (the
+    # embedded 1.5B on llama.cpp: decided when the stage binds the engine, as in serve)
+    english = ngram and not judge and args.triage_model is None and args.safety != "off"
     stages = build(stage_options(args.safety, args.mode, retrieval=args.retrieval, stages_off=args.stages_off,
                                  triage_model=args.triage_threshold if judge else None, triage_probe=probe,
                                  triage_ngram=ngram, triage_english=english))

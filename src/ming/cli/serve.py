@@ -78,10 +78,8 @@ def _ngram_on(stages) -> bool:
 
 
 def _english_on(stages) -> bool:
-    """Whether a bound safety stage asks the model about English messages (ngram_triage.Unreadable)."""
-    from ming.safety.ngram_triage import Unreadable
-
-    return any(isinstance(j, Unreadable) for s in stages for j in getattr(getattr(s, "judge", None), "judges", ()))
+    """Whether the bound safety stage asks the model about English messages (SafetyStage `reads_english`)."""
+    return any(getattr(s, "reads_english", False) for s in stages)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ming.errors import MingError
 from ming.safety.model_triage import CONTEXT_TURNS, Verdict, clip, read_step_file, write_step_file
+from ming.safety.triage import mostly_chinese
 
 if TYPE_CHECKING:
     import numpy as np  # imported where used: `ming chat --help` stays free of numpy
@@ -60,8 +61,6 @@ MIN_CHARS = 7  # a text with fewer letters / ideographs / digits is not scored (
 # 0.94, 我胸口疼 0.86, 我感冒了流鼻涕 0.02); the rules read them (喘不上气, 呕血, 想死, 晕倒 all fire there)
 _SPACE = re.compile(r"\s\s+")
 _NOT_CHAR = re.compile(r"[\W_]")
-_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_LATIN = re.compile(r"[a-zA-Z]")
 
 
 def text_of(text: str, context: Sequence[str] = ()) -> str:
@@ -79,16 +78,11 @@ def long_enough(text: str) -> bool:
     return len(_NOT_CHAR.sub("", text)) >= MIN_CHARS
 
 
-def mostly_chinese(text: str) -> bool:
-    """Whether a text has at least as many Chinese characters as Latin letters. The classifier learned from Chinese
-    messages (2 of 3,286 labelled ones are mostly Latin letters): on English its p is noise (0.9 and above for "I
-    have had a mild cough for three days"), so such a text is left to the rules, which read English red flags
-    through their `english` table (ming.safety.triage)."""
-    return len(_HAN.findall(text)) >= len(_LATIN.findall(text))
-
-
 def readable(text: str) -> bool:
-    """Whether the classifier is asked about a text: long enough, and mostly Chinese."""
+    """Whether the classifier is asked about a text: long enough, and mostly Chinese (`triage.mostly_chinese`). It
+    learned from Chinese messages (2 of 3,286 labelled ones are mostly Latin letters): on English its p is noise
+    (0.9 and above for "I have had a mild cough for three days"), so such a text is left to the rules, which read
+    English red flags through their `english` table, and in chat and serve to the model's yes/no (`Unreadable`)."""
     return long_enough(text) and mostly_chinese(text)
 
 
@@ -310,9 +304,7 @@ class Unreadable:
         if not turns:
             raise MingError("the triage step got a conversation without a user message")
         s = read_text(turns[-1], turns[-1 - CONTEXT_TURNS:-1])
-        if mostly_chinese(s) or not long_enough(s):
-            return None
-        return self.judge.assess(turns)
+        return self.judge.assess(turns) if long_enough(s) and not mostly_chinese(s) else None
 
 
 def resolve(flag: bool | None, safety: str = "on") -> bool:

@@ -42,6 +42,7 @@ class SafetyStage(Stage):
         self.probe = probe
         self.ngram = ngram
         self.english_model = english_model  # the model's yes/no on messages the n-gram step does not read (English)
+        self.reads_english = False  # whether `bind` put that step in (the engine is one it was measured on)
         self.judge: NgramTriage | ModelTriage | ProbeTriage | FirstOf | None = None
 
     def bind(self, engine) -> None:
@@ -51,7 +52,9 @@ class SafetyStage(Stage):
         if self.model_threshold is not None:
             judges.append(ModelTriage(engine, self.prompt, self.model_threshold,
                                       lock=engine.lock if self.hold_engine else None))
-        elif self.english_model and self.ngram and measured_engine(engine):
+        self.reads_english = (self.model_threshold is None and self.english_model and self.ngram
+                              and measured_engine(engine))
+        if self.reads_english:
             judges.append(Unreadable(ModelTriage(engine, self.prompt, DEFAULT_THRESHOLD,
                                                  lock=engine.lock if self.hold_engine else None)))
         self.judge = judges[0] if len(judges) == 1 else FirstOf(judges) if judges else None

@@ -43,7 +43,8 @@ _CN_NUM = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6,
 
 _SPACES = re.compile(r"([^ \t\u3000]*)([ \t\u3000]+|$)")
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_LATIN = re.compile(r"[a-z]")
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_LATIN = re.compile(r"[a-zA-Z]")
 _LATIN_WORD = re.compile(r"[a-z][a-z'-]*")
 _NEG_END = re.compile(r"(?:没有|没|不|无|未|别|非|否认)$")
 _MAX_HITS = 48          # candidate matches examined per concept / numeric pattern per message
@@ -112,6 +113,13 @@ def _cn_count_sub(m: re.Match) -> str:
 
 # a reading written as two numerals around a slash (一百九十五/一百二十 -> 195/120)
 _CN_SLASH = re.compile("(" + _CN_RUN + r")(?=\s*/\s*[零〇一二两三四五六七八九十百])")
+
+
+def mostly_chinese(text: str) -> bool:
+    """Whether a text has at least as many Chinese characters as Latin letters. The rules read a text that is not
+    through their `english` table (`Triage._from_english`); the n-gram step, trained on Chinese, does not score it
+    (ming.safety.ngram_triage)."""
+    return len(_HAN.findall(text)) >= len(_LATIN.findall(text))
 
 
 def cn_numerals_to_digits(text: str) -> str:
@@ -512,7 +520,7 @@ class Triage:
         its red-flag phrases, negations, people and times become the Chinese words the concepts match ("crushing chest
         pain spreading to my left arm" -> "压榨样胸痛 放射到 我的 左臂"), and the words the table does not know are
         dropped, so that they do not stand between two parts of a pattern. Chinese text is left as it is."""
-        if self._english_re is None or len(_LATIN.findall(t)) <= len(_CJK.findall(t)):
+        if self._english_re is None or mostly_chinese(t):
             return t
         t = re.sub(r"\s+", " ", t.replace("\u2019", "'"))
         t = self._english_re.sub(lambda m: f" {self._english[m.group(0).replace(' ', '')]} ", t)
